@@ -1,0 +1,133 @@
+// Package queue defines the durable work queue that carries tasks from the
+// webhook receiver to bots, and the event log that carries progress from
+// bots to the reporter. Backends live in sub-packages (queue/sqlite for the
+// embedded default; queue/amqp for RabbitMQ) and all pass the contract
+// suite in queue/queuetest.
+//
+// Delivery is at least once: a task is removed only by Ack, after its
+// result is stored. A bot that dies loses its lease and the task is
+// delivered again; a task delivered too often is dead-lettered.
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+)
+
+var (
+	// ErrDuplicate is returned by Publish when a task with the same Key is
+	// already queued or running. The caller has nothing to do.
+	ErrDuplicate = errors.New("task already queued or running")
+	// ErrLeaseLost is returned by Heartbeat, Ack and Nack when the lease
+	// expired and the task may have been given to someone else. The holder
+	// must stop reporting for it; its outcome will come from the new holder.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("queue closed")
+)
+
+// Options tune a queue backend. Zero values mean the defaults below.
+type Options struct {
+	// Lease is how long a claim lasts without a heartbeat. Default 2m.
+	Lease time.Duration
+	// MaxDeliveries bounds how often one publish of a task is delivered
+	// (redeliveries after lease loss and Nacks count). Past it, the task is
+	// dead-lettered. Default 5.
+	MaxDeliveries int
+	// Poll is how often a waiting Claim looks for work when the backend
+	// cannot be woken up by a publish in another process. Default 200ms.
+	Poll time.Duration
+}
+
+// WithDefaults returns o with zero fields set to their defaults.
+func (o Options) WithDefaults() Options {
+	if o.Lease <= 0 {
+		o.Lease = 2 * time.Minute
+	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = 5
+	}
+	if o.Poll <= 0 {
+		o.Poll = 200 * time.Millisecond
+	}
+	return o
+}
+
+// Queue is the work queue.
+type Queue interface {
+	// Publish stores a valid task durably before returning. It returns
+	// ErrDuplicate if a task with the same Key is queued or running, and
+	// a validation error for an invalid task.
+	Publish(ctx context.Context, t turtles.Task) error
+	// Claim blocks until a task of the pool is available or ctx ends (then
+	// it returns ctx.Err()). Higher priority first, then oldest first;
+	// tasks delayed by Nack are not available before their delay. The
+	// returned task's Attempt is raised by one for every earlier delivery.
+	// A message that is not a valid task, or that has been delivered
+	// MaxDeliveries times, is dead-lettered instead of returned.
+	Claim(ctx context.Context, pool string) (Delivery, error)
+	// DeadLetters lists dead-lettered messages, newest first.
+	DeadLetters(ctx context.Context) ([]DeadLetter, error)
+	// Stats counts tasks per pool and state, for metrics.
+	Stats(ctx context.Context) ([]Stat, error)
+	// Close releases the backend. Leased tasks are not acked: they come
+	// back after their lease (or at once, if the backend can tell).
+	Close() error
+}
+
+// Delivery is one claimed task and its lease.
+type Delivery interface {
+	Task() turtles.Task
+	// Count is how many times this publish was delivered, 1 the first time.
+	Count() int
+	// Heartbeat extends the lease by the queue's lease duration.
+	// ErrLeaseLost if the lease had already expired and was taken.
+	Heartbeat(ctx context.Context) error
+	// Ack removes the task for good. Call it after the result is stored.
+	Ack(ctx context.Context) error
+	// Nack returns the task to the queue, available again after delay.
+	// If the task was delivered MaxDeliveries times it is dead-lettered
+	// with reason instead; dead reports which happened.
+	Nack(ctx context.Context, delay time.Duration, reason string) (dead bool, err error)
+	// Release returns the task at once without counting the delivery, for
+	// a bot that drains before starting it.
+	Release(ctx context.Context) error
+}
+
+// DeadLetter is a message that will not be delivered again.
+type DeadLetter struct {
+	// Task is the decoded task; zero if the body did not decode.
+	Task   turtles.Task `json:"task"`
+	Body   string       `json:"body,omitempty"`
+	Reason string       `json:"reason"`
+	Pool   string       `json:"pool"`
+	Time   time.Time    `json:"time"`
+}
+
+// Stat is a count of tasks in one pool and state.
+type Stat struct {
+	Pool  string `json:"pool"`
+	State string `json:"state"` // "ready", "delayed", "leased", "dead"
+	Count int    `json:"count"`
+}
+
+// Events is the durable event log from bots and hooks to the reporter and
+// the recorder. Events of one task are received in the order emitted.
+type Events interface {
+	// Emit stores ev durably before returning.
+	Emit(ctx context.Context, ev turtles.Event) error
+	// Receive blocks until an event not yet acked is available or ctx ends.
+	// An event received but not acked within the lease is received again.
+	Receive(ctx context.Context) (EventDelivery, error)
+	Close() error
+}
+
+// EventDelivery is one received event.
+type EventDelivery interface {
+	Event() turtles.Event
+	// Ack removes the event; call it once every consumer handled it.
+	Ack(ctx context.Context) error
+}

@@ -1,0 +1,245 @@
+// Package turtles holds the domain types that every part of turtles shares:
+// the Task a bot runs, the Outcome it ends with, and the Events that carry
+// progress from bots to the reporter.
+//
+// It imports nothing but the standard library; every other package may
+// import it. Packages that talk to an external system (queue/sqlite,
+// forge/github, store, git) import these types, never the other way round.
+package turtles
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// TaskVersion is the version of the Task JSON encoding. A consumer refuses
+// tasks of a version it does not know (they are dead-lettered, not guessed).
+const TaskVersion = 1
+
+// PlanContext is the status context of plan tasks: the task that reads
+// .turtles.yaml at a commit and enqueues one test task per context.
+const PlanContext = "turtles"
+
+// DefaultPool is the pool tasks go to when nothing else is said.
+const DefaultPool = "public"
+
+// Kind says what a bot does with a task.
+type Kind string
+
+const (
+	// KindTest runs one context's command against a checkout.
+	KindTest Kind = "test"
+	// KindPlan checks out a commit, reads its .turtles.yaml and publishes a
+	// KindTest task for each context. It needs no forge credentials.
+	KindPlan Kind = "plan"
+)
+
+// Repo names a repository and says where to clone it from.
+type Repo struct {
+	// Name is the forge's full name, "owner/name".
+	Name string `json:"name"`
+	// CloneURL is anything git can fetch from: https://, http://, file://.
+	CloneURL string `json:"clone_url"`
+}
+
+// Task is one unit of work: run one context of one commit. It travels as
+// versioned JSON through the queue.
+type Task struct {
+	Version int    `json:"version"`
+	Kind    Kind   `json:"kind"`
+	Repo    Repo   `json:"repo"`
+	SHA     string `json:"sha"`
+	// Ref is the branch or tag the commit was pushed to, or the pull
+	// request's base branch; informational.
+	Ref string `json:"ref,omitempty"`
+	// PR is the pull request number, 0 for a push.
+	PR      int    `json:"pr,omitempty"`
+	Context string `json:"context"`
+	// Command is run with "sh -c" in the checkout. Empty means: look the
+	// context up in the checkout's .turtles.yaml.
+	Command string   `json:"command,omitempty"`
+	Timeout Duration `json:"timeout,omitempty"`
+	Pool    string   `json:"pool"`
+	// Priority orders tasks within a pool: higher first. 0..9.
+	Priority int `json:"priority,omitempty"`
+	// Attempt counts runs of this key, 1 for the first. The queue raises
+	// it on each redelivery so that every attempt keeps its own log.
+	Attempt int `json:"attempt"`
+	// Trusted is false for work from people who may not use secrets.
+	Trusted bool `json:"trusted"`
+	// Secrets are names, resolved by the bot at run time; never values.
+	Secrets []string `json:"secrets,omitempty"`
+	// Created is when the task was first published.
+	Created time.Time `json:"created"`
+}
+
+// Key is the stable identity of a task: the same repo, commit and context
+// are the same work, whatever the attempt. Queues deduplicate on it.
+func (t Task) Key() string {
+	return t.Repo.Name + "@" + t.SHA + ":" + t.Context
+}
+
+// ID is a short, URL-safe, stable identifier derived from Key.
+func (t Task) ID() string {
+	sum := sha256.Sum256([]byte(t.Key()))
+	return hex.EncodeToString(sum[:8])
+}
+
+// MaxPriority is the highest task priority.
+const MaxPriority = 9
+
+var (
+	shaRe     = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+	contextRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/+-]{0,99}$`)
+	poolRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	repoRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
+)
+
+// Validate reports the first thing wrong with a task, so that a bad task is
+// refused at the door (publish) or dead-lettered (claim), never half-run.
+func (t Task) Validate() error {
+	switch {
+	case t.Version != TaskVersion:
+		return fmt.Errorf("task version %d, want %d", t.Version, TaskVersion)
+	case t.Kind != KindTest && t.Kind != KindPlan:
+		return fmt.Errorf("unknown task kind %q", t.Kind)
+	case !repoRe.MatchString(t.Repo.Name) || strings.Contains(t.Repo.Name, ".."):
+		return fmt.Errorf("bad repo name %q", t.Repo.Name)
+	case t.Repo.CloneURL == "":
+		return errors.New("repo has no clone URL")
+	case !shaRe.MatchString(t.SHA):
+		return fmt.Errorf("bad commit SHA %q: want 40 lowercase hex digits", t.SHA)
+	case !contextRe.MatchString(t.Context) || strings.Contains(t.Context, ".."):
+		return fmt.Errorf("bad context name %q", t.Context)
+	case !poolRe.MatchString(t.Pool):
+		return fmt.Errorf("bad pool name %q", t.Pool)
+	case t.Priority < 0 || t.Priority > MaxPriority:
+		return fmt.Errorf("priority %d out of range 0..%d", t.Priority, MaxPriority)
+	case t.Attempt < 1:
+		return fmt.Errorf("attempt %d, want >= 1", t.Attempt)
+	case t.Timeout < 0:
+		return fmt.Errorf("negative timeout %s", t.Timeout)
+	}
+	return nil
+}
+
+// DecodeTask parses and validates a task from the queue. An error means the
+// message can never be run and belongs on the dead-letter list.
+func DecodeTask(b []byte) (Task, error) {
+	var t Task
+	if err := json.Unmarshal(b, &t); err != nil {
+		return Task{}, fmt.Errorf("decode task: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return Task{}, fmt.Errorf("invalid task: %w", err)
+	}
+	return t, nil
+}
+
+// Duration is a time.Duration that reads and writes JSON and YAML as a
+// string such as "90s" or "2h".
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Class is how a task ended. Retries decide on the class.
+type Class string
+
+const (
+	// Success: the command ran and exited 0.
+	Success Class = "success"
+	// Failure: the command ran and the tests failed. Not retried.
+	Failure Class = "failure"
+	// Infra: we failed (checkout, VM, bot). Retried with growing delays.
+	Infra Class = "infra"
+	// Cancelled: someone or something stopped it (superseded, drain).
+	Cancelled Class = "cancelled"
+)
+
+// Outcome is the end of one attempt.
+type Outcome struct {
+	Class Class `json:"class"`
+	// ExitCode of the command, -1 when it did not run to an exit.
+	ExitCode int `json:"exit_code"`
+	// Reason is a short sentence for people: a status description.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Result is what a bot stores as result.json beside the log of an attempt.
+type Result struct {
+	Task     Task      `json:"task"`
+	Outcome  Outcome   `json:"outcome"`
+	Bot      string    `json:"bot"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// Duration in seconds, for people reading the JSON.
+	Duration float64 `json:"duration_seconds"`
+	LogURL   string  `json:"log_url,omitempty"`
+}
+
+// EventType says what happened to a task.
+type EventType string
+
+const (
+	// EventQueued: the task was published; the reporter sets "pending".
+	EventQueued EventType = "queued"
+	// EventStarted: a bot began an attempt; the log is at LogURL.
+	EventStarted EventType = "started"
+	// EventRetrying: the attempt ended in infra and will be retried.
+	EventRetrying EventType = "retrying"
+	// EventFinished: the task has its final outcome.
+	EventFinished EventType = "finished"
+)
+
+// Event carries progress from bots and hooks to the reporter and the
+// recorder. Bots need no forge credentials: they only emit events.
+type Event struct {
+	// ID is unique per event; consumers use it to drop duplicates.
+	ID      string    `json:"id"`
+	Type    EventType `json:"type"`
+	Task    Task      `json:"task"`
+	Bot     string    `json:"bot,omitempty"`
+	LogURL  string    `json:"log_url,omitempty"`
+	Outcome *Outcome  `json:"outcome,omitempty"`
+	Time    time.Time `json:"time"`
+}
+
+// InfraError marks an error as ours, not the tests': the checkout failed,
+// the VM did not boot, the bot died. Such attempts are retried.
+type InfraError struct{ Err error }
+
+func (e *InfraError) Error() string { return e.Err.Error() }
+func (e *InfraError) Unwrap() error { return e.Err }
+
+// MarkInfra wraps err as an infrastructure error; nil stays nil.
+func MarkInfra(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &InfraError{Err: err}
+}
+
+// IsInfra reports whether err, or an error it wraps, is an InfraError.
+func IsInfra(err error) bool {
+	var ie *InfraError
+	return errors.As(err, &ie)
+}
