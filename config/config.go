@@ -1,0 +1,226 @@
+// Package config parses a repository's .turtles.yaml: the contexts to run
+// for each commit. Decoding is strict: an unknown key, a wrong type or a
+// syntax error is an error that names the file, the line and the problem,
+// because it ends up in a commit status a person reads.
+//
+// Anyone may import it; it does no I/O.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/turtles-ci/turtles"
+)
+
+// FileName is where a repository keeps its turtles configuration.
+const FileName = ".turtles.yaml"
+
+// MaxSize is the largest configuration file accepted.
+const MaxSize = 1 << 20
+
+// Config is a parsed .turtles.yaml.
+type Config struct {
+	Contexts []Context `yaml:"contexts"`
+}
+
+// Context is one named job: a command run against a checkout.
+type Context struct {
+	Name    string `yaml:"name"`
+	Command string `yaml:"command"`
+	// Timeout bounds the command; DefaultTimeout when zero.
+	Timeout Duration `yaml:"timeout"`
+	// Pool is the bot pool to run on; turtles.DefaultPool when empty.
+	Pool string `yaml:"pool"`
+	// Priority 0..9, higher first.
+	Priority int `yaml:"priority"`
+
+	line int
+}
+
+// DefaultTimeout bounds a context that sets no timeout.
+const DefaultTimeout = time.Hour
+
+// MaxTimeout is the longest timeout a context may ask for.
+const MaxTimeout = 24 * time.Hour
+
+// Error is a configuration problem at a place in a file.
+type Error struct {
+	File string
+	Line int // 0 when unknown
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+var (
+	contextNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/+-]{0,99}$`)
+	poolRe        = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	unknownKeyRe  = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+)
+
+// Parse decodes and validates data read from file (the name is used in
+// errors only). Errors are *Error.
+func Parse(file string, data []byte) (*Config, error) {
+	if len(data) > MaxSize {
+		return nil, &Error{File: file, Msg: fmt.Sprintf("file is %d bytes, larger than %d", len(data), MaxSize)}
+	}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: file, Msg: "file is empty: want a list of contexts"}
+		}
+		return nil, yamlError(file, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &Error{File: file, Line: extra.Line, Msg: "more than one YAML document"}
+	}
+	var c Config
+	strict := yaml.NewDecoder(bytes.NewReader(data))
+	strict.KnownFields(true)
+	if err := strict.Decode(&c); err != nil {
+		return nil, yamlError(file, err)
+	}
+	recordLines(&root, &c)
+	if err := c.validate(file); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// yamlError turns yaml.v3's "yaml: line 3: ..." messages, possibly several
+// joined in a TypeError, into an *Error for the first problem.
+func yamlError(file string, err error) error {
+	var te *yaml.TypeError
+	msg := err.Error()
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		var line int
+		fmt.Sscan(m[1], &line)
+		msg = m[2]
+		if k := unknownKeyRe.FindStringSubmatch(msg); k != nil {
+			msg = fmt.Sprintf("unknown key %q", k[1])
+		}
+		return &Error{File: file, Line: line, Msg: msg}
+	}
+	return &Error{File: file, Msg: msg}
+}
+
+// recordLines remembers where each context starts, for validation errors.
+func recordLines(root *yaml.Node, c *Config) {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return
+	}
+	m := root.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value != "contexts" || m.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for j, n := range m.Content[i+1].Content {
+			if j < len(c.Contexts) {
+				c.Contexts[j].line = n.Line
+			}
+		}
+	}
+}
+
+func (c *Config) validate(file string) error {
+	if len(c.Contexts) == 0 {
+		return &Error{File: file, Msg: "no contexts: want a list under \"contexts:\""}
+	}
+	seen := map[string]int{}
+	for i := range c.Contexts {
+		x := &c.Contexts[i]
+		bad := func(format string, args ...any) error {
+			return &Error{File: file, Line: x.line, Msg: fmt.Sprintf("context %d: ", i+1) + fmt.Sprintf(format, args...)}
+		}
+		switch {
+		case x.Name == "":
+			return bad("missing name")
+		case !contextNameRe.MatchString(x.Name) || strings.Contains(x.Name, ".."):
+			return bad("bad name %q: use letters, digits and ._/+- (at most 100)", x.Name)
+		case x.Name == turtles.PlanContext:
+			return bad("name %q is reserved for turtles itself", x.Name)
+		case strings.TrimSpace(x.Command) == "":
+			return bad("%q has no command", x.Name)
+		case x.Timeout < 0 || time.Duration(x.Timeout) > MaxTimeout:
+			return bad("%q: timeout %s out of range 0..%s", x.Name, x.Timeout, MaxTimeout)
+		case x.Pool != "" && !poolRe.MatchString(x.Pool):
+			return bad("%q: bad pool name %q", x.Name, x.Pool)
+		case x.Priority < 0 || x.Priority > turtles.MaxPriority:
+			return bad("%q: priority %d out of range 0..%d", x.Name, x.Priority, turtles.MaxPriority)
+		}
+		if first, ok := seen[x.Name]; ok {
+			return bad("duplicate context %q (first at line %d)", x.Name, first)
+		}
+		seen[x.Name] = x.line
+		if x.Timeout == 0 {
+			x.Timeout = Duration(DefaultTimeout)
+		}
+		if x.Pool == "" {
+			x.Pool = turtles.DefaultPool
+		}
+	}
+	return nil
+}
+
+// Find returns the context called name.
+func (c *Config) Find(name string) (Context, bool) {
+	for _, x := range c.Contexts {
+		if x.Name == name {
+			return x, true
+		}
+	}
+	return Context{}, false
+}
+
+// Task returns the test task for context x at the commit that plan names;
+// it inherits repository, commit, trust and origin from plan.
+func (x Context) Task(plan turtles.Task) turtles.Task {
+	t := plan
+	t.Kind = turtles.KindTest
+	t.Context = x.Name
+	t.Command = x.Command
+	t.Timeout = turtles.Duration(x.Timeout)
+	t.Pool = x.Pool
+	t.Priority = x.Priority
+	t.Attempt = 1
+	return t
+}
+
+// Duration is a YAML duration such as "90s" or "2h"; a bad one is an error
+// with its line.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return fmt.Errorf("line %d: bad duration %q: want a number with a unit, such as 90s, 30m or 2h", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
