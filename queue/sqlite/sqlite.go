@@ -1,0 +1,758 @@
+// Package sqlite is the embedded queue backend: tasks and events in one
+// SQLite file (pure Go, modernc.org/sqlite), so that `turtles serve` needs
+// no broker. Several processes may share the file; every state change is a
+// write transaction, so a task is never held by two claimers at once.
+//
+// Only the wiring in cmd/ should import it; everything else takes the
+// queue.Queue and queue.Events interfaces.
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+const (
+	// eventLease is how long a received event stays invisible to other
+	// receivers before it is received again.
+	eventLease = 30 * time.Second
+	// deliveryTTL is how long FirstDelivery remembers a webhook delivery.
+	// Forges redeliver within hours; a week is plenty.
+	deliveryTTL = 7 * 24 * time.Hour
+	// maxSkip bounds the dead-lettering one Claim does in one transaction,
+	// so a flood of bad messages cannot hold the write lock for long.
+	maxSkip = 64
+)
+
+// migrations[i] takes the schema from version i to i+1. Append only.
+//
+// avail_at (unix nanoseconds) is when a row may be handed out next: the
+// publish or Nack time plus delay for a waiting task, the lease end for a
+// leased one. A task is leased while token is set; an expired lease is
+// simply available again, which is how a dead bot's task comes back.
+var migrations = []string{
+	`CREATE TABLE tasks (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT,
+		pool       TEXT    NOT NULL,
+		key        TEXT    UNIQUE, -- NULL for bodies that do not decode
+		priority   INTEGER NOT NULL,
+		body       BLOB    NOT NULL,
+		published  INTEGER NOT NULL,
+		avail_at   INTEGER NOT NULL,
+		token      TEXT,
+		deliveries INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX tasks_claim ON tasks(pool, priority DESC, id);
+	CREATE TABLE dead (
+		id     INTEGER PRIMARY KEY AUTOINCREMENT,
+		pool   TEXT    NOT NULL,
+		body   BLOB    NOT NULL,
+		reason TEXT    NOT NULL,
+		time   INTEGER NOT NULL
+	);
+	CREATE TABLE events (
+		seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+		task_key TEXT    NOT NULL,
+		body     BLOB    NOT NULL,
+		avail_at INTEGER NOT NULL DEFAULT 0,
+		owner    TEXT -- the handle that received it, NULL when not leased
+	);
+	CREATE INDEX events_task ON events(task_key, seq);
+	CREATE TABLE deliveries (
+		id   TEXT    PRIMARY KEY,
+		seen INTEGER NOT NULL
+	);
+	CREATE INDEX deliveries_seen ON deliveries(seen);`,
+}
+
+// DB is a queue.Queue and a queue.Events on one SQLite file.
+type DB struct {
+	sql   *sql.DB
+	opts  queue.Options
+	log   *slog.Logger
+	owner string // identifies this handle's event leases, released on Close
+
+	eventLease time.Duration // eventLease; shorter in tests
+
+	done      chan struct{} // closed by Close; wakes every waiter
+	closeOnce sync.Once
+
+	mu         sync.Mutex
+	poolWake   map[string]chan struct{} // closed and replaced on new work
+	eventWake  chan struct{}
+	lastPruned time.Time
+}
+
+var (
+	_ queue.Queue  = (*DB)(nil)
+	_ queue.Events = (*DB)(nil)
+)
+
+// Open opens or creates the queue file at path and brings its schema up to
+// date. A nil log discards.
+func Open(path string, opts queue.Options, log *slog.Logger) (*DB, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	// synchronous=NORMAL in WAL mode survives a crash of the process (the
+	// WAL is in the OS's hands at commit) and loses at most the last
+	// transactions on power loss; FULL would cost an fsync per commit.
+	// BEGIN IMMEDIATE takes the write lock up front, so that concurrent
+	// transactions from other processes wait (busy_timeout) instead of
+	// failing half way.
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	sdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	// One connection: writers in this process queue up in database/sql
+	// rather than spin on SQLite's lock; other processes use busy_timeout.
+	sdb.SetMaxOpenConns(1)
+	sdb.SetConnMaxIdleTime(0)
+	sdb.SetConnMaxLifetime(0)
+	db := &DB{
+		sql:        sdb,
+		opts:       opts.WithDefaults(),
+		log:        log,
+		owner:      newToken(),
+		eventLease: eventLease,
+		done:       make(chan struct{}),
+		poolWake:   map[string]chan struct{}{},
+		eventWake:  make(chan struct{}),
+	}
+	if err := db.migrate(context.Background()); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin migration: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	var v int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return fmt.Errorf("init schema_version: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this binary knows (%d)", v, len(migrations))
+	}
+	for ; v < len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, v); err != nil {
+		return fmt.Errorf("record schema version: %w", err)
+	}
+	return tx.Commit()
+}
+
+// Close releases the file. Tasks leased through this handle come back when
+// their lease ends; events received and not acked come back at once, since
+// no one can ack them any more.
+func (db *DB) Close() error {
+	err := queue.ErrClosed
+	db.closeOnce.Do(func() {
+		close(db.done)
+		_, rerr := db.sql.Exec(`UPDATE events SET avail_at = 0, owner = NULL WHERE owner = ?`, db.owner)
+		cerr := db.sql.Close()
+		err = errors.Join(rerr, cerr)
+		if err != nil {
+			err = fmt.Errorf("close queue: %w", err)
+		}
+	})
+	return err
+}
+
+func (db *DB) closed() bool {
+	select {
+	case <-db.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// check turns errors caused by a concurrent Close into ErrClosed.
+func (db *DB) check(err error) error {
+	if err != nil && db.closed() {
+		return queue.ErrClosed
+	}
+	return err
+}
+
+func newToken() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand docs)
+	return hex.EncodeToString(b[:])
+}
+
+func nanos(t time.Time) int64 { return t.UnixNano() }
+
+// wakeChan returns the channel closed the next time pool gets work.
+func (db *DB) wakeChan(pool string) chan struct{} {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	c, ok := db.poolWake[pool]
+	if !ok {
+		c = make(chan struct{})
+		db.poolWake[pool] = c
+	}
+	return c
+}
+
+func (db *DB) wake(pool string) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if c, ok := db.poolWake[pool]; ok {
+		close(c)
+		delete(db.poolWake, pool)
+	}
+}
+
+func (db *DB) eventWakeChan() chan struct{} {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.eventWake
+}
+
+func (db *DB) wakeEvents() {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	close(db.eventWake)
+	db.eventWake = make(chan struct{})
+}
+
+// Publish implements queue.Queue.
+func (db *DB) Publish(ctx context.Context, t turtles.Task) error {
+	if db.closed() {
+		return queue.ErrClosed
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("publish %s: %w", t.Key(), err)
+	}
+	body, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("publish %s: encode: %w", t.Key(), err)
+	}
+	return db.insert(ctx, t.Pool, t.Key(), t.Priority, body)
+}
+
+// PublishRaw queues body as it is, for tools and for tests of malformed
+// messages. A body that is a valid task is deduplicated like Publish; any
+// other body is dead-lettered by the Claim that meets it.
+func (db *DB) PublishRaw(ctx context.Context, pool string, body []byte) error {
+	if db.closed() {
+		return queue.ErrClosed
+	}
+	var key sql.NullString
+	prio := 0
+	if t, err := turtles.DecodeTask(body); err == nil {
+		key = sql.NullString{String: t.Key(), Valid: true}
+		prio = t.Priority
+	}
+	return db.insert(ctx, pool, key, prio, body)
+}
+
+func (db *DB) insert(ctx context.Context, pool string, key any, prio int, body []byte) error {
+	now := nanos(time.Now())
+	res, err := db.sql.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`, pool, key, prio, body, now, now)
+	if err != nil {
+		return fmt.Errorf("publish to pool %s: %w", pool, db.check(err))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("publish to pool %s: %w", pool, db.check(err))
+	} else if n == 0 {
+		return fmt.Errorf("publish %v: %w", key, queue.ErrDuplicate)
+	}
+	db.wake(pool)
+	return nil
+}
+
+// Claim implements queue.Queue. It waits for an in-process wakeup, for the
+// next known availability time (a delay or lease ending), or for opts.Poll
+// to pass, whichever is first; the poll finds work published by other
+// processes.
+func (db *DB) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	for {
+		if db.closed() {
+			return nil, queue.ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		wake := db.wakeChan(pool) // before looking, so no publish is missed
+		d, next, err := db.tryClaim(ctx, pool)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("claim from pool %s: %w", pool, db.check(err))
+		}
+		if d != nil {
+			return d, nil
+		}
+		wait := db.opts.Poll
+		if next > 0 {
+			if until := time.Until(time.Unix(0, next)); until < wait {
+				wait = max(until, time.Millisecond)
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-db.done:
+			return nil, queue.ErrClosed
+		case <-wake:
+			if !timer.Stop() {
+				<-timer.C
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+type deadMsg struct {
+	id     int64
+	reason string
+}
+
+// tryClaim leases the first available task of pool, dead-lettering the
+// undeliverable ones it meets on the way. With none, it returns when the
+// next task of the pool becomes available (0 if none is known).
+func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int64, err error) {
+	now := time.Now()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback()
+	var dead []deadMsg
+	for range maxSkip {
+		var (
+			id, deliveries int64
+			body           []byte
+		)
+		err := tx.QueryRowContext(ctx, `SELECT id, body, deliveries FROM tasks
+			WHERE pool = ? AND avail_at <= ? ORDER BY priority DESC, id LIMIT 1`,
+			pool, nanos(now)).Scan(&id, &body, &deliveries)
+		if errors.Is(err, sql.ErrNoRows) {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		t, derr := turtles.DecodeTask(body)
+		reason := ""
+		switch {
+		case derr != nil:
+			reason = derr.Error()
+		case deliveries >= int64(db.opts.MaxDeliveries):
+			reason = fmt.Sprintf("delivered %d times without an ack (lease expired)", deliveries)
+		}
+		if reason != "" {
+			if err := moveDead(ctx, tx, id, reason, now); err != nil {
+				return nil, 0, err
+			}
+			dead = append(dead, deadMsg{id, reason})
+			continue
+		}
+		token := newToken()
+		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET token = ?, avail_at = ?, deliveries = deliveries + 1
+			WHERE id = ?`, token, nanos(now.Add(db.opts.Lease)), id); err != nil {
+			return nil, 0, err
+		}
+		count := int(deliveries) + 1
+		t.Attempt += count - 1
+		d = &delivery{db: db, id: id, token: token, task: t, count: count}
+		break
+	}
+	if d == nil {
+		var n sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(avail_at) FROM tasks WHERE pool = ?`, pool).Scan(&n); err != nil {
+			return nil, 0, err
+		}
+		next = n.Int64
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, 0, err
+	}
+	for _, m := range dead {
+		db.log.Warn("dead-lettered queued message", "pool", pool, "id", m.id, "reason", m.reason)
+	}
+	return d, next, nil
+}
+
+// moveDead moves task row id to the dead-letter table.
+func moveDead(ctx context.Context, tx *sql.Tx, id int64, reason string, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO dead (pool, body, reason, time)
+		SELECT pool, body, ?, ? FROM tasks WHERE id = ?`, reason, nanos(now), id); err != nil {
+		return fmt.Errorf("dead-letter task %d: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("dead-letter task %d: %w", id, err)
+	}
+	return nil
+}
+
+// delivery is a leased task. Every method checks the lease token, so a
+// holder whose lease ran out and was taken over changes nothing.
+type delivery struct {
+	db    *DB
+	id    int64
+	token string
+	task  turtles.Task
+	count int
+}
+
+func (d *delivery) Task() turtles.Task { return d.task }
+func (d *delivery) Count() int         { return d.count }
+
+// exec runs a statement that must touch this delivery's row, mapping "no
+// row" to ErrLeaseLost.
+func (d *delivery) exec(ctx context.Context, what, query string, args ...any) error {
+	if d.db.closed() {
+		return queue.ErrClosed
+	}
+	res, err := d.db.sql.ExecContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("%s task %s: %w", what, d.task.Key(), d.db.check(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s task %s: %w", what, d.task.Key(), d.db.check(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("%s task %s: %w", what, d.task.Key(), queue.ErrLeaseLost)
+	}
+	return nil
+}
+
+func (d *delivery) Heartbeat(ctx context.Context) error {
+	return d.exec(ctx, "heartbeat", `UPDATE tasks SET avail_at = ? WHERE id = ? AND token = ?`,
+		nanos(time.Now().Add(d.db.opts.Lease)), d.id, d.token)
+}
+
+func (d *delivery) Ack(ctx context.Context) error {
+	return d.exec(ctx, "ack", `DELETE FROM tasks WHERE id = ? AND token = ?`, d.id, d.token)
+}
+
+func (d *delivery) Release(ctx context.Context) error {
+	err := d.exec(ctx, "release", `UPDATE tasks SET token = NULL, avail_at = ?, deliveries = deliveries - 1
+		WHERE id = ? AND token = ?`, nanos(time.Now()), d.id, d.token)
+	if err == nil {
+		d.db.wake(d.task.Pool)
+	}
+	return err
+}
+
+func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string) (dead bool, err error) {
+	if d.db.closed() {
+		return false, queue.ErrClosed
+	}
+	dead, err = d.nack(ctx, delay, reason)
+	if err != nil {
+		return false, fmt.Errorf("nack task %s: %w", d.task.Key(), d.db.check(err))
+	}
+	if dead {
+		d.db.log.Warn("dead-lettered task", "key", d.task.Key(), "pool", d.task.Pool, "deliveries", d.count, "reason", reason)
+	} else {
+		d.db.wake(d.task.Pool) // waiters recompute their sleep for the delay
+	}
+	return dead, nil
+}
+
+func (d *delivery) nack(ctx context.Context, delay time.Duration, reason string) (dead bool, err error) {
+	now := time.Now()
+	tx, err := d.db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	var deliveries int64
+	err = tx.QueryRowContext(ctx, `SELECT deliveries FROM tasks WHERE id = ? AND token = ?`, d.id, d.token).Scan(&deliveries)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, queue.ErrLeaseLost
+	}
+	if err != nil {
+		return false, err
+	}
+	if deliveries >= int64(d.db.opts.MaxDeliveries) {
+		why := fmt.Sprintf("gave up after %d deliveries: %s", deliveries, reason)
+		if err := moveDead(ctx, tx, d.id, why, now); err != nil {
+			return false, err
+		}
+		dead = true
+	} else if _, err := tx.ExecContext(ctx, `UPDATE tasks SET token = NULL, avail_at = ? WHERE id = ?`,
+		nanos(now.Add(max(delay, 0))), d.id); err != nil {
+		return false, err
+	}
+	return dead, tx.Commit()
+}
+
+// DeadLetters implements queue.Queue.
+func (db *DB) DeadLetters(ctx context.Context) ([]queue.DeadLetter, error) {
+	if db.closed() {
+		return nil, queue.ErrClosed
+	}
+	rows, err := db.sql.QueryContext(ctx, `SELECT pool, body, reason, time FROM dead ORDER BY id DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", db.check(err))
+	}
+	defer rows.Close()
+	var out []queue.DeadLetter
+	for rows.Next() {
+		var (
+			dl   queue.DeadLetter
+			body []byte
+			at   int64
+		)
+		if err := rows.Scan(&dl.Pool, &body, &dl.Reason, &at); err != nil {
+			return nil, fmt.Errorf("list dead letters: %w", db.check(err))
+		}
+		dl.Body = string(body)
+		dl.Time = time.Unix(0, at)
+		dl.Task, _ = turtles.DecodeTask(body) // zero when undecodable, as documented
+		out = append(out, dl)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", db.check(err))
+	}
+	return out, nil
+}
+
+// Stats implements queue.Queue. A task whose lease ran out counts as ready:
+// the next Claim takes it.
+func (db *DB) Stats(ctx context.Context) ([]queue.Stat, error) {
+	if db.closed() {
+		return nil, queue.ErrClosed
+	}
+	rows, err := db.sql.QueryContext(ctx, `
+		SELECT pool, CASE
+			WHEN avail_at <= ?1 THEN 'ready'
+			WHEN token IS NOT NULL THEN 'leased'
+			ELSE 'delayed' END AS state, COUNT(*)
+		FROM tasks GROUP BY 1, 2
+		UNION ALL
+		SELECT pool, 'dead', COUNT(*) FROM dead GROUP BY 1
+		ORDER BY 1, 2`, nanos(time.Now()))
+	if err != nil {
+		return nil, fmt.Errorf("queue stats: %w", db.check(err))
+	}
+	defer rows.Close()
+	var out []queue.Stat
+	for rows.Next() {
+		var s queue.Stat
+		if err := rows.Scan(&s.Pool, &s.State, &s.Count); err != nil {
+			return nil, fmt.Errorf("queue stats: %w", db.check(err))
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("queue stats: %w", db.check(err))
+	}
+	return out, nil
+}
+
+// FirstDelivery records a webhook delivery ID and reports whether it is
+// new, so that the receiver can ignore a forge's replays. IDs are
+// forgotten after a week.
+func (db *DB) FirstDelivery(ctx context.Context, id string) (bool, error) {
+	if db.closed() {
+		return false, queue.ErrClosed
+	}
+	now := time.Now()
+	db.mu.Lock()
+	prune := now.Sub(db.lastPruned) > time.Hour
+	if prune {
+		db.lastPruned = now
+	}
+	db.mu.Unlock()
+	if prune {
+		if _, err := db.sql.ExecContext(ctx, `DELETE FROM deliveries WHERE seen < ?`, nanos(now.Add(-deliveryTTL))); err != nil {
+			return false, fmt.Errorf("prune webhook deliveries: %w", db.check(err))
+		}
+	}
+	res, err := db.sql.ExecContext(ctx, `INSERT INTO deliveries (id, seen) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, nanos(now))
+	if err != nil {
+		return false, fmt.Errorf("record webhook delivery %q: %w", id, db.check(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("record webhook delivery %q: %w", id, db.check(err))
+	}
+	return n == 1, nil
+}
+
+// Emit implements queue.Events.
+func (db *DB) Emit(ctx context.Context, ev turtles.Event) error {
+	if db.closed() {
+		return queue.ErrClosed
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("emit event %s: encode: %w", ev.ID, err)
+	}
+	if _, err := db.sql.ExecContext(ctx, `INSERT INTO events (task_key, body) VALUES (?, ?)`, ev.Task.Key(), body); err != nil {
+		return fmt.Errorf("emit event %s: %w", ev.ID, db.check(err))
+	}
+	db.wakeEvents()
+	return nil
+}
+
+// Receive implements queue.Events. Only the oldest unacked event of each
+// task is receivable, so a task's events are handled in order even when
+// one is received and not acked.
+func (db *DB) Receive(ctx context.Context) (queue.EventDelivery, error) {
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	for {
+		if db.closed() {
+			return nil, queue.ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		wake := db.eventWakeChan()
+		ed, next, err := db.tryReceive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("receive event: %w", db.check(err))
+		}
+		if ed != nil {
+			return ed, nil
+		}
+		wait := db.opts.Poll
+		if next > 0 {
+			if until := time.Until(time.Unix(0, next)); until < wait {
+				wait = max(until, time.Millisecond)
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-db.done:
+			return nil, queue.ErrClosed
+		case <-wake:
+			if !timer.Stop() {
+				<-timer.C
+			}
+		case <-timer.C:
+		}
+	}
+}
+
+func (db *DB) tryReceive(ctx context.Context) (ed *eventDelivery, next int64, err error) {
+	now := time.Now()
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback()
+	const heads = `FROM events e WHERE NOT EXISTS (
+		SELECT 1 FROM events p WHERE p.task_key = e.task_key AND p.seq < e.seq)`
+	for range maxSkip {
+		var (
+			seq  int64
+			body []byte
+		)
+		err := tx.QueryRowContext(ctx, `SELECT seq, body `+heads+` AND e.avail_at <= ? ORDER BY seq LIMIT 1`,
+			nanos(now)).Scan(&seq, &body)
+		if errors.Is(err, sql.ErrNoRows) {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		var ev turtles.Event
+		if err := json.Unmarshal(body, &ev); err != nil {
+			// Only Emit writes events, so this is a corrupt file; drop
+			// the event rather than block its task's later ones forever.
+			db.log.Error("dropping undecodable event", "seq", seq, "err", err)
+			if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq = ?`, seq); err != nil {
+				return nil, 0, err
+			}
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET avail_at = ?, owner = ? WHERE seq = ?`,
+			nanos(now.Add(db.eventLease)), db.owner, seq); err != nil {
+			return nil, 0, err
+		}
+		ed = &eventDelivery{db: db, seq: seq, ev: ev}
+		break
+	}
+	if ed == nil {
+		var n sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(e.avail_at) `+heads).Scan(&n); err != nil {
+			return nil, 0, err
+		}
+		next = n.Int64
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, 0, err
+	}
+	return ed, next, nil
+}
+
+// eventDelivery is a received event. Ack deletes it whoever holds it now:
+// the event was handled, and consumers drop duplicates by Event.ID.
+type eventDelivery struct {
+	db  *DB
+	seq int64
+	ev  turtles.Event
+}
+
+func (e *eventDelivery) Event() turtles.Event { return e.ev }
+
+func (e *eventDelivery) Ack(ctx context.Context) error {
+	if e.db.closed() {
+		return queue.ErrClosed
+	}
+	if _, err := e.db.sql.ExecContext(ctx, `DELETE FROM events WHERE seq = ?`, e.seq); err != nil {
+		return fmt.Errorf("ack event %s: %w", e.ev.ID, e.db.check(err))
+	}
+	e.db.wakeEvents() // the task's next event may be receivable now
+	return nil
+}
