@@ -1,0 +1,258 @@
+// Package git checks out commits with the git command-line tool. It is the
+// one place turtles runs git; bots and `turtles run` import it.
+//
+// Every git it starts is isolated from the machine it runs on: no system or
+// global configuration, no credential helpers, no terminal prompts, no hooks
+// and only the transports that cannot run arbitrary commands, because the
+// URLs and commits come from webhooks.
+package git
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+)
+
+var shaRe = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+
+// allowedSchemes are the transports Checkout fetches over. ext:: and fd::
+// would let a clone URL run commands on the bot.
+var allowedSchemes = map[string]bool{"https": true, "http": true, "file": true, "ssh": true, "git": true}
+
+// allowProtocol is GIT_ALLOW_PROTOCOL: git itself refuses anything else,
+// including in redirects and submodules.
+const allowProtocol = "https:http:file:ssh:git"
+
+// extraConfig is added to every git command as -c options. Tests set it to
+// force the old wire protocol, whose servers refuse fetching by SHA.
+var extraConfig []string
+
+// Checkout makes dir a checkout of commit sha from cloneURL: git init, a
+// shallow fetch of sha (falling back to fetching all branches and pull
+// request heads when the server refuses unadvertised commits), and a
+// detached checkout. git's output goes to log. dir is created if needed; it
+// should be empty.
+//
+// Bad arguments are plain errors. A repository that cannot be fetched or a
+// commit it does not have is an error marked turtles.MarkInfra whose text
+// includes git's own message.
+func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) error {
+	if err := CheckSHA(sha); err != nil {
+		return err
+	}
+	if err := CheckURL(cloneURL); err != nil {
+		return err
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return turtles.MarkInfra(fmt.Errorf("create checkout directory: %w", err))
+	}
+	safeURL := Redact(cloneURL)
+	// An empty template directory: no sample hooks, nothing from the system.
+	if err := run(ctx, dir, log, "init", "-q", "--template=", "."); err != nil {
+		return turtles.MarkInfra(fmt.Errorf("git init: %w", err))
+	}
+	if err := run(ctx, dir, log, "remote", "add", "origin", cloneURL); err != nil {
+		return turtles.MarkInfra(fmt.Errorf("git remote add: %w", err))
+	}
+	fetchErr := run(ctx, dir, log, "fetch", "--depth", "1", "--no-tags", "origin", sha)
+	if fetchErr != nil {
+		if ctx.Err() != nil {
+			return turtles.MarkInfra(fmt.Errorf("fetch %s from %s: %w", sha, safeURL, fetchErr))
+		}
+		// Old servers, and new ones configured so, refuse commits they do
+		// not advertise. Fetch what they do advertise and look for it there.
+		fmt.Fprintf(log, "turtles: fetching %s by commit failed; fetching all branches and pull requests\n", sha)
+		err := run(ctx, dir, log, "fetch", "--no-tags", "origin",
+			"+refs/heads/*:refs/remotes/origin/*", "+refs/pull/*/head:refs/remotes/origin/pull/*")
+		if err != nil {
+			return turtles.MarkInfra(fmt.Errorf("fetch %s from %s: %w", sha, safeURL, err))
+		}
+		if err := run(ctx, dir, io.Discard, "cat-file", "-e", sha+"^{commit}"); err != nil {
+			return turtles.MarkInfra(fmt.Errorf("fetch %s from %s: commit not found in any branch or pull request: %w", sha, safeURL, fetchErr))
+		}
+	}
+	if err := run(ctx, dir, log, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", sha); err != nil {
+		return turtles.MarkInfra(fmt.Errorf("check out %s: %w", sha, err))
+	}
+	return nil
+}
+
+// ResolveRev returns the commit SHA that rev (a branch, tag, "HEAD", ...)
+// names in the local repository at dir.
+func ResolveRev(ctx context.Context, dir, rev string) (string, error) {
+	if rev == "" || strings.HasPrefix(rev, "-") {
+		return "", fmt.Errorf("bad revision %q", rev)
+	}
+	var out bytes.Buffer
+	cmd := command(ctx, dir, "rev-parse", "--verify", "--end-of-options", rev+"^{commit}")
+	cmd.Stdout = &out
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("resolve %q in %s: %s: %w", rev, dir, stderr.message(), err)
+	}
+	sha := strings.TrimSpace(out.String())
+	if err := CheckSHA(sha); err != nil {
+		return "", fmt.Errorf("resolve %q in %s: %w", rev, dir, err)
+	}
+	return sha, nil
+}
+
+// CheckSHA refuses anything but a full commit ID (SHA-1 or SHA-256), so
+// that a SHA can never be taken for an option or a ref name.
+func CheckSHA(sha string) error {
+	if !shaRe.MatchString(sha) {
+		return fmt.Errorf("bad commit SHA %q: want 40 lowercase hex digits", sha)
+	}
+	return nil
+}
+
+// CheckURL refuses clone URLs that git could take for an option or that use
+// a transport other than https, http, file, ssh or git (such as ext::,
+// which runs a command). Plain absolute paths are allowed.
+func CheckURL(cloneURL string) error {
+	switch {
+	case cloneURL == "":
+		return errors.New("empty clone URL")
+	case strings.HasPrefix(cloneURL, "-"):
+		return fmt.Errorf("bad clone URL %q: starts with '-'", Redact(cloneURL))
+	case strings.ContainsAny(cloneURL, "\x00\n\r"):
+		return fmt.Errorf("bad clone URL %q: control characters", Redact(cloneURL))
+	case strings.Contains(cloneURL, "::"):
+		return fmt.Errorf("bad clone URL %q: remote helpers (::) are not allowed", Redact(cloneURL))
+	case filepath.IsAbs(cloneURL):
+		return nil
+	}
+	u, err := url.Parse(cloneURL)
+	if err != nil || u.Scheme == "" {
+		return fmt.Errorf("bad clone URL %q: want https://, http://, file://, ssh://, git:// or an absolute path", Redact(cloneURL))
+	}
+	if !allowedSchemes[strings.ToLower(u.Scheme)] {
+		return fmt.Errorf("bad clone URL %q: transport %q not allowed", Redact(cloneURL), u.Scheme)
+	}
+	return nil
+}
+
+// Redact removes a password or token from a URL, for logs and errors.
+func Redact(cloneURL string) string {
+	u, err := url.Parse(cloneURL)
+	if err != nil || u.User == nil {
+		return cloneURL
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// run runs one git command in dir, streaming its output to log and keeping
+// the end of stderr for the error.
+func run(ctx context.Context, dir string, log io.Writer, args ...string) error {
+	cmd := command(ctx, dir, args...)
+	stderr := &tailBuffer{max: 4096}
+	// exec copies stdout and stderr in two goroutines; log may not be safe
+	// for concurrent writes (a bytes.Buffer is not).
+	out := &lockedWriter{w: log}
+	cmd.Stdout = out
+	cmd.Stderr = io.MultiWriter(out, stderr)
+	if err := cmd.Run(); err != nil {
+		if msg := stderr.message(); msg != "" {
+			return fmt.Errorf("%s: %w", msg, err)
+		}
+		return err
+	}
+	return nil
+}
+
+func command(ctx context.Context, dir string, args ...string) *exec.Cmd {
+	base := []string{
+		"-c", "credential.helper=",
+		"-c", "core.hooksPath=/dev/null",
+		"-c", "core.fsmonitor=false",
+	}
+	for _, c := range extraConfig {
+		base = append(base, "-c", c)
+	}
+	cmd := exec.CommandContext(ctx, "git", append(base, args...)...)
+	cmd.Dir = dir
+	cmd.Env = env()
+	// git's helpers (remote-https, ssh) may outlive a killed git and hold
+	// its output open; do not wait for them forever.
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// env is the environment of every git: nothing from the bot's GIT_*
+// variables (GIT_DIR would point git elsewhere), English messages, and
+// only what transports need from the machine.
+func env() []string {
+	e := []string{
+		"GIT_TERMINAL_PROMPT=0",
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_ALLOW_PROTOCOL=" + allowProtocol,
+		"GIT_ASKPASS=true",
+		"SSH_ASKPASS=true",
+		"GIT_SSH_COMMAND=ssh -o BatchMode=yes",
+		"LC_ALL=C",
+	}
+	for _, k := range []string{"PATH", "HOME", "SSH_AUTH_SOCK", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"} {
+		if v, ok := os.LookupEnv(k); ok {
+			e = append(e, k+"="+v)
+		}
+	}
+	return e
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+// message is git's first "fatal:" or "error:" line (the cause; later ones
+// are consequences), or its last line.
+func (t *tailBuffer) message() string {
+	lines := strings.Split(strings.TrimSpace(string(t.b)), "\n")
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "fatal:") || strings.HasPrefix(l, "error:") {
+			return l
+		}
+	}
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,183 @@
+package git
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/turtles-ci/turtles"
+)
+
+// testRepo is a real repository with two commits on main and one commit
+// that no branch points at.
+type testRepo struct {
+	dir              string
+	first, tip, lost string
+}
+
+func newTestRepo(t *testing.T) testRepo {
+	t.Helper()
+	dir := t.TempDir()
+	g := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(env(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	write := func(name, data string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g("init", "-q", "-b", "main")
+	write("a.txt", "one\n")
+	g("add", "a.txt")
+	g("commit", "-q", "-m", "one")
+	first := g("rev-parse", "HEAD")
+	write("a.txt", "two\n")
+	g("commit", "-q", "-am", "two")
+	tip := g("rev-parse", "HEAD")
+	g("checkout", "-q", "--detach")
+	write("a.txt", "lost\n")
+	g("commit", "-q", "-am", "lost")
+	lost := g("rev-parse", "HEAD")
+	g("checkout", "-q", "main")
+	return testRepo{dir: dir, first: first, tip: tip, lost: lost}
+}
+
+func TestCheckout(t *testing.T) {
+	repo := newTestRepo(t)
+	tests := []struct {
+		name     string
+		url      string
+		sha      string
+		oldProto bool // server refuses unadvertised commits
+		want     string
+		wantErr  string
+		infra    bool
+	}{
+		{name: "tip", url: "file://" + repo.dir, sha: repo.tip, want: "two\n"},
+		{name: "older commit", url: "file://" + repo.dir, sha: repo.first, want: "one\n"},
+		{name: "absolute path", url: repo.dir, sha: repo.first, want: "one\n"},
+		{name: "old protocol falls back", url: "file://" + repo.dir, sha: repo.first, oldProto: true, want: "one\n"},
+		{name: "old protocol unreachable commit", url: "file://" + repo.dir, sha: repo.lost, oldProto: true,
+			wantErr: "commit not found in any branch", infra: true},
+		{name: "unknown commit", url: "file://" + repo.dir, sha: strings.Repeat("1", 40),
+			wantErr: "not our ref", infra: true},
+		{name: "missing repo", url: "file://" + filepath.Join(repo.dir, "nope"), sha: repo.tip,
+			wantErr: "does not appear to be a git repository", infra: true},
+		{name: "short sha", url: "file://" + repo.dir, sha: repo.tip[:12], wantErr: "bad commit SHA"},
+		{name: "option sha", url: "file://" + repo.dir, sha: "--upload-pack=touch", wantErr: "bad commit SHA"},
+		{name: "option url", url: "--upload-pack=touch /tmp/x", sha: repo.tip, wantErr: "starts with '-'"},
+		{name: "ext transport", url: "ext::sh -c touch% /tmp/pwned", sha: repo.tip, wantErr: "not allowed"},
+		{name: "fd transport", url: "fd::3", sha: repo.tip, wantErr: "not allowed"},
+		{name: "relative path", url: "some/dir", sha: repo.tip, wantErr: "bad clone URL"},
+		{name: "other scheme", url: "ftp://example.com/r.git", sha: repo.tip, wantErr: "not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.oldProto {
+				extraConfig = []string{"protocol.version=0"}
+				t.Cleanup(func() { extraConfig = nil })
+			}
+			dir := filepath.Join(t.TempDir(), "src")
+			var log bytes.Buffer
+			err := Checkout(context.Background(), dir, tt.url, tt.sha, &log)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Checkout error = %v, want one containing %q\nlog:\n%s", err, tt.wantErr, log.String())
+				}
+				if got := turtles.IsInfra(err); got != tt.infra {
+					t.Errorf("IsInfra(%v) = %v, want %v", err, got, tt.infra)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Checkout: %v\nlog:\n%s", err, log.String())
+			}
+			got, err := os.ReadFile(filepath.Join(dir, "a.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("a.txt = %q, want %q", got, tt.want)
+			}
+			head, err := ResolveRev(context.Background(), dir, "HEAD")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if head != tt.sha {
+				t.Errorf("HEAD = %s, want %s", head, tt.sha)
+			}
+			if _, err := os.Stat(filepath.Join(dir, ".git", "hooks", "pre-commit.sample")); err == nil {
+				t.Errorf("checkout has sample hooks; want an empty template")
+			}
+		})
+	}
+}
+
+func TestCheckoutCancelled(t *testing.T) {
+	repo := newTestRepo(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := Checkout(ctx, t.TempDir(), "file://"+repo.dir, repo.tip, nil)
+	if err == nil || !turtles.IsInfra(err) {
+		t.Fatalf("Checkout with cancelled context = %v, want an infra error", err)
+	}
+}
+
+func TestResolveRev(t *testing.T) {
+	repo := newTestRepo(t)
+	tests := []struct {
+		name    string
+		rev     string
+		want    string
+		wantErr bool
+	}{
+		{name: "head", rev: "HEAD", want: repo.tip},
+		{name: "branch", rev: "main", want: repo.tip},
+		{name: "parent", rev: "HEAD~1", want: repo.first},
+		{name: "unknown", rev: "nope", wantErr: true},
+		{name: "option", rev: "--all", wantErr: true},
+		{name: "empty", rev: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ResolveRev(context.Background(), repo.dir, tt.rev)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ResolveRev(%q) error = %v, want error: %v", tt.rev, err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("ResolveRev(%q) = %q, want %q", tt.rev, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{name: "token", in: "https://x-access-token:s3cret@github.com/o/r.git", want: "https://x-access-token:xxxxx@github.com/o/r.git"},
+		{name: "user only", in: "ssh://git@github.com/o/r.git", want: "ssh://git@github.com/o/r.git"},
+		{name: "plain", in: "https://github.com/o/r.git", want: "https://github.com/o/r.git"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Redact(tt.in); got != tt.want {
+				t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
