@@ -1,0 +1,261 @@
+// Package github sets commit statuses on GitHub and GitHub Enterprise Server
+// through the REST API. It implements forge.Forge.
+//
+// Only the reporter and cmd/turtles (which wires it) may import it: it holds
+// the forge token, and bots must never hold one. Tests elsewhere use the fake
+// API server in forge/github/githubtest.
+package github
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	gh "github.com/google/go-github/v75/github"
+
+	"github.com/turtles-ci/turtles/forge"
+)
+
+// DefaultBaseURL is the API root of github.com.
+const DefaultBaseURL = "https://api.github.com/"
+
+// Config configures a Client. Only Token is required.
+type Config struct {
+	// BaseURL is the REST API root, used as given (a trailing slash is
+	// added). Default DefaultBaseURL. For GitHub Enterprise Server give the
+	// full API root, such as https://ghe.example.com/api/v3/; nothing is
+	// appended, so a test server's bare URL works too.
+	BaseURL string
+	// Token authenticates as "Authorization: Bearer <token>". It needs
+	// permission to write commit statuses. It never appears in errors or
+	// logs.
+	Token string
+	// HTTPClient is copied; its Transport is wrapped to add the token.
+	// Default: a client with a 30s timeout.
+	HTTPClient *http.Client
+	// UserAgent defaults to "turtles".
+	UserAgent string
+	// Log receives debug records of statuses set; nil discards.
+	Log *slog.Logger
+}
+
+// Client sets commit statuses on one GitHub instance. It is safe for
+// concurrent use.
+type Client struct {
+	gh  *gh.Client
+	log *slog.Logger
+}
+
+var _ forge.Forge = (*Client)(nil)
+
+// New validates cfg and returns a client. It makes no request.
+func New(cfg Config) (*Client, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("github: no token")
+	}
+	// A token with spaces or control characters would be rejected by
+	// net/http anyway, with an error that is easy to misread.
+	if strings.IndexFunc(cfg.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return nil, errors.New("github: token contains whitespace or control characters")
+	}
+	base := cfg.BaseURL
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		// url.Parse quotes the input; a base URL is not secret.
+		return nil, fmt.Errorf("github: base URL: %w", err)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return nil, fmt.Errorf("github: base URL %q: want http(s)://host/", base)
+	}
+	if u.User != nil {
+		// Credentials belong in Token, where they are kept out of logs.
+		return nil, errors.New("github: base URL must not contain credentials")
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	c := gh.NewClient(hc).WithAuthToken(cfg.Token)
+	c.BaseURL = u
+	c.UserAgent = cfg.UserAgent
+	if c.UserAgent == "" {
+		c.UserAgent = "turtles"
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{gh: c, log: log}, nil
+}
+
+var (
+	namePartRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
+	shaRe      = regexp.MustCompile(`^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$`)
+)
+
+// SetStatus implements forge.Forge. The description is cut to
+// forge.MaxDescription runes. Errors wrap forge.ErrPermanent for bad input
+// and for 401, 403 (not rate limits), 404, 422 and other 4xx answers. Rate
+// limits return a *RateLimitError; 5xx and network errors return a plain
+// error. Either may be retried.
+func (c *Client) SetStatus(ctx context.Context, repo, sha string, st forge.Status) error {
+	owner, name, err := splitRepo(repo)
+	if err != nil {
+		return err
+	}
+	if !shaRe.MatchString(sha) {
+		return fmt.Errorf("github: bad commit SHA %q: %w", sha, forge.ErrPermanent)
+	}
+	switch st.State {
+	case forge.Pending, forge.Success, forge.Failure, forge.Error:
+	default:
+		return fmt.Errorf("github: bad status state %q: %w", st.State, forge.ErrPermanent)
+	}
+	if st.Context == "" {
+		return fmt.Errorf("github: status without context: %w", forge.ErrPermanent)
+	}
+	rs := &gh.RepoStatus{
+		State:       gh.Ptr(string(st.State)),
+		Context:     gh.Ptr(st.Context),
+		Description: gh.Ptr(Truncate(st.Description, forge.MaxDescription)),
+	}
+	if st.TargetURL != "" {
+		rs.TargetURL = gh.Ptr(st.TargetURL)
+	}
+	_, resp, err := c.gh.Repositories.CreateStatus(ctx, owner, name, sha, rs)
+	if err != nil {
+		return fmt.Errorf("github: set status %s on %s@%s: %w", st.Context, repo, short(sha), classify(err, resp))
+	}
+	c.log.Debug("github status set", "repo", repo, "sha", sha, "context", st.Context, "state", st.State)
+	return nil
+}
+
+// splitRepo checks that repo is "owner/name"; anything else could address
+// another API path.
+func splitRepo(repo string) (owner, name string, err error) {
+	owner, name, ok := strings.Cut(repo, "/")
+	if !ok || !namePartRe.MatchString(owner) || !namePartRe.MatchString(name) ||
+		owner == "." || owner == ".." || name == "." || name == ".." {
+		return "", "", fmt.Errorf("github: bad repository %q, want owner/name: %w", repo, forge.ErrPermanent)
+	}
+	return owner, name, nil
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// Truncate returns s cut to at most max runes, ending with "…" when cut.
+// Invalid UTF-8 is replaced first, so the result is always valid.
+func Truncate(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	if max <= 0 {
+		return ""
+	}
+	n := 0
+	for i := range s {
+		if n == max-1 {
+			return s[:i] + "…"
+		}
+		n++
+	}
+	return s
+}
+
+// RateLimitError is returned when GitHub refused a request for a rate
+// limit. Retry after Reset. It is retryable: it never wraps
+// forge.ErrPermanent.
+type RateLimitError struct {
+	Reset time.Time
+	Err   error
+}
+
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("rate limited until %s: %v", e.Reset.UTC().Format(time.RFC3339), e.Err)
+}
+
+func (e *RateLimitError) Unwrap() error { return e.Err }
+
+// RetryAt returns Reset. The reporter looks for this method, not for this
+// type, so that every forge can signal the time to wait until.
+func (e *RateLimitError) RetryAt() time.Time { return e.Reset }
+
+// defaultRateWait is how long to wait on a rate limit that did not say.
+const defaultRateWait = time.Minute
+
+// classify sorts err into permanent, rate limit or retryable, by type and
+// HTTP status, never by message text.
+func classify(err error, resp *gh.Response) error {
+	var rl *gh.RateLimitError
+	if errors.As(err, &rl) {
+		reset := rl.Rate.Reset.Time
+		if reset.IsZero() {
+			reset = time.Now().Add(defaultRateWait)
+		}
+		return &RateLimitError{Reset: reset, Err: err}
+	}
+	var abuse *gh.AbuseRateLimitError
+	if errors.As(err, &abuse) {
+		wait := defaultRateWait
+		if abuse.RetryAfter != nil {
+			wait = *abuse.RetryAfter
+		}
+		return &RateLimitError{Reset: time.Now().Add(wait), Err: err}
+	}
+	if resp == nil || resp.Response == nil {
+		// No answer: network error, timeout, cancelled context.
+		return err
+	}
+	code := resp.StatusCode
+	switch {
+	case code == http.StatusTooManyRequests || code == http.StatusForbidden && hasRateHeaders(resp.Header):
+		return &RateLimitError{Reset: resetFromHeaders(resp.Header, time.Now()), Err: err}
+	case code == http.StatusRequestTimeout || code >= 500:
+		return err
+	case code >= 400:
+		// 401, 403, 404, 422 and the rest: the request itself is wrong or
+		// not allowed; sending it again changes nothing.
+		return fmt.Errorf("%w: %w", forge.ErrPermanent, err)
+	default:
+		// 202, 3xx: unexpected for statuses; try again.
+		return err
+	}
+}
+
+func hasRateHeaders(h http.Header) bool {
+	return h.Get("Retry-After") != "" || h.Get("X-RateLimit-Remaining") == "0"
+}
+
+// resetFromHeaders reads when to retry, as GitHub documents for secondary
+// rate limits: Retry-After seconds first, then X-RateLimit-Reset epoch
+// seconds, else a minute.
+func resetFromHeaders(h http.Header, now time.Time) time.Time {
+	if v, err := strconv.ParseInt(h.Get("Retry-After"), 10, 64); err == nil && v >= 0 {
+		return now.Add(time.Duration(v) * time.Second)
+	}
+	if v, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil && v > 0 {
+		return time.Unix(v, 0)
+	}
+	return now.Add(defaultRateWait)
+}
