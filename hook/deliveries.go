@@ -1,0 +1,51 @@
+package hook
+
+import (
+	"context"
+	"sync"
+)
+
+// DeliveryLog remembers which webhook deliveries were handled, so that a
+// delivery sent again (GitHub's "Redeliver", or a retry after a timeout we
+// did answer) does not publish its tasks a second time.
+//
+// The receiver asks Seen before publishing and calls FirstDelivery only
+// after the tasks were published, so that a delivery whose publish failed
+// is handled in full when it is sent again.
+type DeliveryLog interface {
+	// Seen reports whether id was recorded by FirstDelivery. It records
+	// nothing. An error means the log could not be read.
+	Seen(ctx context.Context, id string) (bool, error)
+	// FirstDelivery records id and reports whether it was new: false when
+	// it had been recorded before. An error means it was not recorded.
+	FirstDelivery(ctx context.Context, id string) (bool, error)
+}
+
+// MemoryDeliveries is a DeliveryLog in memory, for tests and tools. It
+// forgets everything on restart and never forgets anything before that.
+// The zero value is ready to use; it is safe for concurrent use.
+type MemoryDeliveries struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+// Seen implements DeliveryLog.
+func (m *MemoryDeliveries) Seen(ctx context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen[id], nil
+}
+
+// FirstDelivery implements DeliveryLog.
+func (m *MemoryDeliveries) FirstDelivery(ctx context.Context, id string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seen[id] {
+		return false, nil
+	}
+	if m.seen == nil {
+		m.seen = map[string]bool{}
+	}
+	m.seen[id] = true
+	return true, nil
+}

@@ -1,0 +1,284 @@
+// Package hook receives forge webhooks and turns them into tasks on the
+// queue. For GitHub it checks the delivery's signature, publishes one plan
+// task per commit to test (a bot later reads the commit's .turtles.yaml and
+// publishes the test tasks) and answers so that GitHub retries exactly the
+// deliveries that were not queued.
+//
+// It does no I/O beyond the request and the queue. cmd/turtles mounts it;
+// tools and tests may import it too.
+package hook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+)
+
+// Publisher puts a task on the queue; queue.Queue satisfies it. It returns
+// queue.ErrDuplicate when the same task is already queued or running.
+type Publisher interface {
+	Publish(ctx context.Context, t turtles.Task) error
+}
+
+// DefaultMaxBody is the largest payload accepted when Config.MaxBody is 0.
+// GitHub caps payloads at 25 MB.
+const DefaultMaxBody = 25 << 20
+
+// Config configures a GitHub receiver.
+type Config struct {
+	// Secret is the webhook secret shared with GitHub. Required.
+	Secret []byte
+	// Queue receives the plan tasks. Required.
+	Queue Publisher
+	// Deliveries remembers handled deliveries. Required.
+	Deliveries DeliveryLog
+	// Pool is the pool of plan tasks; turtles.DefaultPool when empty.
+	Pool string
+	// MaxBody bounds the request body in bytes; DefaultMaxBody when 0.
+	MaxBody int64
+	// Log receives one line per delivery; nil discards.
+	Log *slog.Logger
+	// Registerer gets turtles_webhook_deliveries_total; nil: no metrics.
+	Registerer prometheus.Registerer
+	// Now is the clock for task creation times; time.Now when nil.
+	Now func() time.Time
+}
+
+// GitHub is an http.Handler for GitHub webhook deliveries.
+type GitHub struct {
+	secret     []byte
+	queue      Publisher
+	deliveries DeliveryLog
+	pool       string
+	maxBody    int64
+	log        *slog.Logger
+	now        func() time.Time
+	deliveryN  *prometheus.CounterVec
+}
+
+// NewGitHub returns a receiver for cfg, or an error if cfg is incomplete.
+func NewGitHub(cfg Config) (*GitHub, error) {
+	switch {
+	case len(cfg.Secret) == 0:
+		return nil, errors.New("github webhook: empty secret: every delivery must be signed")
+	case cfg.Queue == nil:
+		return nil, errors.New("github webhook: no queue")
+	case cfg.Deliveries == nil:
+		return nil, errors.New("github webhook: no delivery log")
+	case cfg.MaxBody < 0:
+		return nil, fmt.Errorf("github webhook: negative max body %d", cfg.MaxBody)
+	}
+	h := &GitHub{
+		secret:     cfg.Secret,
+		queue:      cfg.Queue,
+		deliveries: cfg.Deliveries,
+		pool:       cfg.Pool,
+		maxBody:    cfg.MaxBody,
+		log:        cfg.Log,
+		now:        cfg.Now,
+	}
+	if h.pool == "" {
+		h.pool = turtles.DefaultPool
+	}
+	// A bad pool would fail every delivery; say so at start instead.
+	probe := planTask(turtles.Repo{Name: "o/r", CloneURL: "x"}, zeroSHA, h.pool, time.Time{})
+	if err := probe.Validate(); err != nil {
+		return nil, fmt.Errorf("github webhook: %w", err)
+	}
+	if h.maxBody == 0 {
+		h.maxBody = DefaultMaxBody
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	h.deliveryN = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "turtles_webhook_deliveries_total",
+		Help: "GitHub webhook deliveries by event and result.",
+	}, []string{"event", "result"})
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(h.deliveryN); err != nil {
+			return nil, fmt.Errorf("github webhook: register metrics: %w", err)
+		}
+	}
+	return h, nil
+}
+
+// Results, the "result" label of turtles_webhook_deliveries_total.
+const (
+	resultQueued      = "queued"     // tasks published (or already queued)
+	resultIgnored     = "ignored"    // nothing to do
+	resultPong        = "pong"       // ping answered
+	resultDuplicate   = "duplicate"  // delivery handled before
+	resultMethod      = "bad_method" // not a POST
+	resultTooLarge    = "too_large"  // body over MaxBody
+	resultSignature   = "bad_signature"
+	resultBadRequest  = "bad_request" // headers or payload malformed
+	resultUnavailable = "unavailable" // queue or delivery log failed; sender retries
+)
+
+// unverified is the event label before the signature was checked, so that
+// strangers cannot mint label values.
+const unverified = "unverified"
+
+// response is the body of every answer.
+type response struct {
+	Message string   `json:"message"`
+	Tasks   []string `json:"tasks"`
+}
+
+// ServeHTTP implements http.Handler.
+func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	delivery := r.Header.Get("X-GitHub-Delivery")
+	log := h.log.With("delivery", delivery)
+	reply := func(code int, event, result, msg string, ids []string) {
+		h.deliveryN.WithLabelValues(event, result).Inc()
+		if ids == nil {
+			ids = []string{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(response{Message: msg, Tasks: ids})
+	}
+
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		reply(http.StatusMethodNotAllowed, unverified, resultMethod, "method not allowed: use POST", nil)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			log.Warn("webhook body too large", "limit", h.maxBody)
+			reply(http.StatusRequestEntityTooLarge, unverified, resultTooLarge,
+				fmt.Sprintf("body larger than %d bytes", h.maxBody), nil)
+			return
+		}
+		log.Warn("read webhook body", "err", err)
+		reply(http.StatusBadRequest, unverified, resultBadRequest, "could not read body", nil)
+		return
+	}
+	if !h.signed(r.Header.Get("X-Hub-Signature-256"), body) {
+		// Which part was wrong is nobody's business but ours; and even
+		// ours does not need the signature itself.
+		log.Warn("webhook signature missing or wrong", "remote", r.RemoteAddr)
+		reply(http.StatusUnauthorized, unverified, resultSignature, "bad signature", nil)
+		return
+	}
+	event := r.Header.Get("X-GitHub-Event")
+	if event == "" {
+		reply(http.StatusBadRequest, unverified, resultBadRequest, "missing X-GitHub-Event header", nil)
+		return
+	}
+	log = log.With("event", event)
+	if delivery == "" {
+		reply(http.StatusBadRequest, event, resultBadRequest, "missing X-GitHub-Delivery header", nil)
+		return
+	}
+	p, err := parseGitHub(event, body, h.pool, h.now().UTC())
+	if err != nil {
+		log.Warn("bad webhook payload", "err", err)
+		reply(http.StatusBadRequest, event, resultBadRequest, err.Error(), nil)
+		return
+	}
+	switch {
+	case event == "ping":
+		log.Info("webhook ping")
+		reply(http.StatusOK, event, resultPong, "pong", nil)
+		return
+	case len(p.tasks) == 0:
+		log.Debug("webhook ignored", "why", p.ignored)
+		reply(http.StatusAccepted, event, resultIgnored, "ignored: "+p.ignored, nil)
+		return
+	}
+
+	ids := make([]string, len(p.tasks))
+	for i, t := range p.tasks {
+		ids[i] = t.ID()
+	}
+	// Not a defence against replay by a stranger (the delivery header is
+	// not signed), only against GitHub sending the same delivery twice.
+	seen, err := h.deliveries.Seen(r.Context(), delivery)
+	if err != nil {
+		log.Error("read delivery log", "err", err)
+		reply(http.StatusServiceUnavailable, event, resultUnavailable, "delivery log unavailable, retry later", nil)
+		return
+	}
+	if seen {
+		log.Info("webhook delivery seen before")
+		reply(http.StatusOK, event, resultDuplicate, "duplicate delivery: already handled", ids)
+		return
+	}
+	msg, err := h.publish(r.Context(), log, p.tasks)
+	if err != nil {
+		reply(http.StatusServiceUnavailable, event, resultUnavailable, "queue unavailable, retry later", nil)
+		return
+	}
+	// Recorded only now, so that a delivery that failed above is handled
+	// in full when it comes again. Failing here only risks a republish,
+	// which the queue turns into ErrDuplicate while the task is live.
+	if _, err := h.deliveries.FirstDelivery(r.Context(), delivery); err != nil {
+		log.Error("record delivery", "err", err)
+	}
+	reply(http.StatusOK, event, resultQueued, msg, ids)
+}
+
+// publish publishes tasks in order and says what happened, for the sender.
+// A task already queued counts as published.
+func (h *GitHub) publish(ctx context.Context, log *slog.Logger, tasks []turtles.Task) (string, error) {
+	var queued, dup int
+	for _, t := range tasks {
+		tlog := log.With("task", t.ID(), "repo", t.Repo.Name, "sha", t.SHA, "pr", t.PR, "trusted", t.Trusted)
+		switch err := h.queue.Publish(ctx, t); {
+		case errors.Is(err, queue.ErrDuplicate):
+			tlog.Info("task already queued")
+			dup++
+		case err != nil:
+			tlog.Error("publish task", "err", err)
+			return "", fmt.Errorf("publish task %s: %w", t.ID(), err)
+		default:
+			tlog.Info("task queued")
+			queued++
+		}
+	}
+	var parts []string
+	if queued > 0 {
+		parts = append(parts, fmt.Sprintf("queued %d task(s)", queued))
+	}
+	if dup > 0 {
+		parts = append(parts, fmt.Sprintf("%d task(s) already queued", dup))
+	}
+	return strings.Join(parts, "; "), nil
+}
+
+// signed reports whether header is "sha256=<hex>" of the HMAC-SHA256 of body
+// under the secret.
+func (h *GitHub) signed(header string, body []byte) bool {
+	hexSum, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(hexSum)
+	if err != nil || len(got) != sha256.Size {
+		return false
+	}
+	mac := hmac.New(sha256.New, h.secret)
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
