@@ -1,0 +1,338 @@
+package report_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/forge/github"
+	"github.com/turtles-ci/turtles/forge/github/githubtest"
+	"github.com/turtles-ci/turtles/report"
+)
+
+const (
+	token = "ghp_s3cretT0kenThatMustNeverLeak"
+	repo  = "octo/cat"
+	sha   = "0123456789abcdef0123456789abcdef01234567"
+)
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of slog and
+// the HTTP server goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type env struct {
+	srv  *githubtest.Server
+	rep  *report.Reporter
+	logs *syncBuffer
+	log  *slog.Logger
+	reg  *prometheus.Registry
+}
+
+// setup wires a Reporter to the fake GitHub through the real client. The
+// client uses clientToken; the server accepts token. Every test checks
+// that neither token reached the log.
+func setup(t *testing.T, clientToken string) *env {
+	t.Helper()
+	e := &env{srv: githubtest.NewServer(t, token), logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	e.log = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	gh, err := github.New(github.Config{BaseURL: e.srv.URL, Token: clientToken, Log: e.log})
+	if err != nil {
+		t.Fatalf("github.New: %v", err)
+	}
+	e.rep = report.New(report.Config{Forge: gh, Log: e.log, Registerer: e.reg})
+	t.Cleanup(func() {
+		if out := e.logs.String(); strings.Contains(out, token) || strings.Contains(out, clientToken) {
+			t.Errorf("a token appears in the log:\n%s", out)
+		}
+	})
+	return e
+}
+
+func task(context string, attempt int) turtles.Task {
+	kind := turtles.KindTest
+	if context == turtles.PlanContext {
+		kind = turtles.KindPlan
+	}
+	return turtles.Task{
+		Version: turtles.TaskVersion, Kind: kind,
+		Repo: turtles.Repo{Name: repo, CloneURL: "https://github.com/" + repo + ".git"},
+		SHA:  sha, Context: context, Pool: turtles.DefaultPool, Attempt: attempt,
+	}
+}
+
+var nextID int
+
+func event(typ turtles.EventType, context string, attempt int) turtles.Event {
+	nextID++
+	ev := turtles.Event{ID: fmt.Sprintf("ev%d", nextID), Type: typ, Task: task(context, attempt)}
+	if typ != turtles.EventQueued {
+		ev.Bot = "bot-1"
+		ev.LogURL = "https://ci.example/logs/" + context
+	}
+	return ev
+}
+
+func queued(c string, a int) turtles.Event  { return event(turtles.EventQueued, c, a) }
+func started(c string, a int) turtles.Event { return event(turtles.EventStarted, c, a) }
+
+func retrying(c string, a int) turtles.Event {
+	ev := event(turtles.EventRetrying, c, a)
+	ev.Outcome = &turtles.Outcome{Class: turtles.Infra, Reason: "VM did not boot"}
+	return ev
+}
+
+func finished(c string, a int, class turtles.Class, reason string) turtles.Event {
+	ev := event(turtles.EventFinished, c, a)
+	ev.Outcome = &turtles.Outcome{Class: class, Reason: reason}
+	return ev
+}
+
+func status(context, state, target, desc string) githubtest.Status {
+	return githubtest.Status{Repo: repo, SHA: sha, Context: context, State: state, TargetURL: target, Description: desc}
+}
+
+const logLinux = "https://ci.example/logs/linux"
+
+func TestReporter(t *testing.T) {
+	plan := turtles.PlanContext
+	logPlan := "https://ci.example/logs/" + plan
+	long := strings.Repeat("é", 300)
+	noOutcome := event(turtles.EventFinished, "linux", 1)
+
+	tests := []struct {
+		name   string
+		events []turtles.Event
+		want   []githubtest.Status
+	}{
+		{name: "queued", events: []turtles.Event{queued("linux", 1)},
+			want: []githubtest.Status{status("linux", "pending", "", "Queued")}},
+		{name: "started", events: []turtles.Event{started("linux", 1)},
+			want: []githubtest.Status{status("linux", "pending", logLinux, "Running on bot-1")}},
+		{name: "retrying names the next attempt", events: []turtles.Event{retrying("linux", 1)},
+			want: []githubtest.Status{status("linux", "pending", logLinux, "Infrastructure problem, retrying (attempt 2)")}},
+		{name: "success", events: []turtles.Event{finished("linux", 1, turtles.Success, "")},
+			want: []githubtest.Status{status("linux", "success", logLinux, "Tests passed")}},
+		{name: "failure with reason", events: []turtles.Event{finished("linux", 1, turtles.Failure, "3 tests failed")},
+			want: []githubtest.Status{status("linux", "failure", logLinux, "3 tests failed")}},
+		{name: "failure without reason", events: []turtles.Event{finished("linux", 1, turtles.Failure, "")},
+			want: []githubtest.Status{status("linux", "failure", logLinux, "Tests failed")}},
+		{name: "infra", events: []turtles.Event{finished("linux", 3, turtles.Infra, "image fetch failed")},
+			want: []githubtest.Status{status("linux", "error", logLinux, "Infrastructure failure: image fetch failed")}},
+		{name: "cancelled", events: []turtles.Event{finished("linux", 1, turtles.Cancelled, "superseded by a newer push")},
+			want: []githubtest.Status{status("linux", "error", logLinux, "Cancelled: superseded by a newer push")}},
+		{name: "cancelled without reason", events: []turtles.Event{finished("linux", 1, turtles.Cancelled, "")},
+			want: []githubtest.Status{status("linux", "error", logLinux, "Cancelled")}},
+		{name: "finished without outcome", events: []turtles.Event{noOutcome},
+			want: []githubtest.Status{status("linux", "error", logLinux, "Finished without an outcome")}},
+		{name: "long reason is cut", events: []turtles.Event{finished("linux", 1, turtles.Failure, long)},
+			want: []githubtest.Status{status("linux", "failure", logLinux, strings.Repeat("é", 139)+"…")}},
+		{
+			name: "life with a retry",
+			events: []turtles.Event{
+				queued("linux", 1), started("linux", 1), retrying("linux", 1),
+				started("linux", 2), finished("linux", 2, turtles.Success, ""),
+			},
+			want: []githubtest.Status{
+				status("linux", "pending", "", "Queued"),
+				status("linux", "pending", logLinux, "Running on bot-1"),
+				status("linux", "pending", logLinux, "Infrastructure problem, retrying (attempt 2)"),
+				status("linux", "pending", logLinux, "Running on bot-1"),
+				status("linux", "success", logLinux, "Tests passed"),
+			},
+		},
+		{
+			name: "no going back after final",
+			events: []turtles.Event{
+				started("linux", 1), finished("linux", 1, turtles.Success, ""),
+				started("linux", 1), queued("linux", 1), retrying("linux", 1), finished("linux", 1, turtles.Failure, ""),
+			},
+			want: []githubtest.Status{
+				status("linux", "pending", logLinux, "Running on bot-1"),
+				status("linux", "success", logLinux, "Tests passed"),
+			},
+		},
+		{
+			name:   "an older attempt's final does not undo a later attempt's",
+			events: []turtles.Event{finished("linux", 2, turtles.Success, ""), finished("linux", 1, turtles.Failure, "")},
+			want:   []githubtest.Status{status("linux", "success", logLinux, "Tests passed")},
+		},
+		{
+			name:   "a stale attempt does not report over a running one",
+			events: []turtles.Event{started("linux", 2), started("linux", 1)},
+			want:   []githubtest.Status{status("linux", "pending", logLinux, "Running on bot-1")},
+		},
+		{
+			name: "a retest reports again",
+			events: []turtles.Event{
+				finished("linux", 1, turtles.Failure, "flaky"),
+				queued("linux", 2), started("linux", 2), finished("linux", 2, turtles.Success, ""),
+			},
+			want: []githubtest.Status{
+				status("linux", "failure", logLinux, "flaky"),
+				status("linux", "pending", "", "Queued"),
+				status("linux", "pending", logLinux, "Running on bot-1"),
+				status("linux", "success", logLinux, "Tests passed"),
+			},
+		},
+		{
+			name: "contexts are independent",
+			events: []turtles.Event{
+				finished("linux", 1, turtles.Success, ""), started("bsd", 1),
+			},
+			want: []githubtest.Status{
+				status("linux", "success", logLinux, "Tests passed"),
+				status("bsd", "pending", "https://ci.example/logs/bsd", "Running on bot-1"),
+			},
+		},
+		{
+			name:   "healthy plan is silent",
+			events: []turtles.Event{queued(plan, 1), started(plan, 1), retrying(plan, 1), finished(plan, 2, turtles.Success, "")},
+		},
+		{
+			name:   "broken .turtles.yaml",
+			events: []turtles.Event{queued(plan, 1), started(plan, 1), finished(plan, 1, turtles.Failure, ".turtles.yaml:7: unknown key \"comand\"")},
+			want:   []githubtest.Status{status(plan, "failure", logPlan, ".turtles.yaml:7: unknown key \"comand\"")},
+		},
+		{
+			name:   "plan infra",
+			events: []turtles.Event{finished(plan, 5, turtles.Infra, "clone failed")},
+			want:   []githubtest.Status{status(plan, "error", logPlan, "Infrastructure failure: clone failed")},
+		},
+		{
+			name: "a fixed plan clears its red status",
+			events: []turtles.Event{
+				finished(plan, 1, turtles.Failure, ".turtles.yaml:1: bad"),
+				started(plan, 2), finished(plan, 2, turtles.Success, ""),
+			},
+			want: []githubtest.Status{
+				status(plan, "failure", logPlan, ".turtles.yaml:1: bad"),
+				status(plan, "success", logPlan, "Read .turtles.yaml"),
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t, token)
+			for _, ev := range tt.events {
+				if err := e.rep.Handle(context.Background(), ev); err != nil {
+					t.Fatalf("Handle(%s attempt %d): %v", ev.Type, ev.Task.Attempt, err)
+				}
+			}
+			if diff := cmp.Diff(tt.want, e.srv.Statuses()); diff != "" {
+				t.Errorf("statuses (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// The memory of final statuses is bounded: a forgotten key reports again,
+// which is the documented at-least-once behaviour after a restart.
+func TestReporterForgets(t *testing.T) {
+	e := setup(t, token)
+	gh, err := github.New(github.Config{BaseURL: e.srv.URL, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := report.New(report.Config{Forge: gh, Remember: 2})
+	ctx := context.Background()
+	for _, ev := range []turtles.Event{
+		finished("a", 1, turtles.Success, ""), finished("b", 1, turtles.Success, ""),
+		finished("a", 1, turtles.Success, ""), // remembered: dropped, and a is now the most recent
+		finished("c", 1, turtles.Success, ""), // evicts b
+		finished("a", 1, turtles.Success, ""), // still remembered: dropped
+		finished("b", 1, turtles.Success, ""), // forgotten: set again
+	} {
+		if err := rep.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, s := range e.srv.Statuses() {
+		got = append(got, s.Context)
+	}
+	if diff := cmp.Diff([]string{"a", "b", "c", "b"}, got); diff != "" {
+		t.Errorf("contexts reported (-want +got):\n%s", diff)
+	}
+}
+
+func TestReporterMetrics(t *testing.T) {
+	e := setup(t, token)
+	ctx := context.Background()
+	for _, ev := range []turtles.Event{queued("linux", 1), started("linux", 1), finished("linux", 1, turtles.Failure, "")} {
+		if err := e.rep.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.srv.FailNext(1, 502)
+	if err := e.rep.Handle(ctx, finished("bsd", 1, turtles.Success, "")); err == nil {
+		t.Fatal("Handle with a 502 succeeded")
+	}
+	e.srv.FailNext(1, 404)
+	if err := e.rep.Handle(ctx, finished("bsd", 1, turtles.Success, "")); err == nil {
+		t.Fatal("Handle with a 404 succeeded")
+	}
+	want := map[string]float64{
+		`turtles_forge_errors_total{kind="permanent"}`: 1,
+		`turtles_forge_errors_total{kind="retryable"}`: 1,
+		`turtles_statuses_total{state="failure"}`:      1,
+		`turtles_statuses_total{state="pending"}`:      2,
+	}
+	if diff := cmp.Diff(want, counters(t, e.reg)); diff != "" {
+		t.Errorf("metrics (-want +got):\n%s", diff)
+	}
+	// A second reporter on the same registry shares the counters.
+	gh, err := github.New(github.Config{BaseURL: e.srv.URL, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep2 := report.New(report.Config{Forge: gh, Registerer: e.reg})
+	if err := rep2.Handle(ctx, queued("arm", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := counters(t, e.reg)[`turtles_statuses_total{state="pending"}`]; got != 3 {
+		t.Errorf("pending statuses after a second reporter = %v, want 3", got)
+	}
+}
+
+// counters flattens the counters in reg to "name{label="value"}" -> value.
+func counters(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			out[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
