@@ -88,6 +88,7 @@ type DB struct {
 	owner string // identifies this handle's event leases, released on Close
 
 	eventLease time.Duration // eventLease; shorter in tests
+	onWait     func()        // tests: called when Claim or Receive goes to sleep
 
 	done      chan struct{} // closed by Close; wakes every waiter
 	closeOnce sync.Once
@@ -336,6 +337,9 @@ func (db *DB) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
 			}
 		}
 		timer.Reset(wait)
+		if db.onWait != nil {
+			db.onWait()
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -670,6 +674,9 @@ func (db *DB) Receive(ctx context.Context) (queue.EventDelivery, error) {
 			}
 		}
 		timer.Reset(wait)
+		if db.onWait != nil {
+			db.onWait()
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
