@@ -269,7 +269,7 @@ func (db *DB) Publish(ctx context.Context, t turtles.Task) error {
 	if err != nil {
 		return fmt.Errorf("publish %s: encode: %w", t.Key(), err)
 	}
-	return db.insert(ctx, t.Pool, t.Key(), t.Priority, body)
+	return db.insert(ctx, t.Pool, sql.NullString{String: t.Key(), Valid: true}, t.Priority, body)
 }
 
 // PublishRaw queues body as it is, for tools and for tests of malformed
@@ -288,7 +288,7 @@ func (db *DB) PublishRaw(ctx context.Context, pool string, body []byte) error {
 	return db.insert(ctx, pool, key, prio, body)
 }
 
-func (db *DB) insert(ctx context.Context, pool string, key any, prio int, body []byte) error {
+func (db *DB) insert(ctx context.Context, pool string, key sql.NullString, prio int, body []byte) error {
 	now := nanos(time.Now())
 	res, err := db.sql.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`, pool, key, prio, body, now, now)
@@ -298,7 +298,7 @@ func (db *DB) insert(ctx context.Context, pool string, key any, prio int, body [
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("publish to pool %s: %w", pool, db.check(err))
 	} else if n == 0 {
-		return fmt.Errorf("publish %v: %w", key, queue.ErrDuplicate)
+		return fmt.Errorf("publish %s: %w", key.String, queue.ErrDuplicate)
 	}
 	db.wake(pool)
 	return nil
