@@ -137,10 +137,17 @@ func recordLines(root *yaml.Node, c *Config) {
 		if m.Content[i].Value != "contexts" || m.Content[i+1].Kind != yaml.SequenceNode {
 			continue
 		}
-		for j, n := range m.Content[i+1].Content {
+		// The decoder drops null entries ("- ~") from the list, so they
+		// must not take a context's line.
+		j := 0
+		for _, n := range m.Content[i+1].Content {
+			if n.ShortTag() == "!!null" {
+				continue
+			}
 			if j < len(c.Contexts) {
 				c.Contexts[j].line = n.Line
 			}
+			j++
 		}
 	}
 }

@@ -1,0 +1,287 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/turtles-ci/turtles"
+)
+
+const file = ".turtles.yaml"
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+		want *Config
+		// wantErr is the whole error text when want is nil.
+		wantErr string
+	}{
+		{
+			name: "defaults applied",
+			data: "contexts:\n  - name: unit\n    command: go test ./...\n",
+			want: &Config{Contexts: []Context{
+				{Name: "unit", Command: "go test ./...", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool},
+			}},
+		},
+		{
+			name: "everything set",
+			data: `# tests for every push
+contexts:
+  - name: unit
+    command: go test ./...
+  - name: freebsd/race
+    command: |
+      go test -race ./...
+      go vet ./...
+    timeout: 90m
+    pool: freebsd-14
+    priority: 9
+`,
+			want: &Config{Contexts: []Context{
+				{Name: "unit", Command: "go test ./...", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool},
+				{Name: "freebsd/race", Command: "go test -race ./...\ngo vet ./...\n", Timeout: Duration(90 * time.Minute), Pool: "freebsd-14", Priority: 9},
+			}},
+		},
+		{
+			name: "null timeout is the default",
+			data: "contexts:\n  - name: unit\n    command: make\n    timeout: ~\n",
+			want: &Config{Contexts: []Context{
+				{Name: "unit", Command: "make", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool},
+			}},
+		},
+		{
+			name:    "unknown key names the line",
+			data:    "contexts:\n  - name: unit\n    comand: go test\n",
+			wantErr: `.turtles.yaml:3: unknown key "comand"`,
+		},
+		{
+			name:    "unknown top-level key",
+			data:    "contexts:\n  - name: unit\n    command: go test\nenv:\n  CI: 1\n",
+			wantErr: `.turtles.yaml:4: unknown key "env"`,
+		},
+		{
+			name:    "syntax error names the line",
+			data:    "contexts:\n  - name: unit\n    command: go test: ./...\n",
+			wantErr: ".turtles.yaml:3: mapping values are not allowed in this context",
+		},
+		{
+			name:    "tab indentation",
+			data:    "contexts:\n\t- name: unit\n",
+			wantErr: ".turtles.yaml:2: found character that cannot start any token",
+		},
+		{
+			name:    "bad duration",
+			data:    "contexts:\n  - name: unit\n    command: go test\n    timeout: 5 minutes\n",
+			wantErr: `.turtles.yaml:4: bad duration "5 minutes": want a number with a unit, such as 90s, 30m or 2h`,
+		},
+		{
+			name:    "duration that is not a scalar",
+			data:    "contexts:\n  - name: unit\n    command: go test\n    timeout: [1h]\n",
+			wantErr: `.turtles.yaml:4: bad duration "": want a number with a unit, such as 90s, 30m or 2h`,
+		},
+		{
+			name:    "timeout too long",
+			data:    "contexts:\n  - name: unit\n    command: go test\n    timeout: 48h\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": timeout 48h0m0s out of range 0..24h0m0s`,
+		},
+		{
+			name:    "duplicate context",
+			data:    "contexts:\n  - name: unit\n    command: a\n  - name: unit\n    command: b\n",
+			wantErr: `.turtles.yaml:4: context 2: duplicate context "unit" (first at line 2)`,
+		},
+		{
+			// yaml.v3 drops null entries from the list; the lines of the
+			// others must still be theirs.
+			name:    "duplicate after an empty entry",
+			data:    "contexts:\n  - ~\n  - name: unit\n    command: a\n  - name: unit\n    command: b\n",
+			wantErr: `.turtles.yaml:5: context 2: duplicate context "unit" (first at line 3)`,
+		},
+		{
+			name:    "duplicate through an alias",
+			data:    "contexts:\n  - &u {name: unit, command: a}\n  - *u\n",
+			wantErr: `.turtles.yaml:3: context 2: duplicate context "unit" (first at line 2)`,
+		},
+		{
+			name:    "reserved name",
+			data:    "contexts:\n  - name: turtles\n    command: go test\n",
+			wantErr: `.turtles.yaml:2: context 1: name "turtles" is reserved for turtles itself`,
+		},
+		{
+			name:    "bad name",
+			data:    "contexts:\n  - name: ../etc\n    command: go test\n",
+			wantErr: `.turtles.yaml:2: context 1: bad name "../etc": use letters, digits and ._/+- (at most 100)`,
+		},
+		{
+			name:    "missing name",
+			data:    "contexts:\n  - command: go test\n",
+			wantErr: ".turtles.yaml:2: context 1: missing name",
+		},
+		{
+			name:    "empty file",
+			data:    "",
+			wantErr: ".turtles.yaml: file is empty: want a list of contexts",
+		},
+		{
+			name:    "only comments",
+			data:    "# nothing yet\n",
+			wantErr: ".turtles.yaml: file is empty: want a list of contexts",
+		},
+		{
+			name:    "no contexts",
+			data:    "contexts: []\n",
+			wantErr: `.turtles.yaml: no contexts: want a list under "contexts:"`,
+		},
+		{
+			name:    "missing command",
+			data:    "contexts:\n  - name: unit\n    command: go test\n  - name: lint\n",
+			wantErr: `.turtles.yaml:4: context 2: "lint" has no command`,
+		},
+		{
+			name:    "blank command",
+			data:    "contexts:\n  - name: lint\n    command: \"  \"\n",
+			wantErr: `.turtles.yaml:2: context 1: "lint" has no command`,
+		},
+		{
+			name:    "bad pool",
+			data:    "contexts:\n  - name: unit\n    command: go test\n    pool: Big Iron\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": bad pool name "Big Iron"`,
+		},
+		{
+			name:    "priority out of range",
+			data:    "contexts:\n  - name: unit\n    command: go test\n    priority: 10\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": priority 10 out of range 0..9`,
+		},
+		{
+			name:    "wrong type",
+			data:    "contexts:\n  - name: unit\n    command: go test\n    priority: high\n",
+			wantErr: ".turtles.yaml:4: cannot unmarshal !!str `high` into int",
+		},
+		{
+			name:    "two documents",
+			data:    "contexts:\n  - name: unit\n    command: go test\n---\ncontexts: []\n",
+			wantErr: ".turtles.yaml:4: more than one YAML document",
+		},
+		{
+			name:    "repeated key",
+			data:    "contexts:\n  - name: unit\n    command: a\n    command: b\n",
+			wantErr: `.turtles.yaml:4: mapping key "command" already defined at line 3`,
+		},
+		{
+			name:    "too large",
+			data:    "#" + strings.Repeat(" ", MaxSize),
+			wantErr: ".turtles.yaml: file is 1048577 bytes, larger than 1048576",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(file, []byte(tt.data))
+			if tt.want != nil {
+				if err != nil {
+					t.Fatalf("Parse: %v, want no error", err)
+				}
+				if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreUnexported(Context{})); diff != "" {
+					t.Errorf("Parse (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Parse = %+v, want error %q", got, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.wantErr, err.Error()); diff != "" {
+				t.Errorf("Parse error (-want +got):\n%s", diff)
+			}
+			if _, ok := errors.AsType[*Error](err); !ok {
+				t.Errorf("Parse error is %T, want *config.Error", err)
+			}
+		})
+	}
+}
+
+func TestFindAndTask(t *testing.T) {
+	c, err := Parse(file, []byte("contexts:\n  - name: unit\n    command: go test\n    timeout: 10m\n    pool: linux\n    priority: 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Find("lint"); ok {
+		t.Errorf("Find(lint) found a context that is not there")
+	}
+	x, ok := c.Find("unit")
+	if !ok {
+		t.Fatalf("Find(unit) found nothing")
+	}
+	plan := turtles.Task{
+		Version: turtles.TaskVersion, Kind: turtles.KindPlan, Context: turtles.PlanContext,
+		Repo: turtles.Repo{Name: "o/r", CloneURL: "https://github.com/o/r.git"},
+		SHA:  "3f786850e387550fdab836ed7e6dc881de23001b", Ref: "refs/pull/7/head", PR: 7,
+		Pool: turtles.DefaultPool, Attempt: 3, Trusted: true, Secrets: []string{"TOKEN"},
+		Created: time.Date(2026, 11, 23, 9, 30, 0, 0, time.UTC),
+	}
+	want := plan
+	want.Kind = turtles.KindTest
+	want.Context = "unit"
+	want.Command = "go test"
+	want.Timeout = turtles.Duration(10 * time.Minute)
+	want.Pool = "linux"
+	want.Priority = 3
+	want.Attempt = 1
+	got := x.Task(plan)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Task (-want +got):\n%s", diff)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("Task is invalid: %v", err)
+	}
+}
+
+// FuzzParse checks that no file panics the parser, that every error is an
+// *Error for people to read, and that whatever parses is runnable: each
+// context becomes a valid test task.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("contexts:\n  - name: unit\n    command: go test ./...\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(file, data)
+		if err != nil {
+			e, ok := errors.AsType[*Error](err)
+			if !ok {
+				t.Fatalf("Parse error is %T (%v), want *config.Error", err, err)
+			}
+			if e.File != file || e.Line < 0 || e.Msg == "" {
+				t.Errorf("Parse error %#v: want file %q, a line >= 0 and a message", e, file)
+			}
+			if c != nil {
+				t.Errorf("Parse returned a config with error %v", err)
+			}
+			return
+		}
+		if len(c.Contexts) == 0 {
+			t.Fatalf("Parse returned a config with no contexts")
+		}
+		plan := turtles.Task{
+			Version: turtles.TaskVersion, Kind: turtles.KindPlan, Context: turtles.PlanContext,
+			Repo: turtles.Repo{Name: "o/r", CloneURL: "https://github.com/o/r.git"},
+			SHA:  "3f786850e387550fdab836ed7e6dc881de23001b", Pool: turtles.DefaultPool, Attempt: 1,
+		}
+		names := map[string]bool{}
+		for i, x := range c.Contexts {
+			if x.Name == "" || strings.TrimSpace(x.Command) == "" {
+				t.Errorf("context %d = %+v: want a name and a command", i+1, x)
+			}
+			if names[x.Name] {
+				t.Errorf("context %d: name %q appears twice", i+1, x.Name)
+			}
+			names[x.Name] = true
+			if x.Timeout <= 0 || time.Duration(x.Timeout) > MaxTimeout {
+				t.Errorf("context %d: timeout %s, want 0 < timeout <= %s", i+1, x.Timeout, MaxTimeout)
+			}
+			if err := x.Task(plan).Validate(); err != nil {
+				t.Errorf("context %d = %+v makes an invalid task: %v", i+1, x, err)
+			}
+		}
+	})
+}
