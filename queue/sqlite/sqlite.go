@@ -626,6 +626,24 @@ func (db *DB) FirstDelivery(ctx context.Context, id string) (bool, error) {
 	return n == 1, nil
 }
 
+// Seen reports whether a webhook delivery ID was recorded by
+// FirstDelivery, without recording it: the receiver checks before it
+// publishes and records only after, so a failed publish can be redelivered.
+func (db *DB) Seen(ctx context.Context, id string) (bool, error) {
+	if db.closed() {
+		return false, queue.ErrClosed
+	}
+	var one int
+	err := db.sql.QueryRowContext(ctx, `SELECT 1 FROM deliveries WHERE id = ? AND seen >= ?`, id, nanos(time.Now().Add(-deliveryTTL))).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up webhook delivery %q: %w", id, db.check(err))
+	}
+	return true, nil
+}
+
 // Emit implements queue.Events.
 func (db *DB) Emit(ctx context.Context, ev turtles.Event) error {
 	if db.closed() {

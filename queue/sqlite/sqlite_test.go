@@ -52,10 +52,16 @@ func TestFirstDelivery(t *testing.T) {
 		{id: "d-2", want: true},
 		{id: "d-1", want: false},
 	}
+	if seen, err := db.Seen(ctx, "d-1"); err != nil || seen {
+		t.Errorf("Seen(d-1) before FirstDelivery = %v, %v; want false, nil", seen, err)
+	}
 	for _, tt := range tests {
 		got, err := db.FirstDelivery(ctx, tt.id)
 		if err != nil || got != tt.want {
 			t.Errorf("FirstDelivery(%q) = %v, %v; want %v, nil", tt.id, got, err, tt.want)
+		}
+		if seen, err := db.Seen(ctx, tt.id); err != nil || !seen {
+			t.Errorf("Seen(%q) after FirstDelivery = %v, %v; want true, nil", tt.id, seen, err)
 		}
 	}
 
