@@ -160,6 +160,33 @@ func Redact(cloneURL string) string {
 	return u.String()
 }
 
+// Error is a git command that failed.
+type Error struct {
+	// Msg is git's own message, for people: its first "fatal:" or
+	// "error:" line.
+	Msg string
+	Err error // usually an *exec.ExitError
+}
+
+func (e *Error) Error() string {
+	if e.Msg == "" {
+		return e.Err.Error()
+	}
+	return e.Msg + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Message is git's own message in err (an error from this package), or
+// err's text if git said nothing.
+func Message(err error) string {
+	var ge *Error
+	if errors.As(err, &ge) && ge.Msg != "" {
+		return ge.Msg
+	}
+	return err.Error()
+}
+
 // run runs one git command in dir, streaming its output to log and keeping
 // the end of stderr for the error.
 func run(ctx context.Context, dir string, log io.Writer, args ...string) error {
@@ -171,10 +198,7 @@ func run(ctx context.Context, dir string, log io.Writer, args ...string) error {
 	cmd.Stdout = out
 	cmd.Stderr = io.MultiWriter(out, stderr)
 	if err := cmd.Run(); err != nil {
-		if msg := stderr.message(); msg != "" {
-			return fmt.Errorf("%s: %w", msg, err)
-		}
-		return err
+		return &Error{Msg: stderr.message(), Err: err}
 	}
 	return nil
 }

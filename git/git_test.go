@@ -98,6 +98,9 @@ func TestCheckout(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Checkout error = %v, want one containing %q\nlog:\n%s", err, tt.wantErr, log.String())
 				}
+				if tt.infra && !strings.Contains(Message(err), tt.wantErr) && tt.wantErr != "commit not found in any branch" {
+					t.Errorf("Message(%v) = %q, want git's message containing %q", err, Message(err), tt.wantErr)
+				}
 				if got := turtles.IsInfra(err); got != tt.infra {
 					t.Errorf("IsInfra(%v) = %v, want %v", err, got, tt.infra)
 				}

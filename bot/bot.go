@@ -1,0 +1,283 @@
+// Package bot is the worker loop: claim a task from the queue, check out
+// its commit in a fresh workspace, run it (a plan task publishes the test
+// tasks of .turtles.yaml; a test task runs its command), stream the log to
+// the store, store the result, emit events and ack. It also runs a single
+// context locally for `turtles run`, by the same code path.
+//
+// Only the wiring in cmd/ should import it.
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/store"
+)
+
+// Config configures a Bot. Zero values get the defaults documented here.
+type Config struct {
+	// Name identifies the bot in events and results. Required.
+	Name string
+	// Queue hands out tasks; Events carries progress. Required.
+	Queue  queue.Queue
+	Events queue.Events
+	// Store keeps logs, results and artifacts. Required.
+	Store store.Store
+	// Pool is the pool tasks are claimed from. Default turtles.DefaultPool.
+	Pool string
+	// Slots is how many tasks run at once. Default 1.
+	Slots int
+	// WorkDir holds one workspace per running task. It belongs to this bot
+	// alone (it is locked): leftovers in it are removed at start. Required.
+	WorkDir string
+	// LogURL is the URL of the log page of an attempt; may be nil.
+	LogURL func(t turtles.Task) string
+	// RetryDelays are the delays before an infra failure is retried, by
+	// delivery count; the last one repeats. Default 10s, 30s, 1m30s, 5m.
+	RetryDelays []time.Duration
+	// Heartbeat is how often a running task's lease is extended; keep it
+	// under a third of the queue's lease. Default 30s.
+	Heartbeat time.Duration
+	// KillGrace is the time from SIGTERM to SIGKILL. Default 10s.
+	KillGrace time.Duration
+	// Env is extra environment for task commands, "KEY=value". It may set
+	// PATH; it cannot change HOME or the TURTLES_* variables.
+	Env []string
+	// Log gets the bot's own log; nil discards.
+	Log *slog.Logger
+	// Registerer gets the bot's metrics; nil means no metrics.
+	Registerer prometheus.Registerer
+}
+
+// Bot runs tasks from one pool.
+type Bot struct {
+	cfg Config
+	run runner
+	log *slog.Logger
+	m   *metrics
+}
+
+// New validates cfg and returns a bot ready to Run.
+func New(cfg Config) (*Bot, error) {
+	switch {
+	case cfg.Name == "":
+		return nil, errors.New("bot: no name")
+	case cfg.Queue == nil || cfg.Events == nil:
+		return nil, errors.New("bot: no queue")
+	case cfg.Store == nil:
+		return nil, errors.New("bot: no store")
+	case cfg.WorkDir == "":
+		return nil, errors.New("bot: no work directory")
+	case cfg.Slots < 0:
+		return nil, fmt.Errorf("bot: %d slots", cfg.Slots)
+	}
+	if cfg.Pool == "" {
+		cfg.Pool = turtles.DefaultPool
+	}
+	if cfg.Slots == 0 {
+		cfg.Slots = 1
+	}
+	if len(cfg.RetryDelays) == 0 {
+		cfg.RetryDelays = []time.Duration{10 * time.Second, 30 * time.Second, 90 * time.Second, 5 * time.Minute}
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 30 * time.Second
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = 10 * time.Second
+	}
+	for _, kv := range cfg.Env {
+		if !strings.Contains(kv, "=") {
+			return nil, fmt.Errorf("bot: environment entry %q is not KEY=value", kv)
+		}
+	}
+	abs, err := filepath.Abs(cfg.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("bot: work directory: %w", err)
+	}
+	cfg.WorkDir = abs
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("bot: %w", err)
+	}
+	return &Bot{
+		cfg: cfg,
+		run: runner{killGrace: cfg.KillGrace, env: cfg.Env},
+		log: cfg.Log.With("bot", cfg.Name, "pool", cfg.Pool),
+		m:   m,
+	}, nil
+}
+
+// Run claims and runs tasks in Slots goroutines until ctx ends; then it
+// claims no more. Running tasks go on until they finish or drain ends: then
+// their commands are killed and their tasks released, uncounted, for
+// another bot. Run returns once every slot is idle; its error is for
+// problems that stop the bot (work directory in use, queue closed).
+func (b *Bot) Run(ctx, drain context.Context) error {
+	unlock, err := b.lockWorkDir()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	b.sweep()
+	// Draining implies stopping: a released task must not be claimed again.
+	claimCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(drain, cancel)
+	defer stop()
+
+	b.log.Info("bot started", "slots", b.cfg.Slots, "work_dir", b.cfg.WorkDir)
+	var (
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+	)
+	for range b.cfg.Slots {
+		wg.Go(func() {
+			if err := b.slot(claimCtx, drain); err != nil {
+				errMu.Lock()
+				if first == nil {
+					first = err
+				}
+				errMu.Unlock()
+				cancel() // the queue is gone: every slot stops
+			}
+		})
+	}
+	wg.Wait()
+	b.log.Info("bot stopped")
+	return first
+}
+
+// slot runs tasks one after another.
+func (b *Bot) slot(ctx, drain context.Context) error {
+	for ctx.Err() == nil {
+		d, err := b.cfg.Queue.Claim(ctx, b.cfg.Pool)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, queue.ErrClosed) {
+				return fmt.Errorf("bot: claim: %w", err)
+			}
+			b.log.Error("claim failed", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		b.handle(drain, d)
+	}
+	return nil
+}
+
+// lockWorkDir makes sure no other bot uses the work directory, so that the
+// sweep cannot remove a live workspace.
+func (b *Bot) lockWorkDir() (unlock func(), err error) {
+	if err := os.MkdirAll(b.cfg.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("bot: work directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(b.cfg.WorkDir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("bot: lock work directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bot: work directory %s is in use by another bot: %w", b.cfg.WorkDir, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// sweep removes workspaces left by a bot that died.
+func (b *Bot) sweep() {
+	entries, err := os.ReadDir(b.cfg.WorkDir)
+	if err != nil {
+		b.log.Warn("sweep work directory", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), workspacePrefix) {
+			continue
+		}
+		path := filepath.Join(b.cfg.WorkDir, e.Name())
+		if err := removeAll(path); err != nil {
+			b.log.Warn("remove leftover workspace", "path", path, "err", err)
+		} else {
+			b.log.Info("removed leftover workspace", "path", path)
+		}
+	}
+}
+
+// metrics are the bot's Prometheus collectors.
+type metrics struct {
+	tasks    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	busy     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "turtles_bot_tasks_total",
+			Help: "Task attempts run by this bot, by pool and outcome class.",
+		}, []string{"pool", "class"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "turtles_bot_task_duration_seconds",
+			Help:    "Wall time of task attempts, from claim to ack.",
+			Buckets: prometheus.ExponentialBuckets(1, 3, 10), // 1s .. 5.5h
+		}, []string{"pool"}),
+		busy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "turtles_bot_busy_slots",
+			Help: "Slots running a task now.",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.tasks, err = register(reg, m.tasks)
+	if err != nil {
+		return nil, err
+	}
+	m.duration, err = register(reg, m.duration)
+	if err != nil {
+		return nil, err
+	}
+	m.busy, err = register(reg, m.busy)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name (several bots in one process share their metrics).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("register metrics: %w", err)
+	}
+	return c, nil
+}

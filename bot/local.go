@@ -1,0 +1,110 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/git"
+)
+
+// LocalOptions says what RunLocal runs.
+type LocalOptions struct {
+	// Dir is a local git repository. Uncommitted changes are not part of
+	// the run: a commit is what CI runs. Default ".".
+	Dir string
+	// Rev names the commit to run. Default HEAD.
+	Rev string
+	// Context is the .turtles.yaml context to run. Required.
+	Context string
+	// Out gets the log, as a bot would store it. Nil discards.
+	Out io.Writer
+	// WorkDir holds the temporary workspace. Default os.TempDir().
+	WorkDir string
+	// Timeout overrides the context's timeout when positive.
+	Timeout time.Duration
+	// KillGrace is the time from SIGTERM to SIGKILL. Default 10s.
+	KillGrace time.Duration
+	// Env is extra environment for the command, as Config.Env.
+	Env []string
+}
+
+// RunLocal runs one context of a commit of a local repository exactly as a
+// bot would: a fresh workspace, the same checkout (over file://), the same
+// environment and timeout handling. The error is for infra failures (and
+// bad options); the outcome says how the command did.
+func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
+	if opts.Context == "" {
+		return turtles.Outcome{}, errors.New("no context to run")
+	}
+	if opts.Dir == "" {
+		opts.Dir = "."
+	}
+	if opts.Rev == "" {
+		opts.Rev = "HEAD"
+	}
+	if opts.WorkDir == "" {
+		opts.WorkDir = os.TempDir()
+	}
+	if opts.KillGrace <= 0 {
+		opts.KillGrace = 10 * time.Second
+	}
+	out := &lockedWriter{w: opts.Out}
+	if opts.Out == nil {
+		out.w = io.Discard
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return turtles.Outcome{}, fmt.Errorf("repository directory: %w", err)
+	}
+	sha, err := git.ResolveRev(ctx, dir, opts.Rev)
+	if err != nil {
+		return turtles.Outcome{}, err
+	}
+	t := turtles.Task{
+		Version:  turtles.TaskVersion,
+		Kind:     turtles.KindTest,
+		Repo:     turtles.Repo{Name: "local/" + repoNameRe.ReplaceAllString(filepath.Base(dir), "-"), CloneURL: "file://" + dir},
+		SHA:      sha,
+		Context:  opts.Context,
+		Pool:     turtles.DefaultPool,
+		Attempt:  1,
+		Trusted:  true,
+		Created:  time.Now(),
+		Priority: 0,
+	}
+	if err := t.Validate(); err != nil {
+		return turtles.Outcome{}, err
+	}
+	ws, err := newWorkspace(opts.WorkDir)
+	if err != nil {
+		return infraOutcome(err), err
+	}
+	defer removeAll(ws.dir)
+	r := runner{killGrace: opts.KillGrace, env: opts.Env, timeout: opts.Timeout}
+	if o, err := r.checkout(ctx, t, ws, out); err != nil {
+		return o, err
+	}
+	return r.test(ctx, t, ws, out)
+}
+
+var repoNameRe = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// lockedWriter makes a writer safe for the git and command output copiers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,197 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/config"
+	"github.com/turtles-ci/turtles/git"
+)
+
+// workspacePrefix names workspace directories under a work directory, so
+// that a sweep removes only what a bot made.
+const workspacePrefix = "ws-"
+
+// workspace is the private directory tree of one attempt.
+type workspace struct {
+	dir       string
+	src       string // the checkout
+	home      string // $HOME
+	tmp       string // $TMPDIR
+	artifacts string // $TURTLES_ARTIFACTS
+}
+
+func newWorkspace(root string) (workspace, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return workspace{}, turtles.MarkInfra(fmt.Errorf("create workspace: %w", err))
+	}
+	dir, err := os.MkdirTemp(root, workspacePrefix)
+	if err != nil {
+		return workspace{}, turtles.MarkInfra(fmt.Errorf("create workspace: %w", err))
+	}
+	ws := workspace{
+		dir:       dir,
+		src:       filepath.Join(dir, "src"),
+		home:      filepath.Join(dir, "home"),
+		tmp:       filepath.Join(dir, "tmp"),
+		artifacts: filepath.Join(dir, "artifacts"),
+	}
+	for _, d := range []string{ws.home, ws.tmp, ws.artifacts} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			removeAll(dir)
+			return workspace{}, turtles.MarkInfra(fmt.Errorf("create workspace: %w", err))
+		}
+	}
+	return ws, nil
+}
+
+// removeAll removes dir even where a task took away write permission (the
+// Go module cache is read-only, for one).
+func removeAll(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(path, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
+
+// runner runs test tasks; bots and RunLocal share it so that a developer
+// reproduces exactly what a bot does.
+type runner struct {
+	killGrace time.Duration
+	env       []string // extra environment, from Config.Env
+	timeout   time.Duration
+}
+
+// env is the complete environment of a task command: nothing of the
+// process running it. Config.Env comes after the defaults so it may set
+// PATH, and before turtles' own variables so it cannot fake them.
+func (r runner) taskEnv(t turtles.Task, ws workspace) []string {
+	env := []string{"PATH=" + defaultPath, "LANG=C.UTF-8"}
+	env = append(env, r.env...)
+	pr := ""
+	if t.PR > 0 {
+		pr = strconv.Itoa(t.PR)
+	}
+	return append(env,
+		"HOME="+ws.home,
+		"TMPDIR="+ws.tmp,
+		"CI=true",
+		"TURTLES=1",
+		"TURTLES_REPO="+t.Repo.Name,
+		"TURTLES_SHA="+t.SHA,
+		"TURTLES_CONTEXT="+t.Context,
+		"TURTLES_ATTEMPT="+strconv.Itoa(t.Attempt),
+		"TURTLES_PR="+pr,
+		"TURTLES_ARTIFACTS="+ws.artifacts,
+	)
+}
+
+// checkout puts the task's commit into ws.src. Its failures are infra;
+// the outcome's reason quotes git.
+func (r runner) checkout(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
+	logf(out, "checking out %s %s", git.Redact(t.Repo.CloneURL), t.SHA)
+	if err := git.Checkout(ctx, ws.src, t.Repo.CloneURL, t.SHA, out); err != nil {
+		o := infraOutcome(err)
+		o.Reason = truncate("checkout failed: " + git.Message(err))
+		return o, turtles.MarkInfra(fmt.Errorf("check out %s: %w", t.SHA, err))
+	}
+	return turtles.Outcome{}, nil
+}
+
+// test runs a test task in a checked-out workspace: task.Command, or the
+// command of the task's context in the checkout's .turtles.yaml.
+func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
+	command, timeout := t.Command, time.Duration(t.Timeout)
+	if command == "" {
+		cfg, bad, err := readConfig(ws.src)
+		if err != nil {
+			return infraOutcome(err), err
+		}
+		if bad != nil {
+			logf(out, "%s", bad.Reason)
+			return *bad, nil
+		}
+		x, ok := cfg.Find(t.Context)
+		if !ok {
+			return failure(out, fmt.Sprintf("context %s is not in %s", t.Context, config.FileName)), nil
+		}
+		command = x.Command
+		if timeout == 0 {
+			timeout = time.Duration(x.Timeout)
+		}
+	}
+	if timeout <= 0 {
+		timeout = config.DefaultTimeout
+	}
+	if r.timeout > 0 {
+		timeout = r.timeout
+	}
+	logf(out, "running: %s", command)
+	return execute(ctx, execSpec{
+		Command:   command,
+		Dir:       ws.src,
+		Env:       r.taskEnv(t, ws),
+		Timeout:   timeout,
+		KillGrace: r.killGrace,
+		Out:       out,
+	})
+}
+
+func failure(out io.Writer, reason string) turtles.Outcome {
+	logf(out, "%s", reason)
+	return turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: reason}
+}
+
+// readConfig reads and parses the checkout's .turtles.yaml. A missing or
+// invalid file is the commit's fault: it comes back as a failure outcome
+// whose reason names the file and line. err is for our own failures.
+func readConfig(src string) (cfg *config.Config, bad *turtles.Outcome, err error) {
+	fail := func(reason string) (*config.Config, *turtles.Outcome, error) {
+		return nil, &turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: reason}, nil
+	}
+	path := filepath.Join(src, config.FileName)
+	// O_NOFOLLOW: the file comes from the repository, and a symlink to a
+	// file of the bot's must not end up quoted in an error message.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fail("no " + config.FileName + " in this commit")
+	case errors.Is(err, syscall.ELOOP):
+		return fail(config.FileName + " is a symbolic link; it must be a regular file")
+	case err != nil:
+		return nil, nil, turtles.MarkInfra(fmt.Errorf("read %s: %w", config.FileName, err))
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fail(config.FileName + " is not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, config.MaxSize+1))
+	if err != nil {
+		return nil, nil, turtles.MarkInfra(fmt.Errorf("read %s: %w", config.FileName, err))
+	}
+	cfg, err = config.Parse(config.FileName, data)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return fail(ce.Error())
+		}
+		return fail(strings.TrimSpace(err.Error()))
+	}
+	return cfg, nil, nil
+}

@@ -1,0 +1,370 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/store"
+)
+
+// errLeaseLost is the cause of an attempt stopped because its lease was
+// taken over: the new holder reports the task, this bot nothing.
+var errLeaseLost = errors.New("lease lost: another bot owns the task now")
+
+// reportTimeout bounds storing results and emitting events after a run.
+const reportTimeout = 2 * time.Minute
+
+// maxArtifactBytes bounds what one attempt uploads from TURTLES_ARTIFACTS.
+const maxArtifactBytes = 1 << 30
+
+// handle runs one delivery to its end: an acked outcome, a Nack for an
+// infra failure, a Release when draining, or nothing when the lease was
+// lost. The workspace is removed whatever happens.
+func (b *Bot) handle(drain context.Context, d queue.Delivery) {
+	t := d.Task()
+	log := b.log.With("task", t.Key(), "attempt", t.Attempt, "delivery", d.Count())
+	started := time.Now()
+	b.m.busy.Inc()
+	defer b.m.busy.Dec()
+	class := turtles.Cancelled
+	defer func() {
+		b.m.tasks.WithLabelValues(b.cfg.Pool, string(class)).Inc()
+		b.m.duration.WithLabelValues(b.cfg.Pool).Observe(time.Since(started).Seconds())
+	}()
+	log.Info("task claimed")
+
+	// Reporting outlives drain: a finished attempt is still reported while
+	// the bot shuts down.
+	report := context.WithoutCancel(drain)
+	runCtx, cancel := context.WithCancelCause(drain)
+	defer cancel(nil)
+	stopHeartbeat := b.heartbeat(d, cancel, log)
+	defer stopHeartbeat()
+
+	ws, err := newWorkspace(b.cfg.WorkDir)
+	if err != nil {
+		log.Error("no workspace", "err", err)
+		b.retry(report, d, infraOutcome(err), log)
+		class = turtles.Infra
+		return
+	}
+	defer func() {
+		if err := removeAll(ws.dir); err != nil {
+			log.Error("remove workspace", "path", ws.dir, "err", err)
+		}
+	}()
+	prefix := store.AttemptPrefix(t)
+	out, err := newLiveLog(b.cfg.Store, prefix+store.LogName, filepath.Join(ws.dir, "log"), log)
+	if err != nil {
+		err = turtles.MarkInfra(err)
+		log.Error("no log", "err", err)
+		b.retry(report, d, infraOutcome(err), log)
+		class = turtles.Infra
+		return
+	}
+	closeLog := func() error {
+		ctx, c := context.WithTimeout(report, reportTimeout)
+		defer c()
+		return out.Close(ctx)
+	}
+
+	logURL := ""
+	if b.cfg.LogURL != nil {
+		logURL = b.cfg.LogURL(t)
+	}
+	res := turtles.Result{Task: t, Bot: b.cfg.Name, Started: started, LogURL: logURL}
+	if err := b.emit(report, turtles.EventStarted, t, logURL, nil); err != nil {
+		log.Warn("emit started event", "err", err) // the outcome will follow
+	}
+	logf(out, "bot %s: %s attempt %d (delivery %d) of %s", b.cfg.Name, t.Kind, t.Attempt, d.Count(), t.Key())
+
+	outcome, err := b.attempt(runCtx, t, ws, out)
+
+	if runCtx.Err() != nil && err != nil {
+		// Stopped from outside. Keep the log for people; the task's outcome
+		// comes from whoever runs it next.
+		cause := context.Cause(runCtx)
+		logf(out, "attempt stopped: %v", cause)
+		if err := closeLog(); err != nil {
+			log.Warn("store log", "err", err)
+		}
+		if errors.Is(cause, errLeaseLost) {
+			log.Warn("lease lost; not reporting")
+			return
+		}
+		ctx, c := context.WithTimeout(report, reportTimeout)
+		defer c()
+		if err := d.Release(ctx); err != nil {
+			log.Error("release task", "err", err) // it comes back when the lease ends
+		} else {
+			log.Info("task released for another bot")
+		}
+		return
+	}
+	if err == nil && outcome.Class != turtles.Cancelled {
+		ctx, c := context.WithTimeout(report, reportTimeout)
+		err = b.uploadArtifacts(ctx, prefix, ws.artifacts, out)
+		c()
+	}
+	if err != nil {
+		if !turtles.IsInfra(err) {
+			err = turtles.MarkInfra(err)
+		}
+		if outcome.Class != turtles.Infra || outcome.Reason == "" {
+			outcome = infraOutcome(err)
+		}
+		log.Warn("infra failure", "err", err)
+		logf(out, "infrastructure error (not a test failure): %v", err)
+	}
+	class = outcome.Class
+
+	res.Outcome = outcome
+	res.Finished = time.Now()
+	res.Duration = res.Finished.Sub(res.Started).Seconds()
+	logf(out, "outcome: %s%s", outcome.Class, reasonSuffix(outcome.Reason))
+	// Result and log first, then the event, then the ack: a crash in
+	// between delivers the task again rather than losing it.
+	if err := b.putResult(report, prefix, res); err != nil {
+		log.Error("store result", "err", err)
+		outcome, class = infraOutcome(err), turtles.Infra
+	}
+	if err := closeLog(); err != nil {
+		log.Error("store log", "err", err)
+		outcome, class = infraOutcome(err), turtles.Infra
+	}
+	if context.Cause(runCtx) == errLeaseLost {
+		log.Warn("lease lost while reporting; not reporting")
+		return
+	}
+	if outcome.Class == turtles.Infra {
+		b.retry(report, d, outcome, log)
+		return
+	}
+	if err := b.emit(report, turtles.EventFinished, t, logURL, &outcome); err != nil {
+		log.Error("emit finished event", "err", err)
+		b.retry(report, d, infraOutcome(err), log)
+		class = turtles.Infra
+		return
+	}
+	ctx, c := context.WithTimeout(report, reportTimeout)
+	defer c()
+	if err := d.Ack(ctx); err != nil {
+		log.Error("ack", "err", err) // the task will run again: at least once
+		return
+	}
+	log.Info("task done", "class", outcome.Class, "reason", outcome.Reason, "seconds", res.Duration)
+}
+
+func reasonSuffix(r string) string {
+	if r == "" {
+		return ""
+	}
+	return " (" + r + ")"
+}
+
+// retry gives an infra failure back to the queue with the delay for its
+// delivery count, and tells the reporter whether it will be retried.
+func (b *Bot) retry(ctx context.Context, d queue.Delivery, outcome turtles.Outcome, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	delays := b.cfg.RetryDelays
+	delay := delays[min(max(d.Count(), 1), len(delays))-1]
+	dead, err := d.Nack(ctx, delay, outcome.Reason)
+	if err != nil {
+		log.Error("nack", "err", err) // it comes back when the lease ends
+		return
+	}
+	typ := turtles.EventRetrying
+	if dead {
+		typ = turtles.EventFinished
+		log.Warn("task dead-lettered after repeated infra failures", "reason", outcome.Reason)
+	} else {
+		log.Info("task will be retried", "delay", delay)
+	}
+	logURL := ""
+	if b.cfg.LogURL != nil {
+		logURL = b.cfg.LogURL(d.Task())
+	}
+	if err := b.emit(ctx, typ, d.Task(), logURL, &outcome); err != nil {
+		log.Error("emit event", "type", typ, "err", err)
+	}
+}
+
+// heartbeat extends d's lease every Heartbeat until the returned stop is
+// called. When the lease is lost it cancels the attempt with errLeaseLost.
+func (b *Bot) heartbeat(d queue.Delivery, lost context.CancelCauseFunc, log *slog.Logger) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(b.cfg.Heartbeat)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Heartbeat)
+			err := d.Heartbeat(ctx)
+			cancel()
+			if errors.Is(err, queue.ErrLeaseLost) {
+				log.Warn("heartbeat: lease lost")
+				lost(errLeaseLost)
+				return
+			}
+			if err != nil {
+				log.Warn("heartbeat failed", "err", err) // try again next tick
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
+// attempt checks the task's commit out and runs it.
+func (b *Bot) attempt(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
+	if o, err := b.run.checkout(ctx, t, ws, out); err != nil {
+		return o, err
+	}
+	if t.Kind == turtles.KindPlan {
+		return b.plan(ctx, t, ws, out)
+	}
+	return b.run.test(ctx, t, ws, out)
+}
+
+// plan publishes a test task for every context of the checkout's
+// .turtles.yaml.
+func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
+	cfg, bad, err := readConfig(ws.src)
+	if err != nil {
+		return infraOutcome(err), err
+	}
+	if bad != nil {
+		logf(out, "%s", bad.Reason)
+		return *bad, nil
+	}
+	queued := 0
+	for _, x := range cfg.Contexts {
+		tt := x.Task(t)
+		tt.Created = time.Now()
+		err := b.cfg.Queue.Publish(ctx, tt)
+		if errors.Is(err, queue.ErrDuplicate) {
+			// An earlier attempt of this plan got this far; its event went out.
+			logf(out, "%s is already queued or running", tt.Context)
+			continue
+		}
+		if err != nil {
+			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("publish %s: %w", tt.Key(), err))
+		}
+		if err := b.emit(ctx, turtles.EventQueued, tt, "", nil); err != nil {
+			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("emit queued event for %s: %w", tt.Key(), err))
+		}
+		logf(out, "queued %s in pool %s: %s", tt.Context, tt.Pool, tt.Command)
+		queued++
+	}
+	return turtles.Outcome{Class: turtles.Success, Reason: fmt.Sprintf("queued %d of %d contexts", queued, len(cfg.Contexts))}, nil
+}
+
+func (b *Bot) emit(ctx context.Context, typ turtles.EventType, t turtles.Task, logURL string, o *turtles.Outcome) error {
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	var id [16]byte
+	rand.Read(id[:])
+	return b.cfg.Events.Emit(ctx, turtles.Event{
+		ID:      hex.EncodeToString(id[:]),
+		Type:    typ,
+		Task:    t,
+		Bot:     b.cfg.Name,
+		LogURL:  logURL,
+		Outcome: o,
+		Time:    time.Now(),
+	})
+}
+
+func (b *Bot) putResult(ctx context.Context, prefix string, res turtles.Result) error {
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return turtles.MarkInfra(fmt.Errorf("encode result: %w", err))
+	}
+	if err := b.cfg.Store.Put(ctx, prefix+store.ResultName, bytes.NewReader(data), "application/json"); err != nil {
+		return turtles.MarkInfra(fmt.Errorf("store result: %w", err))
+	}
+	return nil
+}
+
+// uploadArtifacts stores the regular files under dir (the task's
+// TURTLES_ARTIFACTS) under prefix+"artifacts/". Symbolic links are not
+// followed: a task must not publish the bot's files.
+func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, out io.Writer) error {
+	var total int64
+	n := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		rel = filepath.ToSlash(rel)
+		key := prefix + store.ArtifactsName + rel
+		if !d.Type().IsRegular() {
+			logf(out, "artifact %s skipped: not a regular file", rel)
+			return nil
+		}
+		if err := store.CheckKey(key); err != nil {
+			logf(out, "artifact %s skipped: bad name", rel)
+			return nil
+		}
+		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if err != nil {
+			logf(out, "artifact %s skipped: %v", rel, err)
+			return nil
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		if total+fi.Size() > maxArtifactBytes {
+			logf(out, "artifact %s skipped: artifacts are limited to %d MiB", rel, maxArtifactBytes>>20)
+			return nil
+		}
+		ct := mime.TypeByExtension(filepath.Ext(rel))
+		if ct == "" {
+			ct = "application/octet-stream"
+		}
+		if err := b.cfg.Store.Put(ctx, key, io.LimitReader(f, fi.Size()), ct); err != nil {
+			return turtles.MarkInfra(fmt.Errorf("upload artifact %s: %w", rel, err))
+		}
+		total += fi.Size()
+		n++
+		return nil
+	})
+	if err != nil {
+		return turtles.MarkInfra(fmt.Errorf("upload artifacts: %w", err))
+	}
+	if n > 0 {
+		logf(out, "uploaded %d artifacts (%d bytes)", n, total)
+	}
+	return nil
+}
