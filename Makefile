@@ -1,0 +1,49 @@
+# turtles: `make demo` and `make test` set up everything they need.
+GO      ?= go
+BIN     := bin/turtles
+BENCH   ?= all
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
+GOBIN   := $(shell $(GO) env GOPATH 2>/dev/null)/bin
+export PATH := $(GOBIN):$(PATH)
+
+.PHONY: all build deps test test-short bench demo fuzz vet clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	@echo "==> building $(BIN) ($(VERSION))"
+	@$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/turtles
+
+vet:
+	@echo "==> go vet and gofmt"
+	@$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# The whole suite: unit, contract, fuzz seeds, end-to-end (real binaries,
+# real git, kill -9 of a server). Slow tests are real tests, here too.
+test: deps vet
+	@echo "==> go test (all packages, including end-to-end)"
+	@$(GO) test -count=1 -timeout 20m ./...
+
+test-short:
+	@$(GO) test -short -count=1 ./...
+
+# make bench            runs every benchmark
+# make bench BENCH=NAME runs one (e.g. queue-embedded)
+bench: deps
+	@$(GO) run ./bench $(BENCH)
+
+# A few seconds of each fuzzer, beyond the seeds that `make test` runs.
+FUZZTIME ?= 20s
+fuzz:
+	@$(GO) test -run XXX -fuzz FuzzParseGitHub -fuzztime $(FUZZTIME) ./hook
+	@$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./config
+
+demo: deps build
+	@scripts/demo.sh
+
+clean:
+	rm -rf bin demo-data

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func botCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bot",
+		Short: "Take tasks from the queue and run them",
+		Long: `bot is a worker: it claims tasks of its pool, runs each in a fresh checkout,
+streams the log to the store, emits events for the reporter and acks only
+when the result is stored. Bots hold no forge credentials.
+
+Several bots on one host can share the embedded queue file of a
+'turtles serve' (--queue, --store-dir); across hosts, use RabbitMQ.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := loadSettings(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log := newLogger(s, os.Stderr)
+			ctx, again, stop := signals()
+			defer stop()
+			sys, err := openSystem(s, log)
+			if err != nil {
+				return err
+			}
+			defer sys.Close()
+			b, err := sys.bot()
+			if err != nil {
+				return err
+			}
+			log.Info("bot running", "name", s.BotName, "pool", s.Pool, "slots", s.Slots, "queue", s.Queue)
+			return runBot(ctx, again, b, s, log)
+		},
+	}
+	addFlags(cmd.Flags(), "data-dir", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool", "slots",
+		"work-dir", "store-dir", "drain-timeout", "log-level", "log-format")
+	return cmd
+}

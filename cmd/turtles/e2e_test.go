@@ -1,0 +1,434 @@
+package main
+
+// End-to-end tests: the real turtles binary, real git repositories, the
+// embedded queue on disk, and a fake GitHub API that records statuses.
+// Each server start serves many assertions.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/turtles-ci/turtles/forge/github/githubtest"
+	"github.com/turtles-ci/turtles/results"
+)
+
+const (
+	testToken  = "ghp_e2e-test-token"
+	testSecret = "e2e-webhook-secret"
+)
+
+var turtlesBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "turtles-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	turtlesBin = filepath.Join(dir, "turtles")
+	out, err := exec.Command("go", "build", "-o", turtlesBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build turtles: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gitRepo makes a repository with files committed; returns dir and SHA.
+func gitRepo(t *testing.T, dir string, files map[string]string) string {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(args ...string) string {
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=T", "-c", "user.email=t@example.com"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
+		run("init", "-q", "-b", "main")
+	}
+	run("add", "-A")
+	run("commit", "-q", "-m", "commit", "--allow-empty")
+	return run("rev-parse", "HEAD")
+}
+
+type server struct {
+	t       *testing.T
+	url     string
+	dataDir string
+	cmd     *exec.Cmd
+	logs    *bytes.Buffer
+	args    []string
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServe runs `turtles serve` against the fake GitHub gh.
+func startServe(t *testing.T, gh *githubtest.Server, dataDir string, extra ...string) *server {
+	t.Helper()
+	addr := freeAddr(t)
+	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &bytes.Buffer{},
+		args: append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--github-api", gh.URL + "/",
+			"--slots", "2", "--retry-delays", "200ms", "--log-level", "debug"}, extra...)}
+	s.start()
+	t.Cleanup(func() { s.stop(syscall.SIGKILL) })
+	return s
+}
+
+func (s *server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(turtlesBin, s.args...)
+	s.cmd.Env = append(os.Environ(), "TURTLES_GITHUB_TOKEN="+testToken, "TURTLES_WEBHOOK_SECRET="+testSecret)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	waitFor(s.t, 10*time.Second, "server health", func() bool {
+		resp, err := http.Get(s.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// stop sends sig and waits for the process; it returns its exit error.
+func (s *server) stop(sig syscall.Signal) error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	s.cmd.Process.Signal(sig)
+	err := s.cmd.Wait()
+	s.cmd = nil
+	if s.t.Failed() {
+		s.t.Logf("turtles serve output:\n%s", s.logs.String())
+	}
+	return err
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func sign(body []byte) string {
+	m := hmac.New(sha256.New, []byte(testSecret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+func prPayload(repoDir, sha string) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"action": "opened", "number": 7,
+		"pull_request": map[string]any{
+			"number": 7, "author_association": "MEMBER",
+			"head": map[string]any{"sha": sha, "ref": "feature"},
+			"base": map[string]any{"ref": "main"},
+		},
+		"repository": map[string]any{"full_name": "octo/hello", "clone_url": "file://" + repoDir},
+	})
+	return b
+}
+
+func (s *server) webhook(event, delivery string, body []byte, signature string) (int, string) {
+	s.t.Helper()
+	req, _ := http.NewRequest("POST", s.url+"/hook/github", bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	if signature != "" {
+		req.Header.Set("X-Hub-Signature-256", signature)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("post webhook: %v", err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+func (s *server) tasks(sha string) []results.Task {
+	s.t.Helper()
+	ts, err := fetchTasks(context.Background(), s.url+"/api/v1/tasks?sha="+sha)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return ts
+}
+
+// waitFinal waits until the fake GitHub has a final (not pending) status
+// for each of contexts on sha and returns them by context.
+func waitFinal(t *testing.T, gh *githubtest.Server, sha string, timeout time.Duration, contexts ...string) map[string]githubtest.Status {
+	t.Helper()
+	got := map[string]githubtest.Status{}
+	waitFor(t, timeout, fmt.Sprintf("final statuses of %v", contexts), func() bool {
+		for _, c := range contexts {
+			st, ok := gh.Final("octo/hello", sha, c)
+			if !ok || st.State == "pending" {
+				return false
+			}
+			got[c] = st
+		}
+		return true
+	})
+	return got
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	gh := githubtest.NewServer(t, testToken)
+	repo := t.TempDir()
+	sha := gitRepo(t, repo, map[string]string{
+		".turtles.yaml": "contexts:\n  - name: pass\n    command: echo hello from the tests; ./check.sh\n  - name: fail\n    command: echo about to fail; exit 3\n",
+		"check.sh":      "#!/bin/sh\necho checked in $TURTLES_CONTEXT at $TURTLES_SHA\n",
+	})
+	s := startServe(t, gh, t.TempDir(), "--max-deliveries", "2")
+
+	body := prPayload(repo, sha)
+	if code, out := s.webhook("pull_request", "d-1", body, sign(body)); code/100 != 2 {
+		t.Fatalf("webhook: %d %s", code, out)
+	}
+	final := waitFinal(t, gh, sha, 60*time.Second, "pass", "fail")
+
+	t.Run("statuses", func(t *testing.T) {
+		if st := final["pass"]; st.State != "success" || !strings.HasPrefix(st.TargetURL, s.url+"/tasks/") {
+			t.Errorf("pass: got %+v, want success linking to a log page", st)
+		}
+		if st := final["fail"]; st.State != "failure" || !strings.Contains(st.Description, "3") {
+			t.Errorf("fail: got %+v, want failure naming exit status 3", st)
+		}
+		var pending int
+		for _, st := range gh.Statuses() {
+			if st.Context == "turtles" {
+				t.Errorf("a healthy plan must not post a status, got %+v", st)
+			}
+			if st.Context == "pass" && st.State == "pending" {
+				pending++
+			}
+		}
+		if pending == 0 {
+			t.Errorf("no pending status for pass before its final one")
+		}
+	})
+	t.Run("log page", func(t *testing.T) {
+		resp, err := http.Get(final["pass"].TargetURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(page), "checked in pass at "+sha) {
+			t.Errorf("log page %s: %d, want the command's output in:\n%s", final["pass"].TargetURL, resp.StatusCode, page)
+		}
+	})
+	t.Run("api", func(t *testing.T) {
+		tasks := s.tasks(sha)
+		got := map[string]string{}
+		for _, x := range tasks {
+			if x.State != results.Finished || x.Outcome == nil {
+				t.Errorf("%s: state %s, want finished with an outcome", x.Context, x.State)
+				continue
+			}
+			got[x.Context] = string(x.Outcome.Class)
+		}
+		want := map[string]string{"turtles": "success", "pass": "success", "fail": "failure"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("tasks by outcome: got %v, want %v", got, want)
+		}
+	})
+	t.Run("replayed delivery", func(t *testing.T) {
+		n := len(gh.Statuses())
+		code, out := s.webhook("pull_request", "d-1", body, sign(body))
+		if code/100 != 2 {
+			t.Fatalf("replay: %d %s", code, out)
+		}
+		time.Sleep(500 * time.Millisecond) // nothing should happen; give it a chance to
+		if got := len(gh.Statuses()); got != n {
+			t.Errorf("replayed delivery posted %d more statuses", got-n)
+		}
+	})
+	t.Run("bad requests", func(t *testing.T) {
+		tests := []struct {
+			name  string
+			event string
+			body  []byte
+			sig   string
+			want  int
+		}{
+			{"wrong signature", "pull_request", body, sign([]byte("other")), 401},
+			{"no signature", "pull_request", body, "", 401},
+			{"malformed json", "pull_request", []byte("{not json"), sign([]byte("{not json")), 400},
+			{"oversize", "pull_request", bytes.Repeat([]byte(" "), 26<<20), "sha256=00", 413},
+			{"ping", "ping", []byte(`{"zen":"hi"}`), sign([]byte(`{"zen":"hi"}`)), 200},
+		}
+		for i, tt := range tests {
+			if code, out := s.webhook(tt.event, fmt.Sprintf("bad-%d", i), tt.body, tt.sig); code != tt.want {
+				t.Errorf("%s: got %d (%s), want %d", tt.name, code, strings.TrimSpace(out), tt.want)
+			}
+		}
+	})
+	t.Run("config error names file and line", func(t *testing.T) {
+		bad := gitRepo(t, repo, map[string]string{".turtles.yaml": "contexts:\n  - name: pass\n    comand: true\n"})
+		b := prPayload(repo, bad)
+		s.webhook("pull_request", "d-bad-config", b, sign(b))
+		st := waitFinal(t, gh, bad, 30*time.Second, "turtles")["turtles"]
+		if st.State != "failure" || !strings.Contains(st.Description, `.turtles.yaml:3: unknown key "comand"`) {
+			t.Errorf("got %+v, want a failure naming .turtles.yaml:3 and the key", st)
+		}
+	})
+	t.Run("unreachable repo is infra, retried, dead-lettered, error", func(t *testing.T) {
+		b := bytes.Replace(prPayload(filepath.Join(repo, "missing"), sha), []byte("MEMBER"), []byte("OWNER"), 1)
+		s.webhook("pull_request", "d-missing", b, sign(b))
+		// Same repo name and SHA as above, but the plan task is done, so a
+		// new one may run; it fails to fetch.
+		waitFor(t, 30*time.Second, "dead letter", func() bool {
+			resp, err := http.Get(s.url + "/api/v1/deadletters")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			out, _ := io.ReadAll(resp.Body)
+			return strings.Contains(string(out), "missing")
+		})
+		var st githubtest.Status
+		waitFor(t, 10*time.Second, "error status", func() bool {
+			var ok bool
+			st, ok = gh.Final("octo/hello", sha, "turtles")
+			return ok && st.State == "error"
+		})
+		tasks := s.tasks(sha)
+		for _, x := range tasks {
+			if x.Context == "turtles" && len(x.Attempts) < 2 {
+				t.Errorf("plan task attempts: %d, want retried", len(x.Attempts))
+			}
+		}
+	})
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get(s.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, m := range []string{"turtles_webhook_deliveries_total", "turtles_queue_tasks", "turtles_statuses_total"} {
+			if !strings.Contains(string(out), m) {
+				t.Errorf("/metrics lacks %s", m)
+			}
+		}
+	})
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("serve after SIGTERM with nothing running: %v, want a clean exit", err)
+	}
+	if strings.Contains(s.logs.String(), testToken) {
+		t.Errorf("the GitHub token appears in the server log")
+	}
+}
+
+// TestCrashRestart kills serve with SIGKILL while a task runs; after a
+// restart the task runs again and exactly one final status is reported.
+func TestCrashRestart(t *testing.T) {
+	gh := githubtest.NewServer(t, testToken)
+	repo := t.TempDir()
+	sha := gitRepo(t, repo, map[string]string{
+		".turtles.yaml": "contexts:\n  - name: slow\n    command: echo started; sleep 3; echo finished\n",
+	})
+	data := t.TempDir()
+	s := startServe(t, gh, data, "--lease", "2s")
+	body := prPayload(repo, sha)
+	s.webhook("pull_request", "crash-1", body, sign(body))
+	waitFor(t, 30*time.Second, "slow task running", func() bool {
+		for _, x := range s.tasks(sha) {
+			if x.Context == "slow" && x.State == results.Running {
+				return true
+			}
+		}
+		return false
+	})
+	s.stop(syscall.SIGKILL)
+	s.start()
+	st := waitFinal(t, gh, sha, 60*time.Second, "slow")["slow"]
+	if st.State != "success" {
+		t.Fatalf("final status %+v, want success", st)
+	}
+	time.Sleep(time.Second) // a duplicate would come right after
+	var finals int
+	for _, x := range gh.Statuses() {
+		if x.Context == "slow" && x.State != "pending" {
+			finals++
+		}
+	}
+	if finals != 1 {
+		t.Errorf("%d final statuses for slow, want exactly 1: %+v", finals, gh.Statuses())
+	}
+	for _, x := range s.tasks(sha) {
+		if x.Context == "slow" && len(x.Attempts) < 2 {
+			t.Errorf("slow ran %d attempts, want a second one after the crash", len(x.Attempts))
+		}
+	}
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("serve after SIGTERM: %v", err)
+	}
+}
+
+// TestDrain: SIGTERM while a task runs lets it finish, then exits.
+func TestDrain(t *testing.T) {
+	gh := githubtest.NewServer(t, testToken)
+	repo := t.TempDir()
+	sha := gitRepo(t, repo, map[string]string{
+		".turtles.yaml": "contexts:\n  - name: slow\n    command: sleep 2; echo done\n",
+	})
+	s := startServe(t, gh, t.TempDir())
+	body := prPayload(repo, sha)
+	s.webhook("pull_request", "drain-1", body, sign(body))
+	waitFor(t, 30*time.Second, "slow task running", func() bool {
+		for _, x := range s.tasks(sha) {
+			if x.Context == "slow" && x.State == results.Running {
+				return true
+			}
+		}
+		return false
+	})
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("serve after SIGTERM: %v", err)
+	}
+	if st, ok := gh.Final("octo/hello", sha, "slow"); !ok || st.State != "success" {
+		t.Errorf("after drain: final status %+v, want success reported before exit", st)
+	}
+}

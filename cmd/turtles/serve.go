@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/bot"
+	"github.com/turtles-ci/turtles/forge"
+	"github.com/turtles-ci/turtles/forge/github"
+	"github.com/turtles-ci/turtles/hook"
+	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/queue/sqlite"
+	"github.com/turtles-ci/turtles/report"
+	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/store"
+	"github.com/turtles-ci/turtles/web"
+)
+
+// system holds the parts one process runs, wired once (as tailscale's
+// tsd does), so that serve and bot build them the same way.
+type system struct {
+	s     Settings
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	queue *sqlite.DB
+	store *store.Dir
+}
+
+func openSystem(s Settings, log *slog.Logger) (*system, error) {
+	for _, d := range []string{s.DataDir, s.WorkDir, s.StoreDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	q, err := sqlite.Open(s.Queue, queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries}, log.With("part", "queue"))
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(queueCollector{q})
+	st, err := store.NewDir(s.StoreDir)
+	if err != nil {
+		q.Close()
+		return nil, err
+	}
+	return &system{s: s, log: log, reg: reg, queue: q, store: st}, nil
+}
+
+func (sys *system) Close() error { return sys.queue.Close() }
+
+func (sys *system) bot() (*bot.Bot, error) {
+	s := sys.s
+	return bot.New(bot.Config{
+		Name:        s.BotName,
+		Queue:       sys.queue,
+		Events:      sys.queue,
+		Store:       sys.store,
+		Pool:        s.Pool,
+		Slots:       s.Slots,
+		WorkDir:     s.WorkDir,
+		LogURL:      func(t turtles.Task) string { return web.LogURL(s.PublicURL, t) },
+		Heartbeat:   s.Lease / 3,
+		RetryDelays: s.RetryDelays,
+		Log:         sys.log.With("part", "bot"),
+		Registerer:  sys.reg,
+	})
+}
+
+// runBot runs b until ctx ends, then drains: running tasks get the drain
+// timeout or until again fires, then are put back on the queue.
+func runBot(ctx context.Context, again <-chan os.Signal, b *bot.Bot, s Settings, log *slog.Logger) error {
+	drain, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		log.Info("draining: taking no new tasks; running tasks may finish", "timeout", s.DrainTimeout,
+			"hint", "press Ctrl-C again to stop now and put them back on the queue")
+		select {
+		case <-again:
+			log.Info("stopping now: running tasks go back on the queue")
+		case <-time.After(s.DrainTimeout):
+			log.Info("drain timeout: running tasks go back on the queue")
+		case <-drain.Done():
+		}
+		stop()
+	}()
+	return b.Run(ctx, drain)
+}
+
+func serveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run webhook receiver, queue, bot, reporter, log pages, API and metrics in one process",
+		Long: `serve runs all of turtles in one process, on an embedded queue, storing
+everything under --data-dir. With no flags it works: it generates a webhook
+secret in the data dir and, without a GitHub token, logs the statuses it
+would set.
+
+Ctrl-C (SIGINT) or SIGTERM drains: no new task starts, running tasks finish
+(up to --drain-timeout), a second Ctrl-C puts them back on the queue at once.
+Nothing is lost: what did not finish runs again at the next start.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := loadSettings(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			return serve(s)
+		},
+	}
+	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool",
+		"slots", "work-dir", "store-dir", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
+		"log-level", "log-format")
+	return cmd
+}
+
+func serve(s Settings) error {
+	log := newLogger(s, os.Stderr)
+	ctx, again, stopSignals := signals()
+	defer stopSignals()
+
+	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	sys, err := openSystem(s, log)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	res, err := results.Open(s.DataDir+"/results.db", log.With("part", "results"))
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+
+	secretValue, secretPath, err := webhookSecret(s)
+	if err != nil {
+		return err
+	}
+	gh, err := hook.NewGitHub(hook.Config{
+		Secret:     []byte(secretValue),
+		Queue:      sys.queue,
+		Deliveries: sys.queue,
+		Pool:       s.Pool,
+		Log:        log.With("part", "hook"),
+		Registerer: sys.reg,
+	})
+	if err != nil {
+		return err
+	}
+	f, err := newForge(s, log)
+	if err != nil {
+		return err
+	}
+	rep := report.New(report.Config{Forge: f, Log: log.With("part", "reporter"), Registerer: sys.reg})
+	b, err := sys.bot()
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: web.New(web.Config{
+			Results:  res,
+			Store:    sys.store,
+			Queue:    sys.queue,
+			Hooks:    map[string]http.Handler{"github": gh},
+			Gatherer: sys.reg,
+			Log:      log.With("part", "web"),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	ln, err := net.Listen("tcp", s.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("turtles serving", "version", buildVersion(), "url", s.PublicURL, "webhook", s.PublicURL+"/hook/github",
+		"webhook_secret", secretPath, "data_dir", s.DataDir, "slots", s.Slots, "pool", s.Pool)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("web server stopped", "err", err)
+		}
+	}()
+	// Events outlive the bot by a little so that its last results are
+	// reported; what is left is durable and reported at the next start.
+	events, stopEvents := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		report.Consume(events, sys.queue, log.With("part", "events"), res, rep)
+	}()
+
+	botErr := runBot(ctx, again, b, s, log)
+	time.Sleep(time.Second)
+	stopEvents()
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdown)
+	wg.Wait()
+	log.Info("stopped")
+	return botErr
+}
+
+func newForge(s Settings, log *slog.Logger) (forge.Forge, error) {
+	token, err := secret("TURTLES_GITHUB_TOKEN", s.GitHubTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	if token == "" {
+		log.Warn("no GitHub token (--github-token-file or TURTLES_GITHUB_TOKEN): statuses are logged, not sent")
+		return forge.Log{Log: log.With("part", "reporter")}, nil
+	}
+	return github.New(github.Config{BaseURL: s.GitHubAPI, Token: token, Log: log.With("part", "github"),
+		UserAgent: "turtles/" + buildVersion()})
+}
+
+// queueCollector exports queue depth per pool and state.
+type queueCollector struct{ q queue.Queue }
+
+var queueDesc = prometheus.NewDesc("turtles_queue_tasks", "Tasks in the queue by pool and state.", []string{"pool", "state"}, nil)
+
+func (c queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueDesc }
+
+func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stats, err := c.q.Stats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(queueDesc, err)
+		return
+	}
+	for _, st := range stats {
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(st.Count), st.Pool, st.State)
+	}
+}

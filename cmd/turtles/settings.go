@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// Settings is every knob of turtles, in one place. Precedence, lowest
+// first: defaults, the --config file, TURTLES_* environment variables,
+// command-line flags. Nothing outside cmd/ decides a default.
+type Settings struct {
+	DataDir   string `yaml:"data_dir"`
+	Listen    string `yaml:"listen"`
+	PublicURL string `yaml:"public_url"`
+	// Queue is the embedded queue's SQLite file.
+	Queue         string        `yaml:"queue"`
+	Lease         time.Duration `yaml:"lease"`
+	MaxDeliveries int           `yaml:"max_deliveries"`
+	BotName       string        `yaml:"bot_name"`
+	Pool          string        `yaml:"pool"`
+	Slots         int           `yaml:"slots"`
+	WorkDir       string        `yaml:"work_dir"`
+	StoreDir      string        `yaml:"store_dir"`
+	DrainTimeout  time.Duration `yaml:"drain_timeout"`
+	// RetryDelays are the waits before retrying an infrastructure failure,
+	// by attempt; the last one repeats until max-deliveries.
+	RetryDelays []time.Duration `yaml:"retry_delays"`
+	GitHubAPI   string          `yaml:"github_api"`
+	// Secrets are read from files (or TURTLES_GITHUB_TOKEN and
+	// TURTLES_WEBHOOK_SECRET), never from the config file itself.
+	GitHubTokenFile   string `yaml:"github_token_file"`
+	WebhookSecretFile string `yaml:"webhook_secret_file"`
+	LogLevel          string `yaml:"log_level"`
+	LogFormat         string `yaml:"log_format"`
+}
+
+func defaults() Settings {
+	host, _ := os.Hostname()
+	return Settings{
+		DataDir:       "./turtles-data",
+		Listen:        "localhost:8080",
+		Lease:         time.Minute,
+		MaxDeliveries: 5,
+		BotName:       host,
+		Pool:          "public",
+		Slots:         runtime.NumCPU(),
+		DrainTimeout:  10 * time.Minute,
+		RetryDelays:   []time.Duration{10 * time.Second, 30 * time.Second, 90 * time.Second, 5 * time.Minute},
+		GitHubAPI:     "https://api.github.com/",
+		LogLevel:      "info",
+		LogFormat:     "text",
+	}
+}
+
+// option is one setting as a flag and an environment variable.
+type option struct {
+	name  string // flag name; env is TURTLES_ + upper snake case
+	usage string
+	accessor
+}
+
+// accessor reads a setting as text and parses text into it.
+type accessor struct {
+	get func(*Settings) string
+	set func(*Settings, string) error
+}
+
+func str(p func(*Settings) *string) accessor {
+	return accessor{
+		get: func(s *Settings) string { return *p(s) },
+		set: func(s *Settings, v string) error { *p(s) = v; return nil },
+	}
+}
+
+func num(p func(*Settings) *int) accessor {
+	return accessor{
+		get: func(s *Settings) string { return strconv.Itoa(*p(s)) },
+		set: func(s *Settings, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("want a whole number, got %q", v)
+			}
+			*p(s) = n
+			return nil
+		},
+	}
+}
+
+func dur(p func(*Settings) *time.Duration) accessor {
+	return accessor{
+		get: func(s *Settings) string { return p(s).String() },
+		set: func(s *Settings, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("want a duration such as 90s or 10m, got %q", v)
+			}
+			*p(s) = d
+			return nil
+		},
+	}
+}
+
+func durs(p func(*Settings) *[]time.Duration) accessor {
+	return accessor{
+		get: func(s *Settings) string {
+			var parts []string
+			for _, d := range *p(s) {
+				parts = append(parts, d.String())
+			}
+			return strings.Join(parts, ",")
+		},
+		set: func(s *Settings, v string) error {
+			var out []time.Duration
+			for _, part := range strings.Split(v, ",") {
+				d, err := time.ParseDuration(strings.TrimSpace(part))
+				if err != nil || d < 0 {
+					return fmt.Errorf("want durations separated by commas, such as 10s,1m; got %q", v)
+				}
+				out = append(out, d)
+			}
+			*p(s) = out
+			return nil
+		},
+	}
+}
+
+func opt(name, usage string, a accessor) option {
+	return option{name: name, usage: usage, accessor: a}
+}
+
+var allOptions = map[string]option{}
+
+func init() {
+	for _, o := range []option{
+		opt("data-dir", "where queue, results, logs and workspaces live", str(func(s *Settings) *string { return &s.DataDir })),
+		opt("listen", "address of the web server (webhooks, API, logs, metrics); use :8080 to accept webhooks from other hosts", str(func(s *Settings) *string { return &s.Listen })),
+		opt("public-url", "URL people and forges reach this server at, for log links (default http://LISTEN)", str(func(s *Settings) *string { return &s.PublicURL })),
+		opt("queue", "embedded queue file (default DATA-DIR/queue.db)", str(func(s *Settings) *string { return &s.Queue })),
+		opt("lease", "how long a claimed task stays claimed without a heartbeat; a dead bot's task runs again after this", dur(func(s *Settings) *time.Duration { return &s.Lease })),
+		opt("max-deliveries", "deliveries of a task before it is dead-lettered", num(func(s *Settings) *int { return &s.MaxDeliveries })),
+		opt("bot-name", "name of this bot in logs and statuses (default: host name)", str(func(s *Settings) *string { return &s.BotName })),
+		opt("pool", "pool of tasks this bot takes", str(func(s *Settings) *string { return &s.Pool })),
+		opt("slots", "tasks this bot runs at once (default: number of CPUs)", num(func(s *Settings) *int { return &s.Slots })),
+		opt("work-dir", "where bots check out and run tasks (default DATA-DIR/work)", str(func(s *Settings) *string { return &s.WorkDir })),
+		opt("store-dir", "where logs and artifacts are kept (default DATA-DIR/store)", str(func(s *Settings) *string { return &s.StoreDir })),
+		opt("drain-timeout", "on SIGTERM, how long running tasks may finish before they are put back", dur(func(s *Settings) *time.Duration { return &s.DrainTimeout })),
+		opt("retry-delays", "comma-separated waits before retrying an infrastructure failure, by attempt", durs(func(s *Settings) *[]time.Duration { return &s.RetryDelays })),
+		opt("github-api", "GitHub API base URL (GitHub Enterprise: https://HOST/api/v3/)", str(func(s *Settings) *string { return &s.GitHubAPI })),
+		opt("github-token-file", "file holding the GitHub token for statuses (or set TURTLES_GITHUB_TOKEN)", str(func(s *Settings) *string { return &s.GitHubTokenFile })),
+		opt("webhook-secret-file", "file holding the webhook secret (or set TURTLES_WEBHOOK_SECRET; default: generated in DATA-DIR/webhook-secret)", str(func(s *Settings) *string { return &s.WebhookSecretFile })),
+		opt("log-level", "debug, info, warn or error", str(func(s *Settings) *string { return &s.LogLevel })),
+		opt("log-format", "text or json", str(func(s *Settings) *string { return &s.LogFormat })),
+	} {
+		allOptions[o.name] = o
+	}
+}
+
+// addFlags registers the named options, plus --config, on fs.
+func addFlags(fs *pflag.FlagSet, names ...string) {
+	d := defaults()
+	fs.String("config", "", "YAML file with settings (keys as the flags, with _ for -)")
+	for _, n := range names {
+		o, ok := allOptions[n]
+		if !ok {
+			panic("unknown option " + n)
+		}
+		fs.String(n, o.get(&d), o.usage)
+	}
+}
+
+func envName(flag string) string {
+	return "TURTLES_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// loadSettings applies, in order, defaults, the config file, environment
+// variables and flags that were set, then fills derived defaults and
+// validates.
+func loadSettings(fs *pflag.FlagSet) (Settings, error) {
+	s := defaults()
+	if path, _ := fs.GetString("config"); path != "" {
+		if err := readConfigFile(path, &s); err != nil {
+			return s, err
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		o, ok := allOptions[f.Name]
+		if !ok {
+			return
+		}
+		val, from := "", ""
+		if f.Changed {
+			val, from = f.Value.String(), "--"+f.Name
+		} else if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			val, from = v, envName(f.Name)
+		} else {
+			return
+		}
+		if err := o.set(&s, val); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", from, err))
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return s, err
+	}
+	s.fill()
+	return s, s.validate()
+}
+
+func readConfigFile(path string, s *Settings) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	// An empty file means all defaults.
+	if err := dec.Decode(s); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func (s *Settings) fill() {
+	if s.Queue == "" {
+		s.Queue = filepath.Join(s.DataDir, "queue.db")
+	}
+	if s.WorkDir == "" {
+		s.WorkDir = filepath.Join(s.DataDir, "work")
+	}
+	if s.StoreDir == "" {
+		s.StoreDir = filepath.Join(s.DataDir, "store")
+	}
+	if s.PublicURL == "" {
+		host := s.Listen
+		if h, p, err := net.SplitHostPort(s.Listen); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
+			host = net.JoinHostPort("localhost", p)
+		}
+		s.PublicURL = "http://" + host
+	}
+	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
+}
+
+func (s *Settings) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.Slots < 1 || s.Slots > 1024 {
+		bad("slots: %d is not between 1 and 1024", s.Slots)
+	}
+	if s.Lease < time.Second {
+		bad("lease: %s is shorter than 1s", s.Lease)
+	}
+	if s.MaxDeliveries < 1 {
+		bad("max-deliveries: %d, want at least 1", s.MaxDeliveries)
+	}
+	if len(s.RetryDelays) == 0 {
+		bad("retry-delays: empty")
+	}
+	if s.DrainTimeout < 0 {
+		bad("drain-timeout: negative")
+	}
+	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+		bad("listen: %q is not HOST:PORT", s.Listen)
+	}
+	if !strings.HasPrefix(s.PublicURL, "http://") && !strings.HasPrefix(s.PublicURL, "https://") {
+		bad("public-url: %q is not an http(s) URL", s.PublicURL)
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level: %q, want debug, info, warn or error", s.LogLevel)
+	}
+	switch s.LogFormat {
+	case "text", "json":
+	default:
+		bad("log-format: %q, want text or json", s.LogFormat)
+	}
+	if s.BotName == "" {
+		bad("bot-name: empty")
+	}
+	return errors.Join(errs...)
+}
+
+// secret reads a secret from the environment variable env or from file.
+// Neither gives "", nil. Trailing newlines are not part of the secret.
+func secret(env, file string) (string, error) {
+	if v := os.Getenv(env); v != "" {
+		return v, nil
+	}
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read secret: %w", err)
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("secret file %s is empty", file)
+	}
+	return v, nil
+}
+
+// webhookSecret returns the configured secret, or the one generated in
+// the data dir on first start so that `turtles serve` works with no flags.
+func webhookSecret(s Settings) (secretValue, path string, err error) {
+	v, err := secret("TURTLES_WEBHOOK_SECRET", s.WebhookSecretFile)
+	if err != nil || v != "" {
+		return v, s.WebhookSecretFile, err
+	}
+	path = filepath.Join(s.DataDir, "webhook-secret")
+	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return strings.TrimSpace(string(b)), path, nil
+	}
+	buf := make([]byte, 32)
+	rand.Read(buf)
+	v = hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("write generated webhook secret: %w", err)
+	}
+	return v, path, nil
+}

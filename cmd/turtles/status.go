@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/results"
+)
+
+func statusCmd() *cobra.Command {
+	var server, sha, repo, state string
+	var wait time.Duration
+	var expect int
+	cmd := &cobra.Command{
+		Use:   "status [--sha SHA] [--wait 10m]",
+		Short: "Show tasks of a running turtles, optionally waiting until they finish",
+		Long: `status asks the JSON API of a running turtles for tasks and prints them with
+their outcome and log page. With --wait it polls until every task of the
+selection has finished (and at least --expect tasks exist), then exits 0 if
+all succeeded, 1 if any failed and 2 otherwise.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			for k, v := range map[string]string{"sha": sha, "repo": repo, "state": state} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			u := server + "/api/v1/tasks?" + q.Encode()
+			ctx, cancel := context.WithTimeout(cmd.Context(), max(wait, 30*time.Second))
+			defer cancel()
+			for {
+				tasks, err := fetchTasks(ctx, u)
+				if err != nil {
+					return err
+				}
+				done := len(tasks) >= expect
+				for _, t := range tasks {
+					done = done && t.State == results.Finished
+				}
+				if wait == 0 || done {
+					printTasks(cmd.OutOrStdout(), tasks)
+					if wait > 0 {
+						os.Exit(exitCode(tasks))
+					}
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					printTasks(cmd.OutOrStdout(), tasks)
+					return fmt.Errorf("tasks not finished after %s", wait)
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "http://localhost:8080", "URL of the turtles server")
+	f.StringVar(&sha, "sha", "", "only tasks of this commit")
+	f.StringVar(&repo, "repo", "", "only tasks of this repository (owner/name)")
+	f.StringVar(&state, "state", "", "only tasks in this state: queued, running, retrying, finished")
+	f.DurationVar(&wait, "wait", 0, "wait up to this long for the tasks to finish")
+	f.IntVar(&expect, "expect", 1, "with --wait: how many tasks to wait for at least")
+	return cmd
+}
+
+func fetchTasks(ctx context.Context, u string) ([]results.Task, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ask turtles: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("ask turtles: %s: %s", resp.Status, body)
+	}
+	var r struct{ Tasks []results.Task }
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("ask turtles: %w", err)
+	}
+	return r.Tasks, nil
+}
+
+func printTasks(w io.Writer, tasks []results.Task) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONTEXT\tSTATE\tOUTCOME\tATTEMPTS\tLOG")
+	for _, t := range tasks {
+		outcome := "-"
+		if t.Outcome != nil {
+			outcome = describe(*t.Outcome)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", t.Context, t.State, outcome, len(t.Attempts), t.LogURL)
+	}
+	tw.Flush()
+}
+
+// exitCode: 0 all succeeded, 1 a test failed, 2 anything else.
+func exitCode(tasks []results.Task) int {
+	code := 0
+	for _, t := range tasks {
+		switch {
+		case t.Outcome == nil:
+			return 2
+		case t.Outcome.Class == turtles.Failure:
+			code = max(code, 1)
+		case t.Outcome.Class != turtles.Success:
+			return 2
+		}
+	}
+	return code
+}
