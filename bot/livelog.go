@@ -49,6 +49,9 @@ func newLiveLog(st store.Store, key, path string, log *slog.Logger) (*liveLog, e
 	if err != nil {
 		return nil, fmt.Errorf("create log file: %w", err)
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	l := &liveLog{st: st, key: key, log: log, f: f, stop: make(chan struct{}), done: make(chan struct{})}
 	l.app, _ = st.(store.Appender)
 	go l.flusher()

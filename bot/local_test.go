@@ -1,0 +1,141 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/store"
+)
+
+func TestRunLocal(t *testing.T) {
+	repo, sha := newRepo(t, map[string]string{".turtles.yaml": testConfig + `  - name: slow
+    command: echo slow; sleep 60
+  - name: env
+    command: echo "sha=$TURTLES_SHA home=$HOME"
+`})
+	// Uncommitted changes are not what CI runs, so they are not run here.
+	os.WriteFile(filepath.Join(repo, ".turtles.yaml"), []byte("garbage: ["), 0o644)
+	tests := []struct {
+		name    string
+		opts    LocalOptions
+		want    turtles.Outcome
+		wantErr string
+		wantLog []string
+	}{
+		{
+			name:    "success",
+			opts:    LocalOptions{Context: "ok"},
+			want:    turtles.Outcome{Class: turtles.Success},
+			wantLog: []string{"turtles: checking out file://" + repo + " " + sha, "turtles: running: echo hello from $TURTLES_CONTEXT", "hello from ok\n", "turtles: exit status 0"},
+		},
+		{
+			name:    "failure",
+			opts:    LocalOptions{Context: "fail", Rev: "main"},
+			want:    turtles.Outcome{Class: turtles.Failure, ExitCode: 3, Reason: "exit status 3"},
+			wantLog: []string{"failing\n"},
+		},
+		{
+			name:    "same environment as a bot",
+			opts:    LocalOptions{Context: "env"},
+			want:    turtles.Outcome{Class: turtles.Success},
+			wantLog: []string{"sha=" + sha + " home=/"},
+		},
+		{
+			name:    "timeout override",
+			opts:    LocalOptions{Context: "slow", Timeout: 300 * time.Millisecond, KillGrace: 100 * time.Millisecond},
+			want:    turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "timed out after 300ms"},
+			wantLog: []string{"slow\n", "timed out after 300ms"},
+		},
+		{
+			name:    "unknown context",
+			opts:    LocalOptions{Context: "nope"},
+			want:    turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "context nope is not in .turtles.yaml"},
+			wantLog: []string{"context nope is not in .turtles.yaml"},
+		},
+		{name: "unknown rev", opts: LocalOptions{Context: "ok", Rev: "no-such-branch"}, wantErr: "no-such-branch"},
+		{name: "no context", opts: LocalOptions{}, wantErr: "no context"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			workDir := t.TempDir()
+			tt.opts.Dir, tt.opts.Out, tt.opts.WorkDir = repo, &out, workDir
+			got, err := RunLocal(context.Background(), tt.opts)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("RunLocal error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("RunLocal: %v\n%s", err, out.String())
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("outcome (-want +got):\n%s\nlog:\n%s", diff, out.String())
+			}
+			for _, w := range tt.wantLog {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("log does not contain %q:\n%s", w, out.String())
+				}
+			}
+			if left, _ := os.ReadDir(workDir); len(left) != 0 {
+				t.Errorf("RunLocal left %d entries in its work directory", len(left))
+			}
+		})
+	}
+}
+
+// putOnly hides the Dir's Append: a store such as S3 that can only Put.
+type putOnly struct{ store.Store }
+
+func TestLiveLogWithoutAppender(t *testing.T) {
+	old := putEvery
+	putEvery = 20 * time.Millisecond
+	t.Cleanup(func() { putEvery = old })
+	d, err := store.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := putOnly{d}
+	l, err := newLiveLog(st, "o/r/s/c/1/log", filepath.Join(t.TempDir(), "log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() string {
+		rc, _, err := st.Get(context.Background(), "o/r/s/c/1/log")
+		if err != nil {
+			return ""
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		return string(b)
+	}
+	io.WriteString(l, "first\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for read() != "first\n" {
+		if time.Now().After(deadline) {
+			t.Fatalf("live log never uploaded; store has %q", read())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	io.WriteString(l, "second\n")
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != "first\nsecond\n" {
+		t.Errorf("final log %q, want %q", got, "first\nsecond\n")
+	}
+	info, err := st.Stat(context.Background(), "o/r/s/c/1/log")
+	if err != nil || info.ContentType != logType {
+		t.Errorf("log info %+v, %v; want content type %q", info, err, logType)
+	}
+}
