@@ -100,7 +100,7 @@ case $rc in
   1) echo "    a test failed" ;;
   *) echo "    turtles could not run everything (infrastructure); see $demo/serve.log" ;;
 esac
-log=$(find "$demo/data/store" -path '*unit-tests/1/log' | head -1)
+log=$(find "$demo/data/store" -path '*unit-tests/1/log' -not -path '*/.turtles-store/*' | head -1)
 echo "    log pages: the LOG column above (the JSON API: $url/api/v1/tasks?sha=$sha)"
 [ -n "$log" ] && echo "    log file:  $log"
 if [ -t 0 ]; then

@@ -161,6 +161,8 @@ type taskView struct {
 	Live    bool
 	LogKey  string
 	Log     string
+	// LogSize is the raw byte length behind Log, where a live page resumes.
+	LogSize int
 	Files   []store.Info
 	Result  *turtles.Result
 }
@@ -197,21 +199,23 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 	if v.Attempt > 0 {
 		prefix := store.AttemptPrefix(turtles.Task{Repo: turtles.Repo{Name: t.Repo}, SHA: t.SHA, Context: t.Context, Attempt: v.Attempt})
 		v.LogKey = prefix + store.LogName
-		v.Log = s.readLog(ctx, v.LogKey)
+		v.Log, v.LogSize = s.readLog(ctx, v.LogKey)
 		v.Files, _ = s.cfg.Store.List(ctx, prefix)
 		v.Result = s.readResult(ctx, prefix+store.ResultName)
 	}
 	s.render(w, "task.html", v)
 }
 
-func (s *Server) readLog(ctx context.Context, key string) string {
+// readLog returns the start of a log without terminal escapes, and how
+// many raw bytes that was.
+func (s *Server) readLog(ctx context.Context, key string) (string, int) {
 	rc, _, err := s.cfg.Store.Get(ctx, key)
 	if err != nil {
-		return ""
+		return "", 0
 	}
 	defer rc.Close()
 	b, _ := io.ReadAll(io.LimitReader(rc, maxInlineLog))
-	return stripANSI(string(b))
+	return stripANSI(string(b)), len(b)
 }
 
 func (s *Server) readResult(ctx context.Context, key string) *turtles.Result {
