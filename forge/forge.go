@@ -7,6 +7,8 @@ package forge
 import (
 	"context"
 	"errors"
+	"strings"
+	"unicode/utf8"
 )
 
 // State of a commit status, as forges name them.
@@ -39,4 +41,25 @@ type Forge interface {
 	// SetStatus sets st on commit sha of repo ("owner/name"). Errors that
 	// wrap ErrPermanent will not be retried; others will.
 	SetStatus(ctx context.Context, repo, sha string, st Status) error
+}
+
+// Truncate returns s cut to at most max runes, ending with "…" when cut,
+// so that a long reason never makes a forge refuse the whole status.
+// Invalid UTF-8 is replaced first, so the result is always valid.
+func Truncate(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	if max <= 0 {
+		return ""
+	}
+	n := 0
+	for i := range s {
+		if n == max-1 {
+			return s[:i] + "…"
+		}
+		n++
+	}
+	return s
 }

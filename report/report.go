@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -151,7 +150,7 @@ func (r *Reporter) Handle(ctx context.Context, ev turtles.Event) error {
 	if !ok {
 		return nil
 	}
-	status.Description = truncate(status.Description, forge.MaxDescription)
+	status.Description = forge.Truncate(status.Description, forge.MaxDescription)
 	if err := r.forge.SetStatus(ctx, t.Repo.Name, t.SHA, status); err != nil {
 		r.errors.WithLabelValues(errorKind(err)).Inc()
 		return fmt.Errorf("report %s %s of %s attempt %d: %w", status.State, ev.Type, key, attempt, err)
@@ -253,26 +252,6 @@ func errorKind(err error) string {
 	default:
 		return "retryable"
 	}
-}
-
-// truncate cuts s to at most n runes, ending with "…" when cut, so that a
-// long reason never makes the forge refuse the whole status.
-func truncate(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	if n <= 0 {
-		return ""
-	}
-	i := 0
-	for j := range s {
-		if i == n-1 {
-			return s[:j] + "…"
-		}
-		i++
-	}
-	return s
 }
 
 // keyState is what the Reporter remembers of one task key.

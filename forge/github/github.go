@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	gh "github.com/google/go-github/v75/github"
 
@@ -132,7 +131,7 @@ func (c *Client) SetStatus(ctx context.Context, repo, sha string, st forge.Statu
 	rs := &gh.RepoStatus{
 		State:       gh.Ptr(string(st.State)),
 		Context:     gh.Ptr(st.Context),
-		Description: gh.Ptr(Truncate(st.Description, forge.MaxDescription)),
+		Description: gh.Ptr(forge.Truncate(st.Description, forge.MaxDescription)),
 	}
 	if st.TargetURL != "" {
 		rs.TargetURL = gh.Ptr(st.TargetURL)
@@ -161,26 +160,6 @@ func short(sha string) string {
 		return sha[:12]
 	}
 	return sha
-}
-
-// Truncate returns s cut to at most max runes, ending with "…" when cut.
-// Invalid UTF-8 is replaced first, so the result is always valid.
-func Truncate(s string, max int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if utf8.RuneCountInString(s) <= max {
-		return s
-	}
-	if max <= 0 {
-		return ""
-	}
-	n := 0
-	for i := range s {
-		if n == max-1 {
-			return s[:i] + "…"
-		}
-		n++
-	}
-	return s
 }
 
 // RateLimitError is returned when GitHub refused a request for a rate

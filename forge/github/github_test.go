@@ -250,7 +250,7 @@ func TestTruncate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := github.Truncate(tt.in, tt.max); got != tt.want {
+			if got := forge.Truncate(tt.in, tt.max); got != tt.want {
 				t.Errorf("Truncate(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
 			}
 		})

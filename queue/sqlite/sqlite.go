@@ -309,6 +309,24 @@ func (db *DB) insert(ctx context.Context, pool string, key sql.NullString, prio 
 // to pass, whichever is first; the poll finds work published by other
 // processes.
 func (db *DB) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
+	d, err := waitFor(ctx, db, func() chan struct{} { return db.wakeChan(pool) }, func() (*delivery, int64, error) {
+		d, next, err := db.tryClaim(ctx, pool)
+		if err != nil {
+			err = fmt.Errorf("claim from pool %s: %w", pool, db.check(err))
+		}
+		return d, next, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// waitFor calls try until it finds something. Between tries it waits for
+// an in-process wakeup (wakeChan is taken before trying, so no wakeup is
+// missed), for the next known availability time try returned, or for
+// opts.Poll, which finds work written by other processes.
+func waitFor[T any](ctx context.Context, db *DB, wakeChan func() chan struct{}, try func() (*T, int64, error)) (*T, error) {
 	timer := time.NewTimer(0)
 	<-timer.C
 	defer timer.Stop()
@@ -319,16 +337,16 @@ func (db *DB) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		wake := db.wakeChan(pool) // before looking, so no publish is missed
-		d, next, err := db.tryClaim(ctx, pool)
+		wake := wakeChan()
+		found, next, err := try()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, fmt.Errorf("claim from pool %s: %w", pool, db.check(err))
+			return nil, err
 		}
-		if d != nil {
-			return d, nil
+		if found != nil {
+			return found, nil
 		}
 		wait := db.opts.Poll
 		if next > 0 {
@@ -664,49 +682,17 @@ func (db *DB) Emit(ctx context.Context, ev turtles.Event) error {
 // task is receivable, so a task's events are handled in order even when
 // one is received and not acked.
 func (db *DB) Receive(ctx context.Context) (queue.EventDelivery, error) {
-	timer := time.NewTimer(0)
-	<-timer.C
-	defer timer.Stop()
-	for {
-		if db.closed() {
-			return nil, queue.ErrClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		wake := db.eventWakeChan()
+	ed, err := waitFor(ctx, db, db.eventWakeChan, func() (*eventDelivery, int64, error) {
 		ed, next, err := db.tryReceive(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("receive event: %w", db.check(err))
+			err = fmt.Errorf("receive event: %w", db.check(err))
 		}
-		if ed != nil {
-			return ed, nil
-		}
-		wait := db.opts.Poll
-		if next > 0 {
-			if until := time.Until(time.Unix(0, next)); until < wait {
-				wait = max(until, time.Millisecond)
-			}
-		}
-		timer.Reset(wait)
-		if db.onWait != nil {
-			db.onWait()
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-db.done:
-			return nil, queue.ErrClosed
-		case <-wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
-		case <-timer.C:
-		}
+		return ed, next, err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return ed, nil
 }
 
 func (db *DB) tryReceive(ctx context.Context) (ed *eventDelivery, next int64, err error) {
