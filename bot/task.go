@@ -189,19 +189,19 @@ func (b *Bot) retry(ctx context.Context, d queue.Delivery, outcome turtles.Outco
 		log.Error("nack", "err", err) // it comes back when the lease ends
 		return
 	}
-	typ := turtles.EventRetrying
 	if dead {
-		typ = turtles.EventFinished
+		// The queue emitted the final event with the dead letter, in one
+		// step, so that it cannot be lost between the two.
 		log.Warn("task dead-lettered after repeated infra failures", "reason", outcome.Reason)
-	} else {
-		log.Info("task will be retried", "delay", delay)
+		return
 	}
+	log.Info("task will be retried", "delay", delay)
 	logURL := ""
 	if b.cfg.LogURL != nil {
 		logURL = b.cfg.LogURL(d.Task())
 	}
-	if err := b.emit(ctx, typ, d.Task(), logURL, &outcome); err != nil {
-		log.Error("emit event", "type", typ, "err", err)
+	if err := b.emit(ctx, turtles.EventRetrying, d.Task(), logURL, &outcome); err != nil {
+		log.Error("emit retrying event", "err", err)
 	}
 }
 

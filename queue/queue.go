@@ -90,7 +90,9 @@ type Delivery interface {
 	Ack(ctx context.Context) error
 	// Nack returns the task to the queue, available again after delay.
 	// If the task was delivered MaxDeliveries times it is dead-lettered
-	// with reason instead; dead reports which happened.
+	// with reason instead; dead reports which happened. A backend that
+	// also carries Events emits the final infra event of a task it
+	// dead-letters (here or in Claim), so the caller must not.
 	Nack(ctx context.Context, delay time.Duration, reason string) (dead bool, err error)
 	// Release returns the task at once without counting the delivery, for
 	// a bot that drains before starting it.

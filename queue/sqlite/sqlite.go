@@ -403,15 +403,18 @@ func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int6
 			return nil, 0, err
 		}
 		t, derr := turtles.DecodeTask(body)
-		reason := ""
+		reason, final := "", (*turtles.Task)(nil)
 		switch {
 		case derr != nil:
 			reason = derr.Error()
 		case deliveries >= int64(db.opts.MaxDeliveries):
-			reason = fmt.Sprintf("delivered %d times without an ack (lease expired)", deliveries)
+			reason = fmt.Sprintf("gave up after %d deliveries: the bot running it stopped answering", deliveries)
+			last := t
+			last.Attempt += int(deliveries) - 1
+			final = &last
 		}
 		if reason != "" {
-			if err := moveDead(ctx, tx, id, reason, now); err != nil {
+			if err := moveDead(ctx, tx, id, final, reason, now); err != nil {
 				return nil, 0, err
 			}
 			dead = append(dead, deadMsg{id, reason})
@@ -440,17 +443,36 @@ func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int6
 	for _, m := range dead {
 		db.log.Warn("dead-lettered queued message", "pool", pool, "id", m.id, "reason", m.reason)
 	}
+	if len(dead) > 0 {
+		db.wakeEvents()
+	}
 	return d, next, nil
 }
 
-// moveDead moves task row id to the dead-letter table.
-func moveDead(ctx context.Context, tx *sql.Tx, id int64, reason string, now time.Time) error {
+// moveDead moves task row id to the dead-letter table. When the message
+// is a valid task t (its Attempt the last one delivered), the task's final
+// infra event is emitted in the same transaction: whoever dead-letters it,
+// a Nack or a claim after a dead bot's last lease, its status must not stay
+// pending.
+func moveDead(ctx context.Context, tx *sql.Tx, id int64, t *turtles.Task, reason string, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO dead (pool, body, reason, time)
 		SELECT pool, body, ?, ? FROM tasks WHERE id = ?`, reason, nanos(now), id); err != nil {
 		return fmt.Errorf("dead-letter task %d: %w", id, err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("dead-letter task %d: %w", id, err)
+	}
+	if t == nil {
+		return nil
+	}
+	ev := turtles.Event{ID: "dead-" + newToken(), Type: turtles.EventFinished, Task: *t, Time: now,
+		Outcome: &turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("dead-letter task %d: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO events (task_key, body) VALUES (?, ?)`, t.Key(), body); err != nil {
+		return fmt.Errorf("dead-letter task %d: emit its final event: %w", id, err)
 	}
 	return nil
 }
@@ -516,6 +538,7 @@ func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string)
 	}
 	if dead {
 		d.db.log.Warn("dead-lettered task", "key", d.task.Key(), "pool", d.task.Pool, "deliveries", d.count, "reason", reason)
+		d.db.wakeEvents()
 	} else {
 		d.db.wake(d.task.Pool) // waiters recompute their sleep for the delay
 	}
@@ -539,7 +562,7 @@ func (d *delivery) nack(ctx context.Context, delay time.Duration, reason string)
 	}
 	if deliveries >= int64(d.db.opts.MaxDeliveries) {
 		why := fmt.Sprintf("gave up after %d deliveries: %s", deliveries, reason)
-		if err := moveDead(ctx, tx, d.id, why, now); err != nil {
+		if err := moveDead(ctx, tx, d.id, &d.task, why, now); err != nil {
 			return false, err
 		}
 		dead = true

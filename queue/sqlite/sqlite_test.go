@@ -370,3 +370,75 @@ func TestInProcessWakeup(t *testing.T) {
 		t.Errorf("Receive waiting behind an unacked event: %v", err)
 	}
 }
+
+// A dead-lettered task's final event comes from the queue itself, in the
+// same transaction, whether a Nack or a claim after the last lease
+// dead-letters it: a bot that dies on the last delivery cannot leave the
+// status pending.
+func TestDeadLetterEmitsFinalEvent(t *testing.T) {
+	tests := []struct {
+		name       string
+		kill       func(t *testing.T, d queue.Delivery) // ends the last delivery
+		wantReason string
+	}{{
+		name: "nack",
+		kill: func(t *testing.T, d queue.Delivery) {
+			if dead, err := d.Nack(t.Context(), 0, "git fetch failed"); err != nil || !dead {
+				t.Fatalf("Nack = %v, %v; want dead", dead, err)
+			}
+		},
+		wantReason: "git fetch failed",
+	}, {
+		name:       "lease expiry",
+		kill:       func(t *testing.T, d queue.Delivery) { time.Sleep(150 * time.Millisecond) },
+		wantReason: "stopped answering",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{Lease: 100 * time.Millisecond, MaxDeliveries: 2})
+			ctx := t.Context()
+			task := queuetest.Task(1, "public")
+			if err := db.Publish(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				d, err := db.Claim(ctx, "public")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					if _, err := d.Nack(ctx, 0, "first try"); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				tt.kill(t, d)
+			}
+			if tt.name == "lease expiry" {
+				// The next claim finds the expired last delivery.
+				short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				defer cancel()
+				if d, err := db.Claim(short, "public"); err == nil {
+					t.Fatalf("claimed %s past MaxDeliveries", d.Task().Key())
+				}
+			}
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			ed, err := db.Receive(rctx)
+			if err != nil {
+				t.Fatalf("no final event: %v", err)
+			}
+			ev := ed.Event()
+			if ev.Type != turtles.EventFinished || ev.Outcome == nil || ev.Outcome.Class != turtles.Infra ||
+				!strings.Contains(ev.Outcome.Reason, tt.wantReason) || ev.Task.Key() != task.Key() || ev.Task.Attempt != 2 {
+				t.Errorf("event %+v (outcome %+v), want finished infra for attempt 2 naming %q", ev, ev.Outcome, tt.wantReason)
+			}
+			ed.Ack(ctx)
+			short, cancel2 := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel2()
+			if ed, err := db.Receive(short); err == nil {
+				t.Errorf("a second event %+v, want exactly one", ed.Event())
+			}
+		})
+	}
+}
