@@ -91,16 +91,26 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, &Error{File: file, Line: extra.Line, Msg: "more than one YAML document"}
 	}
 	var c Config
-	strict := yaml.NewDecoder(bytes.NewReader(data))
-	strict.KnownFields(true)
-	if err := strict.Decode(&c); err != nil {
-		return nil, yamlError(file, err)
+	if err := DecodeStrict(file, data, &c); err != nil {
+		return nil, err
 	}
 	recordLines(&root, &c)
 	if err := c.validate(file); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// DecodeStrict decodes YAML data into v, refusing unknown keys. An empty
+// document leaves v as it is. Errors are *Error naming file and line, so
+// every YAML file turtles reads reports problems the same way.
+func DecodeStrict(file string, data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return yamlError(file, err)
+	}
+	return nil
 }
 
 // yamlError turns yaml.v3's "yaml: line 3: ..." messages, possibly several

@@ -432,3 +432,91 @@ func TestDrain(t *testing.T) {
 		t.Errorf("after drain: final status %+v, want success reported before exit", st)
 	}
 }
+
+func runTurtles(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(turtlesBin, args...)
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), string(out)
+	} else if err != nil {
+		t.Fatalf("turtles %v: %v", args, err)
+	}
+	return 0, string(out)
+}
+
+// TestCommands covers what a developer types: submit to a running serve,
+// status --wait, and run to reproduce a context locally.
+func TestCommands(t *testing.T) {
+	gh := githubtest.NewServer(t, testToken)
+	repo := t.TempDir()
+	gitRepo(t, repo, map[string]string{
+		".turtles.yaml": "contexts:\n  - name: pass\n    command: echo all good in $TURTLES_CONTEXT\n  - name: fail\n    command: echo broken >&2; exit 4\n",
+	})
+	data := t.TempDir()
+	s := startServe(t, gh, data)
+
+	t.Run("submit all contexts and wait", func(t *testing.T) {
+		code, out := runTurtles(t, "submit", "--data-dir", data, "--public-url", s.url, "--repo-url", repo, "--sha", "HEAD", "--repo", "octo/hello")
+		if code != 0 || !strings.Contains(out, "queued octo/hello@") {
+			t.Fatalf("submit: %d %s", code, out)
+		}
+		code, out = runTurtles(t, "status", "--server", s.url, "--repo", "octo/hello", "--expect", "3", "--wait", "60s")
+		if code != 1 || !strings.Contains(out, "exit status 4") || !strings.Contains(out, s.url+"/tasks/") {
+			t.Errorf("status --wait: exit %d, want 1 (a test failed) with the failure and log links:\n%s", code, out)
+		}
+	})
+	t.Run("submit one context with a command", func(t *testing.T) {
+		code, out := runTurtles(t, "submit", "--data-dir", data, "--repo-url", repo, "--sha", "HEAD", "--repo", "octo/hello",
+			"--context", "adhoc", "--command", "echo adhoc ran")
+		if code != 0 {
+			t.Fatalf("submit: %d %s", code, out)
+		}
+		code, out = runTurtles(t, "status", "--server", s.url, "--repo", "octo/hello", "--state", "finished", "--expect", "4", "--wait", "60s")
+		if !strings.Contains(out, "adhoc") {
+			t.Errorf("status: exit %d, want the adhoc context:\n%s", code, out)
+		}
+	})
+	t.Run("submit refuses bad input", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"--repo-url", repo, "--sha", "no-such-rev"},
+			{"--repo-url", repo, "--sha", "HEAD", "--command", "x"},
+			{"--repo-url", "https://example.org/a/b", "--sha", "not-a-sha"},
+		} {
+			if code, out := runTurtles(t, append([]string{"submit", "--data-dir", data}, args...)...); code == 0 {
+				t.Errorf("submit %v succeeded: %s", args, out)
+			}
+		}
+	})
+	t.Run("run", func(t *testing.T) {
+		tests := []struct {
+			context  string
+			wantCode int
+			wantOut  string
+		}{
+			{"pass", 0, "all good in pass"},
+			{"fail", 1, "broken"},
+			{"missing", 1, "not in .turtles.yaml"},
+		}
+		for _, tt := range tests {
+			code, out := runTurtles(t, "run", tt.context, "--dir", repo)
+			if code != tt.wantCode || !strings.Contains(out, tt.wantOut) {
+				t.Errorf("run %s: exit %d, want %d with %q:\n%s", tt.context, code, tt.wantCode, tt.wantOut, out)
+			}
+		}
+	})
+	t.Run("bad settings", func(t *testing.T) {
+		cfg := filepath.Join(t.TempDir(), "turtles.yaml")
+		os.WriteFile(cfg, []byte("slots: 2\nslot: 3\n"), 0o644)
+		for _, args := range [][]string{
+			{"serve", "--config", cfg},
+			{"serve", "--slots", "0"},
+			{"serve", "--lease", "soon"},
+		} {
+			code, out := runTurtles(t, args...)
+			if code == 0 || !strings.Contains(out, "turtles:") {
+				t.Errorf("%v: exit %d, want an error:\n%s", args, code, out)
+			}
+		}
+	})
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,7 +15,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"gopkg.in/yaml.v3"
+
+	"github.com/turtles-ci/turtles/config"
 )
 
 // Settings is every knob of turtles, in one place. Precedence, lowest
@@ -226,13 +226,7 @@ func readConfigFile(path string, s *Settings) error {
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	// An empty file means all defaults.
-	if err := dec.Decode(s); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	return config.DecodeStrict(path, b, s)
 }
 
 func (s *Settings) fill() {
