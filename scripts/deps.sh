@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_pkgs=()
-for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3; do
+for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -17,7 +17,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 else
-  echo "==> Debian packages: all present (git, curl, openssl, sqlite3)"
+  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium)"
 fi
 
 if ! command -v go >/dev/null 2>&1; then
@@ -30,3 +30,16 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 want=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$(dirname "$0")/../go.mod")
 echo "==> $(go version) (go.mod wants >= $want)"
+
+# versitygw: the real S3 server the store/s3 tests and the log benchmarks
+# run against. Compiled once into the user cache (the tests do the same
+# when it is missing); the path must match store/s3/s3test.
+vgw_version=v1.8.0
+vgw_bin="${XDG_CACHE_HOME:-$HOME/.cache}/turtles/versitygw-$vgw_version"
+if [ -x "$vgw_bin/versitygw" ]; then
+  echo "==> versitygw $vgw_version: present in $vgw_bin"
+else
+  echo "==> installing versitygw $vgw_version into $vgw_bin (compiles once, a few minutes)"
+  mkdir -p "$vgw_bin"
+  (cd / && GOBIN="$vgw_bin" GOFLAGS= GOWORK=off go install "github.com/versity/versitygw/cmd/versitygw@$vgw_version")
+fi
