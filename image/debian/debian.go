@@ -1,0 +1,289 @@
+// Package debian builds a bootable Debian image with debootstrap, without
+// root loop mounts: debootstrap into a directory, mkfs.ext4 -d into a raw
+// file, qemu-img convert to qcow2. The kernel and initrd are kept beside
+// the disk for direct kernel boot (no bootloader: faster to build and to
+// boot under TCG). A small first-boot unit installs the per-run SSH key
+// from the machine's seed disk (see InstallKeysScript), the same seed
+// that cloud-init reads in standard cloud images.
+//
+// cmd/turtles (`turtles image build`) and tests import it. Building needs
+// root (debootstrap) and network access to a Debian mirror.
+package debian
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/image"
+)
+
+// Version is the recipe's version: bump it whenever the image it builds
+// changes, so caches keyed by it (tests, bots) rebuild.
+const Version = 1
+
+// Recipes maps the names `turtles image build` accepts to Debian suites.
+var Recipes = map[string]string{"debian-12": "bookworm"}
+
+// DefaultMirror is used when Options.Mirror is empty.
+const DefaultMirror = "http://deb.debian.org/debian"
+
+// Append is the kernel command line: root on the first virtio disk, serial
+// console (captured into task logs), eth0 as the interface name.
+const Append = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
+
+// Packages on top of debootstrap's minbase.
+var Packages = []string{
+	"systemd-sysv", "udev", "openssh-server", "iproute2", "linux-image-amd64",
+	"procps", "less", "dbus",
+}
+
+// Options configure Build.
+type Options struct {
+	// Recipe is a key of Recipes.
+	Recipe string
+	// Out is the directory the image files go to.
+	Out    string
+	Mirror string
+	// Output receives the tools' progress (debootstrap is chatty).
+	Output io.Writer
+	Log    *slog.Logger
+}
+
+// Build builds the image and returns the path of its manifest, named
+// RECIPE-SHA256.json, and also written as RECIPE.json so that the recipe
+// name resolves to the newest build (image.Resolve).
+func Build(ctx context.Context, o Options) (string, error) {
+	suite, ok := Recipes[o.Recipe]
+	if !ok {
+		return "", fmt.Errorf("unknown image recipe %q (known: debian-12)", o.Recipe)
+	}
+	if o.Mirror == "" {
+		o.Mirror = DefaultMirror
+	}
+	if o.Output == nil {
+		o.Output = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if os.Geteuid() != 0 {
+		return "", errors.New("building a Debian image needs root (debootstrap)")
+	}
+	for _, tool := range []string{"debootstrap", "mkfs.ext4", "qemu-img"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "", fmt.Errorf("%s is missing (run scripts/deps.sh): %w", tool, err)
+		}
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return "", err
+	}
+	work, err := os.MkdirTemp(o.Out, ".build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(work)
+	root := filepath.Join(work, "root")
+
+	start := time.Now()
+	o.Log.Info("debootstrap", "suite", suite, "mirror", o.Mirror)
+	if err := run(ctx, o.Output, "debootstrap", "--variant=minbase",
+		"--include="+strings.Join(Packages, ","), suite, root, o.Mirror); err != nil {
+		return "", turtles.MarkInfra(err)
+	}
+	if err := configure(ctx, o.Output, root); err != nil {
+		return "", err
+	}
+	kernel, initrd, err := bootFiles(root)
+	if err != nil {
+		return "", err
+	}
+	raw := filepath.Join(work, "root.img")
+	if err := run(ctx, o.Output, "truncate", "-s", "4G", raw); err != nil {
+		return "", err
+	}
+	if err := run(ctx, o.Output, "mkfs.ext4", "-q", "-F", "-L", "turtles-root", "-d", root, raw); err != nil {
+		return "", err
+	}
+	qcow := filepath.Join(work, "disk.qcow2")
+	if err := run(ctx, o.Output, "qemu-img", "convert", "-O", "qcow2", raw, qcow); err != nil {
+		return "", err
+	}
+	sum, err := fileSHA256(qcow)
+	if err != nil {
+		return "", err
+	}
+	base := o.Recipe + "-" + sum
+	m := &image.Manifest{
+		Name: o.Recipe, Builder: "image/debian", BuilderVersion: Version,
+		Disk: base + ".qcow2", SHA256: sum,
+		Kernel: base + ".vmlinuz", Initrd: base + ".initrd", Append: Append,
+		User: "root", Built: time.Now().UTC().Truncate(time.Second),
+	}
+	for src, dst := range map[string]string{qcow: m.Disk, kernel: m.Kernel, initrd: m.Initrd} {
+		if err := os.Rename(src, filepath.Join(o.Out, dst)); err != nil {
+			return "", fmt.Errorf("move image file: %w", err)
+		}
+	}
+	// The base disk is never written: machines boot from overlays.
+	os.Chmod(filepath.Join(o.Out, m.Disk), 0o444)
+	manifest := filepath.Join(o.Out, base+".json")
+	if err := image.Write(manifest, m); err != nil {
+		return "", err
+	}
+	if err := image.Write(filepath.Join(o.Out, o.Recipe+".json"), m); err != nil {
+		return "", err
+	}
+	o.Log.Info("image built", "manifest", manifest, "took", time.Since(start).Round(time.Second))
+	return manifest, nil
+}
+
+// configure turns the debootstrap tree into a guest that boots on the
+// serial console, gets an address by DHCP and installs the seed's key.
+func configure(ctx context.Context, out io.Writer, root string) error {
+	files := map[string]string{
+		"etc/hostname":                     "turtles\n",
+		"etc/hosts":                        "127.0.0.1 localhost\n127.0.1.1 turtles\n",
+		"etc/fstab":                        "/dev/vda / ext4 rw,discard,errors=remount-ro 0 1\n",
+		"etc/systemd/network/eth0.network": "[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n",
+		"etc/systemd/system/turtles-keys.service":       keysUnit,
+		"usr/local/sbin/turtles-keys":                   InstallKeysScript,
+		"etc/ssh/sshd_config.d/turtles.conf":            "PermitRootLogin prohibit-password\nUseDNS no\n",
+		"etc/systemd/journald.conf.d/turtles.conf":      "[Journal]\nStorage=persistent\n",
+		"etc/machine-id":                                "",
+		"etc/systemd/system/ssh.service.d/turtles.conf": "[Unit]\nAfter=turtles-keys.service\nWants=turtles-keys.service\n",
+	}
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(name, "usr/local/sbin/") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			return fmt.Errorf("configure image: %w", err)
+		}
+	}
+	os.Remove(filepath.Join(root, "var/lib/dbus/machine-id"))
+	for _, args := range [][]string{
+		{"systemctl", "enable", "systemd-networkd", "turtles-keys.service"},
+		{"systemctl", "mask", "systemd-networkd-wait-online.service", "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer"},
+		{"passwd", "-l", "root"},
+		{"apt-get", "clean"},
+	} {
+		if err := run(ctx, out, "chroot", append([]string{root}, args...)...); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(root, "var/lib/apt/lists")); err != nil {
+		return err
+	}
+	return os.MkdirAll(filepath.Join(root, "var/lib/apt/lists/partial"), 0o755)
+}
+
+const keysUnit = `[Unit]
+Description=Install the turtles SSH key from the seed disk
+DefaultDependencies=no
+After=systemd-udevd.service local-fs.target
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/turtles-keys
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// InstallKeysScript runs at every boot of an image/debian guest: it mounts
+// the seed disk (label cidata, the cloud-init NoCloud convention that
+// vm.Start always attaches) and installs its authorized_keys file for
+// root. Standard cloud images read the same seed's user-data instead.
+const InstallKeysScript = `#!/bin/sh
+# Installs the per-run SSH key from the turtles seed disk (label cidata).
+set -u
+dev=/dev/disk/by-label/cidata
+i=0
+while [ ! -e "$dev" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+[ -e "$dev" ] || { echo "turtles-keys: no seed disk" >&2; exit 0; }
+mnt=$(mktemp -d)
+mount -o ro "$dev" "$mnt" || exit 1
+install -d -m 700 /root/.ssh
+install -m 600 "$mnt/authorized_keys" /root/.ssh/authorized_keys
+umount "$mnt"; rmdir "$mnt"
+echo "turtles-keys: installed authorized_keys for root"
+`
+
+// bootFiles finds the kernel and initrd that linux-image-amd64 installed.
+func bootFiles(root string) (kernel, initrd string, err error) {
+	ks, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	is, _ := filepath.Glob(filepath.Join(root, "boot", "initrd.img-*"))
+	if len(ks) != 1 || len(is) != 1 {
+		return "", "", fmt.Errorf("image has %d kernels and %d initrds in /boot, want one of each", len(ks), len(is))
+	}
+	// Copy, not move: the guest keeps its /boot for module matching.
+	for _, p := range []*string{&ks[0], &is[0]} {
+		dst := filepath.Join(filepath.Dir(root), filepath.Base(*p))
+		if err := copyFile(*p, dst); err != nil {
+			return "", "", err
+		}
+		*p = dst
+	}
+	return ks[0], is[0], nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, bufio.NewReaderSize(f, 1<<20)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func run(ctx context.Context, out io.Writer, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,322 @@
+package vm
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/turtles-ci/turtles"
+)
+
+// waitSSH dials until the guest accepts the machine's key, qemu exits or
+// the timeout passes. User-mode networking accepts TCP at once, so only a
+// completed SSH login counts as ready.
+func (m *Machine) waitSSH(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		if m.exited() {
+			return fmt.Errorf("qemu exited during boot: %v", m.waitErr)
+		}
+		c, err := m.dial(ctx)
+		if err == nil {
+			m.mu.Lock()
+			m.client = c
+			m.mu.Unlock()
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("no SSH within %s (last: %v)", timeout, last)
+			}
+			return ctx.Err()
+		case <-m.doneChan():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Machine) doneChan() <-chan struct{} {
+	if m.done != nil {
+		return m.done
+	}
+	return nil
+}
+
+func (m *Machine) dial(ctx context.Context) (*ssh.Client, error) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(m.SSHPort))
+	d := net.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// Bound the handshake: under TCG a half-booted guest may accept and
+	// then say nothing for a long time.
+	dl := time.Now().Add(15 * time.Second)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
+		dl = cd
+	}
+	conn.SetDeadline(dl)
+	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
+		User: m.User,
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(m.signer)},
+		// The guest was booted by us a moment ago, on loopback, with host
+		// keys we never saw before: there is nothing to verify against.
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return ssh.NewClient(cc, chans, reqs), nil
+}
+
+// sshClient returns the connected client, dialing once if needed (an
+// attached machine).
+func (m *Machine) sshClient(ctx context.Context) (*ssh.Client, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client != nil {
+		return m.client, nil
+	}
+	c, err := m.dial(ctx)
+	if err != nil {
+		return nil, turtles.MarkInfra(fmt.Errorf("ssh to %s: %w", m.Name, err))
+	}
+	m.client = c
+	return c, nil
+}
+
+// ErrNoExitStatus means the connection ended before the command did.
+var ErrNoExitStatus = errors.New("command ended without an exit status")
+
+// Exec runs a shell command in the guest with stdin, stdout and stderr
+// as given (nil is empty/discarded) and returns its exit code. A non-zero
+// exit is not an error; an error is a failure to run it (an infra error)
+// or ctx ending, in which case the remote command is killed.
+func (m *Machine) Exec(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	c, err := m.sshClient(ctx)
+	if err != nil {
+		return -1, err
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		return -1, turtles.MarkInfra(fmt.Errorf("ssh session on %s: %w", m.Name, err))
+	}
+	defer s.Close()
+	s.Stdin, s.Stdout, s.Stderr = stdin, stdout, stderr
+	if err := s.Start(cmd); err != nil {
+		return -1, turtles.MarkInfra(fmt.Errorf("ssh exec on %s: %w", m.Name, err))
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		s.Signal(ssh.SIGKILL)
+		s.Close()
+		return -1, ctx.Err()
+	}
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &ee):
+		return ee.ExitStatus(), nil
+	default:
+		var me *ssh.ExitMissingError
+		if errors.As(err, &me) {
+			err = ErrNoExitStatus
+		}
+		return -1, turtles.MarkInfra(fmt.Errorf("ssh exec on %s: %w", m.Name, err))
+	}
+}
+
+// Output runs cmd and returns its stdout; a non-zero exit is an error
+// carrying stderr.
+func (m *Machine) Output(ctx context.Context, cmd string) (string, error) {
+	var out, errb strings.Builder
+	code, err := m.Exec(ctx, cmd, nil, &out, &errb)
+	if err != nil {
+		return out.String(), err
+	}
+	if code != 0 {
+		return out.String(), fmt.Errorf("%q exited %d: %s", cmd, code, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// Quote makes s one word for the guest's POSIX shell.
+func Quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// CopyTo copies a local file or directory into guestDir (created if
+// needed): a directory's contents, or the file by its base name. It
+// streams a tar archive into tar in the guest.
+func (m *Machine) CopyTo(ctx context.Context, local, guestDir string) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeTar(pw, local)) }()
+	var errb strings.Builder
+	code, err := m.Exec(ctx, "mkdir -p "+Quote(guestDir)+" && tar -x -m -C "+Quote(guestDir)+" -f -", pr, io.Discard, &errb)
+	pr.Close()
+	if err == nil && code != 0 {
+		err = fmt.Errorf("tar in guest exited %d: %s", code, strings.TrimSpace(errb.String()))
+	}
+	if err != nil {
+		return fmt.Errorf("copy %s to %s:%s: %w", local, m.Name, guestDir, err)
+	}
+	return nil
+}
+
+// CopyFrom copies a guest file or directory into localDir (created if
+// needed), the mirror of CopyTo. A missing guest path is an error
+// wrapping fs.ErrNotExist.
+func (m *Machine) CopyFrom(ctx context.Context, guestPath, localDir string) error {
+	if err := os.MkdirAll(localDir, 0o755); err != nil {
+		return err
+	}
+	q := Quote(guestPath)
+	script := "if [ -d " + q + " ]; then tar -c -C " + q + " .; " +
+		"elif [ -e " + q + " ]; then tar -c -C \"$(dirname " + q + ")\" \"$(basename " + q + ")\"; " +
+		"else exit 44; fi"
+	pr, pw := io.Pipe()
+	extracted := make(chan error, 1)
+	go func() {
+		err := readTar(pr, localDir)
+		io.Copy(io.Discard, pr)
+		extracted <- err
+	}()
+	var errb strings.Builder
+	code, err := m.Exec(ctx, script, nil, pw, &errb)
+	pw.Close()
+	xerr := <-extracted
+	switch {
+	case err != nil:
+	case code == 44:
+		err = fmt.Errorf("%s: %w", guestPath, fs.ErrNotExist)
+	case code != 0:
+		err = fmt.Errorf("tar in guest exited %d: %s", code, strings.TrimSpace(errb.String()))
+	default:
+		err = xerr
+	}
+	if err != nil {
+		return fmt.Errorf("copy %s:%s to %s: %w", m.Name, guestPath, localDir, err)
+	}
+	return nil
+}
+
+// writeTar archives a directory's contents, or one file, to w.
+func writeTar(w io.Writer, local string) error {
+	tw := tar.NewWriter(w)
+	st, err := os.Stat(local)
+	if err != nil {
+		return err
+	}
+	root, prefix := local, ""
+	if !st.IsDir() {
+		root, prefix = filepath.Dir(local), filepath.Base(local)
+	}
+	err = filepath.WalkDir(filepath.Join(root, prefix), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return nil // sockets and the like: skip
+		}
+		hdr.Name = filepath.ToSlash(rel)
+		hdr.Uname, hdr.Gname, hdr.Uid, hdr.Gid = "", "", 0, 0
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// readTar extracts regular files and directories into dir, refusing
+// paths that leave it; links and devices from the guest are skipped.
+func readTar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Clean(hdr.Name)
+		if name == "." {
+			continue
+		}
+		if !fs.ValidPath(name) {
+			return fmt.Errorf("unsafe path %q in guest archive", hdr.Name)
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(name))
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644|fs.FileMode(hdr.Mode)&0o111)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}

@@ -1,0 +1,333 @@
+package vm
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kdomanski/iso9660"
+)
+
+// fakeQMP serves the QMP protocol on a unix socket: a greeting, replies
+// to the commands it knows, an event before each reply (clients must skip
+// events) and an error for the rest. It records the commands it got.
+func fakeQMP(t *testing.T) (socket string, got func() []string) {
+	t.Helper()
+	socket = filepath.Join(t.TempDir(), "qmp.sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	cmds := make(chan string, 100)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, `{"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}`+"\n")
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					var req struct {
+						Execute string `json:"execute"`
+					}
+					json.Unmarshal(sc.Bytes(), &req)
+					cmds <- req.Execute
+					io.WriteString(c, `{"event": "RTC_CHANGE", "data": {}}`+"\n")
+					switch req.Execute {
+					case "qmp_capabilities", "system_powerdown":
+						io.WriteString(c, `{"return": {}}`+"\n")
+					case "query-status":
+						io.WriteString(c, `{"return": {"status": "running", "singlestep": false, "running": true}}`+"\n")
+					case "quit":
+						return // QEMU may close before replying
+					default:
+						io.WriteString(c, `{"error": {"class": "CommandNotFound", "desc": "The command `+req.Execute+` has not been found"}}`+"\n")
+					}
+				}
+			}()
+		}
+	}()
+	return socket, func() []string {
+		var out []string
+		for {
+			select {
+			case c := <-cmds:
+				out = append(out, c)
+			case <-time.After(100 * time.Millisecond):
+				return out
+			}
+		}
+	}
+}
+
+func TestQMP(t *testing.T) {
+	socket, got := fakeQMP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := DialQMP(ctx, socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	st, err := q.QueryStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Status{Running: true, Status: "running"}, st); diff != "" {
+		t.Errorf("query-status (-want +got):\n%s", diff)
+	}
+	if err := q.Powerdown(ctx); err != nil {
+		t.Errorf("system_powerdown: %v", err)
+	}
+	_, err = q.Execute(ctx, "bogus", nil)
+	var qe *QMPError
+	if !errors.As(err, &qe) || qe.Class != "CommandNotFound" {
+		t.Errorf("bogus command: got %v, want a CommandNotFound QMPError", err)
+	}
+	if err := q.Quit(ctx); err != nil {
+		t.Errorf("quit with the socket closed before the reply: %v", err)
+	}
+	want := []string{"qmp_capabilities", "query-status", "system_powerdown", "bogus", "quit"}
+	if diff := cmp.Diff(want, got()); diff != "" {
+		t.Errorf("commands (-want +got):\n%s", diff)
+	}
+}
+
+func TestQMPNotQMP(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "s")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, _ := l.Accept()
+		io.WriteString(c, "{\"hello\": 1}\n")
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := DialQMP(ctx, socket); err == nil {
+		t.Fatal("DialQMP accepted a server without a QMP greeting")
+	}
+}
+
+func TestSeed(t *testing.T) {
+	_, signer, authorized, err := newKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(authorized, "ssh-ed25519 ") || signer.PublicKey().Type() != "ssh-ed25519" {
+		t.Fatalf("key %q, signer %s: want ed25519", authorized, signer.PublicKey().Type())
+	}
+	path := filepath.Join(t.TempDir(), "seed.iso")
+	files := seedFiles("m1", authorized)
+	if err := writeSeed(path, files); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := iso9660.OpenImage(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	label, err := img.Label()
+	if err != nil || label != SeedLabel {
+		t.Errorf("volume label %q, %v; want %q (cloud-init NoCloud)", label, err, SeedLabel)
+	}
+	root, err := img.RootDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	children, err := root.GetChildren()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range children {
+		b, err := io.ReadAll(c.Reader())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[c.Name()] = string(b)
+	}
+	if diff := cmp.Diff(files, got); diff != "" {
+		t.Errorf("seed files (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(got["user-data"], "\n  - "+authorized+"\n") || !strings.HasPrefix(got["user-data"], "#cloud-config\n") {
+		t.Errorf("user-data does not authorize the key:\n%s", got["user-data"])
+	}
+}
+
+func TestCreateOverlay(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img missing: run scripts/deps.sh")
+	}
+	dir := t.TempDir()
+	ctx := context.Background()
+	raw := filepath.Join(dir, "base.raw")
+	if err := os.WriteFile(raw, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(raw, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	qcow := filepath.Join(dir, "base.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", qcow, "20G").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, tc := range []struct {
+		base, format string
+		size         int64
+	}{
+		{base: raw, format: "raw", size: 1 << 30},
+		{base: qcow, format: "qcow2", size: 20 << 30},
+	} {
+		ov := filepath.Join(dir, tc.format+"-overlay.qcow2")
+		if err := CreateOverlay(ctx, tc.base, ov); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("qemu-img", "info", "--output=json", ov).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info struct {
+			Format          string `json:"format"`
+			VirtualSize     int64  `json:"virtual-size"`
+			BackingFilename string `json:"backing-filename"`
+			BackingFormat   string `json:"backing-filename-format"`
+		}
+		if err := json.Unmarshal(out, &info); err != nil {
+			t.Fatal(err)
+		}
+		want := struct {
+			Format          string `json:"format"`
+			VirtualSize     int64  `json:"virtual-size"`
+			BackingFilename string `json:"backing-filename"`
+			BackingFormat   string `json:"backing-filename-format"`
+		}{"qcow2", tc.size, tc.base, tc.format}
+		if diff := cmp.Diff(want, info); diff != "" {
+			t.Errorf("overlay on %s (-want +got):\n%s", tc.format, diff)
+		}
+		if st, _ := os.Stat(ov); st.Size() > 1<<20 {
+			t.Errorf("overlay on a %d-byte base is %d bytes: it must not copy the base", tc.size, st.Size())
+		}
+	}
+	if err := CreateOverlay(ctx, filepath.Join(dir, "missing"), filepath.Join(dir, "x.qcow2")); err == nil {
+		t.Error("overlay on a missing base: no error")
+	}
+}
+
+func TestTarRoundTripAndUnsafePaths(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "a/b"), 0o755)
+	os.WriteFile(filepath.Join(src, "a/b/f.txt"), []byte("hello"), 0o644)
+	os.WriteFile(filepath.Join(src, "run.sh"), []byte("#!/bin/sh\n"), 0o755)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeTar(pw, src)) }()
+	dst := t.TempDir()
+	if err := readTar(pr, dst); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dst, "a/b/f.txt"))
+	if err != nil || string(b) != "hello" {
+		t.Errorf("a/b/f.txt = %q, %v", b, err)
+	}
+	if st, err := os.Stat(filepath.Join(dst, "run.sh")); err != nil || st.Mode()&0o100 == 0 {
+		t.Errorf("run.sh lost its execute bit: %v %v", st, err)
+	}
+
+	// A guest must not write outside the artifacts directory.
+	pr2, pw2 := io.Pipe()
+	go func() {
+		tw := newTestTar(pw2)
+		tw("../escape", "x")
+		pw2.Close()
+	}()
+	if err := readTar(pr2, t.TempDir()); err == nil {
+		t.Error("readTar accepted ../escape")
+	}
+}
+
+func TestTail(t *testing.T) {
+	var tl tail
+	for i := 0; i < 2000; i++ {
+		io.WriteString(&tl, "line of the console\r\n")
+	}
+	io.WriteString(&tl, "Kernel panic\r\n")
+	s := tl.String()
+	if len(s) > tailSize || !strings.HasSuffix(s, "Kernel panic\n") || !strings.HasPrefix(s, "line of") {
+		t.Errorf("tail = %d bytes ending %q", len(s), s[len(s)-20:])
+	}
+}
+
+// TestSweep: machines of dead owners are removed and their "qemu" (a
+// process whose command line names the machine dir) killed; machines of
+// live owners and running detached machines are kept.
+func TestSweep(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(name, owner string, withQemu bool) *exec.Cmd {
+		d := filepath.Join(dir, name)
+		os.MkdirAll(d, 0o700)
+		if owner != "" {
+			os.WriteFile(filepath.Join(d, ownerFile), []byte(owner), 0o600)
+		}
+		var cmd *exec.Cmd
+		st := State{Name: name}
+		if withQemu {
+			cmd = exec.Command("sh", "-c", "sleep 60", filepath.Join(d, "overlay.qcow2"))
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			go cmd.Wait()
+			st.PID = cmd.Process.Pid
+		}
+		b, _ := json.Marshal(st)
+		os.WriteFile(filepath.Join(d, stateFile), b, 0o600)
+		return cmd
+	}
+	self, err := startTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := strings.Join([]string{itoa(os.Getpid()), self}, " ")
+	dead := mk("dead-owner", "999999999 1", true)
+	mk("live-owner", live, true)
+	mk("detached", "", true)
+	mk("detached-exited", "", false)
+	os.Chtimes(filepath.Join(dir, "detached-exited"), time.Now().Add(-time.Hour), time.Now().Add(-time.Hour))
+
+	removed, err := Sweep(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"dead-owner", "detached-exited"}, removed); diff != "" {
+		t.Errorf("removed (-want +got):\n%s", diff)
+	}
+	if qemuAlive(dead.Process.Pid, filepath.Join(dir, "dead-owner")) {
+		t.Error("the dead owner's qemu still runs")
+	}
+	for _, n := range []string{"live-owner", "detached"} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s was swept: %v", n, err)
+		}
+	}
+}

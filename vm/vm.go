@@ -1,0 +1,506 @@
+// Package vm boots test machines in QEMU: a qcow2 overlay per machine on
+// a base image that is never written, a seed disk that authorizes a
+// per-machine ed25519 key, user-mode networking with the guest's SSH port
+// (and any others asked for) forwarded to 127.0.0.1, the serial console
+// captured into a writer, and a QMP socket for status and shutdown.
+// Commands run, and files move, over SSH (golang.org/x/crypto/ssh).
+//
+// KVM is used when /dev/kvm is usable, TCG (slow, but works anywhere)
+// otherwise, and the machine says which.
+//
+// Nothing survives a machine: Stop removes its directory (overlay, seed,
+// key, sockets); qemu gets SIGKILL when the process that started it dies
+// (unless Detach); Sweep removes what dead processes left behind.
+//
+// The bot and cmd/turtles import it.
+package vm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/image"
+)
+
+// Config describes a machine to start.
+type Config struct {
+	Image *image.Manifest
+	// Dir holds one directory per machine (Dir/NAME); Sweep cleans it.
+	Dir string
+	// Name is unique within Dir; random when empty.
+	Name     string
+	CPUs     int // default 2
+	MemoryMB int // default 1024
+	// Forwards are guest TCP ports made reachable on 127.0.0.1.
+	Forwards []int
+	// Console receives the serial console (the task log); may be nil.
+	Console io.Writer
+	// BootTimeout bounds the wait for SSH; default DefaultBootTimeout.
+	BootTimeout time.Duration
+	// StopGrace is how long Stop waits for an ACPI powerdown before it
+	// quits QEMU; default 3s. Test machines have nothing worth saving.
+	StopGrace time.Duration
+	// Detach lets qemu outlive this process (turtles vm start); its console
+	// then goes to DIR/NAME/console.log. Otherwise qemu dies with us.
+	Detach bool
+	// QEMU is the emulator binary; default qemu-system-x86_64.
+	QEMU string
+	Log  *slog.Logger
+}
+
+// DefaultBootTimeout bounds boots: a Debian guest needs 20-50 s under TCG.
+const DefaultBootTimeout = 5 * time.Minute
+
+// Machine is a running (or attached) QEMU machine.
+type Machine struct {
+	State
+	// Dir is the machine's directory: overlay, seed, key, sockets.
+	Dir string
+
+	log    *slog.Logger
+	grace  time.Duration
+	signer ssh.Signer
+	tail   *tail
+
+	// cmd and done are set for machines this process started
+	// (not Detach); attached machines are watched through /proc.
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
+
+	mu     sync.Mutex
+	client *ssh.Client
+}
+
+// State is what DIR/NAME/state.json records, so that other processes
+// (turtles vm ssh, stop, list) can attach to a machine.
+type State struct {
+	Name    string `json:"name"`
+	PID     int    `json:"pid"`
+	Accel   string `json:"accel"`
+	SSHPort int    `json:"ssh_port"`
+	User    string `json:"user"`
+	// Ports maps forwarded guest ports to host ports on 127.0.0.1.
+	Ports   map[int]int `json:"ports,omitempty"`
+	Image   string      `json:"image"`
+	Started time.Time   `json:"started"`
+}
+
+// Files in a machine's directory.
+const (
+	keyFile     = "id_ed25519"
+	stateFile   = "state.json"
+	ownerFile   = "owner"
+	qmpSocket   = "qmp.sock"
+	consoleFile = "console.log"
+)
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`)
+
+// KVMUsable reports whether /dev/kvm can be opened for use.
+func KVMUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// Start boots a machine and waits until SSH accepts its key. Errors are
+// infra errors (turtles.IsInfra); a boot that fails carries the tail of
+// the serial console. On error nothing is left behind.
+func Start(ctx context.Context, cfg Config) (*Machine, error) {
+	if cfg.Image == nil || cfg.Image.Disk == "" {
+		return nil, errors.New("vm: no image")
+	}
+	if cfg.Name == "" {
+		b := make([]byte, 4)
+		rand.Read(b)
+		cfg.Name = "m-" + hex.EncodeToString(b)
+	}
+	if !nameRe.MatchString(cfg.Name) {
+		return nil, fmt.Errorf("vm: bad machine name %q", cfg.Name)
+	}
+	if cfg.CPUs <= 0 {
+		cfg.CPUs = 2
+	}
+	if cfg.MemoryMB <= 0 {
+		cfg.MemoryMB = 1024
+	}
+	if cfg.BootTimeout <= 0 {
+		cfg.BootTimeout = DefaultBootTimeout
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 3 * time.Second
+	}
+	if cfg.QEMU == "" {
+		cfg.QEMU = "qemu-system-x86_64"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Console == nil {
+		cfg.Console = io.Discard
+	}
+	if cfg.Image.Kernel != "" && cfg.Image.Append == "" {
+		cfg.Image.Append = "root=/dev/vda rw console=ttyS0"
+	}
+	m, err := prepare(ctx, cfg)
+	if err != nil {
+		return nil, turtles.MarkInfra(fmt.Errorf("vm %s: %w", cfg.Name, err))
+	}
+	if err := m.boot(ctx, cfg); err != nil {
+		m.grace = 0 // a guest that did not boot has nothing to shut down
+		m.Stop(context.Background())
+		return nil, turtles.MarkInfra(fmt.Errorf("vm %s: %w", cfg.Name, err))
+	}
+	return m, nil
+}
+
+// prepare makes the machine directory: owner, key, seed, overlay, state.
+func prepare(ctx context.Context, cfg Config) (*Machine, error) {
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(filepath.Join(cfg.Dir, cfg.Name))
+	if err != nil {
+		return nil, err
+	}
+	// Mkdir, not MkdirAll: two machines of one name must not share it.
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("a machine named %s exists in %s", cfg.Name, cfg.Dir)
+		}
+		return nil, err
+	}
+	m := &Machine{Dir: dir, log: cfg.Log.With("vm", cfg.Name), grace: cfg.StopGrace, tail: &tail{}}
+	m.Name = cfg.Name
+	m.User = cfg.Image.User
+	if m.User == "" {
+		m.User = image.DefaultUser
+	}
+	m.Image = cfg.Image.Disk
+	if err := writeOwner(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	fail := func(err error) (*Machine, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	priv, signer, authorized, err := newKey()
+	if err != nil {
+		return fail(err)
+	}
+	m.signer = signer
+	if err := os.WriteFile(filepath.Join(dir, keyFile), priv, 0o600); err != nil {
+		return fail(err)
+	}
+	if err := writeSeed(filepath.Join(dir, "seed.iso"), seedFiles(cfg.Name, authorized)); err != nil {
+		return fail(err)
+	}
+	if err := CreateOverlay(ctx, cfg.Image.Disk, filepath.Join(dir, "overlay.qcow2")); err != nil {
+		return fail(err)
+	}
+	return m, nil
+}
+
+func (m *Machine) args(cfg Config) ([]string, error) {
+	accel, cpu := "tcg,thread=multi", "max"
+	m.Accel = "tcg"
+	if KVMUsable() {
+		accel, cpu, m.Accel = "kvm", "host", "kvm"
+	}
+	var err error
+	if m.SSHPort, err = freePort(); err != nil {
+		return nil, err
+	}
+	fwd := fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:22", m.SSHPort)
+	m.Ports = map[int]int{}
+	for _, p := range cfg.Forwards {
+		hp, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		m.Ports[p] = hp
+		fwd += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", hp, p)
+	}
+	args := []string{
+		"-name", "turtles-" + cfg.Name,
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-accel", accel, "-cpu", cpu,
+		"-smp", strconv.Itoa(cfg.CPUs), "-m", strconv.Itoa(cfg.MemoryMB),
+		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+		"-qmp", "unix:" + filepath.Join(m.Dir, qmpSocket) + ",server=on,wait=off",
+		"-drive", "file=" + filepath.Join(m.Dir, "overlay.qcow2") + ",if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+		"-drive", "file=" + filepath.Join(m.Dir, "seed.iso") + ",if=virtio,format=raw,readonly=on",
+		"-netdev", "user,id=net0," + fwd, "-device", "virtio-net-pci,netdev=net0",
+		"-device", "virtio-rng-pci",
+	}
+	if cfg.Image.Kernel != "" {
+		args = append(args, "-kernel", cfg.Image.Kernel, "-append", cfg.Image.Append)
+		if cfg.Image.Initrd != "" {
+			args = append(args, "-initrd", cfg.Image.Initrd)
+		}
+	}
+	return args, nil
+}
+
+// boot starts qemu and waits for SSH.
+func (m *Machine) boot(ctx context.Context, cfg Config) error {
+	args, err := m.args(cfg)
+	if err != nil {
+		return err
+	}
+	how := "KVM"
+	if m.Accel == "tcg" {
+		how = "TCG (no usable /dev/kvm: expect slow boots)"
+	}
+	fmt.Fprintf(cfg.Console, "turtles: booting %s as %s with %s, %d CPUs, %d MiB\n",
+		filepath.Base(cfg.Image.Disk), cfg.Name, how, cfg.CPUs, cfg.MemoryMB)
+	m.log.Info("booting", "image", cfg.Image.Disk, "accel", m.Accel, "cpus", cfg.CPUs, "memory_mb", cfg.MemoryMB, "ssh_port", m.SSHPort)
+
+	cmd := exec.Command(cfg.QEMU, args...)
+	cmd.Dir = m.Dir
+	if cfg.Detach {
+		f, err := os.Create(filepath.Join(m.Dir, consoleFile))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cmd.Stdout, cmd.Stderr = f, f
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start qemu: %w", err)
+		}
+		m.PID = cmd.Process.Pid
+		go cmd.Wait() // reap it if it dies while we still run
+	} else {
+		w := io.MultiWriter(cfg.Console, m.tail)
+		cmd.Stdout, cmd.Stderr = w, w
+		// Pdeathsig fires when the thread that forked exits, so the fork
+		// happens on a locked thread that lives until qemu exits.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+		m.cmd, m.done = cmd, make(chan struct{})
+		started := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if err := cmd.Start(); err != nil {
+				started <- err
+				return
+			}
+			started <- nil
+			m.waitErr = cmd.Wait()
+			close(m.done)
+		}()
+		if err := <-started; err != nil {
+			m.done = nil
+			return fmt.Errorf("start qemu: %w", err)
+		}
+		m.PID = cmd.Process.Pid
+	}
+	m.Started = time.Now().UTC()
+	if err := m.writeState(); err != nil {
+		return err
+	}
+	if err := m.waitSSH(ctx, cfg.BootTimeout); err != nil {
+		return fmt.Errorf("%w\nserial console (last lines):\n%s", err, m.ConsoleTail())
+	}
+	if cfg.Detach {
+		// From now on the machine lives until someone stops it.
+		os.Remove(filepath.Join(m.Dir, ownerFile))
+	}
+	m.log.Info("ssh ready", "after", time.Since(m.Started).Round(time.Millisecond))
+	return nil
+}
+
+func (m *Machine) writeState() error {
+	b, err := json.MarshalIndent(m.State, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(m.Dir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(m.Dir, stateFile))
+}
+
+// Attach returns a handle on a machine another process started in dir
+// (Detach), for Exec, Copy and Stop.
+func Attach(dir, name string) (*Machine, error) {
+	if !nameRe.MatchString(name) {
+		return nil, fmt.Errorf("bad machine name %q", name)
+	}
+	d := filepath.Join(dir, name)
+	b, err := os.ReadFile(filepath.Join(d, stateFile))
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: %w", name, err)
+	}
+	m := &Machine{Dir: d, log: slog.New(slog.DiscardHandler), grace: 3 * time.Second, tail: &tail{}}
+	if err := json.Unmarshal(b, &m.State); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", name, err)
+	}
+	key, err := os.ReadFile(filepath.Join(d, keyFile))
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: %w", name, err)
+	}
+	if m.signer, err = ssh.ParsePrivateKey(key); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// KeyFile is the private key that SSH into the machine accepts.
+func (m *Machine) KeyFile() string { return filepath.Join(m.Dir, keyFile) }
+
+// ConsoleTail returns the last lines of the serial console and of qemu's
+// own messages.
+func (m *Machine) ConsoleTail() string {
+	if m.cmd == nil {
+		if b, err := os.ReadFile(filepath.Join(m.Dir, consoleFile)); err == nil {
+			m.tail.Write(b)
+		}
+	}
+	return m.tail.String()
+}
+
+// exited reports whether qemu is gone.
+func (m *Machine) exited() bool {
+	if m.done != nil {
+		select {
+		case <-m.done:
+			return true
+		default:
+			return false
+		}
+	}
+	return !qemuAlive(m.PID, m.Dir)
+}
+
+// Stop shuts the machine down (ACPI powerdown, then QMP quit, then
+// SIGKILL) and removes its directory. It is safe to call more than once.
+func (m *Machine) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	if m.client != nil {
+		m.client.Close()
+		m.client = nil
+	}
+	m.mu.Unlock()
+	if m.PID > 0 && !m.exited() {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		q, err := DialQMP(qctx, filepath.Join(m.Dir, qmpSocket))
+		if err == nil {
+			if err := q.Powerdown(qctx); err == nil && m.wait(ctx, m.grace) {
+				m.log.Info("stopped by ACPI powerdown")
+			} else if !m.exited() {
+				q.Quit(qctx)
+			}
+			q.Close()
+		}
+		cancel()
+		if !m.wait(ctx, 3*time.Second) {
+			m.log.Warn("qemu did not quit: killing it", "pid", m.PID)
+			syscall.Kill(m.PID, syscall.SIGKILL)
+			m.wait(context.Background(), 5*time.Second)
+		}
+	}
+	if err := os.RemoveAll(m.Dir); err != nil {
+		return fmt.Errorf("vm %s: remove %s: %w", m.Name, m.Dir, err)
+	}
+	return nil
+}
+
+// wait waits up to d for qemu to exit and reports whether it did.
+func (m *Machine) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	if m.done != nil {
+		select {
+		case <-m.done:
+			return true
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		return m.exited()
+	}
+	for i := 0; !m.exited(); i++ {
+		select {
+		case <-t.C:
+			return m.exited()
+		case <-ctx.Done():
+			return m.exited()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// Status asks QEMU over QMP whether the guest runs.
+func (m *Machine) Status(ctx context.Context) (Status, error) {
+	q, err := DialQMP(ctx, filepath.Join(m.Dir, qmpSocket))
+	if err != nil {
+		return Status{}, err
+	}
+	defer q.Close()
+	return q.QueryStatus(ctx)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail keeps the last bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailSize = 4 << 10
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailSize {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := strings.ReplaceAll(string(t.buf), "\r", "")
+	if i := strings.IndexByte(s, '\n'); len(t.buf) == tailSize && i >= 0 {
+		s = s[i+1:] // drop the partial first line
+	}
+	return s
+}
