@@ -77,7 +77,23 @@ type Task struct {
 	Secrets []string `json:"secrets,omitempty"`
 	// Created is when the task was first published.
 	Created time.Time `json:"created"`
+	// Image names the OS image of a VM to run the command with; empty
+	// runs it on the bot alone. Mode says how (ModeGuest by default).
+	Image string `json:"image,omitempty"`
+	Mode  string `json:"mode,omitempty"`
+	// CPUs and MemoryMB size the VM; the bot's defaults when zero.
+	CPUs     int `json:"cpus,omitempty"`
+	MemoryMB int `json:"memory_mb,omitempty"`
 }
+
+// VM modes of a task with an Image.
+const (
+	// ModeGuest copies the checkout into the VM and runs the command there.
+	ModeGuest = "guest"
+	// ModeHost runs the command on the bot with the VM running beside it,
+	// described by TURTLES_VM_* environment variables.
+	ModeHost = "host"
+)
 
 // Key is the stable identity of a task: the same repo, commit and context
 // are the same work, whatever the attempt. Queues deduplicate on it.
@@ -125,6 +141,10 @@ func (t Task) Validate() error {
 		return fmt.Errorf("attempt %d, want >= 1", t.Attempt)
 	case t.Timeout < 0:
 		return fmt.Errorf("negative timeout %s", t.Timeout)
+	case t.Mode != "" && t.Mode != ModeGuest && t.Mode != ModeHost:
+		return fmt.Errorf("bad VM mode %q", t.Mode)
+	case t.CPUs < 0 || t.MemoryMB < 0:
+		return fmt.Errorf("negative VM size %d CPUs, %d MiB", t.CPUs, t.MemoryMB)
 	}
 	return nil
 }

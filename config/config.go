@@ -41,6 +41,16 @@ type Context struct {
 	Pool string `yaml:"pool"`
 	// Priority 0..9, higher first.
 	Priority int `yaml:"priority"`
+	// Image names a bootable OS image on the bot (see docs/vms.md); when
+	// set, the command runs with a fresh VM of it, as Mode says.
+	Image string `yaml:"image"`
+	// Mode is turtles.ModeGuest (the default with an image: the checkout
+	// is copied into the VM and the command runs there) or
+	// turtles.ModeHost (the command runs on the bot, the VM beside it).
+	Mode string `yaml:"mode"`
+	// CPUs and Memory size the VM; the bot's defaults when zero.
+	CPUs   int `yaml:"cpus"`
+	Memory MiB `yaml:"memory"`
 
 	line int
 }
@@ -68,6 +78,7 @@ func (e *Error) Error() string {
 var (
 	contextNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/+-]{0,99}$`)
 	poolRe        = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	imageNameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	unknownKeyRe  = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 )
@@ -187,6 +198,16 @@ func (c *Config) validate(file string) error {
 			return bad("%q: bad pool name %q", x.Name, x.Pool)
 		case x.Priority < 0 || x.Priority > turtles.MaxPriority:
 			return bad("%q: priority %d out of range 0..%d", x.Name, x.Priority, turtles.MaxPriority)
+		case x.Image != "" && (!imageNameRe.MatchString(x.Image) || strings.Contains(x.Image, "..")):
+			return bad("%q: bad image name %q: use the name of an image the bots have, such as debian-12", x.Name, x.Image)
+		case x.Image == "" && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0):
+			return bad("%q: mode, cpus and memory need an image", x.Name)
+		case x.Mode != "" && x.Mode != turtles.ModeGuest && x.Mode != turtles.ModeHost:
+			return bad("%q: mode %q: want %s or %s", x.Name, x.Mode, turtles.ModeGuest, turtles.ModeHost)
+		case x.CPUs < 0 || x.CPUs > MaxCPUs:
+			return bad("%q: cpus %d out of range 1..%d", x.Name, x.CPUs, MaxCPUs)
+		case x.Memory != 0 && (x.Memory < MinMemory || x.Memory > MaxMemory):
+			return bad("%q: memory %dM out of range %dM..%dM", x.Name, x.Memory, MinMemory, MaxMemory)
 		}
 		if first, ok := seen[x.Name]; ok {
 			return bad("duplicate context %q (first at line %d)", x.Name, first)
@@ -197,6 +218,9 @@ func (c *Config) validate(file string) error {
 		}
 		if x.Pool == "" {
 			x.Pool = turtles.DefaultPool
+		}
+		if x.Image != "" && x.Mode == "" {
+			x.Mode = turtles.ModeGuest
 		}
 	}
 	return nil
@@ -222,8 +246,41 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 	t.Timeout = turtles.Duration(x.Timeout)
 	t.Pool = x.Pool
 	t.Priority = x.Priority
+	t.Image = x.Image
+	t.Mode = x.Mode
+	t.CPUs = x.CPUs
+	t.MemoryMB = int(x.Memory)
 	t.Attempt = 1
 	return t
+}
+
+// Limits on the VM a context may ask for.
+const (
+	MaxCPUs   = 64
+	MinMemory = MiB(128)
+	MaxMemory = MiB(256 << 10)
+)
+
+// MiB is a memory size in mebibytes, written in YAML as a number of MiB
+// or with a unit: 512, 512M, 2G.
+type MiB int
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (m *MiB) UnmarshalYAML(n *yaml.Node) error {
+	v, mult := strings.TrimSpace(n.Value), 1
+	switch {
+	case strings.HasSuffix(v, "G"), strings.HasSuffix(v, "GiB"):
+		v, mult = strings.TrimSuffix(strings.TrimSuffix(v, "iB"), "G"), 1024
+	case strings.HasSuffix(v, "M"), strings.HasSuffix(v, "MiB"):
+		v = strings.TrimSuffix(strings.TrimSuffix(v, "iB"), "M")
+	}
+	var x int
+	_, err := fmt.Sscanf(v, "%d", &x)
+	if n.Kind != yaml.ScalarNode || err != nil || fmt.Sprint(x) != v || x < 0 {
+		return fmt.Errorf("line %d: bad memory size %q: want MiB or a unit, such as 2048, 512M or 2G", n.Line, n.Value)
+	}
+	*m = MiB(x * mult)
+	return nil
 }
 
 // Duration is a YAML duration such as "90s" or "2h"; a bad one is an error

@@ -49,6 +49,55 @@ contexts:
 			}},
 		},
 		{
+			name: "vm contexts",
+			data: `contexts:
+  - name: kernel
+    command: make check
+    image: debian-12
+    cpus: 4
+    memory: 2G
+  - name: browser
+    command: npm test
+    image: debian-12
+    mode: host
+    memory: 1536
+`,
+			want: &Config{Contexts: []Context{
+				{Name: "kernel", Command: "make check", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "debian-12", Mode: turtles.ModeGuest, CPUs: 4, Memory: 2048},
+				{Name: "browser", Command: "npm test", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "debian-12", Mode: turtles.ModeHost, Memory: 1536},
+			}},
+		},
+		{
+			name:    "bad vm mode",
+			data:    "contexts:\n  - name: unit\n    command: make\n    image: debian-12\n    mode: chroot\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": mode "chroot": want guest or host`,
+		},
+		{
+			name:    "mode without image",
+			data:    "contexts:\n  - name: unit\n    command: make\n    mode: guest\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": mode, cpus and memory need an image`,
+		},
+		{
+			name:    "image path refused",
+			data:    "contexts:\n  - name: unit\n    command: make\n    image: /etc/passwd\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": bad image name "/etc/passwd": use the name of an image the bots have, such as debian-12`,
+		},
+		{
+			name:    "bad memory",
+			data:    "contexts:\n  - name: unit\n    command: make\n    image: debian-12\n    memory: lots\n",
+			wantErr: `.turtles.yaml:5: bad memory size "lots": want MiB or a unit, such as 2048, 512M or 2G`,
+		},
+		{
+			name:    "memory too small",
+			data:    "contexts:\n  - name: unit\n    command: make\n    image: debian-12\n    memory: 64M\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": memory 64M out of range 128M..262144M`,
+		},
+		{
+			name:    "too many cpus",
+			data:    "contexts:\n  - name: unit\n    command: make\n    image: debian-12\n    cpus: 65\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": cpus 65 out of range 1..64`,
+		},
+		{
 			name: "null timeout is the default",
 			data: "contexts:\n  - name: unit\n    command: make\n    timeout: ~\n",
 			want: &Config{Contexts: []Context{
@@ -233,6 +282,32 @@ func TestFindAndTask(t *testing.T) {
 	got := x.Task(plan)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Task (-want +got):\n%s", diff)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("Task is invalid: %v", err)
+	}
+}
+
+func TestTaskCarriesVM(t *testing.T) {
+	c, err := Parse(file, []byte("contexts:\n  - name: k\n    command: make\n    image: debian-12\n    cpus: 2\n    memory: 1G\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := turtles.Task{
+		Version: turtles.TaskVersion, Kind: turtles.KindPlan, Context: turtles.PlanContext,
+		Repo: turtles.Repo{Name: "o/r", CloneURL: "https://github.com/o/r.git"},
+		SHA:  "3f786850e387550fdab836ed7e6dc881de23001b", Pool: turtles.DefaultPool, Attempt: 1,
+	}
+	got := c.Contexts[0].Task(plan)
+	want := struct {
+		Image, Mode    string
+		CPUs, MemoryMB int
+	}{"debian-12", turtles.ModeGuest, 2, 1024}
+	if diff := cmp.Diff(want, struct {
+		Image, Mode    string
+		CPUs, MemoryMB int
+	}{got.Image, got.Mode, got.CPUs, got.MemoryMB}); diff != "" {
+		t.Errorf("VM fields of the task (-want +got):\n%s", diff)
 	}
 	if err := got.Validate(); err != nil {
 		t.Errorf("Task is invalid: %v", err)
