@@ -9,6 +9,9 @@ for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromi
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need_pkgs+=(ca-certificates)
+# RabbitMQ: the tests of queue/amqp start a private node of it (never the
+# system-wide one the package may start).
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_pkgs+=(rabbitmq-server)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need_pkgs[*]}"

@@ -1,0 +1,513 @@
+// Package amqp is the RabbitMQ (AMQP 0.9.1) queue backend, for turtles
+// running as separate processes on many machines: hooks publish, bots
+// claim, a reporter consumes events. It passes the same contract suite
+// (queue/queuetest) as the embedded backend; docs/distributed.md describes
+// the topology it declares and the long-task mechanism.
+//
+// Only the wiring in cmd/ (and bench/) should import it; everything else
+// takes the queue.Queue and queue.Events interfaces.
+package amqp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/turtles-ci/turtles/queue"
+)
+
+// Config configures a handle. Zero values get the defaults documented here.
+type Config struct {
+	// URL is amqp://user:pass@host:port/vhost or amqps://. Required.
+	URL string
+	// Prefix starts every exchange and queue name. Default "turtles".
+	Prefix string
+	// Options are the queue options (lease, max deliveries, poll).
+	Options queue.Options
+	// ParkAfter is how long a claimed task is held as an unacked delivery
+	// before it is parked (acked, with a copy parked in the broker and a
+	// lease queue held by this connection). It must be well below the
+	// broker's consumer_timeout (30 minutes by default). Default 5m.
+	ParkAfter time.Duration
+	// Pools are reported by Stats even when this handle never used them.
+	Pools []string
+	// Name identifies the connection in the broker's UI.
+	Name string
+	Log  *slog.Logger
+}
+
+// Metadata headers on task messages.
+const (
+	hDeliveries = "x-turtles-deliveries" // earlier deliveries of this publish
+	hPool       = "x-turtles-pool"
+	hReason     = "x-turtles-reason"
+	hTime       = "x-turtles-time" // unix nanoseconds of dead-lettering
+	hLease      = "x-turtles-lease"
+)
+
+// maxPriority is the work queues' x-max-priority. Task priority p maps to
+// 2p and a retried task to 2p+1, so that a task coming back goes ahead of
+// fresh tasks of its priority (it is older) and behind higher priorities.
+const maxPriority = 19
+
+// delayLadder are the delayed-retry queues' TTLs. A Nack's delay is
+// rounded up to the next step (capped at the last): a fixed set of queues
+// that Stats can find, and that hold messages of one TTL each, so that
+// RabbitMQ's expire-at-head-only rule never holds a short delay behind a
+// long one.
+var delayLadder = []time.Duration{
+	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour,
+}
+
+func delayStep(d time.Duration) time.Duration {
+	for _, s := range delayLadder {
+		if d <= s {
+			return s
+		}
+	}
+	return delayLadder[len(delayLadder)-1]
+}
+
+// names builds the topology's names from the prefix.
+type names struct{ p string }
+
+func (n names) workExchange() string   { return n.p + ".work" }
+func (n names) eventsExchange() string { return n.p + ".events" }
+func (n names) work(pool string) string {
+	return n.p + ".work." + pool
+}
+func (n names) delay(pool string, d time.Duration) string {
+	return n.p + ".delay." + pool + "." + strconv.FormatInt(d.Milliseconds(), 10)
+}
+func (n names) parked(pool string, d time.Duration) string {
+	return n.p + ".parked." + pool + "." + strconv.FormatInt(d.Milliseconds(), 10)
+}
+func (n names) reap() string           { return n.p + ".reap" }
+func (n names) dead() string           { return n.p + ".dead" }
+func (n names) events() string         { return n.p + ".events" }
+func (n names) lease(id string) string { return n.p + ".lease." + id }
+func (n names) done(id string) string  { return n.p + ".done." + id }
+func (n names) key(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return n.p + ".key." + hex.EncodeToString(sum[:16])
+}
+
+// queueSpec is a queue's declaration; declaring it again with the same
+// arguments is a no-op, with others a channel error, so every process
+// must build it from the same code.
+type queueSpec struct {
+	name      string
+	args      amqp.Table
+	exclusive bool
+	bind      [2]string // exchange, routing key; empty for none
+}
+
+func (n names) workSpec(pool string) queueSpec {
+	return queueSpec{name: n.work(pool), args: amqp.Table{"x-max-priority": int32(maxPriority)},
+		bind: [2]string{n.workExchange(), pool}}
+}
+
+func (n names) delaySpec(pool string, d time.Duration) queueSpec {
+	return queueSpec{name: n.delay(pool, d), args: amqp.Table{
+		"x-message-ttl":             d.Milliseconds(),
+		"x-dead-letter-exchange":    n.workExchange(),
+		"x-dead-letter-routing-key": pool,
+	}}
+}
+
+func (n names) parkedSpec(pool string, d time.Duration) queueSpec {
+	return queueSpec{name: n.parked(pool, d), args: amqp.Table{
+		"x-message-ttl":             d.Milliseconds(),
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": n.reap(),
+	}}
+}
+
+// keySpec is a task key's dedupe lock: a queue that holds at most one
+// message and refuses (nacks) the publish of a second, atomically in the
+// broker, whichever process publishes. It expires if forgotten for a week.
+func (n names) keySpec(key string) queueSpec {
+	return queueSpec{name: n.key(key), args: amqp.Table{
+		"x-max-length": int32(1),
+		"x-overflow":   "reject-publish",
+		"x-expires":    int32((7 * 24 * time.Hour).Milliseconds()),
+	}}
+}
+
+// doneSpec marks a parked lease as finished for the reaper.
+func (n names) doneSpec(id string) queueSpec {
+	return queueSpec{name: n.done(id), args: amqp.Table{"x-expires": int32((24 * time.Hour).Milliseconds())}}
+}
+
+func (n names) fixedSpecs() []queueSpec {
+	return []queueSpec{
+		{name: n.dead()},
+		{name: n.reap()},
+		{name: n.events(), args: amqp.Table{"x-single-active-consumer": true}, bind: [2]string{n.eventsExchange(), "event"}},
+	}
+}
+
+func newToken() string {
+	var b [12]byte
+	rand.Read(b[:]) // never fails (crypto/rand docs)
+	return hex.EncodeToString(b[:])
+}
+
+// Redact returns rawURL without its password, for logs.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// link is one connection and its long-lived channels. When any of them
+// closes, the whole link is dropped and the client dials a new one.
+type link struct {
+	conn *amqp.Connection
+	pub  *amqp.Channel // confirm mode: every publish waits for the broker
+	work *amqp.Channel // basic.get and the acks of held deliveries
+	up   time.Time
+	dead chan struct{}
+
+	mu       sync.Mutex
+	decl     *amqp.Channel // declarations; reopened after a channel error
+	declared map[string]bool
+}
+
+func (l *link) alive() bool {
+	select {
+	case <-l.dead:
+		return false
+	default:
+		return true
+	}
+}
+
+// channel returns the declaration channel, reopened if an error closed it.
+func (l *link) channel() (*amqp.Channel, error) {
+	if l.decl != nil && !l.decl.IsClosed() {
+		return l.decl, nil
+	}
+	ch, err := l.conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	l.decl = ch
+	return ch, nil
+}
+
+// declare declares s once per connection.
+func (l *link) declare(s queueSpec) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.declared[s.name] {
+		return nil
+	}
+	ch, err := l.channel()
+	if err != nil {
+		return err
+	}
+	if _, err := ch.QueueDeclare(s.name, !s.exclusive, false, s.exclusive, false, s.args); err != nil {
+		return fmt.Errorf("declare queue %s: %w", s.name, err)
+	}
+	if s.bind[0] != "" {
+		if err := ch.QueueBind(s.name, s.bind[1], s.bind[0], false, nil); err != nil {
+			return fmt.Errorf("bind queue %s: %w", s.name, err)
+		}
+	}
+	if !s.exclusive {
+		l.declared[s.name] = true
+	}
+	return nil
+}
+
+// deleteQueue deletes a queue and forgets that it was declared.
+func (l *link) deleteQueue(name string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.declared, name)
+	ch, err := l.channel()
+	if err != nil {
+		return err
+	}
+	if _, err := ch.QueueDelete(name, false, false, false); err != nil {
+		return fmt.Errorf("delete queue %s: %w", name, err)
+	}
+	return nil
+}
+
+// exists reports whether queue name exists; a queue held exclusively by
+// another connection exists. It uses a throwaway channel because a
+// passive declare of a missing queue closes its channel.
+func (l *link) exists(name string) (n int, ok bool, err error) {
+	ch, err := l.conn.Channel()
+	if err != nil {
+		return 0, false, err
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(name, false, false, false, false, nil)
+	var ae *amqp.Error
+	switch {
+	case err == nil:
+		return q.Messages, true, nil
+	case errors.As(err, &ae) && ae.Code == amqp.NotFound:
+		return 0, false, nil
+	case errors.As(err, &ae) && ae.Code == amqp.ResourceLocked:
+		return 0, true, nil
+	}
+	return 0, false, err
+}
+
+// publish publishes msg and waits for the broker's confirm. ok is false
+// when the broker refused it (a full dedupe lock).
+func (l *link) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (ok bool, err error) {
+	dc, err := l.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
+	if err != nil {
+		return false, fmt.Errorf("publish to %q/%q: %w", exchange, key, err)
+	}
+	ok, err = dc.WaitContext(ctx)
+	if err != nil {
+		return false, fmt.Errorf("publish to %q/%q: wait for confirm: %w", exchange, key, err)
+	}
+	if !ok && !l.alive() || l.pub.IsClosed() {
+		// A closing channel nacks what it had not confirmed.
+		return false, fmt.Errorf("publish to %q/%q: connection lost before the confirm", exchange, key)
+	}
+	return ok, nil
+}
+
+// client keeps one link up, redialling with backoff when it drops.
+type client struct {
+	cfg   Config
+	n     names
+	log   *slog.Logger
+	done  chan struct{}
+	once  sync.Once
+	ended chan struct{} // closed when the dial loop has returned
+
+	mu    sync.Mutex
+	cur   *link
+	ready chan struct{} // closed when cur is set
+	onUp  func(*link)   // after every reconnect (not the first dial)
+}
+
+func newClient(cfg Config) (*client, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("amqp: no URL")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "turtles"
+	}
+	if cfg.Log == nil {
+		cfg.Log = discard()
+	}
+	if cfg.ParkAfter <= 0 {
+		cfg.ParkAfter = 5 * time.Minute
+	}
+	cfg.Options = cfg.Options.WithDefaults()
+	c := &client{cfg: cfg, n: names{cfg.Prefix}, log: cfg.Log.With("broker", Redact(cfg.URL)),
+		done: make(chan struct{}), ended: make(chan struct{}), ready: make(chan struct{})}
+	// The first dial fails loudly: a wrong URL or password is a
+	// configuration error, not an outage to wait out.
+	l, err := c.dial()
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", Redact(cfg.URL), err)
+	}
+	c.set(l)
+	go c.loop(l)
+	return c, nil
+}
+
+func (c *client) dial() (*link, error) {
+	props := amqp.NewConnectionProperties()
+	if c.cfg.Name != "" {
+		props.SetClientConnectionName(c.cfg.Name)
+	}
+	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
+		Heartbeat:  10 * time.Second,
+		Properties: props,
+		Dial:       amqp.DefaultDial(10 * time.Second),
+	})
+	if err != nil {
+		return nil, err
+	}
+	l := &link{conn: conn, up: time.Now(), dead: make(chan struct{}), declared: map[string]bool{}}
+	fail := func(err error) (*link, error) {
+		conn.Close()
+		return nil, err
+	}
+	if l.pub, err = conn.Channel(); err != nil {
+		return fail(err)
+	}
+	if err := l.pub.Confirm(false); err != nil {
+		return fail(fmt.Errorf("confirm mode: %w", err))
+	}
+	if l.work, err = conn.Channel(); err != nil {
+		return fail(err)
+	}
+	ch, err := l.channel()
+	if err != nil {
+		return fail(err)
+	}
+	for _, ex := range []string{c.n.workExchange(), c.n.eventsExchange()} {
+		if err := ch.ExchangeDeclare(ex, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+			return fail(fmt.Errorf("declare exchange %s: %w", ex, err))
+		}
+	}
+	for _, s := range c.n.fixedSpecs() {
+		if err := l.declare(s); err != nil {
+			return fail(err)
+		}
+	}
+	watch := []chan *amqp.Error{
+		conn.NotifyClose(make(chan *amqp.Error, 1)),
+		l.pub.NotifyClose(make(chan *amqp.Error, 1)),
+		l.work.NotifyClose(make(chan *amqp.Error, 1)),
+	}
+	for _, w := range watch {
+		go func() {
+			if err := <-w; err != nil {
+				c.log.Warn("amqp connection or channel closed", "err", err)
+			}
+			conn.Close()
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			select {
+			case <-l.dead:
+			default:
+				close(l.dead)
+			}
+		}()
+	}
+	return l, nil
+}
+
+func (c *client) set(l *link) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cur = l
+	close(c.ready)
+}
+
+// loop redials whenever the current link dies, until Close.
+func (c *client) loop(l *link) {
+	defer close(c.ended)
+	for {
+		select {
+		case <-c.done:
+			l.conn.Close()
+			return
+		case <-l.dead:
+		}
+		c.mu.Lock()
+		c.cur, c.ready = nil, make(chan struct{})
+		c.mu.Unlock()
+		backoff := 100 * time.Millisecond
+		for {
+			var err error
+			if l, err = c.dial(); err == nil {
+				break
+			}
+			c.log.Warn("amqp reconnect failed", "err", err, "retry_in", backoff)
+			select {
+			case <-c.done:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+		}
+		c.log.Info("amqp reconnected")
+		if c.onUp != nil {
+			c.onUp(l)
+		}
+		c.set(l)
+	}
+}
+
+// link returns the current link, waiting for a reconnect if there is none.
+func (c *client) link(ctx context.Context) (*link, error) {
+	for {
+		c.mu.Lock()
+		l, ready := c.cur, c.ready
+		c.mu.Unlock()
+		if c.closed() {
+			return nil, queue.ErrClosed
+		}
+		if l != nil && l.alive() {
+			return l, nil
+		}
+		select {
+		case <-ready:
+		case <-c.done:
+			return nil, queue.ErrClosed
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the broker: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond): // the link died before the loop noticed
+		}
+	}
+}
+
+func (c *client) closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// retry runs op on the current link until it succeeds, ctx ends or the
+// client is closed; it retries only when the link died under op, so that
+// an outage is waited out and a broker error is returned.
+func (c *client) retry(ctx context.Context, op func(l *link) error) error {
+	for {
+		l, err := c.link(ctx)
+		if err != nil {
+			return err
+		}
+		err = op(l)
+		if err == nil || l.alive() || c.closed() {
+			if err != nil && c.closed() {
+				return queue.ErrClosed
+			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (while the broker connection was down)", err)
+		}
+		select {
+		case <-c.done:
+			return queue.ErrClosed
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *client) close() error {
+	err := queue.ErrClosed
+	c.once.Do(func() {
+		close(c.done)
+		<-c.ended
+		err = nil
+	})
+	return err
+}

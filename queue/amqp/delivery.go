@@ -1,0 +1,417 @@
+package amqp
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+)
+
+// A delivery starts held: an unacked message on its link's work channel,
+// which RabbitMQ hands out again if the connection dies. Before the
+// broker's consumer_timeout could close the channel (ParkAfter), it is
+// parked: a lease queue named after it is declared exclusive to this
+// connection (so it vanishes when the holder does), a copy of the task is
+// parked in a TTL queue as insurance, and the message is acked. The reaper
+// of any process finds the parked copy when its TTL ends and parks it
+// again while the lease queue exists; when the lease queue is gone it
+// either sees the done marker (the holder finished) or queues the task
+// again (the holder died). See docs/distributed.md.
+const (
+	stateHeld = iota
+	stateParked
+	stateDone
+	stateLost
+)
+
+type delivery struct {
+	q     *Queue
+	pool  string
+	task  turtles.Task
+	body  []byte
+	count int
+
+	mu      sync.Mutex
+	state   int
+	link    *link  // held: the link of the unacked message
+	tag     uint64 // held: its delivery tag
+	leaseID string // parked
+	expiry  *time.Timer
+	park    *time.Timer
+}
+
+var _ queue.Delivery = (*delivery)(nil)
+
+func (d *delivery) Task() turtles.Task { return d.task }
+func (d *delivery) Count() int         { return d.count }
+
+func (d *delivery) arm() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expiry = time.AfterFunc(d.q.opts.Lease, d.expire)
+	d.park = time.AfterFunc(d.q.c.cfg.ParkAfter, d.parkNow)
+}
+
+func (d *delivery) stopTimers() {
+	d.expiry.Stop()
+	d.park.Stop()
+}
+
+// finish ends the delivery in state; d.mu is held.
+func (d *delivery) finish(state int) {
+	d.state = state
+	d.stopTimers()
+	d.q.mu.Lock()
+	delete(d.q.held, d)
+	d.q.mu.Unlock()
+}
+
+// check returns the error for a delivery that can no longer be used;
+// d.mu is held.
+func (d *delivery) check() error {
+	if d.q.c.closed() {
+		return queue.ErrClosed
+	}
+	if d.state == stateHeld && !d.link.alive() {
+		// RabbitMQ requeued the message when the connection ended.
+		d.finish(stateLost)
+	}
+	if d.state == stateDone || d.state == stateLost {
+		return fmt.Errorf("task %s: %w", d.task.Key(), queue.ErrLeaseLost)
+	}
+	return nil
+}
+
+// Heartbeat implements queue.Delivery: the lease is kept by this process,
+// so a heartbeat only pushes the expiry back.
+func (d *delivery) Heartbeat(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.check(); err != nil {
+		return err
+	}
+	d.expiry.Reset(d.q.opts.Lease)
+	return nil
+}
+
+// Ack implements queue.Delivery.
+func (d *delivery) Ack(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.check(); err != nil {
+		return err
+	}
+	if err := d.settle(ctx, nil); err != nil {
+		return fmt.Errorf("ack %s: %w", d.task.Key(), err)
+	}
+	d.finish(stateDone)
+	d.q.unlockKey(d.task.Key())
+	return nil
+}
+
+// Nack implements queue.Delivery.
+func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	dead := d.count >= d.q.opts.MaxDeliveries
+	err := d.settle(ctx, func(l *link) error {
+		if dead {
+			return d.q.deadLetter(ctx, l, d.pool, d.body, &d.task, reason)
+		}
+		t := d.task
+		t.Attempt++
+		return d.q.republish(ctx, l, d.pool, t, d.count, delay)
+	})
+	if err != nil {
+		return false, fmt.Errorf("nack %s: %w", d.task.Key(), err)
+	}
+	d.finish(stateDone)
+	if dead {
+		d.q.c.log.Warn("dead-lettering a task", "task", d.task.Key(), "reason", reason)
+		d.q.unlockKey(d.task.Key())
+	}
+	return dead, nil
+}
+
+// Release implements queue.Delivery.
+func (d *delivery) Release(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.check(); err != nil {
+		return err
+	}
+	err := d.settle(ctx, func(l *link) error {
+		return d.q.republish(ctx, l, d.pool, d.task, d.count-1, 0)
+	})
+	if err != nil {
+		return fmt.Errorf("release %s: %w", d.task.Key(), err)
+	}
+	d.finish(stateDone)
+	return nil
+}
+
+// settle publishes what replaces the task (if then is set) and lets go of
+// the original: an ack when held, the done marker and lease queue when
+// parked. d.mu is held.
+func (d *delivery) settle(ctx context.Context, then func(l *link) error) error {
+	if d.state == stateHeld {
+		// The ack must go on the channel the message came on.
+		l := d.link
+		if then != nil {
+			if err := then(l); err != nil {
+				if !l.alive() {
+					d.finish(stateLost)
+					return queue.ErrLeaseLost
+				}
+				return turtles.MarkInfra(err)
+			}
+		}
+		if err := l.work.Ack(d.tag, false); err != nil {
+			d.finish(stateLost)
+			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
+		}
+		return nil
+	}
+	return turtles.MarkInfra(d.q.c.retry(ctx, func(l *link) error {
+		if then != nil {
+			if err := then(l); err != nil {
+				return err
+			}
+			then = nil // done once; a retry only ends the lease
+		}
+		return d.endLease(l)
+	}))
+}
+
+// endLease marks a parked delivery done and drops its lease queue, in
+// that order: the reaper looks at the lease queue first, then the marker.
+func (d *delivery) endLease(l *link) error {
+	if err := l.declare(d.q.n.doneSpec(d.leaseID)); err != nil {
+		return err
+	}
+	return l.deleteQueue(d.q.n.lease(d.leaseID))
+}
+
+// expire runs when the lease ran out without a heartbeat: the task goes
+// back to the queue (counted) or, at MaxDeliveries, to the dead letters.
+func (d *delivery) expire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != stateHeld && d.state != stateParked {
+		return
+	}
+	log := d.q.c.log.With("task", d.task.Key(), "delivery", d.count)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if d.state == stateParked {
+		// The parked copy comes back through the reaper, counted.
+		err := d.q.c.retry(ctx, func(l *link) error { return l.deleteQueue(d.q.n.lease(d.leaseID)) })
+		if err != nil {
+			log.Warn("lease expired; dropping its lease queue failed (it goes with the connection)", "err", err)
+		}
+		d.finish(stateLost)
+		return
+	}
+	l := d.link
+	dead := d.count >= d.q.opts.MaxDeliveries
+	var err error
+	if l.alive() {
+		if dead {
+			err = d.q.deadLetter(ctx, l, d.pool, d.body, &d.task, fmt.Sprintf("lease expired on delivery %d", d.count))
+		} else {
+			t := d.task
+			t.Attempt++
+			err = d.q.republish(ctx, l, d.pool, t, d.count, 0)
+		}
+		if err == nil {
+			err = l.work.Ack(d.tag, false)
+		}
+	}
+	if err != nil {
+		// The broker hands the message out again, counted, when the
+		// connection ends; end it now rather than hold the task forever.
+		log.Warn("lease expired; requeueing through a reconnect", "err", err)
+		l.conn.Close()
+	} else {
+		log.Info("lease expired; task queued again", "dead", dead)
+	}
+	d.finish(stateLost)
+	if dead && err == nil {
+		d.q.unlockKey(d.task.Key())
+	}
+}
+
+// parkNow turns a held delivery into a parked one (see the top of this
+// file), before the broker's consumer_timeout takes it away.
+func (d *delivery) parkNow() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != stateHeld {
+		return
+	}
+	l := d.link
+	if !l.alive() {
+		d.finish(stateLost)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id := newToken()
+	err := d.parkOn(ctx, l, id)
+	if err == nil {
+		err = l.work.Ack(d.tag, false)
+	}
+	if err != nil {
+		d.q.c.log.Warn("parking a long task failed; trying again", "task", d.task.Key(), "err", err)
+		d.park.Reset(10 * time.Second)
+		return
+	}
+	d.state, d.leaseID, d.link = stateParked, id, nil
+	d.q.c.log.Info("long task parked", "task", d.task.Key(), "lease", id)
+}
+
+func (d *delivery) parkOn(ctx context.Context, l *link, id string) error {
+	n := d.q.n
+	if err := l.declare(queueSpec{name: n.lease(id), exclusive: true}); err != nil {
+		return err
+	}
+	spec := n.parkedSpec(d.pool, d.q.opts.Lease)
+	if err := l.declare(spec); err != nil {
+		return err
+	}
+	msg := taskMessage(d.body, 2*d.task.Priority, d.count)
+	msg.Headers[hLease] = id
+	msg.Headers[hPool] = d.pool
+	ok, err := l.publish(ctx, "", spec.name, msg)
+	if err == nil && !ok {
+		err = fmt.Errorf("broker refused the parked copy")
+	}
+	return err
+}
+
+// relink runs after a reconnect: a held message went back to the broker
+// with the old connection; a parked delivery takes its lease queue again.
+func (d *delivery) relink(l *link) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch d.state {
+	case stateHeld:
+		d.finish(stateLost)
+	case stateParked:
+		if err := l.declare(queueSpec{name: d.q.n.lease(d.leaseID), exclusive: true}); err != nil {
+			d.q.c.log.Error("retaking the lease of a parked task failed", "task", d.task.Key(), "err", err)
+		}
+	}
+}
+
+// reap runs in every handle that claims: it takes parked copies whose
+// TTL ended and decides their fate.
+func (q *Queue) reap() {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-q.c.done
+		cancel()
+	}()
+	for ctx.Err() == nil {
+		l, err := q.c.link(ctx)
+		if err != nil {
+			return
+		}
+		ch, err := l.conn.Channel()
+		if err == nil {
+			err = ch.Qos(1, 0, false)
+		}
+		var msgs <-chan amqp.Delivery
+		if err == nil {
+			msgs, err = ch.Consume(q.n.reap(), "", false, false, false, false, nil)
+		}
+		if err != nil {
+			q.c.log.Warn("reaper: consume failed", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for m := range msgs {
+			q.reapOne(ctx, l, m)
+		}
+	}
+}
+
+func (q *Queue) reapOne(ctx context.Context, l *link, m amqp.Delivery) {
+	id, pool := headerString(m.Headers, hLease), headerString(m.Headers, hPool)
+	count := headerInt(m.Headers, hDeliveries)
+	t, err := turtles.DecodeTask(m.Body)
+	if err != nil || id == "" || pool == "" {
+		q.c.log.Error("reaper: dropping a message that is not a parked task", "err", err)
+		m.Ack(false)
+		return
+	}
+	log := q.c.log.With("task", t.Key(), "lease", id)
+	fail := func(err error) {
+		log.Warn("reaper: deciding a parked task failed; it comes back", "err", err)
+		m.Nack(false, true)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	_, held, err := l.exists(q.n.lease(id))
+	if err != nil {
+		fail(err)
+		return
+	}
+	// Right after a reconnect, holders may not have taken their lease
+	// queues again yet: wait a lease before calling anyone dead.
+	if held || time.Since(l.up) < q.opts.Lease {
+		spec := q.n.parkedSpec(pool, q.opts.Lease)
+		msg := taskMessage(m.Body, int(m.Priority), count)
+		msg.Headers[hLease], msg.Headers[hPool] = id, pool
+		err := l.declare(spec)
+		if err == nil {
+			_, err = l.publish(ctx, "", spec.name, msg)
+		}
+		if err != nil {
+			fail(err)
+			return
+		}
+		m.Ack(false)
+		return
+	}
+	_, done, err := l.exists(q.n.done(id))
+	if err != nil {
+		fail(err)
+		return
+	}
+	if done {
+		if err := l.deleteQueue(q.n.done(id)); err != nil {
+			log.Warn("reaper: removing a done marker failed; it expires", "err", err)
+		}
+		m.Ack(false)
+		return
+	}
+	if count >= q.opts.MaxDeliveries {
+		err = q.deadLetter(ctx, l, pool, m.Body, &t, fmt.Sprintf("holder lost on delivery %d", count))
+	} else {
+		log.Warn("reaper: holder of a parked task is gone; queueing it again")
+		t.Attempt++
+		err = q.republish(ctx, l, pool, t, count, 0)
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	m.Ack(false)
+	if count >= q.opts.MaxDeliveries {
+		q.unlockKey(t.Key())
+	}
+}

@@ -1,0 +1,400 @@
+package amqp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+)
+
+// Queue is a queue.Queue on RabbitMQ. It is safe for concurrent use.
+type Queue struct {
+	c    *client
+	n    names
+	opts queue.Options
+
+	mu     sync.Mutex
+	pools  map[string]bool    // pools this handle used, for Stats
+	held   map[*delivery]bool // unacked or parked deliveries of this handle
+	wake   map[string]chan struct{}
+	reaper sync.Once
+}
+
+var (
+	_ queue.Queue = (*Queue)(nil)
+)
+
+// Open connects to the broker and declares the fixed topology. It fails
+// if the broker cannot be reached now; later outages are waited out.
+func Open(cfg Config) (*Queue, error) {
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{c: c, n: c.n, opts: c.cfg.Options, pools: map[string]bool{},
+		held: map[*delivery]bool{}, wake: map[string]chan struct{}{}}
+	for _, p := range cfg.Pools {
+		q.pools[p] = true
+	}
+	c.onUp = q.reconnected
+	return q, nil
+}
+
+// Close implements queue.Queue. Unacked deliveries go back to the broker
+// with the connection and are counted as deliveries; parked ones come
+// back when their parked copy finds the lease queue gone.
+func (q *Queue) Close() error {
+	err := q.c.close()
+	if err != nil {
+		return err
+	}
+	q.mu.Lock()
+	held := q.held
+	q.held = map[*delivery]bool{}
+	q.mu.Unlock()
+	for d := range held {
+		d.stopTimers()
+	}
+	return nil
+}
+
+func (q *Queue) usePool(l *link, pool string) error {
+	q.mu.Lock()
+	q.pools[pool] = true
+	q.mu.Unlock()
+	return l.declare(q.n.workSpec(pool))
+}
+
+func (q *Queue) wakeChan(pool string) chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c, ok := q.wake[pool]
+	if !ok {
+		c = make(chan struct{})
+		q.wake[pool] = c
+	}
+	return c
+}
+
+func (q *Queue) wakeUp(pool string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if c, ok := q.wake[pool]; ok {
+		close(c)
+		delete(q.wake, pool)
+	}
+}
+
+// Publish implements queue.Queue. The task's key is locked first (see
+// keySpec), then the task is published; both wait for broker confirms.
+func (q *Queue) Publish(ctx context.Context, t turtles.Task) error {
+	if q.c.closed() {
+		return queue.ErrClosed
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("publish %s: %w", t.Key(), err)
+	}
+	body, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("publish %s: encode: %w", t.Key(), err)
+	}
+	return q.publishTask(ctx, t.Pool, &t, body)
+}
+
+// PublishRaw queues body as it is, for tools and tests of malformed
+// messages. A body that is a valid task is deduplicated like Publish; any
+// other body is dead-lettered by the Claim that meets it.
+func (q *Queue) PublishRaw(ctx context.Context, pool string, body []byte) error {
+	if q.c.closed() {
+		return queue.ErrClosed
+	}
+	var tp *turtles.Task
+	if t, err := turtles.DecodeTask(body); err == nil {
+		tp = &t
+	}
+	return q.publishTask(ctx, pool, tp, body)
+}
+
+func (q *Queue) publishTask(ctx context.Context, pool string, t *turtles.Task, body []byte) error {
+	prio := 0
+	if t != nil {
+		prio = t.Priority
+		if err := q.lockKey(ctx, t.Key()); err != nil {
+			return err
+		}
+	}
+	msg := taskMessage(body, 2*prio, 0)
+	err := q.c.retry(ctx, func(l *link) error {
+		if err := q.usePool(l, pool); err != nil {
+			return err
+		}
+		ok, err := l.publish(ctx, q.n.workExchange(), pool, msg)
+		if err == nil && !ok {
+			err = errors.New("broker refused the message")
+		}
+		return err
+	})
+	if err != nil {
+		if t != nil {
+			q.unlockKey(t.Key())
+		}
+		return fmt.Errorf("publish to pool %s: %w", pool, turtles.MarkInfra(err))
+	}
+	q.wakeUp(pool)
+	return nil
+}
+
+func taskMessage(body []byte, prio, deliveries int) amqp.Publishing {
+	return amqp.Publishing{
+		ContentType:  "application/json",
+		DeliveryMode: amqp.Persistent,
+		Priority:     uint8(min(prio, maxPriority)),
+		Timestamp:    time.Now(),
+		Headers:      amqp.Table{hDeliveries: int32(deliveries)},
+		Body:         body,
+	}
+}
+
+// lockKey takes the dedupe lock of key, or returns ErrDuplicate.
+func (q *Queue) lockKey(ctx context.Context, key string) error {
+	spec := q.n.keySpec(key)
+	var dup bool
+	err := q.c.retry(ctx, func(l *link) error {
+		if err := l.declare(spec); err != nil {
+			return err
+		}
+		ok, err := l.publish(ctx, "", spec.name, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(key)})
+		dup = err == nil && !ok
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("publish %s: lock key: %w", key, turtles.MarkInfra(err))
+	}
+	if dup {
+		return fmt.Errorf("publish %s: %w", key, queue.ErrDuplicate)
+	}
+	return nil
+}
+
+// unlockKey frees key for a new publish: the task was acked or is dead.
+// A failure leaves the lock until it expires; it is logged, not returned,
+// because the task itself is done.
+func (q *Queue) unlockKey(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := q.n.key(key)
+	err := q.c.retry(ctx, func(l *link) error { return l.deleteQueue(name) })
+	if err != nil {
+		q.c.log.Error("unlock task key; it stays locked until the lock queue expires", "key", key, "err", err)
+	}
+}
+
+func headerInt(h amqp.Table, k string) int {
+	switch v := h[k].(type) {
+	case int32:
+		return int(v)
+	case int64:
+		return int(v)
+	case int16:
+		return int(v)
+	case int8:
+		return int(v)
+	case int:
+		return v
+	}
+	return 0
+}
+
+func headerString(h amqp.Table, k string) string {
+	s, _ := h[k].(string)
+	return s
+}
+
+// Claim implements queue.Queue. It polls the pool's work queue with
+// basic.get, so a bot takes a message only when it has a free slot
+// (nothing sits prefetched in a bot that may die), and wakes early on a
+// publish through this handle.
+func (q *Queue) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
+	q.reaper.Do(func() { go q.reap() })
+	for {
+		if q.c.closed() {
+			return nil, queue.ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		wake := q.wakeChan(pool)
+		l, err := q.c.link(ctx)
+		if err != nil {
+			if errors.Is(err, queue.ErrClosed) || ctx.Err() != nil {
+				return nil, q.ctxOr(ctx, err)
+			}
+			return nil, err
+		}
+		var m amqp.Delivery
+		ok := false
+		err = q.usePool(l, pool)
+		if err == nil {
+			m, ok, err = l.work.Get(q.n.work(pool), false)
+		}
+		if err != nil {
+			if q.c.closed() {
+				return nil, queue.ErrClosed
+			}
+			if l.alive() {
+				return nil, fmt.Errorf("claim from pool %s: %w", pool, turtles.MarkInfra(err))
+			}
+			continue // reconnecting
+		}
+		if ok {
+			d, err := q.accept(ctx, l, pool, m)
+			if err != nil {
+				q.c.log.Warn("claim: handling a message failed; it returns with the connection", "pool", pool, "err", err)
+				l.conn.Close() // unacked messages go back to the queue
+				continue
+			}
+			if d != nil {
+				return d, nil
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-q.c.done:
+			return nil, queue.ErrClosed
+		case <-wake:
+		case <-l.dead:
+		case <-time.After(q.opts.Poll):
+		}
+	}
+}
+
+func (q *Queue) ctxOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !q.c.closed() {
+		return ctx.Err()
+	}
+	return err
+}
+
+// accept turns a fetched message into a delivery, or handles it and
+// returns nil: a message redelivered by the broker (its holder died
+// without acking) goes back counted; a malformed or exhausted one is
+// dead-lettered.
+func (q *Queue) accept(ctx context.Context, l *link, pool string, m amqp.Delivery) (*delivery, error) {
+	prev := headerInt(m.Headers, hDeliveries)
+	t, decodeErr := turtles.DecodeTask(m.Body)
+	if decodeErr != nil {
+		q.c.log.Warn("dead-lettering a malformed message", "pool", pool, "reason", decodeErr.Error())
+		if err := q.deadLetter(ctx, l, pool, m.Body, nil, decodeErr.Error()); err != nil {
+			return nil, err
+		}
+		return nil, m.Ack(false)
+	}
+	if m.Redelivered {
+		// RabbitMQ put it back because a holder's connection ended: that
+		// was a delivery. Count it in the message, at the back of the
+		// line ahead of fresh tasks.
+		t.Attempt++
+		if err := q.republish(ctx, l, pool, t, prev+1, 0); err != nil {
+			return nil, err
+		}
+		return nil, m.Ack(false)
+	}
+	if prev >= q.opts.MaxDeliveries {
+		reason := fmt.Sprintf("delivered %d times without an outcome", prev)
+		q.c.log.Warn("dead-lettering a task", "task", t.Key(), "reason", reason)
+		if err := q.deadLetter(ctx, l, pool, m.Body, &t, reason); err != nil {
+			return nil, err
+		}
+		if err := m.Ack(false); err != nil {
+			return nil, err
+		}
+		q.unlockKey(t.Key())
+		return nil, nil
+	}
+	d := &delivery{q: q, pool: pool, task: t, body: m.Body, count: prev + 1,
+		state: stateHeld, link: l, tag: m.DeliveryTag}
+	q.mu.Lock()
+	q.held[d] = true
+	q.mu.Unlock()
+	d.arm()
+	return d, nil
+}
+
+// republish queues t again with prev earlier deliveries, after delay (0:
+// at once), ahead of fresh tasks of its priority.
+func (q *Queue) republish(ctx context.Context, l *link, pool string, t turtles.Task, prev int, delay time.Duration) error {
+	body, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	msg := taskMessage(body, 2*t.Priority+1, prev)
+	exchange, key := q.n.workExchange(), pool
+	if delay > 0 {
+		spec := q.n.delaySpec(pool, delayStep(delay))
+		if err := l.declare(spec); err != nil {
+			return err
+		}
+		exchange, key = "", spec.name
+	}
+	ok, err := l.publish(ctx, exchange, key, msg)
+	if err == nil && !ok {
+		err = errors.New("broker refused the message")
+	}
+	if err == nil {
+		q.wakeUp(pool)
+	}
+	return err
+}
+
+// deadLetter stores body on the dead-letter queue with reason; for a
+// valid task it also emits the task's final infra event, so that its
+// status does not stay pending.
+func (q *Queue) deadLetter(ctx context.Context, l *link, pool string, body []byte, t *turtles.Task, reason string) error {
+	msg := amqp.Publishing{
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    time.Now(),
+		Headers: amqp.Table{hPool: pool, hReason: reason,
+			hTime: time.Now().UnixNano()},
+		Body: body,
+	}
+	if ok, err := l.publish(ctx, "", q.n.dead(), msg); err != nil || !ok {
+		return fmt.Errorf("dead-letter: %w", errors.Join(err, errIf(!ok, "broker refused the message")))
+	}
+	if t == nil {
+		return nil
+	}
+	ev := turtles.Event{ID: "dead-" + newToken(), Type: turtles.EventFinished, Task: *t, Time: time.Now(),
+		Outcome: &turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}}
+	return emitOn(ctx, l, q.n, ev)
+}
+
+func errIf(cond bool, msg string) error {
+	if cond {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// reconnected runs after a reconnect, before the link is handed out:
+// parked deliveries take their lease queues again, so that the reaper
+// sees their holder alive.
+func (q *Queue) reconnected(l *link) {
+	q.mu.Lock()
+	var parked []*delivery
+	for d := range q.held {
+		parked = append(parked, d)
+	}
+	q.mu.Unlock()
+	for _, d := range parked {
+		d.relink(l)
+	}
+}
