@@ -133,3 +133,42 @@ type EventDelivery interface {
 	// Ack removes the event; call it once every consumer handled it.
 	Ack(ctx context.Context) error
 }
+
+// ErrCancelled is returned by Heartbeat when the task was cancelled (see
+// Canceller). The holder stops the attempt and reports nothing: the
+// canceller already emitted the task's final event. Ack, Nack and Release
+// return it too.
+var ErrCancelled = errors.New("task cancelled")
+
+// Canceller is implemented by queues that can withdraw the tasks of a
+// commit, such as those of a pull request's old head after a new push.
+// It is optional: the webhook receiver checks for it.
+type Canceller interface {
+	// Cancel removes the queued tasks of repo@sha that belong to pull
+	// request pr (0: a branch push) and makes the Heartbeat of running
+	// ones return ErrCancelled. For each, it emits a final event of class
+	// Cancelled with reason, durably and together with the removal, so
+	// that no status stays pending. It returns how many tasks it cancelled;
+	// none is not an error.
+	Cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error)
+}
+
+// Inbox carries verified forge requests that need forge lookups before
+// they become tasks (an untrusted author, a comment command), from the
+// webhook receiver, which holds no forge credentials, to the gate, which
+// does. Delivery is at least once. It is optional: without it the receiver
+// queues no work for those requests.
+type Inbox interface {
+	// Put stores body durably before returning.
+	Put(ctx context.Context, body []byte) error
+	// Take blocks until a message not yet acked is available or ctx ends.
+	// A message taken and not acked within the lease is taken again.
+	Take(ctx context.Context) (InboxMessage, error)
+}
+
+// InboxMessage is one taken Inbox message.
+type InboxMessage interface {
+	Body() []byte
+	// Ack removes the message once handled.
+	Ack(ctx context.Context) error
+}

@@ -78,6 +78,18 @@ var migrations = []string{
 		seen INTEGER NOT NULL
 	);
 	CREATE INDEX deliveries_seen ON deliveries(seen);`,
+	// cancelled remembers the lease tokens of running tasks that Cancel
+	// removed, so that their holders learn why their lease is gone.
+	`CREATE TABLE cancelled (
+		token  TEXT    PRIMARY KEY,
+		reason TEXT    NOT NULL,
+		time   INTEGER NOT NULL
+	);
+	CREATE TABLE inbox (
+		seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+		body     BLOB    NOT NULL,
+		avail_at INTEGER NOT NULL DEFAULT 0
+	);`,
 }
 
 // DB is a queue.Queue and a queue.Events on one SQLite file.
@@ -505,7 +517,7 @@ func (d *delivery) exec(ctx context.Context, what, query string, args ...any) er
 		return fmt.Errorf("%s task %s: %w", what, d.task.Key(), d.db.check(err))
 	}
 	if n == 0 {
-		return fmt.Errorf("%s task %s: %w", what, d.task.Key(), queue.ErrLeaseLost)
+		return fmt.Errorf("%s task %s: %w", what, d.task.Key(), d.lost(ctx))
 	}
 	return nil
 }
@@ -555,7 +567,8 @@ func (d *delivery) nack(ctx context.Context, delay time.Duration, reason string)
 	var deliveries int64
 	err = tx.QueryRowContext(ctx, `SELECT deliveries FROM tasks WHERE id = ? AND token = ?`, d.id, d.token).Scan(&deliveries)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, queue.ErrLeaseLost
+		tx.Rollback()
+		return false, d.lost(ctx)
 	}
 	if err != nil {
 		return false, err

@@ -1,0 +1,123 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+)
+
+// cancelledTTL is how long a cancelled lease token is remembered: long
+// past the lease of the bot that held it.
+const cancelledTTL = 24 * time.Hour
+
+var _ queue.Canceller = (*DB)(nil)
+
+// lost is the error for a delivery whose row is gone or leased by someone
+// else: ErrCancelled when Cancel took it, else ErrLeaseLost.
+func (d *delivery) lost(ctx context.Context) error {
+	var reason string
+	err := d.db.sql.QueryRowContext(ctx, `SELECT reason FROM cancelled WHERE token = ?`, d.token).Scan(&reason)
+	if err == nil {
+		return fmt.Errorf("%w: %s", queue.ErrCancelled, reason)
+	}
+	return queue.ErrLeaseLost
+}
+
+// Cancel implements queue.Canceller. Queued and running tasks are removed
+// alike, each with its final event in the same transaction; the lease
+// tokens of running ones are kept so that their Heartbeat says why.
+func (db *DB) Cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error) {
+	if db.closed() {
+		return 0, queue.ErrClosed
+	}
+	n, err := db.cancel(ctx, repo, sha, pr, reason)
+	if err != nil {
+		return 0, fmt.Errorf("cancel tasks of %s@%s: %w", repo, sha, db.check(err))
+	}
+	if n > 0 {
+		db.wakeEvents()
+	}
+	return n, nil
+}
+
+func (db *DB) cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error) {
+	now := time.Now()
+	prefix := repo + "@" + sha + ":"
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM cancelled WHERE time < ?`, nanos(now.Add(-cancelledTTL))); err != nil {
+		return 0, err
+	}
+	// substr, not LIKE: repository names may contain LIKE's wildcards.
+	rows, err := tx.QueryContext(ctx, `SELECT id, body, token, avail_at, deliveries FROM tasks
+		WHERE substr(key, 1, ?) = ?`, len(prefix), prefix)
+	if err != nil {
+		return 0, err
+	}
+	type victim struct {
+		id    int64
+		task  turtles.Task
+		token sql.NullString
+	}
+	var victims []victim
+	for rows.Next() {
+		var (
+			v          victim
+			body       []byte
+			availAt    int64
+			deliveries int64
+		)
+		if err := rows.Scan(&v.id, &body, &v.token, &availAt, &deliveries); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		t, err := turtles.DecodeTask(body)
+		if err != nil || t.PR != pr {
+			continue
+		}
+		leased := v.token.Valid && availAt > nanos(now)
+		if leased {
+			// The attempt running now, as its holder's events name it.
+			t.Attempt += int(deliveries) - 1
+		} else {
+			// The attempt that would have come next.
+			t.Attempt += int(deliveries)
+			v.token.Valid = false
+		}
+		v.task = t
+		victims = append(victims, v)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return 0, err
+	}
+	for _, v := range victims {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE id = ?`, v.id); err != nil {
+			return 0, err
+		}
+		if v.token.Valid {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO cancelled (token, reason, time) VALUES (?, ?, ?)`,
+				v.token.String, reason, nanos(now)); err != nil {
+				return 0, err
+			}
+		}
+		ev := turtles.Event{ID: "cancel-" + newToken(), Type: turtles.EventFinished, Task: v.task, Time: now,
+			Outcome: &turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: reason}}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO events (task_key, body) VALUES (?, ?)`, v.task.Key(), body); err != nil {
+			return 0, err
+		}
+	}
+	return len(victims), tx.Commit()
+}
