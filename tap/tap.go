@@ -1,0 +1,382 @@
+// Package tap parses the Test Anything Protocol (versions 12, 13 and 14)
+// out of a task's log, into one result per test. It reads the log as it
+// is, with other output mixed in: lines that are not TAP are skipped.
+// The bot imports it to fill result.json; it imports only the standard
+// library.
+//
+// Understood: plans (1..N, with a # SKIP reason), test points ("ok" and
+// "not ok", numbers, descriptions with \# escapes), # SKIP and # TODO
+// directives, YAML diagnostics blocks, "Bail out!", subtests both as
+// indented TAP 14 streams (with or without a "# Subtest: name" comment)
+// and in the older form where the "# Subtest:" comment sits at the
+// parent's level, node-tap's "# time=12ms" directive and "duration_ms" in
+// diagnostics, and the file headers of Perl's prove -v ("t/a.t ..").
+package tap
+
+import (
+	"bufio"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Outcome is how one test ended.
+type Outcome string
+
+const (
+	Passed  Outcome = "passed"
+	Failed  Outcome = "failed"
+	Skipped Outcome = "skipped"
+	// Todo is a test marked # TODO: expected to fail, not counted as a
+	// failure whatever its status.
+	Todo Outcome = "todo"
+)
+
+// Test is one test point.
+type Test struct {
+	// Name is the description, prefixed with its file (from prove) and
+	// enclosing subtests, joined with " / "; "#N" when it has none.
+	Name    string  `json:"name"`
+	Outcome Outcome `json:"outcome"`
+	Number  int     `json:"number,omitempty"`
+	// Line is the 1-based line of the test point in the input.
+	Line int `json:"line"`
+	// Reason is the text of a SKIP or TODO directive.
+	Reason string `json:"reason,omitempty"`
+	// Duration is from "# time=" or the diagnostics' duration_ms; zero
+	// when unknown.
+	Duration time.Duration `json:"duration,omitempty"`
+	// Diagnostics is the raw YAML block that followed the test point.
+	Diagnostics string `json:"diagnostics,omitempty"`
+}
+
+// Report is what a whole input holds.
+type Report struct {
+	// Version is 12 unless a "TAP version N" line said otherwise.
+	Version int
+	Tests   []Test
+	// BailOut is the reason given with "Bail out!", if one was seen.
+	BailOut  string
+	Bailed   bool
+	Planned  int // from the top-level plan(s), summed over streams
+	Lines    int
+	Failures int
+}
+
+var (
+	versionRe = regexp.MustCompile(`^TAP version (\d+)\s*$`)
+	planRe    = regexp.MustCompile(`^1\.\.(\d+)\s*(?:#\s*(.*))?$`)
+	testRe    = regexp.MustCompile(`^(not )?ok\b(?:\s+(\d+))?\s*(.*)$`)
+	bailRe    = regexp.MustCompile(`^Bail out!\s*(.*)$`)
+	subtestRe = regexp.MustCompile(`^#\s*Subtest(?::\s*(.*))?$`)
+	proveRe   = regexp.MustCompile(`^(\S+\.\S+) \.{2,}\s*(?:$|ok$|skipped|\d)`)
+	timeRe    = regexp.MustCompile(`(?:^|\s)time=\s*([0-9.]+)\s*(ms|s)\b`)
+	durYAMLRe = regexp.MustCompile(`(?m)^\s*duration_ms:\s*([0-9.]+)\s*$`)
+)
+
+// level is one nesting level of TAP streams.
+type level struct {
+	name     string // from a "# Subtest: name" comment at this level
+	children []Test // results of the current subtest, waiting for its name
+}
+
+// Parser reads TAP a line at a time, so that results are known while a
+// task runs. The zero value is not ready; use NewParser.
+type Parser struct {
+	rep     Report
+	levels  []level // levels[d] holds what sits at indentation d
+	file    string  // prove's current test file
+	yaml    *yamlBlock
+	partial []byte // an unfinished line, from Write
+}
+
+type yamlBlock struct {
+	indent string
+	test   *Test // where the block goes
+	lines  []string
+}
+
+// NewParser returns a parser for one input.
+func NewParser() *Parser { return &Parser{rep: Report{Version: 12}} }
+
+// Parse reads all of r.
+func Parse(r io.Reader) (*Report, error) {
+	p := NewParser()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		p.Line(sc.Text())
+	}
+	if err := sc.Err(); err != nil && err != bufio.ErrTooLong {
+		return p.Report(), err
+	}
+	return p.Report(), nil
+}
+
+// Write feeds raw output, split into lines; a final line without a
+// newline waits for the next Write or Report.
+func (p *Parser) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		i := strings.IndexByte(string(b), '\n')
+		if i < 0 {
+			if len(p.partial) < 1<<20 {
+				p.partial = append(p.partial, b...)
+			}
+			break
+		}
+		line := b[:i]
+		if len(p.partial) > 0 {
+			line = append(p.partial, line...)
+			p.partial = nil
+		}
+		p.Line(string(line))
+		b = b[i+1:]
+	}
+	return n, nil
+}
+
+// Line feeds one line, without its newline.
+func (p *Parser) Line(line string) {
+	p.rep.Lines++
+	line = strings.TrimSuffix(line, "\r")
+	if p.yaml != nil {
+		if p.yamlLine(line) {
+			return
+		}
+	}
+	indent := len(line) - len(strings.TrimLeft(line, " "))
+	body := line[indent:]
+	depth := indent / 4
+	if body == "" {
+		return
+	}
+	if depth == 0 {
+		if m := proveRe.FindStringSubmatch(body); m != nil && !testRe.MatchString(body) {
+			p.file = m[1]
+			p.levels = p.levels[:0]
+			return
+		}
+	}
+	switch {
+	case versionRe.MatchString(body):
+		if v, err := strconv.Atoi(versionRe.FindStringSubmatch(body)[1]); err == nil && depth == 0 {
+			p.rep.Version = v
+		}
+	case bailRe.MatchString(body):
+		p.rep.Bailed = true
+		p.rep.BailOut = strings.TrimSpace(bailRe.FindStringSubmatch(body)[1])
+	case planRe.MatchString(body):
+		if depth == 0 {
+			if n, err := strconv.Atoi(planRe.FindStringSubmatch(body)[1]); err == nil {
+				p.rep.Planned += n
+			}
+		}
+	case subtestRe.MatchString(body):
+		// Perl puts "# Subtest: name" inside the child stream, TAP 14 and
+		// node-tap at the parent's level, before it. Record it where it
+		// sits; the test point that closes the subtest looks at both.
+		p.level(depth).name = strings.TrimSpace(subtestRe.FindStringSubmatch(body)[1])
+	case testRe.MatchString(body):
+		if indent%4 != 0 {
+			return // TAP indents subtests by four; anything else is not TAP
+		}
+		if p.file != "" && depth == 0 && (body == "ok" || body == "not ok") {
+			p.file = "" // prove's verdict on the file, not a test point
+			p.levels = p.levels[:0]
+			return
+		}
+		p.testPoint(depth, body)
+	}
+}
+
+func (p *Parser) level(d int) *level {
+	for len(p.levels) <= d {
+		p.levels = append(p.levels, level{})
+	}
+	return &p.levels[d]
+}
+
+func (p *Parser) testPoint(depth int, body string) {
+	m := testRe.FindStringSubmatch(body)
+	t := Test{Outcome: Passed, Line: p.rep.Lines}
+	if m[1] != "" {
+		t.Outcome = Failed
+	}
+	t.Number, _ = strconv.Atoi(m[2])
+	desc, directive := splitDirective(m[3])
+	desc = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(desc), "- "))
+	if desc == "-" {
+		desc = ""
+	}
+	desc = strings.ReplaceAll(strings.ReplaceAll(desc, `\#`, "#"), `\\`, `\`)
+	if directive != "" {
+		word, rest, _ := strings.Cut(directive, " ")
+		switch w := strings.ToUpper(word); {
+		case strings.HasPrefix(w, "SKIP"):
+			t.Outcome, t.Reason = Skipped, strings.TrimSpace(strings.TrimLeft(rest, ":"))
+		case strings.HasPrefix(w, "TODO"):
+			t.Outcome, t.Reason = Todo, strings.TrimSpace(strings.TrimLeft(rest, ":"))
+		}
+		if tm := timeRe.FindStringSubmatch(directive); tm != nil {
+			t.Duration = parseDuration(tm[1], tm[2])
+		}
+	}
+	if desc == "" {
+		desc = "#" + strconv.Itoa(t.Number)
+	}
+	t.Name = desc
+
+	// Children at depth+1 belong to this test point: name them.
+	var children []Test
+	if len(p.levels) > depth+1 {
+		child := &p.levels[depth+1]
+		if desc == "#"+strconv.Itoa(t.Number) {
+			switch {
+			case child.name != "":
+				t.Name = child.name
+			case p.levels[depth].name != "":
+				t.Name = p.levels[depth].name
+			}
+		}
+		prefix := t.Name
+		for _, c := range child.children {
+			c.Name = prefix + " / " + c.Name
+			children = append(children, c)
+		}
+		p.levels = p.levels[:depth+1]
+	}
+	lv := p.level(depth)
+	lv.name = ""
+	lv.children = append(lv.children, children...)
+	lv.children = append(lv.children, t)
+	if depth == 0 {
+		p.emit(lv.children)
+		lv.children = nil
+	}
+	p.yaml = &yamlBlock{indent: strings.Repeat(" ", depth*4+2)}
+	p.yaml.test = p.lastTest(depth)
+}
+
+// lastTest is where the test point just added lives, for its YAML block.
+func (p *Parser) lastTest(depth int) *Test {
+	if depth == 0 {
+		return &p.rep.Tests[len(p.rep.Tests)-1]
+	}
+	c := p.levels[depth].children
+	return &c[len(c)-1]
+}
+
+func (p *Parser) emit(ts []Test) {
+	for _, t := range ts {
+		if p.file != "" {
+			t.Name = p.file + " / " + t.Name
+		}
+		if t.Outcome == Failed {
+			p.rep.Failures++
+		}
+		p.rep.Tests = append(p.rep.Tests, t)
+	}
+}
+
+// yamlLine handles a line that may belong to a diagnostics block; false
+// means it does not, and the line is parsed as TAP.
+func (p *Parser) yamlLine(line string) bool {
+	y := p.yaml
+	if y.lines == nil {
+		if strings.TrimRight(line, " ") == y.indent+"---" {
+			y.lines = []string{}
+			return true
+		}
+		p.yaml = nil
+		return false
+	}
+	if strings.TrimRight(line, " ") == y.indent+"..." {
+		p.finishYAML()
+		return true
+	}
+	if strings.HasPrefix(line, y.indent) || strings.TrimSpace(line) == "" {
+		if len(y.lines) < 1000 {
+			y.lines = append(y.lines, strings.TrimPrefix(line, y.indent))
+		}
+		return true
+	}
+	// An unterminated block: keep what it had.
+	p.finishYAML()
+	return false
+}
+
+func (p *Parser) finishYAML() {
+	y := p.yaml
+	p.yaml = nil
+	if y.test == nil {
+		return
+	}
+	y.test.Diagnostics = strings.Join(y.lines, "\n")
+	if y.test.Duration == 0 {
+		if m := durYAMLRe.FindStringSubmatch(y.test.Diagnostics); m != nil {
+			y.test.Duration = parseDuration(m[1], "ms")
+		}
+	}
+}
+
+func parseDuration(v, unit string) time.Duration {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1e12 {
+		return 0
+	}
+	if unit == "s" {
+		f *= 1000
+	}
+	return time.Duration(f * float64(time.Millisecond))
+}
+
+// splitDirective splits "desc # SKIP why" at the first unescaped '#'.
+func splitDirective(s string) (desc, directive string) {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '#':
+			return s[:i], strings.TrimSpace(s[i+1:])
+		}
+	}
+	return s, ""
+}
+
+// Report returns the results so far. Subtests not closed by a parent test
+// point (a stream cut short) are reported under their "# Subtest" names.
+func (p *Parser) Report() *Report {
+	if len(p.partial) > 0 {
+		line := string(p.partial)
+		p.partial = nil
+		p.Line(line)
+	}
+	if p.yaml != nil && p.yaml.lines != nil {
+		p.finishYAML()
+	}
+	rep := p.rep
+	rep.Tests = append([]Test(nil), p.rep.Tests...)
+	for d := len(p.levels) - 1; d >= 1; d-- {
+		for _, c := range p.levels[d].children {
+			name := p.levels[d].name
+			if name == "" {
+				name = p.levels[d-1].name
+			}
+			if name == "" {
+				name = "(unfinished subtest)"
+			}
+			c.Name = name + " / " + c.Name
+			if p.file != "" {
+				c.Name = p.file + " / " + c.Name
+			}
+			if c.Outcome == Failed {
+				rep.Failures++
+			}
+			rep.Tests = append(rep.Tests, c)
+		}
+	}
+	return &rep
+}
