@@ -7,6 +7,7 @@ package forge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -62,4 +63,44 @@ func Truncate(s string, max int) string {
 		n++
 	}
 	return s
+}
+
+// ErrNotFound is wrapped by Lookup methods when the thing asked for does
+// not exist (a file absent at a commit, an unknown pull request). It also
+// wraps ErrPermanent: asking again will not make it appear.
+var ErrNotFound = fmt.Errorf("%w: not found", ErrPermanent)
+
+// PullRequest is an open pull request, as the gate and the scanner see it.
+type PullRequest struct {
+	Number  int
+	HeadSHA string
+	// BaseRef is the branch it wants to merge into, such as "main".
+	BaseRef string
+	// Author is the login of who opened it.
+	Author string
+}
+
+// Lookup answers the questions the gate and the scanner ask before they
+// queue work: who may run code, what a pull request's head is, what a
+// commit carries. Every method only reads. repo is "owner/name". Errors
+// wrap ErrNotFound or ErrPermanent where retrying cannot help; others,
+// including rate limits (with a RetryAt() time.Time method), may be
+// retried.
+type Lookup interface {
+	// IsMember reports whether user is a member of org.
+	IsMember(ctx context.Context, org, user string) (bool, error)
+	// CanPush reports whether user may push to repo (write, maintain or
+	// admin): such a user could run any code in CI anyway.
+	CanPush(ctx context.Context, repo, user string) (bool, error)
+	// PullRequest returns pull request number of repo.
+	PullRequest(ctx context.Context, repo string, number int) (PullRequest, error)
+	// PullRequests lists the open pull requests of repo.
+	PullRequests(ctx context.Context, repo string) ([]PullRequest, error)
+	// BranchHead returns the commit at the tip of branch.
+	BranchHead(ctx context.Context, repo, branch string) (string, error)
+	// Statuses returns the newest status of each context on commit sha.
+	Statuses(ctx context.Context, repo, sha string) ([]Status, error)
+	// File returns the content of path at commit sha, ErrNotFound if the
+	// commit has no such file.
+	File(ctx context.Context, repo, sha, path string) ([]byte, error)
 }

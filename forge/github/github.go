@@ -89,6 +89,9 @@ func New(cfg Config) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
+	cp := *hc
+	cp.Transport = newETagCache(hc.Transport)
+	hc = &cp
 	c := gh.NewClient(hc).WithAuthToken(cfg.Token)
 	c.BaseURL = u
 	c.UserAgent = cfg.UserAgent

@@ -1,5 +1,7 @@
 // Package githubtest is a fake GitHub REST API for tests anywhere in
-// turtles. It serves the commit status endpoint on a loopback httptest
+// turtles. It serves the commit status endpoint, and the read-only ones
+// the gate and the scanner use (pull requests, combined statuses, contents,
+// branches, org members, permissions; with ETags), on a loopback httptest
 // server, records every request, and fails on demand, so that code that
 // sets statuses can be tested through real HTTP without the network.
 //
@@ -92,6 +94,7 @@ type Server struct {
 	statuses []Status
 	requests []Request
 	faults   []Fault
+	lookups  lookups
 	nextID   int64
 	// changed is closed and replaced whenever a status arrives, so that
 	// WaitStatuses wakes up without polling on a timer.
@@ -105,6 +108,7 @@ func NewServer(t testing.TB, token string) *Server {
 	s := &Server{token: token, changed: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /repos/{owner}/{repo}/statuses/{sha}", s.createStatus)
+	s.routeLookups(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, r, http.StatusNotFound, nil, map[string]string{
 			"message":           "Not Found",
@@ -188,7 +192,7 @@ func (s *Server) WaitStatuses(t testing.TB, n int, timeout time.Duration) []Stat
 	}
 }
 
-var headerSubset = []string{"Authorization", "User-Agent", "Accept", "Content-Type", "X-GitHub-Api-Version"}
+var headerSubset = []string{"Authorization", "User-Agent", "Accept", "Content-Type", "X-GitHub-Api-Version", "If-None-Match"}
 
 // record makes the Request for r answered with code.
 func record(r *http.Request, code int) Request {
