@@ -67,7 +67,8 @@ func (m *Machine) dial(ctx context.Context) (*ssh.Client, error) {
 	}
 	// Bound the handshake: under TCG a half-booted guest may accept and
 	// then say nothing for a long time.
-	dl := time.Now().Add(15 * time.Second)
+	began := time.Now()
+	dl := began.Add(time.Minute)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
 		dl = cd
 	}
@@ -84,6 +85,7 @@ func (m *Machine) dial(ctx context.Context) (*ssh.Client, error) {
 		return nil, err
 	}
 	conn.SetDeadline(time.Time{})
+	m.log.Debug("ssh handshake", "took", time.Since(began).Round(time.Millisecond))
 	return ssh.NewClient(cc, chans, reqs), nil
 }
 
