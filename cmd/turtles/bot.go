@@ -34,7 +34,7 @@ Several bots on one host can share the embedded queue file of a
 			if err != nil {
 				return err
 			}
-			log.Info("bot running", "name", s.BotName, "pool", s.Pool, "slots", s.Slots, "queue", s.Queue)
+			log.Info("bot running", "name", s.BotName, "pool", s.Pool, "slots", s.Slots, "queue", redactQueue(s.Queue))
 			return runBot(ctx, again, b, s, log)
 		},
 	}

@@ -42,7 +42,7 @@ task on a bot in a fresh checkout, streams its log and reports commit statuses.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), botCmd(), submitCmd(), runCmd(), statusCmd(), versionCmd())
+	root.AddCommand(serveCmd(), botCmd(), hookCmd(), reporterCmd(), submitCmd(), runCmd(), statusCmd(), versionCmd())
 	return root
 }
 

@@ -21,7 +21,6 @@ import (
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/hook"
 	"github.com/turtles-ci/turtles/queue"
-	"github.com/turtles-ci/turtles/queue/sqlite"
 	"github.com/turtles-ci/turtles/report"
 	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/store"
@@ -34,8 +33,9 @@ type system struct {
 	s     Settings
 	log   *slog.Logger
 	reg   *prometheus.Registry
-	queue *sqlite.DB
+	queue queue.Queue
 	store *store.Dir
+	qs    *queues // queue, events and webhook deliveries of --queue
 }
 
 func openSystem(s Settings, log *slog.Logger) (*system, error) {
@@ -46,27 +46,28 @@ func openSystem(s Settings, log *slog.Logger) (*system, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	q, err := sqlite.Open(s.Queue, queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries}, log.With("part", "queue"))
+	qs, err := openQueues(s, log)
 	if err != nil {
 		return nil, err
 	}
+	q := qs.queue
 	reg.MustRegister(queueCollector{q})
 	st, err := store.NewDir(s.StoreDir)
 	if err != nil {
-		q.Close()
+		qs.Close()
 		return nil, err
 	}
-	return &system{s: s, log: log, reg: reg, queue: q, store: st}, nil
+	return &system{s: s, log: log, reg: reg, queue: q, store: st, qs: qs}, nil
 }
 
-func (sys *system) Close() error { return sys.queue.Close() }
+func (sys *system) Close() error { return sys.qs.Close() }
 
 func (sys *system) bot() (*bot.Bot, error) {
 	s := sys.s
 	return bot.New(bot.Config{
 		Name:        s.BotName,
 		Queue:       sys.queue,
-		Events:      sys.queue,
+		Events:      sys.qs.events,
 		Store:       sys.store,
 		Pool:        s.Pool,
 		Slots:       s.Slots,
@@ -150,10 +151,14 @@ func serve(s Settings) error {
 	if err != nil {
 		return err
 	}
+	deliveries, err := sys.qs.deliveries()
+	if err != nil {
+		return err
+	}
 	gh, err := hook.NewGitHub(hook.Config{
 		Secret:     []byte(secretValue),
 		Queue:      sys.queue,
-		Deliveries: sys.queue,
+		Deliveries: deliveries,
 		Pool:       s.Pool,
 		Log:        log.With("part", "hook"),
 		Registerer: sys.reg,
@@ -202,7 +207,7 @@ func serve(s Settings) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		report.Consume(events, sys.queue, log.With("part", "events"), res, rep)
+		report.Consume(events, sys.qs.events, log.With("part", "events"), res, rep)
 	}()
 
 	botErr := runBot(ctx, again, b, s, log)

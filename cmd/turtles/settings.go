@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,7 +27,8 @@ type Settings struct {
 	DataDir   string `yaml:"data_dir"`
 	Listen    string `yaml:"listen"`
 	PublicURL string `yaml:"public_url"`
-	// Queue is the embedded queue's SQLite file.
+	// Queue is the embedded queue's SQLite file, or an amqp:// or amqps://
+	// URL for RabbitMQ (docs/distributed.md).
 	Queue         string        `yaml:"queue"`
 	Lease         time.Duration `yaml:"lease"`
 	MaxDeliveries int           `yaml:"max_deliveries"`
@@ -149,7 +151,7 @@ func init() {
 		opt("data-dir", "where queue, results, logs and workspaces live", str(func(s *Settings) *string { return &s.DataDir })),
 		opt("listen", "address of the web server (webhooks, API, logs, metrics); use :8080 to accept webhooks from other hosts", str(func(s *Settings) *string { return &s.Listen })),
 		opt("public-url", "URL people and forges reach this server at, for log links (default http://LISTEN)", str(func(s *Settings) *string { return &s.PublicURL })),
-		opt("queue", "embedded queue file (default DATA-DIR/queue.db)", str(func(s *Settings) *string { return &s.Queue })),
+		opt("queue", "embedded queue file (default DATA-DIR/queue.db), or amqp://USER:PASS@HOST/VHOST for RabbitMQ", str(func(s *Settings) *string { return &s.Queue })),
 		opt("lease", "how long a claimed task stays claimed without a heartbeat; a dead bot's task runs again after this", dur(func(s *Settings) *time.Duration { return &s.Lease })),
 		opt("max-deliveries", "deliveries of a task before it is dead-lettered", num(func(s *Settings) *int { return &s.MaxDeliveries })),
 		opt("bot-name", "name of this bot in logs and statuses (default: host name)", str(func(s *Settings) *string { return &s.BotName })),
@@ -285,6 +287,11 @@ func (s *Settings) validate() error {
 	}
 	if s.BotName == "" {
 		bad("bot-name: empty")
+	}
+	if isAMQP(s.Queue) {
+		if u, err := url.Parse(s.Queue); err != nil || u.Host == "" {
+			bad("queue: %s is not a valid AMQP URL", redactQueue(s.Queue))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/turtles-ci/turtles/hook"
+)
+
+func hookCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hook",
+		Short: "Receive forge webhooks and queue plan tasks, for turtles on RabbitMQ",
+		Long: `hook runs only the webhook receiver (/hook/github) and /metrics: it checks
+each delivery's signature with the webhook secret and publishes a plan task
+to --queue. It needs no forge token. A publish that fails (the broker is
+down) answers 5xx, so the forge delivers again.
+
+Delivery IDs are remembered in DATA-DIR/deliveries.db so that a redelivered
+webhook is not queued twice; run one hook per data dir.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := loadSettings(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			return runHook(s)
+		},
+	}
+	addFlags(cmd.Flags(), "data-dir", "listen", "queue", "pool", "lease", "max-deliveries", "webhook-secret-file",
+		"bot-name", "log-level", "log-format")
+	return cmd
+}
+
+func runHook(s Settings) error {
+	log := newLogger(s, os.Stderr)
+	ctx, _, stop := signals()
+	defer stop()
+	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	qs, err := openQueues(s, log)
+	if err != nil {
+		return err
+	}
+	defer qs.Close()
+	deliveries, err := qs.deliveries()
+	if err != nil {
+		return err
+	}
+	secretValue, secretPath, err := webhookSecret(s)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gh, err := hook.NewGitHub(hook.Config{
+		Secret:     []byte(secretValue),
+		Queue:      qs.queue,
+		Deliveries: deliveries,
+		Pool:       s.Pool,
+		Log:        log.With("part", "hook"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/hook/github", gh)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	log.Info("turtles hook receiving", "version", buildVersion(), "listen", s.Listen, "queue", redactQueue(s.Queue),
+		"webhook_secret", secretPath, "pool", s.Pool)
+	return serveHTTP(ctx, s.Listen, mux, log)
+}
+
+// serveHTTP serves h on addr until ctx ends.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("web server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdown)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
+		err = errors.Join(err, e)
+	}
+	log.Info("stopped")
+	return err
+}
