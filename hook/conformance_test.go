@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/command"
+	"github.com/turtles-ci/turtles/gate"
 )
 
 // sharedWebhooks finds the shared folder of real GitHub payloads beside the
@@ -65,12 +67,18 @@ func replayAll(t *testing.T, dir string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantCode, want := expect(t, event, body)
+			wantCode, want, wantGate := expect(t, event, body)
 			q := &fakeQueue{}
 			h := newTestHook(t, q, 0)
 			resp := send(t, h, 0, request{event: event, body: body, delivery: "conformance-" + name, wantCode: wantCode})
 			if diff := cmp.Diff(want, q.tasks); diff != "" {
 				t.Errorf("published tasks (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(wantGate, q.requests); diff != "" {
+				t.Errorf("requests to the gate (-want +got):\n%s", diff)
+			}
+			if wantCancel := supersededBy(t, event, body); wantCancel != "" && (len(q.cancels) != 1 || !strings.HasPrefix(q.cancels[0], wantCancel)) {
+				t.Errorf("cancels %q, want one of %s", q.cancels, wantCancel)
 			}
 			wantIDs := []string{}
 			for _, task := range want {
@@ -83,8 +91,31 @@ func replayAll(t *testing.T, dir string) {
 	}
 }
 
-// expect is the rule, applied to a payload decoded generically.
-func expect(t *testing.T, event string, body []byte) (int, []turtles.Task) {
+// supersededBy is, for a pull request's new push, the old head whose tasks
+// are cancelled, as "repo@sha#pr".
+func supersededBy(t *testing.T, event string, body []byte) string {
+	var p struct {
+		Action      string `json:"action"`
+		Before      string `json:"before"`
+		PullRequest struct {
+			Number int `json:"number"`
+		} `json:"pull_request"`
+		Repository struct {
+			FullName string `json:"full_name"`
+		} `json:"repository"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if event != "pull_request" || p.Action != "synchronize" {
+		return ""
+	}
+	return fmt.Sprintf("%s@%s#%d", p.Repository.FullName, p.Before, p.PullRequest.Number)
+}
+
+// expect is the rule, applied to a payload decoded generically: trusted
+// work is queued, the rest goes to the gate.
+func expect(t *testing.T, event string, body []byte) (int, []turtles.Task, []gate.Request) {
 	t.Helper()
 	var p struct {
 		Action      string `json:"action"`
@@ -94,10 +125,24 @@ func expect(t *testing.T, event string, body []byte) (int, []turtles.Task) {
 		PullRequest struct {
 			Number            int    `json:"number"`
 			AuthorAssociation string `json:"author_association"`
-			Head              struct {
+			User              struct {
+				Login string `json:"login"`
+			} `json:"user"`
+			Head struct {
 				SHA string `json:"sha"`
 			} `json:"head"`
 		} `json:"pull_request"`
+		Issue struct {
+			Number      int             `json:"number"`
+			PullRequest json.RawMessage `json:"pull_request"`
+		} `json:"issue"`
+		Comment struct {
+			Body              string `json:"body"`
+			AuthorAssociation string `json:"author_association"`
+			User              struct {
+				Login string `json:"login"`
+			} `json:"user"`
+		} `json:"comment"`
 		Repository struct {
 			FullName string `json:"full_name"`
 			CloneURL string `json:"clone_url"`
@@ -116,19 +161,31 @@ func expect(t *testing.T, event string, body []byte) (int, []turtles.Task) {
 	}
 	switch event {
 	case "ping":
-		return 200, nil
+		return 200, nil, nil
 	case "push":
 		if p.Deleted || strings.Trim(p.After, "0") == "" {
-			return 202, nil
+			return 202, nil, nil
 		}
-		return 200, task(p.After, p.Ref, 0, true)
+		return 200, task(p.After, p.Ref, 0, true), nil
 	case "pull_request":
 		switch p.Action {
 		case "opened", "synchronize", "reopened":
 			n := p.PullRequest.Number
-			trusted := map[string]bool{"OWNER": true, "MEMBER": true, "COLLABORATOR": true}[p.PullRequest.AuthorAssociation]
-			return 200, task(p.PullRequest.Head.SHA, fmt.Sprintf("refs/pull/%d/head", n), n, trusted)
+			if map[string]bool{"OWNER": true, "MEMBER": true, "COLLABORATOR": true}[p.PullRequest.AuthorAssociation] {
+				return 200, task(p.PullRequest.Head.SHA, fmt.Sprintf("refs/pull/%d/head", n), n, true), nil
+			}
+			return 200, nil, []gate.Request{{Repo: repo, PR: n, SHA: p.PullRequest.Head.SHA, User: p.PullRequest.User.Login,
+				Association: p.PullRequest.AuthorAssociation, Pool: turtles.DefaultPool}}
 		}
+	case "issue_comment":
+		// Only new comments on pull requests with commands in them; the
+		// gate decides whether the commenter may give them.
+		cmds := command.Parse(p.Comment.Body)
+		if p.Action != "created" || len(p.Issue.PullRequest) == 0 || string(p.Issue.PullRequest) == "null" || len(cmds) == 0 {
+			return 202, nil, nil
+		}
+		return 200, nil, []gate.Request{{Repo: repo, PR: p.Issue.Number, User: p.Comment.User.Login,
+			Association: p.Comment.AuthorAssociation, Commands: cmds, Pool: turtles.DefaultPool}}
 	}
-	return 202, nil
+	return 202, nil, nil
 }

@@ -38,6 +38,13 @@ func FuzzParseGitHub(f *testing.F) {
 				t.Errorf("ParseGitHub returned %+v, want a plan task created at %v", task, testNow)
 			}
 		}
+		p, perr := parseGitHub(event, body, "", testNow)
+		for _, r := range p.requests {
+			probe := planTask(r.Repo, zeroSHA, r.Pool, testNow)
+			if perr != nil || probe.Validate() != nil || r.PR <= 0 || (r.SHA == "") == (len(r.Commands) == 0) {
+				t.Errorf("parseGitHub returned bad gate request %+v (err %v)", r, perr)
+			}
+		}
 		if len(tasks) > 1 {
 			t.Errorf("ParseGitHub returned %d tasks, want at most one per payload", len(tasks))
 		}

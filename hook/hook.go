@@ -2,7 +2,10 @@
 // queue. For GitHub it checks the delivery's signature, publishes one plan
 // task per commit to test (a bot later reads the commit's .turtles.yaml and
 // publishes the test tasks) and answers so that GitHub retries exactly the
-// deliveries that were not queued.
+// deliveries that were not queued. What the signed payload cannot decide
+// (a pull request by an author it does not vouch for, comment commands)
+// goes to the gate through a queue.Inbox; a new push to a pull request
+// cancels the old head's tasks when the queue is a queue.Canceller.
 //
 // It does no I/O beyond the request and the queue. cmd/turtles mounts it;
 // tools and tests may import it too.
@@ -46,6 +49,10 @@ type Config struct {
 	Queue Publisher
 	// Deliveries remembers handled deliveries. Required.
 	Deliveries DeliveryLog
+	// Inbox receives what needs forge lookups (pull requests by authors
+	// the payload cannot vouch for, comment commands) for the gate. Nil:
+	// those are ignored, so a stranger's code never runs unchecked.
+	Inbox queue.Inbox
 	// Pool is the pool of plan tasks; turtles.DefaultPool when empty.
 	Pool string
 	// MaxBody bounds the request body in bytes; DefaultMaxBody when 0.
@@ -62,6 +69,7 @@ type Config struct {
 type GitHub struct {
 	secret     []byte
 	queue      Publisher
+	inbox      queue.Inbox
 	deliveries DeliveryLog
 	pool       string
 	maxBody    int64
@@ -85,6 +93,7 @@ func NewGitHub(cfg Config) (*GitHub, error) {
 	h := &GitHub{
 		secret:     cfg.Secret,
 		queue:      cfg.Queue,
+		inbox:      cfg.Inbox,
 		deliveries: cfg.Deliveries,
 		pool:       cfg.Pool,
 		maxBody:    cfg.MaxBody,
@@ -202,7 +211,14 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Info("webhook ping")
 		reply(http.StatusOK, event, resultPong, "pong", nil)
 		return
-	case len(p.tasks) == 0:
+	case len(p.requests) > 0 && h.inbox == nil:
+		log.Warn("webhook needs the gate, which is not configured: ignored", "user", p.requests[0].User)
+		p.requests = nil
+		if p.empty() {
+			p.ignored = "needs a trust decision and no gate is configured"
+		}
+	}
+	if p.empty() {
 		log.Debug("webhook ignored", "why", p.ignored)
 		reply(http.StatusAccepted, event, resultIgnored, "ignored: "+p.ignored, nil)
 		return
@@ -225,7 +241,7 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusOK, event, resultDuplicate, "duplicate delivery: already handled", ids)
 		return
 	}
-	msg, err := h.publish(r.Context(), log, p.tasks)
+	msg, err := h.act(r.Context(), log, p)
 	if err != nil {
 		reply(http.StatusServiceUnavailable, event, resultUnavailable, "queue unavailable, retry later", nil)
 		return
@@ -237,6 +253,48 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		log.Error("record delivery", "err", err)
 	}
 	reply(http.StatusOK, event, resultQueued, msg, ids)
+}
+
+// act cancels what a push superseded, publishes tasks and hands requests
+// to the gate, and says what happened, for the sender.
+func (h *GitHub) act(ctx context.Context, log *slog.Logger, p parsed) (string, error) {
+	var parts []string
+	if c := p.cancel; c != nil {
+		if cq, ok := h.queue.(queue.Canceller); ok {
+			n, err := cq.Cancel(ctx, c.repo, c.sha, c.pr, "superseded by a newer push")
+			if err != nil {
+				log.Error("cancel superseded tasks", "sha", c.sha, "err", err)
+				return "", fmt.Errorf("cancel tasks of %s: %w", c.sha, err)
+			}
+			if n > 0 {
+				log.Info("superseded tasks cancelled", "sha", c.sha, "pr", c.pr, "count", n)
+				parts = append(parts, fmt.Sprintf("cancelled %d superseded task(s)", n))
+			}
+		}
+	}
+	if len(p.tasks) > 0 {
+		msg, err := h.publish(ctx, log, p.tasks)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, msg)
+	}
+	for _, req := range p.requests {
+		body, err := json.Marshal(req)
+		if err != nil {
+			return "", fmt.Errorf("encode gate request: %w", err)
+		}
+		if err := h.inbox.Put(ctx, body); err != nil {
+			log.Error("hand request to the gate", "err", err)
+			return "", fmt.Errorf("hand request to the gate: %w", err)
+		}
+		log.Info("request handed to the gate", "repo", req.Repo.Name, "pr", req.PR, "user", req.User, "commands", len(req.Commands))
+		parts = append(parts, "sent to the gate")
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "nothing to do")
+	}
+	return strings.Join(parts, "; "), nil
 }
 
 // publish publishes tasks in order and says what happened, for the sender.

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/command"
+	"github.com/turtles-ci/turtles/gate"
 	"github.com/turtles-ci/turtles/queue"
 )
 
@@ -36,6 +39,33 @@ type fakeQueue struct {
 	errs  []error
 	calls int
 	tasks []turtles.Task
+	// cancels and requests record Cancel and Put calls.
+	cancels  []string
+	requests []gate.Request
+}
+
+// Cancel records a cancellation, as queue.Canceller.
+func (q *fakeQueue) Cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.cancels = append(q.cancels, fmt.Sprintf("%s@%s#%d: %s", repo, sha, pr, reason))
+	return 1, nil
+}
+
+// Put records a request for the gate, as queue.Inbox.
+func (q *fakeQueue) Put(ctx context.Context, body []byte) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var r gate.Request
+	if err := json.Unmarshal(body, &r); err != nil {
+		return err
+	}
+	q.requests = append(q.requests, r)
+	return nil
+}
+
+func (q *fakeQueue) Take(ctx context.Context) (queue.InboxMessage, error) {
+	return nil, errors.New("fakeQueue: Take is the gate's")
 }
 
 func (q *fakeQueue) Publish(ctx context.Context, t turtles.Task) error {
@@ -83,9 +113,11 @@ type request struct {
 
 func newTestHook(t *testing.T, q Publisher, maxBody int64) *GitHub {
 	t.Helper()
+	inbox, _ := q.(queue.Inbox)
 	h, err := NewGitHub(Config{
 		Secret:     testSecret,
 		Queue:      q,
+		Inbox:      inbox,
 		Deliveries: &MemoryDeliveries{},
 		MaxBody:    maxBody,
 		Now:        func() time.Time { return testNow },
@@ -139,7 +171,7 @@ func send(t *testing.T, h http.Handler, i int, req request) response {
 var (
 	demo         = turtles.Repo{Name: "turtles-ci/demo", CloneURL: "https://github.com/turtles-ci/demo.git"}
 	openedTask   = plan(demo, "3f786850e387550fdab836ed7e6dc881de23001b", "refs/pull/7/head", 7, true)
-	syncTask     = plan(demo, "89e6c98d92887913cadf06b2adb97f26cde4849b", "refs/pull/12/head", 12, false)
+	syncRequest  = gate.Request{Repo: demo, PR: 12, SHA: "89e6c98d92887913cadf06b2adb97f26cde4849b", User: "stranger", Association: "CONTRIBUTOR", Pool: "public"}
 	pushMainTask = plan(demo, "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3", "refs/heads/main", 0, true)
 )
 
@@ -169,6 +201,9 @@ func TestGitHub(t *testing.T) {
 		errs     []error // returned by successive publishes
 		requests []request
 		want     []turtles.Task // published, in order
+		// wantRequests went to the gate; wantCancels to the queue.
+		wantRequests []gate.Request
+		wantCancels  []string
 	}{
 		{
 			name:     "pull request opened by a member",
@@ -176,10 +211,23 @@ func TestGitHub(t *testing.T) {
 			want:     []turtles.Task{openedTask},
 		},
 		{
-			name: "pull request from a fork by a contributor is untrusted",
+			name: "pull request from a fork by a contributor goes to the gate",
 			requests: []request{{event: "pull_request", body: fixture(t, "pull_request.synchronize.payload.json"),
-				delivery: "d1", wantCode: 200}},
-			want: []turtles.Task{syncTask},
+				delivery: "d1", wantCode: 200, wantMessage: "cancelled 1 superseded task(s); sent to the gate"}},
+			wantRequests: []gate.Request{syncRequest},
+			wantCancels:  []string{"turtles-ci/demo@2e7d2c03a9507ae265ecf5b5356885a53393a202#12: superseded by a newer push"},
+		},
+		{
+			name: "comment commands go to the gate",
+			requests: []request{{event: "issue_comment", body: fixture(t, "issue_comment.commands.payload.json"),
+				delivery: "d1", wantCode: 200, wantMessage: "sent to the gate"}},
+			wantRequests: []gate.Request{{Repo: demo, PR: 7, User: "alice", Association: "MEMBER", Pool: "public",
+				Commands: []command.Command{{Name: command.OKToTest}, {Name: command.Test, Context: "debian-12/firefox"}}}},
+		},
+		{
+			name: "edited comment",
+			requests: []request{{event: "issue_comment", delivery: "d1", wantCode: 202, wantMessage: "not used",
+				body: bytes.Replace(fixture(t, "issue_comment.commands.payload.json"), []byte(`"action": "created"`), []byte(`"action": "edited"`), 1)}},
 		},
 		{
 			name:     "pull request closed",
@@ -300,12 +348,18 @@ func TestGitHub(t *testing.T) {
 			h := newTestHook(t, q, tt.maxBody)
 			for i, req := range tt.requests {
 				resp := send(t, h, i, req)
-				if req.wantCode == 200 && req.event != "ping" && len(resp.Tasks) != 1 {
+				if req.wantCode == 200 && req.event != "ping" && tt.wantRequests == nil && len(resp.Tasks) != 1 {
 					t.Errorf("request %d: answer names tasks %q, want one", i, resp.Tasks)
 				}
 			}
 			if diff := cmp.Diff(tt.want, q.tasks); diff != "" {
 				t.Errorf("published tasks (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantRequests, q.requests); diff != "" {
+				t.Errorf("requests to the gate (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantCancels, q.cancels); diff != "" {
+				t.Errorf("cancels (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -4,14 +4,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/command"
+	"github.com/turtles-ci/turtles/gate"
 )
 
 // ParseGitHub turns one GitHub webhook payload into the tasks it asks for:
 // one plan task for a pushed commit or for the head of an opened, updated or
-// reopened pull request. Events that need no work (ping, other events, other
+// reopened pull request by a trusted author (the others go to the gate,
+// and are not returned here). Events that need no work (ping, other events, other
 // pull request actions, branch deletions) give nil tasks and no error. An
 // error means the payload is malformed and will not get better by retrying.
 //
@@ -25,10 +29,22 @@ func ParseGitHub(event string, body []byte, pool string, now time.Time) ([]turtl
 // parsed is what a payload asks for.
 type parsed struct {
 	tasks []turtles.Task
+	// requests go to the gate: they need forge lookups.
+	requests []gate.Request
+	// cancel names the commit a new push to a pull request superseded.
+	cancel *superseded
 	// ignored says, for the sender, why nothing is to be done; empty when
-	// there are tasks or the event was a ping.
+	// there is work or the event was a ping.
 	ignored string
 }
+
+// superseded is a pull request's old head, whose tasks are cancelled.
+type superseded struct {
+	repo, sha string
+	pr        int
+}
+
+func (p parsed) empty() bool { return len(p.tasks) == 0 && len(p.requests) == 0 && p.cancel == nil }
 
 func parseGitHub(event string, body []byte, pool string, now time.Time) (parsed, error) {
 	if pool == "" {
@@ -44,6 +60,8 @@ func parseGitHub(event string, body []byte, pool string, now time.Time) (parsed,
 		return parsePush(body, pool, now)
 	case "pull_request":
 		return parsePullRequest(body, pool, now)
+	case "issue_comment":
+		return parseIssueComment(body, pool)
 	}
 	// Not parsed at all: we do not know its shape and do not need to.
 	return parsed{ignored: fmt.Sprintf("event %q is not used by turtles", event)}, nil
@@ -68,6 +86,9 @@ type pushPayload struct {
 	Deleted    bool        `json:"deleted"`
 	Repository *repository `json:"repository"`
 }
+
+// shaRe is turtles.Task's rule for commit SHAs.
+var shaRe = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
 // zeroSHA is what GitHub sends as "after" when a ref was deleted.
 const zeroSHA = "0000000000000000000000000000000000000000"
@@ -94,12 +115,19 @@ func parsePush(body []byte, pool string, now time.Time) (parsed, error) {
 	return parsed{tasks: []turtles.Task{t}}, nil
 }
 
+type user struct {
+	Login string `json:"login"`
+}
+
 type pullRequestPayload struct {
-	Action      string `json:"action"`
-	Number      int    `json:"number"`
+	Action string `json:"action"`
+	Number int    `json:"number"`
+	// Before is the old head of a synchronize.
+	Before      string `json:"before"`
 	PullRequest *struct {
 		Number            int    `json:"number"`
 		AuthorAssociation string `json:"author_association"`
+		User              user   `json:"user"`
 		Head              struct {
 			SHA string `json:"sha"`
 		} `json:"head"`
@@ -149,7 +177,72 @@ func parsePullRequest(body []byte, pool string, now time.Time) (parsed, error) {
 	if err := t.Validate(); err != nil {
 		return parsed{}, fmt.Errorf("pull_request: %w", err)
 	}
-	return parsed{tasks: []turtles.Task{t}}, nil
+	var out parsed
+	if p.Action == "synchronize" && p.Before != t.SHA && shaRe.MatchString(p.Before) {
+		out.cancel = &superseded{repo: repo.Name, sha: p.Before, pr: number}
+	}
+	if t.Trusted {
+		out.tasks = []turtles.Task{t}
+		return out, nil
+	}
+	// The payload cannot prove the author trusted; the gate asks the forge
+	// (org members, push access), and else waits for a maintainer.
+	out.requests = []gate.Request{{Repo: repo, PR: number, SHA: t.SHA, User: p.PullRequest.User.Login,
+		Association: p.PullRequest.AuthorAssociation, Pool: pool}}
+	return out, nil
+}
+
+type issueCommentPayload struct {
+	Action string `json:"action"`
+	Issue  *struct {
+		Number int `json:"number"`
+		// PullRequest is set when the issue is a pull request.
+		PullRequest *struct {
+			URL string `json:"url"`
+		} `json:"pull_request"`
+	} `json:"issue"`
+	Comment *struct {
+		Body              string `json:"body"`
+		AuthorAssociation string `json:"author_association"`
+		User              user   `json:"user"`
+	} `json:"comment"`
+	Repository *repository `json:"repository"`
+}
+
+// parseIssueComment turns the commands of a new comment on a pull request
+// into a request for the gate, which checks the commenter and looks up the
+// pull request's head (the payload does not name it).
+func parseIssueComment(body []byte, pool string) (parsed, error) {
+	var p issueCommentPayload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return parsed{}, fmt.Errorf("issue_comment: decode payload: %w", err)
+	}
+	switch {
+	case p.Action != "created":
+		// An edit could turn old prose into a command long after; only
+		// new comments count.
+		return parsed{ignored: fmt.Sprintf("issue_comment action %q is not used", p.Action)}, nil
+	case p.Issue == nil || p.Comment == nil:
+		return parsed{}, errors.New("issue_comment: payload has no issue or comment")
+	case p.Issue.PullRequest == nil:
+		return parsed{ignored: "comment on an issue, not a pull request"}, nil
+	case p.Issue.Number <= 0:
+		return parsed{}, fmt.Errorf("issue_comment: bad number %d", p.Issue.Number)
+	}
+	cmds := command.Parse(p.Comment.Body)
+	if len(cmds) == 0 {
+		return parsed{ignored: "comment has no command"}, nil
+	}
+	repo, err := p.Repository.repo()
+	if err != nil {
+		return parsed{}, fmt.Errorf("issue_comment: %w", err)
+	}
+	probe := planTask(repo, zeroSHA, pool, time.Time{})
+	if err := probe.Validate(); err != nil {
+		return parsed{}, fmt.Errorf("issue_comment: %w", err)
+	}
+	return parsed{requests: []gate.Request{{Repo: repo, PR: p.Issue.Number, User: p.Comment.User.Login,
+		Association: p.Comment.AuthorAssociation, Commands: cmds, Pool: pool}}}, nil
 }
 
 func planTask(repo turtles.Repo, sha, pool string, now time.Time) turtles.Task {
