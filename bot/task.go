@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/store"
 )
@@ -25,6 +26,11 @@ import (
 // errLeaseLost is the cause of an attempt stopped because its lease was
 // taken over: the new holder reports the task, this bot nothing.
 var errLeaseLost = errors.New("lease lost: another bot owns the task now")
+
+// errCancelled is the cause of an attempt stopped because the queue
+// cancelled its task (a newer push superseded the commit): the canceller
+// already reported it, this bot reports nothing.
+var errCancelled = errors.New("task cancelled")
 
 // reportTimeout bounds storing results and emitting events after a run.
 const reportTimeout = 2 * time.Minute
@@ -107,6 +113,10 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 			log.Warn("lease lost; not reporting")
 			return
 		}
+		if errors.Is(cause, errCancelled) {
+			log.Info("task cancelled; not reporting")
+			return
+		}
 		ctx, c := context.WithTimeout(report, reportTimeout)
 		defer c()
 		if err := d.Release(ctx); err != nil {
@@ -147,8 +157,8 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		log.Error("store log", "err", err)
 		outcome, class = infraOutcome(err), turtles.Infra
 	}
-	if context.Cause(runCtx) == errLeaseLost {
-		log.Warn("lease lost while reporting; not reporting")
+	if c := context.Cause(runCtx); c == errLeaseLost || c == errCancelled {
+		log.Warn("lease lost while reporting; not reporting", "cause", c)
 		return
 	}
 	if outcome.Class == turtles.Infra {
@@ -227,6 +237,11 @@ func (b *Bot) heartbeat(d queue.Delivery, lost context.CancelCauseFunc, log *slo
 				lost(errLeaseLost)
 				return
 			}
+			if errors.Is(err, queue.ErrCancelled) {
+				log.Info("heartbeat: task cancelled", "err", err)
+				lost(errCancelled)
+				return
+			}
 			if err != nil {
 				log.Warn("heartbeat failed", "err", err) // try again next tick
 			}
@@ -262,7 +277,11 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 	}
 	queued := 0
 	for _, x := range cfg.Contexts {
-		tt := x.Task(t)
+		tt, ok := config.Restrict(x.Task(t))
+		if !ok {
+			logf(out, "%s skipped: pool %s runs trusted work only", tt.Context, tt.Pool)
+			continue
+		}
 		tt.Created = time.Now()
 		err := b.cfg.Queue.Publish(ctx, tt)
 		if errors.Is(err, queue.ErrDuplicate) {
