@@ -204,6 +204,40 @@ type Outcome struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// TestOutcome is how one test of an attempt ended.
+type TestOutcome string
+
+const (
+	TestPassed  TestOutcome = "passed"
+	TestFailed  TestOutcome = "failed"
+	TestSkipped TestOutcome = "skipped"
+	// TestTodo is a test expected to fail (TAP's # TODO): not a failure.
+	TestTodo TestOutcome = "todo"
+)
+
+// TestResult is one test of an attempt.
+type TestResult struct {
+	Name    string      `json:"name"`
+	Outcome TestOutcome `json:"outcome"`
+	// Duration in seconds; 0 when the test runner did not say.
+	Duration float64 `json:"duration_seconds,omitempty"`
+	// Line is the 1-based line of the log that reported the test; 0 for
+	// results from an artifact.
+	Line int `json:"line,omitempty"`
+	// Source is "log" or the artifact's name ("artifacts/junit.xml").
+	Source string `json:"source"`
+	// Message says why, for failures and skips, when known.
+	Message string `json:"message,omitempty"`
+}
+
+// Artifact is a file an attempt stored under its "artifacts/" prefix.
+type Artifact struct {
+	// Name is relative to the attempt's prefix: "artifacts/journal.txt".
+	Name        string `json:"name"`
+	Size        int64  `json:"size"`
+	ContentType string `json:"content_type,omitempty"`
+}
+
 // Result is what a bot stores as result.json beside the log of an attempt.
 type Result struct {
 	Task     Task      `json:"task"`
@@ -214,6 +248,12 @@ type Result struct {
 	// Duration in seconds, for people reading the JSON.
 	Duration float64 `json:"duration_seconds"`
 	LogURL   string  `json:"log_url,omitempty"`
+	// Tests are the per-test results found in the log (TAP) and the
+	// artifacts (JUnit XML), in the order they were reported.
+	Tests []TestResult `json:"tests,omitempty"`
+	// Artifacts lists what the attempt stored, so that a page served from
+	// the store alone (which cannot list) can link them.
+	Artifacts []Artifact `json:"artifacts,omitempty"`
 }
 
 // EventType says what happened to a task.

@@ -1,44 +1,82 @@
 package bot
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/turtles-ci/turtles/scrub"
 	"github.com/turtles-ci/turtles/store"
+	"github.com/turtles-ci/turtles/web/logpage"
 )
 
 // maxLogSize bounds a task log; a runaway command must not fill the store.
 const maxLogSize = 256 << 20
 
-// Flush intervals: how far behind the stored log may be.
+// Flush intervals: how far behind the stored log may be. Stores that
+// cannot append get numbered chunk objects, at first every chunkEvery and
+// less often as a task runs long, so that a six-hour task makes a few
+// thousand chunks, not tens of thousands.
 var (
 	appendEvery = 500 * time.Millisecond
-	putEvery    = 2 * time.Second
+	chunkEvery  = time.Second
 )
 
 const logType = "text/plain; charset=utf-8"
 
-// liveLog is the log of one attempt. Everything written goes to a local
-// file and, while the task runs, to the store: appended in place when the
-// store is an Appender, otherwise uploaded whole every putEvery. Close puts
-// the complete log.
+// The chunk scheme, for stores that cannot append (S3). While the task
+// runs, KEY.chunks/NNNNNN holds the bytes from Offsets[N-1] on, and
+// KEY.chunks/index.json (a ChunkIndex) is rewritten after each chunk.
+// At the end, KEY is put whole, then the chunks and the index are
+// deleted. A reader polls the index; when it is gone, KEY is complete.
+// The static log page (web/logpage) follows a live log this way.
+const (
+	ChunkDir   = ".chunks/"
+	ChunkIndex = "index.json"
+)
+
+// ChunkIndexData is the content of the chunk index.
+type ChunkIndexData struct {
+	// Offsets[i] is where chunk i+1 starts in the log.
+	Offsets []int64 `json:"offsets"`
+	// Size is the log size the chunks add up to.
+	Size int64 `json:"size"`
+}
+
+// ChunkName is the key of chunk n (from 1) of the log at key.
+func ChunkName(key string, n int) string { return fmt.Sprintf("%s%s%06d", key, ChunkDir, n) }
+
+// liveLog is the log of one attempt. Everything written is scrubbed of
+// secrets, then goes to a local file and, while the task runs, to the
+// store: appended in place when the store is an Appender, otherwise as
+// chunk objects. Close puts the complete log.
 type liveLog struct {
 	st  store.Store
-	app store.Appender // nil: upload whole
+	app store.Appender // nil: chunks
 	key string
 	log *slog.Logger
+	scr *scrub.Scrubber
 
 	mu        sync.Mutex
-	f         *os.File // read back through this handle, never by name
+	sw        *scrub.Writer // into raw, under mu
+	f         *os.File      // read back through this handle, never by name
 	size      int64
 	pending   []byte // not yet appended
-	dirty     bool   // written since the last upload
+	dirty     bool   // written since the last flush
 	truncated bool
+	tests     *testTracker
+
+	// Chunk state, owned by the flusher.
+	index   ChunkIndexData
+	started time.Time
 
 	stop chan struct{}
 	done chan struct{}
@@ -52,16 +90,47 @@ func newLiveLog(st store.Store, key, path string, log *slog.Logger) (*liveLog, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &liveLog{st: st, key: key, log: log, f: f, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &liveLog{st: st, key: key, log: log, f: f, started: time.Now(),
+		stop: make(chan struct{}), done: make(chan struct{}), tests: newTestTracker()}
+	// Secrets by name come with the secrets issue; until then the list is
+	// empty and the scrubber passes everything through.
+	l.scr = scrub.New(nil)
+	l.sw = l.scr.NewWriter(rawWriter{l})
 	l.app, _ = st.(store.Appender)
+	l.putPage()
 	go l.flusher()
 	return l, nil
+}
+
+// putPage stores the static log page beside the log, so that a person can
+// follow the attempt from the store alone. A failure costs only the page.
+func (l *liveLog) putPage() {
+	dir := strings.TrimSuffix(l.key, "log")
+	if dir == l.key {
+		return // not the attempt's "log": no page
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.st.Put(ctx, dir+logpage.Name, bytes.NewReader(logpage.HTML), logpage.ContentType); err != nil {
+		l.log.Warn("store log page", "key", dir+logpage.Name, "err", err)
+	}
 }
 
 // Write implements io.Writer; it is safe for concurrent use.
 func (l *liveLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, err := l.sw.Write(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// rawWriter takes the scrubbed stream, with liveLog.mu held.
+type rawWriter struct{ l *liveLog }
+
+func (r rawWriter) Write(p []byte) (int, error) {
+	l := r.l
 	n := len(p)
 	if l.truncated {
 		return n, nil
@@ -73,6 +142,7 @@ func (l *liveLog) Write(p []byte) (int, error) {
 	if _, err := l.f.Write(p); err != nil {
 		return 0, err
 	}
+	l.tests.Write(p)
 	l.size += int64(len(p))
 	l.dirty = true
 	if l.app != nil {
@@ -83,20 +153,35 @@ func (l *liveLog) Write(p []byte) (int, error) {
 
 func (l *liveLog) flusher() {
 	defer close(l.done)
-	every := putEvery
-	if l.app != nil {
-		every = appendEvery
+	every := appendEvery
+	if l.app == nil {
+		every = chunkEvery
 	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
+	timer := time.NewTimer(every)
+	defer timer.Stop()
 	for {
 		select {
 		case <-l.stop:
 			return
-		case <-tick.C:
+		case <-timer.C:
 		}
 		l.flush()
+		timer.Reset(l.interval(every))
 	}
+}
+
+// interval stretches the chunk interval of long tasks.
+func (l *liveLog) interval(every time.Duration) time.Duration {
+	if l.app != nil {
+		return every
+	}
+	switch n := len(l.index.Offsets); {
+	case n > 1800:
+		return 5 * every
+	case n > 300:
+		return 2 * every
+	}
+	return every
 }
 
 // flush sends what is new to the store. Failures are logged and left for
@@ -121,13 +206,42 @@ func (l *liveLog) flush() {
 	}
 	size := l.size
 	l.mu.Unlock()
-	if err := l.st.Put(ctx, l.key, io.NewSectionReader(l.f, 0, size), logType); err != nil {
-		l.log.Warn("upload live log", "key", l.key, "err", err)
+	if err := l.putChunk(ctx, size); err != nil {
+		l.log.Warn("upload live log chunk", "key", l.key, "err", err)
 	}
+}
+
+// putChunk uploads the log from the end of the last chunk to size as the
+// next chunk, then the index that names it.
+func (l *liveLog) putChunk(ctx context.Context, size int64) error {
+	from := l.index.Size
+	if size <= from {
+		return nil
+	}
+	n := len(l.index.Offsets) + 1
+	if err := l.st.Put(ctx, ChunkName(l.key, n), io.NewSectionReader(l.f, from, size-from), logType); err != nil {
+		return err
+	}
+	next := ChunkIndexData{Offsets: append(l.index.Offsets, from), Size: size}
+	data, _ := json.Marshal(next)
+	if err := l.st.Put(ctx, l.key+ChunkDir+ChunkIndex, bytes.NewReader(data), "application/json"); err != nil {
+		// The chunk is there but unnamed; the next index names it or the
+		// next chunk replaces it.
+		l.index.Offsets = l.index.Offsets[:n-1]
+		return err
+	}
+	l.index = next
+	return nil
 }
 
 // Close stops live updates and stores the complete log.
 func (l *liveLog) Close(ctx context.Context) error {
+	l.mu.Lock()
+	err := l.sw.Flush()
+	l.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("write log: %w", err)
+	}
 	close(l.stop)
 	<-l.done
 	l.mu.Lock()
@@ -137,5 +251,28 @@ func (l *liveLog) Close(ctx context.Context) error {
 	if err := l.st.Put(ctx, l.key, io.NewSectionReader(l.f, 0, size), logType); err != nil {
 		return fmt.Errorf("store log: %w", err)
 	}
+	if l.app == nil && len(l.index.Offsets) > 0 {
+		// The index first: a reader that finds it gone reads the log.
+		var errs []error
+		errs = append(errs, l.st.Delete(ctx, l.key+ChunkDir+ChunkIndex))
+		for i := range l.index.Offsets {
+			errs = append(errs, l.st.Delete(ctx, ChunkName(l.key, i+1)))
+		}
+		if err := errors.Join(errs...); err != nil {
+			l.log.Warn("delete live log chunks", "key", l.key, "err", err)
+		}
+	}
 	return nil
+}
+
+// Scrubber is the attempt's scrubber, for artifact names and results.
+func (l *liveLog) Scrubber() *scrub.Scrubber { return l.scr }
+
+// setSecrets replaces the scrubber; it must be called before the first
+// Write.
+func (l *liveLog) setSecrets(values []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.scr = scrub.New(values)
+	l.sw = l.scr.NewWriter(rawWriter{l})
 }

@@ -3,7 +3,6 @@ package bot
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/store"
 )
 
 func TestRunLocal(t *testing.T) {
@@ -91,51 +89,5 @@ func TestRunLocal(t *testing.T) {
 				t.Errorf("RunLocal left %d entries in its work directory", len(left))
 			}
 		})
-	}
-}
-
-// putOnly hides the Dir's Append: a store such as S3 that can only Put.
-type putOnly struct{ store.Store }
-
-func TestLiveLogWithoutAppender(t *testing.T) {
-	old := putEvery
-	putEvery = 20 * time.Millisecond
-	t.Cleanup(func() { putEvery = old })
-	d, err := store.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := putOnly{d}
-	l, err := newLiveLog(st, "o/r/s/c/1/log", filepath.Join(t.TempDir(), "log"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	read := func() string {
-		rc, _, err := st.Get(context.Background(), "o/r/s/c/1/log")
-		if err != nil {
-			return ""
-		}
-		defer rc.Close()
-		b, _ := io.ReadAll(rc)
-		return string(b)
-	}
-	io.WriteString(l, "first\n")
-	deadline := time.Now().Add(5 * time.Second)
-	for read() != "first\n" {
-		if time.Now().After(deadline) {
-			t.Fatalf("live log never uploaded; store has %q", read())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	io.WriteString(l, "second\n")
-	if err := l.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(); got != "first\nsecond\n" {
-		t.Errorf("final log %q, want %q", got, "first\nsecond\n")
-	}
-	info, err := st.Stat(context.Background(), "o/r/s/c/1/log")
-	if err != nil || info.ContentType != logType {
-		t.Errorf("log info %+v, %v; want content type %q", info, err, logType)
 	}
 }

@@ -142,6 +142,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		logf(out, "infrastructure error (not a test failure): %v", err)
 	}
 	class = outcome.Class
+	b.addResults(report, prefix, ws.artifacts, out, &res)
 
 	res.Outcome = outcome
 	res.Finished = time.Now()

@@ -125,6 +125,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool",
 		"slots", "work-dir", "store-dir", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
 		"log-level", "log-format")
+	addTrustFlags(cmd.Flags())
 	return cmd
 }
 
@@ -155,18 +156,27 @@ func serve(s Settings) error {
 	if err != nil {
 		return err
 	}
+	f, err := newForge(s, log)
+	if err != nil {
+		return err
+	}
+	g, err := newGate(s, f, sys.queue, sys.qs.events, log)
+	if err != nil {
+		return err
+	}
+	inbox, _ := sys.queue.(queue.Inbox)
+	if g == nil {
+		inbox = nil
+	}
 	gh, err := hook.NewGitHub(hook.Config{
 		Secret:     []byte(secretValue),
 		Queue:      sys.queue,
+		Inbox:      inbox,
 		Deliveries: deliveries,
 		Pool:       s.Pool,
 		Log:        log.With("part", "hook"),
 		Registerer: sys.reg,
 	})
-	if err != nil {
-		return err
-	}
-	f, err := newForge(s, log)
 	if err != nil {
 		return err
 	}
@@ -209,6 +219,10 @@ func serve(s Settings) error {
 		defer wg.Done()
 		report.Consume(events, sys.qs.events, log.With("part", "events"), res, rep)
 	}()
+	if err := runTrust(events, &wg, s, g, inbox, f, sys.queue, sys.qs.events, log); err != nil {
+		stopEvents()
+		return err
+	}
 
 	botErr := runBot(ctx, again, b, s, log)
 	time.Sleep(time.Second)

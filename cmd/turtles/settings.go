@@ -48,6 +48,15 @@ type Settings struct {
 	WebhookSecretFile string `yaml:"webhook_secret_file"`
 	LogLevel          string `yaml:"log_level"`
 	LogFormat         string `yaml:"log_format"`
+
+	// Trust and scanning (options registered in scan.go).
+	TrustedOrgs   []string      `yaml:"trusted_orgs"`
+	TrustedUsers  []string      `yaml:"trusted_users"`
+	ScanRepos     []string      `yaml:"scan_repos"`
+	ScanBranches  []string      `yaml:"scan_branches"`
+	ScanInterval  time.Duration `yaml:"scan_interval"`
+	CloneBaseURL  string        `yaml:"clone_base_url"`
+	DefaultConfig string        `yaml:"default_config"`
 }
 
 func defaults() Settings {
@@ -65,6 +74,9 @@ func defaults() Settings {
 		GitHubAPI:     "https://api.github.com/",
 		LogLevel:      "info",
 		LogFormat:     "text",
+		ScanBranches:  []string{"main"},
+		ScanInterval:  10 * time.Minute,
+		CloneBaseURL:  "https://github.com/",
 	}
 }
 

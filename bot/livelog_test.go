@@ -1,0 +1,151 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/turtles-ci/turtles/store"
+	"github.com/turtles-ci/turtles/web/logpage"
+)
+
+// putOnly hides the Dir's Append: a store such as S3 that can only Put.
+type putOnly struct{ store.Store }
+
+func readKey(st store.Store, key string) (string, error) {
+	rc, _, err := st.Get(context.Background(), key)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	return string(b), err
+}
+
+// readChunks reads a live log as the viewer does: the index, then the
+// chunks it names.
+func readChunks(st store.Store, key string) (string, error) {
+	data, err := readKey(st, key+ChunkDir+ChunkIndex)
+	if err != nil {
+		return "", err
+	}
+	var idx ChunkIndexData
+	if err := json.Unmarshal([]byte(data), &idx); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for i, off := range idx.Offsets {
+		if int64(b.Len()) != off {
+			return "", errors.New("chunks do not follow each other")
+		}
+		c, err := readKey(st, ChunkName(key, i+1))
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(c)
+	}
+	return b.String(), nil
+}
+
+func TestLiveLogChunks(t *testing.T) {
+	old := chunkEvery
+	chunkEvery = 20 * time.Millisecond
+	t.Cleanup(func() { chunkEvery = old })
+	d, err := store.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := putOnly{d}
+	const key = "o/r/s/c/1/log"
+	l, err := newLiveLog(st, key, filepath.Join(t.TempDir(), "log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page, err := readKey(st, "o/r/s/c/1/"+logpage.Name); err != nil || !strings.Contains(page, "turtles log viewer") {
+		t.Errorf("log page not stored at the start: %v", err)
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got, _ := readChunks(st, key)
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("live chunks hold %q, want %q", got, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	io.WriteString(l, "first\n")
+	waitFor("first\n")
+	io.WriteString(l, "second\nok 1 - a test\n")
+	waitFor("first\nsecond\nok 1 - a test\n")
+	if _, err := st.Stat(context.Background(), key); !errors.Is(err, store.ErrNotExist) {
+		t.Errorf("the whole log exists before the end: %v", err)
+	}
+	io.WriteString(l, "not ok 2 - another\n")
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mustRead(t, st, key), "first\nsecond\nok 1 - a test\nnot ok 2 - another\n"; got != want {
+		t.Errorf("final log %q, want %q", got, want)
+	}
+	if left, _ := st.List(context.Background(), key+ChunkDir); len(left) != 0 {
+		t.Errorf("chunks left after Close: %v", left)
+	}
+	info, err := st.Stat(context.Background(), key)
+	if err != nil || info.ContentType != logType {
+		t.Errorf("log info %+v, %v; want content type %q", info, err, logType)
+	}
+	tests := l.tests.results()
+	if len(tests) != 2 || tests[1].Name != "another" || tests[1].Outcome != "failed" || tests[1].Line != 4 {
+		t.Errorf("tests from the log = %+v, want a and another (failed, line 4)", tests)
+	}
+}
+
+// TestLiveLogScrubs checks the wiring: whatever the scrubber masks never
+// reaches a chunk or the final log, however the writes split it.
+func TestLiveLogScrubs(t *testing.T) {
+	old := chunkEvery
+	chunkEvery = 10 * time.Millisecond
+	t.Cleanup(func() { chunkEvery = old })
+	d, err := store.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := putOnly{d}
+	const key = "o/r/s/c/1/log"
+	l, err := newLiveLog(st, key, filepath.Join(t.TempDir(), "log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.setSecrets([]string{"s3cr3t-value"})
+	io.WriteString(l, "token: s3cr3")
+	time.Sleep(50 * time.Millisecond) // a chunk goes out between the halves
+	if got, _ := readChunks(st, key); strings.Contains(got, "s3cr3") {
+		t.Errorf("a secret's first half reached a chunk: %q", got)
+	}
+	io.WriteString(l, "t-value done\n")
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, st, key); got != "token: *** done\n" {
+		t.Errorf("final log %q, want the secret masked", got)
+	}
+}
+
+func mustRead(t *testing.T, st store.Store, key string) string {
+	t.Helper()
+	s, err := readKey(st, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
