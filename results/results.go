@@ -19,6 +19,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/store"
 )
 
 // ErrNotFound is returned by Get for an unknown task ID.
@@ -74,8 +75,9 @@ type Filter struct {
 
 // DB is the results database.
 type DB struct {
-	db  *sql.DB
-	log *slog.Logger
+	db    *sql.DB
+	log   *slog.Logger
+	store store.Store // nil: no per-test results
 }
 
 const schema = `
@@ -131,7 +133,7 @@ func Open(path string, log *slog.Logger) (*DB, error) {
 	}
 	// One writer at a time avoids SQLITE_BUSY between our own goroutines.
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + testsSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create results schema in %s: %w", path, err)
 	}
@@ -162,6 +164,9 @@ func (d *DB) Handle(ctx context.Context, ev turtles.Event) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record event %s: %w", ev.ID, err)
+	}
+	if ev.Type == turtles.EventFinished || ev.Type == turtles.EventRetrying {
+		d.recordFromStore(ctx, ev)
 	}
 	return nil
 }
