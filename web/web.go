@@ -27,6 +27,7 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/store"
+	"github.com/turtles-ci/turtles/web/logpage"
 )
 
 // Config is what the server shows and where it finds it.
@@ -59,6 +60,8 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		return string(o.Class)
 	},
 	"short": func(s string) string { return s[:min(len(s), 12)] },
+	// The log viewer of web/logpage, shared with the static page.
+	"viewer": func() template.JS { return template.JS(logpage.Script) },
 }).ParseFS(templateFS, "templates/*.html"))
 
 // New returns the server for cfg.
@@ -73,6 +76,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /api/v1/tasks", s.listTasks)
 	s.mux.HandleFunc("GET /api/v1/tasks/{id}", s.getTask)
 	s.mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
+	s.mux.HandleFunc("GET /api/v1/tests", s.listTests)
 	s.mux.HandleFunc("GET /tasks/{id}", s.taskPage)
 	s.mux.HandleFunc("GET /tasks/{id}/{attempt}", s.taskPage)
 	s.mux.HandleFunc("GET /logs/{key...}", s.file)
@@ -160,6 +164,7 @@ type taskView struct {
 	Attempt int
 	Live    bool
 	LogKey  string
+	Prefix  string // the attempt's files, for the viewer
 	Log     string
 	// LogSize is the raw byte length behind Log, where a live page resumes.
 	LogSize int
@@ -199,6 +204,7 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 	if v.Attempt > 0 {
 		prefix := store.AttemptPrefix(turtles.Task{Repo: turtles.Repo{Name: t.Repo}, SHA: t.SHA, Context: t.Context, Attempt: v.Attempt})
 		v.LogKey = prefix + store.LogName
+		v.Prefix = prefix
 		v.Log, v.LogSize = s.readLog(ctx, v.LogKey)
 		v.Files, _ = s.cfg.Store.List(ctx, prefix)
 		v.Result = s.readResult(ctx, prefix+store.ResultName)
