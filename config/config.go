@@ -52,6 +52,20 @@ type Context struct {
 	CPUs   int `yaml:"cpus"`
 	Memory MiB `yaml:"memory"`
 
+	// Auto runs the context by itself (the default); false: only on
+	// request, with /test CONTEXT.
+	Auto *bool `yaml:"auto"`
+	// RunIfChanged runs the context only when a changed path matches one
+	// of its globs; SkipIfOnlyChanged skips it when every changed path
+	// matches one of its globs (see matrix.go).
+	RunIfChanged      []string `yaml:"run_if_changed"`
+	SkipIfOnlyChanged []string `yaml:"skip_if_only_changed"`
+	// Branches limits which pull requests and pushes run the context.
+	Branches Branches `yaml:"branches"`
+	// Secrets are names of secrets the bot injects at run time; never
+	// given to untrusted work (see Restrict).
+	Secrets []string `yaml:"secrets"`
+
 	line int
 }
 
@@ -209,6 +223,9 @@ func (c *Config) validate(file string) error {
 		case x.Memory != 0 && (x.Memory < MinMemory || x.Memory > MaxMemory):
 			return bad("%q: memory %dM out of range %dM..%dM", x.Name, x.Memory, MinMemory, MaxMemory)
 		}
+		if err := x.validateMatrix(); err != nil {
+			return bad("%q: %v", x.Name, err)
+		}
 		if first, ok := seen[x.Name]; ok {
 			return bad("duplicate context %q (first at line %d)", x.Name, first)
 		}
@@ -250,6 +267,9 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 	t.Mode = x.Mode
 	t.CPUs = x.CPUs
 	t.MemoryMB = int(x.Memory)
+	if len(x.Secrets) > 0 {
+		t.Secrets = append([]string(nil), x.Secrets...)
+	}
 	t.Attempt = 1
 	return t
 }

@@ -319,6 +319,7 @@ func TestTaskCarriesVM(t *testing.T) {
 // context becomes a valid test task.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("contexts:\n  - name: unit\n    command: go test ./...\n"))
+	f.Add([]byte("contexts:\n  - name: unit\n    command: x\n    auto: false\n    secrets: [A_B]\n    run_if_changed: [\"**/*.go\"]\n    branches:\n      pull_request: [main, \"rhel-*\"]\n      push: []\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(file, data)
 		if err != nil {
@@ -357,6 +358,9 @@ func FuzzParse(f *testing.F) {
 			if err := x.Task(plan).Validate(); err != nil {
 				t.Errorf("context %d = %+v makes an invalid task: %v", i+1, x, err)
 			}
+			// Matrix rules never panic, whatever the globs.
+			x.Runs(Event{PullRequest: true, Branch: "main", Changed: []string{"a/b.go", "docs/x.md"}})
+			x.Runs(Event{Branch: "release/1", Changed: []string{}})
 		}
 	})
 }

@@ -115,7 +115,7 @@ func (s *Scanner) repo(ctx context.Context, r Repo, st *Stats) error {
 			return fmt.Errorf("scan %s: %w", r.Name, err)
 		}
 		plan := s.plan(repo, sha, "refs/heads/"+b, 0, true)
-		if err := s.commit(ctx, plan, st); err != nil {
+		if err := s.commit(ctx, plan, config.Event{Branch: b}, st); err != nil {
 			if retryAt(err) != (time.Time{}) {
 				return err
 			}
@@ -163,7 +163,7 @@ func (s *Scanner) pull(ctx context.Context, repo turtles.Repo, pr forge.PullRequ
 			return s.cfg.Gate.Handle(ctx, gate.Request{Repo: repo, PR: pr.Number, SHA: pr.HeadSHA, User: pr.Author, Pool: s.cfg.Pool})
 		}
 	}
-	return s.commit(ctx, plan, st)
+	return s.commit(ctx, plan, config.Event{PullRequest: true, Branch: pr.BaseRef}, st)
 }
 
 func (s *Scanner) plan(repo turtles.Repo, sha, ref string, pr int, trusted bool) turtles.Task {
@@ -174,9 +174,11 @@ func (s *Scanner) plan(repo turtles.Repo, sha, ref string, pr int, trusted bool)
 	}
 }
 
-// commit queues the contexts of plan's commit that have no status. A
-// broken .turtles.yaml is left to the plan task, which reports it.
-func (s *Scanner) commit(ctx context.Context, plan turtles.Task, st *Stats) error {
+// commit queues the contexts of plan's commit that run by themselves for
+// ev (auto, branch rules; changed paths are not known here, so path
+// filters do not filter) and have no status. A broken .turtles.yaml is
+// left to the plan task, which reports it.
+func (s *Scanner) commit(ctx context.Context, plan turtles.Task, ev config.Event, st *Stats) error {
 	st.Commits++
 	log := s.log.With("repo", plan.Repo.Name, "sha", plan.SHA, "pr", plan.PR)
 	sts, err := s.cfg.Lookup.Statuses(ctx, plan.Repo.Name, plan.SHA)
@@ -201,7 +203,7 @@ func (s *Scanner) commit(ctx context.Context, plan turtles.Task, st *Stats) erro
 	if cfg == nil {
 		return nil
 	}
-	for _, x := range cfg.Contexts {
+	for _, x := range cfg.Select(ev) {
 		if have[x.Name] {
 			continue
 		}

@@ -36,6 +36,14 @@ const matrix = `contexts:
   - name: deploy
     command: make deploy
     pool: internal
+  - name: nightly
+    command: make slow
+    auto: false
+  - name: stable-only
+    command: make stable
+    branches:
+      pull_request: [stable]
+      push: [stable]
 `
 
 type fixture struct {
