@@ -14,6 +14,7 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -277,7 +278,14 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 		return *bad, nil
 	}
 	queued := 0
-	for _, x := range cfg.Contexts {
+	// A pull request's base branch and the changed paths are not in the
+	// task: branch rules for pull requests and path filters do not
+	// filter here (see config.Event).
+	ev := config.Event{PullRequest: t.PR != 0}
+	if branch, ok := strings.CutPrefix(t.Ref, "refs/heads/"); ok && t.PR == 0 {
+		ev.Branch = branch
+	}
+	for _, x := range cfg.Select(ev) {
 		tt, ok := config.Restrict(x.Task(t))
 		if !ok {
 			logf(out, "%s skipped: pool %s runs trusted work only", tt.Context, tt.Pool)
