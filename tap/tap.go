@@ -10,7 +10,8 @@
 // indented TAP 14 streams (with or without a "# Subtest: name" comment)
 // and in the older form where the "# Subtest:" comment sits at the
 // parent's level, node-tap's "# time=12ms" directive and "duration_ms" in
-// diagnostics, and the file headers of Perl's prove -v ("t/a.t ..").
+// diagnostics, the file headers of Perl's prove -v ("t/a.t .."), and
+// ANSI colours around any of it.
 package tap
 
 import (
@@ -73,6 +74,7 @@ var (
 	subtestRe = regexp.MustCompile(`^#\s*Subtest(?::\s*(.*))?$`)
 	proveRe   = regexp.MustCompile(`^(\S+\.\S+) \.{2,}\s*(?:$|ok$|skipped|\d)`)
 	timeRe    = regexp.MustCompile(`(?:^|\s)time=\s*([0-9.]+)\s*(ms|s)\b`)
+	ansiRe    = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`)
 	durYAMLRe = regexp.MustCompile(`(?m)^\s*duration_ms:\s*([0-9.]+)\s*$`)
 )
 
@@ -142,6 +144,9 @@ func (p *Parser) Write(b []byte) (int, error) {
 func (p *Parser) Line(line string) {
 	p.rep.Lines++
 	line = strings.TrimSuffix(line, "\r")
+	if strings.Contains(line, "\x1b") {
+		line = ansiRe.ReplaceAllString(line, "") // coloured reporters
+	}
 	if p.yaml != nil {
 		if p.yamlLine(line) {
 			return

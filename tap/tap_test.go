@@ -161,3 +161,10 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestColoured(t *testing.T) {
+	rep, _ := Parse(strings.NewReader("\x1b[32mok 1 - green\x1b[0m\n\x1b[1;31mnot ok 2 - red\x1b[0m\n"))
+	if len(rep.Tests) != 2 || rep.Tests[1].Name != "red" || rep.Tests[1].Outcome != Failed {
+		t.Errorf("coloured TAP parsed as %+v", rep.Tests)
+	}
+}

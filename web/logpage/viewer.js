@@ -9,7 +9,7 @@
   var testsEl = document.getElementById("tests");
   var artEl = document.getElementById("artifacts");
   var statusEl = document.getElementById("status");
-  var every = Number(body.dataset.poll || 2000);
+  var every = Number(body.dataset.poll || new URLSearchParams(location.search).get("poll") || 2000);
   var have = 0;            // raw bytes of the log rendered so far
   var lineNo = 0;          // lines rendered
   var partial = "";        // text of the unfinished last line
@@ -227,7 +227,7 @@
       statusEl.textContent = (o.class || "") + (o.reason ? ": " + o.reason : "");
       statusEl.className = o.class || "";
     }
-    renderTests(o.tests || [], false);
+    renderTests(res.tests || [], false);
     if (artEl) {
       artEl.textContent = "";
       (res.artifacts || []).forEach(function (f) {
