@@ -125,7 +125,9 @@ func (c *chromium) call(t *testing.T, method string, params any) json.RawMessage
 func (c *chromium) eval(t *testing.T, expr string, v any) {
 	t.Helper()
 	raw := c.call(t, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true})
-	var r struct{ Result struct{ Value json.RawMessage } }
+	var r struct {
+		Result struct{ Value json.RawMessage }
+	}
 	json.Unmarshal(raw, &r)
 	if err := json.Unmarshal(r.Result.Value, v); err != nil {
 		t.Fatalf("eval %s: %s: %v", expr, r.Result.Value, err)
