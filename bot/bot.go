@@ -56,6 +56,8 @@ type Config struct {
 	// Env is extra environment for task commands, "KEY=value". It may set
 	// PATH; it cannot change HOME or the TURTLES_* variables.
 	Env []string
+	// VM configures the VMs of tasks that name an image.
+	VM VMConfig
 	// Log gets the bot's own log; nil discards.
 	Log *slog.Logger
 	// Registerer gets the bot's metrics; nil means no metrics.
@@ -118,7 +120,7 @@ func New(cfg Config) (*Bot, error) {
 	}
 	return &Bot{
 		cfg: cfg,
-		run: runner{killGrace: cfg.KillGrace, env: cfg.Env},
+		run: runner{killGrace: cfg.KillGrace, env: cfg.Env, vm: cfg.VM.withDefaults(cfg.WorkDir, cfg.Log)},
 		log: cfg.Log.With("bot", cfg.Name, "pool", cfg.Pool),
 		m:   m,
 	}, nil
@@ -136,6 +138,7 @@ func (b *Bot) Run(ctx, drain context.Context) error {
 	}
 	defer unlock()
 	b.sweep()
+	b.sweepVMs()
 	// Draining implies stopping: a released task must not be claimed again.
 	claimCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -34,6 +34,8 @@ type LocalOptions struct {
 	KillGrace time.Duration
 	// Env is extra environment for the command, as Config.Env.
 	Env []string
+	// VM configures the VM of a context that names an image.
+	VM VMConfig
 }
 
 // RunLocal runs one context of a commit of a local repository exactly as a
@@ -88,7 +90,7 @@ func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
 		return infraOutcome(err), err
 	}
 	defer removeAll(ws.dir)
-	r := runner{killGrace: opts.KillGrace, env: opts.Env, timeout: opts.Timeout}
+	r := runner{killGrace: opts.KillGrace, env: opts.Env, timeout: opts.Timeout, vm: opts.VM}
 	if o, err := r.checkout(ctx, t, ws, out); err != nil {
 		return o, err
 	}

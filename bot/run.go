@@ -76,6 +76,7 @@ type runner struct {
 	killGrace time.Duration
 	env       []string // extra environment, from Config.Env
 	timeout   time.Duration
+	vm        VMConfig
 }
 
 // env is the complete environment of a task command: nothing of the
@@ -118,6 +119,7 @@ func (r runner) checkout(ctx context.Context, t turtles.Task, ws workspace, out 
 // command of the task's context in the checkout's .turtles.yaml.
 func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
 	command, timeout := t.Command, time.Duration(t.Timeout)
+	v := vmTask{image: t.Image, mode: t.Mode, cpus: t.CPUs, memoryMB: t.MemoryMB}
 	if command == "" {
 		cfg, bad, err := readConfig(ws.src)
 		if err != nil {
@@ -132,6 +134,7 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 			return failure(out, fmt.Sprintf("context %s is not in %s", t.Context, config.FileName)), nil
 		}
 		command = x.Command
+		v = vmTask{image: x.Image, mode: x.Mode, cpus: x.CPUs, memoryMB: int(x.Memory)}
 		if timeout == 0 {
 			timeout = time.Duration(x.Timeout)
 		}
@@ -141,6 +144,9 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 	}
 	if r.timeout > 0 {
 		timeout = r.timeout
+	}
+	if v.image != "" {
+		return r.testVM(ctx, t, ws, out, command, timeout, v)
 	}
 	logf(out, "running: %s", command)
 	return execute(ctx, execSpec{

@@ -1,0 +1,251 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/image"
+	"github.com/turtles-ci/turtles/vm"
+)
+
+// VMConfig configures the VMs of tasks whose context names an image.
+type VMConfig struct {
+	// ImagesDir is where image names resolve (image.Resolve). Tasks with
+	// an image fail as infra on a bot without one.
+	ImagesDir string
+	// Dir holds the machines' directories. Default WORKDIR/vms; a bot
+	// sweeps leftovers of dead bots in it at start.
+	Dir string
+	// CPUs and MemoryMB size VMs whose context does not. Default 2, 1024.
+	CPUs     int
+	MemoryMB int
+	// BootTimeout bounds the wait for SSH. Default vm.DefaultBootTimeout.
+	BootTimeout time.Duration
+	Log         *slog.Logger
+}
+
+// Guest paths of a guest-mode task.
+const (
+	// GuestSrc is where the checkout is copied, and the command's cwd.
+	GuestSrc = "/var/tmp/turtles-src"
+	// GuestArtifacts is copied back into the attempt's artifacts, in both
+	// modes; guest-mode commands find it in $TURTLES_ARTIFACTS.
+	GuestArtifacts = "/var/tmp/turtles-artifacts"
+)
+
+// vmTask says what VM a task wants.
+type vmTask struct {
+	image, mode    string
+	cpus, memoryMB int
+}
+
+// testVM runs command with a fresh VM of the task's image: in the guest
+// (ModeGuest) or on the bot beside it (ModeHost). The machine is stopped
+// and removed before it returns, whatever happened.
+func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io.Writer, command string, timeout time.Duration, v vmTask) (turtles.Outcome, error) {
+	out = &lockedWriter{w: out} // console, stdout and stderr copiers
+	log := r.vm.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	img, err := image.Resolve(v.image, r.vm.ImagesDir)
+	if err != nil {
+		err = turtles.MarkInfra(fmt.Errorf("this bot cannot boot image %s: %w", v.image, err))
+		logf(out, "%v", err)
+		return infraOutcome(err), err
+	}
+	cfg := vm.Config{
+		Image: img, Dir: r.vm.Dir, CPUs: v.cpus, MemoryMB: v.memoryMB,
+		Console: out, BootTimeout: r.vm.BootTimeout, StopGrace: time.Second,
+		Log: log.With("task", t.Key()),
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = filepath.Join(filepath.Dir(ws.dir), "vms")
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = r.vm.CPUs
+	}
+	if cfg.MemoryMB == 0 {
+		cfg.MemoryMB = r.vm.MemoryMB
+	}
+	// Cheap, and it catches what a killed `turtles run` left behind.
+	if _, err := vm.Sweep(cfg.Dir, log); err != nil {
+		log.Warn("sweep VMs", "err", err)
+	}
+	began := time.Now()
+	m, err := vm.Start(ctx, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			logf(out, "stopped while the VM booted: %v", context.Cause(ctx))
+			return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+		}
+		logf(out, "VM did not boot: %v", err)
+		o := infraOutcome(err)
+		o.Reason = truncate("VM did not boot: " + firstLine(err.Error()))
+		return o, err
+	}
+	defer func() {
+		stopped := time.Now()
+		if err := m.Stop(context.Background()); err != nil {
+			log.Error("stop VM", "vm", m.Name, "err", err)
+		}
+		logf(out, "VM %s stopped in %s", m.Name, time.Since(stopped).Round(10*time.Millisecond))
+	}()
+	logf(out, "VM %s (%s) accepts SSH on 127.0.0.1:%d after %s", m.Name, m.Accel, m.SSHPort, time.Since(began).Round(100*time.Millisecond))
+	if _, err := m.Output(ctx, "mkdir -p "+GuestArtifacts); err != nil {
+		if ctx.Err() != nil {
+			return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+		}
+		err = turtles.MarkInfra(fmt.Errorf("prepare VM: %w", err))
+		return infraOutcome(err), err
+	}
+
+	var o turtles.Outcome
+	if v.mode == turtles.ModeHost {
+		logf(out, "running on the host, VM beside it: %s", command)
+		o, err = execute(ctx, execSpec{
+			Command: command, Dir: ws.src, Env: append(r.taskEnv(t, ws), vmEnv(m)...),
+			Timeout: timeout, KillGrace: r.killGrace, Out: out,
+		})
+	} else {
+		o, err = r.guest(ctx, t, m, ws, out, command, timeout)
+	}
+	if ctx.Err() == nil {
+		collect(m, ws, out)
+	}
+	return o, err
+}
+
+// vmEnv describes a host-mode task's VM to its command.
+func vmEnv(m *vm.Machine) []string {
+	env := []string{
+		"TURTLES_VM_NAME=" + m.Name,
+		"TURTLES_VM_SSH_HOST=127.0.0.1",
+		"TURTLES_VM_SSH_PORT=" + strconv.Itoa(m.SSHPort),
+		"TURTLES_VM_SSH_USER=" + m.User,
+		"TURTLES_VM_SSH_KEY=" + m.KeyFile(),
+		"TURTLES_VM_ARTIFACTS=" + GuestArtifacts,
+	}
+	var guest []int
+	for g := range m.Ports {
+		guest = append(guest, g)
+	}
+	sort.Ints(guest)
+	for _, g := range guest {
+		env = append(env, fmt.Sprintf("TURTLES_VM_PORT_%d=%d", g, m.Ports[g]))
+	}
+	return env
+}
+
+// guest copies the checkout into the VM and runs command there, its
+// output streamed into the log. Timeouts are failures, as on the host.
+func (r runner) guest(ctx context.Context, t turtles.Task, m *vm.Machine, ws workspace, out io.Writer, command string, timeout time.Duration) (turtles.Outcome, error) {
+	if err := m.CopyTo(ctx, ws.src, GuestSrc); err != nil {
+		if ctx.Err() != nil {
+			return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+		}
+		err = turtles.MarkInfra(err)
+		return infraOutcome(err), err
+	}
+	pr := ""
+	if t.PR > 0 {
+		pr = strconv.Itoa(t.PR)
+	}
+	vars := []string{
+		"CI=true", "TURTLES=1", "TURTLES_REPO=" + t.Repo.Name, "TURTLES_SHA=" + t.SHA,
+		"TURTLES_CONTEXT=" + t.Context, "TURTLES_ATTEMPT=" + strconv.Itoa(t.Attempt),
+		"TURTLES_PR=" + pr, "TURTLES_ARTIFACTS=" + GuestArtifacts,
+	}
+	var script strings.Builder
+	for _, v := range vars {
+		k, val, _ := strings.Cut(v, "=")
+		fmt.Fprintf(&script, "export %s=%s\n", k, vm.Quote(val))
+	}
+	fmt.Fprintf(&script, "cd %s && exec sh -c %s </dev/null", GuestSrc, vm.Quote(command))
+
+	logf(out, "running in VM %s: %s", m.Name, command)
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	code, err := m.Exec(cctx, script.String(), nil, out, out)
+	elapsed := time.Since(start).Round(100 * time.Millisecond)
+	switch {
+	case ctx.Err() != nil:
+		logf(out, "command stopped after %s: %v", elapsed, context.Cause(ctx))
+		return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+	case cctx.Err() != nil:
+		logf(out, "timed out after %s; stopping the VM", timeout)
+		return turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: fmt.Sprintf("timed out after %s", timeout)}, nil
+	case err != nil:
+		// The guest died or the connection broke under the command.
+		logf(out, "lost the VM after %s: %v\nserial console (last lines):\n%s", elapsed, err, m.ConsoleTail())
+		return infraOutcome(err), turtles.MarkInfra(err)
+	case code == 0:
+		logf(out, "exit status 0 after %s", elapsed)
+		return turtles.Outcome{Class: turtles.Success}, nil
+	}
+	reason := "exit status " + strconv.Itoa(code)
+	logf(out, "%s after %s", reason, elapsed)
+	return turtles.Outcome{Class: turtles.Failure, ExitCode: code, Reason: reason}, nil
+}
+
+// collect copies the guest's artifacts directory and its journal into the
+// attempt's artifacts (vm/ and vm/journal.txt). Missing pieces are noted
+// in the log, not failures: the outcome is already decided.
+func collect(m *vm.Machine, ws workspace, out io.Writer) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dst := filepath.Join(ws.artifacts, "vm")
+	if err := m.CopyFrom(ctx, GuestArtifacts, dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		logf(out, "could not copy artifacts out of the VM: %v", err)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return
+	}
+	f, err := os.Create(filepath.Join(dst, "journal.txt"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if code, err := m.Exec(ctx, "journalctl -b --no-pager -o short-precise", nil, f, io.Discard); err != nil || code != 0 {
+		logf(out, "could not copy the guest journal: exit %d, %v", code, err)
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func (c VMConfig) withDefaults(workDir string, log *slog.Logger) VMConfig {
+	if c.Dir == "" {
+		c.Dir = filepath.Join(workDir, "vms")
+	}
+	if c.Log == nil {
+		c.Log = log
+	}
+	return c
+}
+
+// sweepVMs removes machines that a dead bot left in the VM directory: its
+// qemu, overlay, seed and key.
+func (b *Bot) sweepVMs() {
+	removed, err := vm.Sweep(b.run.vm.Dir, b.log)
+	if err != nil {
+		b.log.Error("sweep VMs", "err", err)
+	}
+	if len(removed) > 0 {
+		b.log.Warn("removed VMs of a dead bot", "machines", removed)
+	}
+}
