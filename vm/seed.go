@@ -78,3 +78,14 @@ func writeSeed(path string, files map[string]string) error {
 	}
 	return f.Close()
 }
+
+// WriteSeed writes a seed disk for machine name with a fresh key that
+// nobody keeps: for comparisons with bare qemu (bench), which need the
+// same disks without turtles' login.
+func WriteSeed(path, name string) error {
+	_, _, authorized, err := newKey()
+	if err != nil {
+		return err
+	}
+	return writeSeed(path, seedFiles(name, authorized))
+}

@@ -73,6 +73,9 @@ func (m *Machine) dial(ctx context.Context) (*ssh.Client, error) {
 		dl = cd
 	}
 	conn.SetDeadline(dl)
+	// Cancellation must not wait for a slow handshake.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	cc, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
 		User: m.User,
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(m.signer)},
@@ -83,6 +86,10 @@ func (m *Machine) dial(ctx context.Context) (*ssh.Client, error) {
 	if err != nil {
 		conn.Close()
 		return nil, err
+	}
+	if !stop() {
+		cc.Close()
+		return nil, ctx.Err()
 	}
 	conn.SetDeadline(time.Time{})
 	m.log.Debug("ssh handshake", "took", time.Since(began).Round(time.Millisecond))

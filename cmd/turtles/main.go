@@ -43,7 +43,7 @@ task on a bot in a fresh checkout, streams its log and reports commit statuses.
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), botCmd(), hookCmd(), reporterCmd(), submitCmd(), runCmd(), statusCmd(), versionCmd())
-	root.AddCommand(scanCmd())
+	root.AddCommand(scanCmd(), configCmd())
 	return root
 }
 

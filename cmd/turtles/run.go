@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,7 +13,7 @@ import (
 )
 
 func runCmd() *cobra.Command {
-	var dir, rev string
+	var dir, rev, images string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run CONTEXT",
@@ -29,7 +30,8 @@ itself could not run the task (infrastructure).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, _, stop := signals()
 			defer stop()
-			o, err := bot.RunLocal(ctx, bot.LocalOptions{Dir: dir, Rev: rev, Context: args[0], Out: cmd.OutOrStdout(), Timeout: timeout})
+			o, err := bot.RunLocal(ctx, bot.LocalOptions{Dir: dir, Rev: rev, Context: args[0], Out: cmd.OutOrStdout(), Timeout: timeout,
+				VM: bot.VMConfig{ImagesDir: images}})
 			if err != nil {
 				return err
 			}
@@ -47,6 +49,7 @@ itself could not run the task (infrastructure).`,
 	cmd.Flags().StringVar(&dir, "dir", ".", "local git checkout")
 	cmd.Flags().StringVar(&rev, "rev", "HEAD", "revision to run")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "override the context's timeout")
+	cmd.Flags().StringVar(&images, "images-dir", filepath.Join(defaults().DataDir, "images"), "where the VM images of contexts that name one are")
 	return cmd
 }
 

@@ -57,6 +57,10 @@ type Settings struct {
 	ScanInterval  time.Duration `yaml:"scan_interval"`
 	CloneBaseURL  string        `yaml:"clone_base_url"`
 	DefaultConfig string        `yaml:"default_config"`
+
+	// ImagesDir is where VM image names resolve (turtles image build
+	// writes there by default).
+	ImagesDir string `yaml:"images_dir"`
 }
 
 func defaults() Settings {
@@ -171,6 +175,7 @@ func init() {
 		opt("slots", "tasks this bot runs at once (default: number of CPUs)", num(func(s *Settings) *int { return &s.Slots })),
 		opt("work-dir", "where bots check out and run tasks (default DATA-DIR/work)", str(func(s *Settings) *string { return &s.WorkDir })),
 		opt("store-dir", "where logs and artifacts are kept (default DATA-DIR/store)", str(func(s *Settings) *string { return &s.StoreDir })),
+		opt("images-dir", "where VM images are kept and their names resolve (default DATA-DIR/images)", str(func(s *Settings) *string { return &s.ImagesDir })),
 		opt("drain-timeout", "on SIGTERM, how long running tasks may finish before they are put back", dur(func(s *Settings) *time.Duration { return &s.DrainTimeout })),
 		opt("retry-delays", "comma-separated waits before retrying an infrastructure failure, by attempt", durs(func(s *Settings) *[]time.Duration { return &s.RetryDelays })),
 		opt("github-api", "GitHub API base URL (GitHub Enterprise: https://HOST/api/v3/)", str(func(s *Settings) *string { return &s.GitHubAPI })),
@@ -252,6 +257,9 @@ func (s *Settings) fill() {
 	}
 	if s.StoreDir == "" {
 		s.StoreDir = filepath.Join(s.DataDir, "store")
+	}
+	if s.ImagesDir == "" {
+		s.ImagesDir = filepath.Join(s.DataDir, "images")
 	}
 	if s.PublicURL == "" {
 		host := s.Listen

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/turtles-ci/turtles/image/debian"
+)
+
+func imageCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Build the OS images that test VMs boot",
+	}
+	cmd.AddCommand(imageBuildCmd())
+	return cmd
+}
+
+func imageBuildCmd() *cobra.Command {
+	var out, mirror string
+	var recipes []string
+	for r := range debian.Recipes {
+		recipes = append(recipes, r)
+	}
+	sort.Strings(recipes)
+	cmd := &cobra.Command{
+		Use:   "build RECIPE",
+		Short: "Build a bootable image (" + strings.Join(recipes, ", ") + ") with debootstrap",
+		Long: `build makes a bootable Debian image with debootstrap (systemd,
+openssh-server and a first-boot unit that installs the per-run SSH key from
+the machine's seed disk), without loop mounts, and writes it to the images
+directory as RECIPE-SHA256.qcow2 with the kernel and initrd for direct
+kernel boot beside it, a manifest RECIPE-SHA256.json, and RECIPE.json
+pointing at the newest build: contexts name it as "image: RECIPE".
+
+It needs root (debootstrap) and a Debian mirror; it takes a few minutes.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := loadSettings(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = s.ImagesDir
+			}
+			ctx, _, stop := signals()
+			defer stop()
+			log := newLogger(s, cmd.ErrOrStderr())
+			manifest, err := debian.Build(ctx, debian.Options{
+				Recipe: args[0], Out: out, Mirror: mirror, Output: cmd.ErrOrStderr(), Log: log,
+			})
+			if err != nil {
+				return err
+			}
+			abs, _ := filepath.Abs(manifest)
+			fmt.Fprintln(cmd.OutOrStdout(), abs)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "directory to write the image to (default: the images directory)")
+	cmd.Flags().StringVar(&mirror, "mirror", debian.DefaultMirror, "Debian mirror")
+	addFlags(cmd.Flags(), "data-dir", "images-dir", "log-level", "log-format")
+	return cmd
+}
