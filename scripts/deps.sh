@@ -12,6 +12,13 @@ done
 # RabbitMQ: the tests of queue/amqp start a private node of it (never the
 # system-wide one the package may start).
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_pkgs+=(rabbitmq-server)
+# Test VMs: QEMU boots them (KVM when /dev/kvm is usable, TCG otherwise),
+# qemu-img makes their overlays, debootstrap and mkfs.ext4 build the Debian
+# image the vm, bot and cmd tests boot (built once, cached outside the repo).
+for cmd_pkg in qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils debootstrap:debootstrap mkfs.ext4:e2fsprogs; do
+  cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
+  command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need_pkgs[*]}"
