@@ -44,6 +44,7 @@ task on a bot in a fresh checkout, streams its log and reports commit statuses.
 	}
 	root.AddCommand(serveCmd(), botCmd(), hookCmd(), reporterCmd(), submitCmd(), runCmd(), statusCmd(), versionCmd())
 	root.AddCommand(scanCmd(), configCmd())
+	root.AddCommand(resultsCmd(), storeCmd())
 	return root
 }
 

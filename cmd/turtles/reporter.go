@@ -13,7 +13,6 @@ import (
 
 	"github.com/turtles-ci/turtles/report"
 	"github.com/turtles-ci/turtles/results"
-	"github.com/turtles-ci/turtles/store"
 	"github.com/turtles-ci/turtles/web"
 )
 
@@ -37,7 +36,7 @@ consumes at a time (single active consumer), the others stand by.`,
 			return runReporter(s)
 		},
 	}
-	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "pool", "lease", "max-deliveries", "store-dir",
+	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "pool", "lease", "max-deliveries", "store-dir", "store", "s3-credentials-file",
 		"github-api", "github-token-file", "bot-name", "log-level", "log-format")
 	return cmd
 }
@@ -61,10 +60,11 @@ func runReporter(s Settings) error {
 		return err
 	}
 	defer res.Close()
-	st, err := store.NewDir(s.StoreDir)
+	st, err := openStore(s, log)
 	if err != nil {
 		return err
 	}
+	res.ReadResultsFrom(st)
 	f, err := newForge(s, log)
 	if err != nil {
 		return err

@@ -34,7 +34,7 @@ type system struct {
 	log   *slog.Logger
 	reg   *prometheus.Registry
 	queue queue.Queue
-	store *store.Dir
+	store store.Store
 	qs    *queues // queue, events and webhook deliveries of --queue
 }
 
@@ -52,7 +52,7 @@ func openSystem(s Settings, log *slog.Logger) (*system, error) {
 	}
 	q := qs.queue
 	reg.MustRegister(queueCollector{q})
-	st, err := store.NewDir(s.StoreDir)
+	st, err := openStore(s, log)
 	if err != nil {
 		qs.Close()
 		return nil, err
@@ -124,7 +124,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 		},
 	}
 	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool",
-		"slots", "work-dir", "store-dir", "images-dir", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
+		"slots", "work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
 		"log-level", "log-format")
 	addTrustFlags(cmd.Flags())
 	return cmd
@@ -148,6 +148,7 @@ func serve(s Settings) error {
 		return err
 	}
 	defer res.Close()
+	res.ReadResultsFrom(sys.store)
 
 	secretValue, secretPath, err := webhookSecret(s)
 	if err != nil {

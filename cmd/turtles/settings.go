@@ -49,6 +49,11 @@ type Settings struct {
 	LogLevel          string `yaml:"log_level"`
 	LogFormat         string `yaml:"log_format"`
 
+	// Store, an s3:// URL, puts logs and artifacts in S3 instead of
+	// StoreDir (see openStore in store.go).
+	Store             string `yaml:"store"`
+	S3CredentialsFile string `yaml:"s3_credentials_file"`
+
 	// Trust and scanning (options registered in scan.go).
 	TrustedOrgs   []string      `yaml:"trusted_orgs"`
 	TrustedUsers  []string      `yaml:"trusted_users"`
@@ -175,6 +180,8 @@ func init() {
 		opt("slots", "tasks this bot runs at once (default: number of CPUs)", num(func(s *Settings) *int { return &s.Slots })),
 		opt("work-dir", "where bots check out and run tasks (default DATA-DIR/work)", str(func(s *Settings) *string { return &s.WorkDir })),
 		opt("store-dir", "where logs and artifacts are kept (default DATA-DIR/store)", str(func(s *Settings) *string { return &s.StoreDir })),
+		opt("store", "s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true to keep logs and artifacts in S3 (default: --store-dir)", str(func(s *Settings) *string { return &s.Store })),
+		opt("s3-credentials-file", "file with the S3 access key and secret key on two lines (or set TURTLES_S3_ACCESS_KEY and TURTLES_S3_SECRET_KEY)", str(func(s *Settings) *string { return &s.S3CredentialsFile })),
 		opt("images-dir", "where VM images are kept and their names resolve (default DATA-DIR/images)", str(func(s *Settings) *string { return &s.ImagesDir })),
 		opt("drain-timeout", "on SIGTERM, how long running tasks may finish before they are put back", dur(func(s *Settings) *time.Duration { return &s.DrainTimeout })),
 		opt("retry-delays", "comma-separated waits before retrying an infrastructure failure, by attempt", durs(func(s *Settings) *[]time.Duration { return &s.RetryDelays })),

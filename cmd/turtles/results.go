@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/turtles-ci/turtles/results"
+)
+
+func resultsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "results", Short: "Ask the results database of a running turtles"}
+	var server, since, repo, context_ string
+	flakes := &cobra.Command{
+		Use:   "flakes [--since 14d] [--repo OWNER/NAME] [--context NAME]",
+		Short: "List tests that failed and then passed on a retry of the same commit",
+		Long: `flakes asks the JSON API of a running turtles (GET /api/v1/tests?flaky=true)
+for tests that, on one commit and context, failed in an attempt and passed
+in a later one, and prints them worst first with their last failure's log.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := results.ParseAge(since); err != nil {
+				return err
+			}
+			q := url.Values{"flaky": {"true"}, "since": {since}}
+			if repo != "" {
+				q.Set("repo", repo)
+			}
+			if context_ != "" {
+				q.Set("context", context_)
+			}
+			tests, err := fetchTests(cmd.Context(), server+"/api/v1/tests?"+q.Encode())
+			if err != nil {
+				return err
+			}
+			printFlakes(cmd.OutOrStdout(), tests)
+			return nil
+		},
+	}
+	flakes.Flags().StringVar(&server, "server", "http://localhost:8080", "URL of the turtles server")
+	flakes.Flags().StringVar(&since, "since", "14d", "how far back to look, such as 14d or 48h")
+	flakes.Flags().StringVar(&repo, "repo", "", "only this repository")
+	flakes.Flags().StringVar(&context_, "context", "", "only this context")
+	cmd.AddCommand(flakes)
+	return cmd
+}
+
+func fetchTests(ctx context.Context, u string) ([]results.TestStats, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ask turtles: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return nil, fmt.Errorf("ask turtles: %s: %s", resp.Status, b)
+	}
+	var body struct {
+		Tests []results.TestStats `json:"tests"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("ask turtles: %w", err)
+	}
+	return body.Tests, nil
+}
+
+func printFlakes(w io.Writer, tests []results.TestStats) {
+	if len(tests) == 0 {
+		fmt.Fprintln(w, "no flaky tests")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPO\tCONTEXT\tTEST\tRUNS\tFAILURES\tRETRIED-THEN-PASSED\tLAST FAILURE")
+	for _, t := range tests {
+		last := ""
+		if t.LastFailure != nil {
+			last = t.LastFailure.Time.Local().Format("2006-01-02 15:04") + " " + t.LastFailure.LogURL
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", t.Repo, t.Context, t.Name, t.Runs, t.Failures, t.RetriedThenPassed, last)
+	}
+	tw.Flush()
+}

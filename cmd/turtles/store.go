@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/store"
+	"github.com/turtles-ci/turtles/store/s3"
+)
+
+// openStore opens --store: an s3:// URL, or else the directory --store-dir.
+//
+//	s3://BUCKET/PREFIX?endpoint=http://127.0.0.1:7070&region=us-east-1&path_style=true
+//
+// Credentials come from TURTLES_S3_ACCESS_KEY and TURTLES_S3_SECRET_KEY or
+// from --s3-credentials-file (two lines: access key, secret key), never
+// from the URL, so that they appear in no process list or log.
+func openStore(s Settings, log *slog.Logger) (store.Store, error) {
+	if !strings.HasPrefix(s.Store, "s3://") {
+		return store.NewDir(s.StoreDir)
+	}
+	cfg, err := s3Config(s)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Log = log.With("part", "store")
+	st, err := s3.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := st.Check(ctx); err != nil {
+		return nil, fmt.Errorf("store %s: %w", st, err)
+	}
+	log.Info("store", "location", st.String())
+	return st, nil
+}
+
+func s3Config(s Settings) (s3.Config, error) {
+	u, err := url.Parse(s.Store)
+	if err != nil || u.Host == "" || u.User != nil {
+		return s3.Config{}, fmt.Errorf("store %q: want s3://BUCKET/PREFIX?endpoint=URL (credentials never in the URL)", redactURL(s.Store))
+	}
+	q := u.Query()
+	cfg := s3.Config{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/"), Endpoint: q.Get("endpoint"), Region: q.Get("region")}
+	if v := q.Get("path_style"); v != "" {
+		if cfg.PathStyle, err = strconv.ParseBool(v); err != nil {
+			return s3.Config{}, fmt.Errorf("store: path_style must be true or false")
+		}
+	}
+	for k := range q {
+		switch k {
+		case "endpoint", "region", "path_style":
+		default:
+			return s3.Config{}, fmt.Errorf("store: unknown parameter %q (want endpoint, region, path_style)", k)
+		}
+	}
+	cfg.AccessKey, cfg.SecretKey = os.Getenv("TURTLES_S3_ACCESS_KEY"), os.Getenv("TURTLES_S3_SECRET_KEY")
+	if s.S3CredentialsFile != "" {
+		b, err := os.ReadFile(s.S3CredentialsFile)
+		if err != nil {
+			return s3.Config{}, fmt.Errorf("s3 credentials: %w", err)
+		}
+		lines := strings.Fields(string(b))
+		if len(lines) != 2 {
+			return s3.Config{}, fmt.Errorf("s3 credentials file %s: want two lines, the access key and the secret key", s.S3CredentialsFile)
+		}
+		cfg.AccessKey, cfg.SecretKey = lines[0], lines[1]
+	}
+	return cfg, nil
+}
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable)"
+}
+
+func storeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "store", Short: "Manage the logs and artifacts in the store"}
+	var olderThan string
+	var dryRun bool
+	prune := &cobra.Command{
+		Use:   "prune --older-than 90d",
+		Short: "Delete the logs, results and artifacts of attempts older than an age",
+		Long: `prune deletes every file of each attempt (OWNER/REPO/SHA/CONTEXT/ATTEMPT/...)
+whose newest file is older than --older-than, in the store of --store or
+--store-dir. Attempts still being written are newer, so they stay.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			age, err := results.ParseAge(olderThan)
+			if err != nil {
+				return err
+			}
+			s, err := loadSettings(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log := newLogger(s, os.Stderr)
+			st, err := openStore(s, log)
+			if err != nil {
+				return err
+			}
+			n, files, err := pruneStore(cmd.Context(), st, time.Now().Add(-age), dryRun)
+			verb := "deleted"
+			if dryRun {
+				verb = "would delete"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d files of %d attempts older than %s\n", verb, files, n, olderThan)
+			return err
+		},
+	}
+	prune.Flags().StringVar(&olderThan, "older-than", "90d", "age of the attempts to delete, such as 90d or 720h")
+	prune.Flags().BoolVar(&dryRun, "dry-run", false, "only count what would be deleted")
+	addFlags(prune.Flags(), "data-dir", "store", "store-dir", "s3-credentials-file", "log-level", "log-format")
+	cmd.AddCommand(prune)
+	return cmd
+}
+
+var shaSegment = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
+
+// attemptOf returns the attempt prefix of key (.../SHA/CONTEXT/N/), or ""
+// for a key that is not an attempt's file.
+func attemptOf(key string) string {
+	seg := strings.Split(key, "/")
+	for i := 2; i+3 < len(seg); i++ {
+		if shaSegment.MatchString(seg[i]) {
+			if _, err := strconv.Atoi(seg[i+2]); err != nil {
+				return ""
+			}
+			return strings.Join(seg[:i+3], "/") + "/"
+		}
+	}
+	return ""
+}
+
+// pruneStore deletes the files of attempts whose newest file is older
+// than cutoff. It returns how many attempts and files it deleted.
+func pruneStore(ctx context.Context, st store.Store, cutoff time.Time, dryRun bool) (attempts, files int, err error) {
+	all, err := st.List(ctx, "")
+	if err != nil {
+		return 0, 0, fmt.Errorf("prune: %w", err)
+	}
+	newest := map[string]time.Time{}
+	keys := map[string][]string{}
+	for _, info := range all {
+		p := attemptOf(info.Key)
+		if p == "" {
+			continue
+		}
+		if info.Modified.After(newest[p]) {
+			newest[p] = info.Modified
+		}
+		keys[p] = append(keys[p], info.Key)
+	}
+	var old []string
+	for p, t := range newest {
+		if t.Before(cutoff) {
+			old = append(old, p)
+		}
+	}
+	sort.Strings(old)
+	for _, p := range old {
+		for _, k := range keys[p] {
+			if !dryRun {
+				if err := st.Delete(ctx, k); err != nil {
+					return attempts, files, fmt.Errorf("prune %s: %w", k, err)
+				}
+			}
+			files++
+		}
+		attempts++
+	}
+	return attempts, files, nil
+}
