@@ -258,14 +258,33 @@ func (h *harness) waitIdle() {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ws, _ := filepath.Glob(filepath.Join(h.workDir, workspacePrefix+"*"))
-		if len(ws) == 0 {
+		// The busy gauge drops in handle's first deferred call, which runs
+		// last: once it is 0 the task's metrics are final too.
+		if len(ws) == 0 && busySlots(h.t, h.reg) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("workspaces not removed: %v", ws)
+			h.t.Fatalf("bot not idle: workspaces %v, busy slots %v", ws, busySlots(h.t, h.reg))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// busySlots reads turtles_bot_busy_slots.
+func busySlots(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "turtles_bot_busy_slots" {
+			for _, m := range mf.GetMetric() {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // queued is how many tasks the queue holds in any state but dead.
