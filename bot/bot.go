@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/store"
 )
@@ -58,6 +59,10 @@ type Config struct {
 	Env []string
 	// VM configures the VMs of tasks that name an image.
 	VM VMConfig
+	// Default is the configuration plans use for a commit without
+	// .turtles.yaml (the server's default); nil: such a commit fails its
+	// plan with "no .turtles.yaml".
+	Default *config.Config
 	// Log gets the bot's own log; nil discards.
 	Log *slog.Logger
 	// Registerer gets the bot's metrics; nil means no metrics.

@@ -6,6 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/queue"
 )
 
@@ -35,5 +36,24 @@ func TestPlanMatrix(t *testing.T) {
 	}
 	if got := evs[1].Task.Secrets; !cmp.Equal(got, []string{"TOKEN"}) {
 		t.Errorf("unit's secrets %v, want [TOKEN]", got)
+	}
+}
+
+// TestPlanDefaultConfig: a commit without .turtles.yaml is planned with
+// the server's default configuration when there is one.
+func TestPlanDefaultConfig(t *testing.T) {
+	h := newHarness(t, map[string]string{"README": "no config here"}, queue.Options{})
+	def, err := config.Parse("default.yaml", []byte("contexts:\n  - name: lint\n    command: \"true\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.Default = def
+	plan := h.task(turtles.KindPlan, turtles.PlanContext, "")
+	h.publish(plan)
+	h.start()
+	evs := h.events(finishedFor(plan.Key()))
+	want := []string{"started turtles 1", "queued lint 1", "finished turtles 1 success"}
+	if diff := cmp.Diff(want, summarize(evs)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
 	}
 }

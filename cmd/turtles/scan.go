@@ -63,18 +63,24 @@ func newGate(s Settings, f forge.Forge, q gate.Publisher, ev gate.Emitter, log *
 		log.Warn("no forge lookups: pull requests by untrusted authors and comment commands are ignored")
 		return nil, nil
 	}
-	var def *config.Config
-	if s.DefaultConfig != "" {
-		data, err := os.ReadFile(s.DefaultConfig)
-		if err != nil {
-			return nil, fmt.Errorf("default config: %w", err)
-		}
-		if def, err = config.Parse(s.DefaultConfig, data); err != nil {
-			return nil, err
-		}
+	def, err := loadDefaultConfig(s)
+	if err != nil {
+		return nil, err
 	}
 	return gate.New(gate.Config{Lookup: lookup, Forge: f, Queue: q, Events: ev, Orgs: s.TrustedOrgs, Allow: s.TrustedUsers,
 		Default: def, Log: log.With("part", "gate")})
+}
+
+// loadDefaultConfig parses --default-config; nil without one.
+func loadDefaultConfig(s Settings) (*config.Config, error) {
+	if s.DefaultConfig == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(s.DefaultConfig)
+	if err != nil {
+		return nil, fmt.Errorf("default config: %w", err)
+	}
+	return config.Parse(s.DefaultConfig, data)
 }
 
 func newScanner(s Settings, g *gate.Gate, f forge.Forge, q gate.Publisher, ev gate.Emitter, log *slog.Logger) (*scan.Scanner, error) {

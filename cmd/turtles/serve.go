@@ -64,7 +64,12 @@ func (sys *system) Close() error { return sys.qs.Close() }
 
 func (sys *system) bot() (*bot.Bot, error) {
 	s := sys.s
+	def, err := loadDefaultConfig(s)
+	if err != nil {
+		return nil, err
+	}
 	return bot.New(bot.Config{
+		Default:     def,
 		Name:        s.BotName,
 		Queue:       sys.queue,
 		Events:      sys.qs.events,
