@@ -23,11 +23,10 @@ const maxLogSize = 256 << 20
 
 // Flush intervals: how far behind the stored log may be. Stores that
 // cannot append get numbered chunk objects, at first every chunkEvery and
-// less often as a task runs long, so that a six-hour task makes a few
-// thousand chunks, not tens of thousands.
+// less often as a task runs long (see interval).
 var (
 	appendEvery = 500 * time.Millisecond
-	chunkEvery  = time.Second
+	chunkEvery  = 500 * time.Millisecond
 )
 
 const logType = "text/plain; charset=utf-8"
@@ -74,7 +73,8 @@ type liveLog struct {
 	truncated bool
 	tests     *testTracker
 
-	// Chunk state, owned by the flusher.
+	// Chunk state, under flushMu.
+	flushMu sync.Mutex
 	index   ChunkIndexData
 	started time.Time
 
@@ -170,15 +170,20 @@ func (l *liveLog) flusher() {
 	}
 }
 
-// interval stretches the chunk interval of long tasks.
+// interval stretches the chunk interval of long tasks: every chunkEvery
+// for the first 5 minutes (600 chunks), twice that up to an hour, four
+// times that after, so that a six-hour task makes about 13,000 chunks.
 func (l *liveLog) interval(every time.Duration) time.Duration {
 	if l.app != nil {
 		return every
 	}
-	switch n := len(l.index.Offsets); {
-	case n > 1800:
-		return 5 * every
-	case n > 300:
+	l.flushMu.Lock()
+	n := len(l.index.Offsets)
+	l.flushMu.Unlock()
+	switch {
+	case n > 4000:
+		return 4 * every
+	case n > 600:
 		return 2 * every
 	}
 	return every
@@ -187,6 +192,8 @@ func (l *liveLog) interval(every time.Duration) time.Duration {
 // flush sends what is new to the store. Failures are logged and left for
 // the final Put to mend.
 func (l *liveLog) flush() {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	l.mu.Lock()
@@ -251,6 +258,8 @@ func (l *liveLog) Close(ctx context.Context) error {
 	if err := l.st.Put(ctx, l.key, io.NewSectionReader(l.f, 0, size), logType); err != nil {
 		return fmt.Errorf("store log: %w", err)
 	}
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
 	if l.app == nil && len(l.index.Offsets) > 0 {
 		// The index first: a reader that finds it gone reads the log.
 		var errs []error

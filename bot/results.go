@@ -90,6 +90,9 @@ func junitResults(dir string, scr *scrub.Scrubber) []turtles.TestResult {
 // listing into its result, both scrubbed of secrets.
 // Called after the artifacts are uploaded, before result.json is written.
 func (b *Bot) addResults(ctx context.Context, prefix, artifacts string, out *liveLog, res *turtles.Result) {
+	// The command has ended: its last lines go out now, not after the
+	// result and the whole log are stored.
+	out.flush()
 	tests := append(out.tests.results(), junitResults(artifacts, out.Scrubber())...)
 	if len(tests) > maxTests {
 		tests = tests[:maxTests]

@@ -16,6 +16,7 @@ package tap
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"regexp"
 	"strconv"
@@ -78,6 +79,17 @@ var (
 	durYAMLRe = regexp.MustCompile(`(?m)^\s*duration_ms:\s*([0-9.]+)\s*$`)
 )
 
+// maybeTAP is a cheap first look, so that the regular expressions run only
+// on lines that could be TAP: a log of a million lines of other output
+// must cost little.
+func maybeTAP(body string) bool {
+	switch body[0] {
+	case 'o', 'n', 'T', 'B', '#', '1':
+		return true
+	}
+	return strings.Contains(body, " ..") // prove's file headers
+}
+
 // level is one nesting level of TAP streams.
 type level struct {
 	name     string // from a "# Subtest: name" comment at this level
@@ -122,7 +134,7 @@ func Parse(r io.Reader) (*Report, error) {
 func (p *Parser) Write(b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {
-		i := strings.IndexByte(string(b), '\n')
+		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
 			if len(p.partial) < 1<<20 {
 				p.partial = append(p.partial, b...)
@@ -155,7 +167,7 @@ func (p *Parser) Line(line string) {
 	indent := len(line) - len(strings.TrimLeft(line, " "))
 	body := line[indent:]
 	depth := indent / 4
-	if body == "" {
+	if body == "" || !maybeTAP(body) {
 		return
 	}
 	if depth == 0 {
