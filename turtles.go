@@ -84,6 +84,8 @@ type Task struct {
 	// CPUs and MemoryMB size the VM; the bot's defaults when zero.
 	CPUs     int `json:"cpus,omitempty"`
 	MemoryMB int `json:"memory_mb,omitempty"`
+	// Forward lists guest TCP ports forwarded to the bot's loopback.
+	Forward []int `json:"forward,omitempty"`
 }
 
 // VM modes of a task with an Image.

@@ -52,10 +52,10 @@ func vmOverlay(ctx context.Context) error {
 		}
 		med := median(times)
 		worst = max(worst, med)
-		fmt.Printf("overlay on a %d GiB sparse base: median %.1f ms of %d (min %.1f, max %.1f)\n",
+		fmt.Printf("overlay on a %d GiB sparse base: median %.2f ms of %d (min %.2f, max %.2f)\n",
 			size>>30, ms(med), runs, ms(minOf(times)), ms(maxOf(times)))
 	}
-	result("vm-overlay", fmt.Sprintf("%.1f", ms(worst)), "ms", "< 50")
+	result("vm-overlay", fmt.Sprintf("%.2f", ms(worst)), "ms", "< 50")
 	return nil
 }
 

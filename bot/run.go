@@ -119,7 +119,7 @@ func (r runner) checkout(ctx context.Context, t turtles.Task, ws workspace, out 
 // command of the task's context in the checkout's .turtles.yaml.
 func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
 	command, timeout := t.Command, time.Duration(t.Timeout)
-	v := vmTask{image: t.Image, mode: t.Mode, cpus: t.CPUs, memoryMB: t.MemoryMB}
+	v := vmTask{image: t.Image, mode: t.Mode, cpus: t.CPUs, memoryMB: t.MemoryMB, forward: t.Forward}
 	if command == "" {
 		cfg, bad, err := readConfig(ws.src)
 		if err != nil {
@@ -134,7 +134,7 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 			return failure(out, fmt.Sprintf("context %s is not in %s", t.Context, config.FileName)), nil
 		}
 		command = x.Command
-		v = vmTask{image: x.Image, mode: x.Mode, cpus: x.CPUs, memoryMB: int(x.Memory)}
+		v = vmTask{image: x.Image, mode: x.Mode, cpus: x.CPUs, memoryMB: int(x.Memory), forward: x.Forward}
 		if timeout == 0 {
 			timeout = time.Duration(x.Timeout)
 		}

@@ -48,6 +48,7 @@ const (
 type vmTask struct {
 	image, mode    string
 	cpus, memoryMB int
+	forward        []int
 }
 
 // testVM runs command with a fresh VM of the task's image: in the guest
@@ -66,7 +67,7 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 		return infraOutcome(err), err
 	}
 	cfg := vm.Config{
-		Image: img, Dir: r.vm.Dir, CPUs: v.cpus, MemoryMB: v.memoryMB,
+		Image: img, Dir: r.vm.Dir, CPUs: v.cpus, MemoryMB: v.memoryMB, Forwards: v.forward,
 		Console: out, BootTimeout: r.vm.BootTimeout, StopGrace: time.Second,
 		Log: log.With("task", t.Key()),
 	}

@@ -28,11 +28,13 @@ const vmConfig = `contexts:
     image: debian-12
     mode: host
     memory: 768M
+    forward: [9090]
     command: |
       ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
         -i "$TURTLES_VM_SSH_KEY" -p "$TURTLES_VM_SSH_PORT" "$TURTLES_VM_SSH_USER@$TURTLES_VM_SSH_HOST" \
         'echo guest says $(hostname); echo from-guest > '$TURTLES_VM_ARTIFACTS/g.txt
       test -f .turtles.yaml && echo host has the checkout
+      echo "port 9090 at 127.0.0.1:$TURTLES_VM_PORT_9090"
   - name: slow
     image: debian-12
     timeout: 10s
@@ -119,7 +121,7 @@ func TestVMTasks(t *testing.T) {
 		"turtles: booting debian-12-", "TCG", "login:",
 		"in bookworm at /var/tmp/turtles-src sha="+h.sha, "turtles: exit status 0")
 	check("host", turtles.Outcome{Class: turtles.Success},
-		"guest says turtles", "host has the checkout", "768 MiB")
+		"guest says turtles", "host has the checkout", "768 MiB", "port 9090 at 127.0.0.1:")
 	check("slow", turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "timed out after 10s"},
 		"sleeping", "timed out after 10s; stopping the VM", "stopped in")
 

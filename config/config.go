@@ -51,6 +51,9 @@ type Context struct {
 	// CPUs and Memory size the VM; the bot's defaults when zero.
 	CPUs   int `yaml:"cpus"`
 	Memory MiB `yaml:"memory"`
+	// Forward lists guest TCP ports made reachable on the bot's loopback
+	// (host mode: TURTLES_VM_PORT_<port> says where).
+	Forward []int `yaml:"forward"`
 
 	// Auto runs the context by itself (the default); false: only on
 	// request, with /test CONTEXT.
@@ -214,8 +217,10 @@ func (c *Config) validate(file string) error {
 			return bad("%q: priority %d out of range 0..%d", x.Name, x.Priority, turtles.MaxPriority)
 		case x.Image != "" && (!imageNameRe.MatchString(x.Image) || strings.Contains(x.Image, "..")):
 			return bad("%q: bad image name %q: use the name of an image the bots have, such as debian-12", x.Name, x.Image)
-		case x.Image == "" && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0):
-			return bad("%q: mode, cpus and memory need an image", x.Name)
+		case x.Image == "" && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0):
+			return bad("%q: mode, cpus, memory and forward need an image", x.Name)
+		case len(x.Forward) > MaxForwards:
+			return bad("%q: %d forwarded ports, at most %d", x.Name, len(x.Forward), MaxForwards)
 		case x.Mode != "" && x.Mode != turtles.ModeGuest && x.Mode != turtles.ModeHost:
 			return bad("%q: mode %q: want %s or %s", x.Name, x.Mode, turtles.ModeGuest, turtles.ModeHost)
 		case x.CPUs < 0 || x.CPUs > MaxCPUs:
@@ -225,6 +230,11 @@ func (c *Config) validate(file string) error {
 		}
 		if err := x.validateMatrix(); err != nil {
 			return bad("%q: %v", x.Name, err)
+		}
+		for _, p := range x.Forward {
+			if p < 1 || p > 65535 {
+				return bad("%q: forward: port %d out of range 1..65535", x.Name, p)
+			}
 		}
 		if first, ok := seen[x.Name]; ok {
 			return bad("duplicate context %q (first at line %d)", x.Name, first)
@@ -267,6 +277,7 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 	t.Mode = x.Mode
 	t.CPUs = x.CPUs
 	t.MemoryMB = int(x.Memory)
+	t.Forward = x.Forward
 	if len(x.Secrets) > 0 {
 		t.Secrets = append([]string(nil), x.Secrets...)
 	}
@@ -276,9 +287,10 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 
 // Limits on the VM a context may ask for.
 const (
-	MaxCPUs   = 64
-	MinMemory = MiB(128)
-	MaxMemory = MiB(256 << 10)
+	MaxCPUs     = 64
+	MaxForwards = 16
+	MinMemory   = MiB(128)
+	MaxMemory   = MiB(256 << 10)
 )
 
 // MiB is a memory size in mebibytes, written in YAML as a number of MiB

@@ -61,10 +61,11 @@ contexts:
     image: debian-12
     mode: host
     memory: 1536
+    forward: [9090, 80]
 `,
 			want: &Config{Contexts: []Context{
 				{Name: "kernel", Command: "make check", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "debian-12", Mode: turtles.ModeGuest, CPUs: 4, Memory: 2048},
-				{Name: "browser", Command: "npm test", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "debian-12", Mode: turtles.ModeHost, Memory: 1536},
+				{Name: "browser", Command: "npm test", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "debian-12", Mode: turtles.ModeHost, Memory: 1536, Forward: []int{9090, 80}},
 			}},
 		},
 		{
@@ -75,7 +76,12 @@ contexts:
 		{
 			name:    "mode without image",
 			data:    "contexts:\n  - name: unit\n    command: make\n    mode: guest\n",
-			wantErr: `.turtles.yaml:2: context 1: "unit": mode, cpus and memory need an image`,
+			wantErr: `.turtles.yaml:2: context 1: "unit": mode, cpus, memory and forward need an image`,
+		},
+		{
+			name:    "bad forward",
+			data:    "contexts:\n  - name: unit\n    command: make\n    image: debian-12\n    forward: [70000]\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": forward: port 70000 out of range 1..65535`,
 		},
 		{
 			name:    "image path refused",

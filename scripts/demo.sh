@@ -39,6 +39,23 @@ for i in 1 2 3; do
 done
 SH
 chmod +x "$repo/test/unit.sh"
+# The same tests in a Debian 12 VM (QEMU; TCG when there is no /dev/kvm).
+# The image is built once with debootstrap (root, a few minutes) and
+# cached; without root or QEMU the demo runs without this context.
+expect=3
+images=
+if vm_manifest=$("$bin" image build debian-12 --cached 2>"$demo/image-build.log"); then
+  images=$(dirname "$vm_manifest")
+  cat >> "$repo/.turtles.yaml" <<'YAML'
+  - name: debian-vm
+    image: debian-12
+    command: ./test/unit.sh && echo "ran in $(. /etc/os-release; echo $PRETTY_NAME), kernel $(uname -r)"
+    timeout: 10m
+YAML
+  expect=4
+else
+  echo "    (no VM context: building the Debian image failed; see $demo/image-build.log)"
+fi
 git -C "$repo" init -q -b main
 git -C "$repo" -c user.name=Demo -c user.email=demo@example.com add -A
 git -C "$repo" -c user.name=Demo -c user.email=demo@example.com commit -qm "Add unit tests"
@@ -48,7 +65,7 @@ cat "$repo/.turtles.yaml" | sed 's/^/    | /'
 
 say "Starting 'turtles serve' (embedded queue, one bot, logs in $demo/data)"
 TURTLES_WEBHOOK_SECRET=$secret "$bin" serve --data-dir "$demo/data" --listen "127.0.0.1:$port" \
-  --slots 2 >"$demo/serve.log" 2>&1 &
+  --slots 2 ${images:+--images-dir "$images"} >"$demo/serve.log" 2>&1 &
 serve_pid=$!
 stop_server() { kill -TERM "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null || true; }
 trap stop_server EXIT
@@ -87,7 +104,7 @@ echo
 
 say "Waiting for the tasks of $sha to finish (the bot plans from .turtles.yaml, then runs each context)"
 set +e
-"$bin" status --server "$url" --sha "$sha" --expect 3 --wait 5m
+"$bin" status --server "$url" --sha "$sha" --expect $expect --wait 10m
 rc=$?
 set -e
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +23,13 @@ type QMP struct {
 	mu   sync.Mutex
 }
 
+// maxSocketPath is the longest path a unix socket address holds (108
+// bytes with the terminating NUL).
+const maxSocketPath = 107
+
+// oPath opens a file for its name only, which sockets allow.
+const oPath = 0x200000
+
 // QMPError is an error reply from QEMU.
 type QMPError struct {
 	Class string `json:"class"`
@@ -34,6 +42,16 @@ func (e *QMPError) Error() string { return "qmp: " + e.Class + ": " + e.Desc }
 // capabilities, so that the returned client accepts commands.
 func DialQMP(ctx context.Context, socket string) (*QMP, error) {
 	var d net.Dialer
+	if len(socket) > maxSocketPath {
+		// Unix socket addresses are limited to 108 bytes; a path through
+		// an O_PATH descriptor of the socket file is short.
+		f, err := os.OpenFile(socket, oPath, 0)
+		if err != nil {
+			return nil, fmt.Errorf("qmp dial: %w", err)
+		}
+		defer f.Close()
+		socket = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	}
 	conn, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
 		return nil, fmt.Errorf("qmp dial: %w", err)

@@ -16,8 +16,17 @@ import (
 // (and, unless detached, for its whole life): "PID STARTTIME", the start
 // time from /proc/PID/stat so that a reused PID is not mistaken for the
 // owner.
-func writeOwner(dir string) error {
-	pid := os.Getpid()
+func writeOwner(dir string) error { return writeOwnerPID(dir, os.Getpid()) }
+
+// writeOwnerPID makes pid the owner; 0 removes the owner (detached).
+func writeOwnerPID(dir string, pid int) error {
+	if pid == 0 {
+		err := os.Remove(filepath.Join(dir, ownerFile))
+		if os.IsNotExist(err) {
+			err = nil
+		}
+		return err
+	}
 	st, err := startTime(pid)
 	if err != nil {
 		return err

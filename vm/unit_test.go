@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,6 +105,30 @@ func TestQMP(t *testing.T) {
 	want := []string{"qmp_capabilities", "query-status", "system_powerdown", "bogus", "quit"}
 	if diff := cmp.Diff(want, got()); diff != "" {
 		t.Errorf("commands (-want +got):\n%s", diff)
+	}
+}
+
+// TestQMPLongPath: machine directories may be deeper than a unix socket
+// address allows.
+func TestQMPLongPath(t *testing.T) {
+	socket, _ := fakeQMP(t)
+	long := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
+	if err := os.MkdirAll(long, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(long, "qmp.sock")
+	if err := os.Rename(socket, moved); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := DialQMP(ctx, moved)
+	if err != nil {
+		t.Fatalf("DialQMP(%d-byte path): %v", len(moved), err)
+	}
+	defer q.Close()
+	if st, err := q.QueryStatus(ctx); err != nil || !st.Running {
+		t.Errorf("query-status over a long path: %+v, %v", st, err)
 	}
 }
 
@@ -225,6 +250,16 @@ func TestCreateOverlay(t *testing.T) {
 		}{"qcow2", tc.size, tc.base, tc.format}
 		if diff := cmp.Diff(want, info); diff != "" {
 			t.Errorf("overlay on %s (-want +got):\n%s", tc.format, diff)
+		}
+		if out, err := exec.Command("qemu-img", "check", ov).CombinedOutput(); err != nil {
+			t.Errorf("qemu-img check of the overlay on %s: %v\n%s", tc.format, err, out)
+		}
+		// qemu must be able to write to it, and the writes must not reach the base.
+		if out, err := exec.Command("qemu-io", "-c", "write -P 0xab 1M 128k", "-c", "read -P 0xab 1M 128k", "-c", "read -P 0 0 64k", ov).CombinedOutput(); err != nil || bytes.Contains(out, []byte("Pattern verification failed")) {
+			t.Errorf("qemu-io on the overlay on %s: %v\n%s", tc.format, err, out)
+		}
+		if out, err := exec.Command("qemu-img", "check", ov).CombinedOutput(); err != nil {
+			t.Errorf("qemu-img check after writes, on %s: %v\n%s", tc.format, err, out)
 		}
 		if st, _ := os.Stat(ov); st.Size() > 1<<20 {
 			t.Errorf("overlay on a %d-byte base is %d bytes: it must not copy the base", tc.size, st.Size())

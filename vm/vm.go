@@ -63,6 +63,9 @@ type Config struct {
 	// Detach lets qemu outlive this process (turtles vm start); its console
 	// then goes to DIR/NAME/console.log. Otherwise qemu dies with us.
 	Detach bool
+	// Owner, with Detach, is a process whose death ends the machine at
+	// the next Sweep (a script, a test); 0 for none.
+	Owner int
 	// QEMU is the emulator binary; default qemu-system-x86_64.
 	QEMU string
 	Log  *slog.Logger
@@ -252,7 +255,9 @@ func (m *Machine) args(cfg Config) ([]string, error) {
 		"-accel", accel, "-cpu", cpu,
 		"-smp", strconv.Itoa(cfg.CPUs), "-m", strconv.Itoa(cfg.MemoryMB),
 		"-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
-		"-qmp", "unix:" + filepath.Join(m.Dir, qmpSocket) + ",server=on,wait=off",
+		// Relative to qemu's working directory, the machine's: socket
+		// addresses are limited to 108 bytes, machine directories are not.
+		"-qmp", "unix:" + qmpSocket + ",server=on,wait=off",
 		"-drive", "file=" + filepath.Join(m.Dir, "overlay.qcow2") + ",if=virtio,format=qcow2,cache=unsafe,discard=unmap",
 		"-drive", "file=" + filepath.Join(m.Dir, "seed.iso") + ",if=virtio,format=raw,readonly=on",
 		"-netdev", "user,id=net0," + fwd, "-device", "virtio-net-pci,netdev=net0",
@@ -329,8 +334,11 @@ func (m *Machine) boot(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("%w\nserial console (last lines):\n%s", err, m.ConsoleTail())
 	}
 	if cfg.Detach {
-		// From now on the machine lives until someone stops it.
-		os.Remove(filepath.Join(m.Dir, ownerFile))
+		// From now on the machine lives until someone stops it, or until
+		// its owner is gone and a Sweep sees it.
+		if err := writeOwnerPID(m.Dir, cfg.Owner); err != nil {
+			return err
+		}
 	}
 	m.log.Info("ssh ready", "after", time.Since(m.Started).Round(time.Millisecond))
 	return nil

@@ -22,6 +22,7 @@ func imageCmd() *cobra.Command {
 
 func imageBuildCmd() *cobra.Command {
 	var out, mirror string
+	var cached bool
 	var recipes []string
 	for r := range debian.Recipes {
 		recipes = append(recipes, r)
@@ -37,7 +38,8 @@ directory as RECIPE-SHA256.qcow2 with the kernel and initrd for direct
 kernel boot beside it, a manifest RECIPE-SHA256.json, and RECIPE.json
 pointing at the newest build: contexts name it as "image: RECIPE".
 
-It needs root (debootstrap) and a Debian mirror; it takes a few minutes.`,
+It needs root (debootstrap) and a Debian mirror; it takes a few minutes.
+It prints the path of the manifest.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := loadSettings(cmd.Flags())
@@ -50,9 +52,17 @@ It needs root (debootstrap) and a Debian mirror; it takes a few minutes.`,
 			ctx, _, stop := signals()
 			defer stop()
 			log := newLogger(s, cmd.ErrOrStderr())
-			manifest, err := debian.Build(ctx, debian.Options{
-				Recipe: args[0], Out: out, Mirror: mirror, Output: cmd.ErrOrStderr(), Log: log,
-			})
+			var manifest string
+			if cached {
+				if _, ok := debian.Recipes[args[0]]; !ok {
+					return fmt.Errorf("unknown image recipe %q", args[0])
+				}
+				manifest, err = debian.Cached(ctx, debian.CacheDir(), args[0], cmd.ErrOrStderr(), log)
+			} else {
+				manifest, err = debian.Build(ctx, debian.Options{
+					Recipe: args[0], Out: out, Mirror: mirror, Output: cmd.ErrOrStderr(), Log: log,
+				})
+			}
 			if err != nil {
 				return err
 			}
@@ -63,6 +73,7 @@ It needs root (debootstrap) and a Debian mirror; it takes a few minutes.`,
 	}
 	cmd.Flags().StringVar(&out, "out", "", "directory to write the image to (default: the images directory)")
 	cmd.Flags().StringVar(&mirror, "mirror", debian.DefaultMirror, "Debian mirror")
+	cmd.Flags().BoolVar(&cached, "cached", false, "use (or fill) the shared cache the tests use ($TURTLES_IMAGE_CACHE, $XDG_CACHE_HOME/turtles/images or /var/tmp/turtles-cache/images), keyed by the recipe's version")
 	addFlags(cmd.Flags(), "data-dir", "images-dir", "log-level", "log-format")
 	return cmd
 }

@@ -51,7 +51,7 @@ func vmSetup(cmd *cobra.Command) (Settings, string, error) {
 func vmStartCmd() *cobra.Command {
 	var name string
 	var forwards []int
-	var cpus, memory int
+	var cpus, memory, owner int
 	var bootTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "start IMAGE",
@@ -75,7 +75,7 @@ DATA-DIR/vms/NAME/console.log.`,
 			defer stop()
 			m, err := vm.Start(ctx, vm.Config{
 				Image: img, Dir: dir, Name: name, CPUs: cpus, MemoryMB: memory,
-				Forwards: forwards, BootTimeout: bootTimeout, Detach: true,
+				Forwards: forwards, BootTimeout: bootTimeout, Detach: true, Owner: owner,
 				Console: cmd.ErrOrStderr(), Log: newLogger(s, cmd.ErrOrStderr()),
 			})
 			if err != nil {
@@ -92,6 +92,7 @@ DATA-DIR/vms/NAME/console.log.`,
 	cmd.Flags().IntVar(&cpus, "cpus", 2, "virtual CPUs")
 	cmd.Flags().IntVar(&memory, "memory", 1024, "memory in MiB")
 	cmd.Flags().DurationVar(&bootTimeout, "boot-timeout", vm.DefaultBootTimeout, "how long to wait for SSH")
+	cmd.Flags().IntVar(&owner, "owner-pid", 0, "a process (a script, a test) whose death ends the VM at the next vm command's sweep")
 	return cmd
 }
 

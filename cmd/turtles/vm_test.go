@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,13 +57,20 @@ func TestVMCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := t.TempDir()
+	// A fixed directory, and this process as the owner: if the test binary
+	// is killed (a timeout), the next run's sweep stops the detached VM.
+	data := filepath.Join(os.TempDir(), "turtles-test-vm-commands")
+	if _, err := vm.Sweep(filepath.Join(data, "vms"), nil); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(data)
+	t.Cleanup(func() { os.RemoveAll(data) })
 	flags := []string{"--data-dir", data, "--images-dir", filepath.Dir(manifest)}
 	tt := func(args ...string) (int, string) {
 		t.Helper()
 		return runTurtles(t, append(args, flags...)...)
 	}
-	if code, out := tt("vm", "start", "debian-12", "--name", "a", "--forward", "9090"); code != 0 || !strings.HasPrefix(out, "turtles: booting") || !strings.Contains(out, "\na\n") {
+	if code, out := tt("vm", "start", "debian-12", "--name", "a", "--forward", "9090", "--owner-pid", strconv.Itoa(os.Getpid())); code != 0 || !strings.HasPrefix(out, "turtles: booting") || !strings.Contains(out, "\na\n") {
 		t.Fatalf("vm start: exit %d\n%s", code, out)
 	}
 	defer tt("vm", "stop", "a")
