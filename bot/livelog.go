@@ -71,6 +71,7 @@ type liveLog struct {
 	pending   []byte // not yet appended
 	dirty     bool   // written since the last flush
 	truncated bool
+	appendErr bool // an Append failed: Close must Put the whole log
 	tests     *testTracker
 
 	// Chunk state, under flushMu.
@@ -208,6 +209,9 @@ func (l *liveLog) flush() {
 		l.mu.Unlock()
 		if err := l.app.Append(ctx, l.key, p); err != nil {
 			l.log.Warn("append to live log", "key", l.key, "err", err)
+			l.mu.Lock()
+			l.appendErr = true
+			l.mu.Unlock()
 		}
 		return
 	}
@@ -251,10 +255,21 @@ func (l *liveLog) Close(ctx context.Context) error {
 	}
 	close(l.stop)
 	<-l.done
+	defer l.f.Close()
+	if l.app != nil {
+		// Appended all along: only the rest is missing, unless an append
+		// failed and left a hole.
+		l.flush()
+		l.mu.Lock()
+		ok := !l.appendErr
+		l.mu.Unlock()
+		if ok {
+			return nil
+		}
+	}
 	l.mu.Lock()
 	size := l.size
 	l.mu.Unlock()
-	defer l.f.Close()
 	if err := l.st.Put(ctx, l.key, io.NewSectionReader(l.f, 0, size), logType); err != nil {
 		return fmt.Errorf("store log: %w", err)
 	}
