@@ -42,6 +42,10 @@ type Config struct {
 	ParkAfter time.Duration
 	// Pools are reported by Stats even when this handle never used them.
 	Pools []string
+	// NoDedupe skips the per-key dedupe lock: Publish never returns
+	// ErrDuplicate. The lock costs a queue creation and deletion in the
+	// broker per task, its slowest operations (see docs/distributed.md).
+	NoDedupe bool
 	// Name identifies the connection in the broker's UI.
 	Name string
 	Log  *slog.Logger
@@ -182,9 +186,11 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 type link struct {
 	conn *amqp.Connection
 	pub  *amqp.Channel // confirm mode: every publish waits for the broker
-	work *amqp.Channel // basic.get and the acks of held deliveries
+	work *amqp.Channel // basic.get and the acks of held deliveries, in tx mode
 	up   time.Time
-	dead chan struct{}
+
+	workMu sync.Mutex // one call at a time on work: a get must not land inside a transaction
+	dead   chan struct{}
 
 	mu       sync.Mutex
 	decl     *amqp.Channel // declarations; reopened after a channel error
@@ -275,6 +281,52 @@ func (l *link) exists(name string) (n int, ok bool, err error) {
 	return 0, false, err
 }
 
+// get fetches one message from queue name on the work channel.
+func (l *link) get(name string) (amqp.Delivery, bool, error) {
+	l.workMu.Lock()
+	defer l.workMu.Unlock()
+	return l.work.Get(name, false)
+}
+
+// ack acks a message fetched on the work channel, and commits.
+func (l *link) ack(tag uint64) error {
+	l.workMu.Lock()
+	defer l.workMu.Unlock()
+	if err := l.work.Ack(tag, false); err != nil {
+		return err
+	}
+	return l.work.TxCommit()
+}
+
+// ackPublish publishes msg and acks tag in one transaction: both or
+// neither happen, whenever this process dies.
+func (l *link) ackPublish(ctx context.Context, tag uint64, exchange, key string, msg amqp.Publishing) error {
+	l.workMu.Lock()
+	defer l.workMu.Unlock()
+	if err := l.work.PublishWithContext(ctx, exchange, key, false, false, msg); err != nil {
+		return err
+	}
+	if err := l.work.Ack(tag, false); err != nil {
+		return err
+	}
+	return l.work.TxCommit()
+}
+
+// peek returns the body of the first message of queue name, leaving it
+// there ("" if the queue is empty).
+func (l *link) peek(name string) (string, error) {
+	ch, err := l.conn.Channel()
+	if err != nil {
+		return "", err
+	}
+	defer ch.Close() // puts the message back
+	m, ok, err := ch.Get(name, false)
+	if err != nil || !ok {
+		return "", err
+	}
+	return string(m.Body), nil
+}
+
 // publish publishes msg and waits for the broker's confirm. ok is false
 // when the broker refused it (a full dedupe lock).
 func (l *link) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (ok bool, err error) {
@@ -361,6 +413,11 @@ func (c *client) dial() (*link, error) {
 	}
 	if l.work, err = conn.Channel(); err != nil {
 		return fail(err)
+	}
+	// Transactions on the work channel let a bot emit a task's final
+	// event and ack it in one step (delivery.AckWithEvent).
+	if err := l.work.Tx(); err != nil {
+		return fail(fmt.Errorf("tx mode: %w", err))
 	}
 	ch, err := l.channel()
 	if err != nil {

@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -114,6 +115,45 @@ func (d *delivery) Ack(ctx context.Context) error {
 	return nil
 }
 
+// AckWithEvent emits ev (the task's final event) and acks the task in
+// one step, so that a bot killed in between cannot have a task reported
+// and then run again. A held task's event and ack go in one AMQP
+// transaction; a parked task's event is emitted first, then the lease ends
+// (a death in between runs it again: parked tasks are rare and long).
+// ErrLeaseLost means neither happened for a held task.
+func (d *delivery) AckWithEvent(ctx context.Context, ev turtles.Event) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.check(); err != nil {
+		return err
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event %s: %w", ev.ID, err)
+	}
+	msg := amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: ev.ID, Body: body}
+	if d.state == stateHeld {
+		l := d.link
+		if err := l.ackPublish(ctx, d.tag, d.q.n.eventsExchange(), "event", msg); err != nil {
+			// A failed transaction closes the channel: RabbitMQ hands
+			// the task out again and the event was not published.
+			d.finish(stateLost)
+			return fmt.Errorf("ack %s with its event: %w: %v", d.task.Key(), queue.ErrLeaseLost, err)
+		}
+	} else {
+		err := d.q.c.retry(ctx, func(l *link) error { return emitOn(ctx, l, d.q.n, ev) })
+		if err == nil {
+			err = d.settle(ctx, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("ack %s with its event: %w", d.task.Key(), turtles.MarkInfra(err))
+		}
+	}
+	d.finish(stateDone)
+	d.q.unlockKey(d.task.Key())
+	return nil
+}
+
 // Nack implements queue.Delivery.
 func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string) (bool, error) {
 	d.mu.Lock()
@@ -174,7 +214,7 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) error) error {
 				return turtles.MarkInfra(err)
 			}
 		}
-		if err := l.work.Ack(d.tag, false); err != nil {
+		if err := l.ack(d.tag); err != nil {
 			d.finish(stateLost)
 			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 		}
@@ -232,7 +272,7 @@ func (d *delivery) expire() {
 			err = d.q.republish(ctx, l, d.pool, t, d.count, 0)
 		}
 		if err == nil {
-			err = l.work.Ack(d.tag, false)
+			err = l.ack(d.tag)
 		}
 	}
 	if err != nil {
@@ -267,7 +307,7 @@ func (d *delivery) parkNow() {
 	id := newToken()
 	err := d.parkOn(ctx, l, id)
 	if err == nil {
-		err = l.work.Ack(d.tag, false)
+		err = l.ack(d.tag)
 	}
 	if err != nil {
 		d.q.c.log.Warn("parking a long task failed; trying again", "task", d.task.Key(), "err", err)

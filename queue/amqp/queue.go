@@ -164,14 +164,25 @@ func taskMessage(body []byte, prio, deliveries int) amqp.Publishing {
 
 // lockKey takes the dedupe lock of key, or returns ErrDuplicate.
 func (q *Queue) lockKey(ctx context.Context, key string) error {
+	if q.c.cfg.NoDedupe {
+		return nil
+	}
 	spec := q.n.keySpec(key)
+	// The marker is this call's own token: when a confirm is lost with the
+	// connection, the retry's refusal may be our own first marker, which
+	// peeking at the lock tells.
+	token := newToken()
 	var dup bool
 	err := q.c.retry(ctx, func(l *link) error {
 		if err := l.declare(spec); err != nil {
 			return err
 		}
-		ok, err := l.publish(ctx, "", spec.name, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(key)})
-		dup = err == nil && !ok
+		ok, err := l.publish(ctx, "", spec.name, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(token)})
+		if err != nil || ok {
+			return err
+		}
+		holder, err := l.peek(spec.name)
+		dup = err == nil && holder != token
 		return err
 	})
 	if err != nil {
@@ -187,6 +198,9 @@ func (q *Queue) lockKey(ctx context.Context, key string) error {
 // A failure leaves the lock until it expires; it is logged, not returned,
 // because the task itself is done.
 func (q *Queue) unlockKey(key string) {
+	if q.c.cfg.NoDedupe {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	name := q.n.key(key)
@@ -242,7 +256,7 @@ func (q *Queue) Claim(ctx context.Context, pool string) (queue.Delivery, error) 
 		ok := false
 		err = q.usePool(l, pool)
 		if err == nil {
-			m, ok, err = l.work.Get(q.n.work(pool), false)
+			m, ok, err = l.get(q.n.work(pool))
 		}
 		if err != nil {
 			if q.c.closed() {
@@ -296,7 +310,7 @@ func (q *Queue) accept(ctx context.Context, l *link, pool string, m amqp.Deliver
 		if err := q.deadLetter(ctx, l, pool, m.Body, nil, decodeErr.Error()); err != nil {
 			return nil, err
 		}
-		return nil, m.Ack(false)
+		return nil, l.ack(m.DeliveryTag)
 	}
 	if m.Redelivered {
 		// RabbitMQ put it back because a holder's connection ended: that
@@ -306,7 +320,7 @@ func (q *Queue) accept(ctx context.Context, l *link, pool string, m amqp.Deliver
 		if err := q.republish(ctx, l, pool, t, prev+1, 0); err != nil {
 			return nil, err
 		}
-		return nil, m.Ack(false)
+		return nil, l.ack(m.DeliveryTag)
 	}
 	if prev >= q.opts.MaxDeliveries {
 		reason := fmt.Sprintf("delivered %d times without an outcome", prev)
@@ -314,7 +328,7 @@ func (q *Queue) accept(ctx context.Context, l *link, pool string, m amqp.Deliver
 		if err := q.deadLetter(ctx, l, pool, m.Body, &t, reason); err != nil {
 			return nil, err
 		}
-		if err := m.Ack(false); err != nil {
+		if err := l.ack(m.DeliveryTag); err != nil {
 			return nil, err
 		}
 		q.unlockKey(t.Key())
