@@ -167,16 +167,15 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		b.retry(report, d, outcome, log)
 		return
 	}
-	if err := b.emit(report, turtles.EventFinished, t, logURL, &outcome); err != nil {
-		log.Error("emit finished event", "err", err)
-		b.retry(report, d, infraOutcome(err), log)
+	emitErr, ackErr := b.finish(report, d, logURL, &outcome)
+	if emitErr != nil {
+		log.Error("emit finished event", "err", emitErr)
+		b.retry(report, d, infraOutcome(emitErr), log)
 		class = turtles.Infra
 		return
 	}
-	ctx, c := context.WithTimeout(report, reportTimeout)
-	defer c()
-	if err := d.Ack(ctx); err != nil {
-		log.Error("ack", "err", err) // the task will run again: at least once
+	if ackErr != nil {
+		log.Error("ack", "err", ackErr) // the task will run again: at least once
 		return
 	}
 	log.Info("task done", "class", outcome.Class, "reason", outcome.Reason, "seconds", res.Duration)
