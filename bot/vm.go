@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/turtles-ci/turtles"
@@ -66,9 +67,10 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 		logf(out, "%v", err)
 		return infraOutcome(err), err
 	}
+	console := &lineEnd{w: out}
 	cfg := vm.Config{
 		Image: img, Dir: r.vm.Dir, CPUs: v.cpus, MemoryMB: v.memoryMB, Forwards: v.forward,
-		Console: out, BootTimeout: r.vm.BootTimeout, StopGrace: time.Second,
+		Console: console, BootTimeout: r.vm.BootTimeout, StopGrace: time.Second,
 		Log: log.With("task", t.Key()),
 	}
 	if cfg.Dir == "" {
@@ -103,6 +105,7 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 		}
 		logf(out, "VM %s stopped in %s", m.Name, time.Since(stopped).Round(10*time.Millisecond))
 	}()
+	console.finishLine() // the console ends in "login: "
 	logf(out, "VM %s (%s) accepts SSH on 127.0.0.1:%d after %s", m.Name, m.Accel, m.SSHPort, time.Since(began).Round(100*time.Millisecond))
 	if _, err := m.Output(ctx, "mkdir -p "+GuestArtifacts); err != nil {
 		if ctx.Err() != nil {
@@ -248,5 +251,31 @@ func (b *Bot) sweepVMs() {
 	}
 	if len(removed) > 0 {
 		b.log.Warn("removed VMs of a dead bot", "machines", removed)
+	}
+}
+
+// lineEnd passes the serial console through and remembers whether it
+// ended a line, so that turtles' own lines start on one of their own.
+type lineEnd struct {
+	w    io.Writer
+	mu   sync.Mutex
+	open bool
+}
+
+func (l *lineEnd) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(p) > 0 {
+		l.open = p[len(p)-1] != '\n'
+	}
+	return l.w.Write(p)
+}
+
+func (l *lineEnd) finishLine() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open {
+		io.WriteString(l.w, "\n")
+		l.open = false
 	}
 }
