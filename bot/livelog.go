@@ -68,16 +68,17 @@ type liveLog struct {
 	sw        *scrub.Writer // into raw, under mu
 	f         *os.File      // read back through this handle, never by name
 	size      int64
-	pending   []byte // not yet appended
-	dirty     bool   // written since the last flush
+	dirty     bool // written since the last flush
 	truncated bool
 	appendErr bool // an Append failed: Close must Put the whole log
 	tests     *testTracker
 
-	// Chunk state, under flushMu.
-	flushMu sync.Mutex
-	index   ChunkIndexData
-	started time.Time
+	// Upload state, under flushMu.
+	flushMu  sync.Mutex
+	index    ChunkIndexData // chunks
+	appended int64          // bytes appended
+	buf      []byte
+	started  time.Time
 
 	stop chan struct{}
 	done chan struct{}
@@ -146,9 +147,6 @@ func (r rawWriter) Write(p []byte) (int, error) {
 	l.tests.Write(p)
 	l.size += int64(len(p))
 	l.dirty = true
-	if l.app != nil {
-		l.pending = append(l.pending, p...)
-	}
 	return n, nil
 }
 
@@ -204,14 +202,10 @@ func (l *liveLog) flush() {
 	}
 	l.dirty = false
 	if l.app != nil {
-		p := l.pending
-		l.pending = nil
+		size, failed := l.size, l.appendErr
 		l.mu.Unlock()
-		if err := l.app.Append(ctx, l.key, p); err != nil {
-			l.log.Warn("append to live log", "key", l.key, "err", err)
-			l.mu.Lock()
-			l.appendErr = true
-			l.mu.Unlock()
+		if !failed {
+			l.appendTo(ctx, size)
 		}
 		return
 	}
@@ -219,6 +213,32 @@ func (l *liveLog) flush() {
 	l.mu.Unlock()
 	if err := l.putChunk(ctx, size); err != nil {
 		l.log.Warn("upload live log chunk", "key", l.key, "err", err)
+	}
+}
+
+// appendTo appends the log from what was appended to size, read back from
+// the local file in pieces: no copy of the log is kept in memory. After a
+// failure it stops, and Close puts the whole log.
+func (l *liveLog) appendTo(ctx context.Context, size int64) {
+	const piece = 4 << 20
+	for l.appended < size {
+		n := min(size-l.appended, piece)
+		if int64(cap(l.buf)) < n {
+			l.buf = make([]byte, n)
+		}
+		b := l.buf[:n]
+		if _, err := l.f.ReadAt(b, l.appended); err != nil {
+			l.log.Warn("read back log", "err", err)
+			return
+		}
+		if err := l.app.Append(ctx, l.key, b); err != nil {
+			l.log.Warn("append to live log", "key", l.key, "err", err)
+			l.mu.Lock()
+			l.appendErr = true
+			l.mu.Unlock()
+			return
+		}
+		l.appended += n
 	}
 }
 
@@ -261,9 +281,12 @@ func (l *liveLog) Close(ctx context.Context) error {
 		// failed and left a hole.
 		l.flush()
 		l.mu.Lock()
-		ok := !l.appendErr
+		size, failed := l.size, l.appendErr
 		l.mu.Unlock()
-		if ok {
+		l.flushMu.Lock()
+		done := l.appended == size
+		l.flushMu.Unlock()
+		if !failed && done {
 			return nil
 		}
 	}
