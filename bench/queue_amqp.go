@@ -24,7 +24,7 @@ func init() { register("queue-amqp", queueAMQP) }
 // broker in the same run, and prints turtles' rate over the raw one.
 func queueAMQP(ctx context.Context) error {
 	const (
-		tasks      = 2000
+		tasks      = 1000
 		publishers = 4
 		claimers   = 8
 	)

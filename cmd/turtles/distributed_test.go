@@ -1,0 +1,380 @@
+package main
+
+// Fault tests of distributed mode: the real binary as separate hook,
+// reporter and bot processes on a private RabbitMQ node (amqptest), a fake
+// GitHub, bots killed with SIGKILL and the broker restarted mid-run. One
+// broker and one set of processes serve all the assertions (2-6 minutes,
+// depending on how loaded the machine is).
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/turtles-ci/turtles/forge/github/githubtest"
+	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/queue/amqp"
+	"github.com/turtles-ci/turtles/queue/amqp/amqptest"
+)
+
+// syncBuffer is a bytes.Buffer that a process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is one turtles process that the test may kill and start again.
+type proc struct {
+	t    *testing.T
+	name string
+	args []string
+	logs *syncBuffer
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	p := &proc{t: t, name: name, args: args, logs: &syncBuffer{}}
+	p.start()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("%s output (last 4000 bytes):\n%s", name, tail(p.logs.String(), 4000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *proc) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(turtlesBin, p.args...)
+	cmd.Env = append(os.Environ(), "TURTLES_GITHUB_TOKEN="+testToken, "TURTLES_WEBHOOK_SECRET="+testSecret)
+	fmt.Fprintf(p.logs, "=== start %s\n", p.name)
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	p.cmd, p.done = cmd, make(chan struct{})
+	go func(done chan struct{}) {
+		cmd.Wait()
+		close(done)
+	}(p.done)
+}
+
+func (p *proc) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		p.cmd = nil
+	}
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, url, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+func pushPayload(repoDir, sha string) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"ref": "refs/heads/main", "after": sha,
+		"repository": map[string]any{"full_name": "octo/hello", "clone_url": "file://" + repoDir},
+	})
+	return b
+}
+
+func postWebhook(t *testing.T, url, delivery string, body []byte) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	req.Header.Set("X-Hub-Signature-256", sign(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestDistributed(t *testing.T) {
+	const (
+		// 250 test tasks: 500 took 2-7 minutes on a shared 2-core machine.
+		commits  = 25
+		contexts = 10
+		bots     = 4
+	)
+	broker, err := amqptest.Start(amqptest.Options{Log: t.Logf})
+	// (t.Logf shows the URL: guest:guest on a private node, not a secret.)
+	if err != nil {
+		t.Fatalf("start broker: %v", err)
+	}
+	t.Cleanup(func() { broker.Stop() })
+	gh := githubtest.NewServer(t, testToken)
+
+	var yaml strings.Builder
+	yaml.WriteString("contexts:\n")
+	for i := range contexts {
+		fmt.Fprintf(&yaml, "  - name: c%02d\n    command: echo ok %d\n", i, i)
+	}
+	repo := t.TempDir()
+	var shas []string
+	for range commits {
+		shas = append(shas, gitRepo(t, repo, map[string]string{".turtles.yaml": yaml.String()}))
+	}
+
+	store := t.TempDir() // shared by the processes, as NFS would be
+	common := []string{"--queue", broker.URL, "--log-level", "debug", "--lease", "3s",
+		"--max-deliveries", "10"}
+	hookAddr, repAddr := freeAddr(t), freeAddr(t)
+	hookP := startProc(t, "hook", append([]string{"hook", "--data-dir", t.TempDir(), "--listen", hookAddr}, common...)...)
+	rep := startProc(t, "reporter", append([]string{"reporter", "--data-dir", t.TempDir(), "--listen", repAddr,
+		"--github-api", gh.URL + "/", "--store-dir", store}, common...)...)
+	var botProcs []*proc
+	for i := range bots {
+		botProcs = append(botProcs, startProc(t, fmt.Sprintf("bot-%d", i), append([]string{"bot", "--data-dir", t.TempDir(),
+			"--bot-name", fmt.Sprintf("bot-%d", i), "--slots", "4", "--retry-delays", "200ms", "--store-dir", store}, common...)...))
+	}
+	waitHTTP(t, "http://"+hookAddr+"/metrics")
+	waitHTTP(t, "http://"+repAddr+"/healthz")
+
+	// Malformed messages first: the bots must dead-letter them and go on.
+	raw, err := amqp.Open(amqp.Config{URL: broker.URL, Options: queue.Options{}})
+	if err != nil {
+		t.Fatalf("open queue: %v", err)
+	}
+	malformed := []string{"not json at all", `{"version":99,"kind":"test","repo":{"name":"a/b","clone_url":"x"}}`}
+	for _, body := range malformed {
+		if err := raw.PublishRaw(t.Context(), "public", []byte(body)); err != nil {
+			t.Fatalf("PublishRaw: %v", err)
+		}
+	}
+	raw.Close()
+
+	start := time.Now()
+	for i, sha := range shas {
+		body := pushPayload(repo, sha)
+		if code := postWebhook(t, "http://"+hookAddr+"/hook/github", fmt.Sprintf("push-%d", i), body); code/100 != 2 {
+			t.Fatalf("webhook %d: status %d", i, code)
+		}
+	}
+
+	// Chaos starts once every test task is queued (see below): a bot
+	// killed and restarted every 3-6s; the broker restarted once, when
+	// about a fifth of the statuses are final.
+	//
+	// Not while plans publish: a publisher killed between taking a task
+	// key's dedupe lock and publishing the task leaves a lock without a
+	// task, and the plan's retry is then refused as a duplicate
+	// (docs/distributed.md, "Dedupe by task key").
+	finals := func() int {
+		n := 0
+		for _, sha := range shas {
+			for c := range contexts {
+				if st, ok := gh.Final("octo/hello", sha, fmt.Sprintf("c%02d", c)); ok && st.State != "pending" {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	waitFor(t, 120*time.Second, "every test task queued", func() bool {
+		n := 0
+		for _, sha := range shas {
+			if _, ok := gh.Final("octo/hello", sha, fmt.Sprintf("c%02d", contexts-1)); ok {
+				n++
+			}
+		}
+		return n == commits // the last context got at least a pending status
+	})
+	stopChaos := make(chan struct{})
+	chaosDone := make(chan struct{})
+	var kills int
+	brokerRestarted := false
+	go func() {
+		defer close(chaosDone)
+		for {
+			select {
+			case <-stopChaos:
+				return
+			case <-time.After(time.Duration(3000+rand.IntN(3000)) * time.Millisecond):
+			}
+			b := botProcs[rand.IntN(len(botProcs))]
+			b.kill()
+			kills++
+			b.start()
+			if !brokerRestarted && finals() >= commits*contexts/5 {
+				brokerRestarted = true
+				began := time.Now()
+				if err := broker.Restart(); err != nil {
+					t.Errorf("restart broker: %v", err)
+					return
+				}
+				t.Logf("broker restarted in %s", time.Since(began).Round(time.Millisecond))
+			}
+		}
+	}()
+	lastLog, deadline := time.Now(), time.Now().Add(420*time.Second)
+	for n := finals(); n < commits*contexts; n = finals() {
+		if time.Since(lastLog) > 15*time.Second {
+			t.Logf("%s: %d of %d tasks final", time.Since(start).Round(time.Second), n, commits*contexts)
+			lastLog = time.Now()
+		}
+		if time.Now().After(deadline) {
+			close(stopChaos)
+			<-chaosDone
+			var procs []*proc
+			procs = append(procs, hookP, rep)
+			for _, sha := range shas {
+				for c := range contexts {
+					if st, ok := gh.Final("octo/hello", sha, fmt.Sprintf("c%02d", c)); !ok || st.State == "pending" {
+						key := fmt.Sprintf("%s:c%02d", sha, c)
+						t.Errorf("no final status for %s (last: %+v)", key, st)
+						for _, p := range append(procs, botProcs...) {
+							for _, line := range strings.Split(p.logs.String(), "\n") {
+								if strings.Contains(line, key) || strings.Contains(line, sha) && strings.Contains(line, "c"+fmt.Sprintf("%02d", c)) {
+									t.Logf("%s: %s", p.name, line)
+								}
+							}
+						}
+					}
+				}
+			}
+			t.FailNow()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stopChaos)
+	<-chaosDone
+	t.Logf("%d tasks final after %s, %d bot kills, broker restarted: %v",
+		commits*contexts, time.Since(start).Round(time.Second), kills, brokerRestarted)
+	if !brokerRestarted {
+		t.Errorf("the broker was never restarted: the test did not test that")
+	}
+	time.Sleep(3 * time.Second) // duplicates would come now
+
+	t.Run("exactly one final status per task", func(t *testing.T) {
+		count := map[string]int{}
+		for _, st := range gh.Statuses() {
+			if st.State != "pending" && st.Context != "turtles" {
+				count[st.SHA+" "+st.Context]++
+				if st.State != "success" {
+					t.Errorf("%s %s: %s (%s), want success", st.SHA[:8], st.Context, st.State, st.Description)
+				}
+			}
+		}
+		for k, n := range count {
+			if n != 1 {
+				t.Errorf("%s: %d final statuses, want 1", k, n)
+			}
+		}
+		if len(count) != commits*contexts {
+			t.Errorf("%d tasks with a final status, want %d", len(count), commits*contexts)
+		}
+	})
+	t.Run("exactly one final result per task", func(t *testing.T) {
+		for _, sha := range shas {
+			tasks, err := fetchTasks(t.Context(), "http://"+repAddr+"/api/v1/tasks?sha="+sha)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, x := range tasks {
+				if x.Context == "turtles" {
+					continue
+				}
+				n++
+				finished := 0
+				for _, a := range x.Attempts {
+					if a.Outcome != nil {
+						finished++
+					}
+				}
+				if x.Outcome == nil || x.Outcome.Class != "success" || finished != 1 {
+					t.Errorf("%s %s: outcome %v with %d finished attempts, want success from exactly 1", sha[:8], x.Context, x.Outcome, finished)
+				}
+			}
+			if n != contexts {
+				t.Errorf("%s: %d test tasks recorded, want %d", sha[:8], n, contexts)
+			}
+		}
+	})
+	t.Run("malformed messages dead-lettered with a reason", func(t *testing.T) {
+		resp, err := http.Get("http://" + repAddr + "/api/v1/deadletters")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			DeadLetters []queue.DeadLetter `json:"dead_letters"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		dls := out.DeadLetters
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("decode dead letters: %v", err)
+		}
+		got := map[string]bool{}
+		for _, dl := range dls {
+			got[dl.Body] = dl.Reason != ""
+		}
+		for _, body := range malformed {
+			if !got[body] {
+				t.Errorf("dead letters %+v lack %q with a reason", dls, body)
+			}
+		}
+		logged := false
+		for _, b := range botProcs {
+			if strings.Contains(b.logs.String(), "dead-lettering a malformed message") {
+				logged = true
+			}
+		}
+		if !logged {
+			t.Errorf("no bot logged the dead-lettering of a malformed message")
+		}
+	})
+	for _, p := range append([]*proc{hookP, rep}, botProcs...) {
+		if strings.Contains(p.logs.String(), "guest:guest@") {
+			t.Errorf("%s logged the broker password", p.name)
+		}
+	}
+}
