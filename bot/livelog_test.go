@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles/store"
+	"github.com/turtles-ci/turtles/store/s3"
+	"github.com/turtles-ci/turtles/store/s3/s3test"
 	"github.com/turtles-ci/turtles/web/logpage"
 )
 
@@ -52,6 +55,8 @@ func readChunks(st store.Store, key string) (string, error) {
 	return b.String(), nil
 }
 
+// TestLiveLogChunks runs the chunk scheme on a directory that hides its
+// Append, and on S3 (gofakes3 through store/s3).
 func TestLiveLogChunks(t *testing.T) {
 	old := chunkEvery
 	chunkEvery = 20 * time.Millisecond
@@ -60,7 +65,22 @@ func TestLiveLogChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := putOnly{d}
+	srv := s3test.Fake()
+	defer srv.Close()
+	bucket, err := srv.CreateBucket(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3st, err := s3.New(srv.Config(bucket, "ci"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []store.Store{putOnly{d}, s3st} {
+		t.Run(fmt.Sprintf("%T", st), func(t *testing.T) { testLiveLogChunks(t, st) })
+	}
+}
+
+func testLiveLogChunks(t *testing.T, st store.Store) {
 	const key = "o/r/s/c/1/log"
 	l, err := newLiveLog(st, key, filepath.Join(t.TempDir(), "log"), nil)
 	if err != nil {

@@ -158,9 +158,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
+	// A known size is one plain request; an unknown one is streamed in
+	// aws-chunked encoding, which not every server decodes.
 	size := int64(-1)
-	if l, ok := r.(interface{ Len() int }); ok {
+	switch l := r.(type) {
+	case interface{ Len() int }:
 		size = int64(l.Len())
+	case interface{ Size() int64 }: // io.SectionReader: live log chunks
+		size = l.Size()
 	}
 	_, err = s.c.PutObject(ctx, s.bucket, name, r, size, minio.PutObjectOptions{
 		ContentType: contentType,
