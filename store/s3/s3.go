@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -277,21 +276,4 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	return nil
-}
-
-// ReadSecret returns the value of the environment variable env if set,
-// else the trimmed content of file, else "". It is how cmd/turtles reads
-// S3 credentials without ever putting them in a config file or a log.
-func ReadSecret(env, file string) (string, error) {
-	if v := os.Getenv(env); v != "" {
-		return v, nil
-	}
-	if file == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("read secret: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
 }
