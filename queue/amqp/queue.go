@@ -23,7 +23,7 @@ type Queue struct {
 	mu     sync.Mutex
 	pools  map[string]bool    // pools this handle used, for Stats
 	held   map[*delivery]bool // unacked or parked deliveries of this handle
-	wake   map[string]chan struct{}
+	wake   queue.Wakeups      // keyed by pool
 	reaper sync.Once
 }
 
@@ -39,7 +39,7 @@ func Open(cfg Config) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{c: c, n: c.n, opts: c.cfg.Options, pools: map[string]bool{},
-		held: map[*delivery]bool{}, wake: map[string]chan struct{}{}}
+		held: map[*delivery]bool{}}
 	for _, p := range cfg.Pools {
 		q.pools[p] = true
 	}
@@ -72,25 +72,8 @@ func (q *Queue) usePool(l *link, pool string) error {
 	return l.declare(q.n.workSpec(pool))
 }
 
-func (q *Queue) wakeChan(pool string) chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	c, ok := q.wake[pool]
-	if !ok {
-		c = make(chan struct{})
-		q.wake[pool] = c
-	}
-	return c
-}
-
-func (q *Queue) wakeUp(pool string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if c, ok := q.wake[pool]; ok {
-		close(c)
-		delete(q.wake, pool)
-	}
-}
+func (q *Queue) wakeChan(pool string) <-chan struct{} { return q.wake.Chan(pool) }
+func (q *Queue) wakeUp(pool string)                   { q.wake.Wake(pool) }
 
 // Publish implements queue.Queue. The task's key is locked first (see
 // keySpec), then the task is published; both wait for broker confirms.

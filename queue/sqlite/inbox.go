@@ -70,10 +70,11 @@ func (db *DB) tryTake(ctx context.Context) (*inboxMessage, int64, error) {
 	return &inboxMessage{db: db, seq: seq, body: body}, 0, tx.Commit()
 }
 
-// inboxWakeChan shares the event log's wakeup: both are drained by the
-// same side, and a spurious wakeup only costs one query.
-func (db *DB) inboxWakeChan() chan struct{} { return db.eventWakeChan() }
-func (db *DB) wakeInbox()                   { db.wakeEvents() }
+// inboxKey is the Wakeups key of the inbox (see eventsKey).
+const inboxKey = "inbox messages"
+
+func (db *DB) inboxWakeChan() <-chan struct{} { return db.wakeups.Chan(inboxKey) }
+func (db *DB) wakeInbox()                     { db.wakeups.Wake(inboxKey) }
 
 type inboxMessage struct {
 	db   *DB

@@ -106,8 +106,7 @@ type DB struct {
 	closeOnce sync.Once
 
 	mu         sync.Mutex
-	poolWake   map[string]chan struct{} // closed and replaced on new work
-	eventWake  chan struct{}
+	wakeups    queue.Wakeups // keyed by pool, and eventsKey for events
 	lastPruned time.Time
 }
 
@@ -150,8 +149,6 @@ func Open(path string, opts queue.Options, log *slog.Logger) (*DB, error) {
 		owner:      newToken(),
 		eventLease: eventLease,
 		done:       make(chan struct{}),
-		poolWake:   map[string]chan struct{}{},
-		eventWake:  make(chan struct{}),
 	}
 	if err := db.migrate(context.Background()); err != nil {
 		sdb.Close()
@@ -235,39 +232,14 @@ func newToken() string {
 
 func nanos(t time.Time) int64 { return t.UnixNano() }
 
-// wakeChan returns the channel closed the next time pool gets work.
-func (db *DB) wakeChan(pool string) chan struct{} {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	c, ok := db.poolWake[pool]
-	if !ok {
-		c = make(chan struct{})
-		db.poolWake[pool] = c
-	}
-	return c
-}
+// eventsKey is the Wakeups key of the event log; pool names cannot
+// contain a space.
+const eventsKey = "events log"
 
-func (db *DB) wake(pool string) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	if c, ok := db.poolWake[pool]; ok {
-		close(c)
-		delete(db.poolWake, pool)
-	}
-}
-
-func (db *DB) eventWakeChan() chan struct{} {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	return db.eventWake
-}
-
-func (db *DB) wakeEvents() {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	close(db.eventWake)
-	db.eventWake = make(chan struct{})
-}
+func (db *DB) wakeChan(pool string) <-chan struct{} { return db.wakeups.Chan(pool) }
+func (db *DB) wake(pool string)                     { db.wakeups.Wake(pool) }
+func (db *DB) eventWakeChan() <-chan struct{}       { return db.wakeups.Chan(eventsKey) }
+func (db *DB) wakeEvents()                          { db.wakeups.Wake(eventsKey) }
 
 // Publish implements queue.Queue.
 func (db *DB) Publish(ctx context.Context, t turtles.Task) error {
@@ -321,7 +293,7 @@ func (db *DB) insert(ctx context.Context, pool string, key sql.NullString, prio 
 // to pass, whichever is first; the poll finds work published by other
 // processes.
 func (db *DB) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
-	d, err := waitFor(ctx, db, func() chan struct{} { return db.wakeChan(pool) }, func() (*delivery, int64, error) {
+	d, err := waitFor(ctx, db, func() <-chan struct{} { return db.wakeChan(pool) }, func() (*delivery, int64, error) {
 		d, next, err := db.tryClaim(ctx, pool)
 		if err != nil {
 			err = fmt.Errorf("claim from pool %s: %w", pool, db.check(err))
@@ -338,7 +310,7 @@ func (db *DB) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
 // an in-process wakeup (wakeChan is taken before trying, so no wakeup is
 // missed), for the next known availability time try returned, or for
 // opts.Poll, which finds work written by other processes.
-func waitFor[T any](ctx context.Context, db *DB, wakeChan func() chan struct{}, try func() (*T, int64, error)) (*T, error) {
+func waitFor[T any](ctx context.Context, db *DB, wakeChan func() <-chan struct{}, try func() (*T, int64, error)) (*T, error) {
 	timer := time.NewTimer(0)
 	<-timer.C
 	defer timer.Stop()
