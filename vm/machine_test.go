@@ -87,6 +87,11 @@ func TestMachine(t *testing.T) {
 	defer m.Stop(ctx)
 
 	t.Run("console", func(t *testing.T) {
+		// sshd may answer before getty prints its prompt: wait for it.
+		deadline := time.Now().Add(time.Minute)
+		for !strings.Contains(console.String(), "login:") && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
 		c := console.String()
 		for _, want := range []string{"turtles: booting", strings.ToUpper(m.Accel), "login:"} {
 			if !strings.Contains(c, want) {
