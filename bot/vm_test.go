@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,8 @@ func qemuOf(dir string) []string {
 // TestVMTasks runs three tasks, one VM each, through a real bot: a
 // guest-mode task with artifacts, a host-mode task that reaches the guest
 // with the TURTLES_VM_* variables, and a guest-mode task that times out.
+var kernelLine = regexp.MustCompile(`(?m)^\[\s*\d+\.\d+\] `)
+
 func TestVMTasks(t *testing.T) {
 	images := vmImages(t)
 	h := newHarness(t, map[string]string{".turtles.yaml": vmConfig}, queue.Options{})
@@ -118,8 +121,13 @@ func TestVMTasks(t *testing.T) {
 		}
 	}
 	check("guest", turtles.Outcome{Class: turtles.Success},
-		"turtles: booting debian-12-", "TCG", "login:",
+		"turtles: booting debian-12-", "TCG",
 		"in bookworm at /var/tmp/turtles-src sha="+h.sha, "turtles: exit status 0")
+	// The serial console is in the task log: the kernel's timestamped
+	// lines (getty's prompt may come only after the command ran).
+	if log := h.log(tasks["guest"]); !kernelLine.MatchString(log) {
+		t.Errorf("guest: log has no kernel console line:\n%s", log)
+	}
 	check("host", turtles.Outcome{Class: turtles.Success},
 		"guest says turtles", "host has the checkout", "768 MiB", "port 9090 at 127.0.0.1:")
 	check("slow", turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "timed out after 10s"},
