@@ -30,14 +30,12 @@ func (s *Server) listTests(w http.ResponseWriter, r *http.Request) {
 		}
 		f.FlakyOnly = b
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "limit must be a positive number")
-			return
-		}
-		f.Limit = n
+	limit, err := queryLimit(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
+	f.Limit = limit
 	tests, err := s.cfg.Results.Tests(r.Context(), f)
 	if err != nil {
 		s.internal(w, r, err)

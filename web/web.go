@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -105,14 +106,12 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown state %q: want queued, running, retrying or finished", f.State))
 		return
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "limit must be a positive number")
-			return
-		}
-		f.Limit = n
+	limit, err := queryLimit(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
+	f.Limit = limit
 	tasks, err := s.cfg.Results.List(r.Context(), f)
 	if err != nil {
 		s.internal(w, r, err)
@@ -280,6 +279,20 @@ func (s *Server) render(w http.ResponseWriter, name string, data any) {
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 	s.cfg.Log.Error("request failed", "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal error; see the server log")
+}
+
+// queryLimit reads the optional ?limit= of a list request; 0 means the
+// lister's default.
+func queryLimit(q url.Values) (int, error) {
+	l := q.Get("limit")
+	if l == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 {
+		return 0, errors.New("limit must be a positive number")
+	}
+	return n, nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
