@@ -140,9 +140,6 @@ func serve(s Settings) error {
 	ctx, again, stopSignals := signals()
 	defer stopSignals()
 
-	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
 	sys, err := openSystem(s, log)
 	if err != nil {
 		return err

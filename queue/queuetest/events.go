@@ -162,21 +162,10 @@ func testEventsWake(t *testing.T, open EventsOpener) {
 
 func testEventsContext(t *testing.T, open EventsOpener) {
 	e := open(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	ch := make(chan error, 1)
-	go func() {
+	returnsOnCancel(t, "Receive", func(ctx context.Context) error {
 		_, err := e.Receive(ctx)
-		ch <- err
-	}()
-	cancel()
-	select {
-	case err := <-ch:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Receive after cancel = %v, want context.Canceled", err)
-		}
-	case <-time.After(patient):
-		t.Fatal("Receive did not return after its context was cancelled")
-	}
+		return err
+	})
 }
 
 func testEventsClosed(t *testing.T, open EventsOpener) {

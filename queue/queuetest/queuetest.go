@@ -319,21 +319,10 @@ func testClaimWakes(t *testing.T, open Opener) {
 
 func testClaimContext(t *testing.T, open Opener) {
 	q := open(t, opts())
-	ctx, cancel := context.WithCancel(t.Context())
-	ch := make(chan error, 1)
-	go func() {
+	returnsOnCancel(t, "Claim", func(ctx context.Context) error {
 		_, err := q.Claim(ctx, "public")
-		ch <- err
-	}()
-	cancel()
-	select {
-	case err := <-ch:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("Claim after cancel = %v, want context.Canceled", err)
-		}
-	case <-time.After(patient):
-		t.Fatal("Claim did not return after its context was cancelled")
-	}
+		return err
+	})
 }
 
 func testLeaseExpiry(t *testing.T, open Opener) {
@@ -591,5 +580,23 @@ func testClosed(t *testing.T, open Opener) {
 	}
 	if _, err := q.Stats(ctx); !errors.Is(err, queue.ErrClosed) {
 		t.Errorf("Stats after Close = %v, want ErrClosed", err)
+	}
+}
+
+// returnsOnCancel checks that call, blocked waiting, returns
+// context.Canceled soon after its context is cancelled.
+func returnsOnCancel(t *testing.T, what string, call func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	ch := make(chan error, 1)
+	go func() { ch <- call(ctx) }()
+	cancel()
+	select {
+	case err := <-ch:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s after cancel = %v, want context.Canceled", what, err)
+		}
+	case <-time.After(patient):
+		t.Fatalf("%s did not return after its context was cancelled", what)
 	}
 }
