@@ -136,7 +136,13 @@ func (r *Reporter) Handle(ctx context.Context, ev turtles.Event) error {
 	if attempt > st.seen {
 		st.seen = attempt
 	}
-	stale := attempt <= st.final || attempt < st.seen
+	// "queued" comes from the planner, "started" from a bot: a late
+	// "queued" must not show Queued over Running.
+	stale := attempt <= st.final || attempt < st.seen ||
+		ev.Type == turtles.EventQueued && attempt <= st.started
+	if ev.Type != turtles.EventQueued && attempt > st.started {
+		st.started = attempt
+	}
 	red := st.planRed
 	r.recent.put(key, st)
 	r.mu.Unlock()
@@ -257,6 +263,7 @@ func errorKind(err error) string {
 // keyState is what the Reporter remembers of one task key.
 type keyState struct {
 	seen    int  // highest attempt an event was seen for
+	started int  // highest attempt a non-queued event was seen for
 	final   int  // highest attempt a final status was set for
 	planRed bool // a plan task's last final status was not success
 }

@@ -180,6 +180,11 @@ func TestReporter(t *testing.T) {
 			want:   []githubtest.Status{status("linux", "success", logLinux, "Tests passed")},
 		},
 		{
+			name:   "a late queued does not report over running",
+			events: []turtles.Event{started("linux", 1), queued("linux", 1)},
+			want:   []githubtest.Status{status("linux", "pending", logLinux, "Running on bot-1")},
+		},
+		{
 			name:   "a stale attempt does not report over a running one",
 			events: []turtles.Event{started("linux", 2), started("linux", 1)},
 			want:   []githubtest.Status{status("linux", "pending", logLinux, "Running on bot-1")},

@@ -198,6 +198,12 @@ func apply(ctx context.Context, tx *sql.Tx, ev turtles.Event) error {
 	// attempt's row, never the task's state: a bot that lost its lease
 	// must not turn a finished task back to running.
 	stale := t.Attempt < cur.attempt || (t.Attempt == cur.attempt && cur.state == string(Finished) && state != Finished)
+	// A task is queued before it starts, but the two events come from
+	// different processes (the planner and the bot), so "queued" can
+	// arrive after "started": it must not turn a running task back.
+	if ev.Type == turtles.EventQueued && err == nil && cur.attempt >= t.Attempt {
+		stale = true
+	}
 	if ev.Type != turtles.EventQueued {
 		if err := upsertAttempt(ctx, tx, ev, state, at); err != nil {
 			return err

@@ -81,6 +81,14 @@ func TestHandle(t *testing.T) {
 			ev("f1x", turtles.EventFinished, 1, turtles.Infra)},
 		want: summary{State: Running, Attempts: []string{"1:finished:infra", "2:running:"}},
 	}, {
+		name:   "queued arriving after started",
+		events: []turtles.Event{ev("s1", turtles.EventStarted, 1, ""), ev("q", turtles.EventQueued, 1, "")},
+		want:   summary{State: Running, Attempts: []string{"1:running:"}},
+	}, {
+		name:   "queued arriving after finished",
+		events: []turtles.Event{ev("s1", turtles.EventStarted, 1, ""), ev("f1x", turtles.EventFinished, 1, turtles.Success), ev("q", turtles.EventQueued, 1, "")},
+		want:   summary{State: Finished, Class: turtles.Success, Attempts: []string{"1:finished:success"}},
+	}, {
 		name:   "duplicate event applied once",
 		events: []turtles.Event{ev("s1", turtles.EventStarted, 1, ""), ev("s1", turtles.EventStarted, 1, "")},
 		want:   summary{State: Running, Attempts: []string{"1:running:"}},
