@@ -59,7 +59,15 @@ type Task struct {
 	// request's base branch; informational.
 	Ref string `json:"ref,omitempty"`
 	// PR is the pull request number, 0 for a push.
-	PR      int    `json:"pr,omitempty"`
+	PR int `json:"pr,omitempty"`
+	// Base is a pull request's base (target) branch, such as "main";
+	// branch rules for pull requests match it. Empty for a push.
+	Base string `json:"base,omitempty"`
+	// BaseSHA is the commit the change is compared with to find the
+	// paths it touches: a pull request's base commit, or the previous
+	// head of a pushed branch. Empty when unknown: path filters then do
+	// not filter.
+	BaseSHA string `json:"base_sha,omitempty"`
 	Context string `json:"context"`
 	// Command is run with "sh -c" in the checkout. Empty means: look the
 	// context up in the checkout's .turtles.yaml.
