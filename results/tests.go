@@ -263,11 +263,23 @@ func ParseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// PruneTests forgets per-test results older than age.
-func (d *DB) PruneTests(ctx context.Context, age time.Duration) error {
-	_, err := d.db.ExecContext(ctx, `DELETE FROM test_results WHERE finished < ?`, time.Now().Add(-age).UnixMilli())
-	if err != nil {
-		return fmt.Errorf("prune test results: %w", err)
+// PruneTests forgets the per-test results of attempts that finished
+// before cutoff and returns how many rows it deleted (with dryRun, how
+// many it would delete). `turtles store prune` calls it with the cutoff of
+// the logs it deletes, so that no test result outlives its log.
+func (d *DB) PruneTests(ctx context.Context, cutoff time.Time, dryRun bool) (int64, error) {
+	if dryRun {
+		var n int64
+		err := d.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM test_results WHERE finished < ?`, cutoff.UnixMilli()).Scan(&n)
+		if err != nil {
+			return 0, fmt.Errorf("count old test results: %w", err)
+		}
+		return n, nil
 	}
-	return nil
+	r, err := d.db.ExecContext(ctx, `DELETE FROM test_results WHERE finished < ?`, cutoff.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("prune test results: %w", err)
+	}
+	n, _ := r.RowsAffected()
+	return n, nil
 }

@@ -84,8 +84,21 @@ func TestFlakes(t *testing.T) {
 	if later, _ := db.Tests(ctx, TestFilter{Since: now.Add(time.Hour)}); len(later) != 0 {
 		t.Errorf("Tests since a later time = %+v, want none", later)
 	}
-	if err := db.PruneTests(ctx, -2*time.Hour); err != nil {
-		t.Fatal(err)
+	if n, err := db.PruneTests(ctx, now.Add(-2*time.Hour), false); err != nil || n != 0 {
+		t.Fatalf("PruneTests before all results = %d, %v; want 0", n, err)
+	}
+	// Attempt 1 (3 rows) finished at now+1m, attempt 2 (4 rows) at now+2m.
+	if n, err := db.PruneTests(ctx, now.Add(90*time.Second), true); err != nil || n != 3 {
+		t.Fatalf("PruneTests dry run = %d, %v; want 3", n, err)
+	}
+	if n, err := db.PruneTests(ctx, now.Add(90*time.Second), false); err != nil || n != 3 {
+		t.Fatalf("PruneTests = %d, %v; want 3", n, err)
+	}
+	if left, _ := db.Tests(ctx, TestFilter{}); len(left) != 4 || left[0].Runs != 1 {
+		t.Errorf("after pruning attempt 1: %+v, want 4 tests of 1 run", left)
+	}
+	if n, err := db.PruneTests(ctx, now.Add(time.Hour), false); err != nil || n != 4 {
+		t.Fatalf("PruneTests = %d, %v; want 4", n, err)
 	}
 	if left, _ := db.Tests(ctx, TestFilter{}); len(left) != 0 {
 		t.Errorf("after PruneTests: %+v", left)

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -98,7 +101,13 @@ func storeCmd() *cobra.Command {
 		Short: "Delete the logs, results and artifacts of attempts older than an age",
 		Long: `prune deletes every file of each attempt (OWNER/REPO/SHA/CONTEXT/ATTEMPT/...)
 whose newest file is older than --older-than, in the store of --store or
---store-dir. Attempts still being written are newer, so they stay.`,
+--store-dir. Attempts still being written are newer, so they stay.
+
+When DATA-DIR/results.db exists (the results database of serve and
+reporter), prune also deletes its per-test results of attempts that
+finished before the same cutoff, so that no test result links to a
+deleted log. Tasks and attempts stay: they are small, and statuses link
+to them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			age, err := results.ParseAge(olderThan)
@@ -114,12 +123,20 @@ whose newest file is older than --older-than, in the store of --store or
 			if err != nil {
 				return err
 			}
-			n, files, err := pruneStore(cmd.Context(), st, time.Now().Add(-age), dryRun)
+			cutoff := time.Now().Add(-age)
+			n, files, err := pruneStore(cmd.Context(), st, cutoff, dryRun)
 			verb := "deleted"
 			if dryRun {
 				verb = "would delete"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %d files of %d attempts older than %s\n", verb, files, n, olderThan)
+			if err != nil {
+				return err
+			}
+			rows, path, err := pruneResults(cmd.Context(), s.DataDir, cutoff, dryRun, log)
+			if path != "" && err == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %d test results older than %s in %s\n", verb, rows, olderThan, path)
+			}
 			return err
 		},
 	}
@@ -128,6 +145,23 @@ whose newest file is older than --older-than, in the store of --store or
 	addFlags(prune.Flags(), "data-dir", "store", "store-dir", "s3-credentials-file", "log-level", "log-format")
 	cmd.AddCommand(prune)
 	return cmd
+}
+
+// pruneResults deletes the per-test results that finished before cutoff
+// from DATA-DIR/results.db, if that database exists: prune never creates
+// one. It returns the rows deleted and the database's path ("" if none).
+func pruneResults(ctx context.Context, dataDir string, cutoff time.Time, dryRun bool, log *slog.Logger) (int64, string, error) {
+	path := filepath.Join(dataDir, "results.db")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return 0, "", nil
+	}
+	db, err := results.Open(path, log.With("part", "results"))
+	if err != nil {
+		return 0, path, err
+	}
+	defer db.Close()
+	n, err := db.PruneTests(ctx, cutoff, dryRun)
+	return n, path, err
 }
 
 var shaSegment = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -95,5 +98,52 @@ func TestS3Config(t *testing.T) {
 		} else if strings.Contains(err.Error(), "pass") && !strings.Contains(err.Error(), "xxxxx") {
 			t.Errorf("s3Config(%q) error shows the password: %v", bad, err)
 		}
+	}
+}
+
+func TestPruneResults(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	// No database: nothing to do, and none is created.
+	if n, path, err := pruneResults(ctx, dir, time.Now(), false, log); n != 0 || path != "" || err != nil {
+		t.Fatalf("without a database: %d, %q, %v", n, path, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "results.db")); err == nil {
+		t.Fatal("prune created a results database")
+	}
+	db, err := results.Open(filepath.Join(dir, "results.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := turtles.Task{Repo: turtles.Repo{Name: "o/r"}, SHA: strings.Repeat("ab", 20), Context: "unit", Attempt: 1}
+	old := turtles.Result{Task: task, Finished: time.Now().Add(-100 * 24 * time.Hour),
+		Tests: []turtles.TestResult{{Name: "a", Outcome: turtles.TestPassed}, {Name: "b", Outcome: turtles.TestFailed}}}
+	task.Attempt = 2
+	recent := turtles.Result{Task: task, Finished: time.Now(), Tests: []turtles.TestResult{{Name: "a", Outcome: turtles.TestPassed}}}
+	for _, r := range []turtles.Result{old, recent} {
+		if err := db.RecordTests(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	cutoff := time.Now().Add(-90 * 24 * time.Hour)
+	if n, _, err := pruneResults(ctx, dir, cutoff, true, log); n != 2 || err != nil {
+		t.Fatalf("dry run = %d, %v; want 2", n, err)
+	}
+	if n, _, err := pruneResults(ctx, dir, cutoff, false, log); n != 2 || err != nil {
+		t.Fatalf("prune = %d, %v; want 2", n, err)
+	}
+	if n, _, err := pruneResults(ctx, dir, cutoff, false, log); n != 0 || err != nil {
+		t.Fatalf("second prune = %d, %v; want 0", n, err)
+	}
+	db, err = results.Open(filepath.Join(dir, "results.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	left, err := db.Tests(ctx, results.TestFilter{})
+	if err != nil || len(left) != 1 || left[0].Runs != 1 {
+		t.Errorf("left after prune: %+v, %v; want test a with 1 run", left, err)
 	}
 }
