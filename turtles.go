@@ -141,6 +141,10 @@ func (t Task) Validate() error {
 		return errors.New("repo has no clone URL")
 	case !shaRe.MatchString(t.SHA):
 		return fmt.Errorf("bad commit SHA %q: want 40 lowercase hex digits", t.SHA)
+	case t.BaseSHA != "" && !shaRe.MatchString(t.BaseSHA):
+		return fmt.Errorf("bad base commit SHA %q: want 40 lowercase hex digits", t.BaseSHA)
+	case len(t.Base) > 255 || strings.ContainsFunc(t.Base, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return fmt.Errorf("bad base branch %q", t.Base)
 	case !contextRe.MatchString(t.Context) || strings.Contains(t.Context, ".."):
 		return fmt.Errorf("bad context name %q", t.Context)
 	case !poolRe.MatchString(t.Pool):

@@ -20,6 +20,7 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/config"
+	"github.com/turtles-ci/turtles/git"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/store"
 )
@@ -281,12 +282,18 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 		return *bad, nil
 	}
 	queued := 0
-	// A pull request's base branch and the changed paths are not in the
-	// task: branch rules for pull requests and path filters do not
-	// filter here (see config.Event).
-	ev := config.Event{PullRequest: t.PR != 0}
-	if branch, ok := strings.CutPrefix(t.Ref, "refs/heads/"); ok && t.PR == 0 {
-		ev.Branch = branch
+	ev := b.planEvent(ctx, t, ws, out)
+	for _, x := range cfg.Contexts {
+		if !x.SkippedByPaths(ev) {
+			continue
+		}
+		// A status says so, or a scan would take it for lost work.
+		tt := x.Task(t)
+		o := &turtles.Outcome{Class: turtles.Success, Reason: skipReason(x)}
+		if err := b.emit(ctx, turtles.EventFinished, tt, "", o); err != nil {
+			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("emit skipped event for %s: %w", tt.Key(), err))
+		}
+		logf(out, "%s skipped: %s", tt.Context, o.Reason)
 	}
 	for _, x := range cfg.Select(ev) {
 		tt, ok := config.Restrict(x.Task(t))
@@ -311,6 +318,35 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 		queued++
 	}
 	return turtles.Outcome{Class: turtles.Success, Reason: fmt.Sprintf("queued %d of %d contexts", queued, len(cfg.Contexts))}, nil
+}
+
+// planEvent says what happened to t's commit, for choosing contexts: a
+// pull request's base branch, a push's branch, and the changed paths
+// when the task names a commit to compare with. Changed paths that cannot
+// be found leave path filters off: more runs, never a missed one.
+func (b *Bot) planEvent(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) config.Event {
+	ev := config.Event{PullRequest: t.PR != 0, Branch: t.Base}
+	if branch, ok := strings.CutPrefix(t.Ref, "refs/heads/"); ok && t.PR == 0 {
+		ev.Branch = branch
+	}
+	if t.BaseSHA == "" {
+		return ev
+	}
+	changed, err := git.ChangedPaths(ctx, ws.src, t.BaseSHA, t.SHA, out)
+	if err != nil {
+		logf(out, "cannot tell which paths changed since %s, so path filters do not apply: %v", t.BaseSHA, err)
+		return ev
+	}
+	logf(out, "%d paths changed since %s", len(changed), t.BaseSHA)
+	ev.Changed = changed
+	return ev
+}
+
+func skipReason(x config.Context) string {
+	if len(x.RunIfChanged) > 0 {
+		return "Skipped: no changes in run_if_changed paths"
+	}
+	return "Skipped: only skip_if_only_changed paths changed"
 }
 
 func (b *Bot) emit(ctx context.Context, typ turtles.EventType, t turtles.Task, logURL string, o *turtles.Outcome) error {

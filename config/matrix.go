@@ -74,9 +74,23 @@ func (x Context) IsAuto() bool { return x.Auto == nil || *x.Auto }
 // rules allow ev's branch, and its path filters allow ev's changes.
 // /test CONTEXT ignores all three.
 func (x Context) Runs(ev Event) bool {
-	if !x.IsAuto() {
-		return false
-	}
+	return x.IsAuto() && x.branchAllows(ev) && x.pathsAllow(ev.Changed)
+}
+
+// SkippedByPaths reports whether x would run by itself for ev but its
+// path filters leave it out: the change touches none of its paths.
+// Such a context is reported as skipped, so that a scan does not take its
+// missing status for lost work.
+func (x Context) SkippedByPaths(ev Event) bool {
+	return x.IsAuto() && x.branchAllows(ev) && !x.pathsAllow(ev.Changed)
+}
+
+// HasPathFilters reports whether x runs only for some changed paths.
+func (x Context) HasPathFilters() bool {
+	return len(x.RunIfChanged) > 0 || len(x.SkipIfOnlyChanged) > 0
+}
+
+func (x Context) branchAllows(ev Event) bool {
 	branches := x.Branches.Push
 	if ev.PullRequest {
 		branches = x.Branches.PullRequest
@@ -84,22 +98,23 @@ func (x Context) Runs(ev Event) bool {
 	if branches != nil && len(branches) == 0 {
 		return false // listed as never
 	}
-	if ev.Branch != "" && branches != nil && !anyMatch(branches, ev.Branch) {
-		return false
-	}
-	if ev.Changed == nil {
+	return ev.Branch == "" || branches == nil || anyMatch(branches, ev.Branch)
+}
+
+func (x Context) pathsAllow(changed []string) bool {
+	if changed == nil {
 		return true
 	}
 	if len(x.RunIfChanged) > 0 {
-		for _, p := range ev.Changed {
+		for _, p := range changed {
 			if anyMatch(x.RunIfChanged, p) {
 				return true
 			}
 		}
 		return false
 	}
-	if len(x.SkipIfOnlyChanged) > 0 && len(ev.Changed) > 0 {
-		for _, p := range ev.Changed {
+	if len(x.SkipIfOnlyChanged) > 0 && len(changed) > 0 {
+		for _, p := range changed {
 			if !anyMatch(x.SkipIfOnlyChanged, p) {
 				return true
 			}

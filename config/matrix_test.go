@@ -40,23 +40,24 @@ func TestSelect(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name string
-		ev   Event
-		want []string
+		name    string
+		ev      Event
+		want    []string
+		skipped []string // by path filters
 	}{
 		{name: "pull request to main, changes unknown", ev: Event{PullRequest: true, Branch: "main"},
 			want: []string{"unit", "docs", "vm"}},
 		{name: "pull request to rhel-9 touching code", ev: Event{PullRequest: true, Branch: "rhel-9", Changed: []string{"src/a.go"}},
-			want: []string{"unit", "vm", "rhel"}},
+			want: []string{"unit", "vm", "rhel"}, skipped: []string{"docs"}},
 		{name: "pull request touching only docs", ev: Event{PullRequest: true, Branch: "main", Changed: []string{"docs/a/b.txt", "README.md"}},
-			want: []string{"unit", "docs"}},
+			want: []string{"unit", "docs"}, skipped: []string{"vm"}},
 		{name: "nested markdown is not top-level *.md", ev: Event{PullRequest: true, Branch: "main", Changed: []string{"sub/README.md"}},
 			want: []string{"unit", "docs", "vm"}},
 		{name: "push to main", ev: Event{Branch: "main"}, want: []string{"unit", "docs", "vm", "rhel", "deploy"}},
 		{name: "push to a feature branch", ev: Event{Branch: "feature/x"}, want: []string{"unit", "docs", "vm"}},
 		{name: "branch unknown: branch rules do not filter", ev: Event{PullRequest: true},
 			want: []string{"unit", "docs", "vm", "rhel"}},
-		{name: "empty change list", ev: Event{Branch: "feature", Changed: []string{}}, want: []string{"unit", "vm"}},
+		{name: "empty change list", ev: Event{Branch: "feature", Changed: []string{}}, want: []string{"unit", "vm"}, skipped: []string{"docs"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,6 +67,15 @@ func TestSelect(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("Select(%+v) (-want +got):\n%s", tt.ev, diff)
+			}
+			var skipped []string
+			for _, x := range c.Contexts {
+				if x.SkippedByPaths(tt.ev) {
+					skipped = append(skipped, x.Name)
+				}
+			}
+			if diff := cmp.Diff(tt.skipped, skipped); diff != "" {
+				t.Errorf("skipped by paths for %+v (-want +got):\n%s", tt.ev, diff)
 			}
 		})
 	}

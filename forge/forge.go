@@ -74,8 +74,10 @@ var ErrNotFound = fmt.Errorf("%w: not found", ErrPermanent)
 type PullRequest struct {
 	Number  int
 	HeadSHA string
-	// BaseRef is the branch it wants to merge into, such as "main".
+	// BaseRef is the branch it wants to merge into, such as "main", and
+	// BaseSHA that branch's commit when the pull request last changed.
 	BaseRef string
+	BaseSHA string
 	// Author is the login of who opened it.
 	Author string
 }

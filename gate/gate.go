@@ -36,6 +36,10 @@ type Request struct {
 	// SHA is the head commit of a pull request event; empty for a comment,
 	// whose payload does not name it.
 	SHA string `json:"sha,omitempty"`
+	// Base and BaseSHA are the pull request's base branch and commit, if
+	// known (see turtles.Task).
+	Base    string `json:"base,omitempty"`
+	BaseSHA string `json:"base_sha,omitempty"`
 	// User is the pull request's author, or the commenter.
 	User string `json:"user"`
 	// Association is GitHub's author_association of User, if known.
@@ -167,7 +171,7 @@ func (g *Gate) Handle(ctx context.Context, r Request) error {
 	if err != nil {
 		return err
 	}
-	plan := g.plan(r, pr.HeadSHA, authorTrusted)
+	plan := g.plan(r, forge.PullRequest{HeadSHA: pr.HeadSHA, BaseRef: pr.BaseRef, BaseSHA: pr.BaseSHA}, authorTrusted)
 	log = log.With("sha", pr.HeadSHA, "author", pr.Author, "author_trusted", authorTrusted)
 	for _, c := range r.Commands {
 		if err := g.command(ctx, log, plan, c, r.User); err != nil {
@@ -186,7 +190,7 @@ func (g *Gate) pullRequest(ctx context.Context, log *slog.Logger, r Request) err
 	if err != nil {
 		return err
 	}
-	plan := g.plan(r, r.SHA, trusted)
+	plan := g.plan(r, forge.PullRequest{HeadSHA: r.SHA, BaseRef: r.Base, BaseSHA: r.BaseSHA}, trusted)
 	if trusted {
 		log.Info("pull request author is trusted")
 		return g.publish(ctx, plan)
@@ -204,14 +208,15 @@ func (g *Gate) pullRequest(ctx context.Context, log *slog.Logger, r Request) err
 		Context: turtles.PlanContext, State: forge.Pending, Description: WaitingDescription})
 }
 
-func (g *Gate) plan(r Request, sha string, trusted bool) turtles.Task {
+func (g *Gate) plan(r Request, pr forge.PullRequest, trusted bool) turtles.Task {
 	pool := r.Pool
 	if pool == "" {
 		pool = turtles.DefaultPool
 	}
 	return turtles.Task{
 		Version: turtles.TaskVersion, Kind: turtles.KindPlan, Context: turtles.PlanContext,
-		Repo: r.Repo, SHA: sha, Ref: fmt.Sprintf("refs/pull/%d/head", r.PR), PR: r.PR,
+		Repo: r.Repo, SHA: pr.HeadSHA, Ref: fmt.Sprintf("refs/pull/%d/head", r.PR), PR: r.PR,
+		Base: pr.BaseRef, BaseSHA: pr.BaseSHA,
 		Pool: pool, Attempt: 1, Trusted: trusted, Created: g.cfg.Now().UTC(),
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -90,6 +91,53 @@ func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) err
 		return turtles.MarkInfra(fmt.Errorf("check out %s: %w", sha, err))
 	}
 	return nil
+}
+
+// historyDepth is how much history ChangedPaths fetches to find where a
+// change branched off.
+const historyDepth = 64
+
+// ChangedPaths returns the paths that commit head changes relative to
+// base, in the checkout at dir made by Checkout: the paths changed since
+// the two commits' merge base when it is within the last historyDepth
+// commits of both (a pull request's own changes, or what a push added),
+// else the difference between the two trees, which also names the paths
+// the base changed since: more contexts run, never fewer. Renames count as
+// a deletion and an addition.
+func ChangedPaths(ctx context.Context, dir, base, head string, log io.Writer) ([]string, error) {
+	for _, sha := range []string{base, head} {
+		if err := CheckSHA(sha); err != nil {
+			return nil, err
+		}
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	if err := run(ctx, dir, log, "fetch", "-q", "--depth", strconv.Itoa(historyDepth), "--no-tags", "origin", base, head); err != nil {
+		return nil, turtles.MarkInfra(fmt.Errorf("fetch %s to compare with: %w", base, err))
+	}
+	from := base
+	var mb bytes.Buffer
+	cmd := command(ctx, dir, "merge-base", base, head)
+	cmd.Stdout = &mb
+	if cmd.Run() == nil && CheckSHA(strings.TrimSpace(mb.String())) == nil {
+		from = strings.TrimSpace(mb.String())
+	}
+	var out bytes.Buffer
+	cmd = command(ctx, dir, "diff", "--name-only", "--no-renames", "-z", from, head, "--")
+	cmd.Stdout = &out
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return nil, &Error{Msg: stderr.message(), Err: err}
+	}
+	paths := []string{}
+	for p := range strings.SplitSeq(out.String(), "\x00") {
+		if p != "" {
+			paths = append(paths, p)
+		}
+	}
+	return paths, nil
 }
 
 // ResolveRev returns the commit SHA that rev (a branch, tag, "HEAD", ...)

@@ -184,3 +184,83 @@ func TestRedact(t *testing.T) {
 		})
 	}
 }
+
+func TestChangedPaths(t *testing.T) {
+	dir := t.TempDir()
+	g := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(env(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	write := func(files map[string]string) {
+		t.Helper()
+		for name, data := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g("add", "-A")
+	}
+	g("init", "-q", "-b", "main")
+	write(map[string]string{"README": "r\n", "docs/a.md": "a\n", "old.txt": "o\n"})
+	g("commit", "-q", "-m", "base")
+	before := g("rev-parse", "HEAD")
+	g("checkout", "-q", "-b", "feature")
+	g("mv", "old.txt", "new.txt")
+	write(map[string]string{"src/main.go": "package main\n", "docs/with space.md": "s\n"})
+	g("commit", "-q", "-m", "feature")
+	feature := g("rev-parse", "HEAD")
+	g("checkout", "-q", "main")
+	write(map[string]string{"README": "moved on\n"})
+	g("commit", "-q", "-m", "main moves on")
+	mainTip := g("rev-parse", "HEAD")
+
+	tests := []struct {
+		name       string
+		base, head string
+		want       []string
+	}{
+		{"pull request: its own changes, not the base's", mainTip, feature, []string{"docs/with space.md", "new.txt", "old.txt", "src/main.go"}},
+		{"push: what it added", before, mainTip, []string{"README"}},
+		{"same commit", feature, feature, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := filepath.Join(t.TempDir(), "src")
+			if err := Checkout(context.Background(), src, "file://"+dir, tt.head, nil); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ChangedPaths(context.Background(), src, tt.base, tt.head, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("ChangedPaths = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	t.Run("unknown base", func(t *testing.T) {
+		src := filepath.Join(t.TempDir(), "src")
+		if err := Checkout(context.Background(), src, "file://"+dir, feature, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ChangedPaths(context.Background(), src, strings.Repeat("2", 40), feature, nil)
+		if err == nil || !turtles.IsInfra(err) {
+			t.Errorf("ChangedPaths with an unknown base = %v, want an infra error", err)
+		}
+		if _, err := ChangedPaths(context.Background(), src, "--output=/tmp/x", feature, nil); err == nil {
+			t.Error("ChangedPaths accepted an option as base")
+		}
+	})
+}

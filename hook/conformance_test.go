@@ -120,6 +120,7 @@ func expect(t *testing.T, event string, body []byte) (int, []turtles.Task, []gat
 	var p struct {
 		Action      string `json:"action"`
 		Ref         string `json:"ref"`
+		Before      string `json:"before"`
 		After       string `json:"after"`
 		Deleted     bool   `json:"deleted"`
 		PullRequest struct {
@@ -131,6 +132,10 @@ func expect(t *testing.T, event string, body []byte) (int, []turtles.Task, []gat
 			Head struct {
 				SHA string `json:"sha"`
 			} `json:"head"`
+			Base struct {
+				Ref string `json:"ref"`
+				SHA string `json:"sha"`
+			} `json:"base"`
 		} `json:"pull_request"`
 		Issue struct {
 			Number      int             `json:"number"`
@@ -152,10 +157,10 @@ func expect(t *testing.T, event string, body []byte) (int, []turtles.Task, []gat
 		t.Fatalf("payload is not JSON: %v", err)
 	}
 	repo := turtles.Repo{Name: p.Repository.FullName, CloneURL: p.Repository.CloneURL}
-	task := func(sha, ref string, pr int, trusted bool) []turtles.Task {
+	task := func(sha, ref string, pr int, trusted bool, base, baseSHA string) []turtles.Task {
 		return []turtles.Task{{
 			Version: turtles.TaskVersion, Kind: turtles.KindPlan, Context: turtles.PlanContext,
-			Repo: repo, SHA: sha, Ref: ref, PR: pr, Pool: turtles.DefaultPool,
+			Repo: repo, SHA: sha, Ref: ref, PR: pr, Base: base, BaseSHA: baseSHA, Pool: turtles.DefaultPool,
 			Attempt: 1, Trusted: trusted, Created: testNow,
 		}}
 	}
@@ -166,15 +171,19 @@ func expect(t *testing.T, event string, body []byte) (int, []turtles.Task, []gat
 		if p.Deleted || strings.Trim(p.After, "0") == "" {
 			return 202, nil, nil
 		}
-		return 200, task(p.After, p.Ref, 0, true), nil
+		before := p.Before // a new branch has none: all zeros
+		if strings.Trim(before, "0") == "" {
+			before = ""
+		}
+		return 200, task(p.After, p.Ref, 0, true, "", before), nil
 	case "pull_request":
 		switch p.Action {
 		case "opened", "synchronize", "reopened":
 			n := p.PullRequest.Number
 			if map[string]bool{"OWNER": true, "MEMBER": true, "COLLABORATOR": true}[p.PullRequest.AuthorAssociation] {
-				return 200, task(p.PullRequest.Head.SHA, fmt.Sprintf("refs/pull/%d/head", n), n, true), nil
+				return 200, task(p.PullRequest.Head.SHA, fmt.Sprintf("refs/pull/%d/head", n), n, true, p.PullRequest.Base.Ref, p.PullRequest.Base.SHA), nil
 			}
-			return 200, nil, []gate.Request{{Repo: repo, PR: n, SHA: p.PullRequest.Head.SHA, User: p.PullRequest.User.Login,
+			return 200, nil, []gate.Request{{Repo: repo, PR: n, SHA: p.PullRequest.Head.SHA, Base: p.PullRequest.Base.Ref, BaseSHA: p.PullRequest.Base.SHA, User: p.PullRequest.User.Login,
 				Association: p.PullRequest.AuthorAssociation, Pool: turtles.DefaultPool}}
 		}
 	case "issue_comment":

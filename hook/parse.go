@@ -82,6 +82,7 @@ func (r *repository) repo() (turtles.Repo, error) {
 
 type pushPayload struct {
 	Ref        string      `json:"ref"`
+	Before     string      `json:"before"`
 	After      string      `json:"after"`
 	Deleted    bool        `json:"deleted"`
 	Repository *repository `json:"repository"`
@@ -107,6 +108,9 @@ func parsePush(body []byte, pool string, now time.Time) (parsed, error) {
 	}
 	t := planTask(repo, p.After, pool, now)
 	t.Ref = p.Ref
+	if shaRe.MatchString(p.Before) && p.Before != zeroSHA {
+		t.BaseSHA = p.Before // zero for a new branch: nothing to compare with
+	}
 	// Only people with write access can push to the repository itself.
 	t.Trusted = true
 	if err := t.Validate(); err != nil {
@@ -131,6 +135,10 @@ type pullRequestPayload struct {
 		Head              struct {
 			SHA string `json:"sha"`
 		} `json:"head"`
+		Base struct {
+			Ref string `json:"ref"`
+			SHA string `json:"sha"`
+		} `json:"base"`
 	} `json:"pull_request"`
 	// Repository is the base repository: where the pull request was opened
 	// and where statuses go, also for pull requests from forks.
@@ -173,6 +181,10 @@ func parsePullRequest(body []byte, pool string, now time.Time) (parsed, error) {
 	// ref, so a fork's commit is fetched without cloning the fork.
 	t.Ref = fmt.Sprintf("refs/pull/%d/head", number)
 	t.PR = number
+	t.Base = p.PullRequest.Base.Ref
+	if shaRe.MatchString(p.PullRequest.Base.SHA) {
+		t.BaseSHA = p.PullRequest.Base.SHA
+	}
 	t.Trusted = trustedAssociations[p.PullRequest.AuthorAssociation]
 	if err := t.Validate(); err != nil {
 		return parsed{}, fmt.Errorf("pull_request: %w", err)
@@ -187,7 +199,7 @@ func parsePullRequest(body []byte, pool string, now time.Time) (parsed, error) {
 	}
 	// The payload cannot prove the author trusted; the gate asks the forge
 	// (org members, push access), and else waits for a maintainer.
-	out.requests = []gate.Request{{Repo: repo, PR: number, SHA: t.SHA, User: p.PullRequest.User.Login,
+	out.requests = []gate.Request{{Repo: repo, PR: number, SHA: t.SHA, Base: t.Base, BaseSHA: t.BaseSHA, User: p.PullRequest.User.Login,
 		Association: p.PullRequest.AuthorAssociation, Pool: pool}}
 	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/turtles-ci/turtles"
@@ -143,6 +144,7 @@ func (s *Scanner) pull(ctx context.Context, repo turtles.Repo, pr forge.PullRequ
 		return err
 	}
 	plan := s.plan(repo, pr.HeadSHA, fmt.Sprintf("refs/pull/%d/head", pr.Number), pr.Number, trusted)
+	plan.Base, plan.BaseSHA = pr.BaseRef, pr.BaseSHA
 	if !trusted {
 		sts, err := s.cfg.Lookup.Statuses(ctx, repo.Name, pr.HeadSHA)
 		if err != nil {
@@ -160,7 +162,7 @@ func (s *Scanner) pull(ctx context.Context, repo turtles.Repo, pr forge.PullRequ
 					return nil // said so already
 				}
 			}
-			return s.cfg.Gate.Handle(ctx, gate.Request{Repo: repo, PR: pr.Number, SHA: pr.HeadSHA, User: pr.Author, Pool: s.cfg.Pool})
+			return s.cfg.Gate.Handle(ctx, gate.Request{Repo: repo, PR: pr.Number, SHA: pr.HeadSHA, Base: pr.BaseRef, BaseSHA: pr.BaseSHA, User: pr.Author, Pool: s.cfg.Pool})
 		}
 	}
 	return s.commit(ctx, plan, config.Event{PullRequest: true, Branch: pr.BaseRef}, st)
@@ -176,7 +178,9 @@ func (s *Scanner) plan(repo turtles.Repo, sha, ref string, pr int, trusted bool)
 
 // commit queues the contexts of plan's commit that run by themselves for
 // ev (auto, branch rules; changed paths are not known here, so path
-// filters do not filter) and have no status. A broken .turtles.yaml is
+// filters do not filter) and have no status. A commit with no status at
+// all whose contexts have path filters gets its plan task instead, which
+// knows the changed paths when the plan names a base commit. A broken .turtles.yaml is
 // left to the plan task, which reports it.
 func (s *Scanner) commit(ctx context.Context, plan turtles.Task, ev config.Event, st *Stats) error {
 	st.Commits++
@@ -203,7 +207,13 @@ func (s *Scanner) commit(ctx context.Context, plan turtles.Task, ev config.Event
 	if cfg == nil {
 		return nil
 	}
-	for _, x := range cfg.Select(ev) {
+	selected := cfg.Select(ev)
+	if len(sts) == 0 && plan.BaseSHA != "" && slices.ContainsFunc(selected, config.Context.HasPathFilters) {
+		// Nothing was ever reported for this commit: its webhook was lost.
+		// Path filters need the changed paths, which the plan task finds.
+		return s.publish(ctx, log, plan, st)
+	}
+	for _, x := range selected {
 		if have[x.Name] {
 			continue
 		}

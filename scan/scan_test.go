@@ -197,3 +197,66 @@ func TestScanStopsAtRateLimit(t *testing.T) {
 		t.Errorf("Scan under a rate limit: %v, want one to retry at %v", err, reset)
 	}
 }
+
+// TestScanPathFilters: the scanner cannot see which paths a commit
+// changed, so a lost commit whose contexts have path filters gets its plan
+// task (which can), with the base to compare with; a commit the plan
+// already reported on gets its missing contexts directly.
+func TestScanPathFilters(t *testing.T) {
+	const (
+		baseSHA = "1111111111111111111111111111111111111111"
+		lostSHA = "2222222222222222222222222222222222222222"
+		seenSHA = "3333333333333333333333333333333333333333"
+	)
+	srv := githubtest.NewServer(t, "tok")
+	c, err := github.New(github.Config{BaseURL: srv.URL, Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetPulls("o/r",
+		githubtest.PullRequest{Number: 1, HeadSHA: lostSHA, BaseRef: "main", BaseSHA: baseSHA, Author: "member"},
+		githubtest.PullRequest{Number: 2, HeadSHA: seenSHA, BaseRef: "main", BaseSHA: baseSHA, Author: "member"},
+	)
+	filtered := "contexts:\n  - name: unit\n    command: make check\n  - name: docs\n    command: make docs\n    run_if_changed: [\"docs/**\"]\n"
+	for _, sha := range []string{lostSHA, seenSHA} {
+		srv.SetFile("o/r", sha, ".turtles.yaml", []byte(filtered))
+	}
+	srv.SetPermission("o/r", "member", "write")
+	ctx := context.Background()
+	c.SetStatus(ctx, "o/r", seenSHA, forge.Status{Context: "unit", State: forge.Success})
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{Poll: 10 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	g, err := gate.New(gate.Config{Lookup: c, Forge: c, Queue: db, Events: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Lookup: c, Gate: g, Queue: db, Events: db, Repos: []Repo{{Name: "o/r", CloneURL: "https://example/o/r.git"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for range 3 {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		d, err := db.Claim(cctx, turtles.DefaultPool)
+		cancel()
+		if err != nil {
+			break
+		}
+		tk := d.Task()
+		got = append(got, tk.Key())
+		if tk.Kind == turtles.KindPlan && (tk.Base != "main" || tk.BaseSHA != baseSHA) {
+			t.Errorf("plan task of the lost commit: base %q %q, want main %s", tk.Base, tk.BaseSHA, baseSHA)
+		}
+	}
+	sort.Strings(got)
+	want := []string{"o/r@" + lostSHA + ":turtles", "o/r@" + seenSHA + ":docs"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("queued (-want +got):\n%s", diff)
+	}
+}

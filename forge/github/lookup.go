@@ -67,6 +67,7 @@ func pullRequest(p *gh.PullRequest) forge.PullRequest {
 		Number:  p.GetNumber(),
 		HeadSHA: p.GetHead().GetSHA(),
 		BaseRef: p.GetBase().GetRef(),
+		BaseSHA: p.GetBase().GetSHA(),
 		Author:  p.GetUser().GetLogin(),
 	}
 }

@@ -16,6 +16,7 @@ type PullRequest struct {
 	Number  int
 	HeadSHA string
 	BaseRef string
+	BaseSHA string
 	Author  string
 }
 
@@ -135,7 +136,7 @@ func pullJSON(repo string, p PullRequest) map[string]any {
 		"number": p.Number, "state": "open",
 		"user": map[string]any{"login": p.Author},
 		"head": map[string]any{"sha": p.HeadSHA, "ref": fmt.Sprintf("pr-%d", p.Number)},
-		"base": map[string]any{"ref": p.BaseRef, "repo": map[string]any{"full_name": repo}},
+		"base": map[string]any{"ref": p.BaseRef, "sha": p.BaseSHA, "repo": map[string]any{"full_name": repo}},
 	}
 }
 
