@@ -19,10 +19,9 @@ type testRepo struct {
 	first, tip, lost string
 }
 
-func newTestRepo(t *testing.T) testRepo {
-	t.Helper()
-	dir := t.TempDir()
-	g := func(args ...string) string {
+// gitIn returns a function that runs git in dir and returns its output.
+func gitIn(t *testing.T, dir string) func(args ...string) string {
+	return func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command("git", args...)
 		cmd.Dir = dir
@@ -34,6 +33,12 @@ func newTestRepo(t *testing.T) testRepo {
 		}
 		return strings.TrimSpace(string(out))
 	}
+}
+
+func newTestRepo(t *testing.T) testRepo {
+	t.Helper()
+	dir := t.TempDir()
+	g := gitIn(t, dir)
 	write := func(name, data string) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
@@ -187,18 +192,7 @@ func TestRedact(t *testing.T) {
 
 func TestChangedPaths(t *testing.T) {
 	dir := t.TempDir()
-	g := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(env(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
-			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	g := gitIn(t, dir)
 	write := func(files map[string]string) {
 		t.Helper()
 		for name, data := range files {
