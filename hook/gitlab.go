@@ -1,0 +1,166 @@
+package hook
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// GitLab is an http.Handler for GitLab webhook deliveries (project or
+// group webhooks with push, merge request and comment events). GitLab
+// does not sign payloads: it sends the webhook's secret token in
+// X-Gitlab-Token, which must equal Config.Secret. Everything after that
+// check (deduplication, superseding, the gate) is shared with GitHub.
+type GitLab struct {
+	core      *GitHub
+	secretSum [sha256.Size]byte
+	deliveryN *prometheus.CounterVec
+}
+
+// NewGitLab returns a receiver for cfg, or an error if cfg is incomplete.
+// Its metric is turtles_gitlab_webhook_deliveries_total.
+func NewGitLab(cfg Config) (*GitLab, error) {
+	if len(cfg.Secret) == 0 {
+		return nil, errors.New("gitlab webhook: empty secret token: every delivery must carry it")
+	}
+	reg := cfg.Registerer
+	cfg.Registerer = nil // the core's GitHub counter stays unregistered
+	core, err := NewGitHub(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("gitlab webhook (shared part): %w", err)
+	}
+	h := &GitLab{core: core, secretSum: sha256.Sum256(cfg.Secret)}
+	h.deliveryN = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "turtles_gitlab_webhook_deliveries_total",
+		Help: "GitLab webhook deliveries by event and result.",
+	}, []string{"event", "result"})
+	if reg != nil {
+		if err := reg.Register(h.deliveryN); err != nil {
+			return nil, fmt.Errorf("gitlab webhook: register metrics: %w", err)
+		}
+	}
+	return h, nil
+}
+
+// resultToken is the result label of a missing or wrong token.
+const resultToken = "bad_token"
+
+// gitlabEvents are the event label values: anything else is "other", so
+// that a sender cannot mint label values.
+var gitlabEvents = map[string]bool{GitLabPush: true, GitLabTagPush: true, GitLabMergeRequest: true, GitLabNote: true}
+
+// ServeHTTP implements http.Handler.
+func (h *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Idempotency-Key stays the same when GitLab retries a delivery;
+	// older GitLab versions only send the event's UUID.
+	delivery := r.Header.Get("Idempotency-Key")
+	if delivery == "" {
+		delivery = r.Header.Get("X-Gitlab-Event-UUID")
+	}
+	log := h.core.log.With("forge", "gitlab", "delivery", delivery)
+	reply := func(code int, event, result, msg string, ids []string) {
+		h.deliveryN.WithLabelValues(event, result).Inc()
+		if ids == nil {
+			ids = []string{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(response{Message: msg, Tasks: ids})
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		reply(http.StatusMethodNotAllowed, unverified, resultMethod, "method not allowed: use POST", nil)
+		return
+	}
+	// The token is checked before the body is read: a stranger costs us
+	// no 25 MB read.
+	if !h.tokenOK(r.Header.Get("X-Gitlab-Token")) {
+		log.Warn("webhook token missing or wrong", "remote", r.RemoteAddr)
+		reply(http.StatusUnauthorized, unverified, resultToken, "bad token", nil)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.core.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			log.Warn("webhook body too large", "limit", h.core.maxBody)
+			reply(http.StatusRequestEntityTooLarge, unverified, resultTooLarge, fmt.Sprintf("body larger than %d bytes", h.core.maxBody), nil)
+			return
+		}
+		reply(http.StatusBadRequest, unverified, resultBadRequest, "could not read body", nil)
+		return
+	}
+	event := r.Header.Get("X-Gitlab-Event")
+	label := event
+	if !gitlabEvents[label] {
+		label = "other"
+	}
+	switch {
+	case event == "":
+		reply(http.StatusBadRequest, unverified, resultBadRequest, "missing X-Gitlab-Event header", nil)
+		return
+	case delivery == "":
+		reply(http.StatusBadRequest, label, resultBadRequest, "missing Idempotency-Key or X-Gitlab-Event-UUID header", nil)
+		return
+	}
+	log = log.With("event", event)
+	p, err := parseGitLab(event, body, h.core.pool, h.core.now().UTC())
+	if err != nil {
+		log.Warn("bad webhook payload", "err", err)
+		reply(http.StatusBadRequest, label, resultBadRequest, err.Error(), nil)
+		return
+	}
+	if len(p.requests) > 0 && h.core.inbox == nil {
+		log.Warn("webhook needs the gate, which is not configured: ignored", "user", p.requests[0].User)
+		p.requests = nil
+		if p.empty() {
+			p.ignored = "needs a trust decision and no gate is configured"
+		}
+	}
+	if p.empty() {
+		log.Debug("webhook ignored", "why", p.ignored)
+		reply(http.StatusAccepted, label, resultIgnored, "ignored: "+p.ignored, nil)
+		return
+	}
+	ids := make([]string, len(p.tasks))
+	for i, t := range p.tasks {
+		ids[i] = t.ID()
+	}
+	// Kept apart from GitHub's delivery IDs in a shared log.
+	key := "gitlab:" + delivery
+	seen, err := h.core.deliveries.Seen(r.Context(), key)
+	if err != nil {
+		log.Error("read delivery log", "err", err)
+		reply(http.StatusServiceUnavailable, label, resultUnavailable, "delivery log unavailable, retry later", nil)
+		return
+	}
+	if seen {
+		log.Info("webhook delivery seen before")
+		reply(http.StatusOK, label, resultDuplicate, "duplicate delivery: already handled", ids)
+		return
+	}
+	msg, err := h.core.act(r.Context(), log, p)
+	if err != nil {
+		reply(http.StatusServiceUnavailable, label, resultUnavailable, "queue unavailable, retry later", nil)
+		return
+	}
+	if _, err := h.core.deliveries.FirstDelivery(r.Context(), key); err != nil {
+		log.Error("record delivery", "err", err)
+	}
+	reply(http.StatusOK, label, resultQueued, msg, ids)
+}
+
+// tokenOK compares token with the secret in constant time; hashing both
+// first keeps the secret's length from leaking through timing too.
+func (h *GitLab) tokenOK(token string) bool {
+	if token == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(sum[:], h.secretSum[:]) == 1
+}
