@@ -65,7 +65,7 @@ type glUser struct {
 }
 
 type glPushPayload struct {
-	Ref   string `json:"ref"`
+	Ref    string `json:"ref"`
 	Before string `json:"before"`
 	After  string `json:"after"`
 	// CheckoutSHA is the commit a tag points to (After is the tag object
