@@ -36,6 +36,10 @@ type Manifest struct {
 	Kernel string `json:"kernel,omitempty"`
 	Initrd string `json:"initrd,omitempty"`
 	Append string `json:"append,omitempty"`
+	// KernelSHA256 and InitrdSHA256 are set in pinned manifests (see
+	// image/cache), whose own sha256 then names every byte of the image.
+	KernelSHA256 string `json:"kernel_sha256,omitempty"`
+	InitrdSHA256 string `json:"initrd_sha256,omitempty"`
 	// User is the account the per-run SSH key is installed for.
 	User  string    `json:"user,omitempty"`
 	Built time.Time `json:"built,omitzero"`

@@ -1,0 +1,391 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// bufSize is the size of reads and writes while fetching: large enough
+// that system calls and hashing run at disk speed.
+const bufSize = 1 << 20
+
+// pull is one fetch of an image: its sources in probe order and the ones
+// that sent bad bytes.
+type pull struct {
+	c       *Cache
+	id      ID
+	sources []Source
+	bad     map[Source]bool
+}
+
+// fetch downloads what the cache lacks of id, then its manifest.
+func (c *Cache) fetch(ctx context.Context, id ID) error {
+	began := time.Now()
+	sources, err := c.probe(ctx, id)
+	if err != nil {
+		return err
+	}
+	p := &pull{c: c, id: id, sources: sources, bad: map[Source]bool{}}
+	manifest, files, err := p.manifest(ctx)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := p.file(ctx, f); err != nil {
+			return err
+		}
+	}
+	if err := writeAtomic(c.path(id.ManifestFile()), manifest, c.tmpDir()); err != nil {
+		return err
+	}
+	c.m.duration.Observe(time.Since(began).Seconds())
+	c.log.Info("pulled image", "image", id, "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// probe asks every source for the manifest at once and returns those that
+// have it, fastest first.
+func (c *Cache) probe(ctx context.Context, id ID) ([]Source, error) {
+	all := slices.Clone(c.cfg.Mirrors)
+	if c.cfg.Peers != nil {
+		peers, err := c.cfg.Peers.Sources(ctx)
+		if err != nil {
+			c.log.Warn("no peers", "err", err)
+		}
+		all = append(all, peers...)
+	}
+	if len(all) == 0 {
+		return nil, errors.New("no image sources configured (--image-mirrors, --image-peers)")
+	}
+	type result struct {
+		s   Source
+		rtt time.Duration
+		err error
+	}
+	results := make([]result, len(all))
+	var wg sync.WaitGroup
+	for i, s := range all {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeTimeout)
+			defer cancel()
+			t := time.Now()
+			err := s.Stat(pctx, id.ManifestFile())
+			results[i] = result{s, time.Since(t), err}
+		})
+	}
+	wg.Wait()
+	sort.SliceStable(results, func(i, j int) bool { return results[i].rtt < results[j].rtt })
+	var ok []Source
+	var why []string
+	for _, r := range results {
+		switch {
+		case r.err == nil:
+			ok = append(ok, r.s)
+			c.log.Debug("image source", "image", id, "source", r.s.String(), "rtt", r.rtt)
+		case errors.Is(r.err, fs.ErrNotExist):
+			why = append(why, r.s.String()+": does not have it")
+		default:
+			c.log.Info("image source is down", "image", id, "source", r.s.String(), "err", r.err)
+			why = append(why, fmt.Sprintf("%s: %v", r.s, r.err))
+		}
+	}
+	if len(ok) == 0 {
+		return nil, fmt.Errorf("no source has it (%s)", strings.Join(why, "; "))
+	}
+	return ok, nil
+}
+
+// manifest fetches and checks the manifest from the first source that
+// gives the right bytes.
+func (p *pull) manifest(ctx context.Context) ([]byte, []File, error) {
+	var errs []error
+	for _, s := range p.sources {
+		b, err := p.readManifest(ctx, s)
+		if err == nil {
+			var files []File
+			if _, files, err = parseManifest(p.id, b); err == nil {
+				return b, files, nil
+			}
+		}
+		if isMismatch(err) {
+			p.blame(s, p.id.ManifestFile(), err)
+		} else {
+			p.c.log.Info("image source failed", "image", p.id, "source", s.String(), "err", err)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", s, err))
+	}
+	return nil, nil, errors.Join(errs...)
+}
+
+func (p *pull) readManifest(ctx context.Context, s Source) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.c.cfg.StallTimeout)
+	defer cancel()
+	r, _, _, err := s.Open(ctx, p.id.ManifestFile(), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, maxManifest+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxManifest {
+		return nil, fmt.Errorf("manifest larger than %d bytes", maxManifest)
+	}
+	return b, nil
+}
+
+// blame logs that s sent bytes that do not match and skips it for the rest
+// of this pull.
+func (p *pull) blame(s Source, file string, err error) {
+	p.bad[s] = true
+	p.c.m.corrupt.WithLabelValues(s.String()).Inc()
+	p.c.log.Warn("image source sent corrupted data; not using it for this image", "image", p.id, "file", file, "source", s.String(), "err", err)
+}
+
+// file downloads f unless the cache has it. One process downloads a file
+// at a time; the others wait and find it there.
+func (p *pull) file(ctx context.Context, f File) error {
+	c := p.c
+	final := c.path(f.Name)
+	if _, err := os.Stat(final); err == nil {
+		return nil
+	}
+	unlock, err := c.flock(ctx, f.Name+".lock", syscall.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := os.Stat(final); err == nil {
+		c.log.Debug("image file fetched meanwhile by another puller", "file", f.Name)
+		return nil
+	}
+	d, err := p.openPart(f)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+
+	var errs []error
+	for i := 0; i < len(p.sources); i++ {
+		s := p.sources[i]
+		if p.bad[s] {
+			continue
+		}
+		err := p.copyFrom(ctx, s, f, d)
+		if err == nil {
+			err = d.finish(f)
+		}
+		var le *localError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &le), ctx.Err() != nil:
+			return err
+		case isMismatch(err):
+			mixed := len(d.from) > 1
+			if !mixed {
+				p.blame(s, f.Name, err)
+			} else {
+				p.c.log.Warn("image file does not match; one of these sources sent corrupted data", "image", p.id, "file", f.Name, "sources", d.sources(), "err", err)
+			}
+			if rerr := d.reset(); rerr != nil {
+				return &localError{rerr}
+			}
+			if mixed {
+				// Again from this source alone, so that a second
+				// mismatch has one culprit.
+				i--
+				continue
+			}
+		default:
+			c.log.Info("image source failed; trying the next", "image", p.id, "file", f.Name, "source", s.String(), "at", d.off, "err", err)
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", s, err))
+	}
+	return fmt.Errorf("%s: every source failed (%d of %d bytes kept for a resume): %w", f.Name, d.off, d.total, errors.Join(errs...))
+}
+
+// part is a download in progress: .tmp/FILE.part and the hash of what it
+// holds so far.
+type part struct {
+	path  string
+	f     *os.File
+	w     io.Writer
+	h     hash.Hash
+	off   int64
+	total int64
+	from  map[string]bool
+}
+
+// openPart opens the partial file of f, hashing what an earlier run left
+// in it (the only second read of any byte, and only after a crash).
+func (p *pull) openPart(f File) (*part, error) {
+	path := filepath.Join(p.c.tmpDir(), f.Name+".part")
+	fh, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, diskError(path, err)
+	}
+	d := &part{path: path, f: fh, w: fh, h: sha256.New(), total: -1, from: map[string]bool{}}
+	if p.c.cfg.wrap != nil {
+		d.w = p.c.cfg.wrap(fh)
+	}
+	n, err := io.CopyBuffer(d.h, fh, make([]byte, bufSize))
+	if err != nil {
+		fh.Close()
+		return nil, err
+	}
+	d.off = n
+	if n > 0 {
+		d.from["earlier run"] = true
+		p.c.log.Info("resuming image download", "image", p.id, "file", f.Name, "at", n)
+	}
+	return d, nil
+}
+
+func (d *part) sources() []string {
+	var out []string
+	for s := range d.from {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (d *part) reset() error {
+	if err := d.f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := d.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	d.h.Reset()
+	d.off = 0
+	clear(d.from)
+	return nil
+}
+
+// close closes the file; the part stays for a resume unless removed.
+func (d *part) close() {
+	if d.f != nil {
+		d.f.Close()
+	}
+}
+
+// discard removes the part: a full disk leaves no partial file behind.
+func (d *part) discard() {
+	d.close()
+	d.f = nil
+	os.Remove(d.path)
+}
+
+// copyFrom appends what s has of f beyond d.off, hashing as it writes.
+func (p *pull) copyFrom(ctx context.Context, s Source, f File, d *part) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r, start, total, err := s.Open(ctx, f.Name, d.off)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if start != d.off {
+		if err := d.reset(); err != nil {
+			return &localError{err}
+		}
+	}
+	if total >= 0 {
+		d.total = total
+	}
+	d.from[s.String()] = true
+	// A source that stops sending without closing is given up on.
+	stall := time.AfterFunc(p.c.cfg.StallTimeout, func() { cancel(errors.New("source stalled")) })
+	defer stall.Stop()
+	bytes := p.c.m.bytes.WithLabelValues(s.String())
+	buf := make([]byte, bufSize)
+	lastReport := time.Time{}
+	for {
+		n, rerr := fill(r, buf)
+		if n > 0 {
+			stall.Reset(p.c.cfg.StallTimeout)
+			if _, err := d.w.Write(buf[:n]); err != nil {
+				d.discard()
+				return &localError{diskError(d.path, err)}
+			}
+			d.h.Write(buf[:n])
+			d.off += int64(n)
+			bytes.Add(float64(n))
+			if p.c.cfg.Progress != nil && (time.Since(lastReport) > 100*time.Millisecond || rerr != nil) {
+				lastReport = time.Now()
+				p.c.cfg.Progress(Progress{ID: p.id, File: f.Name, Source: s.String(), Done: d.off, Total: d.total})
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			if d.total >= 0 && d.off != d.total {
+				return fmt.Errorf("%s ended at %d of %d bytes: %w", f.Name, d.off, d.total, io.ErrUnexpectedEOF)
+			}
+			return nil
+		case rerr != nil:
+			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+				return fmt.Errorf("%s at %d bytes: %w", f.Name, d.off, cause)
+			}
+			return fmt.Errorf("%s at %d bytes: %w", f.Name, d.off, rerr)
+		}
+	}
+}
+
+// finish checks the hash and renames the part into place.
+func (d *part) finish(f File) error {
+	if got := hex.EncodeToString(d.h.Sum(nil)); got != f.SHA256 {
+		return &mismatchError{file: f.Name, got: got}
+	}
+	if err := d.f.Sync(); err != nil {
+		d.discard()
+		return &localError{diskError(d.path, err)}
+	}
+	if err := d.f.Chmod(0o444); err != nil {
+		return &localError{err}
+	}
+	if err := os.Rename(d.path, filepath.Join(filepath.Dir(filepath.Dir(d.path)), f.Name)); err != nil {
+		return &localError{err}
+	}
+	d.close()
+	d.f = nil
+	return nil
+}
+
+// fill reads into buf until it is full or r fails; unlike io.ReadFull it
+// passes r's error on as it is, so that a clean end (io.EOF) and a cut
+// connection (io.ErrUnexpectedEOF from net/http) differ.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// localError is a failure of this host (disk, file system), not of a
+// source: trying another source would not help.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
