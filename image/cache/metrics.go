@@ -9,14 +9,14 @@ import (
 
 // metrics are the cache's Prometheus collectors.
 type metrics struct {
-	hits, misses  prometheus.Counter
-	bytes         *prometheus.CounterVec
-	corrupt       *prometheus.CounterVec
-	duration      prometheus.Histogram
-	pruned        prometheus.Counter
-	prunedBytes   prometheus.Counter
-	served        *prometheus.CounterVec
-	servedBytes   prometheus.Counter
+	hits, misses prometheus.Counter
+	bytes        *prometheus.CounterVec
+	corrupt      *prometheus.CounterVec
+	duration     prometheus.Histogram
+	pruned       prometheus.Counter
+	prunedBytes  prometheus.Counter
+	served       *prometheus.CounterVec
+	servedBytes  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
