@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -21,22 +22,22 @@ import (
 // maxLogSize bounds a task log; a runaway command must not fill the store.
 const maxLogSize = 256 << 20
 
-// Flush intervals: how far behind the stored log may be. Stores that
-// cannot append get numbered chunk objects, at first every chunkEvery and
-// less often as a task runs long (see interval).
-var (
-	appendEvery = 500 * time.Millisecond
-	chunkEvery  = 500 * time.Millisecond
-)
+// chunkEvery is how far behind the stored log may be on stores that get
+// numbered chunk objects: at first every chunkEvery, less often as a task
+// runs long (see interval).
+var chunkEvery = 500 * time.Millisecond
 
 const logType = "text/plain; charset=utf-8"
 
-// The chunk scheme, for stores that cannot append (S3). While the task
-// runs, KEY.chunks/NNNNNN holds the bytes from Offsets[N-1] on, and
-// KEY.chunks/index.json (a ChunkIndex) is rewritten after each chunk.
-// At the end, KEY is put whole, then the chunks and the index are
-// deleted. A reader polls the index; when it is gone, KEY is complete.
-// The static log page (web/logpage) follows a live log this way.
+// The chunk scheme, for stores whose objects are not local files (S3).
+// While the task runs, KEY.chunks/NNNNNN holds the bytes from
+// Offsets[N-1] on, and KEY.chunks/index.json (a ChunkIndex) is rewritten
+// after each chunk. At the end KEY is stored whole: composed by the store
+// from the chunks where it can (store.Composer: the chunks are not
+// uploaded again), else put from the bot's local copy. Then the index and
+// the chunks are deleted. A reader polls the index; when it is gone, KEY
+// is complete. The static log page (web/logpage) follows a live log this
+// way.
 const (
 	ChunkDir   = ".chunks/"
 	ChunkIndex = "index.json"
@@ -53,54 +54,84 @@ type ChunkIndexData struct {
 // ChunkName is the key of chunk n (from 1) of the log at key.
 func ChunkName(key string, n int) string { return fmt.Sprintf("%s%s%06d", key, ChunkDir, n) }
 
+// logMode is how an attempt's log reaches the store.
+type logMode int
+
+const (
+	// inPlace: the store's object is a local file (store.Creator) and the
+	// log is written into it, once; readers see it grow.
+	inPlace logMode = iota
+	// chunked: a local copy, uploaded in chunks while the task runs.
+	chunked
+	// finalOnly: a local copy, stored when the attempt ends.
+	finalOnly
+)
+
+// FinalLogOnly returns st for a bot that stores each log only when its
+// attempt ends, with no live log: the baseline of the log-overhead
+// benchmark, and a choice for stores where many small objects cost.
+func FinalLogOnly(st store.Store) store.Store { return finalLogOnly{st} }
+
+// finalLogOnly hides st's optional interfaces and tells newLiveLog not to
+// stream.
+type finalLogOnly struct{ store.Store }
+
 // liveLog is the log of one attempt. Everything written is scrubbed of
-// secrets, then goes to a local file and, while the task runs, to the
-// store: appended in place when the store is an Appender, otherwise as
-// chunk objects. Close puts the complete log.
+// secrets, then goes to the store: into the object itself when the store
+// keeps local files, else to a local file that is uploaded in chunks while
+// the task runs and stored whole by Close. Writes never wait for uploads.
 type liveLog struct {
-	st  store.Store
-	app store.Appender // nil: chunks
-	key string
-	log *slog.Logger
-	scr *scrub.Scrubber
+	st   store.Store
+	key  string
+	log  *slog.Logger
+	mode logMode
 
 	mu        sync.Mutex
+	scr       *scrub.Scrubber
 	sw        *scrub.Writer // into raw, under mu
 	f         *os.File      // read back through this handle, never by name
 	size      int64
-	dirty     bool // written since the last flush
 	truncated bool
-	appendErr bool // an Append failed: Close must Put the whole log
 	tests     *testTracker
 
-	// Upload state, under flushMu.
-	flushMu  sync.Mutex
-	index    ChunkIndexData // chunks
-	appended int64          // bytes appended
-	buf      []byte
-	started  time.Time
+	// Upload state of chunked logs, under flushMu.
+	flushMu sync.Mutex
+	index   ChunkIndexData
 
 	stop chan struct{}
 	done chan struct{}
 }
 
 func newLiveLog(st store.Store, key, path string, log *slog.Logger) (*liveLog, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create log file: %w", err)
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &liveLog{st: st, key: key, log: log, f: f, started: time.Now(),
+	l := &liveLog{st: st, key: key, log: log, mode: chunked,
 		stop: make(chan struct{}), done: make(chan struct{}), tests: newTestTracker()}
-	// Secrets by name come with the secrets issue; until then the list is
-	// empty and the scrubber passes everything through.
+	if fo, ok := st.(finalLogOnly); ok {
+		l.st, l.mode = fo.Store, finalOnly
+	}
+	var err error
+	if c, ok := st.(store.Creator); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		l.f, err = c.Create(ctx, key, logType)
+		cancel()
+		l.mode = inPlace
+	} else {
+		l.f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create log file: %w", err)
+	}
+	// Until setSecrets, the scrubber passes everything through.
 	l.scr = scrub.New(nil)
 	l.sw = l.scr.NewWriter(rawWriter{l})
-	l.app, _ = st.(store.Appender)
 	l.putPage()
-	go l.flusher()
+	if l.mode == chunked {
+		go l.flusher()
+	} else {
+		close(l.done)
+	}
 	return l, nil
 }
 
@@ -146,17 +177,12 @@ func (r rawWriter) Write(p []byte) (int, error) {
 	}
 	l.tests.Write(p)
 	l.size += int64(len(p))
-	l.dirty = true
 	return n, nil
 }
 
 func (l *liveLog) flusher() {
 	defer close(l.done)
-	every := appendEvery
-	if l.app == nil {
-		every = chunkEvery
-	}
-	timer := time.NewTimer(every)
+	timer := time.NewTimer(chunkEvery)
 	defer timer.Stop()
 	for {
 		select {
@@ -165,81 +191,65 @@ func (l *liveLog) flusher() {
 		case <-timer.C:
 		}
 		l.flush()
-		timer.Reset(l.interval(every))
+		timer.Reset(l.interval())
 	}
 }
 
 // interval stretches the chunk interval of long tasks: every chunkEvery
 // for the first 5 minutes (600 chunks), twice that up to an hour, four
 // times that after, so that a six-hour task makes about 13,000 chunks.
-func (l *liveLog) interval(every time.Duration) time.Duration {
-	if l.app != nil {
-		return every
-	}
+func (l *liveLog) interval() time.Duration {
 	l.flushMu.Lock()
 	n := len(l.index.Offsets)
 	l.flushMu.Unlock()
 	switch {
 	case n > 4000:
-		return 4 * every
+		return 4 * chunkEvery
 	case n > 600:
-		return 2 * every
+		return 2 * chunkEvery
 	}
-	return every
+	return chunkEvery
 }
 
-// flush sends what is new to the store. Failures are logged and left for
-// the final Put to mend.
+// written is the size of the log so far.
+func (l *liveLog) written() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.size
+}
+
+// flush uploads what is new as the next chunk. Failures are logged and
+// left for Close to mend: it stores the whole log.
 func (l *liveLog) flush() {
+	if l.mode != chunked {
+		return
+	}
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l.mu.Lock()
-	if !l.dirty {
-		l.mu.Unlock()
-		return
-	}
-	l.dirty = false
-	if l.app != nil {
-		size, failed := l.size, l.appendErr
-		l.mu.Unlock()
-		if !failed {
-			l.appendTo(ctx, size)
-		}
-		return
-	}
-	size := l.size
-	l.mu.Unlock()
-	if err := l.putChunk(ctx, size); err != nil {
+	if err := l.putChunk(ctx, l.written()); err != nil {
 		l.log.Warn("upload live log chunk", "key", l.key, "err", err)
 	}
 }
 
-// appendTo appends the log from what was appended to size, read back from
-// the local file in pieces: no copy of the log is kept in memory. After a
-// failure it stops, and Close puts the whole log.
-func (l *liveLog) appendTo(ctx context.Context, size int64) {
-	const piece = 4 << 20
-	for l.appended < size {
-		n := min(size-l.appended, piece)
-		if int64(cap(l.buf)) < n {
-			l.buf = make([]byte, n)
-		}
-		b := l.buf[:n]
-		if _, err := l.f.ReadAt(b, l.appended); err != nil {
-			l.log.Warn("read back log", "err", err)
-			return
-		}
-		if err := l.app.Append(ctx, l.key, b); err != nil {
-			l.log.Warn("append to live log", "key", l.key, "err", err)
-			l.mu.Lock()
-			l.appendErr = true
-			l.mu.Unlock()
-			return
-		}
-		l.appended += n
+// flushEnd is flush for when the command has ended: its last lines go out
+// now, not after the result and the whole log are stored. A tail big
+// enough to be a part of its own is left to Close when the store composes:
+// uploaded once, as part of the final log, rather than as a chunk first.
+func (l *liveLog) flushEnd() {
+	if l.mode != chunked {
+		return
 	}
+	if _, ok := l.st.(store.Composer); ok {
+		l.flushMu.Lock()
+		pending := l.written() - l.index.Size
+		l.flushMu.Unlock()
+		if pending >= store.MinPartSize {
+			return
+		}
+	}
+	l.flush()
 }
 
 // putChunk uploads the log from the end of the last chunk to size as the
@@ -275,30 +285,20 @@ func (l *liveLog) Close(ctx context.Context) error {
 	}
 	close(l.stop)
 	<-l.done
-	defer l.f.Close()
-	if l.app != nil {
-		// Appended all along: only the rest is missing, unless an append
-		// failed and left a hole.
-		l.flush()
-		l.mu.Lock()
-		size, failed := l.size, l.appendErr
-		l.mu.Unlock()
-		l.flushMu.Lock()
-		done := l.appended == size
-		l.flushMu.Unlock()
-		if !failed && done {
-			return nil
+	if l.mode == inPlace {
+		if err := l.f.Close(); err != nil {
+			return fmt.Errorf("store log: %w", err)
 		}
+		return nil
 	}
-	l.mu.Lock()
-	size := l.size
-	l.mu.Unlock()
-	if err := l.st.Put(ctx, l.key, io.NewSectionReader(l.f, 0, size), logType); err != nil {
-		return fmt.Errorf("store log: %w", err)
-	}
+	defer l.f.Close()
+	size := l.written()
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
-	if l.app == nil && len(l.index.Offsets) > 0 {
+	if err := l.storeWhole(ctx, size); err != nil {
+		return fmt.Errorf("store log: %w", err)
+	}
+	if len(l.index.Offsets) > 0 {
 		// The index first: a reader that finds it gone reads the log.
 		var errs []error
 		errs = append(errs, l.st.Delete(ctx, l.key+ChunkDir+ChunkIndex))
@@ -312,14 +312,87 @@ func (l *liveLog) Close(ctx context.Context) error {
 	return nil
 }
 
-// Scrubber is the attempt's scrubber, for artifact names and results.
-func (l *liveLog) Scrubber() *scrub.Scrubber { return l.scr }
+// storeWhole stores the first size bytes of the log as one object: from
+// the chunks already uploaded, where the store composes, else from the
+// local copy.
+func (l *liveLog) storeWhole(ctx context.Context, size int64) error {
+	if c, ok := l.st.(store.Composer); ok {
+		parts := composeParts(l.key, l.index, size, l.f)
+		copied := false
+		for _, p := range parts {
+			copied = copied || p.Key != ""
+		}
+		if copied {
+			err := c.Compose(ctx, l.key, parts, logType)
+			if err == nil {
+				return nil
+			}
+			l.log.Warn("compose log from its chunks; uploading it whole", "key", l.key, "err", err)
+		}
+	}
+	return l.st.Put(ctx, l.key, io.NewSectionReader(l.f, 0, size), logType)
+}
 
-// setSecrets replaces the scrubber; it must be called before the first
-// Write.
-func (l *liveLog) setSecrets(values []string) {
+// composeParts plans the final log from its chunks: every stretch of at
+// least store.MinPartSize inside one chunk (or ending the log) is copied
+// by the store; the bytes between, and the tail no chunk holds, are
+// uploaded from the local copy in parts of at least store.MinPartSize.
+// A task that prints fast makes big chunks, so almost nothing is uploaded
+// twice; one that prints slowly makes small ones, re-uploaded, but then
+// the log is small for the time the task takes.
+func composeParts(key string, idx ChunkIndexData, size int64, local io.ReaderAt) []store.Part {
+	// chunkAt finds the chunk holding byte pos: its number (0: none), start
+	// and end.
+	chunkAt := func(pos int64) (int, int64, int64) {
+		if pos >= idx.Size {
+			return 0, 0, 0
+		}
+		n := sort.Search(len(idx.Offsets), func(i int) bool { return idx.Offsets[i] > pos })
+		end := idx.Size
+		if n < len(idx.Offsets) {
+			end = idx.Offsets[n]
+		}
+		return n, idx.Offsets[n-1], end
+	}
+	var parts []store.Part
+	for pos := int64(0); pos < size; {
+		n, start, end := chunkAt(pos)
+		if n > 0 && (end-pos >= store.MinPartSize || end == size) {
+			parts = append(parts, store.Part{Key: ChunkName(key, n), Offset: pos - start, Size: end - pos})
+			pos = end
+			continue
+		}
+		stop := min(size, pos+store.MinPartSize)
+		if n2, _, end2 := chunkAt(stop); n2 == 0 {
+			stop = size // the rest is only here: one last part
+		} else if end2-stop < store.MinPartSize && end2 != size {
+			stop = end2 // the rest of that chunk is too small to copy
+			if stop == idx.Size {
+				stop = size // and no chunk holds what follows
+			}
+		}
+		parts = append(parts, store.Part{Data: io.NewSectionReader(local, pos, stop-pos), Size: stop - pos})
+		pos = stop
+	}
+	return parts
+}
+
+// Scrubber is the attempt's scrubber, for artifact names and results.
+func (l *liveLog) Scrubber() *scrub.Scrubber {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.scr
+}
+
+// setSecrets makes the log mask values from now on. Call it before the
+// values can appear: once the command that knows them is about to run.
+func (l *liveLog) setSecrets(values []string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.sw.Flush(); err != nil {
+		return err
+	}
 	l.scr = scrub.New(values)
 	l.sw = l.scr.NewWriter(rawWriter{l})
+	return nil
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/turtles-ci/turtles/web/logpage"
 )
 
-// putOnly hides the Dir's Append: a store such as S3 that can only Put.
+// putOnly hides the Dir's Create: a store such as S3 that can only Put.
 type putOnly struct{ store.Store }
 
 func readKey(st store.Store, key string) (string, error) {
@@ -56,7 +56,7 @@ func readChunks(st store.Store, key string) (string, error) {
 }
 
 // TestLiveLogChunks runs the chunk scheme on a directory that hides its
-// Append, and on S3 (gofakes3 through store/s3).
+// Create, and on S3 (gofakes3 through store/s3).
 func TestLiveLogChunks(t *testing.T) {
 	old := chunkEvery
 	chunkEvery = 20 * time.Millisecond

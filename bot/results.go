@@ -92,7 +92,7 @@ func junitResults(dir string, scr *scrub.Scrubber) []turtles.TestResult {
 func (b *Bot) addResults(ctx context.Context, prefix, artifacts string, out *liveLog, res *turtles.Result) {
 	// The command has ended: its last lines go out now, not after the
 	// result and the whole log are stored.
-	out.flush()
+	out.flushEnd()
 	tests := append(out.tests.results(), junitResults(artifacts, out.Scrubber())...)
 	if len(tests) > maxTests {
 		tests = tests[:maxTests]

@@ -20,22 +20,10 @@ import (
 // for a store, simply a missing key.
 var errNotDir error = syscall.ENOTDIR
 
-// Appender is implemented by stores that can grow an object in place, so
-// that streaming a live log costs O(size) rather than re-uploading it.
-type Appender interface {
-	// Append adds p to the end of key, creating it (as text/plain) if it
-	// is missing. While appends go on, readers may see any prefix of the
-	// final object; a later Put replaces it whole.
-	Append(ctx context.Context, key string, p []byte) error
-}
-
 // metaDir is the reserved top-level directory of a Dir: temporary files
 // and content types live there, away from the objects. Keys under it are
 // refused.
 const metaDir = ".turtles-store"
-
-// appendType is the content type of objects created by Append: live logs.
-const appendType = "text/plain; charset=utf-8"
 
 // Dir is a Store on a local directory. Object KEY is the file ROOT/KEY, so
 // the tree can be served as it is; its content type is kept in the sidecar
@@ -49,8 +37,8 @@ type Dir struct {
 }
 
 var (
-	_ Store    = (*Dir)(nil)
-	_ Appender = (*Dir)(nil)
+	_ Store   = (*Dir)(nil)
+	_ Creator = (*Dir)(nil)
 )
 
 // NewDir opens (creating if needed) a store in root, and removes temporary
@@ -186,36 +174,27 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// Append implements Appender.
-func (d *Dir) Append(ctx context.Context, key string, p []byte) error {
+// Create implements Creator. The file is the object itself, so a log
+// written into it is stored once, and served while it grows.
+func (d *Dir) Create(ctx context.Context, key, contentType string) (*os.File, error) {
 	path, err := d.Path(key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.writeType(key, appendType); err != nil {
-			return fmt.Errorf("append %s: %w", key, err)
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return fmt.Errorf("append %s: %w", key, err)
-		}
-		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err := d.writeType(key, contentType); err != nil {
+		return nil, fmt.Errorf("create %s: %w", key, err)
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", key, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return fmt.Errorf("append %s: %w", key, err)
+		return nil, fmt.Errorf("create %s: %w", key, err)
 	}
-	_, err = f.Write(p)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("append %s: %w", key, err)
-	}
-	return nil
+	return f, nil
 }
 
 // Get implements Store.

@@ -23,47 +23,46 @@ func TestDirContract(t *testing.T) {
 	})
 }
 
-func TestDirAppend(t *testing.T) {
+func TestDirCreate(t *testing.T) {
 	ctx := context.Background()
 	d, err := store.NewDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	const key = "o/r/sha/ctx/1/log"
+	if err := d.Put(ctx, key, bytes.NewReader([]byte("an older attempt's log\n")), "application/octet-stream"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := d.Create(ctx, key, "text/plain; charset=utf-8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 	var want bytes.Buffer
-	for _, chunk := range []string{"line one\n", "line two\n", "partial", " line\n"} {
-		if err := d.Append(ctx, key, []byte(chunk)); err != nil {
-			t.Fatalf("Append(%q): %v", chunk, err)
+	for _, chunk := range []string{"", "line one\n", "line two\n", "partial", " line\n"} {
+		if _, err := f.WriteString(chunk); err != nil {
+			t.Fatal(err)
 		}
 		want.WriteString(chunk)
+		// Readers see the object grow.
 		rc, info, err := d.Get(ctx, key)
 		if err != nil {
-			t.Fatalf("Get while appending: %v", err)
+			t.Fatalf("Get while writing: %v", err)
 		}
 		got, _ := io.ReadAll(rc)
 		rc.Close()
 		if !bytes.Equal(got, want.Bytes()) {
-			t.Errorf("after Append(%q) Get = %q, want %q", chunk, got, want.String())
+			t.Errorf("after writing %q Get = %q, want %q", chunk, got, want.String())
 		}
 		if info.ContentType != "text/plain; charset=utf-8" {
-			t.Errorf("appended object content type %q, want text/plain; charset=utf-8", info.ContentType)
+			t.Errorf("created object content type %q, want text/plain; charset=utf-8", info.ContentType)
 		}
 	}
-	// The final Put replaces the live object whole.
-	if err := d.Put(ctx, key, bytes.NewReader([]byte("final\n")), "text/plain"); err != nil {
-		t.Fatal(err)
+	if _, err := d.Create(ctx, "../escape", "text/plain"); err == nil {
+		t.Errorf("Create(../escape) succeeded, want an error")
 	}
-	rc, _, err := d.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(rc)
-	rc.Close()
-	if string(got) != "final\n" {
-		t.Errorf("after Put, Get = %q, want %q", got, "final\n")
-	}
-	if err := d.Append(ctx, "../escape", []byte("x")); err == nil {
-		t.Errorf("Append(../escape) succeeded, want an error")
+	if _, err := d.Create(ctx, ".turtles-store/x", "text/plain"); err == nil {
+		t.Errorf("Create(.turtles-store/x) succeeded, want an error")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -35,6 +36,43 @@ type Store interface {
 	List(ctx context.Context, prefix string) ([]Info, error)
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
+}
+
+// Creator is implemented by stores whose objects are local files (Dir). A
+// live log is then written into its object directly, once, rather than to
+// a local copy and again to the store.
+type Creator interface {
+	// Create makes key an empty object of contentType, replacing what was
+	// there, and returns its file open for writing. Readers see what is
+	// written at once: unlike Put, a reader may see any prefix of the
+	// object while it is written. The caller closes the file.
+	Create(ctx context.Context, key, contentType string) (*os.File, error)
+}
+
+// MinPartSize is the smallest part of a composed object but the last: S3's
+// minimum part size of a multipart upload.
+const MinPartSize = 5 << 20
+
+// Part is a piece of a composed object: a byte range of an object already
+// in the store (Key), which the store copies itself, or Data to upload.
+type Part struct {
+	Key    string // source object; "" means Data
+	Offset int64  // start of the range in Key
+	Size   int64  // bytes in the range, or in Data
+	Data   io.Reader
+}
+
+// Composer is implemented by stores that can build an object from ranges
+// of other objects without the bytes passing through the client (S3's
+// multipart upload with UploadPartCopy): a live log uploaded in chunks
+// becomes one object without being uploaded again.
+type Composer interface {
+	// Compose stores the concatenation of parts under key, replacing what
+	// was there; readers never see a partial object. Every part but the
+	// last must be at least MinPartSize, and there must be at most 10,000.
+	// On error (including a server that cannot copy parts) the old object
+	// is left as it was, and the caller may Put the object instead.
+	Compose(ctx context.Context, key string, parts []Part, contentType string) error
 }
 
 // Info describes a stored object.

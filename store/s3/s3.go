@@ -4,8 +4,9 @@
 //
 // Objects are stored under Config.Prefix in Config.Bucket, with their
 // content type as the S3 Content-Type. S3 cannot append, so live logs use
-// the chunk scheme of the bot (see bot/livelog.go) instead of
-// store.Appender.
+// the chunk scheme of the bot (see bot/livelog.go); Compose (a multipart
+// upload whose parts are copied from the chunks by the server) turns the
+// chunks into the final log without uploading it again.
 package s3
 
 import (
@@ -19,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -63,7 +65,13 @@ type Store struct {
 	log    *slog.Logger
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Composer = (*Store)(nil)
+)
+
+// composeConcurrency bounds the parts Compose copies or uploads at once.
+const composeConcurrency = 4
 
 // New validates cfg and returns a Store. It does not contact the server;
 // Check does.
@@ -275,5 +283,75 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
+	return nil
+}
+
+// Compose implements store.Composer with a multipart upload: UploadPartCopy
+// for ranges of stored objects (the server copies them), UploadPart for
+// data. A failure aborts the upload, so the old object stays.
+func (s *Store) Compose(ctx context.Context, key string, parts []store.Part, contentType string) error {
+	name, err := s.name(key)
+	if err != nil {
+		return err
+	}
+	if len(parts) == 0 || len(parts) > 10000 {
+		return fmt.Errorf("compose %s: %d parts, want 1 to 10000", key, len(parts))
+	}
+	srcs := make([]string, len(parts))
+	for i, p := range parts {
+		if i < len(parts)-1 && p.Size < store.MinPartSize {
+			return fmt.Errorf("compose %s: part %d has %d bytes, under the minimum of %d", key, i+1, p.Size, store.MinPartSize)
+		}
+		if p.Key != "" {
+			if srcs[i], err = s.name(p.Key); err != nil {
+				return fmt.Errorf("compose %s: %w", key, err)
+			}
+		}
+	}
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	core := minio.Core{Client: s.c}
+	id, err := core.NewMultipartUpload(ctx, s.bucket, name, minio.PutObjectOptions{ContentType: contentType})
+	if err != nil {
+		return fmt.Errorf("compose %s: %w", key, err)
+	}
+	completed := false
+	defer func() {
+		if completed {
+			return
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := core.AbortMultipartUpload(actx, s.bucket, name, id); err != nil {
+			s.log.Warn("abort multipart upload", "key", key, "err", err)
+		}
+	}()
+	done := make([]minio.CompletePart, len(parts))
+	errs := make([]error, len(parts))
+	sem := make(chan struct{}, composeConcurrency)
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			n := i + 1
+			if p.Key != "" {
+				cp, err := core.CopyObjectPart(ctx, s.bucket, srcs[i], s.bucket, name, id, n, p.Offset, p.Size, nil)
+				done[i], errs[i] = minio.CompletePart{PartNumber: n, ETag: cp.ETag}, err
+				return
+			}
+			op, err := core.PutObjectPart(ctx, s.bucket, name, id, n, p.Data, p.Size, minio.PutObjectPartOptions{})
+			done[i], errs[i] = minio.CompletePart{PartNumber: n, ETag: op.ETag}, err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("compose %s: %w", key, err)
+	}
+	if _, err := core.CompleteMultipartUpload(ctx, s.bucket, name, id, done, minio.PutObjectOptions{ContentType: contentType}); err != nil {
+		return fmt.Errorf("compose %s: %w", key, err)
+	}
+	completed = true
 	return nil
 }

@@ -37,7 +37,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func run(t *testing.T, srv *s3test.Server) {
+// noCompose hides store.Composer: gofakes3 has no UploadPartCopy (the
+// bot then puts the whole log; see bot's livelog tests).
+type noCompose struct{ store.Store }
+
+func run(t *testing.T, srv *s3test.Server, compose bool) {
 	ctx := context.Background()
 	bucket, err := srv.CreateBucket(ctx)
 	if err != nil {
@@ -54,6 +58,9 @@ func run(t *testing.T, srv *s3test.Server) {
 		if err := st.Check(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if !compose {
+			return noCompose{st}
+		}
 		return st
 	})
 }
@@ -61,10 +68,10 @@ func run(t *testing.T, srv *s3test.Server) {
 func TestContractFake(t *testing.T) {
 	srv := s3test.Fake()
 	defer srv.Close()
-	run(t, srv)
+	run(t, srv, false)
 }
 
-func TestContractVersity(t *testing.T) { run(t, versity) }
+func TestContractVersity(t *testing.T) { run(t, versity, true) }
 
 func TestConfig(t *testing.T) {
 	tests := []struct {

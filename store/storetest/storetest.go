@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{name: "BadKeys", run: testBadKeys},
 		{name: "Large", run: testLarge},
 		{name: "FailedPutKeepsOld", run: testFailedPut},
+		{name: "Compose", run: testCompose},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open(t)) })
@@ -281,5 +282,55 @@ func testFailedPut(t *testing.T, s store.Store) {
 	}
 	if _, err := s.Stat(ctx, "k/new"); !errors.Is(err, store.ErrNotExist) {
 		t.Errorf("after a failed Put of a new key, Stat = %v, want store.ErrNotExist", err)
+	}
+}
+
+// testCompose checks store.Composer, for stores that have it: copied
+// ranges and uploaded data in order, and a failed compose that leaves the
+// old object.
+func testCompose(t *testing.T, s store.Store) {
+	c, ok := s.(store.Composer)
+	if !ok {
+		t.Skip("not a store.Composer")
+	}
+	ctx := context.Background()
+	src := make([]byte, store.MinPartSize+1<<20)
+	rand.Read(src)
+	if err := s.Put(ctx, "c/src", bytes.NewReader(src), "text/plain"); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, store.MinPartSize+3)
+	rand.Read(data)
+	parts := []store.Part{
+		{Key: "c/src", Offset: 1 << 20, Size: store.MinPartSize},
+		{Data: bytes.NewReader(data), Size: int64(len(data))},
+		{Key: "c/src", Offset: 0, Size: 10},
+	}
+	if err := c.Compose(ctx, "c/dst", parts, "text/plain; charset=utf-8"); err != nil {
+		t.Fatalf("Compose: %v", err)
+	}
+	want := append(append(append([]byte(nil), src[1<<20:]...), data...), src[:10]...)
+	got, info := get(t, s, "c/dst")
+	if !bytes.Equal(got, want) {
+		t.Errorf("composed object: %d bytes, want %d (equal: %v)", len(got), len(want), bytes.Equal(got, want))
+	}
+	if info.ContentType != "text/plain; charset=utf-8" {
+		t.Errorf("composed content type %q", info.ContentType)
+	}
+	// A missing source fails the whole compose and keeps the old object.
+	bad := []store.Part{
+		{Data: bytes.NewReader(data), Size: int64(len(data))},
+		{Key: "c/missing", Offset: 0, Size: 10},
+	}
+	if err := c.Compose(ctx, "c/dst", bad, "text/plain"); err == nil {
+		t.Errorf("Compose from a missing object succeeded")
+	}
+	if got, _ := get(t, s, "c/dst"); !bytes.Equal(got, want) {
+		t.Errorf("after a failed Compose the object changed")
+	}
+	// Parts under the minimum size are refused, but for the last.
+	small := []store.Part{{Key: "c/src", Size: 10}, {Key: "c/src", Size: 10}}
+	if err := c.Compose(ctx, "c/small", small, "text/plain"); err == nil {
+		t.Errorf("Compose with a small first part succeeded")
 	}
 }
