@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,6 +29,12 @@ const MaxSize = 1 << 20
 
 // Config is a parsed .turtles.yaml.
 type Config struct {
+	// Images pins image names to content-addressed images: a context's
+	// "image: debian-12" then means the image "debian-12-SHA256", which a
+	// bot fetches if it lacks it (docs/images.md). Validation replaces
+	// each context's Image by its pin.
+	Images map[string]string `yaml:"images"`
+
 	Contexts []Context `yaml:"contexts"`
 }
 
@@ -96,6 +103,7 @@ var (
 	contextNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/+-]{0,99}$`)
 	poolRe        = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	imageNameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+	pinnedRe      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,34}-[0-9a-f]{64}$`)
 	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	unknownKeyRe  = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
 )
@@ -122,8 +130,8 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := DecodeStrict(file, data, &c); err != nil {
 		return nil, err
 	}
-	recordLines(&root, &c)
-	if err := c.validate(file); err != nil {
+	imageLines := recordLines(&root, &c)
+	if err := c.validate(file, imageLines); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -162,8 +170,10 @@ func yamlError(file string, err error) error {
 	return &Error{File: file, Msg: msg}
 }
 
-// recordLines remembers where each context starts, for validation errors.
-func recordLines(root *yaml.Node, c *Config) {
+// recordLines remembers where each context starts, for validation errors,
+// and returns the lines of the image pins.
+func recordLines(root *yaml.Node, c *Config) (imageLines map[string]int) {
+	imageLines = map[string]int{}
 	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
 		return
 	}
@@ -172,6 +182,11 @@ func recordLines(root *yaml.Node, c *Config) {
 		return
 	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == "images" && m.Content[i+1].Kind == yaml.MappingNode {
+			for j := 0; j+1 < len(m.Content[i+1].Content); j += 2 {
+				imageLines[m.Content[i+1].Content[j].Value] = m.Content[i+1].Content[j].Line
+			}
+		}
 		if m.Content[i].Value != "contexts" || m.Content[i+1].Kind != yaml.SequenceNode {
 			continue
 		}
@@ -188,11 +203,15 @@ func recordLines(root *yaml.Node, c *Config) {
 			j++
 		}
 	}
+	return imageLines
 }
 
-func (c *Config) validate(file string) error {
+func (c *Config) validate(file string, imageLines map[string]int) error {
 	if len(c.Contexts) == 0 {
 		return &Error{File: file, Msg: "no contexts: want a list under \"contexts:\""}
+	}
+	if err := c.validateImages(file, imageLines); err != nil {
+		return err
 	}
 	seen := map[string]int{}
 	for i := range c.Contexts {
@@ -248,6 +267,34 @@ func (c *Config) validate(file string) error {
 		}
 		if x.Image != "" && x.Mode == "" {
 			x.Mode = turtles.ModeGuest
+		}
+		if pin, ok := c.Images[x.Image]; ok {
+			x.Image = pin
+		}
+	}
+	return nil
+}
+
+// validateImages checks the pins: names as contexts use them, values
+// NAME-SHA256 as `turtles image push` prints them.
+func (c *Config) validateImages(file string, lines map[string]int) error {
+	names := make([]string, 0, len(c.Images))
+	for k := range c.Images {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v := c.Images[k]
+		bad := func(format string, args ...any) error {
+			return &Error{File: file, Line: lines[k], Msg: "images: " + fmt.Sprintf(format, args...)}
+		}
+		switch {
+		case !imageNameRe.MatchString(k) || strings.Contains(k, ".."):
+			return bad("bad image name %q: use letters, digits and ._- (at most 100)", k)
+		case !pinnedRe.MatchString(v) || strings.Contains(v, ".."):
+			return bad("%s: %q is not a pinned image: want NAME-SHA256 (64 lowercase hex digits), as `turtles image push` prints", k, v)
+		case pinnedRe.MatchString(k):
+			return bad("%q is pinned already: pin a plain name, such as %s", k, k[:strings.LastIndexByte(k, '-')])
 		}
 	}
 	return nil

@@ -69,6 +69,50 @@ contexts:
 			}},
 		},
 		{
+			name: "pinned images",
+			data: `images:
+  debian-12: debian-12-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+contexts:
+  - name: kernel
+    command: make check
+    image: debian-12
+  - name: inline
+    command: make check
+    image: fedora-41-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+  - name: unpinned
+    command: make check
+    image: local
+`,
+			want: &Config{
+				Images: map[string]string{"debian-12": "debian-12-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+				Contexts: []Context{
+					{Name: "kernel", Command: "make check", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "debian-12-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", Mode: turtles.ModeGuest},
+					{Name: "inline", Command: "make check", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "fedora-41-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", Mode: turtles.ModeGuest},
+					{Name: "unpinned", Command: "make check", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "local", Mode: turtles.ModeGuest},
+				},
+			},
+		},
+		{
+			name:    "pin not a hash",
+			data:    "images:\n  debian-12: debian-12\n  ok: ok-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\ncontexts:\n  - name: unit\n    command: make\n",
+			wantErr: ".turtles.yaml:2: images: debian-12: \"debian-12\" is not a pinned image: want NAME-SHA256 (64 lowercase hex digits), as `turtles image push` prints",
+		},
+		{
+			name:    "pin upper-case hash",
+			data:    "contexts:\n  - name: unit\n    command: make\nimages:\n  d: d-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+			wantErr: ".turtles.yaml:5: images: d: \"d-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\" is not a pinned image: want NAME-SHA256 (64 lowercase hex digits), as `turtles image push` prints",
+		},
+		{
+			name:    "pin bad name",
+			data:    "images:\n  ../x: x-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\ncontexts:\n  - name: unit\n    command: make\n",
+			wantErr: ".turtles.yaml:2: images: bad image name \"../x\": use letters, digits and ._- (at most 100)",
+		},
+		{
+			name:    "pin not a map",
+			data:    "images: [debian-12]\ncontexts:\n  - name: unit\n    command: make\n",
+			wantErr: ".turtles.yaml:1: cannot unmarshal !!seq into map[string]string",
+		},
+		{
 			name:    "bad vm mode",
 			data:    "contexts:\n  - name: unit\n    command: make\n    image: debian-12\n    mode: chroot\n",
 			wantErr: `.turtles.yaml:2: context 1: "unit": mode "chroot": want guest or host`,
