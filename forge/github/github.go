@@ -27,7 +27,7 @@ import (
 // DefaultBaseURL is the API root of github.com.
 const DefaultBaseURL = "https://api.github.com/"
 
-// Config configures a Client. Only Token is required.
+// Config configures a Client. Token or App is required.
 type Config struct {
 	// BaseURL is the REST API root, used as given (a trailing slash is
 	// added). Default DefaultBaseURL. For GitHub Enterprise Server give the
@@ -38,6 +38,9 @@ type Config struct {
 	// permission to write commit statuses. It never appears in errors or
 	// logs.
 	Token string
+	// App, instead of Token, authenticates as a GitHub App installation,
+	// with installation tokens renewed before they expire.
+	App *App
 	// HTTPClient is copied; its Transport is wrapped to add the token.
 	// Default: a client with a 30s timeout.
 	HTTPClient *http.Client
@@ -58,8 +61,11 @@ var _ forge.Forge = (*Client)(nil)
 
 // New validates cfg and returns a client. It makes no request.
 func New(cfg Config) (*Client, error) {
-	if cfg.Token == "" {
-		return nil, errors.New("github: no token")
+	switch {
+	case cfg.Token == "" && cfg.App == nil:
+		return nil, errors.New("github: no token and no App")
+	case cfg.Token != "" && cfg.App != nil:
+		return nil, errors.New("github: a token and an App: give one")
 	}
 	// A token with spaces or control characters would be rejected by
 	// net/http anyway, with an error that is easy to misread.
@@ -90,9 +96,20 @@ func New(cfg Config) (*Client, error) {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
 	cp := *hc
-	cp.Transport = newETagCache(hc.Transport)
+	if cfg.App != nil {
+		tr, err := cfg.App.transport(hc.Transport, u)
+		if err != nil {
+			return nil, err
+		}
+		cp.Transport = newETagCache(tr)
+	} else {
+		cp.Transport = newETagCache(hc.Transport)
+	}
 	hc = &cp
-	c := gh.NewClient(hc).WithAuthToken(cfg.Token)
+	c := gh.NewClient(hc)
+	if cfg.Token != "" {
+		c = c.WithAuthToken(cfg.Token)
+	}
 	c.BaseURL = u
 	c.UserAgent = cfg.UserAgent
 	if c.UserAgent == "" {
@@ -206,6 +223,9 @@ func classify(err error, resp *gh.Response) error {
 		return &RateLimitError{Reset: time.Now().Add(wait), Err: err}
 	}
 	if resp == nil || resp.Response == nil {
+		if appAuthRefused(err) {
+			return fmt.Errorf("%w: %w", forge.ErrPermanent, err)
+		}
 		// No answer: network error, timeout, cancelled context.
 		return err
 	}

@@ -4,6 +4,7 @@
 // branches, org members, permissions; with ETags), on a loopback httptest
 // server, records every request, and fails on demand, so that code that
 // sets statuses can be tested through real HTTP without the network.
+// EnableApp makes it issue GitHub App installation tokens too.
 //
 // Only tests may import it.
 package githubtest
@@ -95,6 +96,7 @@ type Server struct {
 	requests []Request
 	faults   []Fault
 	lookups  lookups
+	app      *app
 	nextID   int64
 	// changed is closed and replaced whenever a status arrives, so that
 	// WaitStatuses wakes up without polling on a timer.
@@ -109,6 +111,7 @@ func NewServer(t testing.TB, token string) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /repos/{owner}/{repo}/statuses/{sha}", s.createStatus)
 	s.routeLookups(mux)
+	mux.HandleFunc("POST /app/installations/{id}/access_tokens", s.accessToken)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, r, http.StatusNotFound, nil, map[string]string{
 			"message":           "Not Found",
@@ -236,7 +239,7 @@ func (s *Server) authorized(r *http.Request) bool {
 		return true
 	}
 	a := r.Header.Get("Authorization")
-	return a == "Bearer "+s.token || a == "token "+s.token
+	return a == "Bearer "+s.token || a == "token "+s.token || s.appToken(a)
 }
 
 // createStatus mimics POST /repos/{owner}/{repo}/statuses/{sha}.
