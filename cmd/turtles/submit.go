@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
-	"github.com/turtles-ci/turtles/queue/sqlite"
 	"github.com/turtles-ci/turtles/web"
 )
 
@@ -26,8 +26,9 @@ func submitCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "submit --repo-url URL --sha SHA [--context NAME]",
 		Short: "Queue a task by hand",
-		Long: `submit puts a task on the embedded queue of a local turtles, as a webhook
-would. Without --context it queues the plan task: the bot reads the commit's
+		Long: `submit puts a task on the queue of a running turtles, as a webhook would:
+the embedded queue in --data-dir, or RabbitMQ when --queue is an amqp:// URL.
+Without --context it queues the plan task: the bot reads the commit's
 .turtles.yaml and queues every context. With --context it queues that one
 context; its command comes from .turtles.yaml unless --command is given.
 
@@ -43,17 +44,21 @@ repository (HEAD, a branch), resolved here.`,
 			if err != nil {
 				return err
 			}
-			if _, err := os.Stat(s.Queue); err != nil {
-				return fmt.Errorf("no queue at %s (start 'turtles serve' there first, or pass --data-dir/--queue): %w", s.Queue, err)
+			if !isAMQP(s.Queue) {
+				if _, err := os.Stat(s.Queue); err != nil {
+					return fmt.Errorf("no queue at %s (start 'turtles serve' there first, or pass --data-dir/--queue): %w", s.Queue, err)
+				}
 			}
-			q, err := sqlite.Open(s.Queue, queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries}, nil)
+			// Quiet: a submit is one publish; the queue's own chatter
+			// (reconnects) would only hide the result line.
+			qs, err := openQueues(s, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 			if err != nil {
 				return err
 			}
-			defer q.Close()
+			defer qs.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			err = q.Publish(ctx, t)
+			err = qs.queue.Publish(ctx, t)
 			if errors.Is(err, queue.ErrDuplicate) {
 				fmt.Fprintf(cmd.OutOrStdout(), "already queued or running: %s\n", t.Key())
 				return nil
@@ -63,7 +68,7 @@ repository (HEAD, a branch), resolved here.`,
 			}
 			if t.Kind == turtles.KindTest {
 				ev := turtles.Event{ID: newID(), Type: turtles.EventQueued, Task: t, Time: time.Now()}
-				if err := q.Emit(ctx, ev); err != nil {
+				if err := qs.events.Emit(ctx, ev); err != nil {
 					return fmt.Errorf("task queued, but its queued event was not: %w", err)
 				}
 			}

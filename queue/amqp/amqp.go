@@ -100,6 +100,9 @@ func (n names) parked(pool string, d time.Duration) string {
 	return n.p + ".parked." + pool + "." + strconv.FormatInt(d.Milliseconds(), 10)
 }
 func (n names) reap() string           { return n.p + ".reap" }
+func (n names) inbox() string          { return n.p + ".inbox" }
+func (n names) cancelExchange() string { return n.p + ".cancel" }
+func (n names) cancels() string        { return n.p + ".cancels" }
 func (n names) dead() string           { return n.p + ".dead" }
 func (n names) events() string         { return n.p + ".events" }
 func (n names) lease(id string) string { return n.p + ".lease." + id }
@@ -160,6 +163,11 @@ func (n names) fixedSpecs() []queueSpec {
 	return []queueSpec{
 		{name: n.dead()},
 		{name: n.reap()},
+		{name: n.inbox()},
+		{name: n.cancels(), args: amqp.Table{
+			"x-max-length":  int32(cancelsKept),
+			"x-message-ttl": int32(cancelTTL.Milliseconds()),
+		}, bind: [2]string{n.cancelExchange(), ""}},
 		{name: n.events(), args: amqp.Table{"x-single-active-consumer": true}, bind: [2]string{n.eventsExchange(), "event"}},
 	}
 }
@@ -194,6 +202,7 @@ type link struct {
 
 	mu       sync.Mutex
 	decl     *amqp.Channel // declarations; reopened after a channel error
+	inbox    *amqp.Channel // inbox gets (Take); reopened after a channel error
 	declared map[string]bool
 }
 
@@ -423,8 +432,9 @@ func (c *client) dial() (*link, error) {
 	if err != nil {
 		return fail(err)
 	}
-	for _, ex := range []string{c.n.workExchange(), c.n.eventsExchange()} {
-		if err := ch.ExchangeDeclare(ex, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+	for ex, kind := range map[string]string{c.n.workExchange(): amqp.ExchangeDirect,
+		c.n.eventsExchange(): amqp.ExchangeDirect, c.n.cancelExchange(): amqp.ExchangeFanout} {
+		if err := ch.ExchangeDeclare(ex, kind, true, false, false, false, nil); err != nil {
 			return fail(fmt.Errorf("declare exchange %s: %w", ex, err))
 		}
 	}

@@ -3,6 +3,7 @@ package amqp_test
 import (
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,7 +36,20 @@ func freshPrefix(t *testing.T) string {
 	return fmt.Sprintf("t%d-%d", os.Getpid(), prefixes.Add(1))
 }
 
+func openEvents(t *testing.T, prefix string) *amqp.Events {
+	e, err := amqp.OpenEvents(amqp.Config{URL: broker.URL, Prefix: prefix})
+	if err != nil {
+		t.Fatalf("OpenEvents: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
 func TestContract(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		prefixOf = map[queue.Queue]string{}
+	)
 	queuetest.Run(t, queuetest.Backend{
 		Queue: func(t *testing.T) queuetest.Opener {
 			prefix := freshPrefix(t)
@@ -45,19 +59,20 @@ func TestContract(t *testing.T) {
 					t.Fatalf("Open: %v", err)
 				}
 				t.Cleanup(func() { q.Close() })
+				mu.Lock()
+				prefixOf[q] = prefix
+				mu.Unlock()
 				return q
 			}
 		},
+		EventsOf: func(t *testing.T, q queue.Queue) queue.Events {
+			mu.Lock()
+			defer mu.Unlock()
+			return openEvents(t, prefixOf[q])
+		},
 		Events: func(t *testing.T) queuetest.EventsOpener {
 			prefix := freshPrefix(t)
-			return func(t *testing.T) queue.Events {
-				e, err := amqp.OpenEvents(amqp.Config{URL: broker.URL, Prefix: prefix})
-				if err != nil {
-					t.Fatalf("OpenEvents: %v", err)
-				}
-				t.Cleanup(func() { e.Close() })
-				return e
-			}
+			return func(t *testing.T) queue.Events { return openEvents(t, prefix) }
 		},
 	})
 }

@@ -28,6 +28,7 @@ const (
 	stateParked
 	stateDone
 	stateLost
+	stateCancelled
 )
 
 type delivery struct {
@@ -72,9 +73,16 @@ func (d *delivery) finish(state int) {
 	d.q.mu.Unlock()
 }
 
-// check returns the error for a delivery that can no longer be used;
-// d.mu is held.
-func (d *delivery) check() error {
+// check returns the error for a delivery that can no longer be used,
+// ending it first if its commit was cancelled; d.mu is held.
+func (d *delivery) check(ctx context.Context) error {
+	if err := d.usable(); err != nil {
+		return err
+	}
+	return d.cancelled(ctx)
+}
+
+func (d *delivery) usable() error {
 	if d.q.c.closed() {
 		return queue.ErrClosed
 	}
@@ -93,7 +101,7 @@ func (d *delivery) check() error {
 func (d *delivery) Heartbeat(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.check(); err != nil {
+	if err := d.check(ctx); err != nil {
 		return err
 	}
 	d.expiry.Reset(d.q.opts.Lease)
@@ -104,7 +112,7 @@ func (d *delivery) Heartbeat(ctx context.Context) error {
 func (d *delivery) Ack(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.check(); err != nil {
+	if err := d.check(ctx); err != nil {
 		return err
 	}
 	if err := d.settle(ctx, nil); err != nil {
@@ -124,7 +132,7 @@ func (d *delivery) Ack(ctx context.Context) error {
 func (d *delivery) AckWithEvent(ctx context.Context, ev turtles.Event) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.check(); err != nil {
+	if err := d.check(ctx); err != nil {
 		return err
 	}
 	body, err := json.Marshal(ev)
@@ -158,7 +166,7 @@ func (d *delivery) AckWithEvent(ctx context.Context, ev turtles.Event) error {
 func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string) (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.check(); err != nil {
+	if err := d.check(ctx); err != nil {
 		return false, err
 	}
 	dead := d.count >= d.q.opts.MaxDeliveries
@@ -185,7 +193,7 @@ func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string)
 func (d *delivery) Release(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.check(); err != nil {
+	if err := d.check(ctx); err != nil {
 		return err
 	}
 	err := d.settle(ctx, func(l *link) error {

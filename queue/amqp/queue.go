@@ -25,6 +25,9 @@ type Queue struct {
 	held   map[*delivery]bool // unacked or parked deliveries of this handle
 	wake   queue.Wakeups      // keyed by pool
 	reaper sync.Once
+
+	cancels  *cancelSet
+	listener sync.Once
 }
 
 var (
@@ -39,7 +42,7 @@ func Open(cfg Config) (*Queue, error) {
 		return nil, err
 	}
 	q := &Queue{c: c, n: c.n, opts: c.cfg.Options, pools: map[string]bool{},
-		held: map[*delivery]bool{}}
+		held: map[*delivery]bool{}, cancels: newCancelSet()}
 	for _, p := range cfg.Pools {
 		q.pools[p] = true
 	}
@@ -220,6 +223,10 @@ func headerString(h amqp.Table, k string) string {
 // publish through this handle.
 func (q *Queue) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
 	q.reaper.Do(func() { go q.reap() })
+	q.listener.Do(func() { go q.listenCancels() })
+	if err := q.waitCancels(ctx); err != nil {
+		return nil, err
+	}
 	for {
 		if q.c.closed() {
 			return nil, queue.ErrClosed
@@ -294,6 +301,17 @@ func (q *Queue) accept(ctx context.Context, l *link, pool string, m amqp.Deliver
 			return nil, err
 		}
 		return nil, l.ack(m.DeliveryTag)
+	}
+	if rec, ok := q.cancels.match(t); ok {
+		msg, err := cancelledEvent(t, rec)
+		if err != nil {
+			return nil, err
+		}
+		if err := l.ackPublish(ctx, m.DeliveryTag, q.n.eventsExchange(), "event", msg); err != nil {
+			return nil, err
+		}
+		q.unlockKey(t.Key())
+		return nil, nil
 	}
 	if m.Redelivered {
 		// RabbitMQ put it back because a holder's connection ended: that

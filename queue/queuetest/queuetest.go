@@ -36,6 +36,10 @@ type Backend struct {
 	// Events returns an EventsOpener for new, empty storage. Nil skips the
 	// event tests.
 	Events func(t *testing.T) EventsOpener
+	// EventsOf returns the event log on the storage of q, a handle of
+	// this backend, for the tests of what a queue emits (cancellation).
+	// Nil: q itself is the event log.
+	EventsOf func(t *testing.T, q queue.Queue) queue.Events
 }
 
 // RawPublisher is implemented by backends that can queue arbitrary bytes;
@@ -63,6 +67,7 @@ func Run(t *testing.T, b Backend) {
 	if b.Events != nil {
 		t.Run("Events", func(t *testing.T) { RunEvents(t, b.Events) })
 	}
+	t.Run("Optional", func(t *testing.T) { RunOptional(t, b) })
 }
 
 // RunQueue runs the queue.Queue contract tests.
