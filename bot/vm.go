@@ -17,6 +17,7 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/image"
+	"github.com/turtles-ci/turtles/image/cache"
 	"github.com/turtles-ci/turtles/vm"
 )
 
@@ -25,6 +26,10 @@ type VMConfig struct {
 	// ImagesDir is where image names resolve (image.Resolve). Tasks with
 	// an image fail as infra on a bot without one.
 	ImagesDir string
+	// Images, if set, is the host's image cache (on ImagesDir): pinned
+	// images (NAME-SHA256) are fetched into it when missing and held in
+	// use while their VM runs, so that prune spares them.
+	Images *cache.Cache
 	// Dir holds the machines' directories. Default WORKDIR/vms; a bot
 	// sweeps leftovers of dead bots in it at start.
 	Dir string
@@ -61,12 +66,19 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	img, err := image.Resolve(v.image, r.vm.ImagesDir)
+	img, release, err := r.image(ctx, v.image, out)
 	if err != nil {
+		if ctx.Err() != nil {
+			logf(out, "stopped while fetching the image: %v", context.Cause(ctx))
+			return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+		}
 		err = turtles.MarkInfra(fmt.Errorf("this bot cannot boot image %s: %w", v.image, err))
 		logf(out, "%v", err)
-		return infraOutcome(err), err
+		o := infraOutcome(err)
+		o.Reason = truncate("image " + v.image + ": " + firstLine(err.Error()))
+		return o, err
 	}
+	defer release()
 	console := &lineEnd{w: out}
 	cfg := vm.Config{
 		Image: img, Dir: r.vm.Dir, CPUs: v.cpus, MemoryMB: v.memoryMB, Forwards: v.forward,
@@ -131,6 +143,28 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	return o, err
 }
 
+// image finds the image a task names: a pinned image (NAME-SHA256) from
+// the cache, fetched first if the host lacks it and held until release;
+// any other name as image.Resolve finds it.
+func (r runner) image(ctx context.Context, name string, out io.Writer) (*image.Manifest, func(), error) {
+	id, err := cache.ParseID(name)
+	if err != nil || r.vm.Images == nil {
+		m, err := image.Resolve(name, r.vm.ImagesDir)
+		return m, func() {}, err
+	}
+	if !r.vm.Images.Has(id) {
+		logf(out, "fetching image %s", id)
+		began := time.Now()
+		defer func() {
+			if err == nil {
+				logf(out, "fetched image %s in %s", id, time.Since(began).Round(100*time.Millisecond))
+			}
+		}()
+	}
+	m, release, err := r.vm.Images.Acquire(ctx, id)
+	return m, release, err
+}
+
 // vmEnv describes a host-mode task's VM to its command.
 func vmEnv(m *vm.Machine) []string {
 	env := []string{
@@ -166,11 +200,12 @@ func (r runner) guest(ctx context.Context, t turtles.Task, m *vm.Machine, ws wor
 	if t.PR > 0 {
 		pr = strconv.Itoa(t.PR)
 	}
-	vars := []string{
-		"CI=true", "TURTLES=1", "TURTLES_REPO=" + t.Repo.Name, "TURTLES_SHA=" + t.SHA,
-		"TURTLES_CONTEXT=" + t.Context, "TURTLES_ATTEMPT=" + strconv.Itoa(t.Attempt),
-		"TURTLES_PR=" + pr, "TURTLES_ARTIFACTS=" + GuestArtifacts,
-	}
+	// The task's secrets first, so that turtles' own variables win.
+	vars := append(append([]string(nil), r.secrets...),
+		"CI=true", "TURTLES=1", "TURTLES_REPO="+t.Repo.Name, "TURTLES_SHA="+t.SHA,
+		"TURTLES_CONTEXT="+t.Context, "TURTLES_ATTEMPT="+strconv.Itoa(t.Attempt),
+		"TURTLES_PR="+pr, "TURTLES_ARTIFACTS="+GuestArtifacts,
+	)
 	var script strings.Builder
 	for _, v := range vars {
 		k, val, _ := strings.Cut(v, "=")
