@@ -57,6 +57,11 @@ type Config struct {
 	// Env is extra environment for task commands, "KEY=value". It may set
 	// PATH; it cannot change HOME or the TURTLES_* variables.
 	Env []string
+	// SecretsDir holds the secrets trusted tasks may ask for by name: one
+	// file per name, holding the value (as Kubernetes mounts a secret).
+	// Empty: this bot has no secrets, and tasks that ask for one fail as
+	// infra.
+	SecretsDir string
 	// VM configures the VMs of tasks that name an image.
 	VM VMConfig
 	// Default is the configuration plans use for a commit without
@@ -125,7 +130,7 @@ func New(cfg Config) (*Bot, error) {
 	}
 	return &Bot{
 		cfg: cfg,
-		run: runner{killGrace: cfg.KillGrace, env: cfg.Env, vm: cfg.VM.withDefaults(cfg.WorkDir, cfg.Log)},
+		run: runner{killGrace: cfg.KillGrace, env: cfg.Env, vm: cfg.VM.withDefaults(cfg.WorkDir, cfg.Log), secretsDir: cfg.SecretsDir},
 		log: cfg.Log.With("bot", cfg.Name, "pool", cfg.Pool),
 		m:   m,
 	}, nil

@@ -77,14 +77,20 @@ type runner struct {
 	env       []string // extra environment, from Config.Env
 	timeout   time.Duration
 	vm        VMConfig
+	// secretsDir holds the secrets by name (see resolveSecrets); secrets
+	// are the NAME=value pairs of the attempt being run.
+	secretsDir string
+	secrets    []string
 }
 
 // env is the complete environment of a task command: nothing of the
 // process running it. Config.Env comes after the defaults so it may set
-// PATH, and before turtles' own variables so it cannot fake them.
+// PATH, then the task's secrets, then turtles' own variables, so that
+// neither can fake them.
 func (r runner) taskEnv(t turtles.Task, ws workspace) []string {
 	env := []string{"PATH=" + defaultPath, "LANG=C.UTF-8"}
 	env = append(env, r.env...)
+	env = append(env, r.secrets...)
 	pr := ""
 	if t.PR > 0 {
 		pr = strconv.Itoa(t.PR)
@@ -116,8 +122,16 @@ func (r runner) checkout(ctx context.Context, t turtles.Task, ws workspace, out 
 }
 
 // test runs a test task in a checked-out workspace: task.Command, or the
-// command of the task's context in the checkout's .turtles.yaml.
+// command of the task's context in the checkout's .turtles.yaml. Its
+// secrets are the task's (t.Secrets, which the plan took from the
+// configuration and config.Restrict kept for trusted work only), never
+// the checkout's.
 func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
+	r, err := r.withSecrets(t, out)
+	if err != nil {
+		logf(out, "%v", err)
+		return infraOutcome(err), err
+	}
 	command, timeout := t.Command, time.Duration(t.Timeout)
 	v := vmTask{image: t.Image, mode: t.Mode, cpus: t.CPUs, memoryMB: t.MemoryMB, forward: t.Forward}
 	if command == "" {

@@ -80,6 +80,7 @@ func (sys *system) bot() (*bot.Bot, error) {
 		LogURL:      func(t turtles.Task) string { return web.LogURL(s.PublicURL, t) },
 		Heartbeat:   s.Lease / 3,
 		RetryDelays: s.RetryDelays,
+		SecretsDir:  s.SecretsDir,
 		VM:          bot.VMConfig{ImagesDir: s.ImagesDir},
 		Log:         sys.log.With("part", "bot"),
 		Registerer:  sys.reg,
@@ -129,7 +130,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 		},
 	}
 	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool",
-		"slots", "work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
+		"slots", "work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
 		"log-level", "log-format")
 	addTrustFlags(cmd.Flags())
 	return cmd

@@ -66,6 +66,9 @@ type Settings struct {
 	// ImagesDir is where VM image names resolve (turtles image build
 	// writes there by default).
 	ImagesDir string `yaml:"images_dir"`
+	// SecretsDir holds the secrets bots give trusted tasks by name: one
+	// file per name holding the value, as Kubernetes mounts a secret.
+	SecretsDir string `yaml:"secrets_dir"`
 }
 
 func defaults() Settings {
@@ -183,6 +186,7 @@ func init() {
 		opt("store", "s3://BUCKET/PREFIX?endpoint=URL&region=R&path_style=true to keep logs and artifacts in S3 (default: --store-dir)", str(func(s *Settings) *string { return &s.Store })),
 		opt("s3-credentials-file", "file with the S3 access key and secret key on two lines (or set TURTLES_S3_ACCESS_KEY and TURTLES_S3_SECRET_KEY)", str(func(s *Settings) *string { return &s.S3CredentialsFile })),
 		opt("images-dir", "where VM images are kept and their names resolve (default DATA-DIR/images)", str(func(s *Settings) *string { return &s.ImagesDir })),
+		opt("secrets-dir", "directory of the secrets trusted tasks ask for by name: one file per name holding the value (a Kubernetes secret volume); default: none", str(func(s *Settings) *string { return &s.SecretsDir })),
 		opt("drain-timeout", "on SIGTERM, how long running tasks may finish before they are put back", dur(func(s *Settings) *time.Duration { return &s.DrainTimeout })),
 		opt("retry-delays", "comma-separated waits before retrying an infrastructure failure, by attempt", durs(func(s *Settings) *[]time.Duration { return &s.RetryDelays })),
 		opt("github-api", "GitHub API base URL (GitHub Enterprise: https://HOST/api/v3/)", str(func(s *Settings) *string { return &s.GitHubAPI })),
