@@ -22,8 +22,9 @@ func hookCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "hook",
 		Short: "Receive forge webhooks and queue plan tasks, for turtles on RabbitMQ",
-		Long: `hook runs only the webhook receiver (/hook/github) and /metrics: it checks
-each delivery's signature with the webhook secret and publishes a plan task
+		Long: `hook runs only the webhook receiver (/hook/github, or /hook/gitlab with
+--forge gitlab) and /metrics: it checks each delivery's signature (GitLab:
+its token) with the webhook secret and publishes a plan task
 to --queue. It needs no forge token. A publish that fails (the broker is
 down) answers 5xx, so the forge delivers again.
 
@@ -40,6 +41,7 @@ webhook is not queued twice; run one hook per data dir.`,
 	}
 	addFlags(cmd.Flags(), "data-dir", "listen", "queue", "pool", "lease", "max-deliveries", "webhook-secret-file",
 		"bot-name", "log-level", "log-format")
+	addForgeFlags(cmd.Flags(), "forge")
 	return cmd
 }
 
@@ -65,7 +67,7 @@ func runHook(s Settings) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gh, err := hook.NewGitHub(hook.Config{
+	hookName, receiver, err := webhookReceiver(s, hook.Config{
 		Secret:     []byte(secretValue),
 		Queue:      qs.queue,
 		Deliveries: deliveries,
@@ -77,10 +79,10 @@ func runHook(s Settings) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/hook/github", gh)
+	mux.Handle("/hook/"+hookName, receiver)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	log.Info("turtles hook receiving", "version", buildVersion(), "listen", s.Listen, "queue", redactQueue(s.Queue),
-		"webhook_secret", secretPath, "pool", s.Pool)
+		"webhook", "/hook/"+hookName, "webhook_secret", secretPath, "pool", s.Pool)
 	return serveHTTP(ctx, s.Listen, mux, log)
 }
 

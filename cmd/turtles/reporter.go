@@ -38,6 +38,7 @@ consumes at a time (single active consumer), the others stand by.`,
 	}
 	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "pool", "lease", "max-deliveries", "store-dir", "store", "s3-credentials-file",
 		"github-api", "github-token-file", "bot-name", "log-level", "log-format")
+	addForgeFlags(cmd.Flags())
 	return cmd
 }
 

@@ -42,7 +42,7 @@ var trustFlags = []string{"trusted-orgs", "trusted-users", "scan-repos", "scan-b
 
 func init() {
 	for _, o := range []option{
-		opt("trusted-orgs", "comma-separated GitHub organizations whose members' pull requests run without /ok-to-test", strs(func(s *Settings) *[]string { return &s.TrustedOrgs })),
+		opt("trusted-orgs", "comma-separated GitHub organizations (GitLab: groups) whose members' pull requests run without /ok-to-test", strs(func(s *Settings) *[]string { return &s.TrustedOrgs })),
 		opt("trusted-users", "comma-separated logins whose pull requests and commands are trusted without asking GitHub", strs(func(s *Settings) *[]string { return &s.TrustedUsers })),
 		opt("scan-repos", "comma-separated OWNER/NAME repositories the scanner checks for work that webhooks lost", strs(func(s *Settings) *[]string { return &s.ScanRepos })),
 		opt("scan-branches", "comma-separated branches whose heads the scanner tests", strs(func(s *Settings) *[]string { return &s.ScanBranches })),
@@ -86,11 +86,15 @@ func loadDefaultConfig(s Settings) (*config.Config, error) {
 func newScanner(s Settings, g *gate.Gate, f forge.Forge, q gate.Publisher, ev gate.Emitter, log *slog.Logger) (*scan.Scanner, error) {
 	lookup, ok := f.(forge.Lookup)
 	if !ok || g == nil {
-		return nil, errors.New("scan: needs a GitHub token (--github-token-file or TURTLES_GITHUB_TOKEN)")
+		return nil, errors.New("scan: needs forge credentials (GitHub: --github-token-file, TURTLES_GITHUB_TOKEN or --github-app-id; GitLab: --gitlab-token-file or TURTLES_GITLAB_TOKEN)")
+	}
+	cloneBase := s.CloneBaseURL
+	if s.Forge == forgeGitLab && cloneBase == defaults().CloneBaseURL {
+		cloneBase = s.GitLabURL // GitLab's default, as github.com is GitHub's
 	}
 	var repos []scan.Repo
 	for _, r := range s.ScanRepos {
-		repos = append(repos, scan.Repo{Name: r, CloneURL: strings.TrimRight(s.CloneBaseURL, "/") + "/" + r + ".git", Branches: s.ScanBranches})
+		repos = append(repos, scan.Repo{Name: r, CloneURL: strings.TrimRight(cloneBase, "/") + "/" + r + ".git", Branches: s.ScanBranches})
 	}
 	return scan.New(scan.Config{Lookup: lookup, Gate: g, Queue: q, Events: ev, Repos: repos, Pool: s.Pool, Log: log.With("part", "scan")})
 }
@@ -171,6 +175,7 @@ outage; serve runs it at start and every --scan-interval.`,
 	}
 	addFlags(cmd.Flags(), "data-dir", "queue", "pool", "github-api", "github-token-file", "log-level", "log-format")
 	addTrustFlags(cmd.Flags())
+	addForgeFlags(cmd.Flags())
 	return cmd
 }
 

@@ -17,8 +17,6 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/bot"
-	"github.com/turtles-ci/turtles/forge"
-	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/hook"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/report"
@@ -133,6 +131,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 		"slots", "work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
 		"log-level", "log-format")
 	addTrustFlags(cmd.Flags())
+	addForgeFlags(cmd.Flags())
 	return cmd
 }
 
@@ -173,7 +172,7 @@ func serve(s Settings) error {
 	if g == nil {
 		inbox = nil
 	}
-	gh, err := hook.NewGitHub(hook.Config{
+	hookName, receiver, err := webhookReceiver(s, hook.Config{
 		Secret:     []byte(secretValue),
 		Queue:      sys.queue,
 		Inbox:      inbox,
@@ -195,7 +194,7 @@ func serve(s Settings) error {
 			Results:  res,
 			Store:    sys.store,
 			Queue:    sys.queue,
-			Hooks:    map[string]http.Handler{"github": gh},
+			Hooks:    map[string]http.Handler{hookName: receiver},
 			Gatherer: sys.reg,
 			Log:      log.With("part", "web"),
 		}),
@@ -205,7 +204,7 @@ func serve(s Settings) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log.Info("turtles serving", "version", buildVersion(), "url", s.PublicURL, "webhook", s.PublicURL+"/hook/github",
+	log.Info("turtles serving", "version", buildVersion(), "url", s.PublicURL, "webhook", s.PublicURL+"/hook/"+hookName,
 		"webhook_secret", secretPath, "data_dir", s.DataDir, "slots", s.Slots, "pool", s.Pool)
 
 	var wg sync.WaitGroup
@@ -238,19 +237,6 @@ func serve(s Settings) error {
 	wg.Wait()
 	log.Info("stopped")
 	return botErr
-}
-
-func newForge(s Settings, log *slog.Logger) (forge.Forge, error) {
-	token, err := secret("TURTLES_GITHUB_TOKEN", s.GitHubTokenFile)
-	if err != nil {
-		return nil, err
-	}
-	if token == "" {
-		log.Warn("no GitHub token (--github-token-file or TURTLES_GITHUB_TOKEN): statuses are logged, not sent")
-		return forge.Log{Log: log.With("part", "reporter")}, nil
-	}
-	return github.New(github.Config{BaseURL: s.GitHubAPI, Token: token, Log: log.With("part", "github"),
-		UserAgent: "turtles/" + buildVersion()})
 }
 
 // queueCollector exports queue depth per pool and state.

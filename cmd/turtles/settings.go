@@ -49,6 +49,14 @@ type Settings struct {
 	LogLevel          string `yaml:"log_level"`
 	LogFormat         string `yaml:"log_format"`
 
+	// Forge is github or gitlab (options registered in forges.go).
+	Forge                string `yaml:"forge"`
+	GitLabURL            string `yaml:"gitlab_url"`
+	GitLabTokenFile      string `yaml:"gitlab_token_file"`
+	GitHubAppID          int    `yaml:"github_app_id"`
+	GitHubAppKeyFile     string `yaml:"github_app_key_file"`
+	GitHubInstallationID int    `yaml:"github_installation_id"`
+
 	// Store, an s3:// URL, puts logs and artifacts in S3 instead of
 	// StoreDir (see openStore in store.go).
 	Store             string `yaml:"store"`
@@ -84,6 +92,8 @@ func defaults() Settings {
 		DrainTimeout:  10 * time.Minute,
 		RetryDelays:   []time.Duration{10 * time.Second, 30 * time.Second, 90 * time.Second, 5 * time.Minute},
 		GitHubAPI:     "https://api.github.com/",
+		Forge:         forgeGitHub,
+		GitLabURL:     "https://gitlab.com/",
 		LogLevel:      "info",
 		LogFormat:     "text",
 		ScanBranches:  []string{"main"},
@@ -318,6 +328,9 @@ func (s *Settings) validate() error {
 	}
 	if s.BotName == "" {
 		bad("bot-name: empty")
+	}
+	if err := s.validateForge(); err != nil {
+		errs = append(errs, err)
 	}
 	if isAMQP(s.Queue) {
 		if u, err := url.Parse(s.Queue); err != nil || u.Host == "" {

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/turtles-ci/turtles/forge/gitlab/gitlabtest"
+)
+
+const (
+	glToken   = "glpat-e2e-token"
+	glProject = "reptiles/shell"
+)
+
+// startGitLabServe runs `turtles serve --forge gitlab` against the fake
+// GitLab gl; the token comes from a file, the webhook secret from the
+// environment, as start sets it.
+func startGitLabServe(t *testing.T, gl *gitlabtest.Server, extra ...string) *server {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "gitlab-token")
+	if err := os.WriteFile(tokenFile, []byte(glToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	dataDir := t.TempDir()
+	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &bytes.Buffer{},
+		args: append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--forge", "gitlab", "--gitlab-url", gl.URL,
+			"--gitlab-token-file", tokenFile, "--slots", "2", "--retry-delays", "200ms", "--log-level", "debug"}, extra...)}
+	s.start()
+	t.Cleanup(func() { s.stop(syscall.SIGKILL) })
+	return s
+}
+
+// gitlabHook posts a GitLab delivery with token as X-Gitlab-Token.
+func (s *server) gitlabHook(event, uuid, token string, body []byte) (int, string) {
+	s.t.Helper()
+	req, _ := http.NewRequest("POST", s.url+"/hook/gitlab", bytes.NewReader(body))
+	req.Header.Set("X-Gitlab-Event", event)
+	req.Header.Set("X-Gitlab-Event-UUID", uuid)
+	req.Header.Set("X-Gitlab-Token", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("post webhook: %v", err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+func glProjectJSON(repoDir string) map[string]any {
+	return map[string]any{"id": 7, "name": "shell", "path_with_namespace": glProject, "default_branch": "main",
+		"git_http_url": "file://" + repoDir, "web_url": "https://gitlab.example.com/" + glProject}
+}
+
+func glMRPayload(repoDir, sha string, userID int, username string) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"object_kind": "merge_request", "event_type": "merge_request",
+		"user":    map[string]any{"id": userID, "username": username, "name": username},
+		"project": glProjectJSON(repoDir),
+		"object_attributes": map[string]any{"iid": 42, "action": "open", "state": "opened", "author_id": userID,
+			"source_branch": "harden", "target_branch": "main", "last_commit": map[string]any{"id": sha}},
+	})
+	return b
+}
+
+func glNotePayload(repoDir string, userID int, username, note string) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"object_kind": "note", "event_type": "note",
+		"user":              map[string]any{"id": userID, "username": username},
+		"project":           glProjectJSON(repoDir),
+		"object_attributes": map[string]any{"note": note, "noteable_type": "MergeRequest", "action": "create", "system": false},
+		"merge_request":     map[string]any{"iid": 42, "target_branch": "main"},
+	})
+	return b
+}
+
+// waitGitLabFinal waits for a final status of each context on sha.
+func waitGitLabFinal(t *testing.T, gl *gitlabtest.Server, sha string, timeout time.Duration, contexts ...string) map[string]gitlabtest.Status {
+	t.Helper()
+	got := map[string]gitlabtest.Status{}
+	waitFor(t, timeout, "final GitLab statuses of "+strings.Join(contexts, ", "), func() bool {
+		for _, c := range contexts {
+			st, ok := gl.Final(glProject, sha, c)
+			if !ok || st.State == "pending" || st.State == "running" {
+				return false
+			}
+			got[c] = st
+		}
+		return true
+	})
+	return got
+}
+
+// TestServeGitLab runs `turtles serve --forge gitlab` against a fake GitLab:
+// a member's merge request is tested and its statuses, with log links,
+// land on GitLab; a member's /retest runs the failed context again; a
+// stranger's /retest and a forged token do nothing.
+func TestServeGitLab(t *testing.T) {
+	gl := gitlabtest.NewServer(t, glToken)
+	repoDir := t.TempDir()
+	const matrix = "contexts:\n  - name: pass\n    command: echo shell is hard\n  - name: fail\n    command: echo cracked; exit 4\n"
+	sha := gitRepo(t, repoDir, map[string]string{".turtles.yaml": matrix})
+	gl.SetFile(glProject, sha, ".turtles.yaml", []byte(matrix))
+	gl.SetProjectAccess(glProject, "alice", gitlabtest.Developer)
+	gl.SetProjectAccess(glProject, "morgan", gitlabtest.Maintainer)
+	gl.SetProjectAccess(glProject, "rita", gitlabtest.Reporter)
+	gl.SetMergeRequests(glProject, gitlabtest.MergeRequest{IID: 42, HeadSHA: sha, TargetBranch: "main", Author: "alice"})
+	s := startGitLabServe(t, gl)
+
+	body := glMRPayload(repoDir, sha, 31, "alice")
+	if code, out := s.gitlabHook("Merge Request Hook", "mr-1", "wrong-token", body); code != http.StatusUnauthorized {
+		t.Fatalf("forged token: %d %s, want 401", code, out)
+	}
+	if code, out := s.gitlabHook("Merge Request Hook", "mr-1", testSecret, body); code != 200 || !strings.Contains(out, "gate") {
+		t.Fatalf("merge request: %d %s", code, out)
+	}
+	final := waitGitLabFinal(t, gl, sha, 60*time.Second, "pass", "fail")
+	if st := final["pass"]; st.State != "success" || !strings.HasPrefix(st.TargetURL, s.url+"/tasks/") {
+		t.Errorf("pass: %+v, want success with a link to its log page", st)
+	}
+	if st := final["fail"]; st.State != "failed" || !strings.Contains(st.Description, "4") {
+		t.Errorf("fail: %+v, want failed naming exit status 4", st)
+	}
+	var running bool
+	for _, st := range gl.Statuses() {
+		running = running || st.Name == "pass" && st.State == "running"
+	}
+	if !running {
+		t.Errorf("no running status for pass before its final one: %+v", gl.Statuses())
+	}
+	resp, err := http.Get(final["pass"].TargetURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "shell is hard") {
+		t.Errorf("log page %s does not show the command's output:\n%s", final["pass"].TargetURL, page)
+	}
+
+	// A Reporter cannot push: their /retest is ignored.
+	n := len(gl.Statuses())
+	body = glNotePayload(repoDir, 55, "rita", "/retest")
+	if code, out := s.gitlabHook("Note Hook", "note-1", testSecret, body); code != 200 {
+		t.Fatalf("stranger's /retest: %d %s", code, out)
+	}
+	time.Sleep(time.Second)
+	if got := len(gl.Statuses()); got != n {
+		t.Errorf("a Reporter's /retest set %d statuses", got-n)
+	}
+
+	// A maintainer's /retest runs the failed context again, as attempt 2.
+	body = glNotePayload(repoDir, 12, "morgan", "Flaky?\n/retest")
+	if code, out := s.gitlabHook("Note Hook", "note-2", testSecret, body); code != 200 {
+		t.Fatalf("/retest: %d %s", code, out)
+	}
+	waitFor(t, 60*time.Second, "fail's second attempt", func() bool {
+		st, ok := gl.Final(glProject, sha, "fail")
+		return ok && st.State == "failed" && strings.HasSuffix(st.TargetURL, "/2")
+	})
+	if st, _ := gl.Final(glProject, sha, "pass"); !strings.HasSuffix(st.TargetURL, "/1") {
+		t.Errorf("/retest ran pass again: %+v", st)
+	}
+}
