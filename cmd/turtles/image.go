@@ -14,9 +14,9 @@ import (
 func imageCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "image",
-		Short: "Build the OS images that test VMs boot",
+		Short: "Build, pin, pull, push, list, prune and serve the OS images that test VMs boot",
 	}
-	cmd.AddCommand(imageBuildCmd())
+	cmd.AddCommand(imageBuildCmd(), imagePinCmd(), imagePullCmd(), imagePushCmd(), imageListCmd(), imagePruneCmd(), imageServeCmd())
 	return cmd
 }
 

@@ -66,6 +66,10 @@ func (sys *system) bot() (*bot.Bot, error) {
 	if err != nil {
 		return nil, err
 	}
+	images, err := newImageCache(s, sys.log, sys.reg, nil)
+	if err != nil {
+		return nil, err
+	}
 	return bot.New(bot.Config{
 		Default:     def,
 		Name:        s.BotName,
@@ -79,7 +83,7 @@ func (sys *system) bot() (*bot.Bot, error) {
 		Heartbeat:   s.Lease / 3,
 		RetryDelays: s.RetryDelays,
 		SecretsDir:  s.SecretsDir,
-		VM:          bot.VMConfig{ImagesDir: s.ImagesDir},
+		VM:          bot.VMConfig{ImagesDir: s.ImagesDir, Images: images},
 		Log:         sys.log.With("part", "bot"),
 		Registerer:  sys.reg,
 	})
@@ -131,6 +135,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 		"slots", "work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
 		"log-level", "log-format")
 	addTrustFlags(cmd.Flags())
+	addImageFlags(cmd.Flags())
 	addForgeFlags(cmd.Flags())
 	return cmd
 }

@@ -74,6 +74,10 @@ type Settings struct {
 	// ImagesDir is where VM image names resolve (turtles image build
 	// writes there by default).
 	ImagesDir string `yaml:"images_dir"`
+	// ImageMirrors and ImagePeers are where bots and `turtles image pull`
+	// fetch pinned images they lack (options registered in images.go).
+	ImageMirrors []string `yaml:"image_mirrors"`
+	ImagePeers   string   `yaml:"image_peers"`
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
 	// file per name holding the value, as Kubernetes mounts a secret.
 	SecretsDir string `yaml:"secrets_dir"`
