@@ -25,27 +25,36 @@ import (
 // the timeout passes. User-mode networking accepts TCP at once, so only a
 // completed SSH login counts as ready.
 func (m *Machine) waitSSH(ctx context.Context, timeout time.Duration) error {
+	c, err := m.redial(ctx, timeout)
+	if err != nil {
+		return fmt.Errorf("boot: %w", err)
+	}
+	m.mu.Lock()
+	m.client = c
+	m.mu.Unlock()
+	return nil
+}
+
+// redial dials until a login succeeds, qemu exits or the timeout passes.
+func (m *Machine) redial(ctx context.Context, timeout time.Duration) (*ssh.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
 	for {
 		if m.exited() {
-			return fmt.Errorf("qemu exited during boot: %v", m.waitErr)
+			return nil, fmt.Errorf("qemu exited: %v", m.waitErr)
 		}
 		c, err := m.dial(ctx)
 		if err == nil {
-			m.mu.Lock()
-			m.client = c
-			m.mu.Unlock()
-			return nil
+			return c, nil
 		}
 		last = err
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("no SSH within %s (last: %v)", timeout, last)
+				return nil, fmt.Errorf("no SSH within %s (last: %v)", timeout, last)
 			}
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-m.doneChan():
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -132,15 +141,20 @@ func (c *bannerConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// sshClient returns the connected client, dialing once if needed (an
-// attached machine).
+// attachWait bounds how long an attached machine's first connection may
+// take: a loaded host can keep a running guest's sshd from answering
+// within bannerWait, and each try then starts afresh.
+const attachWait = 30 * time.Second
+
+// sshClient returns the connected client, dialing if needed (an attached
+// machine).
 func (m *Machine) sshClient(ctx context.Context) (*ssh.Client, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.client != nil {
 		return m.client, nil
 	}
-	c, err := m.dial(ctx)
+	c, err := m.redial(ctx, attachWait)
 	if err != nil {
 		return nil, turtles.MarkInfra(fmt.Errorf("ssh to %s: %w", m.Name, err))
 	}
