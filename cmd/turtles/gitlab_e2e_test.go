@@ -61,12 +61,22 @@ func glProjectJSON(repoDir string) map[string]any {
 }
 
 func glMRPayload(repoDir, sha string, userID int, username string) []byte {
+	return glMRUpdate(repoDir, "", sha, userID, username)
+}
+
+// glMRUpdate is an update that pushed sha over oldrev; "open" without
+// oldrev.
+func glMRUpdate(repoDir, oldrev, sha string, userID int, username string) []byte {
+	attrs := map[string]any{"iid": 42, "action": "open", "state": "opened", "author_id": userID,
+		"source_branch": "harden", "target_branch": "main", "last_commit": map[string]any{"id": sha}}
+	if oldrev != "" {
+		attrs["action"], attrs["oldrev"] = "update", oldrev
+	}
 	b, _ := json.Marshal(map[string]any{
 		"object_kind": "merge_request", "event_type": "merge_request",
-		"user":    map[string]any{"id": userID, "username": username, "name": username},
-		"project": glProjectJSON(repoDir),
-		"object_attributes": map[string]any{"iid": 42, "action": "open", "state": "opened", "author_id": userID,
-			"source_branch": "harden", "target_branch": "main", "last_commit": map[string]any{"id": sha}},
+		"user":              map[string]any{"id": userID, "username": username, "name": username},
+		"project":           glProjectJSON(repoDir),
+		"object_attributes": attrs,
 	})
 	return b
 }
@@ -168,5 +178,68 @@ func TestServeGitLab(t *testing.T) {
 	})
 	if st, _ := gl.Final(glProject, sha, "pass"); !strings.HasSuffix(st.TargetURL, "/1") {
 		t.Errorf("/retest ran pass again: %+v", st)
+	}
+}
+
+// TestServeGitLabSupersedeAndScan: a new push to a merge request cancels
+// the old head's running task, whose status becomes canceled on GitLab;
+// and a restart with the scanner finds the branch head and the merge
+// requests by itself, a stranger's waiting for /ok-to-test.
+func TestServeGitLabSupersedeAndScan(t *testing.T) {
+	gl := gitlabtest.NewServer(t, glToken)
+	base := t.TempDir()
+	repoDir := filepath.Join(base, glProject+".git")
+	os.MkdirAll(repoDir, 0o755)
+	const slow = "contexts:\n  - name: slow\n    command: echo started; sleep 60\n"
+	const quick = "contexts:\n  - name: quick\n    command: echo quick\n"
+	oldSHA := gitRepo(t, repoDir, map[string]string{".turtles.yaml": slow})
+	newSHA := gitRepo(t, repoDir, map[string]string{".turtles.yaml": quick})
+	gl.SetFile(glProject, oldSHA, ".turtles.yaml", []byte(slow))
+	gl.SetFile(glProject, newSHA, ".turtles.yaml", []byte(quick))
+	gl.SetProjectAccess(glProject, "alice", gitlabtest.Developer)
+	s := startGitLabServe(t, gl)
+
+	body := glMRPayload(repoDir, oldSHA, 31, "alice")
+	if code, out := s.gitlabHook("Merge Request Hook", "s-1", testSecret, body); code != 200 {
+		t.Fatalf("merge request: %d %s", code, out)
+	}
+	waitFor(t, 30*time.Second, "slow running", func() bool {
+		st, ok := gl.Final(glProject, oldSHA, "slow")
+		return ok && st.State == "running"
+	})
+	body = glMRUpdate(repoDir, oldSHA, newSHA, 31, "alice")
+	if code, out := s.gitlabHook("Merge Request Hook", "s-2", testSecret, body); code != 200 || !strings.Contains(out, "cancelled") {
+		t.Fatalf("new push: %d %s, want the old head's task cancelled", code, out)
+	}
+	if st := waitGitLabFinal(t, gl, oldSHA, 30*time.Second, "slow")["slow"]; st.State != "canceled" || !strings.Contains(st.Description, "superseded") {
+		t.Errorf("old head's slow: %+v, want canceled as superseded", st)
+	}
+	if st := waitGitLabFinal(t, gl, newSHA, 30*time.Second, "quick")["quick"]; st.State != "success" {
+		t.Errorf("new head's quick: %+v", st)
+	}
+	s.stop(syscall.SIGKILL)
+
+	// No webhooks now: the scanner finds main's head and both merge
+	// requests; a stranger's waits.
+	mainSHA := gitRepo(t, repoDir, map[string]string{".turtles.yaml": quick, "main.txt": "main"})
+	strangerSHA := gitRepo(t, repoDir, map[string]string{".turtles.yaml": quick, "x.txt": "stranger"})
+	for _, sha := range []string{mainSHA, strangerSHA} {
+		gl.SetFile(glProject, sha, ".turtles.yaml", []byte(quick))
+	}
+	gl.SetBranch(glProject, "main", mainSHA)
+	gl.AddUser("mallory")
+	gl.SetMergeRequests(glProject,
+		gitlabtest.MergeRequest{IID: 42, HeadSHA: newSHA, TargetBranch: "main", Author: "alice"},
+		gitlabtest.MergeRequest{IID: 43, HeadSHA: strangerSHA, TargetBranch: "main", Author: "mallory"})
+	s = startGitLabServe(t, gl, "--scan-repos", glProject, "--clone-base-url", "file://"+base)
+	if st := waitGitLabFinal(t, gl, mainSHA, 30*time.Second, "quick")["quick"]; st.State != "success" {
+		t.Errorf("main's quick after a scan: %+v", st)
+	}
+	waitFor(t, 10*time.Second, "stranger's merge request waiting", func() bool {
+		st, ok := gl.Final(glProject, strangerSHA, "turtles")
+		return ok && st.State == "pending" && strings.Contains(st.Description, "ok-to-test")
+	})
+	if _, ok := gl.Final(glProject, strangerSHA, "quick"); ok {
+		t.Error("a stranger's merge request ran without /ok-to-test")
 	}
 }
