@@ -216,7 +216,7 @@ func logLatency(ctx context.Context) error {
 // logOverhead runs a task printing 100 MB through a real bot, with each
 // store, with log streaming off (the baseline: the bot stores the log once
 // when the task ends) and on (live log, then the final log), alternating,
-// best of three runs each. The command alone, writing to a file, is shown
+// best of five runs each. The command alone, writing to a file, is shown
 // for scale.
 func logOverhead(ctx context.Context) error {
 	e, err := newLogEnv()
@@ -230,7 +230,7 @@ func logOverhead(ctx context.Context) error {
 	}
 	defer closeStores()
 	command := `yes 'turtles log overhead: one line of test output, about eighty bytes long.' | head -c 100000000`
-	const rounds = 3
+	const rounds = 5
 	best := func(m map[string]time.Duration, k string, d time.Duration) {
 		if old, ok := m[k]; !ok || d < old {
 			m[k] = d

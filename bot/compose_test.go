@@ -36,7 +36,7 @@ func TestComposeParts(t *testing.T) {
 		{name: "no chunks", size: 3 * mib, want: []part{{0, 0, 3 * mib}}},
 		{name: "small log in chunks", offsets: []int64{0, 100}, chunked: 200, size: 300, want: []part{{0, 0, 300}}},
 		{name: "fast task: one big chunk and a big tail", offsets: []int64{0}, chunked: 80 * mib, size: 100 * mib,
-			want: []part{{1, 0, 80 * mib}, {0, 80 * mib, 20 * mib}}},
+			want: []part{{1, 0, 80 * mib}, {0, 80 * mib, 20 * mib}}}, // under 16+5 MiB: one part
 		{name: "all in big chunks", offsets: []int64{0, 60 * mib}, chunked: 100 * mib, size: 100 * mib,
 			want: []part{{1, 0, 60 * mib}, {2, 0, 40 * mib}}},
 		{name: "small last chunk is copied", offsets: []int64{0, 60 * mib}, chunked: 60*mib + 10, size: 60*mib + 10,
@@ -46,7 +46,7 @@ func TestComposeParts(t *testing.T) {
 		{name: "burst ends in a small remainder", offsets: []int64{0, 100, 300}, chunked: 300 + 8*mib, size: 300 + 8*mib + 5,
 			want: []part{{0, 0, 300 + 8*mib + 5}}},
 		{name: "small chunks, then a big tail", offsets: []int64{0, 1 * mib, 2 * mib}, chunked: 3 * mib, size: 40 * mib,
-			want: []part{{0, 0, 40 * mib}}},
+			want: []part{{0, 0, 16 * mib}, {0, 16 * mib, 16 * mib}, {0, 32 * mib, 8 * mib}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,9 +138,10 @@ func TestLiveLogCompose(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts versitygw")
 	}
-	old := chunkEvery
+	old, oldMax := chunkEvery, maxChunk
 	chunkEvery = time.Hour // the test flushes by hand
-	t.Cleanup(func() { chunkEvery = old })
+	maxChunk = 12 * mib    // the burst in one chunk
+	t.Cleanup(func() { chunkEvery, maxChunk = old, oldMax })
 	ctx := context.Background()
 	srv, err := s3test.Versity(ctx, t.TempDir())
 	if err != nil {
@@ -172,7 +173,7 @@ func TestLiveLogCompose(t *testing.T) {
 	l.flush()
 	write(12 * mib) // a burst
 	l.flush()
-	write(6 * mib) // the tail, left to Close
+	write(13 * mib) // the tail, more than a chunk: left to Close
 	l.flushEnd()
 	if got, err := readChunks(st, key); err != nil || len(got) != 12*mib+100 {
 		t.Fatalf("live chunks hold %d bytes, %v; want %d", len(got), err, 12*mib+100)
@@ -187,9 +188,9 @@ func TestLiveLogCompose(t *testing.T) {
 	if st.composed != 1 || st.put != 0 {
 		t.Errorf("final log: %d composes, %d bytes put; want 1 compose, 0 bytes put", st.composed, st.put)
 	}
-	// 5 MiB (100 bytes and the burst's start) and the 6 MiB tail.
-	if st.uploaded != store.MinPartSize+6*mib {
-		t.Errorf("compose uploaded %d bytes, want %d", st.uploaded, store.MinPartSize+6*mib)
+	// 5 MiB (100 bytes and the burst's start) and the 13 MiB tail.
+	if st.uploaded != store.MinPartSize+13*mib {
+		t.Errorf("compose uploaded %d bytes, want %d", st.uploaded, store.MinPartSize+13*mib)
 	}
 	if left, _ := st.List(ctx, key+ChunkDir); len(left) != 0 {
 		t.Errorf("chunks left after Close: %v", left)
@@ -287,5 +288,41 @@ func TestLiveLogFinalOnly(t *testing.T) {
 	}
 	if got := mustRead(t, d, key); got != "first\n" {
 		t.Errorf("final log %q", got)
+	}
+}
+
+// TestLiveLogChunkCap: a chunk holds at most maxChunk bytes, so a task
+// that prints faster is shown live at that pace; the final log has all.
+func TestLiveLogChunkCap(t *testing.T) {
+	old, oldMax := chunkEvery, maxChunk
+	chunkEvery, maxChunk = time.Hour, 10
+	t.Cleanup(func() { chunkEvery, maxChunk = old, oldMax })
+	d, err := store.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := putOnly{d}
+	const key = "o/r/s/c/1/log"
+	l, err := newLiveLog(st, key, filepath.Join(t.TempDir(), "log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const text = "0123456789abcdefghijklmnopqrstuvwxyz\n"
+	io.WriteString(l, text)
+	for _, want := range []string{text[:10], text[:20]} {
+		l.flush()
+		if got, _ := readChunks(st, key); got != want {
+			t.Errorf("live log %q, want %q", got, want)
+		}
+	}
+	l.flushEnd() // 17 bytes left: more than a chunk, left to Close
+	if got, _ := readChunks(st, key); got != text[:20] {
+		t.Errorf("after flushEnd: live log %q, want %q", got, text[:20])
+	}
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, st, key); got != text {
+		t.Errorf("final log %q, want %q", got, text)
 	}
 }

@@ -27,6 +27,14 @@ const maxLogSize = 256 << 20
 // runs long (see interval).
 var chunkEvery = 500 * time.Millisecond
 
+// maxChunk bounds a chunk: a task that prints faster than maxChunk per
+// chunkEvery (10 MiB/s), which nobody reads as it scrolls by, is shown
+// live at that pace and catches up when it slows down or ends; what no
+// chunk holds at the end is uploaded once, in the final log. It is the
+// smallest part the store can copy, so that Close composes the final log
+// from full chunks rather than uploading them again.
+var maxChunk int64 = store.MinPartSize
+
 const logType = "text/plain; charset=utf-8"
 
 // The chunk scheme, for stores whose objects are not local files (S3).
@@ -234,20 +242,18 @@ func (l *liveLog) flush() {
 }
 
 // flushEnd is flush for when the command has ended: its last lines go out
-// now, not after the result and the whole log are stored. A tail big
-// enough to be a part of its own is left to Close when the store composes:
-// uploaded once, as part of the final log, rather than as a chunk first.
+// now, not after the result and the whole log are stored. A tail bigger
+// than a chunk is left to Close, which stores the whole log a moment
+// later: uploaded once, rather than as a chunk first.
 func (l *liveLog) flushEnd() {
 	if l.mode != chunked {
 		return
 	}
-	if _, ok := l.st.(store.Composer); ok {
-		l.flushMu.Lock()
-		pending := l.written() - l.index.Size
-		l.flushMu.Unlock()
-		if pending >= store.MinPartSize {
-			return
-		}
+	l.flushMu.Lock()
+	pending := l.written() - l.index.Size
+	l.flushMu.Unlock()
+	if pending > maxChunk {
+		return
 	}
 	l.flush()
 }
@@ -259,6 +265,7 @@ func (l *liveLog) putChunk(ctx context.Context, size int64) error {
 	if size <= from {
 		return nil
 	}
+	size = min(size, from+maxChunk)
 	n := len(l.index.Offsets) + 1
 	if err := l.st.Put(ctx, ChunkName(l.key, n), io.NewSectionReader(l.f, from, size-from), logType); err != nil {
 		return err
@@ -371,11 +378,20 @@ func composeParts(key string, idx ChunkIndexData, size int64, local io.ReaderAt)
 				stop = size // and no chunk holds what follows
 			}
 		}
+		// Big stretches go in several parts, uploaded side by side.
+		for stop-pos > uploadPartSize+store.MinPartSize {
+			parts = append(parts, store.Part{Data: io.NewSectionReader(local, pos, uploadPartSize), Size: uploadPartSize})
+			pos += uploadPartSize
+		}
 		parts = append(parts, store.Part{Data: io.NewSectionReader(local, pos, stop-pos), Size: stop - pos})
 		pos = stop
 	}
 	return parts
 }
+
+// uploadPartSize is the size of the parts composeParts uploads from a long
+// stretch of the local copy.
+const uploadPartSize = 16 << 20
 
 // Scrubber is the attempt's scrubber, for artifact names and results.
 func (l *liveLog) Scrubber() *scrub.Scrubber {

@@ -102,7 +102,7 @@ test "$(printf %s "$DEPLOY_TOKEN" | tr a-z A-Z)" = TOK-1234-VERY-SECRET`)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		live, _ := readChunks(h.st, key)
-		if strings.Contains(live, "len=") {
+		if strings.Contains(live, "len=20\n") {
 			if strings.Contains(live, secretValue) || strings.Contains(live, secretValue[:12]) {
 				t.Errorf("a chunk holds the secret:\n%s", live)
 			}
