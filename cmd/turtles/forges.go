@@ -34,7 +34,7 @@ func init() {
 		opt("gitlab-token-file", "file holding the GitLab access token (api scope, Developer) for statuses and lookups (or set TURTLES_GITLAB_TOKEN)", str(func(s *Settings) *string { return &s.GitLabTokenFile })),
 		opt("github-app-id", "GitHub App ID: authenticate as the App's installation instead of with a token (0: use the token)", num(func(s *Settings) *int { return &s.GitHubAppID })),
 		opt("github-app-key-file", "PEM file holding the GitHub App's private key", str(func(s *Settings) *string { return &s.GitHubAppKeyFile })),
-		opt("github-installation-id", "the GitHub App installation to act as", num(func(s *Settings) *int { return &s.GitHubInstallationID })),
+		opt("github-installation-id", "the GitHub App installation to act as (0: each repository owner's installation, looked up)", num(func(s *Settings) *int { return &s.GitHubInstallationID })),
 	} {
 		allOptions[o.name] = o
 	}
@@ -63,8 +63,8 @@ func (s *Settings) validateForge() error {
 	if s.GitHubAppID < 0 || s.GitHubInstallationID < 0 {
 		return errors.New("github-app-id and github-installation-id must not be negative")
 	}
-	if s.GitHubAppID > 0 && (s.GitHubAppKeyFile == "" || s.GitHubInstallationID == 0) {
-		return errors.New("github-app-id needs github-app-key-file and github-installation-id")
+	if s.GitHubAppID > 0 && s.GitHubAppKeyFile == "" {
+		return errors.New("github-app-id needs github-app-key-file")
 	}
 	return nil
 }
@@ -89,7 +89,8 @@ func newForge(s Settings, log *slog.Logger) (forge.Forge, error) {
 		if err != nil {
 			return nil, err
 		}
-		log.Info("authenticating to GitHub as an App installation", "app_id", s.GitHubAppID, "installation_id", s.GitHubInstallationID)
+		log.Info("authenticating to GitHub as an App installation", "app_id", s.GitHubAppID,
+			"installation_id", s.GitHubInstallationID, "hint", "installation 0: each owner's installation is looked up")
 		return github.New(github.Config{BaseURL: s.GitHubAPI, Log: log.With("part", "github"), UserAgent: ua,
 			App: &github.App{ID: int64(s.GitHubAppID), InstallationID: int64(s.GitHubInstallationID), PrivateKey: key}})
 	}

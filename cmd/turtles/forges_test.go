@@ -26,7 +26,8 @@ func TestForgeSettings(t *testing.T) {
 		{name: "gitlab", args: []string{"--forge", "gitlab", "--gitlab-url", "https://gitlab.example.com/"}},
 		{name: "unknown forge", args: []string{"--forge", "bitbucket"}, wantErr: "want github or gitlab"},
 		{name: "app without key", args: []string{"--github-app-id", "5", "--github-installation-id", "6"}, wantErr: "github-app-key-file"},
-		{name: "app without installation", args: []string{"--github-app-id", "5", "--github-app-key-file", "k.pem"}, wantErr: "github-installation-id"},
+		{name: "app, installations looked up", args: []string{"--github-app-id", "5", "--github-app-key-file", "k.pem"}},
+		{name: "negative installation", args: []string{"--github-installation-id", "-1"}, wantErr: "negative"},
 		{name: "app id not a number", args: []string{"--github-app-id", "five"}, wantErr: "whole number"},
 	}
 	for _, tt := range tests {

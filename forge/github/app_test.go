@@ -109,11 +109,47 @@ func TestAppAuth(t *testing.T) {
 			t.Errorf("error shows the key: %v", err)
 		}
 	})
+	t.Run("installation of each account looked up", func(t *testing.T) {
+		srv := githubtest.NewServer(t, "x")
+		srv.EnableApp(1234, 0, &appKey.PublicKey, time.Hour)
+		srv.SetInstallation("octo", 11)
+		srv.SetInstallation("Acme", 22)
+		srv.AddMember("acme", "wile")
+		c, err := github.New(github.Config{BaseURL: srv.URL, App: &github.App{ID: 1234, PrivateKey: pemOf(appKey)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, repo := range []string{"octo/hello", "acme/rockets", "octo/world", "ACME/anvils"} {
+			if err := c.SetStatus(ctx, repo, sha, st); err != nil {
+				t.Fatalf("SetStatus on %s: %v", repo, err)
+			}
+		}
+		if ok, err := c.IsMember(ctx, "acme", "wile"); err != nil || !ok {
+			t.Errorf("IsMember(acme, wile) = %v, %v", ok, err)
+		}
+		if n := srv.InstallationTokens(); n != 2 {
+			t.Errorf("%d installation tokens, want one per account", n)
+		}
+		lookups := 0
+		for _, r := range srv.Requests() {
+			if strings.HasSuffix(r.Path, "/installation") {
+				lookups++
+			}
+		}
+		if lookups != 2 {
+			t.Errorf("%d installation lookups, want one per account", lookups)
+		}
+		err = c.SetStatus(ctx, "stranger/repo", sha, st)
+		if !errors.Is(err, forge.ErrPermanent) {
+			t.Errorf("SetStatus where the App is not installed: %v, want a permanent error", err)
+		}
+	})
 	t.Run("bad config", func(t *testing.T) {
 		for name, cfg := range map[string]github.Config{
-			"token and app":   {Token: "t", App: &github.App{ID: 1, InstallationID: 2, PrivateKey: pemOf(appKey)}},
-			"no installation": {App: &github.App{ID: 1, PrivateKey: pemOf(appKey)}},
-			"not a key":       {App: &github.App{ID: 1, InstallationID: 2, PrivateKey: []byte("hello")}},
+			"token and app":    {Token: "t", App: &github.App{ID: 1, InstallationID: 2, PrivateKey: pemOf(appKey)}},
+			"no App ID":        {App: &github.App{InstallationID: 2, PrivateKey: pemOf(appKey)}},
+			"bad installation": {App: &github.App{ID: 1, InstallationID: -1, PrivateKey: pemOf(appKey)}},
+			"not a key":        {App: &github.App{ID: 1, InstallationID: 2, PrivateKey: []byte("hello")}},
 		} {
 			if _, err := github.New(cfg); err == nil {
 				t.Errorf("%s: New succeeded", name)

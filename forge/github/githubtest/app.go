@@ -18,7 +18,15 @@ type app struct {
 	id, installation int64
 	key              *rsa.PublicKey
 	ttl              time.Duration
-	tokens           map[string]time.Time // installation token -> expiry
+	tokens           map[string]issued
+	// owners maps an account (lower case) to its installation, for
+	// SetInstallation.
+	owners map[string]int64
+}
+
+type issued struct {
+	expiry       time.Time
+	installation int64
 }
 
 // EnableApp makes the server accept JWTs of GitHub App appID signed with
@@ -29,7 +37,39 @@ type app struct {
 func (s *Server) EnableApp(appID, installationID int64, key *rsa.PublicKey, ttl time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.app = &app{id: appID, installation: installationID, key: key, ttl: ttl, tokens: map[string]time.Time{}}
+	s.app = &app{id: appID, installation: installationID, key: key, ttl: ttl, tokens: map[string]issued{}, owners: map[string]int64{}}
+}
+
+// SetInstallation installs the App (EnableApp first) on account owner as
+// installation id: GET /repos/OWNER/REPO/installation and
+// /orgs/OWNER/installation answer it, and that installation's tokens, and
+// only those, are accepted on OWNER's repositories.
+func (s *Server) SetInstallation(owner string, id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.app.owners[strings.ToLower(owner)] = id
+}
+
+// installationOf mimics GET /repos/{owner}/{repo}/installation and
+// /orgs/{owner}/installation, which need the App's JWT.
+func (s *Server) installationOf(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	a := s.app
+	var id int64
+	if a != nil {
+		id = a.owners[strings.ToLower(r.PathValue("owner"))]
+	}
+	s.mu.Unlock()
+	if a == nil || id == 0 {
+		s.answer(w, r, http.StatusNotFound, nil, errorBody("Not Found", "https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app"))
+		return
+	}
+	jwt, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if err := a.verify(jwt, time.Now()); err != nil {
+		s.answer(w, r, http.StatusUnauthorized, nil, errorBody("A JSON web token could not be decoded: "+err.Error(), ""))
+		return
+	}
+	s.answer(w, r, http.StatusOK, nil, map[string]any{"id": id, "app_id": a.id, "account": map[string]any{"login": r.PathValue("owner")}})
 }
 
 // InstallationTokens returns how many installation tokens were issued.
@@ -43,8 +83,9 @@ func (s *Server) InstallationTokens() int {
 }
 
 // appToken reports whether the Authorization header a carries a live
-// installation token.
-func (s *Server) appToken(a string) bool {
+// installation token, of the installation on the account r addresses if
+// SetInstallation named one.
+func (s *Server) appToken(a string, r *http.Request) bool {
 	tok, ok := strings.CutPrefix(a, "token ")
 	if !ok {
 		tok, ok = strings.CutPrefix(a, "Bearer ")
@@ -54,8 +95,16 @@ func (s *Server) appToken(a string) bool {
 	if !ok || s.app == nil {
 		return false
 	}
-	exp, ok := s.app.tokens[tok]
-	return ok && time.Now().Before(exp)
+	t, ok := s.app.tokens[tok]
+	if !ok || !time.Now().Before(t.expiry) {
+		return false
+	}
+	owner := r.PathValue("owner")
+	if owner == "" {
+		owner = r.PathValue("org")
+	}
+	want, ok := s.app.owners[strings.ToLower(owner)]
+	return !ok || want == t.installation
 }
 
 // accessToken mimics POST /app/installations/{id}/access_tokens.
@@ -72,7 +121,14 @@ func (s *Server) accessToken(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, r, http.StatusUnauthorized, nil, errorBody("A JSON web token could not be decoded: "+err.Error(), ""))
 		return
 	}
-	if id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64); id != a.installation {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	s.mu.Lock()
+	known := id == a.installation
+	for _, x := range a.owners {
+		known = known || id == x
+	}
+	s.mu.Unlock()
+	if !known {
 		s.answer(w, r, http.StatusNotFound, nil, errorBody("Not Found", ""))
 		return
 	}
@@ -80,7 +136,7 @@ func (s *Server) accessToken(w http.ResponseWriter, r *http.Request) {
 	s.nextID++
 	tok := fmt.Sprintf("ghs_fake%04d", s.nextID)
 	exp := time.Now().Add(a.ttl)
-	a.tokens[tok] = exp
+	a.tokens[tok] = issued{expiry: exp, installation: id}
 	s.mu.Unlock()
 	s.answer(w, r, http.StatusCreated, nil, map[string]any{"token": tok, "expires_at": exp.UTC().Format(time.RFC3339),
 		"permissions": map[string]string{"statuses": "write", "contents": "read", "pull_requests": "read", "members": "read"}})

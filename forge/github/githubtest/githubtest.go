@@ -112,6 +112,8 @@ func NewServer(t testing.TB, token string) *Server {
 	mux.HandleFunc("POST /repos/{owner}/{repo}/statuses/{sha}", s.createStatus)
 	s.routeLookups(mux)
 	mux.HandleFunc("POST /app/installations/{id}/access_tokens", s.accessToken)
+	mux.HandleFunc("GET /repos/{owner}/{repo}/installation", s.installationOf)
+	mux.HandleFunc("GET /orgs/{owner}/installation", s.installationOf)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, r, http.StatusNotFound, nil, map[string]string{
 			"message":           "Not Found",
@@ -239,7 +241,7 @@ func (s *Server) authorized(r *http.Request) bool {
 		return true
 	}
 	a := r.Header.Get("Authorization")
-	return a == "Bearer "+s.token || a == "token "+s.token || s.appToken(a)
+	return a == "Bearer "+s.token || a == "token "+s.token || s.appToken(a, r)
 }
 
 // createStatus mimics POST /repos/{owner}/{repo}/statuses/{sha}.
