@@ -179,6 +179,12 @@ func TestServeGitLab(t *testing.T) {
 	if st, _ := gl.Final(glProject, sha, "pass"); !strings.HasSuffix(st.TargetURL, "/1") {
 		t.Errorf("/retest ran pass again: %+v", st)
 	}
+	s.stop(syscall.SIGTERM)
+	for name, secret := range map[string]string{"GitLab token": glToken, "webhook secret": testSecret} {
+		if strings.Contains(s.logs.String(), secret) {
+			t.Errorf("the %s appears in the server log", name)
+		}
+	}
 }
 
 // TestServeGitLabSupersedeAndScan: a new push to a merge request cancels
