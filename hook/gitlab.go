@@ -53,7 +53,7 @@ const resultToken = "bad_token"
 
 // gitlabEvents are the event label values: anything else is "other", so
 // that a sender cannot mint label values.
-var gitlabEvents = map[string]bool{GitLabPush: true, GitLabTagPush: true, GitLabMergeRequest: true, GitLabNote: true}
+var gitlabEvents = map[string]bool{GitLabPush: true, GitLabTagPush: true, GitLabMergeRequest: true, GitLabNote: true, GitLabSystem: true}
 
 // ServeHTTP implements http.Handler.
 func (h *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {

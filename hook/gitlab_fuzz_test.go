@@ -24,6 +24,7 @@ func FuzzParseGitLab(f *testing.F) {
 		}
 		kind, _, _ := strings.Cut(filepath.Base(file), ".")
 		f.Add(gitlabEvent[kind], body)
+		f.Add(GitLabSystem, body)
 	}
 	f.Add(GitLabNote, []byte(`{"object_attributes":{"noteable_type":"MergeRequest","note":"/retest"},"merge_request":{"iid":1},"user":{"username":"u"}}`))
 	f.Add(GitLabMergeRequest, []byte(`{"object_attributes":{"action":"update","oldrev":"x","iid":-1}}`))

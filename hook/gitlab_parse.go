@@ -17,7 +17,14 @@ const (
 	GitLabTagPush      = "Tag Push Hook"
 	GitLabMergeRequest = "Merge Request Hook"
 	GitLabNote         = "Note Hook"
+	// GitLabSystem is an instance's system hook: push, tag push and merge
+	// request events of every project, told apart by object_kind.
+	GitLabSystem = "System Hook"
 )
+
+// systemKinds maps a system hook's object_kind to the project event of
+// the same shape.
+var systemKinds = map[string]string{"push": GitLabPush, "tag_push": GitLabTagPush, "merge_request": GitLabMergeRequest}
 
 // ParseGitLab turns one GitLab webhook payload into the tasks it asks for:
 // one plan task for a pushed commit. Merge requests and comment commands
@@ -32,6 +39,18 @@ func ParseGitLab(event string, body []byte, pool string, now time.Time) ([]turtl
 func parseGitLab(event string, body []byte, pool string, now time.Time) (parsed, error) {
 	if pool == "" {
 		pool = turtles.DefaultPool
+	}
+	if event == GitLabSystem {
+		var k struct {
+			ObjectKind string `json:"object_kind"`
+		}
+		if err := json.Unmarshal(body, &k); err != nil {
+			return parsed{}, fmt.Errorf("system hook: decode payload: %w", err)
+		}
+		if systemKinds[k.ObjectKind] == "" {
+			return parsed{ignored: fmt.Sprintf("system hook %q is not used by turtles", k.ObjectKind)}, nil
+		}
+		event = systemKinds[k.ObjectKind]
 	}
 	switch event {
 	case GitLabPush, GitLabTagPush:

@@ -218,6 +218,19 @@ func TestGitLabRequests(t *testing.T) {
 		sendGitLab(t, h, glRequest{event: event, body: body, uuid: "f", wantCode: 503})
 		sendGitLab(t, h, glRequest{event: event, body: body, uuid: "f", wantCode: 200, wantMessage: "queued 1"})
 	})
+	t.Run("system hook", func(t *testing.T) {
+		q := &fakeQueue{}
+		h := newTestGitLab(t, q)
+		for _, f := range []string{"push.payload.json", "merge_request.update.payload.json", "note.retest.payload.json"} {
+			_, body := glFixture(t, f)
+			want := map[bool]int{true: 202, false: 200}[strings.HasPrefix(f, "note")]
+			sendGitLab(t, h, glRequest{event: GitLabSystem, body: body, uuid: "sys-" + f, wantCode: want})
+		}
+		if len(q.tasks) != 1 || len(q.requests) != 1 || len(q.cancels) != 1 {
+			t.Errorf("system hooks: %d tasks, %d gate requests, %d cancels; want a push's task and a merge request's request and cancel",
+				len(q.tasks), len(q.requests), len(q.cancels))
+		}
+	})
 	t.Run("empty secret", func(t *testing.T) {
 		if _, err := NewGitLab(Config{Queue: q, Deliveries: &MemoryDeliveries{}}); err == nil {
 			t.Error("NewGitLab accepted an empty secret")
