@@ -106,8 +106,9 @@ type liveLog struct {
 	flushMu sync.Mutex
 	index   ChunkIndexData
 
-	stop chan struct{}
-	done chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 }
 
 func newLiveLog(st store.Store, key, path string, log *slog.Logger) (*liveLog, error) {
@@ -219,6 +220,12 @@ func (l *liveLog) interval() time.Duration {
 	return chunkEvery
 }
 
+// stopFlusher stops the periodic chunks and waits for one under way.
+func (l *liveLog) stopFlusher() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
+}
+
 // written is the size of the log so far.
 func (l *liveLog) written() int64 {
 	l.mu.Lock()
@@ -249,6 +256,7 @@ func (l *liveLog) flushEnd() {
 	if l.mode != chunked {
 		return
 	}
+	l.stopFlusher() // no chunk of turtles' last lines: Close follows
 	l.flushMu.Lock()
 	pending := l.written() - l.index.Size
 	l.flushMu.Unlock()
@@ -290,8 +298,7 @@ func (l *liveLog) Close(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("write log: %w", err)
 	}
-	close(l.stop)
-	<-l.done
+	l.stopFlusher()
 	if l.mode == inPlace {
 		if err := l.f.Close(); err != nil {
 			return fmt.Errorf("store log: %w", err)
