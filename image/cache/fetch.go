@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // bufSize is the size of reads and writes while fetching: large enough
@@ -293,7 +295,10 @@ func (d *part) discard() {
 	os.Remove(d.path)
 }
 
-// copyFrom appends what s has of f beyond d.off, hashing as it writes.
+// copyFrom appends what s has of f beyond d.off, hashing as it writes:
+// the hash runs on another core, a few buffers behind the writes, and the
+// kernel is asked to start writing back every writeback bytes, so that
+// the final fsync is short.
 func (p *pull) copyFrom(ctx context.Context, s Source, f File, d *part) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -315,23 +320,34 @@ func (p *pull) copyFrom(ctx context.Context, s Source, f File, d *part) error {
 	stall := time.AfterFunc(p.c.cfg.StallTimeout, func() { cancel(errors.New("source stalled")) })
 	defer stall.Stop()
 	bytes := p.c.m.bytes.WithLabelValues(s.String())
-	buf := make([]byte, bufSize)
+	hp := newHashPipe(d.h, 4)
+	defer hp.wait() // d.h covers every byte written when copyFrom returns
+	flushed := d.off
 	lastReport := time.Time{}
 	for {
+		buf := hp.buf()
 		n, rerr := fill(r, buf)
 		if n > 0 {
 			stall.Reset(p.c.cfg.StallTimeout)
 			if _, err := d.w.Write(buf[:n]); err != nil {
+				hp.give(buf[:0])
+				hp.wait()
 				d.discard()
 				return &localError{diskError(d.path, err)}
 			}
-			d.h.Write(buf[:n])
+			hp.give(buf[:n])
 			d.off += int64(n)
 			bytes.Add(float64(n))
+			if d.off-flushed >= writeback {
+				startWriteback(d.f, flushed, d.off-flushed)
+				flushed = d.off
+			}
 			if p.c.cfg.Progress != nil && (time.Since(lastReport) > 100*time.Millisecond || rerr != nil) {
 				lastReport = time.Now()
 				p.c.cfg.Progress(Progress{ID: p.id, File: f.Name, Source: s.String(), Done: d.off, Total: d.total})
 			}
+		} else {
+			hp.give(buf[:0])
 		}
 		switch {
 		case rerr == io.EOF:
@@ -346,6 +362,54 @@ func (p *pull) copyFrom(ctx context.Context, s Source, f File, d *part) error {
 			return fmt.Errorf("%s at %d bytes: %w", f.Name, d.off, rerr)
 		}
 	}
+}
+
+// writeback is how many bytes are written before the kernel is asked to
+// start writing them to disk.
+const writeback = 32 << 20
+
+// startWriteback starts writing a range of f to disk without waiting
+// (sync_file_range(2) SYNC_FILE_RANGE_WRITE); errors show at fsync.
+func startWriteback(f *os.File, off, n int64) {
+	if f != nil {
+		unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+	}
+}
+
+// hashPipe feeds buffers to a hash on its own goroutine, so that hashing
+// overlaps reading and writing.
+type hashPipe struct {
+	in   chan []byte
+	free chan []byte
+	done chan struct{}
+	once sync.Once
+}
+
+func newHashPipe(h hash.Hash, n int) *hashPipe {
+	p := &hashPipe{in: make(chan []byte, n), free: make(chan []byte, n), done: make(chan struct{})}
+	for range n {
+		p.free <- make([]byte, bufSize)
+	}
+	go func() {
+		defer close(p.done)
+		for b := range p.in {
+			h.Write(b)
+			p.free <- b[:cap(b)]
+		}
+	}()
+	return p
+}
+
+// buf returns a free buffer.
+func (p *hashPipe) buf() []byte { return <-p.free }
+
+// give hashes b (possibly empty) and then frees it.
+func (p *hashPipe) give(b []byte) { p.in <- b }
+
+// wait returns once every buffer given is hashed.
+func (p *hashPipe) wait() {
+	p.once.Do(func() { close(p.in) })
+	<-p.done
 }
 
 // finish checks the hash and renames the part into place.

@@ -46,8 +46,6 @@ var DefaultClient = &http.Client{Transport: &http.Transport{
 	ResponseHeaderTimeout: 30 * time.Second,
 	MaxIdleConnsPerHost:   4,
 	IdleConnTimeout:       90 * time.Second,
-	ReadBufferSize:        bufSize,
-	WriteBufferSize:       bufSize,
 	ForceAttemptHTTP2:     false, // HTTP/1.1 streams one file faster
 }}
 
