@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -247,5 +248,51 @@ func TestServeGitLabSupersedeAndScan(t *testing.T) {
 	})
 	if _, ok := gl.Final(glProject, strangerSHA, "quick"); ok {
 		t.Error("a stranger's merge request ran without /ok-to-test")
+	}
+}
+
+// TestHookGitLab runs `turtles hook --forge gitlab`: it mounts
+// /hook/gitlab, not /hook/github, checks the token and queues a push.
+func TestHookGitLab(t *testing.T) {
+	addr := freeAddr(t)
+	cmd := exec.Command(turtlesBin, "hook", "--forge", "gitlab", "--data-dir", t.TempDir(), "--listen", addr)
+	cmd.Env = append(os.Environ(), "TURTLES_WEBHOOK_SECRET="+testSecret)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("turtles hook output:\n%s", logs.String())
+		}
+	})
+	s := &server{t: t, url: "http://" + addr}
+	waitFor(t, 10*time.Second, "hook's /metrics", func() bool {
+		resp, err := http.Get(s.url + "/metrics")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	body, _ := json.Marshal(map[string]any{"object_kind": "push", "ref": "refs/heads/main",
+		"before": strings.Repeat("0", 40), "after": strings.Repeat("ab", 20),
+		"project": map[string]any{"path_with_namespace": glProject, "git_http_url": "https://gitlab.example.com/" + glProject + ".git"}})
+	if code, out := s.gitlabHook("Push Hook", "h-1", "forged", body); code != http.StatusUnauthorized {
+		t.Errorf("forged token: %d %s", code, out)
+	}
+	if code, out := s.gitlabHook("Push Hook", "h-1", testSecret, body); code != 200 || !strings.Contains(out, "queued 1") {
+		t.Errorf("push: %d %s", code, out)
+	}
+	resp, err := http.Post(s.url+"/hook/github", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/hook/github on a GitLab hook: %d, want 404", resp.StatusCode)
 	}
 }
