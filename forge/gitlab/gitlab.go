@@ -136,11 +136,11 @@ func checkSHA(sha string) error {
 	return nil
 }
 
-// State maps a turtles state, and the description the reporter gives it,
+// stateOf maps a turtles state, and the description the reporter gives it,
 // to GitLab's: "pending" is GitLab's pending while queued and running
 // once a bot took it; "error" is canceled for a superseded or cancelled
 // task and failed otherwise (GitLab has no separate error state).
-func State(st forge.Status) (gl.BuildStateValue, error) {
+func stateOf(st forge.Status) (gl.BuildStateValue, error) {
 	switch st.State {
 	case forge.Pending:
 		if strings.HasPrefix(st.Description, "Running") {
@@ -187,7 +187,7 @@ func (c *Client) SetStatus(ctx context.Context, repo, sha string, st forge.Statu
 	if err := checkSHA(sha); err != nil {
 		return err
 	}
-	state, err := State(st)
+	state, err := stateOf(st)
 	if err != nil {
 		return err
 	}
