@@ -39,8 +39,12 @@ bench: deps
 # A few seconds of each fuzzer, beyond the seeds that `make test` runs.
 FUZZTIME ?= 20s
 fuzz:
-	@$(GO) test -run XXX -fuzz FuzzParseGitHub -fuzztime $(FUZZTIME) ./hook
-	@$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./config
+	@for f in hook:FuzzParseGitHub hook:FuzzParseGitLab config:FuzzParse command:FuzzParse \
+		tap:FuzzParse junit:FuzzParse scrub:FuzzWriter image/cache:FuzzManifest \
+		image/cache:FuzzParseID image/cache:FuzzContentRange image/cache:FuzzParsePeers; do \
+		echo "==> fuzz $$f for $(FUZZTIME)"; \
+		$(GO) test -run XXX -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) ./$${f%%:*} || exit 1; \
+	done
 
 demo: deps build
 	@scripts/demo.sh

@@ -41,9 +41,9 @@ const allowProtocol = "https:http:file:ssh:git"
 var extraConfig []string
 
 // Checkout makes dir a checkout of commit sha from cloneURL: git init, a
-// shallow fetch of sha (falling back to fetching all branches and pull
-// request heads when the server refuses unadvertised commits), and a
-// detached checkout. git's output goes to log. dir is created if needed; it
+// shallow fetch of sha (falling back to fetching all branches, GitHub pull
+// request heads and GitLab merge request heads when the server refuses
+// unadvertised commits), and a detached checkout. git's output goes to log. dir is created if needed; it
 // should be empty.
 //
 // Bad arguments are plain errors. A repository that cannot be fetched or a
@@ -79,7 +79,8 @@ func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) err
 		// not advertise. Fetch what they do advertise and look for it there.
 		fmt.Fprintf(log, "turtles: fetching %s by commit failed; fetching all branches and pull requests\n", sha)
 		err := run(ctx, dir, log, "fetch", "--no-tags", "origin",
-			"+refs/heads/*:refs/remotes/origin/*", "+refs/pull/*/head:refs/remotes/origin/pull/*")
+			"+refs/heads/*:refs/remotes/origin/*", "+refs/pull/*/head:refs/remotes/origin/pull/*",
+			"+refs/merge-requests/*/head:refs/remotes/origin/merge-requests/*")
 		if err != nil {
 			return turtles.MarkInfra(fmt.Errorf("fetch %s from %s: %w", sha, safeURL, err))
 		}
