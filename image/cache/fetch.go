@@ -376,6 +376,12 @@ func startWriteback(f *os.File, off, n int64) {
 	}
 }
 
+// pipeBufSize is the size of the download's buffers: large enough for
+// few system calls, small enough that a buffer is still in the CPU's cache
+// when it is written and hashed (bench image-pull: 1 MiB buffers cost
+// about 1.6 times the CPU per GiB of 512 KiB ones).
+const pipeBufSize = 512 << 10
+
 // hashPipe feeds buffers to a hash on its own goroutine, so that hashing
 // overlaps reading and writing.
 type hashPipe struct {
@@ -388,7 +394,7 @@ type hashPipe struct {
 func newHashPipe(h hash.Hash, n int) *hashPipe {
 	p := &hashPipe{in: make(chan []byte, n), free: make(chan []byte, n), done: make(chan struct{})}
 	for range n {
-		p.free <- make([]byte, bufSize)
+		p.free <- make([]byte, pipeBufSize)
 	}
 	go func() {
 		defer close(p.done)
