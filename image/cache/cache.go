@@ -127,7 +127,8 @@ func (c *Cache) lookup(id ID) (*image.Manifest, []File, bool) {
 	}
 	m, files, err := parseManifest(id, b)
 	if err != nil {
-		c.log.Warn("image cache: ignoring a bad manifest", "image", id, "err", err)
+		// Such as a manifest `turtles image build` named by its disk's hash.
+		c.log.Debug("image cache: not a pinned manifest", "image", id, "err", err)
 		return nil, nil, false
 	}
 	for _, f := range files {
@@ -165,6 +166,9 @@ func (c *Cache) Ensure(ctx context.Context, id ID) (string, error) {
 // Acquire ensures the image and holds it in use until release is called:
 // Prune leaves it alone meanwhile. It also records the use for LRU.
 func (c *Cache) Acquire(ctx context.Context, id ID) (m *image.Manifest, release func(), err error) {
+	if err := c.init(); err != nil {
+		return nil, nil, err
+	}
 	for range 3 { // Prune may remove the image between Ensure and the lock.
 		path, err := c.Ensure(ctx, id)
 		if err != nil {
