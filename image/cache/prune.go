@@ -78,6 +78,7 @@ func (c *Cache) Prune(keep int64) (PruneResult, error) {
 	if err := c.init(); err != nil {
 		return res, err
 	}
+	res.Freed += c.removeStaleParts(staleParts)
 	entries, err := c.List()
 	if err != nil {
 		return res, err
@@ -137,6 +138,33 @@ func (c *Cache) Prune(keep int64) (PruneResult, error) {
 		c.log.Info("pruned image", "image", e.ID, "freed", freed)
 	}
 	return res, nil
+}
+
+// staleParts is how old a partial download must be for Prune to remove
+// it: nobody resumed it for this long.
+const staleParts = 24 * time.Hour
+
+// removeStaleParts removes partial downloads older than age that no pull
+// is writing, and returns the bytes freed.
+func (c *Cache) removeStaleParts(age time.Duration) int64 {
+	parts, _ := filepath.Glob(filepath.Join(c.tmpDir(), "*.part"))
+	var freed int64
+	for _, p := range parts {
+		fi, err := os.Stat(p)
+		if err != nil || time.Since(fi.ModTime()) < age {
+			continue
+		}
+		unlock, ok := c.tryLock(strings.TrimSuffix(filepath.Base(p), ".part") + ".lock")
+		if !ok {
+			continue // being downloaded
+		}
+		if os.Remove(p) == nil {
+			freed += fi.Size()
+			c.log.Info("removed a stale partial download", "file", p, "size", fi.Size())
+		}
+		unlock()
+	}
+	return freed
 }
 
 // remove deletes e's manifest, then its files that no other manifest in

@@ -3,6 +3,8 @@ package cache
 import (
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -67,5 +69,35 @@ func TestPrune(t *testing.T) {
 	}
 	if entries, _ := c.List(); len(entries) != 0 {
 		t.Errorf("left: %+v", entries)
+	}
+}
+
+// Prune removes partial downloads nobody resumed for a day, never one
+// being written.
+func TestPruneStaleParts(t *testing.T) {
+	c := newCache(t, t.TempDir(), nil)
+	if err := c.init(); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-25 * time.Hour)
+	for _, n := range []string{"stale.qcow2", "busy.qcow2", "fresh.qcow2"} {
+		p := filepath.Join(c.tmpDir(), n+".part")
+		os.WriteFile(p, make([]byte, 1000), 0o644)
+		if n != "fresh.qcow2" {
+			os.Chtimes(p, old, old)
+		}
+	}
+	unlock, err := c.flock(ctx(t), "busy.qcow2.lock", syscall.LOCK_EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	res, err := c.Prune(1 << 30)
+	if err != nil || res.Freed != 1000 {
+		t.Errorf("Prune: %+v, %v; want 1000 bytes freed", res, err)
+	}
+	left, _ := filepath.Glob(filepath.Join(c.tmpDir(), "*.part"))
+	if len(left) != 2 || strings.Contains(strings.Join(left, " "), "stale") {
+		t.Errorf("parts left: %v", left)
 	}
 }
