@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,6 +138,15 @@ test "$(printf %s "$DEPLOY_TOKEN" | tr a-z A-Z)" = TOK-1234-VERY-SECRET`)
 	res := h.result(trusted)
 	if len(res.Artifacts) != 1 || res.Artifacts[0].Name != "artifacts/report-***.txt" {
 		t.Errorf("artifacts %+v, want the name masked", res.Artifacts)
+	}
+	keys, err := h.st.List(context.Background(), store.AttemptPrefix(trusted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.Contains(k.Key, secretValue) {
+			t.Errorf("stored key %q holds the secret", k.Key)
+		}
 	}
 	if len(res.Tests) != 1 || res.Tests[0].Name != "deploy with ***" {
 		t.Errorf("tests %+v, want the name masked", res.Tests)

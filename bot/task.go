@@ -22,6 +22,7 @@ import (
 	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/git"
 	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/scrub"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -130,7 +131,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	}
 	if err == nil && outcome.Class != turtles.Cancelled {
 		ctx, c := context.WithTimeout(report, reportTimeout)
-		err = b.uploadArtifacts(ctx, prefix, ws.artifacts, out)
+		err = b.uploadArtifacts(ctx, prefix, ws.artifacts, out.Scrubber(), out)
 		c()
 	}
 	if err != nil {
@@ -146,6 +147,9 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	class = outcome.Class
 	b.addResults(report, prefix, ws.artifacts, out, &res)
 
+	// The reason may quote the command's output (a TAP bail out, an
+	// error message): it goes to result.json and to the forge.
+	outcome.Reason = out.Scrubber().String(outcome.Reason)
 	res.Outcome = outcome
 	res.Finished = time.Now()
 	res.Duration = res.Finished.Sub(res.Started).Seconds()
@@ -381,7 +385,7 @@ func (b *Bot) putResult(ctx context.Context, prefix string, res turtles.Result) 
 // uploadArtifacts stores the regular files under dir (the task's
 // TURTLES_ARTIFACTS) under prefix+"artifacts/". Symbolic links are not
 // followed: a task must not publish the bot's files.
-func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, out io.Writer) error {
+func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, scr *scrub.Scrubber, out io.Writer) error {
 	var total int64
 	n := 0
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -392,7 +396,8 @@ func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, out io.Wr
 			return nil
 		}
 		rel, _ := filepath.Rel(dir, path)
-		rel = filepath.ToSlash(rel)
+		// A secret in a file name must not become part of a public key.
+		rel = scr.String(filepath.ToSlash(rel))
 		key := prefix + store.ArtifactsName + rel
 		if !d.Type().IsRegular() {
 			logf(out, "artifact %s skipped: not a regular file", rel)
