@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,9 @@ type LocalOptions struct {
 	Env []string
 	// VM configures the VM of a context that names an image.
 	VM VMConfig
+	// SecretsDir holds the secrets the context names, as Config.SecretsDir.
+	// Empty runs the context without them.
+	SecretsDir string
 }
 
 // RunLocal runs one context of a commit of a local repository exactly as a
@@ -90,9 +94,20 @@ func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
 		return infraOutcome(err), err
 	}
 	defer removeAll(ws.dir)
-	r := runner{killGrace: opts.KillGrace, env: opts.Env, timeout: opts.Timeout, vm: opts.VM}
+	r := runner{killGrace: opts.KillGrace, env: opts.Env, timeout: opts.Timeout, vm: opts.VM, secretsDir: opts.SecretsDir}
 	if o, err := r.checkout(ctx, t, ws, out); err != nil {
 		return o, err
+	}
+	// A bot gets the secret names from the plan; here they come from the
+	// checkout, and only when the person running it has them.
+	if cfg, bad, err := readConfig(ws.src); err == nil && bad == nil {
+		if x, ok := cfg.Find(t.Context); ok && len(x.Secrets) > 0 {
+			if opts.SecretsDir == "" {
+				logf(out, "running without the secrets %s names (%s): give --secrets-dir to pass them", t.Context, strings.Join(x.Secrets, ", "))
+			} else {
+				t.Secrets = x.Secrets
+			}
+		}
 	}
 	return r.test(ctx, t, ws, out)
 }

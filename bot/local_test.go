@@ -19,7 +19,11 @@ func TestRunLocal(t *testing.T) {
     command: echo slow; sleep 60
   - name: env
     command: echo "sha=$TURTLES_SHA home=$HOME"
+  - name: secret
+    command: echo "len=${#DEPLOY_TOKEN}"
+    secrets: [DEPLOY_TOKEN]
 `})
+	secrets := secretsDir(t)
 	// Uncommitted changes are not what CI runs, so they are not run here.
 	os.WriteFile(filepath.Join(repo, ".turtles.yaml"), []byte("garbage: ["), 0o644)
 	tests := []struct {
@@ -58,6 +62,18 @@ func TestRunLocal(t *testing.T) {
 			opts:    LocalOptions{Context: "nope"},
 			want:    turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "context nope is not in .turtles.yaml"},
 			wantLog: []string{"context nope is not in .turtles.yaml"},
+		},
+		{
+			name:    "secrets from --secrets-dir",
+			opts:    LocalOptions{Context: "secret", SecretsDir: secrets},
+			want:    turtles.Outcome{Class: turtles.Success},
+			wantLog: []string{"len=20\n"},
+		},
+		{
+			name:    "no secrets without --secrets-dir",
+			opts:    LocalOptions{Context: "secret"},
+			want:    turtles.Outcome{Class: turtles.Success},
+			wantLog: []string{"running without the secrets secret names (DEPLOY_TOKEN)", "len=0\n"},
 		},
 		{name: "unknown rev", opts: LocalOptions{Context: "ok", Rev: "no-such-branch"}, wantErr: "no-such-branch"},
 		{name: "no context", opts: LocalOptions{}, wantErr: "no context"},

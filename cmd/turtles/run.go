@@ -13,7 +13,7 @@ import (
 )
 
 func runCmd() *cobra.Command {
-	var dir, rev, images string
+	var dir, rev, images, secrets string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run CONTEXT",
@@ -31,7 +31,7 @@ itself could not run the task (infrastructure).`,
 			ctx, _, stop := signals()
 			defer stop()
 			o, err := bot.RunLocal(ctx, bot.LocalOptions{Dir: dir, Rev: rev, Context: args[0], Out: cmd.OutOrStdout(), Timeout: timeout,
-				VM: bot.VMConfig{ImagesDir: images}})
+				VM: bot.VMConfig{ImagesDir: images}, SecretsDir: secrets})
 			if err != nil {
 				return err
 			}
@@ -48,6 +48,7 @@ itself could not run the task (infrastructure).`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".", "local git checkout")
 	cmd.Flags().StringVar(&rev, "rev", "HEAD", "revision to run")
+	cmd.Flags().StringVar(&secrets, "secrets-dir", "", "directory with one file per secret the context names (default: run without them)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "override the context's timeout")
 	cmd.Flags().StringVar(&images, "images-dir", filepath.Join(defaults().DataDir, "images"), "where the VM images of contexts that name one are")
 	return cmd
