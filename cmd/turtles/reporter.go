@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/report"
 	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/web"
@@ -22,7 +23,10 @@ func reporterCmd() *cobra.Command {
 		Short: "Consume task events: record results, set commit statuses, serve the API, log pages and metrics",
 		Long: `reporter consumes the events that bots and the queue emit on --queue,
 records them in DATA-DIR/results.db and sets commit statuses on the forge
-(it is the only process that needs the forge token). It serves the JSON API
+(it is the only process that needs the forge token). It also runs the trust
+gate on what the hook could not decide alone (pull requests of untrusted
+authors, comment commands such as /ok-to-test), which the hook passes
+through the queue's inbox. It serves the JSON API
 (/api/v1/...), the log pages of --store-dir and /metrics on --listen.
 
 With RabbitMQ, run one reporter, or several on different data dirs: only one
@@ -38,6 +42,7 @@ consumes at a time (single active consumer), the others stand by.`,
 	}
 	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "pool", "lease", "max-deliveries", "store-dir", "store", "s3-credentials-file",
 		"github-api", "github-token-file", "bot-name", "log-level", "log-format")
+	addTrustFlags(cmd.Flags())
 	addForgeFlags(cmd.Flags())
 	return cmd
 }
@@ -81,6 +86,16 @@ func runReporter(s Settings) error {
 	defer wg.Wait()
 	defer stopEvents()
 	wg.Go(func() { report.Consume(events, qs.events, log.With("part", "events"), res, rep) })
+	// The gate needs the forge token, so it runs here, on the requests the
+	// hook puts in the queue's inbox.
+	g, err := newGate(s, f, qs.queue, qs.events, log)
+	if err != nil {
+		return err
+	}
+	inbox, _ := qs.queue.(queue.Inbox)
+	if err := runTrust(events, &wg, s, g, inbox, f, qs.queue, qs.events, log); err != nil {
+		return err
+	}
 	log.Info("turtles reporter running", "version", buildVersion(), "url", s.PublicURL, "queue", redactQueue(s.Queue))
 	return serveHTTP(ctx, s.Listen, h, log)
 }

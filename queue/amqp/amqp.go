@@ -11,7 +11,6 @@ package amqp
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -42,10 +42,15 @@ type Config struct {
 	ParkAfter time.Duration
 	// Pools are reported by Stats even when this handle never used them.
 	Pools []string
-	// NoDedupe skips the per-key dedupe lock: Publish never returns
-	// ErrDuplicate. The lock costs a queue creation and deletion in the
-	// broker per task, its slowest operations (see docs/distributed.md).
+	// NoDedupe skips the dedupe lock of task keys: Publish never returns
+	// ErrDuplicate (see lock.go and docs/distributed.md).
 	NoDedupe bool
+	// LockSlots chooses where the task keys' dedupe locks live: 0 (the
+	// default) gives every key a lock queue of its own, exact but created
+	// per task; N > 0 spreads them over N shared slot queues, created once,
+	// where keys that hash to the same slot wait for each other (see
+	// lock.go). Every process must use the same value.
+	LockSlots int
 	// Name identifies the connection in the broker's UI.
 	Name string
 	Log  *slog.Logger
@@ -107,10 +112,6 @@ func (n names) dead() string           { return n.p + ".dead" }
 func (n names) events() string         { return n.p + ".events" }
 func (n names) lease(id string) string { return n.p + ".lease." + id }
 func (n names) done(id string) string  { return n.p + ".done." + id }
-func (n names) key(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return n.p + ".key." + hex.EncodeToString(sum[:16])
-}
 
 // queueSpec is a queue's declaration; declaring it again with the same
 // arguments is a no-op, with others a channel error, so every process
@@ -140,17 +141,6 @@ func (n names) parkedSpec(pool string, d time.Duration) queueSpec {
 		"x-message-ttl":             d.Milliseconds(),
 		"x-dead-letter-exchange":    "",
 		"x-dead-letter-routing-key": n.reap(),
-	}}
-}
-
-// keySpec is a task key's dedupe lock: a queue that holds at most one
-// message and refuses (nacks) the publish of a second, atomically in the
-// broker, whichever process publishes. It expires if forgotten for a week.
-func (n names) keySpec(key string) queueSpec {
-	return queueSpec{name: n.key(key), args: amqp.Table{
-		"x-max-length": int32(1),
-		"x-overflow":   "reject-publish",
-		"x-expires":    int32((7 * 24 * time.Hour).Milliseconds()),
 	}}
 }
 
@@ -194,15 +184,16 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 type link struct {
 	conn *amqp.Connection
 	pub  *amqp.Channel // confirm mode: every publish waits for the broker
-	work *amqp.Channel // basic.get and the acks of held deliveries, in tx mode
+	work []*workChan   // basic.get and the acks of held deliveries, in tx mode
 	up   time.Time
 
-	workMu sync.Mutex // one call at a time on work: a get must not land inside a transaction
-	dead   chan struct{}
+	next atomic.Uint32 // round robin over work
+	dead chan struct{}
 
 	mu       sync.Mutex
 	decl     *amqp.Channel // declarations; reopened after a channel error
 	inbox    *amqp.Channel // inbox gets (Take); reopened after a channel error
+	slots    []slotLock    // looks into lock slots
 	declared map[string]bool
 }
 
@@ -290,50 +281,64 @@ func (l *link) exists(name string) (n int, ok bool, err error) {
 	return 0, false, err
 }
 
-// get fetches one message from queue name on the work channel.
-func (l *link) get(name string) (amqp.Delivery, bool, error) {
-	l.workMu.Lock()
-	defer l.workMu.Unlock()
-	return l.work.Get(name, false)
+// workChans is how many transactional channels a link claims on, so
+// that claimers in one process do not wait for each other's round trips.
+const workChans = 4
+
+// workChan is a channel in tx mode for basic.get and the acks of what it
+// got; one call at a time, so that a get never lands inside another
+// caller's transaction.
+type workChan struct {
+	mu     sync.Mutex
+	ch     *amqp.Channel
+	events string // the events exchange
 }
 
-// ack acks a message fetched on the work channel, and commits.
-func (l *link) ack(tag uint64) error {
-	l.workMu.Lock()
-	defer l.workMu.Unlock()
-	if err := l.work.Ack(tag, false); err != nil {
-		return err
+func (wc *workChan) eventsExchange() string { return wc.events }
+
+// get fetches one message from queue name on a free work channel (or the
+// next one, if none is free), which the message must be acked on.
+func (l *link) get(name string) (amqp.Delivery, *workChan, bool, error) {
+	start := int(l.next.Add(1))
+	wc := l.work[start%len(l.work)]
+	for i := range l.work {
+		if c := l.work[(start+i)%len(l.work)]; c.mu.TryLock() {
+			wc = c
+			c.mu.Unlock()
+			break
+		}
 	}
-	return l.work.TxCommit()
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	m, ok, err := wc.ch.Get(name, false)
+	return m, wc, ok, err
 }
 
-// ackPublish publishes msg and acks tag in one transaction: both or
-// neither happen, whenever this process dies.
-func (l *link) ackPublish(ctx context.Context, tag uint64, exchange, key string, msg amqp.Publishing) error {
-	l.workMu.Lock()
-	defer l.workMu.Unlock()
-	if err := l.work.PublishWithContext(ctx, exchange, key, false, false, msg); err != nil {
-		return err
-	}
-	if err := l.work.Ack(tag, false); err != nil {
-		return err
-	}
-	return l.work.TxCommit()
+// ack acks a message fetched on wc, and commits.
+func (wc *workChan) ack(tag uint64) error {
+	return wc.ackPublish(context.Background(), tag, nil, nil)
 }
 
-// peek returns the body of the first message of queue name, leaving it
-// there ("" if the queue is empty).
-func (l *link) peek(name string) (string, error) {
-	ch, err := l.conn.Channel()
-	if err != nil {
-		return "", err
+// ackPublish publishes msg (if set) to the events exchange, acks tag and
+// removes the marker of lock (if set) in one transaction: all or nothing
+// happens, whenever this process dies.
+func (wc *workChan) ackPublish(ctx context.Context, tag uint64, msg *amqp.Publishing, lock *lockRef) error {
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	if msg != nil {
+		if err := wc.ch.PublishWithContext(ctx, wc.eventsExchange(), "event", false, false, *msg); err != nil {
+			return err
+		}
 	}
-	defer ch.Close() // puts the message back
-	m, ok, err := ch.Get(name, false)
-	if err != nil || !ok {
-		return "", err
+	if err := wc.ch.Ack(tag, false); err != nil {
+		return err
 	}
-	return string(m.Body), nil
+	if lock != nil {
+		if err := wc.releaseTx(*lock); err != nil {
+			return err
+		}
+	}
+	return wc.ch.TxCommit()
 }
 
 // publish publishes msg and waits for the broker's confirm. ok is false
@@ -352,6 +357,40 @@ func (l *link) publish(ctx context.Context, exchange, key string, msg amqp.Publi
 		return false, fmt.Errorf("publish to %q/%q: connection lost before the confirm", exchange, key)
 	}
 	return ok, nil
+}
+
+// publishPair publishes first and then second (if set) on the confirm
+// channel, one after the other without waiting in between, and waits for
+// both confirms: the broker routes them in that order, so second is never
+// routed without first.
+func (l *link) publishPair(ctx context.Context, first, second routed) (ok1, ok2 bool, err error) {
+	dc1, err := l.pub.PublishWithDeferredConfirmWithContext(ctx, first.exchange, first.key, false, false, first.msg)
+	if err != nil {
+		return false, false, fmt.Errorf("publish to %q/%q: %w", first.exchange, first.key, err)
+	}
+	var dc2 *amqp.DeferredConfirmation
+	if second.key != "" {
+		if dc2, err = l.pub.PublishWithDeferredConfirmWithContext(ctx, second.exchange, second.key, false, false, second.msg); err != nil {
+			return false, false, fmt.Errorf("publish to %q/%q: %w", second.exchange, second.key, err)
+		}
+	}
+	ok2 = true
+	if ok1, err = dc1.WaitContext(ctx); err == nil && dc2 != nil {
+		ok2, err = dc2.WaitContext(ctx)
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("publish: wait for confirm: %w", err)
+	}
+	if (!ok1 || !ok2) && !l.alive() || l.pub.IsClosed() {
+		return false, false, fmt.Errorf("publish to %q/%q: connection lost before the confirm", first.exchange, first.key)
+	}
+	return ok1, ok2, nil
+}
+
+// routed is a message and where it goes.
+type routed struct {
+	exchange, key string
+	msg           amqp.Publishing
 }
 
 // client keeps one link up, redialling with backoff when it drops.
@@ -409,7 +448,7 @@ func (c *client) dial() (*link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &link{conn: conn, up: time.Now(), dead: make(chan struct{}), declared: map[string]bool{}}
+	l := &link{conn: conn, slots: make([]slotLock, workChans), up: time.Now(), dead: make(chan struct{}), declared: map[string]bool{}}
 	fail := func(err error) (*link, error) {
 		conn.Close()
 		return nil, err
@@ -420,13 +459,17 @@ func (c *client) dial() (*link, error) {
 	if err := l.pub.Confirm(false); err != nil {
 		return fail(fmt.Errorf("confirm mode: %w", err))
 	}
-	if l.work, err = conn.Channel(); err != nil {
-		return fail(err)
-	}
-	// Transactions on the work channel let a bot emit a task's final
+	// Transactions on the work channels let a bot emit a task's final
 	// event and ack it in one step (delivery.AckWithEvent).
-	if err := l.work.Tx(); err != nil {
-		return fail(fmt.Errorf("tx mode: %w", err))
+	for range workChans {
+		ch, err := conn.Channel()
+		if err != nil {
+			return fail(err)
+		}
+		if err := ch.Tx(); err != nil {
+			return fail(fmt.Errorf("tx mode: %w", err))
+		}
+		l.work = append(l.work, &workChan{ch: ch, events: c.n.eventsExchange()})
 	}
 	ch, err := l.channel()
 	if err != nil {
@@ -446,7 +489,9 @@ func (c *client) dial() (*link, error) {
 	watch := []chan *amqp.Error{
 		conn.NotifyClose(make(chan *amqp.Error, 1)),
 		l.pub.NotifyClose(make(chan *amqp.Error, 1)),
-		l.work.NotifyClose(make(chan *amqp.Error, 1)),
+	}
+	for _, wc := range l.work {
+		watch = append(watch, wc.ch.NotifyClose(make(chan *amqp.Error, 1)))
 	}
 	for _, w := range watch {
 		go func() {

@@ -245,7 +245,7 @@ func (d *delivery) cancelled(ctx context.Context) error {
 		return err
 	}
 	if d.state == stateHeld {
-		if err := d.link.ackPublish(ctx, d.tag, d.q.n.eventsExchange(), "event", msg); err != nil {
+		if err := d.wc.ackPublish(ctx, d.tag, &msg, &d.lock); err != nil {
 			// The transaction failed: the broker hands the task out
 			// again, and whoever gets it meets the cancellation.
 			d.finish(stateLost)
@@ -260,13 +260,12 @@ func (d *delivery) cancelled(ctx context.Context) error {
 			return err
 		})
 		if err == nil {
-			err = d.settle(ctx, nil)
+			err = d.settle(ctx, nil, true)
 		}
 		if err != nil {
 			return fmt.Errorf("cancel %s: %w", d.task.Key(), turtles.MarkInfra(err))
 		}
 	}
 	d.finish(stateCancelled)
-	d.q.unlockKey(d.task.Key())
 	return fmt.Errorf("task %s: %w: %s", d.task.Key(), queue.ErrCancelled, rec.Reason)
 }

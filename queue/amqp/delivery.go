@@ -2,7 +2,6 @@ package amqp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -37,12 +36,15 @@ type delivery struct {
 	task  turtles.Task
 	body  []byte
 	count int
+	token string  // the publish's token, carried by every copy
+	lock  lockRef // the key's lock this delivery holds; zero for none
 
 	mu      sync.Mutex
 	state   int
-	link    *link  // held: the link of the unacked message
-	tag     uint64 // held: its delivery tag
-	leaseID string // parked
+	link    *link     // held: the link of the unacked message
+	wc      *workChan // held: the channel it came on
+	tag     uint64    // held: its delivery tag
+	leaseID string    // parked
 	expiry  *time.Timer
 	park    *time.Timer
 }
@@ -115,11 +117,10 @@ func (d *delivery) Ack(ctx context.Context) error {
 	if err := d.check(ctx); err != nil {
 		return err
 	}
-	if err := d.settle(ctx, nil); err != nil {
+	if err := d.settle(ctx, nil, true); err != nil {
 		return fmt.Errorf("ack %s: %w", d.task.Key(), err)
 	}
 	d.finish(stateDone)
-	d.q.unlockKey(d.task.Key())
 	return nil
 }
 
@@ -135,14 +136,12 @@ func (d *delivery) AckWithEvent(ctx context.Context, ev turtles.Event) error {
 	if err := d.check(ctx); err != nil {
 		return err
 	}
-	body, err := json.Marshal(ev)
+	msg, err := eventMessage(ev)
 	if err != nil {
-		return fmt.Errorf("encode event %s: %w", ev.ID, err)
+		return err
 	}
-	msg := amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: ev.ID, Body: body}
 	if d.state == stateHeld {
-		l := d.link
-		if err := l.ackPublish(ctx, d.tag, d.q.n.eventsExchange(), "event", msg); err != nil {
+		if err := d.wc.ackPublish(ctx, d.tag, &msg, &d.lock); err != nil {
 			// A failed transaction closes the channel: RabbitMQ hands
 			// the task out again and the event was not published.
 			d.finish(stateLost)
@@ -151,14 +150,13 @@ func (d *delivery) AckWithEvent(ctx context.Context, ev turtles.Event) error {
 	} else {
 		err := d.q.c.retry(ctx, func(l *link) error { return emitOn(ctx, l, d.q.n, ev) })
 		if err == nil {
-			err = d.settle(ctx, nil)
+			err = d.settle(ctx, nil, true)
 		}
 		if err != nil {
 			return fmt.Errorf("ack %s with its event: %w", d.task.Key(), turtles.MarkInfra(err))
 		}
 	}
 	d.finish(stateDone)
-	d.q.unlockKey(d.task.Key())
 	return nil
 }
 
@@ -176,15 +174,14 @@ func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string)
 		}
 		t := d.task
 		t.Attempt++
-		return d.q.republish(ctx, l, d.pool, t, d.count, delay)
-	})
+		return d.q.republish(ctx, l, d.pool, t, d.count, delay, d.token)
+	}, dead)
 	if err != nil {
 		return false, fmt.Errorf("nack %s: %w", d.task.Key(), err)
 	}
 	d.finish(stateDone)
 	if dead {
 		d.q.c.log.Warn("dead-lettering a task", "task", d.task.Key(), "reason", reason)
-		d.q.unlockKey(d.task.Key())
 	}
 	return dead, nil
 }
@@ -197,8 +194,8 @@ func (d *delivery) Release(ctx context.Context) error {
 		return err
 	}
 	err := d.settle(ctx, func(l *link) error {
-		return d.q.republish(ctx, l, d.pool, d.task, d.count-1, 0)
-	})
+		return d.q.republish(ctx, l, d.pool, d.task, d.count-1, 0, d.token)
+	}, false)
 	if err != nil {
 		return fmt.Errorf("release %s: %w", d.task.Key(), err)
 	}
@@ -208,8 +205,13 @@ func (d *delivery) Release(ctx context.Context) error {
 
 // settle publishes what replaces the task (if then is set) and lets go of
 // the original: an ack when held, the done marker and lease queue when
-// parked. d.mu is held.
-func (d *delivery) settle(ctx context.Context, then func(l *link) error) error {
+// parked; if final, the task is over and its key's lock goes too (with
+// the ack when held). d.mu is held.
+func (d *delivery) settle(ctx context.Context, then func(l *link) error, final bool) error {
+	var lock *lockRef
+	if final {
+		lock = &d.lock
+	}
 	if d.state == stateHeld {
 		// The ack must go on the channel the message came on.
 		l := d.link
@@ -222,13 +224,13 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) error) error {
 				return turtles.MarkInfra(err)
 			}
 		}
-		if err := l.ack(d.tag); err != nil {
+		if err := d.wc.ackPublish(ctx, d.tag, nil, lock); err != nil {
 			d.finish(stateLost)
 			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 		}
 		return nil
 	}
-	return turtles.MarkInfra(d.q.c.retry(ctx, func(l *link) error {
+	err := d.q.c.retry(ctx, func(l *link) error {
 		if then != nil {
 			if err := then(l); err != nil {
 				return err
@@ -236,7 +238,14 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) error) error {
 			then = nil // done once; a retry only ends the lease
 		}
 		return d.endLease(l)
-	}))
+	})
+	if err != nil {
+		return turtles.MarkInfra(err)
+	}
+	if final {
+		d.q.unlock(d.lock)
+	}
+	return nil
 }
 
 // endLease marks a parked delivery done and drops its lease queue, in
@@ -277,10 +286,12 @@ func (d *delivery) expire() {
 		} else {
 			t := d.task
 			t.Attempt++
-			err = d.q.republish(ctx, l, d.pool, t, d.count, 0)
+			err = d.q.republish(ctx, l, d.pool, t, d.count, 0, d.token)
 		}
-		if err == nil {
-			err = l.ack(d.tag)
+		if err == nil && dead {
+			err = d.wc.ackPublish(ctx, d.tag, nil, &d.lock)
+		} else if err == nil {
+			err = d.wc.ack(d.tag)
 		}
 	}
 	if err != nil {
@@ -292,9 +303,6 @@ func (d *delivery) expire() {
 		log.Info("lease expired; task queued again", "dead", dead)
 	}
 	d.finish(stateLost)
-	if dead && err == nil {
-		d.q.unlockKey(d.task.Key())
-	}
 }
 
 // parkNow turns a held delivery into a parked one (see the top of this
@@ -315,7 +323,7 @@ func (d *delivery) parkNow() {
 	id := newToken()
 	err := d.parkOn(ctx, l, id)
 	if err == nil {
-		err = l.ack(d.tag)
+		err = d.wc.ack(d.tag)
 	}
 	if err != nil {
 		d.q.c.log.Warn("parking a long task failed; trying again", "task", d.task.Key(), "err", err)
@@ -335,7 +343,7 @@ func (d *delivery) parkOn(ctx context.Context, l *link, id string) error {
 	if err := l.declare(spec); err != nil {
 		return err
 	}
-	msg := taskMessage(d.body, 2*d.task.Priority, d.count)
+	msg := taskMessage(d.body, 2*d.task.Priority, d.count, d.token)
 	msg.Headers[hLease] = id
 	msg.Headers[hPool] = d.pool
 	ok, err := l.publish(ctx, "", spec.name, msg)
@@ -422,7 +430,7 @@ func (q *Queue) reapOne(ctx context.Context, l *link, m amqp.Delivery) {
 	// queues again yet: wait a lease before calling anyone dead.
 	if held || time.Since(l.up) < q.opts.Lease {
 		spec := q.n.parkedSpec(pool, q.opts.Lease)
-		msg := taskMessage(m.Body, int(m.Priority), count)
+		msg := taskMessage(m.Body, int(m.Priority), count, headerString(m.Headers, hToken))
 		msg.Headers[hLease], msg.Headers[hPool] = id, pool
 		err := l.declare(spec)
 		if err == nil {
@@ -452,7 +460,7 @@ func (q *Queue) reapOne(ctx context.Context, l *link, m amqp.Delivery) {
 	} else {
 		log.Warn("reaper: holder of a parked task is gone; queueing it again")
 		t.Attempt++
-		err = q.republish(ctx, l, pool, t, count, 0)
+		err = q.republish(ctx, l, pool, t, count, 0, headerString(m.Headers, hToken))
 	}
 	if err != nil {
 		fail(err)
@@ -460,6 +468,6 @@ func (q *Queue) reapOne(ctx context.Context, l *link, m amqp.Delivery) {
 	}
 	m.Ack(false)
 	if count >= q.opts.MaxDeliveries {
-		q.unlockKey(t.Key())
+		q.unlock(q.lockOf(m.Headers, t))
 	}
 }

@@ -110,90 +110,88 @@ func (q *Queue) PublishRaw(ctx context.Context, pool string, body []byte) error 
 
 func (q *Queue) publishTask(ctx context.Context, pool string, t *turtles.Task, body []byte) error {
 	prio := 0
+	lock := lockRef{token: newToken()}
 	if t != nil {
 		prio = t.Priority
-		if err := q.lockKey(ctx, t.Key()); err != nil {
-			return err
+		if !q.c.cfg.NoDedupe {
+			lock.key, lock.slot = t.Key(), q.n.slotOf(t.Key(), q.c.cfg.LockSlots)
 		}
 	}
-	msg := taskMessage(body, 2*prio, 0)
+	task := routed{q.n.workExchange(), pool, taskMessage(body, 2*prio, 0, lock.token)}
+	var marker routed
+	if lock.slot != "" {
+		marker = routed{"", lock.slot, lock.marker()}
+	}
+	locked := false
 	err := q.c.retry(ctx, func(l *link) error {
 		if err := q.usePool(l, pool); err != nil {
 			return err
 		}
-		ok, err := l.publish(ctx, q.n.workExchange(), pool, msg)
+		if lock.slot != "" {
+			if err := l.declare(slotSpec(lock.slot)); err != nil {
+				return err
+			}
+		}
+		ok, lockOK, err := l.publishPair(ctx, task, marker)
 		if err == nil && !ok {
 			err = errors.New("broker refused the message")
 		}
+		locked = lockOK
 		return err
 	})
 	if err != nil {
-		if t != nil {
-			q.unlockKey(t.Key())
-		}
 		return fmt.Errorf("publish to pool %s: %w", pool, turtles.MarkInfra(err))
 	}
 	q.wakeUp(pool)
+	if lock.slot == "" || locked {
+		return nil
+	}
+	// The slot refused the marker: a duplicate, or a collision.
+	err = q.c.retry(ctx, func(l *link) error {
+		st, err := l.look(lock, false)
+		if err != nil || st != lockOther {
+			return err
+		}
+		// Withdraw the copy just queued: its claimer drops it.
+		if err := l.declare(q.n.withdrawnSpec(lock.token)); err != nil {
+			return err
+		}
+		locked = true
+		return nil
+	})
+	if err != nil {
+		// The task is queued; its claimer decides (see lock.go).
+		q.c.log.Warn("publish: looking into a refused lock failed; the claimer decides", "task", lock.key, "err", err)
+		return nil
+	}
+	if locked {
+		return fmt.Errorf("publish %s: %w", lock.key, queue.ErrDuplicate)
+	}
 	return nil
 }
 
-func taskMessage(body []byte, prio, deliveries int) amqp.Publishing {
+func taskMessage(body []byte, prio, deliveries int, token string) amqp.Publishing {
+	h := amqp.Table{hDeliveries: int32(deliveries)}
+	if token != "" {
+		h[hToken] = token
+	}
 	return amqp.Publishing{
 		ContentType:  "application/json",
 		DeliveryMode: amqp.Persistent,
 		Priority:     uint8(min(prio, maxPriority)),
 		Timestamp:    time.Now(),
-		Headers:      amqp.Table{hDeliveries: int32(deliveries)},
+		Headers:      h,
 		Body:         body,
 	}
 }
 
-// lockKey takes the dedupe lock of key, or returns ErrDuplicate.
-func (q *Queue) lockKey(ctx context.Context, key string) error {
-	if q.c.cfg.NoDedupe {
-		return nil
+// lockOf is the lock of task message headers h, for task t.
+func (q *Queue) lockOf(h amqp.Table, t turtles.Task) lockRef {
+	token := headerString(h, hToken)
+	if token == "" || q.c.cfg.NoDedupe {
+		return lockRef{}
 	}
-	spec := q.n.keySpec(key)
-	// The marker is this call's own token: when a confirm is lost with the
-	// connection, the retry's refusal may be our own first marker, which
-	// peeking at the lock tells.
-	token := newToken()
-	var dup bool
-	err := q.c.retry(ctx, func(l *link) error {
-		if err := l.declare(spec); err != nil {
-			return err
-		}
-		ok, err := l.publish(ctx, "", spec.name, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(token)})
-		if err != nil || ok {
-			return err
-		}
-		holder, err := l.peek(spec.name)
-		dup = err == nil && holder != token
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("publish %s: lock key: %w", key, turtles.MarkInfra(err))
-	}
-	if dup {
-		return fmt.Errorf("publish %s: %w", key, queue.ErrDuplicate)
-	}
-	return nil
-}
-
-// unlockKey frees key for a new publish: the task was acked or is dead.
-// A failure leaves the lock until it expires; it is logged, not returned,
-// because the task itself is done.
-func (q *Queue) unlockKey(key string) {
-	if q.c.cfg.NoDedupe {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	name := q.n.key(key)
-	err := q.c.retry(ctx, func(l *link) error { return l.deleteQueue(name) })
-	if err != nil {
-		q.c.log.Error("unlock task key; it stays locked until the lock queue expires", "key", key, "err", err)
-	}
+	return lockRef{slot: q.n.slotOf(t.Key(), q.c.cfg.LockSlots), key: t.Key(), token: token}
 }
 
 func headerInt(h amqp.Table, k string) int {
@@ -243,10 +241,11 @@ func (q *Queue) Claim(ctx context.Context, pool string) (queue.Delivery, error) 
 			return nil, err
 		}
 		var m amqp.Delivery
+		var wc *workChan
 		ok := false
 		err = q.usePool(l, pool)
 		if err == nil {
-			m, ok, err = l.get(q.n.work(pool))
+			m, wc, ok, err = l.get(q.n.work(pool))
 		}
 		if err != nil {
 			if q.c.closed() {
@@ -258,7 +257,7 @@ func (q *Queue) Claim(ctx context.Context, pool string) (queue.Delivery, error) 
 			continue // reconnecting
 		}
 		if ok {
-			d, err := q.accept(ctx, l, pool, m)
+			d, err := q.accept(ctx, l, wc, pool, m)
 			if err != nil {
 				q.c.log.Warn("claim: handling a message failed; it returns with the connection", "pool", pool, "err", err)
 				l.conn.Close() // unacked messages go back to the queue
@@ -292,7 +291,7 @@ func (q *Queue) ctxOr(ctx context.Context, err error) error {
 // returns nil: a message redelivered by the broker (its holder died
 // without acking) goes back counted; a malformed or exhausted one is
 // dead-lettered.
-func (q *Queue) accept(ctx context.Context, l *link, pool string, m amqp.Delivery) (*delivery, error) {
+func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, m amqp.Delivery) (*delivery, error) {
 	prev := headerInt(m.Headers, hDeliveries)
 	t, decodeErr := turtles.DecodeTask(m.Body)
 	if decodeErr != nil {
@@ -300,28 +299,25 @@ func (q *Queue) accept(ctx context.Context, l *link, pool string, m amqp.Deliver
 		if err := q.deadLetter(ctx, l, pool, m.Body, nil, decodeErr.Error()); err != nil {
 			return nil, err
 		}
-		return nil, l.ack(m.DeliveryTag)
+		return nil, wc.ack(m.DeliveryTag)
 	}
+	lock := q.lockOf(m.Headers, t)
 	if rec, ok := q.cancels.match(t); ok {
 		msg, err := cancelledEvent(t, rec)
 		if err != nil {
 			return nil, err
 		}
-		if err := l.ackPublish(ctx, m.DeliveryTag, q.n.eventsExchange(), "event", msg); err != nil {
-			return nil, err
-		}
-		q.unlockKey(t.Key())
-		return nil, nil
+		return nil, wc.ackPublish(ctx, m.DeliveryTag, &msg, &lock)
 	}
 	if m.Redelivered {
 		// RabbitMQ put it back because a holder's connection ended: that
 		// was a delivery. Count it in the message, at the back of the
 		// line ahead of fresh tasks.
 		t.Attempt++
-		if err := q.republish(ctx, l, pool, t, prev+1, 0); err != nil {
+		if err := q.republish(ctx, l, pool, t, prev+1, 0, lock.token); err != nil {
 			return nil, err
 		}
-		return nil, l.ack(m.DeliveryTag)
+		return nil, wc.ack(m.DeliveryTag)
 	}
 	if prev >= q.opts.MaxDeliveries {
 		reason := fmt.Sprintf("delivered %d times without an outcome", prev)
@@ -329,14 +325,26 @@ func (q *Queue) accept(ctx context.Context, l *link, pool string, m amqp.Deliver
 		if err := q.deadLetter(ctx, l, pool, m.Body, &t, reason); err != nil {
 			return nil, err
 		}
-		if err := l.ack(m.DeliveryTag); err != nil {
+		return nil, wc.ackPublish(ctx, m.DeliveryTag, nil, &lock)
+	}
+	token := lock.token
+	run, wait, lock, err := q.lockTask(ctx, l, lock)
+	if err != nil {
+		return nil, err
+	}
+	if wait {
+		// Another key holds the lock slot: back in line, not counted.
+		if err := q.republish(ctx, l, pool, t, prev, slotWait, token); err != nil {
 			return nil, err
 		}
-		q.unlockKey(t.Key())
-		return nil, nil
+		return nil, wc.ack(m.DeliveryTag)
 	}
-	d := &delivery{q: q, pool: pool, task: t, body: m.Body, count: prev + 1,
-		state: stateHeld, link: l, tag: m.DeliveryTag}
+	if !run {
+		q.c.log.Info("dropping a duplicate copy of a task", "task", t.Key())
+		return nil, wc.ack(m.DeliveryTag)
+	}
+	d := &delivery{q: q, pool: pool, task: t, body: m.Body, count: prev + 1, token: token, lock: lock,
+		state: stateHeld, link: l, wc: wc, tag: m.DeliveryTag}
 	q.mu.Lock()
 	q.held[d] = true
 	q.mu.Unlock()
@@ -346,12 +354,12 @@ func (q *Queue) accept(ctx context.Context, l *link, pool string, m amqp.Deliver
 
 // republish queues t again with prev earlier deliveries, after delay (0:
 // at once), ahead of fresh tasks of its priority.
-func (q *Queue) republish(ctx context.Context, l *link, pool string, t turtles.Task, prev int, delay time.Duration) error {
+func (q *Queue) republish(ctx context.Context, l *link, pool string, t turtles.Task, prev int, delay time.Duration, token string) error {
 	body, err := json.Marshal(t)
 	if err != nil {
 		return err
 	}
-	msg := taskMessage(body, 2*t.Priority+1, prev)
+	msg := taskMessage(body, 2*t.Priority+1, prev, token)
 	exchange, key := q.n.workExchange(), pool
 	if delay > 0 {
 		spec := q.n.delaySpec(pool, delayStep(delay))
