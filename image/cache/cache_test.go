@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -247,5 +250,44 @@ func TestParseID(t *testing.T) {
 		if (err == nil) != tc.ok || tc.ok && (id.Name() != tc.name || id.Hash() != hex) {
 			t.Errorf("ParseID(%q) = %q (%q, %q), %v; want ok %v, name %q", tc.in, id, id.Name(), id.Hash(), err, tc.ok, tc.name)
 		}
+	}
+}
+
+// A source that stops sending without closing is given up on after the
+// stall timeout; the next one resumes.
+func TestStalledSource(t *testing.T) {
+	seed, id := testImage(t, "img", 2<<20)
+	release := make(chan struct{})
+	h := http.StripPrefix("/images", seed.Handler())
+	stalling := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, ".qcow2") {
+			w.Header().Set("Content-Length", strconv.Itoa(2<<20))
+			w.Write(make([]byte, 1000))
+			w.(http.Flusher).Flush()
+			<-release
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(stalling.Close)
+	t.Cleanup(func() { close(release) }) // runs first: lets the handler end
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			time.Sleep(300 * time.Millisecond) // probed after the stalling one
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(healthy.Close)
+	var log bytes.Buffer
+	s1, _ := NewHTTP(stalling.URL + "/images/")
+	s2, _ := NewHTTP(healthy.URL + "/images/")
+	c := newCache(t, t.TempDir(), &log, s1, s2)
+	c.cfg.StallTimeout = 300 * time.Millisecond
+	if _, err := c.Ensure(ctx(t), id); err != nil {
+		t.Fatalf("Ensure: %v\n%s", err, log.String())
+	}
+	checkImage(t, c, id)
+	if !strings.Contains(log.String(), "source stalled") {
+		t.Errorf("no stall in the log:\n%s", log.String())
 	}
 }
