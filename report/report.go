@@ -245,7 +245,7 @@ func finished(ev turtles.Event) (forge.State, string) {
 }
 
 // retryAter is implemented by forge errors that know when to try again,
-// such as *github.RateLimitError.
+// such as *forge.RateLimitError.
 type retryAter interface{ RetryAt() time.Time }
 
 func errorKind(err error) string {

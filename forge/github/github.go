@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -130,7 +129,7 @@ var (
 // SetStatus implements forge.Forge. The description is cut to
 // forge.MaxDescription runes. Errors wrap forge.ErrPermanent for bad input
 // and for 401, 403 (not rate limits), 404, 422 and other 4xx answers. Rate
-// limits return a *RateLimitError; 5xx and network errors return a plain
+// limits return a *forge.RateLimitError; 5xx and network errors return a plain
 // error. Either may be retried.
 func (c *Client) SetStatus(ctx context.Context, repo, sha string, st forge.Status) error {
 	owner, name, err := splitRepo(repo)
@@ -158,7 +157,7 @@ func (c *Client) SetStatus(ctx context.Context, repo, sha string, st forge.Statu
 	}
 	_, resp, err := c.gh.Repositories.CreateStatus(ctx, owner, name, sha, rs)
 	if err != nil {
-		return fmt.Errorf("github: set status %s on %s@%s: %w", st.Context, repo, short(sha), classify(err, resp))
+		return fmt.Errorf("github: set status %s on %s@%s: %w", st.Context, repo, forge.ShortSHA(sha), classify(err, resp))
 	}
 	c.log.Debug("github status set", "repo", repo, "sha", sha, "context", st.Context, "state", st.State)
 	return nil
@@ -175,34 +174,6 @@ func splitRepo(repo string) (owner, name string, err error) {
 	return owner, name, nil
 }
 
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
-}
-
-// RateLimitError is returned when GitHub refused a request for a rate
-// limit. Retry after Reset. It is retryable: it never wraps
-// forge.ErrPermanent.
-type RateLimitError struct {
-	Reset time.Time
-	Err   error
-}
-
-func (e *RateLimitError) Error() string {
-	return fmt.Sprintf("rate limited until %s: %v", e.Reset.UTC().Format(time.RFC3339), e.Err)
-}
-
-func (e *RateLimitError) Unwrap() error { return e.Err }
-
-// RetryAt returns Reset. The reporter looks for this method, not for this
-// type, so that every forge can signal the time to wait until.
-func (e *RateLimitError) RetryAt() time.Time { return e.Reset }
-
-// defaultRateWait is how long to wait on a rate limit that did not say.
-const defaultRateWait = time.Minute
-
 // classify sorts err into permanent, rate limit or retryable, by type and
 // HTTP status, never by message text.
 func classify(err error, resp *gh.Response) error {
@@ -210,17 +181,17 @@ func classify(err error, resp *gh.Response) error {
 	if errors.As(err, &rl) {
 		reset := rl.Rate.Reset.Time
 		if reset.IsZero() {
-			reset = time.Now().Add(defaultRateWait)
+			reset = time.Now().Add(forge.DefaultRateWait)
 		}
-		return &RateLimitError{Reset: reset, Err: err}
+		return &forge.RateLimitError{Reset: reset, Err: err}
 	}
 	var abuse *gh.AbuseRateLimitError
 	if errors.As(err, &abuse) {
-		wait := defaultRateWait
+		wait := forge.DefaultRateWait
 		if abuse.RetryAfter != nil {
 			wait = *abuse.RetryAfter
 		}
-		return &RateLimitError{Reset: time.Now().Add(wait), Err: err}
+		return &forge.RateLimitError{Reset: time.Now().Add(wait), Err: err}
 	}
 	if resp == nil || resp.Response == nil {
 		if appAuthRefused(err) {
@@ -230,34 +201,13 @@ func classify(err error, resp *gh.Response) error {
 		return err
 	}
 	code := resp.StatusCode
-	switch {
-	case code == http.StatusTooManyRequests || code == http.StatusForbidden && hasRateHeaders(resp.Header):
-		return &RateLimitError{Reset: resetFromHeaders(resp.Header, time.Now()), Err: err}
-	case code == http.StatusRequestTimeout || code >= 500:
-		return err
-	case code >= 400:
-		// 401, 403, 404, 422 and the rest: the request itself is wrong or
-		// not allowed; sending it again changes nothing.
-		return fmt.Errorf("%w: %w", forge.ErrPermanent, err)
-	default:
-		// 202, 3xx: unexpected for statuses; try again.
-		return err
+	if code == http.StatusTooManyRequests || code == http.StatusForbidden && hasRateHeaders(resp.Header) {
+		return &forge.RateLimitError{Reset: forge.ResetFromHeaders(resp.Header, "X-RateLimit-Reset", time.Now()), Err: err}
 	}
+	// 202 and 3xx are unexpected for statuses: tried again.
+	return forge.ClassifyStatus(code, err)
 }
 
 func hasRateHeaders(h http.Header) bool {
 	return h.Get("Retry-After") != "" || h.Get("X-RateLimit-Remaining") == "0"
-}
-
-// resetFromHeaders reads when to retry, as GitHub documents for secondary
-// rate limits: Retry-After seconds first, then X-RateLimit-Reset epoch
-// seconds, else a minute.
-func resetFromHeaders(h http.Header, now time.Time) time.Time {
-	if v, err := strconv.ParseInt(h.Get("Retry-After"), 10, 64); err == nil && v >= 0 {
-		return now.Add(time.Duration(v) * time.Second)
-	}
-	if v, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil && v > 0 {
-		return time.Unix(v, 0)
-	}
-	return now.Add(defaultRateWait)
 }

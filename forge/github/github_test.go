@@ -158,7 +158,7 @@ func TestSetStatusErrors(t *testing.T) {
 			if got := errors.Is(err, forge.ErrPermanent); got != tt.wantPermanent {
 				t.Errorf("errors.Is(%v, ErrPermanent) = %v, want %v", err, got, tt.wantPermanent)
 			}
-			var rl *github.RateLimitError
+			var rl *forge.RateLimitError
 			if got := errors.As(err, &rl); got != tt.wantRateLimit {
 				t.Errorf("errors.As(%v, *RateLimitError) = %v, want %v", err, got, tt.wantRateLimit)
 			}

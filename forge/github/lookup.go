@@ -139,7 +139,7 @@ func (c *Client) Statuses(ctx context.Context, repo, sha string) ([]forge.Status
 	for range maxPages {
 		cs, resp, err := c.gh.Repositories.GetCombinedStatus(ctx, owner, name, sha, opts)
 		if err != nil {
-			return nil, lookupError(fmt.Sprintf("statuses of %s@%s", repo, short(sha)), err, resp)
+			return nil, lookupError(fmt.Sprintf("statuses of %s@%s", repo, forge.ShortSHA(sha)), err, resp)
 		}
 		for _, s := range cs.Statuses {
 			out = append(out, forge.Status{Context: s.GetContext(), State: forge.State(s.GetState()),
@@ -164,14 +164,14 @@ func (c *Client) File(ctx context.Context, repo, sha, path string) ([]byte, erro
 	}
 	f, _, resp, err := c.gh.Repositories.GetContents(ctx, owner, name, path, &gh.RepositoryContentGetOptions{Ref: sha})
 	if err != nil {
-		return nil, lookupError(fmt.Sprintf("%s at %s@%s", path, repo, short(sha)), err, resp)
+		return nil, lookupError(fmt.Sprintf("%s at %s@%s", path, repo, forge.ShortSHA(sha)), err, resp)
 	}
 	if f == nil {
-		return nil, fmt.Errorf("github: %s at %s@%s is a directory: %w", path, repo, short(sha), forge.ErrNotFound)
+		return nil, fmt.Errorf("github: %s at %s@%s is a directory: %w", path, repo, forge.ShortSHA(sha), forge.ErrNotFound)
 	}
 	s, err := f.GetContent()
 	if err != nil {
-		return nil, fmt.Errorf("github: decode %s at %s@%s: %w", path, repo, short(sha), errors.Join(forge.ErrPermanent, err))
+		return nil, fmt.Errorf("github: decode %s at %s@%s: %w", path, repo, forge.ShortSHA(sha), errors.Join(forge.ErrPermanent, err))
 	}
 	return []byte(s), nil
 }

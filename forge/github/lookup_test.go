@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/turtles-ci/turtles/forge"
-	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 )
 
@@ -102,7 +101,7 @@ func TestLookupRateLimit(t *testing.T) {
 	reset := time.Now().Add(time.Hour).Truncate(time.Second)
 	srv.FailNextGetWith(1, githubtest.RateLimited(reset))
 	_, err := c.PullRequests(context.Background(), "o/r")
-	var rl *github.RateLimitError
+	var rl *forge.RateLimitError
 	if !errors.As(err, &rl) || !rl.RetryAt().Equal(reset) {
 		t.Fatalf("PullRequests when rate limited: %v, want a RateLimitError until %v", err, reset)
 	}

@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -177,7 +176,7 @@ func fromState(s string) forge.State {
 // SetStatus implements forge.Forge with GitLab's commit status API: the
 // context is the status name. The description is cut to
 // forge.MaxDescription runes. Errors wrap forge.ErrPermanent for bad input
-// and for 4xx answers but 408 and 429; 429 is a *RateLimitError; 5xx and
+// and for 4xx answers but 408 and 429; 429 is a *forge.RateLimitError; 5xx and
 // network errors are plain. GitLab refuses to set a status to the state it
 // already has; that is success here, not an error.
 func (c *Client) SetStatus(ctx context.Context, repo, sha string, st forge.Status) error {
@@ -208,7 +207,7 @@ func (c *Client) SetStatus(ctx context.Context, repo, sha string, st forge.Statu
 			c.log.Debug("gitlab status unchanged", "repo", repo, "sha", sha, "context", st.Context, "state", state)
 			return nil
 		}
-		return fmt.Errorf("gitlab: set status %s on %s@%s: %w", st.Context, repo, short(sha), classify(err, resp))
+		return fmt.Errorf("gitlab: set status %s on %s@%s: %w", st.Context, repo, forge.ShortSHA(sha), classify(err, resp))
 	}
 	c.log.Debug("gitlab status set", "repo", repo, "sha", sha, "context", st.Context, "state", state)
 	return nil
@@ -223,58 +222,14 @@ func sameState(err error, resp *gl.Response) bool {
 		errors.As(err, &er) && strings.Contains(er.Message, "Cannot transition status")
 }
 
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
-}
-
-// RateLimitError is returned when GitLab answered 429. Retry after Reset.
-// It never wraps forge.ErrPermanent.
-type RateLimitError struct {
-	Reset time.Time
-	Err   error
-}
-
-func (e *RateLimitError) Error() string {
-	return fmt.Sprintf("rate limited until %s: %v", e.Reset.UTC().Format(time.RFC3339), e.Err)
-}
-
-func (e *RateLimitError) Unwrap() error { return e.Err }
-
-// RetryAt returns Reset; the reporter, the gate and the scanner look for
-// this method.
-func (e *RateLimitError) RetryAt() time.Time { return e.Reset }
-
-const defaultRateWait = time.Minute
-
 // classify sorts err into permanent, rate limit or retryable by HTTP
 // status.
 func classify(err error, resp *gl.Response) error {
 	if resp == nil || resp.Response == nil {
 		return err // network error, timeout, cancelled context
 	}
-	code := resp.StatusCode
-	switch {
-	case code == http.StatusTooManyRequests:
-		return &RateLimitError{Reset: resetFromHeaders(resp.Header, time.Now()), Err: err}
-	case code == http.StatusRequestTimeout || code >= 500:
-		return err
-	case code >= 400:
-		return fmt.Errorf("%w: %w", forge.ErrPermanent, err)
+	if resp.StatusCode == http.StatusTooManyRequests {
+		return &forge.RateLimitError{Reset: forge.ResetFromHeaders(resp.Header, "RateLimit-Reset", time.Now()), Err: err}
 	}
-	return err
-}
-
-// resetFromHeaders reads when to retry, as GitLab documents: Retry-After
-// seconds, else RateLimit-Reset epoch seconds, else a minute.
-func resetFromHeaders(h http.Header, now time.Time) time.Time {
-	if v, err := strconv.ParseInt(h.Get("Retry-After"), 10, 64); err == nil && v >= 0 {
-		return now.Add(time.Duration(v) * time.Second)
-	}
-	if v, err := strconv.ParseInt(h.Get("RateLimit-Reset"), 10, 64); err == nil && v > 0 {
-		return time.Unix(v, 0)
-	}
-	return now.Add(defaultRateWait)
+	return forge.ClassifyStatus(resp.StatusCode, err)
 }

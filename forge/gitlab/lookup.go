@@ -177,7 +177,7 @@ func (c *Client) Statuses(ctx context.Context, repo, sha string) ([]forge.Status
 	for range maxPages {
 		sts, resp, err := c.gl.Commits.GetCommitStatuses(repo, sha, opt, gl.WithContext(ctx))
 		if err != nil {
-			return nil, lookupError(fmt.Sprintf("statuses of %s@%s", repo, short(sha)), err, resp)
+			return nil, lookupError(fmt.Sprintf("statuses of %s@%s", repo, forge.ShortSHA(sha)), err, resp)
 		}
 		for _, s := range sts {
 			old, ok := newest[s.Name]
@@ -211,7 +211,7 @@ func (c *Client) File(ctx context.Context, repo, sha, path string) ([]byte, erro
 	}
 	b, resp, err := c.gl.RepositoryFiles.GetRawFile(repo, path, &gl.GetRawFileOptions{Ref: gl.Ptr(sha)}, gl.WithContext(ctx))
 	if err != nil {
-		return nil, lookupError(fmt.Sprintf("%s at %s@%s", path, repo, short(sha)), err, resp)
+		return nil, lookupError(fmt.Sprintf("%s at %s@%s", path, repo, forge.ShortSHA(sha)), err, resp)
 	}
 	return b, nil
 }

@@ -1,0 +1,65 @@
+package forge
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// RateLimitError is returned when a forge refused a request for a rate
+// limit. Retry after Reset. It is retryable: it never wraps ErrPermanent.
+type RateLimitError struct {
+	Reset time.Time
+	Err   error
+}
+
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("rate limited until %s: %v", e.Reset.UTC().Format(time.RFC3339), e.Err)
+}
+
+func (e *RateLimitError) Unwrap() error { return e.Err }
+
+// RetryAt returns Reset. The reporter, the gate and the scanner look for
+// this method, not for this type.
+func (e *RateLimitError) RetryAt() time.Time { return e.Reset }
+
+// DefaultRateWait is how long to wait on a rate limit that did not say.
+const DefaultRateWait = time.Minute
+
+// ResetFromHeaders reads when to retry: Retry-After seconds first, then
+// the epoch seconds in resetHeader (X-RateLimit-Reset on GitHub,
+// RateLimit-Reset on GitLab), else DefaultRateWait from now.
+func ResetFromHeaders(h http.Header, resetHeader string, now time.Time) time.Time {
+	if v, err := strconv.ParseInt(h.Get("Retry-After"), 10, 64); err == nil && v >= 0 {
+		return now.Add(time.Duration(v) * time.Second)
+	}
+	if v, err := strconv.ParseInt(h.Get(resetHeader), 10, 64); err == nil && v > 0 {
+		return time.Unix(v, 0)
+	}
+	return now.Add(DefaultRateWait)
+}
+
+// ClassifyStatus sorts err, the failure of a request answered with HTTP
+// status code, into retryable (408, 5xx, and anything unexpected) or
+// permanent (other 4xx: the request itself is wrong or not allowed, and
+// sending it again changes nothing). Rate limits are the caller's to
+// recognise first.
+func ClassifyStatus(code int, err error) error {
+	switch {
+	case code == http.StatusRequestTimeout || code >= 500:
+		return err
+	case code >= 400:
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	default:
+		return err
+	}
+}
+
+// ShortSHA abbreviates a commit SHA for messages.
+func ShortSHA(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
