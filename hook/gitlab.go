@@ -3,10 +3,8 @@ package hook
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,18 +62,8 @@ func (h *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		delivery = r.Header.Get("X-Gitlab-Event-UUID")
 	}
 	log := h.core.log.With("forge", "gitlab", "delivery", delivery)
-	reply := func(code int, event, result, msg string, ids []string) {
-		h.deliveryN.WithLabelValues(event, result).Inc()
-		if ids == nil {
-			ids = []string{}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(response{Message: msg, Tasks: ids})
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		reply(http.StatusMethodNotAllowed, unverified, resultMethod, "method not allowed: use POST", nil)
+	reply := newReplier(w, h.deliveryN)
+	if !postOnly(w, r, reply) {
 		return
 	}
 	// The token is checked before the body is read: a stranger costs us
@@ -85,14 +73,8 @@ func (h *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusUnauthorized, unverified, resultToken, "bad token", nil)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.core.maxBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			log.Warn("webhook body too large", "limit", h.core.maxBody)
-			reply(http.StatusRequestEntityTooLarge, unverified, resultTooLarge, fmt.Sprintf("body larger than %d bytes", h.core.maxBody), nil)
-			return
-		}
-		reply(http.StatusBadRequest, unverified, resultBadRequest, "could not read body", nil)
+	body, ok := h.core.readBody(w, r, log, reply)
+	if !ok {
 		return
 	}
 	event := r.Header.Get("X-Gitlab-Event")
@@ -115,44 +97,8 @@ func (h *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusBadRequest, label, resultBadRequest, err.Error(), nil)
 		return
 	}
-	if len(p.requests) > 0 && h.core.inbox == nil {
-		log.Warn("webhook needs the gate, which is not configured: ignored", "user", p.requests[0].User)
-		p.requests = nil
-		if p.empty() {
-			p.ignored = "needs a trust decision and no gate is configured"
-		}
-	}
-	if p.empty() {
-		log.Debug("webhook ignored", "why", p.ignored)
-		reply(http.StatusAccepted, label, resultIgnored, "ignored: "+p.ignored, nil)
-		return
-	}
-	ids := make([]string, len(p.tasks))
-	for i, t := range p.tasks {
-		ids[i] = t.ID()
-	}
 	// Kept apart from GitHub's delivery IDs in a shared log.
-	key := "gitlab:" + delivery
-	seen, err := h.core.deliveries.Seen(r.Context(), key)
-	if err != nil {
-		log.Error("read delivery log", "err", err)
-		reply(http.StatusServiceUnavailable, label, resultUnavailable, "delivery log unavailable, retry later", nil)
-		return
-	}
-	if seen {
-		log.Info("webhook delivery seen before")
-		reply(http.StatusOK, label, resultDuplicate, "duplicate delivery: already handled", ids)
-		return
-	}
-	msg, err := h.core.act(r.Context(), log, p)
-	if err != nil {
-		reply(http.StatusServiceUnavailable, label, resultUnavailable, "queue unavailable, retry later", nil)
-		return
-	}
-	if _, err := h.core.deliveries.FirstDelivery(r.Context(), key); err != nil {
-		log.Error("record delivery", "err", err)
-	}
-	reply(http.StatusOK, label, resultQueued, msg, ids)
+	h.core.handle(r.Context(), log, reply, label, "gitlab:"+delivery, p)
 }
 
 // tokenOK compares token with the secret in constant time; hashing both

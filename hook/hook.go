@@ -156,31 +156,12 @@ type response struct {
 func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	delivery := r.Header.Get("X-GitHub-Delivery")
 	log := h.log.With("delivery", delivery)
-	reply := func(code int, event, result, msg string, ids []string) {
-		h.deliveryN.WithLabelValues(event, result).Inc()
-		if ids == nil {
-			ids = []string{}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(response{Message: msg, Tasks: ids})
-	}
-
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		reply(http.StatusMethodNotAllowed, unverified, resultMethod, "method not allowed: use POST", nil)
+	reply := newReplier(w, h.deliveryN)
+	if !postOnly(w, r, reply) {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			log.Warn("webhook body too large", "limit", h.maxBody)
-			reply(http.StatusRequestEntityTooLarge, unverified, resultTooLarge,
-				fmt.Sprintf("body larger than %d bytes", h.maxBody), nil)
-			return
-		}
-		log.Warn("read webhook body", "err", err)
-		reply(http.StatusBadRequest, unverified, resultBadRequest, "could not read body", nil)
+	body, ok := h.readBody(w, r, log, reply)
+	if !ok {
 		return
 	}
 	if !h.signed(r.Header.Get("X-Hub-Signature-256"), body) {
@@ -206,12 +187,65 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusBadRequest, event, resultBadRequest, err.Error(), nil)
 		return
 	}
-	switch {
-	case event == "ping":
+	if event == "ping" {
 		log.Info("webhook ping")
 		reply(http.StatusOK, event, resultPong, "pong", nil)
 		return
-	case len(p.requests) > 0 && h.inbox == nil:
+	}
+	// Not a defence against replay by a stranger (the delivery header is
+	// not signed), only against GitHub sending the same delivery twice.
+	h.handle(r.Context(), log, reply, event, delivery, p)
+}
+
+// replier answers a webhook and counts the answer by event and result.
+type replier func(code int, event, result, msg string, ids []string)
+
+func newReplier(w http.ResponseWriter, n *prometheus.CounterVec) replier {
+	return func(code int, event, result, msg string, ids []string) {
+		n.WithLabelValues(event, result).Inc()
+		if ids == nil {
+			ids = []string{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(response{Message: msg, Tasks: ids})
+	}
+}
+
+// postOnly answers anything but a POST and reports whether r is one.
+func postOnly(w http.ResponseWriter, r *http.Request, reply replier) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", http.MethodPost)
+	reply(http.StatusMethodNotAllowed, unverified, resultMethod, "method not allowed: use POST", nil)
+	return false
+}
+
+// readBody reads a webhook's body, at most maxBody bytes. When it cannot,
+// it has answered and returns false.
+func (h *GitHub) readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger, reply replier) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err == nil {
+		return body, true
+	}
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		log.Warn("webhook body too large", "limit", h.maxBody)
+		reply(http.StatusRequestEntityTooLarge, unverified, resultTooLarge,
+			fmt.Sprintf("body larger than %d bytes", h.maxBody), nil)
+		return nil, false
+	}
+	log.Warn("read webhook body", "err", err)
+	reply(http.StatusBadRequest, unverified, resultBadRequest, "could not read body", nil)
+	return nil, false
+}
+
+// handle does what every forge's receiver does with a verified, parsed
+// delivery: drop what needs a gate when there is none, answer what asks
+// for nothing, and act once per delivery key. label names the event in
+// metrics and answers.
+func (h *GitHub) handle(ctx context.Context, log *slog.Logger, reply replier, label, key string, p parsed) {
+	if len(p.requests) > 0 && h.inbox == nil {
 		log.Warn("webhook needs the gate, which is not configured: ignored", "user", p.requests[0].User)
 		p.requests = nil
 		if p.empty() {
@@ -220,39 +254,36 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if p.empty() {
 		log.Debug("webhook ignored", "why", p.ignored)
-		reply(http.StatusAccepted, event, resultIgnored, "ignored: "+p.ignored, nil)
+		reply(http.StatusAccepted, label, resultIgnored, "ignored: "+p.ignored, nil)
 		return
 	}
-
 	ids := make([]string, len(p.tasks))
 	for i, t := range p.tasks {
 		ids[i] = t.ID()
 	}
-	// Not a defence against replay by a stranger (the delivery header is
-	// not signed), only against GitHub sending the same delivery twice.
-	seen, err := h.deliveries.Seen(r.Context(), delivery)
+	seen, err := h.deliveries.Seen(ctx, key)
 	if err != nil {
 		log.Error("read delivery log", "err", err)
-		reply(http.StatusServiceUnavailable, event, resultUnavailable, "delivery log unavailable, retry later", nil)
+		reply(http.StatusServiceUnavailable, label, resultUnavailable, "delivery log unavailable, retry later", nil)
 		return
 	}
 	if seen {
 		log.Info("webhook delivery seen before")
-		reply(http.StatusOK, event, resultDuplicate, "duplicate delivery: already handled", ids)
+		reply(http.StatusOK, label, resultDuplicate, "duplicate delivery: already handled", ids)
 		return
 	}
-	msg, err := h.act(r.Context(), log, p)
+	msg, err := h.act(ctx, log, p)
 	if err != nil {
-		reply(http.StatusServiceUnavailable, event, resultUnavailable, "queue unavailable, retry later", nil)
+		reply(http.StatusServiceUnavailable, label, resultUnavailable, "queue unavailable, retry later", nil)
 		return
 	}
 	// Recorded only now, so that a delivery that failed above is handled
 	// in full when it comes again. Failing here only risks a republish,
 	// which the queue turns into ErrDuplicate while the task is live.
-	if _, err := h.deliveries.FirstDelivery(r.Context(), delivery); err != nil {
+	if _, err := h.deliveries.FirstDelivery(ctx, key); err != nil {
 		log.Error("record delivery", "err", err)
 	}
-	reply(http.StatusOK, event, resultQueued, msg, ids)
+	reply(http.StatusOK, label, resultQueued, msg, ids)
 }
 
 // act cancels what a push superseded, publishes tasks and hands requests
