@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/turtles-ci/turtles/metrics"
+
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/queue"
@@ -79,7 +81,7 @@ type Bot struct {
 	cfg Config
 	run runner
 	log *slog.Logger
-	m   *metrics
+	m   *botMetrics
 }
 
 // New validates cfg and returns a bot ready to Run.
@@ -238,15 +240,15 @@ func (b *Bot) sweep() {
 	}
 }
 
-// metrics are the bot's Prometheus collectors.
-type metrics struct {
+// botMetrics are the bot's Prometheus collectors.
+type botMetrics struct {
 	tasks    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	busy     prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+func newMetrics(reg prometheus.Registerer) (*botMetrics, error) {
+	m := &botMetrics{
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "turtles_bot_tasks_total",
 			Help: "Task attempts run by this bot, by pool and outcome class.",
@@ -265,32 +267,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	m.tasks, err = register(reg, m.tasks)
+	m.tasks, err = metrics.Register(reg, m.tasks)
 	if err != nil {
 		return nil, err
 	}
-	m.duration, err = register(reg, m.duration)
+	m.duration, err = metrics.Register(reg, m.duration)
 	if err != nil {
 		return nil, err
 	}
-	m.busy, err = register(reg, m.busy)
+	m.busy, err = metrics.Register(reg, m.busy)
 	if err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// its name (several bots in one process share their metrics).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register metrics: %w", err)
-	}
-	return c, nil
 }

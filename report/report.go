@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/turtles-ci/turtles/metrics"
+
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/forge"
 )
@@ -113,17 +115,11 @@ func New(cfg Config) *Reporter {
 // mustRegister registers c, or reuses the collector already registered
 // under its name, so that two reporters in one process share counters.
 func mustRegister(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
-	err := reg.Register(c)
-	if err == nil {
-		return c
+	c, err := metrics.Register(reg, c)
+	if err != nil {
+		panic(fmt.Sprintf("report: %v", err))
 	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-			return existing
-		}
-	}
-	panic(fmt.Sprintf("report: register metrics: %v", err))
+	return c
 }
 
 // Handle implements Handler. Events of one task key must not be handled

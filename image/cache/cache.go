@@ -75,7 +75,7 @@ type Progress struct {
 type Cache struct {
 	cfg Config
 	log *slog.Logger
-	m   *metrics
+	m   *cacheMetrics
 }
 
 // New returns the cache in cfg.Dir, creating the directory on first use.

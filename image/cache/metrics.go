@@ -1,14 +1,13 @@
 package cache
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/turtles-ci/turtles/metrics"
 )
 
-// metrics are the cache's Prometheus collectors.
-type metrics struct {
+// cacheMetrics are the cache's Prometheus collectors.
+type cacheMetrics struct {
 	hits, misses prometheus.Counter
 	bytes        *prometheus.CounterVec
 	corrupt      *prometheus.CounterVec
@@ -19,8 +18,8 @@ type metrics struct {
 	servedBytes  prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+func newMetrics(reg prometheus.Registerer) (*cacheMetrics, error) {
+	m := &cacheMetrics{
 		hits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "turtles_image_cache_hits_total",
 			Help: "Images asked for that the cache had complete.",
@@ -64,34 +63,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var err error
 	for _, f := range []func() error{
-		func() error { m.hits, err = register(reg, m.hits); return err },
-		func() error { m.misses, err = register(reg, m.misses); return err },
-		func() error { m.bytes, err = register(reg, m.bytes); return err },
-		func() error { m.corrupt, err = register(reg, m.corrupt); return err },
-		func() error { m.duration, err = register(reg, m.duration); return err },
-		func() error { m.pruned, err = register(reg, m.pruned); return err },
-		func() error { m.prunedBytes, err = register(reg, m.prunedBytes); return err },
-		func() error { m.served, err = register(reg, m.served); return err },
-		func() error { m.servedBytes, err = register(reg, m.servedBytes); return err },
+		func() error { m.hits, err = metrics.Register(reg, m.hits); return err },
+		func() error { m.misses, err = metrics.Register(reg, m.misses); return err },
+		func() error { m.bytes, err = metrics.Register(reg, m.bytes); return err },
+		func() error { m.corrupt, err = metrics.Register(reg, m.corrupt); return err },
+		func() error { m.duration, err = metrics.Register(reg, m.duration); return err },
+		func() error { m.pruned, err = metrics.Register(reg, m.pruned); return err },
+		func() error { m.prunedBytes, err = metrics.Register(reg, m.prunedBytes); return err },
+		func() error { m.served, err = metrics.Register(reg, m.served); return err },
+		func() error { m.servedBytes, err = metrics.Register(reg, m.servedBytes); return err },
 	} {
 		if err := f(); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// its name (several caches in one process share their metrics).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register metrics: %w", err)
-	}
-	return c, nil
 }
