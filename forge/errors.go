@@ -1,10 +1,14 @@
 package forge
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // RateLimitError is returned when a forge refused a request for a rate
@@ -62,4 +66,35 @@ func ShortSHA(sha string) string {
 		return sha[:12]
 	}
 	return sha
+}
+
+// CheckToken refuses a token that net/http would reject anyway, with an
+// error that is easy to misread: one with spaces or control characters
+// (a token file's stray newline is trimmed before).
+func CheckToken(token string) error {
+	if strings.IndexFunc(token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return errors.New("token contains whitespace or control characters")
+	}
+	return nil
+}
+
+// ParseBaseURL checks a forge's API base URL: http or https, a host, and
+// no credentials (those belong in a token, kept out of logs). The path
+// ends in "/".
+func ParseBaseURL(base string) (*url.URL, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		// url.Parse quotes the input; a base URL is not secret.
+		return nil, fmt.Errorf("base URL: %w", err)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+		return nil, fmt.Errorf("base URL %q: want http(s)://host/", base)
+	}
+	if u.User != nil {
+		return nil, errors.New("base URL must not contain credentials")
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	return u, nil
 }

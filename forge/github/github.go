@@ -12,11 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
 
 	gh "github.com/google/go-github/v75/github"
 
@@ -66,29 +64,16 @@ func New(cfg Config) (*Client, error) {
 	case cfg.Token != "" && cfg.App != nil:
 		return nil, errors.New("github: a token and an App: give one")
 	}
-	// A token with spaces or control characters would be rejected by
-	// net/http anyway, with an error that is easy to misread.
-	if strings.IndexFunc(cfg.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
-		return nil, errors.New("github: token contains whitespace or control characters")
+	if err := forge.CheckToken(cfg.Token); err != nil {
+		return nil, fmt.Errorf("github: %w", err)
 	}
 	base := cfg.BaseURL
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	u, err := url.Parse(base)
+	u, err := forge.ParseBaseURL(base)
 	if err != nil {
-		// url.Parse quotes the input; a base URL is not secret.
-		return nil, fmt.Errorf("github: base URL: %w", err)
-	}
-	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("github: base URL %q: want http(s)://host/", base)
-	}
-	if u.User != nil {
-		// Credentials belong in Token, where they are kept out of logs.
-		return nil, errors.New("github: base URL must not contain credentials")
-	}
-	if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
+		return nil, fmt.Errorf("github: %w", err)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {

@@ -17,12 +17,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	gl "gitlab.com/gitlab-org/api/client-go"
 
@@ -70,22 +68,16 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("gitlab: no token")
 	}
-	if strings.IndexFunc(cfg.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
-		return nil, errors.New("gitlab: token contains whitespace or control characters")
+	if err := forge.CheckToken(cfg.Token); err != nil {
+		return nil, fmt.Errorf("gitlab: %w", err)
 	}
 	base := cfg.BaseURL
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	u, err := url.Parse(base)
+	u, err := forge.ParseBaseURL(base)
 	if err != nil {
-		return nil, fmt.Errorf("gitlab: base URL: %w", err)
-	}
-	if u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
-		return nil, fmt.Errorf("gitlab: base URL %q: want http(s)://host/", base)
-	}
-	if u.User != nil {
-		return nil, errors.New("gitlab: base URL must not contain credentials")
+		return nil, fmt.Errorf("gitlab: %w", err)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
