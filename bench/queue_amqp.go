@@ -70,7 +70,8 @@ func queueAMQP(ctx context.Context) error {
 	r := medianRate(raw)
 	fmt.Printf("medians: raw %.0f; LockSlots %d %.0f (ratio %.2f); default %.0f (ratio %.2f); NoDedupe %.0f (ratio %.2f)\n",
 		r, lockSlots, medianRate(slots), medianRate(slots)/r, medianRate(perKey), medianRate(perKey)/r, medianRate(noDedupe), medianRate(noDedupe)/r)
-	result("queue-amqp", fmt.Sprintf("%.2f", medianRate(slots)/r), "ratio", ">= 0.8")
+	// The result is what a user gets: the default, exact dedupe.
+	result("queue-amqp", fmt.Sprintf("%.2f", medianRate(perKey)/r), "ratio", ">= 0.8")
 	return nil
 }
 
