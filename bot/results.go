@@ -41,7 +41,7 @@ func (t *testTracker) results() []turtles.TestResult {
 	for _, x := range t.p.Report().Tests {
 		out = append(out, turtles.TestResult{
 			Name:     x.Name,
-			Outcome:  turtles.TestOutcome(x.Outcome),
+			Outcome:  x.Outcome,
 			Duration: x.Duration.Seconds(),
 			Line:     x.Line,
 			Source:   "log",
@@ -75,7 +75,7 @@ func junitResults(dir string, scr *scrub.Scrubber) []turtles.TestResult {
 		for _, c := range cases {
 			out = append(out, turtles.TestResult{
 				Name:     scr.String(c.Name),
-				Outcome:  turtles.TestOutcome(c.Outcome),
+				Outcome:  c.Outcome,
 				Duration: c.Duration.Seconds(),
 				Source:   src,
 				Message:  scr.String(c.Message),

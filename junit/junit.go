@@ -12,15 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Outcome is how one test case ended; the values match package tap's.
-type Outcome string
-
-const (
-	Passed  Outcome = "passed"
-	Failed  Outcome = "failed"
-	Skipped Outcome = "skipped"
+	"github.com/turtles-ci/turtles"
 )
 
 // Case is one test case.
@@ -28,7 +21,7 @@ type Case struct {
 	// Name is "suite / classname / name", leaving out empty and repeated
 	// parts.
 	Name     string
-	Outcome  Outcome
+	Outcome  turtles.TestOutcome
 	Duration time.Duration
 	// Message is the failure's or error's message attribute, or the first
 	// line of its text.
@@ -122,17 +115,17 @@ func (c testcase) result(suite string) Case {
 		name = join(name, c.Classname)
 	}
 	name = join(name, c.Name)
-	r := Case{Name: name, Outcome: Passed}
+	r := Case{Name: name, Outcome: turtles.TestPassed}
 	if f, err := strconv.ParseFloat(strings.TrimSpace(c.Time), 64); err == nil && f > 0 && f < 1e9 {
 		r.Duration = time.Duration(f * float64(time.Second))
 	}
 	switch {
 	case len(c.Failures) > 0:
-		r.Outcome, r.Message = Failed, message(c.Failures[0])
+		r.Outcome, r.Message = turtles.TestFailed, message(c.Failures[0])
 	case len(c.Errors) > 0:
-		r.Outcome, r.Message = Failed, message(c.Errors[0])
+		r.Outcome, r.Message = turtles.TestFailed, message(c.Errors[0])
 	case c.Skipped != nil:
-		r.Outcome, r.Message = Skipped, message(*c.Skipped)
+		r.Outcome, r.Message = turtles.TestSkipped, message(*c.Skipped)
 	}
 	return r
 }

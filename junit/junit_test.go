@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/turtles-ci/turtles"
 )
 
 func TestParse(t *testing.T) {
@@ -31,10 +33,10 @@ func TestParse(t *testing.T) {
   <testcase name="later" classname="com.example.MathTest"><skipped/></testcase>
 </testsuite>`,
 			want: []Case{
-				{Name: "com.example.MathTest / adds", Outcome: Passed, Duration: 12 * time.Millisecond},
-				{Name: "com.example.MathTest / divides", Outcome: Failed, Duration: 200 * time.Millisecond, Message: "expected 2 but was 3"},
-				{Name: "com.example.MathTest / overflows", Outcome: Failed, Message: "java.lang.NullPointerException"},
-				{Name: "com.example.MathTest / later", Outcome: Skipped},
+				{Name: "com.example.MathTest / adds", Outcome: turtles.TestPassed, Duration: 12 * time.Millisecond},
+				{Name: "com.example.MathTest / divides", Outcome: turtles.TestFailed, Duration: 200 * time.Millisecond, Message: "expected 2 but was 3"},
+				{Name: "com.example.MathTest / overflows", Outcome: turtles.TestFailed, Message: "java.lang.NullPointerException"},
+				{Name: "com.example.MathTest / later", Outcome: turtles.TestSkipped},
 			},
 		},
 		{
@@ -45,15 +47,15 @@ func TestParse(t *testing.T) {
 <testcase classname="tests.test_api" name="test_slow" time="0.0"><skipped type="pytest.skip" message="slow">skip</skipped></testcase>
 </testsuite></testsuites>`,
 			want: []Case{
-				{Name: "pytest / tests.test_api / test_get", Outcome: Passed, Duration: 1500 * time.Millisecond},
-				{Name: "pytest / tests.test_api / test_post", Outcome: Failed, Duration: 250 * time.Millisecond, Message: "assert 404 == 200"},
-				{Name: "pytest / tests.test_api / test_slow", Outcome: Skipped, Message: "slow"},
+				{Name: "pytest / tests.test_api / test_get", Outcome: turtles.TestPassed, Duration: 1500 * time.Millisecond},
+				{Name: "pytest / tests.test_api / test_post", Outcome: turtles.TestFailed, Duration: 250 * time.Millisecond, Message: "assert 404 == 200"},
+				{Name: "pytest / tests.test_api / test_slow", Outcome: turtles.TestSkipped, Message: "slow"},
 			},
 		},
 		{
 			name: "nested suites",
 			in:   `<testsuites><testsuite name="a"><testsuite name="b"><testcase name="c"/></testsuite></testsuite></testsuites>`,
-			want: []Case{{Name: "a / b / c", Outcome: Passed}},
+			want: []Case{{Name: "a / b / c", Outcome: turtles.TestPassed}},
 		},
 		{name: "not junit", in: `<project><build/></project>`, err: ErrNotJUnit},
 		{name: "empty", in: ``, err: ErrNotJUnit},
@@ -84,7 +86,7 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("Parse returned cases with an error")
 		}
 		for _, c := range cases {
-			if c.Outcome != Passed && c.Outcome != Failed && c.Outcome != Skipped {
+			if c.Outcome != turtles.TestPassed && c.Outcome != turtles.TestFailed && c.Outcome != turtles.TestSkipped {
 				t.Errorf("bad outcome %q", c.Outcome)
 			}
 			if c.Duration < 0 {

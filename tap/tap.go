@@ -22,27 +22,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Outcome is how one test ended.
-type Outcome string
-
-const (
-	Passed  Outcome = "passed"
-	Failed  Outcome = "failed"
-	Skipped Outcome = "skipped"
-	// Todo is a test marked # TODO: expected to fail, not counted as a
-	// failure whatever its status.
-	Todo Outcome = "todo"
+	"github.com/turtles-ci/turtles"
 )
 
 // Test is one test point.
 type Test struct {
 	// Name is the description, prefixed with its file (from prove) and
 	// enclosing subtests, joined with " / "; "#N" when it has none.
-	Name    string  `json:"name"`
-	Outcome Outcome `json:"outcome"`
-	Number  int     `json:"number,omitempty"`
+	Name    string              `json:"name"`
+	Outcome turtles.TestOutcome `json:"outcome"`
+	Number  int                 `json:"number,omitempty"`
 	// Line is the 1-based line of the test point in the input.
 	Line int `json:"line"`
 	// Reason is the text of a SKIP or TODO directive.
@@ -218,9 +208,9 @@ func (p *Parser) level(d int) *level {
 
 func (p *Parser) testPoint(depth int, body string) {
 	m := testRe.FindStringSubmatch(body)
-	t := Test{Outcome: Passed, Line: p.rep.Lines}
+	t := Test{Outcome: turtles.TestPassed, Line: p.rep.Lines}
 	if m[1] != "" {
-		t.Outcome = Failed
+		t.Outcome = turtles.TestFailed
 	}
 	t.Number, _ = strconv.Atoi(m[2])
 	desc, directive := splitDirective(m[3])
@@ -233,9 +223,9 @@ func (p *Parser) testPoint(depth int, body string) {
 		word, rest, _ := strings.Cut(directive, " ")
 		switch w := strings.ToUpper(word); {
 		case strings.HasPrefix(w, "SKIP"):
-			t.Outcome, t.Reason = Skipped, strings.TrimSpace(strings.TrimLeft(rest, ":"))
+			t.Outcome, t.Reason = turtles.TestSkipped, strings.TrimSpace(strings.TrimLeft(rest, ":"))
 		case strings.HasPrefix(w, "TODO"):
-			t.Outcome, t.Reason = Todo, strings.TrimSpace(strings.TrimLeft(rest, ":"))
+			t.Outcome, t.Reason = turtles.TestTodo, strings.TrimSpace(strings.TrimLeft(rest, ":"))
 		}
 		if tm := timeRe.FindStringSubmatch(directive); tm != nil {
 			t.Duration = parseDuration(tm[1], tm[2])
@@ -291,7 +281,7 @@ func (p *Parser) emit(ts []Test) {
 		if p.file != "" {
 			t.Name = p.file + " / " + t.Name
 		}
-		if t.Outcome == Failed {
+		if t.Outcome == turtles.TestFailed {
 			p.rep.Failures++
 		}
 		p.rep.Tests = append(p.rep.Tests, t)
@@ -389,7 +379,7 @@ func (p *Parser) Report() *Report {
 			if p.file != "" {
 				c.Name = p.file + " / " + c.Name
 			}
-			if c.Outcome == Failed {
+			if c.Outcome == turtles.TestFailed {
 				rep.Failures++
 			}
 			rep.Tests = append(rep.Tests, c)

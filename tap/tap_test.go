@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/turtles-ci/turtles"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -61,40 +63,40 @@ func TestParse(t *testing.T) {
 		{
 			name: "TAP 12 without numbers",
 			in:   "1..3\nok\nnot ok\nok - third\n",
-			want: []Test{{Name: "#0", Outcome: Passed, Line: 2}, {Name: "#0", Outcome: Failed, Line: 3}, {Name: "third", Outcome: Passed, Line: 4}},
+			want: []Test{{Name: "#0", Outcome: turtles.TestPassed, Line: 2}, {Name: "#0", Outcome: turtles.TestFailed, Line: 3}, {Name: "third", Outcome: turtles.TestPassed, Line: 4}},
 		},
 		{
 			name: "directives",
 			in:   "ok 1 - a # SKIP why\nnot ok 2 b # todo later\nok 3 c # Skipped: reasons\nnot ok 4 - d \\# not a directive\n",
 			want: []Test{
-				{Name: "a", Outcome: Skipped, Number: 1, Line: 1, Reason: "why"},
-				{Name: "b", Outcome: Todo, Number: 2, Line: 2, Reason: "later"},
-				{Name: "c", Outcome: Skipped, Number: 3, Line: 3, Reason: "reasons"},
-				{Name: "d # not a directive", Outcome: Failed, Number: 4, Line: 4},
+				{Name: "a", Outcome: turtles.TestSkipped, Number: 1, Line: 1, Reason: "why"},
+				{Name: "b", Outcome: turtles.TestTodo, Number: 2, Line: 2, Reason: "later"},
+				{Name: "c", Outcome: turtles.TestSkipped, Number: 3, Line: 3, Reason: "reasons"},
+				{Name: "d # not a directive", Outcome: turtles.TestFailed, Number: 4, Line: 4},
 			},
 		},
 		{
 			name: "yaml and duration",
 			in:   "TAP version 13\nnot ok 1 - x\n  ---\n  duration_ms: 250\n  ...\nok 2 - y # time=1.5s\n",
 			want: []Test{
-				{Name: "x", Outcome: Failed, Number: 1, Line: 2, Duration: 250 * time.Millisecond, Diagnostics: "duration_ms: 250"},
-				{Name: "y", Outcome: Passed, Number: 2, Line: 6, Duration: 1500 * time.Millisecond},
+				{Name: "x", Outcome: turtles.TestFailed, Number: 1, Line: 2, Duration: 250 * time.Millisecond, Diagnostics: "duration_ms: 250"},
+				{Name: "y", Outcome: turtles.TestPassed, Number: 2, Line: 6, Duration: 1500 * time.Millisecond},
 			},
 		},
 		{
 			name: "mixed with other output",
 			in:   "make[1]: entering\n  ok this is not tap at depth 0\nok 1 - real\nokay then\n",
-			want: []Test{{Name: "real", Outcome: Passed, Number: 1, Line: 3}},
+			want: []Test{{Name: "real", Outcome: turtles.TestPassed, Number: 1, Line: 3}},
 		},
 		{
 			name: "unnamed subtest gets its comment's name",
 			in:   "# Subtest: outer\n    ok 1 - inner\n    1..1\nok 1\n",
-			want: []Test{{Name: "outer / inner", Outcome: Passed, Number: 1, Line: 2}, {Name: "outer", Outcome: Passed, Number: 1, Line: 4}},
+			want: []Test{{Name: "outer / inner", Outcome: turtles.TestPassed, Number: 1, Line: 2}, {Name: "outer", Outcome: turtles.TestPassed, Number: 1, Line: 4}},
 		},
 		{
 			name: "unfinished subtest",
 			in:   "TAP version 14\n# Subtest: cut\n    not ok 1 - died\n",
-			want: []Test{{Name: "cut / died", Outcome: Failed, Number: 1, Line: 3}},
+			want: []Test{{Name: "cut / died", Outcome: turtles.TestFailed, Number: 1, Line: 3}},
 		},
 	}
 	for _, tt := range tests {
@@ -151,7 +153,7 @@ func FuzzParse(f *testing.F) {
 				t.Errorf("test %q on line %d of %d", tt.Name, tt.Line, lines)
 			}
 			switch tt.Outcome {
-			case Passed, Failed, Skipped, Todo:
+			case turtles.TestPassed, turtles.TestFailed, turtles.TestSkipped, turtles.TestTodo:
 			default:
 				t.Errorf("bad outcome %q", tt.Outcome)
 			}
@@ -164,7 +166,7 @@ func FuzzParse(f *testing.F) {
 
 func TestColoured(t *testing.T) {
 	rep, _ := Parse(strings.NewReader("\x1b[32mok 1 - green\x1b[0m\n\x1b[1;31mnot ok 2 - red\x1b[0m\n"))
-	if len(rep.Tests) != 2 || rep.Tests[1].Name != "red" || rep.Tests[1].Outcome != Failed {
+	if len(rep.Tests) != 2 || rep.Tests[1].Name != "red" || rep.Tests[1].Outcome != turtles.TestFailed {
 		t.Errorf("coloured TAP parsed as %+v", rep.Tests)
 	}
 }
