@@ -7,6 +7,7 @@
 package github
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,18 +68,11 @@ func New(cfg Config) (*Client, error) {
 	if err := forge.CheckToken(cfg.Token); err != nil {
 		return nil, fmt.Errorf("github: %w", err)
 	}
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	u, err := forge.ParseBaseURL(base)
+	u, err := forge.ParseBaseURL(cmp.Or(cfg.BaseURL, DefaultBaseURL))
 	if err != nil {
 		return nil, fmt.Errorf("github: %w", err)
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
+	hc := cmp.Or(cfg.HTTPClient, &http.Client{Timeout: 30 * time.Second})
 	cp := *hc
 	if cfg.App != nil {
 		tr, err := cfg.App.transport(hc.Transport, u)

@@ -12,6 +12,7 @@
 package gitlab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,18 +72,11 @@ func New(cfg Config) (*Client, error) {
 	if err := forge.CheckToken(cfg.Token); err != nil {
 		return nil, fmt.Errorf("gitlab: %w", err)
 	}
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	u, err := forge.ParseBaseURL(base)
+	u, err := forge.ParseBaseURL(cmp.Or(cfg.BaseURL, DefaultBaseURL))
 	if err != nil {
 		return nil, fmt.Errorf("gitlab: %w", err)
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
+	hc := cmp.Or(cfg.HTTPClient, &http.Client{Timeout: 30 * time.Second})
 	ua := cfg.UserAgent
 	if ua == "" {
 		ua = "turtles"
