@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,22 +40,36 @@ func queueAMQP(ctx context.Context) error {
 
 	// The machine is shared: rounds interleave the three loops, and the
 	// medians are compared, so that a burst of load hits all alike.
-	var raw, noDedupe, perKey, slots []float64
+	var raw, rawLocked, noDedupe, perKey, slots []float64
 	rate := func(d time.Duration) float64 { return tasks / d.Seconds() }
-	for range rounds {
-		d, err := rawLoop(ctx, b.URL, tasks, publishers, claimers)
+	for round := range rounds {
+		d, err := rawLoop(ctx, b.URL, tasks, publishers, claimers, false)
 		if err != nil {
 			return fmt.Errorf("raw loop: %w", err)
 		}
 		raw = append(raw, rate(d))
+		// The ceiling of any lock kept in the broker: the raw loop plus
+		// the least such a lock costs, one transient marker per message
+		// published beside it and taken when the message is acked.
+		if round == 0 {
+			if err := declareMarkerSlots(b.URL, tasks); err != nil {
+				return err
+			}
+		}
+		if d, err = rawLoop(ctx, b.URL, tasks, publishers, claimers, true); err != nil {
+			return fmt.Errorf("raw loop with markers: %w", err)
+		}
+		rawLocked = append(rawLocked, rate(d))
 		// Without the dedupe lock, for the record: it shows what the
 		// locks cost.
 		if d, err = turtlesLoop(ctx, b.URL, amqp.Config{Prefix: "bench-nodedupe", NoDedupe: true}, tasks, publishers, claimers); err != nil {
 			return err
 		}
 		noDedupe = append(noDedupe, rate(d))
-		// The default: a lock queue per task key.
-		if d, err = turtlesLoop(ctx, b.URL, amqp.Config{Prefix: "bench-perkey"}, tasks, publishers, claimers); err != nil {
+		// The default: a lock queue per task key. A prefix per round, so
+		// that every round creates its lock queues, as new tasks do,
+		// rather than finding those of the round before.
+		if d, err = turtlesLoop(ctx, b.URL, amqp.Config{Prefix: fmt.Sprintf("bench-perkey%d", round)}, tasks, publishers, claimers); err != nil {
 			return err
 		}
 		perKey = append(perKey, rate(d))
@@ -65,9 +80,10 @@ func queueAMQP(ctx context.Context) error {
 		}
 		slots = append(slots, rate(d))
 	}
-	fmt.Printf("tasks/s per round: raw amqp091-go %.0f; turtles queue/amqp with LockSlots %d %.0f; default (a lock queue per key) %.0f; NoDedupe %.0f\n",
-		raw, lockSlots, slots, perKey, noDedupe)
+	fmt.Printf("tasks/s per round: raw amqp091-go %.0f; raw with a lock marker per message %.0f; turtles queue/amqp with LockSlots %d %.0f; default (a lock queue per key) %.0f; NoDedupe %.0f\n",
+		raw, rawLocked, lockSlots, slots, perKey, noDedupe)
 	r := medianRate(raw)
+	fmt.Printf("ceiling of a broker-side lock: raw with markers %.0f (ratio %.2f)\n", medianRate(rawLocked), medianRate(rawLocked)/r)
 	fmt.Printf("medians: raw %.0f; LockSlots %d %.0f (ratio %.2f); default %.0f (ratio %.2f); NoDedupe %.0f (ratio %.2f)\n",
 		r, lockSlots, medianRate(slots), medianRate(slots)/r, medianRate(perKey), medianRate(perKey)/r, medianRate(noDedupe), medianRate(noDedupe)/r)
 	// The result is what a user gets: the default, exact dedupe.
@@ -101,9 +117,38 @@ func turtlesLoop(ctx context.Context, url string, cfg amqp.Config, n, publishers
 	return elapsed, nil
 }
 
+// markerSlot is the lock queue of raw message i: one per message, so
+// that no two messages share one.
+func markerSlot(i int) string { return fmt.Sprintf("raw.bench.lock.%d", i) }
+
+// declareMarkerSlots creates the lock queues of n raw messages, before
+// any clock starts: like turtles' lock slots, they are topology.
+func declareMarkerSlots(url string, n int) error {
+	conn, err := amqp091.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		if _, err := ch.QueueDeclare(markerSlot(i), true, false, false, false, amqp091.Table{
+			"x-max-length": int32(1), "x-overflow": "reject-publish"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // rawLoop is the baseline: publishers publish persistent messages with
-// confirms to a durable queue; consumers with prefetch 1 ack each.
-func rawLoop(ctx context.Context, url string, n, publishers, claimers int) (time.Duration, error) {
+// confirms to a durable queue; consumers with prefetch 1 ack each. With
+// markers, each publish also publishes a transient marker to the
+// message's own lock queue (confirmed together), and each consumer takes
+// the marker (basic.get and ack) before acking the message: the least
+// work a lock kept in the broker adds.
+func rawLoop(ctx context.Context, url string, n, publishers, claimers int, markers bool) (time.Duration, error) {
 	conn, err := amqp091.Dial(url)
 	if err != nil {
 		return 0, err
@@ -134,11 +179,25 @@ func rawLoop(ctx context.Context, url string, n, publishers, claimers int) (time
 		}
 		wg.Go(func() {
 			for i := p; i < n; i += publishers {
-				dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", name, false, false, amqp091.Publishing{
-					DeliveryMode: amqp091.Persistent, ContentType: "application/json", Body: []byte(fmt.Sprintf(`{"i":%d}`, i))})
+				body := []byte(strconv.Itoa(i))
+				// The marker goes first: the broker routes a channel's
+				// publishes in order, so it is there when the message is.
+				var mc, dc *amqp091.DeferredConfirmation
+				var err error
+				if markers {
+					mc, err = ch.PublishWithDeferredConfirmWithContext(ctx, "", markerSlot(i), false, false, amqp091.Publishing{
+						DeliveryMode: amqp091.Transient, Body: body})
+				}
 				if err == nil {
+					dc, err = ch.PublishWithDeferredConfirmWithContext(ctx, "", name, false, false, amqp091.Publishing{
+						DeliveryMode: amqp091.Persistent, ContentType: "application/json", Body: body})
+				}
+				for _, c := range []*amqp091.DeferredConfirmation{mc, dc} {
+					if c == nil || err != nil {
+						continue
+					}
 					var ok bool
-					ok, err = dc.WaitContext(ctx)
+					ok, err = c.WaitContext(ctx)
 					if err == nil && !ok {
 						err = errors.New("nacked")
 					}
@@ -168,6 +227,12 @@ func rawLoop(ctx context.Context, url string, n, publishers, claimers int) (time
 				case <-ctx.Done():
 					return
 				case m := <-msgs:
+					if markers {
+						if err := takeMarker(ch, markerSlot(atoi(m.Body))); err != nil {
+							cancel(err)
+							return
+						}
+					}
 					if err := m.Ack(false); err != nil {
 						cancel(err)
 						return
@@ -185,4 +250,22 @@ func rawLoop(ctx context.Context, url string, n, publishers, claimers int) (time
 		return 0, err
 	}
 	return elapsed, nil
+}
+
+func atoi(b []byte) int {
+	i, _ := strconv.Atoi(string(b))
+	return i
+}
+
+// takeMarker removes the marker from slot; it was routed before its
+// message, so it is there.
+func takeMarker(ch *amqp091.Channel, slot string) error {
+	m, ok, err := ch.Get(slot, false)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("no marker in %s", slot)
+	}
+	return m.Ack(false)
 }
