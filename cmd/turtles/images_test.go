@@ -34,6 +34,37 @@ func turtlesCmd(t *testing.T, ctx context.Context, args ...string) (string, stri
 // The image commands end to end: pin a built image, serve it, pull it
 // from the peer, push it to S3 (versitygw), pull it from that mirror
 // resuming a partial download, list and prune.
+// serveImagesDir runs `turtles image serve` on dir until stop, and waits
+// until it offers image id. served receives what serve returned.
+func serveImagesDir(t *testing.T, ctx context.Context, dir, id string) (addr string, stop func(), served <-chan error) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := turtlesCmd(t, sctx, "image", "serve", "--listen", addr, "--images-dir", dir)
+		done <- err
+	}()
+	for i := 0; ; i++ {
+		resp, err := http.Head("http://" + addr + "/images/" + id + ".json")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i == 50 {
+			stop()
+			t.Fatalf("image serve did not answer: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return addr, stop, done
+}
+
 func TestImageCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts versitygw")
@@ -60,29 +91,7 @@ func TestImageCommands(t *testing.T) {
 	id := m[1]
 
 	// Serve a; pull into b from the peer.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() {
-		_, _, err := turtlesCmd(t, sctx, "image", "serve", "--listen", addr, "--images-dir", a)
-		served <- err
-	}()
-	for i := 0; ; i++ {
-		resp, err := http.Head("http://" + addr + "/images/" + id + ".json")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i == 50 {
-			t.Fatalf("image serve did not answer: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	addr, stop, served := serveImagesDir(t, ctx, a, id)
 	out, _, err = turtlesCmd(t, ctx, "image", "pull", id, "--images-dir", b, "--image-peers", addr)
 	if err != nil || strings.TrimSpace(out) != filepath.Join(b, id+".json") {
 		t.Fatalf("pull from peer: %q, %v", out, err)

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,7 +12,7 @@ import (
 )
 
 func runCmd() *cobra.Command {
-	var dir, rev, images, secrets string
+	var dir, rev string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "run CONTEXT",
@@ -24,14 +23,29 @@ the environment a bot gives it, and prints the log. This is how to
 reproduce a CI failure on a laptop. Uncommitted changes are not included:
 commit them (or use a throwaway commit) first.
 
+A context whose image is pinned (NAME-SHA256 in the images section) is
+fetched first if the images directory lacks it, from --image-mirrors and
+--image-peers, as a bot does.
+
 The exit status is 0 for success, 1 for a test failure and 2 when turtles
 itself could not run the task (infrastructure).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := loadSettings(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log := newLogger(s, cmd.ErrOrStderr())
+			bar := newProgressBar(cmd.ErrOrStderr())
+			images, err := newImageCache(s, log, nil, bar.update)
+			if err != nil {
+				return err
+			}
 			ctx, _, stop := signals()
 			defer stop()
 			o, err := bot.RunLocal(ctx, bot.LocalOptions{Dir: dir, Rev: rev, Context: args[0], Out: cmd.OutOrStdout(), Timeout: timeout,
-				VM: bot.VMConfig{ImagesDir: images}, SecretsDir: secrets})
+				VM: bot.VMConfig{ImagesDir: s.ImagesDir, Images: images}, SecretsDir: s.SecretsDir})
+			bar.done()
 			if err != nil {
 				return err
 			}
@@ -48,9 +62,8 @@ itself could not run the task (infrastructure).`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".", "local git checkout")
 	cmd.Flags().StringVar(&rev, "rev", "HEAD", "revision to run")
-	cmd.Flags().StringVar(&secrets, "secrets-dir", "", "directory with one file per secret the context names (default: run without them)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "override the context's timeout")
-	cmd.Flags().StringVar(&images, "images-dir", filepath.Join(defaults().DataDir, "images"), "where the VM images of contexts that name one are")
+	addFlags(cmd.Flags(), append([]string{"data-dir", "images-dir", "secrets-dir", "s3-credentials-file", "log-level", "log-format"}, imageFlags...)...)
 	return cmd
 }
 

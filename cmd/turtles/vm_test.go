@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles/image"
+	"github.com/turtles-ci/turtles/image/cache"
 	"github.com/turtles-ci/turtles/image/debian"
 	"github.com/turtles-ci/turtles/vm"
 )
@@ -140,6 +143,34 @@ func TestVMKilledMidBoot(t *testing.T) {
 		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 		killWhenBooting(t, cmd, tmp)
 		waitFor(t, 5*time.Second, "qemu to die with turtles run", func() bool { return !qemuRunning(tmp) })
+	})
+	// A pinned image the images directory lacks is fetched from a peer
+	// before the boot, as a bot fetches it.
+	t.Run("run-pinned", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		peer, mine := t.TempDir(), t.TempDir()
+		out, _, err := turtlesCmd(t, ctx, "image", "pin", filepath.Join(images, "blank.json"), "--images-dir", peer)
+		m := regexp.MustCompile(`blank: (blank-[0-9a-f]{64})`).FindStringSubmatch(out)
+		if err != nil || m == nil {
+			t.Fatalf("image pin: %q, %v", out, err)
+		}
+		addr, stop, _ := serveImagesDir(t, ctx, peer, m[1])
+		defer stop()
+		repo := t.TempDir()
+		gitRepo(t, repo, map[string]string{".turtles.yaml": "images:\n  blank: " + m[1] + "\ncontexts:\n  - name: vm\n    image: blank\n    command: true\n"})
+		tmp := t.TempDir()
+		var log bytes.Buffer
+		cmd := exec.Command(turtlesBin, "run", "vm", "--dir", repo, "--images-dir", mine, "--image-peers", addr)
+		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+		cmd.Stdout, cmd.Stderr = &log, &log
+		killWhenBooting(t, cmd, tmp)
+		if c, err := cache.New(cache.Config{Dir: mine}); err != nil || !c.Has(cache.ID(m[1])) {
+			t.Errorf("%s is not in the images directory after the run (%v)", m[1], err)
+		}
+		if !strings.Contains(log.String(), "fetched image "+m[1]) {
+			t.Errorf("the run's log does not say it fetched the image:\n%s", log.String())
+		}
 	})
 	t.Run("vm-start", func(t *testing.T) {
 		data := t.TempDir()
