@@ -244,27 +244,8 @@ func (d *delivery) cancelled(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.state == stateHeld {
-		if err := d.wc.ackPublish(ctx, d.tag, &msg, &d.lock); err != nil {
-			// The transaction failed: the broker hands the task out
-			// again, and whoever gets it meets the cancellation.
-			d.finish(stateLost)
-			return fmt.Errorf("task %s: %w: %v", d.task.Key(), queue.ErrLeaseLost, err)
-		}
-	} else {
-		err := d.q.c.retry(ctx, func(l *link) error {
-			ok, err := l.publish(ctx, d.q.n.eventsExchange(), "event", msg)
-			if err == nil && !ok {
-				err = errors.New("broker refused the event")
-			}
-			return err
-		})
-		if err == nil {
-			err = d.settle(ctx, nil, true)
-		}
-		if err != nil {
-			return fmt.Errorf("cancel %s: %w", d.task.Key(), turtles.MarkInfra(err))
-		}
+	if err := d.endWith(ctx, msg); err != nil {
+		return fmt.Errorf("cancel %s: %w", d.task.Key(), err)
 	}
 	d.finish(stateCancelled)
 	return fmt.Errorf("task %s: %w: %s", d.task.Key(), queue.ErrCancelled, rec.Reason)

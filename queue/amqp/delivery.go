@@ -140,23 +140,33 @@ func (d *delivery) AckWithEvent(ctx context.Context, ev turtles.Event) error {
 	if err != nil {
 		return err
 	}
-	if d.state == stateHeld {
-		if err := d.wc.ackPublish(ctx, d.tag, &msg, &d.lock); err != nil {
-			// A failed transaction closes the channel: RabbitMQ hands
-			// the task out again and the event was not published.
-			d.finish(stateLost)
-			return fmt.Errorf("ack %s with its event: %w: %v", d.task.Key(), queue.ErrLeaseLost, err)
-		}
-	} else {
-		err := d.q.c.retry(ctx, func(l *link) error { return emitOn(ctx, l, d.q.n, ev) })
-		if err == nil {
-			err = d.settle(ctx, nil, true)
-		}
-		if err != nil {
-			return fmt.Errorf("ack %s with its event: %w", d.task.Key(), turtles.MarkInfra(err))
-		}
+	if err := d.endWith(ctx, msg); err != nil {
+		return fmt.Errorf("ack %s with its event: %w", d.task.Key(), err)
 	}
 	d.finish(stateDone)
+	return nil
+}
+
+// endWith publishes the task's final event msg and ends the delivery: a
+// held task's event and ack in one transaction (ErrLeaseLost if it
+// failed: the broker hands the task out again and the event was not
+// published); a parked task's event first, then its lease. The caller
+// sets the final state. d.mu is held.
+func (d *delivery) endWith(ctx context.Context, msg amqp.Publishing) error {
+	if d.state == stateHeld {
+		if err := d.wc.ackPublish(ctx, d.tag, &msg, &d.lock); err != nil {
+			d.finish(stateLost)
+			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
+		}
+		return nil
+	}
+	err := d.q.c.retry(ctx, func(l *link) error { return publishEvent(ctx, l, d.q.n, msg) })
+	if err == nil {
+		err = d.settle(ctx, nil, true)
+	}
+	if err != nil {
+		return turtles.MarkInfra(err)
+	}
 	return nil
 }
 

@@ -54,16 +54,16 @@ func (e *Events) Emit(ctx context.Context, ev turtles.Event) error {
 }
 
 func emitOn(ctx context.Context, l *link, n names, ev turtles.Event) error {
-	body, err := json.Marshal(ev)
+	msg, err := eventMessage(ev)
 	if err != nil {
-		return fmt.Errorf("encode event %s: %w", ev.ID, err)
+		return err
 	}
-	ok, err := l.publish(ctx, n.eventsExchange(), "event", amqp.Publishing{
-		ContentType:  "application/json",
-		DeliveryMode: amqp.Persistent,
-		MessageId:    ev.ID,
-		Body:         body,
-	})
+	return publishEvent(ctx, l, n, msg)
+}
+
+// publishEvent publishes an encoded event and waits for its confirm.
+func publishEvent(ctx context.Context, l *link, n names, msg amqp.Publishing) error {
+	ok, err := l.publish(ctx, n.eventsExchange(), "event", msg)
 	if err == nil && !ok {
 		err = errors.New("broker refused the event")
 	}
