@@ -74,6 +74,9 @@ var ErrNotFound = fmt.Errorf("%w: not found", ErrPermanent)
 type PullRequest struct {
 	Number  int
 	HeadSHA string
+	// Ref is the ref that holds its head on the forge, such as
+	// refs/pull/7/head (GitHub) or refs/merge-requests/7/head (GitLab).
+	Ref string
 	// BaseRef is the branch it wants to merge into, such as "main", and
 	// BaseSHA that branch's commit when the pull request last changed.
 	BaseRef string

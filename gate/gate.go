@@ -36,6 +36,9 @@ type Request struct {
 	// SHA is the head commit of a pull request event; empty for a comment,
 	// whose payload does not name it.
 	SHA string `json:"sha,omitempty"`
+	// Ref is the ref of that head on the forge (refs/pull/N/head), if
+	// known; for the task's record.
+	Ref string `json:"ref,omitempty"`
 	// Base and BaseSHA are the pull request's base branch and commit, if
 	// known (see turtles.Task).
 	Base    string `json:"base,omitempty"`
@@ -171,7 +174,7 @@ func (g *Gate) Handle(ctx context.Context, r Request) error {
 	if err != nil {
 		return err
 	}
-	plan := g.plan(r, forge.PullRequest{HeadSHA: pr.HeadSHA, BaseRef: pr.BaseRef, BaseSHA: pr.BaseSHA}, authorTrusted)
+	plan := g.plan(r, pr, authorTrusted)
 	log = log.With("sha", pr.HeadSHA, "author", pr.Author, "author_trusted", authorTrusted)
 	for _, c := range r.Commands {
 		if err := g.command(ctx, log, plan, c, r.User); err != nil {
@@ -190,7 +193,7 @@ func (g *Gate) pullRequest(ctx context.Context, log *slog.Logger, r Request) err
 	if err != nil {
 		return err
 	}
-	plan := g.plan(r, forge.PullRequest{HeadSHA: r.SHA, BaseRef: r.Base, BaseSHA: r.BaseSHA}, trusted)
+	plan := g.plan(r, forge.PullRequest{HeadSHA: r.SHA, Ref: r.Ref, BaseRef: r.Base, BaseSHA: r.BaseSHA}, trusted)
 	if trusted {
 		log.Info("pull request author is trusted")
 		return g.publish(ctx, plan)
@@ -215,7 +218,7 @@ func (g *Gate) plan(r Request, pr forge.PullRequest, trusted bool) turtles.Task 
 	}
 	return turtles.Task{
 		Version: turtles.TaskVersion, Kind: turtles.KindPlan, Context: turtles.PlanContext,
-		Repo: r.Repo, SHA: pr.HeadSHA, Ref: fmt.Sprintf("refs/pull/%d/head", r.PR), PR: r.PR,
+		Repo: r.Repo, SHA: pr.HeadSHA, Ref: pr.Ref, PR: r.PR,
 		Base: pr.BaseRef, BaseSHA: pr.BaseSHA,
 		Pool: pool, Attempt: 1, Trusted: trusted, Created: g.cfg.Now().UTC(),
 	}

@@ -177,6 +177,7 @@ func parseGitLabMR(body []byte, pool string) (parsed, error) {
 	}
 	t := planTask(repo, head, pool, time.Time{})
 	t.PR = a.IID
+	t.Ref = fmt.Sprintf("refs/merge-requests/%d/head", a.IID)
 	t.Base = a.TargetBranch
 	if a.DiffRefs != nil && shaRe.MatchString(a.DiffRefs.BaseSHA) {
 		t.BaseSHA = a.DiffRefs.BaseSHA
@@ -194,7 +195,7 @@ func parseGitLabMR(body []byte, pool string) (parsed, error) {
 		}
 		return out, nil
 	}
-	out.requests = []gate.Request{{Repo: repo, PR: a.IID, SHA: head, Base: t.Base, BaseSHA: t.BaseSHA,
+	out.requests = []gate.Request{{Repo: repo, PR: a.IID, SHA: head, Ref: t.Ref, Base: t.Base, BaseSHA: t.BaseSHA,
 		User: p.User.Username, Pool: pool}}
 	return out, nil
 }

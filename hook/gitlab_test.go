@@ -104,7 +104,7 @@ var (
 
 func TestGitLabFixtures(t *testing.T) {
 	mrReq := func(sha, user string) []gate.Request {
-		return []gate.Request{{Repo: shell, PR: 42, SHA: sha, Base: "main", User: user, Pool: "public"}}
+		return []gate.Request{{Repo: shell, PR: 42, SHA: sha, Ref: "refs/merge-requests/42/head", Base: "main", User: user, Pool: "public"}}
 	}
 	note := func(user string, cmds ...command.Command) []gate.Request {
 		return []gate.Request{{Repo: shell, PR: 42, User: user, Commands: cmds, Pool: "public"}}

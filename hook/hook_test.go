@@ -172,7 +172,7 @@ var (
 	demo         = turtles.Repo{Name: "turtles-ci/demo", CloneURL: "https://github.com/turtles-ci/demo.git"}
 	fixtureBase  = "5b3e1f0c2d9a8b7c6e5f4a3b2c1d0e9f8a7b6c5d"
 	openedTask   = withBase(plan(demo, "3f786850e387550fdab836ed7e6dc881de23001b", "refs/pull/7/head", 7, true), "main", fixtureBase)
-	syncRequest  = gate.Request{Repo: demo, PR: 12, SHA: "89e6c98d92887913cadf06b2adb97f26cde4849b", Base: "main", BaseSHA: fixtureBase, User: "stranger", Association: "CONTRIBUTOR", Pool: "public"}
+	syncRequest  = gate.Request{Repo: demo, PR: 12, SHA: "89e6c98d92887913cadf06b2adb97f26cde4849b", Ref: "refs/pull/12/head", Base: "main", BaseSHA: fixtureBase, User: "stranger", Association: "CONTRIBUTOR", Pool: "public"}
 	pushMainTask = withBase(plan(demo, "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3", "refs/heads/main", 0, true), "", fixtureBase)
 )
 

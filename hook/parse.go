@@ -199,7 +199,7 @@ func parsePullRequest(body []byte, pool string, now time.Time) (parsed, error) {
 	}
 	// The payload cannot prove the author trusted; the gate asks the forge
 	// (org members, push access), and else waits for a maintainer.
-	out.requests = []gate.Request{{Repo: repo, PR: number, SHA: t.SHA, Base: t.Base, BaseSHA: t.BaseSHA, User: p.PullRequest.User.Login,
+	out.requests = []gate.Request{{Repo: repo, PR: number, SHA: t.SHA, Ref: t.Ref, Base: t.Base, BaseSHA: t.BaseSHA, User: p.PullRequest.User.Login,
 		Association: p.PullRequest.AuthorAssociation, Pool: pool}}
 	return out, nil
 }

@@ -143,7 +143,7 @@ func (s *Scanner) pull(ctx context.Context, repo turtles.Repo, pr forge.PullRequ
 	if err != nil {
 		return err
 	}
-	plan := s.plan(repo, pr.HeadSHA, fmt.Sprintf("refs/pull/%d/head", pr.Number), pr.Number, trusted)
+	plan := s.plan(repo, pr.HeadSHA, pr.Ref, pr.Number, trusted)
 	plan.Base, plan.BaseSHA = pr.BaseRef, pr.BaseSHA
 	if !trusted {
 		sts, err := s.cfg.Lookup.Statuses(ctx, repo.Name, pr.HeadSHA)

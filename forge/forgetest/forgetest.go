@@ -10,6 +10,7 @@ package forgetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -129,6 +130,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		}
 		for i := range got {
 			got[i].BaseSHA = "" // listings need not carry it
+			got[i].Ref = checkRef(t, got[i])
 		}
 		slices.SortFunc(got, func(x, y forge.PullRequest) int { return x.Number - y.Number })
 		noBase := func(p forge.PullRequest) forge.PullRequest { p.BaseSHA = ""; return p }
@@ -139,6 +141,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		one.Ref = checkRef(t, one)
 		if diff := cmp.Diff(b, one); diff != "" {
 			t.Errorf("PullRequest(5) (-want +got):\n%s", diff)
 		}
@@ -186,4 +189,16 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 
 func sortStatuses(s []forge.Status) {
 	slices.SortFunc(s, func(a, b forge.Status) int { return strings.Compare(a.Context, b.Context) })
+}
+
+// checkRef checks that p names the ref of its head the way forges do,
+// refs/KIND/NUMBER/head (the kind differs), and returns "" for comparing
+// the rest.
+func checkRef(t *testing.T, p forge.PullRequest) string {
+	t.Helper()
+	kind, ok := strings.CutPrefix(p.Ref, "refs/")
+	if !ok || !strings.HasSuffix(kind, fmt.Sprintf("/%d/head", p.Number)) || strings.Count(kind, "/") != 2 {
+		t.Errorf("pull request %d: Ref %q, want refs/KIND/%d/head", p.Number, p.Ref, p.Number)
+	}
+	return ""
 }

@@ -66,6 +66,7 @@ func pullRequest(p *gh.PullRequest) forge.PullRequest {
 	return forge.PullRequest{
 		Number:  p.GetNumber(),
 		HeadSHA: p.GetHead().GetSHA(),
+		Ref:     fmt.Sprintf("refs/pull/%d/head", p.GetNumber()),
 		BaseRef: p.GetBase().GetRef(),
 		BaseSHA: p.GetBase().GetSHA(),
 		Author:  p.GetUser().GetLogin(),

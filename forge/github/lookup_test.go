@@ -40,7 +40,8 @@ func TestLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []forge.PullRequest{{Number: 1, HeadSHA: sha1, BaseRef: "main", Author: "alice"}, {Number: 2, HeadSHA: sha2, BaseRef: "stable", Author: "mallory"}}
+	want := []forge.PullRequest{{Number: 1, HeadSHA: sha1, Ref: "refs/pull/1/head", BaseRef: "main", Author: "alice"},
+		{Number: 2, HeadSHA: sha2, Ref: "refs/pull/2/head", BaseRef: "stable", Author: "mallory"}}
 	if diff := cmp.Diff(want, prs); diff != "" {
 		t.Errorf("PullRequests (-want +got):\n%s", diff)
 	}

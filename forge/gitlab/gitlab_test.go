@@ -198,8 +198,8 @@ func TestLookups(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []forge.PullRequest{{Number: 3, HeadSHA: sha, BaseRef: "main", Author: "alice"},
-			{Number: 4, HeadSHA: sha2, BaseRef: "stable", Author: "mallory"}}
+		want := []forge.PullRequest{{Number: 3, HeadSHA: sha, Ref: "refs/merge-requests/3/head", BaseRef: "main", Author: "alice"},
+			{Number: 4, HeadSHA: sha2, Ref: "refs/merge-requests/4/head", BaseRef: "stable", Author: "mallory"}}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("PullRequests (-want +got):\n%s", diff)
 		}
@@ -207,7 +207,7 @@ func TestLookups(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(forge.PullRequest{Number: 3, HeadSHA: sha, BaseRef: "main", BaseSHA: sha2, Author: "alice"}, one); diff != "" {
+		if diff := cmp.Diff(forge.PullRequest{Number: 3, HeadSHA: sha, Ref: "refs/merge-requests/3/head", BaseRef: "main", BaseSHA: sha2, Author: "alice"}, one); diff != "" {
 			t.Errorf("PullRequest (-want +got):\n%s", diff)
 		}
 		if _, err := c.PullRequest(ctx, project, 99); !errors.Is(err, forge.ErrNotFound) {

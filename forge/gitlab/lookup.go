@@ -112,7 +112,7 @@ func (c *Client) PullRequest(ctx context.Context, repo string, number int) (forg
 }
 
 func pullRequest(mr *gl.BasicMergeRequest) forge.PullRequest {
-	pr := forge.PullRequest{Number: int(mr.IID), HeadSHA: mr.SHA, BaseRef: mr.TargetBranch}
+	pr := forge.PullRequest{Number: int(mr.IID), HeadSHA: mr.SHA, Ref: fmt.Sprintf("refs/merge-requests/%d/head", mr.IID), BaseRef: mr.TargetBranch}
 	if mr.Author != nil {
 		pr.Author = mr.Author.Username
 	}
