@@ -6,7 +6,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
 GOBIN   := $(shell $(GO) env GOPATH 2>/dev/null)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build deps test test-short bench demo fuzz vet clean
+.PHONY: all build deps test test-short bench demo fuzz vet clean image
 
 all: build
 
@@ -16,6 +16,15 @@ deps:
 build:
 	@echo "==> building $(BIN) ($(VERSION))"
 	@$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/turtles
+
+# The container image of deploy/kubernetes (Dockerfile), with docker or
+# podman: make image IMAGE=registry.example.com/turtles:TAG
+IMAGE     ?= turtles:$(VERSION)
+CONTAINER ?= $(shell command -v docker || command -v podman)
+image:
+	@test -n "$(CONTAINER)" || { echo "make image needs docker or podman (neither is installed)" >&2; exit 1; }
+	@echo "==> building container image $(IMAGE) with $(CONTAINER)"
+	@$(CONTAINER) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 vet:
 	@echo "==> go vet and gofmt"
