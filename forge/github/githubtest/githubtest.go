@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/turtles-ci/turtles/forge/forgetest"
 )
 
 // MaxDescription is the longest description GitHub accepts, in characters.
@@ -34,27 +36,13 @@ type Status struct {
 	Description string
 }
 
-// Request is one request the server received, whatever its answer.
-type Request struct {
-	Method string
-	Path   string
-	// Header holds the headers worth asserting on: Authorization,
-	// User-Agent, Accept, Content-Type, X-GitHub-Api-Version.
-	Header http.Header
-	// Code is the HTTP status the server answered with.
-	Code int
-}
+// Request is one request the server received, whatever its answer. Its
+// Header holds the headers worth asserting on: Authorization,
+// User-Agent, Accept, Content-Type, X-GitHub-Api-Version, If-None-Match.
+type Request = forgetest.Request
 
-// Fault is an answer injected in place of the next status requests.
-type Fault struct {
-	Code int
-	// Header is added to the answer, e.g. rate-limit headers.
-	Header http.Header
-	// Message is the JSON error message; default the status text.
-	Message string
-	// DocumentationURL is the JSON documentation_url field.
-	DocumentationURL string
-}
+// Fault is an answer injected in place of the next requests of a kind.
+type Fault = forgetest.Fault
 
 // RateLimited is GitHub's answer when the primary rate limit is used up:
 // 403 with X-RateLimit-Remaining: 0 and the reset time.
@@ -91,10 +79,11 @@ type Server struct {
 	token string
 	srv   *httptest.Server
 
+	requests *forgetest.Recorder
+	faults   forgetest.Faults // of status requests
+
 	mu       sync.Mutex
 	statuses []Status
-	requests []Request
-	faults   []Fault
 	lookups  lookups
 	app      *app
 	nextID   int64
@@ -107,7 +96,8 @@ type Server struct {
 // ends. An empty token turns the authorization check off.
 func NewServer(t testing.TB, token string) *Server {
 	t.Helper()
-	s := &Server{token: token, changed: make(chan struct{})}
+	s := &Server{token: token, changed: make(chan struct{}),
+		requests: forgetest.NewRecorder("Authorization", "User-Agent", "Accept", "Content-Type", "X-GitHub-Api-Version", "If-None-Match")}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /repos/{owner}/{repo}/statuses/{sha}", s.createStatus)
 	s.routeLookups(mux)
@@ -134,13 +124,7 @@ func (s *Server) FailNext(n, code int) { s.FailNextWith(n, Fault{Code: code}) }
 
 // FailNextWith makes the next n status requests answer with f. Faults
 // queue up behind those already injected.
-func (s *Server) FailNextWith(n int, f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.faults = append(s.faults, f)
-	}
-}
+func (s *Server) FailNextWith(n int, f Fault) { s.faults.Add(n, f) }
 
 // Statuses returns the accepted statuses in arrival order.
 func (s *Server) Statuses() []Status {
@@ -150,16 +134,7 @@ func (s *Server) Statuses() []Status {
 }
 
 // Requests returns every request received, in arrival order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Request, len(s.requests))
-	for i, r := range s.requests {
-		r.Header = r.Header.Clone()
-		out[i] = r
-	}
-	return out
-}
+func (s *Server) Requests() []Request { return s.requests.Requests() }
 
 // Final returns the last accepted status of context on repo@sha: what
 // GitHub would show.
@@ -197,35 +172,19 @@ func (s *Server) WaitStatuses(t testing.TB, n int, timeout time.Duration) []Stat
 	}
 }
 
-var headerSubset = []string{"Authorization", "User-Agent", "Accept", "Content-Type", "X-GitHub-Api-Version", "If-None-Match"}
-
-// record makes the Request for r answered with code.
-func record(r *http.Request, code int) Request {
-	h := http.Header{}
-	for _, k := range headerSubset {
-		if v := r.Header.Values(k); len(v) > 0 {
-			h[k] = append([]string(nil), v...)
-		}
-	}
-	return Request{Method: r.Method, Path: r.URL.Path, Header: h, Code: code}
-}
-
 // answer records r and writes code with body as JSON.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, code int, header http.Header, body any) {
-	req := record(r, code)
-	s.mu.Lock()
-	s.requests = append(s.requests, req)
-	s.mu.Unlock()
+	s.requests.Record(r, code)
 	write(w, code, header, body)
 }
 
 func write(w http.ResponseWriter, code int, header http.Header, body any) {
-	for k, v := range header {
-		w.Header()[k] = v
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(body) // a client that hung up gets nothing
+	forgetest.WriteJSON(w, code, header, "application/json; charset=utf-8", body)
+}
+
+// fail answers r with an injected fault.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, f Fault) {
+	s.answer(w, r, f.Code, f.Header, errorBody(f.Text(), f.DocumentationURL))
 }
 
 func errorBody(message, doc string) map[string]string {
@@ -246,19 +205,8 @@ func (s *Server) authorized(r *http.Request) bool {
 
 // createStatus mimics POST /repos/{owner}/{repo}/statuses/{sha}.
 func (s *Server) createStatus(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	var fault *Fault
-	if len(s.faults) > 0 {
-		fault = &s.faults[0]
-		s.faults = s.faults[1:]
-	}
-	s.mu.Unlock()
-	if fault != nil {
-		msg := fault.Message
-		if msg == "" {
-			msg = http.StatusText(fault.Code)
-		}
-		s.answer(w, r, fault.Code, fault.Header, errorBody(msg, fault.DocumentationURL))
+	if f, ok := s.faults.Take(); ok {
+		s.fail(w, r, f)
 		return
 	}
 	if !s.authorized(r) {
@@ -299,13 +247,12 @@ func (s *Server) createStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// The request and the status are recorded together, so that a test
-	// woken by WaitStatuses also sees the request.
-	req := record(r, http.StatusCreated)
+	// The request is recorded before the status, so that a test woken by
+	// WaitStatuses also sees the request.
+	s.requests.Record(r, http.StatusCreated)
 	s.mu.Lock()
 	s.nextID++
 	id := s.nextID
-	s.requests = append(s.requests, req)
 	s.statuses = append(s.statuses, st)
 	close(s.changed)
 	s.changed = make(chan struct{})

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+
+	"github.com/turtles-ci/turtles/forge/forgetest"
 )
 
 // PullRequest is an open pull request the server lists.
@@ -28,7 +30,7 @@ type lookups struct {
 	members  map[string]bool          // by org/user
 	perms    map[string]string        // by repo:user
 	// getFaults are answers injected in place of the next GET requests.
-	getFaults []Fault
+	getFaults forgetest.Faults
 }
 
 func (s *Server) routeLookups(mux *http.ServeMux) {
@@ -79,31 +81,15 @@ func (s *Server) SetPermission(repo, user, perm string) {
 }
 
 // FailNextGetWith makes the next n GET requests answer with f.
-func (s *Server) FailNextGetWith(n int, f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.lookups.getFaults = append(s.lookups.getFaults, f)
-	}
-}
+func (s *Server) FailNextGetWith(n int, f Fault) { s.lookups.getFaults.Add(n, f) }
 
 // get answers a GET with body, or 304 when the client already has it
 // (If-None-Match), or an injected fault. found false answers 404.
 func (s *Server) get(w http.ResponseWriter, r *http.Request, found bool, body any) {
-	s.mu.Lock()
-	var fault *Fault
-	if len(s.lookups.getFaults) > 0 {
-		fault = &s.lookups.getFaults[0]
-		s.lookups.getFaults = s.lookups.getFaults[1:]
-	}
-	s.mu.Unlock()
+	f, faulty := s.lookups.getFaults.Take()
 	switch {
-	case fault != nil:
-		msg := fault.Message
-		if msg == "" {
-			msg = http.StatusText(fault.Code)
-		}
-		s.answer(w, r, fault.Code, fault.Header, errorBody(msg, fault.DocumentationURL))
+	case faulty:
+		s.fail(w, r, f)
 		return
 	case !s.authorized(r):
 		s.answer(w, r, http.StatusUnauthorized, nil, errorBody("Bad credentials", "https://docs.github.com/rest"))
@@ -117,9 +103,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, found bool, body an
 	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
 	h := http.Header{"Etag": {etag}, "X-Ratelimit-Limit": {"5000"}, "X-Ratelimit-Remaining": {"4999"}}
 	if r.Header.Get("If-None-Match") == etag {
-		s.mu.Lock()
-		s.requests = append(s.requests, record(r, http.StatusNotModified))
-		s.mu.Unlock()
+		s.requests.Record(r, http.StatusNotModified)
 		for k, v := range h {
 			w.Header()[k] = v
 		}
@@ -213,8 +197,8 @@ func (s *Server) getBranch(w http.ResponseWriter, r *http.Request) {
 func (s *Server) isMember(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	ok := s.lookups.members[r.PathValue("org")+"/"+r.PathValue("user")]
-	s.requests = append(s.requests, record(r, map[bool]int{true: http.StatusNoContent, false: http.StatusNotFound}[ok]))
 	s.mu.Unlock()
+	s.requests.Record(r, map[bool]int{true: http.StatusNoContent, false: http.StatusNotFound}[ok])
 	if ok {
 		w.WriteHeader(http.StatusNoContent)
 		return

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/turtles-ci/turtles/forge/forgetest"
 )
 
 // Status is one commit status the server accepted.
@@ -29,22 +31,13 @@ type Status struct {
 	Description string
 }
 
-// Request is one request the server received, whatever its answer.
-type Request struct {
-	Method string
-	// Path is the escaped path, as sent: /api/v4/projects/group%2Fname/...
-	Path string
-	// Header holds PRIVATE-TOKEN, Authorization, User-Agent, Content-Type.
-	Header http.Header
-	Code   int
-}
+// Request is one request the server received, whatever its answer. Its
+// Header holds PRIVATE-TOKEN, Authorization, User-Agent, Content-Type.
+type Request = forgetest.Request
 
-// Fault is an answer injected in place of the next requests of a kind.
-type Fault struct {
-	Code    int
-	Header  http.Header
-	Message string
-}
+// Fault is an answer injected in place of the next requests of a kind
+// (its DocumentationURL is GitHub's and goes unused here).
+type Fault = forgetest.Fault
 
 // RateLimited is GitLab's 429 with Retry-After and RateLimit-Reset.
 func RateLimited(retryAfter time.Duration) Fault {
@@ -73,11 +66,12 @@ type Server struct {
 	token string
 	srv   *httptest.Server
 
+	requests   *forgetest.Recorder
+	postFaults forgetest.Faults
+	getFaults  forgetest.Faults
+
 	mu         sync.Mutex
 	statuses   []Status
-	requests   []Request
-	postFaults []Fault
-	getFaults  []Fault
 	nextID     int64
 	changed    chan struct{}
 	mrs        map[string][]MergeRequest // by project
@@ -94,7 +88,8 @@ type Server struct {
 func NewServer(t testing.TB, token string) *Server {
 	t.Helper()
 	s := &Server{token: token, changed: make(chan struct{}),
-		mrs: map[string][]MergeRequest{}, files: map[string][]byte{}, branches: map[string]string{},
+		requests: forgetest.NewRecorder("Private-Token", "Authorization", "User-Agent", "Content-Type"),
+		mrs:      map[string][]MergeRequest{}, files: map[string][]byte{}, branches: map[string]string{},
 		users: map[string]int64{}, projectAcc: map[string]int{}, groupAcc: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v4/projects/{id}/statuses/{sha}", s.createStatus)
@@ -119,22 +114,10 @@ func NewServer(t testing.TB, token string) *Server {
 func (s *Server) Close() { s.srv.Close() }
 
 // FailNextWith makes the next n status POSTs answer with f.
-func (s *Server) FailNextWith(n int, f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.postFaults = append(s.postFaults, f)
-	}
-}
+func (s *Server) FailNextWith(n int, f Fault) { s.postFaults.Add(n, f) }
 
 // FailNextGetWith makes the next n GET requests answer with f.
-func (s *Server) FailNextGetWith(n int, f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.getFaults = append(s.getFaults, f)
-	}
-}
+func (s *Server) FailNextGetWith(n int, f Fault) { s.getFaults.Add(n, f) }
 
 // Statuses returns the accepted statuses in arrival order.
 func (s *Server) Statuses() []Status {
@@ -144,16 +127,7 @@ func (s *Server) Statuses() []Status {
 }
 
 // Requests returns every request received, in arrival order.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]Request, len(s.requests))
-	for i, r := range s.requests {
-		r.Header = r.Header.Clone()
-		out[i] = r
-	}
-	return out
-}
+func (s *Server) Requests() []Request { return s.requests.Requests() }
 
 // Final returns the last accepted status named name on project@sha.
 func (s *Server) Final(project, sha, name string) (Status, bool) {
@@ -253,63 +227,28 @@ func (s *Server) SetGroupAccess(group, user string, level int) {
 	s.groupAcc[group+":"+user] = level
 }
 
-var headerSubset = []string{"Private-Token", "Authorization", "User-Agent", "Content-Type"}
-
-func record(r *http.Request, code int) Request {
-	h := http.Header{}
-	for _, k := range headerSubset {
-		if v := r.Header.Values(k); len(v) > 0 {
-			h[k] = append([]string(nil), v...)
-		}
-	}
-	return Request{Method: r.Method, Path: r.URL.EscapedPath(), Header: h, Code: code}
-}
-
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, code int, header http.Header, body any) {
-	s.mu.Lock()
-	s.requests = append(s.requests, record(r, code))
-	s.mu.Unlock()
+	s.requests.Record(r, code)
 	write(w, code, header, body)
 }
 
 func write(w http.ResponseWriter, code int, header http.Header, body any) {
-	for k, v := range header {
-		w.Header()[k] = v
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(body)
+	forgetest.WriteJSON(w, code, header, "application/json", body)
 }
 
 func (s *Server) authorized(r *http.Request) bool {
 	return s.token == "" || r.Header.Get("PRIVATE-TOKEN") == s.token || r.Header.Get("Authorization") == "Bearer "+s.token
 }
 
-func takeFault(faults *[]Fault) *Fault {
-	if len(*faults) == 0 {
-		return nil
-	}
-	f := (*faults)[0]
-	*faults = (*faults)[1:]
-	return &f
-}
-
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, f *Fault) {
-	msg := f.Message
-	if msg == "" {
-		msg = http.StatusText(f.Code)
-	}
-	s.answer(w, r, f.Code, f.Header, map[string]string{"message": msg})
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, f Fault) {
+	s.answer(w, r, f.Code, f.Header, map[string]string{"message": f.Text()})
 }
 
 var states = map[string]bool{"pending": true, "running": true, "success": true, "failed": true, "canceled": true, "skipped": true}
 
 // createStatus mimics POST /projects/:id/statuses/:sha.
 func (s *Server) createStatus(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	f := takeFault(&s.postFaults)
-	s.mu.Unlock()
-	if f != nil {
+	if f, ok := s.postFaults.Take(); ok {
 		s.fail(w, r, f)
 		return
 	}
@@ -351,7 +290,7 @@ func (s *Server) createStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	s.nextID++
 	id := s.nextID
-	s.requests = append(s.requests, record(r, http.StatusCreated))
+	s.requests.Record(r, http.StatusCreated) // before the status: see WaitStatuses
 	s.statuses = append(s.statuses, st)
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -367,11 +306,9 @@ func statusJSON(id int64, st Status) map[string]any {
 
 // get answers a GET with body, or an injected fault, or 404 when !found.
 func (s *Server) get(w http.ResponseWriter, r *http.Request, found bool, body any) {
-	s.mu.Lock()
-	f := takeFault(&s.getFaults)
-	s.mu.Unlock()
+	f, faulty := s.getFaults.Take()
 	switch {
-	case f != nil:
+	case faulty:
 		s.fail(w, r, f)
 	case !s.authorized(r):
 		s.answer(w, r, http.StatusUnauthorized, nil, map[string]string{"message": "401 Unauthorized"})
@@ -453,19 +390,17 @@ func (s *Server) getRaw(w http.ResponseWriter, r *http.Request) {
 	project, p, ref := r.PathValue("id"), r.PathValue("path"), r.URL.Query().Get("ref")
 	s.mu.Lock()
 	data, ok := s.files[project+"@"+ref+":"+p]
-	f := takeFault(&s.getFaults)
 	s.mu.Unlock()
+	f, faulty := s.getFaults.Take()
 	switch {
-	case f != nil:
+	case faulty:
 		s.fail(w, r, f)
 	case !s.authorized(r):
 		s.answer(w, r, http.StatusUnauthorized, nil, map[string]string{"message": "401 Unauthorized"})
 	case !ok:
 		s.answer(w, r, http.StatusNotFound, nil, map[string]string{"message": "404 File Not Found"})
 	default:
-		s.mu.Lock()
-		s.requests = append(s.requests, record(r, http.StatusOK))
-		s.mu.Unlock()
+		s.requests.Record(r, http.StatusOK)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write(data)
 	}
