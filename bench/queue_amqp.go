@@ -38,7 +38,7 @@ func queueAMQP(ctx context.Context) error {
 	}
 	defer b.Stop()
 
-	// The machine is shared: rounds interleave the three loops, and the
+	// The machine is shared: rounds interleave the loops, and the
 	// medians are compared, so that a burst of load hits all alike.
 	var raw, rawLocked, noDedupe, perKey, slots []float64
 	rate := func(d time.Duration) float64 { return tasks / d.Seconds() }
