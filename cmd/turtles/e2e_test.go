@@ -504,6 +504,16 @@ func TestCommands(t *testing.T) {
 				t.Errorf("run %s: exit %d, want %d with %q:\n%s", tt.context, code, tt.wantCode, tt.wantOut, out)
 			}
 		}
+		// What keeps turtles from running the task is not a test failure.
+		for _, args := range [][]string{
+			{"--dir", filepath.Join(t.TempDir(), "nothing")},
+			{"--dir", repo, "--rev", "no-such-rev"},
+			{"--dir", repo, "--image-peers", "not a name"},
+		} {
+			if code, out := runTurtles(t, append([]string{"run", "pass"}, args...)...); code != 2 {
+				t.Errorf("run pass %v: exit %d, want 2 (infrastructure):\n%s", args, code, out)
+			}
+		}
 	})
 	t.Run("bad settings", func(t *testing.T) {
 		cfg := filepath.Join(t.TempDir(), "turtles.yaml")

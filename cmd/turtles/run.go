@@ -31,23 +31,11 @@ The exit status is 0 for success, 1 for a test failure and 2 when turtles
 itself could not run the task (infrastructure).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := loadSettings(cmd.Flags())
+			o, err := runLocal(cmd, args[0], dir, rev, timeout)
 			if err != nil {
-				return err
-			}
-			log := newLogger(s, cmd.ErrOrStderr())
-			bar := newProgressBar(cmd.ErrOrStderr())
-			images, err := newImageCache(s, log, nil, bar.update)
-			if err != nil {
-				return err
-			}
-			ctx, _, stop := signals()
-			defer stop()
-			o, err := bot.RunLocal(ctx, bot.LocalOptions{Dir: dir, Rev: rev, Context: args[0], Out: cmd.OutOrStdout(), Timeout: timeout,
-				VM: bot.VMConfig{ImagesDir: s.ImagesDir, Images: images}, SecretsDir: s.SecretsDir})
-			bar.done()
-			if err != nil {
-				return err
+				// Not a verdict on the commit: turtles could not run it.
+				fmt.Fprintln(cmd.ErrOrStderr(), "turtles:", err)
+				os.Exit(2)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "turtles: %s: %s\n", args[0], describe(o))
 			switch o.Class {
@@ -65,6 +53,26 @@ itself could not run the task (infrastructure).`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "override the context's timeout")
 	addFlags(cmd.Flags(), append([]string{"data-dir", "images-dir", "secrets-dir", "s3-credentials-file", "log-level", "log-format"}, imageFlags...)...)
 	return cmd
+}
+
+// runLocal runs context of the checkout at dir with the command's
+// settings; the error is for what kept it from running.
+func runLocal(cmd *cobra.Command, context, dir, rev string, timeout time.Duration) (turtles.Outcome, error) {
+	s, err := loadSettings(cmd.Flags())
+	if err != nil {
+		return turtles.Outcome{}, err
+	}
+	log := newLogger(s, cmd.ErrOrStderr())
+	bar := newProgressBar(cmd.ErrOrStderr())
+	images, err := newImageCache(s, log, nil, bar.update)
+	if err != nil {
+		return turtles.Outcome{}, err
+	}
+	ctx, _, stop := signals()
+	defer stop()
+	defer bar.done()
+	return bot.RunLocal(ctx, bot.LocalOptions{Dir: dir, Rev: rev, Context: context, Out: cmd.OutOrStdout(), Timeout: timeout,
+		VM: bot.VMConfig{ImagesDir: s.ImagesDir, Images: images}, SecretsDir: s.SecretsDir})
 }
 
 func describe(o turtles.Outcome) string {
