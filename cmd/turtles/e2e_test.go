@@ -515,6 +515,15 @@ func TestCommands(t *testing.T) {
 			}
 		}
 	})
+	t.Run("status of a server that does not answer", func(t *testing.T) {
+		// With --wait, exit 1 means a test failed; this is not that.
+		if code, out := runTurtles(t, "status", "--wait", "2s", "--server", "http://127.0.0.1:1"); code != 2 {
+			t.Errorf("status --wait: exit %d, want 2:\n%s", code, out)
+		}
+		if code, out := runTurtles(t, "status", "--server", "http://127.0.0.1:1"); code != 1 {
+			t.Errorf("status: exit %d, want 1 (a command's error):\n%s", code, out)
+		}
+	})
 	t.Run("bad settings", func(t *testing.T) {
 		cfg := filepath.Join(t.TempDir(), "turtles.yaml")
 		os.WriteFile(cfg, []byte("slots: 2\nslot: 3\n"), 0o644)

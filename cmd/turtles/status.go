@@ -27,41 +27,18 @@ func statusCmd() *cobra.Command {
 		Long: `status asks the JSON API of a running turtles for tasks and prints them with
 their outcome and log page. With --wait it polls until every task of the
 selection has finished (and at least --expect tasks exist), then exits 0 if
-all succeeded, 1 if any failed and 2 otherwise.`,
+all succeeded, 1 if any failed and 2 otherwise (some ended in an
+infrastructure failure or were cancelled, they did not finish in time, or
+the server could not be asked).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			q := url.Values{}
-			for k, v := range map[string]string{"sha": sha, "repo": repo, "state": state} {
-				if v != "" {
-					q.Set(k, v)
-				}
+			err := showStatus(cmd, server, sha, repo, state, wait, expect)
+			if err != nil && wait > 0 {
+				// With --wait, 1 means a test failed; this is not that.
+				fmt.Fprintln(cmd.ErrOrStderr(), "turtles:", err)
+				os.Exit(2)
 			}
-			u := server + "/api/v1/tasks?" + q.Encode()
-			ctx, cancel := context.WithTimeout(cmd.Context(), max(wait, 30*time.Second))
-			defer cancel()
-			for {
-				tasks, err := fetchTasks(ctx, u)
-				if err != nil {
-					return err
-				}
-				done := len(tasks) >= expect
-				for _, t := range tasks {
-					done = done && t.State == results.Finished
-				}
-				if wait == 0 || done {
-					printTasks(cmd.OutOrStdout(), tasks)
-					if wait > 0 {
-						os.Exit(exitCode(tasks))
-					}
-					return nil
-				}
-				select {
-				case <-ctx.Done():
-					printTasks(cmd.OutOrStdout(), tasks)
-					return fmt.Errorf("tasks not finished after %s", wait)
-				case <-time.After(time.Second):
-				}
-			}
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -72,6 +49,43 @@ all succeeded, 1 if any failed and 2 otherwise.`,
 	f.DurationVar(&wait, "wait", 0, "wait up to this long for the tasks to finish")
 	f.IntVar(&expect, "expect", 1, "with --wait: how many tasks to wait for at least")
 	return cmd
+}
+
+// showStatus prints the selected tasks, after waiting for them to finish
+// if wait is set; then it exits with their verdict.
+func showStatus(cmd *cobra.Command, server, sha, repo, state string, wait time.Duration, expect int) error {
+	q := url.Values{}
+	for k, v := range map[string]string{"sha": sha, "repo": repo, "state": state} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	u := server + "/api/v1/tasks?" + q.Encode()
+	ctx, cancel := context.WithTimeout(cmd.Context(), max(wait, 30*time.Second))
+	defer cancel()
+	for {
+		tasks, err := fetchTasks(ctx, u)
+		if err != nil {
+			return err
+		}
+		done := len(tasks) >= expect
+		for _, t := range tasks {
+			done = done && t.State == results.Finished
+		}
+		if wait == 0 || done {
+			printTasks(cmd.OutOrStdout(), tasks)
+			if wait > 0 {
+				os.Exit(exitCode(tasks))
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			printTasks(cmd.OutOrStdout(), tasks)
+			return fmt.Errorf("tasks not finished after %s", wait)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func fetchTasks(ctx context.Context, u string) ([]results.Task, error) {
