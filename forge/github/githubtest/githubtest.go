@@ -81,22 +81,22 @@ type Server struct {
 
 	requests *forgetest.Recorder
 	faults   forgetest.Faults // of status requests
+	statuses *forgetest.Statuses[Status]
 
-	mu       sync.Mutex
-	statuses []Status
-	lookups  lookups
-	app      *app
-	nextID   int64
-	// changed is closed and replaced whenever a status arrives, so that
-	// WaitStatuses wakes up without polling on a timer.
-	changed chan struct{}
+	mu      sync.Mutex
+	lookups lookups
+	app     *app
+	nextID  int64 // of installation tokens
 }
 
 // NewServer starts a fake API that accepts token, closed when the test
 // ends. An empty token turns the authorization check off.
 func NewServer(t testing.TB, token string) *Server {
 	t.Helper()
-	s := &Server{token: token, changed: make(chan struct{}),
+	s := &Server{token: token,
+		statuses: forgetest.NewStatuses(func(st Status) forgetest.StatusKey {
+			return forgetest.StatusKey{Repo: st.Repo, SHA: st.SHA, Context: st.Context}
+		}),
 		requests: forgetest.NewRecorder("Authorization", "User-Agent", "Accept", "Content-Type", "X-GitHub-Api-Version", "If-None-Match")}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /repos/{owner}/{repo}/statuses/{sha}", s.createStatus)
@@ -127,11 +127,7 @@ func (s *Server) FailNext(n, code int) { s.FailNextWith(n, Fault{Code: code}) }
 func (s *Server) FailNextWith(n int, f Fault) { s.faults.Add(n, f) }
 
 // Statuses returns the accepted statuses in arrival order.
-func (s *Server) Statuses() []Status {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Status(nil), s.statuses...)
-}
+func (s *Server) Statuses() []Status { return s.statuses.All() }
 
 // Requests returns every request received, in arrival order.
 func (s *Server) Requests() []Request { return s.requests.Requests() }
@@ -139,37 +135,14 @@ func (s *Server) Requests() []Request { return s.requests.Requests() }
 // Final returns the last accepted status of context on repo@sha: what
 // GitHub would show.
 func (s *Server) Final(repo, sha, context string) (Status, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := len(s.statuses) - 1; i >= 0; i-- {
-		st := s.statuses[i]
-		if st.Repo == repo && st.SHA == sha && st.Context == context {
-			return st, true
-		}
-	}
-	return Status{}, false
+	return s.statuses.Latest(forgetest.StatusKey{Repo: repo, SHA: sha, Context: context})
 }
 
 // WaitStatuses waits until at least n statuses arrived and returns them
 // all; the test fails if they do not arrive within timeout.
 func (s *Server) WaitStatuses(t testing.TB, n int, timeout time.Duration) []Status {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		got, changed := len(s.statuses), s.changed
-		s.mu.Unlock()
-		if got >= n {
-			return s.Statuses()
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("githubtest: got %d statuses within %s, want %d: %+v", got, timeout, n, s.Statuses())
-			return nil
-		}
-	}
+	return s.statuses.Wait(t, n, timeout)
 }
 
 // answer records r and writes code with body as JSON.
@@ -250,13 +223,7 @@ func (s *Server) createStatus(w http.ResponseWriter, r *http.Request) {
 	// The request is recorded before the status, so that a test woken by
 	// WaitStatuses also sees the request.
 	s.requests.Record(r, http.StatusCreated)
-	s.mu.Lock()
-	s.nextID++
-	id := s.nextID
-	s.statuses = append(s.statuses, st)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
+	id, _ := s.statuses.Add(st, nil)
 
 	now := time.Now().UTC().Format(time.RFC3339)
 	write(w, http.StatusCreated, nil, map[string]any{

@@ -155,24 +155,11 @@ func (s *Server) getPull(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) combinedStatus(w http.ResponseWriter, r *http.Request) {
 	repo, sha := repoOf(r), r.PathValue("ref")
-	s.mu.Lock()
-	latest := map[string]int{}
-	var order []string
-	for i, st := range s.statuses {
-		if st.Repo != repo || st.SHA != sha {
-			continue
-		}
-		if _, ok := latest[st.Context]; !ok {
-			order = append(order, st.Context)
-		}
-		latest[st.Context] = i
-	}
 	out := []map[string]any{}
-	for _, c := range order {
-		st := s.statuses[latest[c]]
+	for _, n := range s.statuses.Current(repo, sha) {
+		st := n.Status
 		out = append(out, map[string]any{"context": st.Context, "state": st.State, "description": st.Description, "target_url": st.TargetURL})
 	}
-	s.mu.Unlock()
 	s.get(w, r, true, map[string]any{"state": "pending", "sha": sha, "total_count": len(out), "statuses": out})
 }
 

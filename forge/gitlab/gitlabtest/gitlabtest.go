@@ -69,11 +69,9 @@ type Server struct {
 	requests   *forgetest.Recorder
 	postFaults forgetest.Faults
 	getFaults  forgetest.Faults
+	statuses   *forgetest.Statuses[Status]
 
 	mu         sync.Mutex
-	statuses   []Status
-	nextID     int64
-	changed    chan struct{}
 	mrs        map[string][]MergeRequest // by project
 	files      map[string][]byte         // by project@sha:path
 	branches   map[string]string         // by project:branch
@@ -87,7 +85,10 @@ type Server struct {
 // check off.
 func NewServer(t testing.TB, token string) *Server {
 	t.Helper()
-	s := &Server{token: token, changed: make(chan struct{}),
+	s := &Server{token: token,
+		statuses: forgetest.NewStatuses(func(st Status) forgetest.StatusKey {
+			return forgetest.StatusKey{Repo: st.Project, SHA: st.SHA, Context: st.Name}
+		}),
 		requests: forgetest.NewRecorder("Private-Token", "Authorization", "User-Agent", "Content-Type"),
 		mrs:      map[string][]MergeRequest{}, files: map[string][]byte{}, branches: map[string]string{},
 		users: map[string]int64{}, projectAcc: map[string]int{}, groupAcc: map[string]int{}}
@@ -120,52 +121,21 @@ func (s *Server) FailNextWith(n int, f Fault) { s.postFaults.Add(n, f) }
 func (s *Server) FailNextGetWith(n int, f Fault) { s.getFaults.Add(n, f) }
 
 // Statuses returns the accepted statuses in arrival order.
-func (s *Server) Statuses() []Status {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Status(nil), s.statuses...)
-}
+func (s *Server) Statuses() []Status { return s.statuses.All() }
 
 // Requests returns every request received, in arrival order.
 func (s *Server) Requests() []Request { return s.requests.Requests() }
 
 // Final returns the last accepted status named name on project@sha.
 func (s *Server) Final(project, sha, name string) (Status, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.latest(project, sha, name)
-}
-
-func (s *Server) latest(project, sha, name string) (Status, bool) {
-	for i := len(s.statuses) - 1; i >= 0; i-- {
-		st := s.statuses[i]
-		if st.Project == project && st.SHA == sha && st.Name == name {
-			return st, true
-		}
-	}
-	return Status{}, false
+	return s.statuses.Latest(forgetest.StatusKey{Repo: project, SHA: sha, Context: name})
 }
 
 // WaitStatuses waits until at least n statuses arrived and returns them
 // all; the test fails if they do not arrive within timeout.
 func (s *Server) WaitStatuses(t testing.TB, n int, timeout time.Duration) []Status {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		got, changed := len(s.statuses), s.changed
-		s.mu.Unlock()
-		if got >= n {
-			return s.Statuses()
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("gitlabtest: got %d statuses within %s, want %d: %+v", got, timeout, n, s.Statuses())
-			return nil
-		}
-	}
+	return s.statuses.Wait(t, n, timeout)
 }
 
 // SetMergeRequests replaces the opened merge requests of project.
@@ -279,22 +249,22 @@ func (s *Server) createStatus(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, r, http.StatusBadRequest, nil, map[string]string{"error": "state does not have a valid value"})
 		return
 	}
-	s.mu.Lock()
-	old, ok := s.latest(st.Project, st.SHA, st.Name)
-	if ok && old.State == st.State && (old.State == "pending" || old.State == "running") {
-		s.mu.Unlock()
+	// GitLab refuses pending after pending and running after running. An
+	// accepted request is recorded before its status is added, so that a
+	// test woken by WaitStatuses also sees it.
+	id, added := s.statuses.Add(st, func(old Status, ok bool) bool {
+		if ok && old.State == st.State && (old.State == "pending" || old.State == "running") {
+			return true
+		}
+		s.requests.Record(r, http.StatusCreated)
+		return false
+	})
+	if !added {
 		verb := map[string]string{"pending": "enqueue", "running": "run"}[st.State]
 		s.answer(w, r, http.StatusBadRequest, nil, map[string]string{"message": fmt.Sprintf(
-			"Cannot transition status via :%s from :%s (Reason(s): Status cannot transition via \"%s\".)", verb, old.State, verb)})
+			"Cannot transition status via :%s from :%s (Reason(s): Status cannot transition via \"%s\".)", verb, st.State, verb)})
 		return
 	}
-	s.nextID++
-	id := s.nextID
-	s.requests.Record(r, http.StatusCreated) // before the status: see WaitStatuses
-	s.statuses = append(s.statuses, st)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
 	write(w, http.StatusCreated, nil, statusJSON(id, st))
 }
 
@@ -322,24 +292,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, found bool, body an
 
 func (s *Server) listStatuses(w http.ResponseWriter, r *http.Request) {
 	project, sha := r.PathValue("id"), r.PathValue("sha")
-	s.mu.Lock()
-	latest := map[string]int{}
-	var order []string
-	for i, st := range s.statuses {
-		if st.Project != project || st.SHA != sha {
-			continue
-		}
-		if _, ok := latest[st.Name]; !ok {
-			order = append(order, st.Name)
-		}
-		latest[st.Name] = i
-	}
 	out := []map[string]any{}
-	for _, n := range order {
-		i := latest[n]
-		out = append(out, statusJSON(int64(i+1), s.statuses[i]))
+	for _, n := range s.statuses.Current(project, sha) {
+		out = append(out, statusJSON(n.ID, n.Status))
 	}
-	s.mu.Unlock()
 	s.get(w, r, true, out)
 }
 
