@@ -10,9 +10,12 @@
 package image
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -126,4 +129,19 @@ func Resolve(ref, dir string) (*Manifest, error) {
 		return nil, fmt.Errorf("image %q in %s (build it with `turtles image build`): %w", ref, dir, ErrNotFound)
 	}
 	return Load(p)
+}
+
+// HashFile returns the hex sha256 of the file at path: how image files
+// are named and pinned.
+func HashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -200,7 +200,7 @@ func checkImage(t *testing.T, c *Cache, id ID) {
 		t.Fatalf("image %s is not complete in %s", id, c.Dir())
 	}
 	for _, f := range files {
-		sum, err := fileSHA256(c.path(f.Name))
+		sum, err := image.HashFile(c.path(f.Name))
 		if err != nil || sum != f.SHA256 {
 			t.Errorf("%s: sha256 %s, %v; want %s", f.Name, sum, err, f.SHA256)
 		}

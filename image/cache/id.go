@@ -137,7 +137,7 @@ func (c *Cache) Import(path string) (ID, error) {
 		if *f.name == "" {
 			continue
 		}
-		sum, err := fileSHA256(*f.name)
+		sum, err := image.HashFile(*f.name)
 		if err != nil {
 			return "", fmt.Errorf("import image %s: %w", path, err)
 		}
@@ -214,19 +214,6 @@ func copyFile(src, dst string) error {
 		return diskError(dst, err)
 	}
 	return out.Close()
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, bufSize)); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // writeAtomic writes b to path through a temporary file in tmpDir.

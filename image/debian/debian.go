@@ -11,10 +11,7 @@
 package debian
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -121,7 +118,7 @@ func Build(ctx context.Context, o Options) (string, error) {
 	if err := run(ctx, o.Output, "qemu-img", "convert", "-O", "qcow2", raw, qcow); err != nil {
 		return "", err
 	}
-	sum, err := fileSHA256(qcow)
+	sum, err := image.HashFile(qcow)
 	if err != nil {
 		return "", err
 	}
@@ -262,19 +259,6 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, bufio.NewReaderSize(f, 1<<20)); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func run(ctx context.Context, out io.Writer, name string, args ...string) error {

@@ -37,7 +37,7 @@ func TestCached(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	sum, err := fileSHA256(m.Disk)
+	sum, err := image.HashFile(m.Disk)
 	if err != nil || sum != m.SHA256 {
 		t.Errorf("disk sha256 = %s, %v; manifest says %s", sum, err, m.SHA256)
 	}
