@@ -576,6 +576,17 @@ func (c *client) link(ctx context.Context) (*link, error) {
 	}
 }
 
+// untilClosed returns a context that ends when the client is closed, for
+// a handle's background loops.
+func (c *client) untilClosed() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-c.done
+		cancel()
+	}()
+	return ctx
+}
+
 func (c *client) closed() bool {
 	select {
 	case <-c.done:

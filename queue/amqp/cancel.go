@@ -118,11 +118,7 @@ func (q *Queue) Cancel(ctx context.Context, repo, sha string, pr int, reason str
 
 // listenCancels keeps q.cancels up to date until the handle is closed.
 func (q *Queue) listenCancels() {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-q.c.done
-		cancel()
-	}()
+	ctx := q.c.untilClosed()
 	for ctx.Err() == nil {
 		l, err := q.c.link(ctx)
 		if err != nil {

@@ -381,11 +381,7 @@ func (d *delivery) relink(l *link) {
 // reap runs in every handle that claims: it takes parked copies whose
 // TTL ended and decides their fate.
 func (q *Queue) reap() {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-q.c.done
-		cancel()
-	}()
+	ctx := q.c.untilClosed()
 	for ctx.Err() == nil {
 		l, err := q.c.link(ctx)
 		if err != nil {
