@@ -207,6 +207,9 @@ func (l *link) lookOnce(s *slotLock, r lockRef, drop bool) (lockState, error) {
 			err = e
 		}
 	}
+	if err == nil && len(held) > 0 {
+		err = settled(ch, r.slot)
+	}
 	switch {
 	case err != nil:
 		return 0, err
@@ -218,6 +221,19 @@ func (l *link) lookOnce(s *slotLock, r lockRef, drop bool) (lockState, error) {
 		return lockCollision, nil
 	}
 	return lockNone, nil
+}
+
+// settled returns once the broker has put back what ch rejected into
+// slot. A reject has no reply: without this, a publish on another channel
+// could reach the slot before the marker is back, find it empty, and be
+// let in beside it, so that a duplicate would not be refused. The slot's
+// queue handles a channel's requests in order, and a passive declare asks
+// the queue itself, so its reply comes after the requeue.
+func settled(ch *amqp.Channel, slot string) error {
+	if _, err := ch.QueueDeclarePassive(slot, false, false, false, false, nil); err != nil {
+		return fmt.Errorf("look into lock slot %s: %w", slot, err)
+	}
+	return nil
 }
 
 // releaseTx removes r's marker from its slot on the work channel, whose

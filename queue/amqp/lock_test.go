@@ -110,3 +110,31 @@ func TestTaskWithoutMarker(t *testing.T) {
 		t.Errorf("Publish after the ack: %v", err)
 	}
 }
+
+// TestDuplicateRefusedRightAfterClaim: a claimer looks into the lock slot
+// by taking the marker and putting it back. A Publish of the same key
+// right after the claim returns must still find the marker there, so the
+// claim may return only once the broker has put it back. The race is
+// narrow, so it is run many times.
+func TestDuplicateRefusedRightAfterClaim(t *testing.T) {
+	t.Parallel()
+	q := openLock(t, freshPrefix(t))
+	for i := range 150 {
+		task := queuetest.Task(i, "public")
+		if err := q.Publish(t.Context(), task); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		d, err := q.Claim(ctxFor(t, 10*time.Second), "public")
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		again := task
+		again.Attempt = 2
+		if err := q.Publish(t.Context(), again); !errors.Is(err, queue.ErrDuplicate) {
+			t.Fatalf("round %d: Publish right after the claim = %v, want ErrDuplicate", i, err)
+		}
+		if err := d.Ack(t.Context()); err != nil {
+			t.Fatalf("Ack: %v", err)
+		}
+	}
+}
