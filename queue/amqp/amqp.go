@@ -333,12 +333,20 @@ func (wc *workChan) ackPublish(ctx context.Context, tag uint64, msg *amqp.Publis
 	if err := wc.ch.Ack(tag, false); err != nil {
 		return err
 	}
+	putBack := false
 	if lock != nil {
-		if err := wc.releaseTx(*lock); err != nil {
+		var err error
+		if putBack, err = wc.releaseTx(*lock); err != nil {
 			return err
 		}
 	}
-	return wc.ch.TxCommit()
+	if err := wc.ch.TxCommit(); err != nil {
+		return err
+	}
+	if putBack {
+		return settled(wc.ch, lock.slot)
+	}
+	return nil
 }
 
 // publish publishes msg and waits for the broker's confirm. ok is false

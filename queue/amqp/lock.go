@@ -240,13 +240,15 @@ func settled(ch *amqp.Channel, slot string) error {
 // transaction the caller commits: the marker goes with the task's ack.
 // Someone looking into the slot holds its markers for a moment (and puts
 // them back asynchronously, possibly on another channel), so a missing
-// marker is looked for a few times. wc.mu is held.
-func (wc *workChan) releaseTx(r lockRef) error {
+// marker is looked for a few times. Markers of others that it took are
+// rejected back in the transaction: putBack reports that there were some,
+// so that the caller waits for them (settled) after the commit. wc.mu is
+// held.
+func (wc *workChan) releaseTx(r lockRef) (putBack bool, err error) {
 	if r.slot == "" {
-		return nil
+		return false, nil
 	}
 	var others []amqp.Delivery
-	var err error
 	for try := range releaseTries {
 		found := false
 		err = takeMarkers(wc.ch, r.slot, func(m amqp.Delivery) error {
@@ -269,7 +271,7 @@ func (wc *workChan) releaseTx(r lockRef) error {
 			err = e
 		}
 	}
-	return err
+	return len(others) > 0, err
 }
 
 // How often and how far apart a release looks for a marker it misses.

@@ -9,6 +9,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/queuetest"
@@ -136,5 +137,81 @@ func TestDuplicateRefusedRightAfterClaim(t *testing.T) {
 		if err := d.Ack(t.Context()); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}
+	}
+}
+
+// TestContractLockSlots runs the queue contract with the locks in shared
+// slots (Config.LockSlots): the protocol must keep every promise of the
+// default, given keys that do not collide (the contract's keys do not
+// share a slot among 4096).
+func TestContractLockSlots(t *testing.T) {
+	queuetest.RunQueue(t, func(t *testing.T) queuetest.Opener {
+		prefix := freshPrefix(t)
+		return func(t *testing.T, opts queue.Options) queue.Queue {
+			q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: prefix, Options: opts, LockSlots: 4096})
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			t.Cleanup(func() { q.Close() })
+			return q
+		}
+	})
+}
+
+// TestLockSlotCollision: with one slot every key collides. A key whose
+// slot another key holds is queued without a lock and waits until the
+// slot is free; then it runs, and holds the lock against its duplicates.
+func TestLockSlotCollision(t *testing.T) {
+	t.Parallel()
+	q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: freshPrefix(t), LockSlots: 1,
+		Options: queue.Options{Lease: time.Minute, Poll: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	a, b := queuetest.Task(1, "public"), queuetest.Task(2, "public")
+	for _, task := range []turtles.Task{a, b} {
+		if err := q.Publish(t.Context(), task); err != nil {
+			t.Fatalf("Publish %s: %v", task.Key(), err)
+		}
+	}
+	if err := q.Publish(t.Context(), a); !errors.Is(err, queue.ErrDuplicate) {
+		t.Errorf("Publish of the slot's holder again = %v, want ErrDuplicate", err)
+	}
+	da, err := q.Claim(ctxFor(t, 10*time.Second), "public")
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	if da.Task().Key() != a.Key() {
+		t.Fatalf("claimed %s first, want %s", da.Task().Key(), a.Key())
+	}
+	if got, err := q.Claim(ctxFor(t, 1500*time.Millisecond), "public"); err == nil {
+		t.Fatalf("claimed %s while %s holds the only slot", got.Task().Key(), a.Key())
+	}
+	if err := da.Ack(t.Context()); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	db, err := q.Claim(ctxFor(t, 10*time.Second), "public")
+	if err != nil {
+		t.Fatalf("Claim after the slot was freed: %v", err)
+	}
+	if db.Task().Key() != b.Key() {
+		t.Fatalf("claimed %s, want %s", db.Task().Key(), b.Key())
+	}
+	if db.Count() != 1 {
+		t.Errorf("Count() = %d after waiting for the slot, want 1 (waiting is not a delivery)", db.Count())
+	}
+	if err := q.Publish(t.Context(), b); !errors.Is(err, queue.ErrDuplicate) {
+		t.Errorf("Publish of the running key = %v, want ErrDuplicate", err)
+	}
+	if err := db.Ack(t.Context()); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	// The refused duplicate's copy is dropped, not run.
+	if got, err := q.Claim(ctxFor(t, 1500*time.Millisecond), "public"); err == nil {
+		t.Fatalf("claimed %s: a withdrawn duplicate ran", got.Task().Key())
+	}
+	if err := q.Publish(t.Context(), b); err != nil {
+		t.Errorf("Publish after the ack: %v", err)
 	}
 }
