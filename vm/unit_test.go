@@ -331,8 +331,11 @@ func TestSweep(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			go cmd.Wait()
+			// One Wait reaps it (so that a killed child is not left a
+			// zombie that looks alive); the cleanup waits for that Wait.
+			waited := make(chan struct{})
+			go func() { cmd.Wait(); close(waited) }()
+			t.Cleanup(func() { cmd.Process.Kill(); <-waited })
 			st.PID = cmd.Process.Pid
 		}
 		b, _ := json.Marshal(st)
