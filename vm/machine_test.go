@@ -198,21 +198,26 @@ func TestBootFailures(t *testing.T) {
 	tests := []struct {
 		name, want string
 		img        image.Manifest
+		detach     bool
 	}{
-		{"qemu-exits", "qemu exited", image.Manifest{Disk: disk, Kernel: filepath.Join(dir, "no-such-kernel")}},
-		{"no-ssh", "no SSH within", image.Manifest{Disk: disk}},
+		{"qemu-exits", "qemu exited", image.Manifest{Disk: disk, Kernel: filepath.Join(dir, "no-such-kernel")}, false},
+		{"no-ssh", "no SSH within", image.Manifest{Disk: disk}, false},
+		// Detached (turtles vm start), qemu's output goes to a file.
+		{"qemu-exits-detached", "qemu exited", image.Manifest{Disk: disk, Kernel: filepath.Join(dir, "no-such-kernel")}, true},
+		{"no-ssh-detached", "no SSH within", image.Manifest{Disk: disk}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			vms := filepath.Join(dir, "vms")
-			_, err := Start(context.Background(), Config{Image: &tc.img, Dir: vms, BootTimeout: 3 * time.Second, MemoryMB: 128})
+			_, err := Start(context.Background(), Config{Image: &tc.img, Dir: vms, BootTimeout: 3 * time.Second, MemoryMB: 128,
+				Detach: tc.detach, Owner: os.Getpid()})
 			if err == nil || !turtles.IsInfra(err) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Start = %v; want an infra error saying %q", err, tc.want)
 			}
 			if !strings.Contains(err.Error(), "serial console") {
 				t.Errorf("error lacks the console tail: %v", err)
 			}
-			if tc.name == "qemu-exits" && !strings.Contains(err.Error(), "no-such-kernel") {
+			if strings.HasPrefix(tc.name, "qemu-exits") && !strings.Contains(err.Error(), "no-such-kernel") {
 				t.Errorf("error lacks qemu's message: %v", err)
 			}
 			if ents, _ := os.ReadDir(vms); len(ents) != 0 {

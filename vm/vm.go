@@ -300,7 +300,15 @@ func (m *Machine) boot(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("start qemu: %w", err)
 		}
 		m.PID = cmd.Process.Pid
-		go cmd.Wait() // reap it if it dies while we still run
+		// While this process runs, qemu is its child: Wait says exactly
+		// when it exits (and reaps it). Asking /proc instead can miss a
+		// qemu in the middle of its exec, whose command line is still
+		// empty, and call the boot failed.
+		m.done = make(chan struct{})
+		go func() {
+			m.waitErr = cmd.Wait()
+			close(m.done)
+		}()
 	} else {
 		w := io.MultiWriter(cfg.Console, m.tail)
 		cmd.Stdout, cmd.Stderr = w, w
