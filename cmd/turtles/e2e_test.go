@@ -81,7 +81,7 @@ type server struct {
 	url     string
 	dataDir string
 	cmd     *exec.Cmd
-	logs    *bytes.Buffer
+	logs    *syncBuffer
 	args    []string
 }
 
@@ -98,7 +98,7 @@ func freeAddr(t *testing.T) string {
 func startServe(t *testing.T, gh *githubtest.Server, dataDir string, extra ...string) *server {
 	t.Helper()
 	addr := freeAddr(t)
-	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &bytes.Buffer{},
+	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &syncBuffer{},
 		args: append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--github-api", gh.URL + "/",
 			"--slots", "2", "--retry-delays", "200ms", "--log-level", "debug"}, extra...)}
 	s.start()
