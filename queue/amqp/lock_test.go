@@ -1,6 +1,7 @@
 package amqp_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,10 +16,13 @@ import (
 	"github.com/turtles-ci/turtles/queue/queuetest"
 )
 
-func openLock(t *testing.T, prefix string) *amqp.Queue {
+// openLock opens a queue on the test broker with cfg's prefix (a fresh
+// one if unset) and lock settings.
+func openLock(t *testing.T, cfg amqp.Config) *amqp.Queue {
 	t.Helper()
-	q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: prefix,
-		Options: queue.Options{Lease: time.Minute, Poll: 20 * time.Millisecond}})
+	cfg.URL, cfg.Prefix = broker.URL, cmp.Or(cfg.Prefix, freshPrefix(t))
+	cfg.Options = queue.Options{Lease: time.Minute, Poll: 20 * time.Millisecond}
+	q, err := amqp.Open(cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -37,7 +41,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 // the original has finished by then (the slot no longer says so).
 func TestDuplicateDroppedAfterOriginalFinished(t *testing.T) {
 	t.Parallel()
-	q := openLock(t, freshPrefix(t))
+	q := openLock(t, amqp.Config{})
 	task := queuetest.Task(1, "public")
 	if err := q.Publish(t.Context(), task); err != nil {
 		t.Fatalf("Publish: %v", err)
@@ -66,7 +70,7 @@ func TestDuplicateDroppedAfterOriginalFinished(t *testing.T) {
 func TestTaskWithoutMarker(t *testing.T) {
 	t.Parallel()
 	prefix := freshPrefix(t)
-	q := openLock(t, prefix)
+	q := openLock(t, amqp.Config{Prefix: prefix})
 	task := queuetest.Task(1, "public")
 	// Declare the topology through the queue, then publish the task alone.
 	if err := q.Publish(t.Context(), queuetest.Task(2, "public")); err != nil {
@@ -119,7 +123,7 @@ func TestTaskWithoutMarker(t *testing.T) {
 // narrow, so it is run many times.
 func TestDuplicateRefusedRightAfterClaim(t *testing.T) {
 	t.Parallel()
-	q := openLock(t, freshPrefix(t))
+	q := openLock(t, amqp.Config{})
 	for i := range 150 {
 		task := queuetest.Task(i, "public")
 		if err := q.Publish(t.Context(), task); err != nil {
@@ -163,12 +167,7 @@ func TestContractLockSlots(t *testing.T) {
 // slot is free; then it runs, and holds the lock against its duplicates.
 func TestLockSlotCollision(t *testing.T) {
 	t.Parallel()
-	q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: freshPrefix(t), LockSlots: 1,
-		Options: queue.Options{Lease: time.Minute, Poll: 20 * time.Millisecond}})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q := openLock(t, amqp.Config{LockSlots: 1})
 	a, b := queuetest.Task(1, "public"), queuetest.Task(2, "public")
 	for _, task := range []turtles.Task{a, b} {
 		if err := q.Publish(t.Context(), task); err != nil {
