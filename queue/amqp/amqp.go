@@ -95,6 +95,11 @@ type names struct{ p string }
 
 func (n names) workExchange() string   { return n.p + ".work" }
 func (n names) eventsExchange() string { return n.p + ".events" }
+
+// event routes an encoded event to the events exchange.
+func (n names) event(msg amqp.Publishing) routed {
+	return routed{n.eventsExchange(), "event", msg}
+}
 func (n names) work(pool string) string {
 	return n.p + ".work." + pool
 }
@@ -289,12 +294,9 @@ const workChans = 4
 // got; one call at a time, so that a get never lands inside another
 // caller's transaction.
 type workChan struct {
-	mu     sync.Mutex
-	ch     *amqp.Channel
-	events string // the events exchange
+	mu sync.Mutex
+	ch *amqp.Channel
 }
-
-func (wc *workChan) eventsExchange() string { return wc.events }
 
 // get fetches one message from queue name on a free work channel (or the
 // next one, if none is free), which the message must be acked on.
@@ -316,18 +318,21 @@ func (l *link) get(name string) (amqp.Delivery, *workChan, bool, error) {
 
 // ack acks a message fetched on wc, and commits.
 func (wc *workChan) ack(tag uint64) error {
-	return wc.ackPublish(context.Background(), tag, nil, nil)
+	return wc.commit(context.Background(), tag, nil, nil)
 }
 
-// ackPublish publishes msg (if set) to the events exchange, acks tag and
-// removes the marker of lock (if set) in one transaction: all or nothing
-// happens, whenever this process dies.
-func (wc *workChan) ackPublish(ctx context.Context, tag uint64, msg *amqp.Publishing, lock *lockRef) error {
+// commit publishes pubs, acks tag and removes the marker of lock (if set)
+// in one transaction: all or nothing happens, whenever this process dies.
+// What replaces a message (its final event, its next delivery, its dead
+// letter) is never published without the message being acked, nor acked
+// without it: either would run or report a task twice, or lose it. A
+// commit returns once the broker has the publishes on disk.
+func (wc *workChan) commit(ctx context.Context, tag uint64, pubs []routed, lock *lockRef) error {
 	wc.mu.Lock()
 	defer wc.mu.Unlock()
-	if msg != nil {
-		if err := wc.ch.PublishWithContext(ctx, wc.eventsExchange(), "event", false, false, *msg); err != nil {
-			return err
+	for _, p := range pubs {
+		if err := wc.ch.PublishWithContext(ctx, p.exchange, p.key, false, false, p.msg); err != nil {
+			return fmt.Errorf("publish to %q/%q: %w", p.exchange, p.key, err)
 		}
 	}
 	if err := wc.ch.Ack(tag, false); err != nil {
@@ -345,6 +350,21 @@ func (wc *workChan) ackPublish(ctx context.Context, tag uint64, msg *amqp.Publis
 	}
 	if putBack {
 		return settled(wc.ch, lock.slot)
+	}
+	return nil
+}
+
+// publishAll publishes pubs one by one and waits for each confirm: for
+// what has no message to be acked with (parked tasks).
+func (l *link) publishAll(ctx context.Context, pubs []routed) error {
+	for _, p := range pubs {
+		ok, err := l.publish(ctx, p.exchange, p.key, p.msg)
+		if err == nil && !ok {
+			err = fmt.Errorf("publish to %q/%q: broker refused the message", p.exchange, p.key)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -477,7 +497,7 @@ func (c *client) dial() (*link, error) {
 		if err := ch.Tx(); err != nil {
 			return fail(fmt.Errorf("tx mode: %w", err))
 		}
-		l.work = append(l.work, &workChan{ch: ch, events: c.n.eventsExchange()})
+		l.work = append(l.work, &workChan{ch: ch})
 	}
 	ch, err := l.channel()
 	if err != nil {

@@ -154,7 +154,7 @@ func (d *delivery) AckWithEvent(ctx context.Context, ev turtles.Event) error {
 // sets the final state. d.mu is held.
 func (d *delivery) endWith(ctx context.Context, msg amqp.Publishing) error {
 	if d.state == stateHeld {
-		if err := d.wc.ackPublish(ctx, d.tag, &msg, &d.lock); err != nil {
+		if err := d.wc.commit(ctx, d.tag, []routed{d.q.n.event(msg)}, &d.lock); err != nil {
 			d.finish(stateLost)
 			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 		}
@@ -178,14 +178,7 @@ func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string)
 		return false, err
 	}
 	dead := d.count >= d.q.opts.MaxDeliveries
-	err := d.settle(ctx, func(l *link) error {
-		if dead {
-			return d.q.deadLetter(ctx, l, d.pool, d.body, &d.task, reason)
-		}
-		t := d.task
-		t.Attempt++
-		return d.q.republish(ctx, l, d.pool, t, d.count, delay, d.token)
-	}, dead)
+	err := d.settle(ctx, d.next(dead, delay, reason), dead)
 	if err != nil {
 		return false, fmt.Errorf("nack %s: %w", d.task.Key(), err)
 	}
@@ -203,8 +196,9 @@ func (d *delivery) Release(ctx context.Context) error {
 	if err := d.check(ctx); err != nil {
 		return err
 	}
-	err := d.settle(ctx, func(l *link) error {
-		return d.q.republish(ctx, l, d.pool, d.task, d.count-1, 0, d.token)
+	err := d.settle(ctx, func(l *link) ([]routed, error) {
+		r, err := d.q.requeued(l, d.pool, d.task, d.count-1, 0, d.token)
+		return []routed{r}, err
 	}, false)
 	if err != nil {
 		return fmt.Errorf("release %s: %w", d.task.Key(), err)
@@ -213,11 +207,27 @@ func (d *delivery) Release(ctx context.Context) error {
 	return nil
 }
 
-// settle publishes what replaces the task (if then is set) and lets go of
-// the original: an ack when held, the done marker and lease queue when
-// parked; if final, the task is over and its key's lock goes too (with
-// the ack when held). d.mu is held.
-func (d *delivery) settle(ctx context.Context, then func(l *link) error, final bool) error {
+// next returns what replaces the task after a failed delivery: its next
+// attempt after delay, or, if dead, its dead letter and final event.
+func (d *delivery) next(dead bool, delay time.Duration, reason string) func(l *link) ([]routed, error) {
+	return func(l *link) ([]routed, error) {
+		if dead {
+			return d.q.deadLettered(d.pool, d.body, &d.task, reason)
+		}
+		t := d.task
+		t.Attempt++
+		r, err := d.q.requeued(l, d.pool, t, d.count, delay, d.token)
+		return []routed{r}, err
+	}
+}
+
+// settle publishes what replaces the task (if then is set: it returns
+// the messages, declaring what they need on l) and lets go of the
+// original: when held, both in one transaction with the ack; when
+// parked, the done marker and lease queue after the publishes. If final,
+// the task is over and its key's lock goes too (with the ack when held).
+// d.mu is held.
+func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, error), final bool) error {
 	var lock *lockRef
 	if final {
 		lock = &d.lock
@@ -225,8 +235,10 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) error, final b
 	if d.state == stateHeld {
 		// The ack must go on the channel the message came on.
 		l := d.link
+		var pubs []routed
 		if then != nil {
-			if err := then(l); err != nil {
+			var err error
+			if pubs, err = then(l); err != nil {
 				if !l.alive() {
 					d.finish(stateLost)
 					return queue.ErrLeaseLost
@@ -234,15 +246,22 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) error, final b
 				return turtles.MarkInfra(err)
 			}
 		}
-		if err := d.wc.ackPublish(ctx, d.tag, nil, lock); err != nil {
+		if err := d.wc.commit(ctx, d.tag, pubs, lock); err != nil {
 			d.finish(stateLost)
 			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
+		}
+		if pubs != nil {
+			d.q.wakeUp(d.pool)
 		}
 		return nil
 	}
 	err := d.q.c.retry(ctx, func(l *link) error {
 		if then != nil {
-			if err := then(l); err != nil {
+			pubs, err := then(l)
+			if err == nil {
+				err = l.publishAll(ctx, pubs)
+			}
+			if err != nil {
 				return err
 			}
 			then = nil // done once; a retry only ends the lease
@@ -291,18 +310,7 @@ func (d *delivery) expire() {
 	dead := d.count >= d.q.opts.MaxDeliveries
 	var err error
 	if l.alive() {
-		if dead {
-			err = d.q.deadLetter(ctx, l, d.pool, d.body, &d.task, fmt.Sprintf("lease expired on delivery %d", d.count))
-		} else {
-			t := d.task
-			t.Attempt++
-			err = d.q.republish(ctx, l, d.pool, t, d.count, 0, d.token)
-		}
-		if err == nil && dead {
-			err = d.wc.ackPublish(ctx, d.tag, nil, &d.lock)
-		} else if err == nil {
-			err = d.wc.ack(d.tag)
-		}
+		err = d.settle(ctx, d.next(dead, 0, fmt.Sprintf("lease expired on delivery %d", d.count)), dead)
 	}
 	if err != nil {
 		// The broker hands the message out again, counted, when the
@@ -331,9 +339,11 @@ func (d *delivery) parkNow() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	id := newToken()
-	err := d.parkOn(ctx, l, id)
+	parked, err := d.parkOn(l, id)
 	if err == nil {
-		err = d.wc.ack(d.tag)
+		// The parked copy and the ack in one transaction: a death in
+		// between must not leave both the message and its copy queued.
+		err = d.wc.commit(ctx, d.tag, []routed{parked}, nil)
 	}
 	if err != nil {
 		d.q.c.log.Warn("parking a long task failed; trying again", "task", d.task.Key(), "err", err)
@@ -344,23 +354,21 @@ func (d *delivery) parkNow() {
 	d.q.c.log.Info("long task parked", "task", d.task.Key(), "lease", id)
 }
 
-func (d *delivery) parkOn(ctx context.Context, l *link, id string) error {
+// parkOn takes the lease queue id on l and returns the parked copy of
+// the task, to be published with the ack.
+func (d *delivery) parkOn(l *link, id string) (routed, error) {
 	n := d.q.n
 	if err := l.declare(queueSpec{name: n.lease(id), exclusive: true}); err != nil {
-		return err
+		return routed{}, err
 	}
 	spec := n.parkedSpec(d.pool, d.q.opts.Lease)
 	if err := l.declare(spec); err != nil {
-		return err
+		return routed{}, err
 	}
 	msg := taskMessage(d.body, 2*d.task.Priority, d.count, d.token)
 	msg.Headers[hLease] = id
 	msg.Headers[hPool] = d.pool
-	ok, err := l.publish(ctx, "", spec.name, msg)
-	if err == nil && !ok {
-		err = fmt.Errorf("broker refused the parked copy")
-	}
-	return err
+	return routed{"", spec.name, msg}, nil
 }
 
 // relink runs after a reconnect: a held message went back to the broker
@@ -379,7 +387,8 @@ func (d *delivery) relink(l *link) {
 }
 
 // reap runs in every handle that claims: it takes parked copies whose
-// TTL ended and decides their fate.
+// TTL ended and decides their fate. Its channel is in tx mode, so that a
+// copy's replacement and its ack go together (reaper.commit).
 func (q *Queue) reap() {
 	ctx := q.c.untilClosed()
 	for ctx.Err() == nil {
@@ -390,6 +399,9 @@ func (q *Queue) reap() {
 		ch, err := l.conn.Channel()
 		if err == nil {
 			err = ch.Qos(1, 0, false)
+		}
+		if err == nil {
+			err = ch.Tx()
 		}
 		var msgs <-chan amqp.Delivery
 		if err == nil {
@@ -403,25 +415,49 @@ func (q *Queue) reap() {
 			}
 			continue
 		}
+		r := reaper{ch: ch}
 		for m := range msgs {
-			q.reapOne(ctx, l, m)
+			q.reapOne(ctx, l, r, m)
 		}
 	}
 }
 
-func (q *Queue) reapOne(ctx context.Context, l *link, m amqp.Delivery) {
+// reaper is the reaper's channel, in tx mode.
+type reaper struct{ ch *amqp.Channel }
+
+// commit publishes pubs and acks m (or, with requeue, puts it back) in
+// one transaction.
+func (r reaper) commit(ctx context.Context, m amqp.Delivery, pubs []routed, requeue bool) error {
+	for _, p := range pubs {
+		if err := r.ch.PublishWithContext(ctx, p.exchange, p.key, false, false, p.msg); err != nil {
+			return fmt.Errorf("publish to %q/%q: %w", p.exchange, p.key, err)
+		}
+	}
+	var err error
+	if requeue {
+		err = m.Nack(false, true)
+	} else {
+		err = m.Ack(false)
+	}
+	if err != nil {
+		return err
+	}
+	return r.ch.TxCommit()
+}
+
+func (q *Queue) reapOne(ctx context.Context, l *link, r reaper, m amqp.Delivery) {
 	id, pool := headerString(m.Headers, hLease), headerString(m.Headers, hPool)
 	count := headerInt(m.Headers, hDeliveries)
 	t, err := turtles.DecodeTask(m.Body)
 	if err != nil || id == "" || pool == "" {
 		q.c.log.Error("reaper: dropping a message that is not a parked task", "err", err)
-		m.Ack(false)
+		r.commit(ctx, m, nil, false)
 		return
 	}
 	log := q.c.log.With("task", t.Key(), "lease", id)
 	fail := func(err error) {
 		log.Warn("reaper: deciding a parked task failed; it comes back", "err", err)
-		m.Nack(false, true)
+		r.commit(ctx, m, nil, true)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
@@ -440,13 +476,11 @@ func (q *Queue) reapOne(ctx context.Context, l *link, m amqp.Delivery) {
 		msg.Headers[hLease], msg.Headers[hPool] = id, pool
 		err := l.declare(spec)
 		if err == nil {
-			_, err = l.publish(ctx, "", spec.name, msg)
+			err = r.commit(ctx, m, []routed{{"", spec.name, msg}}, false)
 		}
 		if err != nil {
 			fail(err)
-			return
 		}
-		m.Ack(false)
 		return
 	}
 	_, done, err := l.exists(q.n.done(id))
@@ -458,22 +492,29 @@ func (q *Queue) reapOne(ctx context.Context, l *link, m amqp.Delivery) {
 		if err := l.deleteQueue(q.n.done(id)); err != nil {
 			log.Warn("reaper: removing a done marker failed; it expires", "err", err)
 		}
-		m.Ack(false)
+		r.commit(ctx, m, nil, false)
 		return
 	}
-	if count >= q.opts.MaxDeliveries {
-		err = q.deadLetter(ctx, l, pool, m.Body, &t, fmt.Sprintf("holder lost on delivery %d", count))
+	dead := count >= q.opts.MaxDeliveries
+	var pubs []routed
+	if dead {
+		pubs, err = q.deadLettered(pool, m.Body, &t, fmt.Sprintf("holder lost on delivery %d", count))
 	} else {
 		log.Warn("reaper: holder of a parked task is gone; queueing it again")
 		t.Attempt++
-		err = q.republish(ctx, l, pool, t, count, 0, headerString(m.Headers, hToken))
+		var next routed
+		next, err = q.requeued(l, pool, t, count, 0, headerString(m.Headers, hToken))
+		pubs = []routed{next}
+	}
+	if err == nil {
+		err = r.commit(ctx, m, pubs, false)
 	}
 	if err != nil {
 		fail(err)
 		return
 	}
-	m.Ack(false)
-	if count >= q.opts.MaxDeliveries {
+	q.wakeUp(pool)
+	if dead {
 		q.unlock(q.lockOf(m.Headers, t))
 	}
 }

@@ -3,7 +3,6 @@ package amqp
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -63,11 +62,7 @@ func emitOn(ctx context.Context, l *link, n names, ev turtles.Event) error {
 
 // publishEvent publishes an encoded event and waits for its confirm.
 func publishEvent(ctx context.Context, l *link, n names, msg amqp.Publishing) error {
-	ok, err := l.publish(ctx, n.eventsExchange(), "event", msg)
-	if err == nil && !ok {
-		err = errors.New("broker refused the event")
-	}
-	return err
+	return l.publishAll(ctx, []routed{n.event(msg)})
 }
 
 // consumer returns the current delivery channel, consuming anew after a

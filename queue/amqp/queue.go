@@ -296,10 +296,11 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 	t, decodeErr := turtles.DecodeTask(m.Body)
 	if decodeErr != nil {
 		q.c.log.Warn("dead-lettering a malformed message", "pool", pool, "reason", decodeErr.Error())
-		if err := q.deadLetter(ctx, l, pool, m.Body, nil, decodeErr.Error()); err != nil {
+		pubs, err := q.deadLettered(pool, m.Body, nil, decodeErr.Error())
+		if err != nil {
 			return nil, err
 		}
-		return nil, wc.ack(m.DeliveryTag)
+		return nil, wc.commit(ctx, m.DeliveryTag, pubs, nil)
 	}
 	lock := q.lockOf(m.Headers, t)
 	if rec, ok := q.cancels.match(t); ok {
@@ -307,25 +308,23 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 		if err != nil {
 			return nil, err
 		}
-		return nil, wc.ackPublish(ctx, m.DeliveryTag, &msg, &lock)
+		return nil, wc.commit(ctx, m.DeliveryTag, []routed{q.n.event(msg)}, &lock)
 	}
 	if m.Redelivered {
 		// RabbitMQ put it back because a holder's connection ended: that
 		// was a delivery. Count it in the message, at the back of the
 		// line ahead of fresh tasks.
 		t.Attempt++
-		if err := q.republish(ctx, l, pool, t, prev+1, 0, lock.token); err != nil {
-			return nil, err
-		}
-		return nil, wc.ack(m.DeliveryTag)
+		return nil, q.requeue(ctx, l, wc, m.DeliveryTag, pool, t, prev+1, 0, lock.token)
 	}
 	if prev >= q.opts.MaxDeliveries {
 		reason := fmt.Sprintf("delivered %d times without an outcome", prev)
 		q.c.log.Warn("dead-lettering a task", "task", t.Key(), "reason", reason)
-		if err := q.deadLetter(ctx, l, pool, m.Body, &t, reason); err != nil {
+		pubs, err := q.deadLettered(pool, m.Body, &t, reason)
+		if err != nil {
 			return nil, err
 		}
-		return nil, wc.ackPublish(ctx, m.DeliveryTag, nil, &lock)
+		return nil, wc.commit(ctx, m.DeliveryTag, pubs, &lock)
 	}
 	token := lock.token
 	run, wait, lock, err := q.lockTask(ctx, l, lock)
@@ -334,10 +333,7 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 	}
 	if wait {
 		// Another key holds the lock slot: back in line, not counted.
-		if err := q.republish(ctx, l, pool, t, prev, slotWait, token); err != nil {
-			return nil, err
-		}
-		return nil, wc.ack(m.DeliveryTag)
+		return nil, q.requeue(ctx, l, wc, m.DeliveryTag, pool, t, prev, slotWait, token)
 	}
 	if !run {
 		q.c.log.Info("dropping a duplicate copy of a task", "task", t.Key())
@@ -352,25 +348,12 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 	return d, nil
 }
 
-// republish queues t again with prev earlier deliveries, after delay (0:
-// at once), ahead of fresh tasks of its priority.
-func (q *Queue) republish(ctx context.Context, l *link, pool string, t turtles.Task, prev int, delay time.Duration, token string) error {
-	body, err := json.Marshal(t)
-	if err != nil {
-		return err
-	}
-	msg := taskMessage(body, 2*t.Priority+1, prev, token)
-	exchange, key := q.n.workExchange(), pool
-	if delay > 0 {
-		spec := q.n.delaySpec(pool, delayStep(delay))
-		if err := l.declare(spec); err != nil {
-			return err
-		}
-		exchange, key = "", spec.name
-	}
-	ok, err := l.publish(ctx, exchange, key, msg)
-	if err == nil && !ok {
-		err = errors.New("broker refused the message")
+// requeue queues t again (requeued) and acks the message tag it came in
+// on wc, in one transaction.
+func (q *Queue) requeue(ctx context.Context, l *link, wc *workChan, tag uint64, pool string, t turtles.Task, prev int, delay time.Duration, token string) error {
+	r, err := q.requeued(l, pool, t, prev, delay, token)
+	if err == nil {
+		err = wc.commit(ctx, tag, []routed{r}, nil)
 	}
 	if err == nil {
 		q.wakeUp(pool)
@@ -378,33 +361,46 @@ func (q *Queue) republish(ctx context.Context, l *link, pool string, t turtles.T
 	return err
 }
 
-// deadLetter stores body on the dead-letter queue with reason; for a
-// valid task it also emits the task's final infra event, so that its
-// status does not stay pending.
-func (q *Queue) deadLetter(ctx context.Context, l *link, pool string, body []byte, t *turtles.Task, reason string) error {
-	msg := amqp.Publishing{
+// requeued returns the message that queues t again with prev earlier
+// deliveries, after delay (0: at once), ahead of fresh tasks of its
+// priority; it declares the delay queue on l.
+func (q *Queue) requeued(l *link, pool string, t turtles.Task, prev int, delay time.Duration, token string) (routed, error) {
+	body, err := json.Marshal(t)
+	if err != nil {
+		return routed{}, err
+	}
+	r := routed{q.n.workExchange(), pool, taskMessage(body, 2*t.Priority+1, prev, token)}
+	if delay > 0 {
+		spec := q.n.delaySpec(pool, delayStep(delay))
+		if err := l.declare(spec); err != nil {
+			return routed{}, err
+		}
+		r.exchange, r.key = "", spec.name
+	}
+	return r, nil
+}
+
+// deadLettered returns the messages that store body on the dead-letter
+// queue with reason; for a valid task also the task's final infra event,
+// so that its status does not stay pending.
+func (q *Queue) deadLettered(pool string, body []byte, t *turtles.Task, reason string) ([]routed, error) {
+	dead := routed{"", q.n.dead(), amqp.Publishing{
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    time.Now(),
 		Headers: amqp.Table{hPool: pool, hReason: reason,
 			hTime: time.Now().UnixNano()},
 		Body: body,
-	}
-	if ok, err := l.publish(ctx, "", q.n.dead(), msg); err != nil || !ok {
-		return fmt.Errorf("dead-letter: %w", errors.Join(err, errIf(!ok, "broker refused the message")))
-	}
+	}}
 	if t == nil {
-		return nil
+		return []routed{dead}, nil
 	}
 	ev := turtles.Event{ID: "dead-" + newToken(), Type: turtles.EventFinished, Task: *t, Time: time.Now(),
 		Outcome: &turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}}
-	return emitOn(ctx, l, q.n, ev)
-}
-
-func errIf(cond bool, msg string) error {
-	if cond {
-		return errors.New(msg)
+	msg, err := eventMessage(ev)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return []routed{dead, q.n.event(msg)}, nil
 }
 
 // reconnected runs after a reconnect, before the link is handed out:
