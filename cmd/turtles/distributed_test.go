@@ -257,6 +257,18 @@ func TestDistributed(t *testing.T) {
 		}
 		return n
 	}
+	// explain logs what every process said about one task: what a
+	// failure below needs to be understood after the fact.
+	explain := func(t *testing.T, sha, context string) {
+		t.Helper()
+		for _, p := range append([]*proc{hookP, rep}, botProcs...) {
+			for _, line := range strings.Split(p.logs.String(), "\n") {
+				if strings.Contains(line, sha) && strings.Contains(line, context) {
+					t.Logf("%s: %s", p.name, line)
+				}
+			}
+		}
+	}
 	lastLog, deadline := time.Now(), time.Now().Add(480*time.Second)
 	for n := finals(); n < commits*contexts; n = finals() {
 		if time.Since(lastLog) > 15*time.Second {
@@ -265,20 +277,11 @@ func TestDistributed(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			endChaos()
-			var procs []*proc
-			procs = append(procs, hookP, rep)
 			for _, sha := range shas {
 				for c := range contexts {
 					if st, ok := gh.Final("octo/hello", sha, fmt.Sprintf("c%02d", c)); !ok || st.State == "pending" {
-						key := fmt.Sprintf("%s:c%02d", sha, c)
-						t.Errorf("no final status for %s (last: %+v)", key, st)
-						for _, p := range append(procs, botProcs...) {
-							for _, line := range strings.Split(p.logs.String(), "\n") {
-								if strings.Contains(line, key) || strings.Contains(line, sha) && strings.Contains(line, "c"+fmt.Sprintf("%02d", c)) {
-									t.Logf("%s: %s", p.name, line)
-								}
-							}
-						}
+						t.Errorf("no final status for %s:c%02d (last: %+v)", sha, c, st)
+						explain(t, sha, fmt.Sprintf("c%02d", c))
 					}
 				}
 			}
@@ -295,10 +298,11 @@ func TestDistributed(t *testing.T) {
 	time.Sleep(3 * time.Second) // duplicates would come now
 
 	t.Run("exactly one final status per task", func(t *testing.T) {
-		count := map[string]int{}
+		type task struct{ sha, context string }
+		count := map[task]int{}
 		for _, st := range gh.Statuses() {
 			if st.State != "pending" && st.Context != "turtles" {
-				count[st.SHA+" "+st.Context]++
+				count[task{st.SHA, st.Context}]++
 				if st.State != "success" {
 					t.Errorf("%s %s: %s (%s), want success", st.SHA[:8], st.Context, st.State, st.Description)
 				}
@@ -306,7 +310,8 @@ func TestDistributed(t *testing.T) {
 		}
 		for k, n := range count {
 			if n != 1 {
-				t.Errorf("%s: %d final statuses, want 1", k, n)
+				t.Errorf("%s %s: %d final statuses, want 1", k.sha, k.context, n)
+				explain(t, k.sha, k.context)
 			}
 		}
 		if len(count) != commits*contexts {
@@ -333,6 +338,7 @@ func TestDistributed(t *testing.T) {
 				}
 				if x.Outcome == nil || x.Outcome.Class != "success" || finished != 1 {
 					t.Errorf("%s %s: outcome %v with %d finished attempts, want success from exactly 1", sha[:8], x.Context, x.Outcome, finished)
+					explain(t, sha, x.Context)
 				}
 			}
 			if n != contexts {
