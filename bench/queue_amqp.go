@@ -40,10 +40,10 @@ func queueAMQP(ctx context.Context) error {
 
 	// The machine is shared: rounds interleave the loops, and the
 	// medians are compared, so that a burst of load hits all alike.
-	var raw, rawLocked, noDedupe, perKey, slots []float64
+	var raw, rawLocked, rawHTTP, noDedupe, perKey, slots []float64
 	rate := func(d time.Duration) float64 { return tasks / d.Seconds() }
 	for round := range rounds {
-		d, err := rawLoop(ctx, b.URL, tasks, publishers, claimers, false)
+		d, err := rawLoop(ctx, b.URL, tasks, publishers, claimers, lockNone)
 		if err != nil {
 			return fmt.Errorf("raw loop: %w", err)
 		}
@@ -56,10 +56,18 @@ func queueAMQP(ctx context.Context) error {
 				return err
 			}
 		}
-		if d, err = rawLoop(ctx, b.URL, tasks, publishers, claimers, true); err != nil {
+		if d, err = rawLoop(ctx, b.URL, tasks, publishers, claimers, lockMarkers); err != nil {
 			return fmt.Errorf("raw loop with markers: %w", err)
 		}
 		rawLocked = append(rawLocked, rate(d))
+		// The ceiling of a lock kept outside the broker: the raw loop
+		// plus the least such a lock costs, an HTTP round trip to a lock
+		// server on loopback to take the key before the publish and one
+		// to free it before the ack.
+		if d, err = rawLoop(ctx, b.URL, tasks, publishers, claimers, lockHTTP); err != nil {
+			return fmt.Errorf("raw loop with an HTTP lock: %w", err)
+		}
+		rawHTTP = append(rawHTTP, rate(d))
 		// Without the dedupe lock, for the record: it shows what the
 		// locks cost.
 		if d, err = turtlesLoop(ctx, b.URL, amqp.Config{Prefix: "bench-nodedupe", NoDedupe: true}, tasks, publishers, claimers); err != nil {
@@ -84,6 +92,7 @@ func queueAMQP(ctx context.Context) error {
 		raw, rawLocked, lockSlots, slots, perKey, noDedupe)
 	r := medianRate(raw)
 	fmt.Printf("ceiling of a broker-side lock: raw with markers %.0f (ratio %.2f)\n", medianRate(rawLocked), medianRate(rawLocked)/r)
+	fmt.Printf("ceiling of a lock outside the broker: raw with an HTTP lock %.0f (ratio %.2f) %.0f\n", medianRate(rawHTTP), medianRate(rawHTTP)/r, rawHTTP)
 	fmt.Printf("medians: raw %.0f; LockSlots %d %.0f (ratio %.2f); default %.0f (ratio %.2f); NoDedupe %.0f (ratio %.2f)\n",
 		r, lockSlots, medianRate(slots), medianRate(slots)/r, medianRate(perKey), medianRate(perKey)/r, medianRate(noDedupe), medianRate(noDedupe)/r)
 	// The result is what a user gets: the default, exact dedupe.
@@ -147,8 +156,21 @@ func declareMarkerSlots(url string, n int) error {
 // markers, each publish also publishes a transient marker to the
 // message's own lock queue (confirmed together), and each consumer takes
 // the marker (basic.get and ack) before acking the message: the least
-// work a lock kept in the broker adds.
-func rawLoop(ctx context.Context, url string, n, publishers, claimers int, markers bool) (time.Duration, error) {
+// work a lock kept in the broker adds. With lockHTTP, each publisher
+// takes the message's key on a lock server over HTTP first, and each
+// consumer frees it before the ack: the least a lock outside the broker
+// adds.
+func rawLoop(ctx context.Context, url string, n, publishers, claimers int, lock rawLock) (time.Duration, error) {
+	markers := lock == lockMarkers
+	var locks *httpLocks
+	if lock == lockHTTP {
+		l, err := startHTTPLocks()
+		if err != nil {
+			return 0, err
+		}
+		defer l.close()
+		locks = l
+	}
 	conn, err := amqp091.Dial(url)
 	if err != nil {
 		return 0, err
@@ -184,6 +206,9 @@ func rawLoop(ctx context.Context, url string, n, publishers, claimers int, marke
 				// publishes in order, so it is there when the message is.
 				var mc, dc *amqp091.DeferredConfirmation
 				var err error
+				if locks != nil {
+					err = locks.acquire(ctx, i)
+				}
 				if markers {
 					mc, err = ch.PublishWithDeferredConfirmWithContext(ctx, "", markerSlot(i), false, false, amqp091.Publishing{
 						DeliveryMode: amqp091.Transient, Body: body})
@@ -227,11 +252,16 @@ func rawLoop(ctx context.Context, url string, n, publishers, claimers int, marke
 				case <-ctx.Done():
 					return
 				case m := <-msgs:
-					if markers {
-						if err := takeMarker(ch, markerSlot(atoi(m.Body))); err != nil {
-							cancel(err)
-							return
-						}
+					var err error
+					switch {
+					case markers:
+						err = takeMarker(ch, markerSlot(atoi(m.Body)))
+					case locks != nil:
+						err = locks.release(ctx, atoi(m.Body))
+					}
+					if err != nil {
+						cancel(err)
+						return
 					}
 					if err := m.Ack(false); err != nil {
 						cancel(err)
