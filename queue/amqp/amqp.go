@@ -207,8 +207,11 @@ func (l *link) alive() bool {
 	case <-l.dead:
 		return false
 	default:
-		return true
 	}
+	// The connection is marked closed before its channels fail their
+	// calls, and before l.dead is closed: an operation that failed with
+	// the connection must see it dead, or it is not tried again.
+	return !l.conn.IsClosed()
 }
 
 // channel returns the declaration channel, reopened if an error closed it.

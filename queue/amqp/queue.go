@@ -110,20 +110,25 @@ func (q *Queue) PublishRaw(ctx context.Context, pool string, body []byte) error 
 
 func (q *Queue) publishTask(ctx context.Context, pool string, t *turtles.Task, body []byte) error {
 	prio := 0
-	lock := lockRef{token: newToken()}
+	var lock lockRef
 	if t != nil {
 		prio = t.Priority
 		if !q.c.cfg.NoDedupe {
 			lock.key, lock.slot = t.Key(), q.n.slotOf(t.Key(), q.c.cfg.LockSlots)
 		}
 	}
-	task := routed{q.n.workExchange(), pool, taskMessage(body, 2*prio, 0, lock.token)}
-	var marker routed
-	if lock.slot != "" {
-		marker = routed{"", lock.slot, lock.marker()}
-	}
 	locked := false
 	err := q.c.retry(ctx, func(l *link) error {
+		// A token per try: a try whose confirms were lost with the
+		// connection may have queued its copy (and its marker) all the
+		// same. With a token of its own, the next try's copy is another
+		// copy, not the same one twice: the lock keeps one of them.
+		lock.token = newToken()
+		task := routed{q.n.workExchange(), pool, taskMessage(body, 2*prio, 0, lock.token)}
+		var marker routed
+		if lock.slot != "" {
+			marker = routed{"", lock.slot, lock.marker()}
+		}
 		if err := q.usePool(l, pool); err != nil {
 			return err
 		}

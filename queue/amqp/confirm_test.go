@@ -1,0 +1,137 @@
+package amqp_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/queue/amqp"
+	"github.com/turtles-ci/turtles/queue/queuetest"
+)
+
+// cutProxy forwards AMQP connections to the broker. Armed, it lets the
+// client's bytes through but swallows the broker's replies, then cuts
+// the connection: a publish reaches the broker, its confirm never comes
+// back. It disarms itself, so that the reconnect goes through.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	armed  atomic.Bool
+	cuts   atomic.Int32
+	wg     sync.WaitGroup
+}
+
+func startCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Go(func() { p.serve(c) })
+		}
+	})
+	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *cutProxy) serve(client net.Conn) {
+	defer client.Close()
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	go func() {
+		io.Copy(server, client)
+		server.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := server.Read(buf)
+		if err != nil {
+			return
+		}
+		if p.armed.Load() {
+			// The broker's answer is lost: give the client's publishes
+			// time to arrive, then cut.
+			time.Sleep(300 * time.Millisecond)
+			if p.armed.CompareAndSwap(true, false) {
+				p.cuts.Add(1)
+			}
+			return
+		}
+		if _, err := client.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// TestLostConfirm: a publish that reached the broker but whose confirms
+// were lost with the connection is tried again after the reconnect. The
+// two copies must not both run: each try has its own token, so the
+// dedupe lock keeps one.
+func TestLostConfirm(t *testing.T) {
+	t.Parallel()
+	addr := strings.TrimSuffix(strings.SplitN(broker.URL, "@", 2)[1], "/")
+	proxy := startCutProxy(t, addr)
+	url := strings.Replace(broker.URL, addr, proxy.ln.Addr().String(), 1)
+	q, err := amqp.Open(amqp.Config{URL: url, Prefix: freshPrefix(t),
+		Options: queue.Options{Lease: time.Minute, Poll: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	// Topology first, through an ordinary publish and claim of the same
+	// key, so that its lock queue is declared too: the next publish then
+	// goes straight to the messages, and it is their confirms that are
+	// lost, not a declare's reply.
+	task := queuetest.Task(1, "public")
+	if err := q.Publish(t.Context(), task); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	d, err := q.Claim(ctxFor(t, 10*time.Second), "public")
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	if err := d.Ack(t.Context()); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+
+	proxy.armed.Store(true)
+	err = q.Publish(ctxFor(t, 30*time.Second), task)
+	if err != nil && !errors.Is(err, queue.ErrDuplicate) {
+		t.Fatalf("Publish across a lost confirm = %v, want nil or ErrDuplicate (its first try got in)", err)
+	}
+	if proxy.cuts.Load() != 1 {
+		t.Fatalf("the proxy cut %d connections, want 1: the test did not test that", proxy.cuts.Load())
+	}
+	d, err = q.Claim(ctxFor(t, 10*time.Second), "public")
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	if d.Task().Key() != task.Key() {
+		t.Fatalf("claimed %s, want %s", d.Task().Key(), task.Key())
+	}
+	if got, err := q.Claim(ctxFor(t, 2*time.Second), "public"); err == nil {
+		t.Fatalf("claimed %s a second time (count %d) while the first copy runs", got.Task().Key(), got.Count())
+	}
+	if err := d.Ack(t.Context()); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	if got, err := q.Claim(ctxFor(t, 2*time.Second), "public"); err == nil {
+		t.Fatalf("claimed %s again after its ack: the other copy ran too", got.Task().Key())
+	}
+}
