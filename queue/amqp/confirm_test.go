@@ -87,13 +87,7 @@ func TestLostConfirm(t *testing.T) {
 	t.Parallel()
 	addr := strings.TrimSuffix(strings.SplitN(broker.URL, "@", 2)[1], "/")
 	proxy := startCutProxy(t, addr)
-	url := strings.Replace(broker.URL, addr, proxy.ln.Addr().String(), 1)
-	q, err := amqp.Open(amqp.Config{URL: url, Prefix: freshPrefix(t),
-		Options: queue.Options{Lease: time.Minute, Poll: 20 * time.Millisecond}})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q := openLock(t, amqp.Config{URL: strings.Replace(broker.URL, addr, proxy.ln.Addr().String(), 1)})
 	// Topology first, through an ordinary publish and claim of the same
 	// key, so that its lock queue is declared too: the next publish then
 	// goes straight to the messages, and it is their confirms that are
@@ -102,36 +96,22 @@ func TestLostConfirm(t *testing.T) {
 	if err := q.Publish(t.Context(), task); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
-	d, err := q.Claim(ctxFor(t, 10*time.Second), "public")
-	if err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
-	if err := d.Ack(t.Context()); err != nil {
+	if err := claimKey(t, q, task.Key()).Ack(t.Context()); err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
 
 	proxy.armed.Store(true)
-	err = q.Publish(ctxFor(t, 30*time.Second), task)
+	err := q.Publish(ctxFor(t, 30*time.Second), task)
 	if err != nil && !errors.Is(err, queue.ErrDuplicate) {
 		t.Fatalf("Publish across a lost confirm = %v, want nil or ErrDuplicate (its first try got in)", err)
 	}
 	if proxy.cuts.Load() != 1 {
 		t.Fatalf("the proxy cut %d connections, want 1: the test did not test that", proxy.cuts.Load())
 	}
-	d, err = q.Claim(ctxFor(t, 10*time.Second), "public")
-	if err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
-	if d.Task().Key() != task.Key() {
-		t.Fatalf("claimed %s, want %s", d.Task().Key(), task.Key())
-	}
-	if got, err := q.Claim(ctxFor(t, 2*time.Second), "public"); err == nil {
-		t.Fatalf("claimed %s a second time (count %d) while the first copy runs", got.Task().Key(), got.Count())
-	}
+	d := claimKey(t, q, task.Key())
+	noClaim(t, q, 2*time.Second, "a second copy while the first runs")
 	if err := d.Ack(t.Context()); err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
-	if got, err := q.Claim(ctxFor(t, 2*time.Second), "public"); err == nil {
-		t.Fatalf("claimed %s again after its ack: the other copy ran too", got.Task().Key())
-	}
+	noClaim(t, q, 2*time.Second, "the other copy ran too, after the ack")
 }

@@ -16,11 +16,11 @@ import (
 	"github.com/turtles-ci/turtles/queue/queuetest"
 )
 
-// openLock opens a queue on the test broker with cfg's prefix (a fresh
-// one if unset) and lock settings.
+// openLock opens a queue on cfg's URL (the test broker if unset) with
+// cfg's prefix (a fresh one if unset) and lock settings.
 func openLock(t *testing.T, cfg amqp.Config) *amqp.Queue {
 	t.Helper()
-	cfg.URL, cfg.Prefix = broker.URL, cmp.Or(cfg.Prefix, freshPrefix(t))
+	cfg.URL, cfg.Prefix = cmp.Or(cfg.URL, broker.URL), cmp.Or(cfg.Prefix, freshPrefix(t))
 	cfg.Options = queue.Options{Lease: time.Minute, Poll: 20 * time.Millisecond}
 	q, err := amqp.Open(cfg)
 	if err != nil {
@@ -28,6 +28,27 @@ func openLock(t *testing.T, cfg amqp.Config) *amqp.Queue {
 	}
 	t.Cleanup(func() { q.Close() })
 	return q
+}
+
+// claimKey claims from pool public and fails unless it gets key.
+func claimKey(t *testing.T, q queue.Queue, key string) queue.Delivery {
+	t.Helper()
+	d, err := q.Claim(ctxFor(t, 10*time.Second), "public")
+	if err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	if d.Task().Key() != key {
+		t.Fatalf("claimed %s, want %s", d.Task().Key(), key)
+	}
+	return d
+}
+
+// noClaim fails if a claim from pool public gets anything within wait.
+func noClaim(t *testing.T, q queue.Queue, wait time.Duration, why string) {
+	t.Helper()
+	if got, err := q.Claim(ctxFor(t, wait), "public"); err == nil {
+		t.Fatalf("claimed %s (count %d): %s", got.Task().Key(), got.Count(), why)
+	}
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
@@ -177,26 +198,12 @@ func TestLockSlotCollision(t *testing.T) {
 	if err := q.Publish(t.Context(), a); !errors.Is(err, queue.ErrDuplicate) {
 		t.Errorf("Publish of the slot's holder again = %v, want ErrDuplicate", err)
 	}
-	da, err := q.Claim(ctxFor(t, 10*time.Second), "public")
-	if err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
-	if da.Task().Key() != a.Key() {
-		t.Fatalf("claimed %s first, want %s", da.Task().Key(), a.Key())
-	}
-	if got, err := q.Claim(ctxFor(t, 1500*time.Millisecond), "public"); err == nil {
-		t.Fatalf("claimed %s while %s holds the only slot", got.Task().Key(), a.Key())
-	}
+	da := claimKey(t, q, a.Key())
+	noClaim(t, q, 1500*time.Millisecond, "the other key holds the only slot")
 	if err := da.Ack(t.Context()); err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
-	db, err := q.Claim(ctxFor(t, 10*time.Second), "public")
-	if err != nil {
-		t.Fatalf("Claim after the slot was freed: %v", err)
-	}
-	if db.Task().Key() != b.Key() {
-		t.Fatalf("claimed %s, want %s", db.Task().Key(), b.Key())
-	}
+	db := claimKey(t, q, b.Key()) // once the slot is free
 	if db.Count() != 1 {
 		t.Errorf("Count() = %d after waiting for the slot, want 1 (waiting is not a delivery)", db.Count())
 	}
@@ -206,10 +213,7 @@ func TestLockSlotCollision(t *testing.T) {
 	if err := db.Ack(t.Context()); err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
-	// The refused duplicate's copy is dropped, not run.
-	if got, err := q.Claim(ctxFor(t, 1500*time.Millisecond), "public"); err == nil {
-		t.Fatalf("claimed %s: a withdrawn duplicate ran", got.Task().Key())
-	}
+	noClaim(t, q, 1500*time.Millisecond, "a withdrawn duplicate ran")
 	if err := q.Publish(t.Context(), b); err != nil {
 		t.Errorf("Publish after the ack: %v", err)
 	}
