@@ -18,13 +18,16 @@ import (
 // cutProxy forwards AMQP connections to the broker. Armed, it lets the
 // client's bytes through but swallows the broker's replies, then cuts
 // the connection: a publish reaches the broker, its confirm never comes
-// back. It disarms itself, so that the reconnect goes through.
+// back. With cutAfterReply, it passes the broker's next reply on and then
+// cuts: what the client sends after that reply is lost, as if the client
+// died there. Either disarms itself, so that the reconnect goes through.
 type cutProxy struct {
-	ln     net.Listener
-	target string
-	armed  atomic.Bool
-	cuts   atomic.Int32
-	wg     sync.WaitGroup
+	ln            net.Listener
+	target        string
+	armed         atomic.Bool
+	cutAfterReply atomic.Bool
+	cuts          atomic.Int32
+	wg            sync.WaitGroup
 }
 
 func startCutProxy(t *testing.T, target string) *cutProxy {
@@ -76,6 +79,10 @@ func (p *cutProxy) serve(client net.Conn) {
 		if _, err := client.Write(buf[:n]); err != nil {
 			return
 		}
+		if p.cutAfterReply.CompareAndSwap(true, false) {
+			p.cuts.Add(1)
+			return
+		}
 	}
 }
 
@@ -114,4 +121,37 @@ func TestLostConfirm(t *testing.T) {
 		t.Fatalf("Ack: %v", err)
 	}
 	noClaim(t, q, 2*time.Second, "the other copy ran too, after the ack")
+}
+
+// TestNackReplacedWithItsAck: the next attempt that a Nack queues and the
+// ack of the failed one are one step. The proxy passes the broker's first
+// reply to the Nack on and cuts the connection right after it: had the
+// next attempt been published and confirmed before the ack was sent, the
+// ack would be lost, the broker would hand the failed attempt out again,
+// and the task would be queued twice.
+func TestNackReplacedWithItsAck(t *testing.T) {
+	t.Parallel()
+	addr := strings.TrimSuffix(strings.SplitN(broker.URL, "@", 2)[1], "/")
+	proxy := startCutProxy(t, addr)
+	q := openLock(t, amqp.Config{URL: strings.Replace(broker.URL, addr, proxy.ln.Addr().String(), 1)})
+	task := queuetest.Task(1, "public")
+	if err := q.Publish(t.Context(), task); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	d := claimKey(t, q, task.Key())
+	proxy.cutAfterReply.Store(true)
+	// The Nack may or may not learn that it went through: either is fine.
+	d.Nack(t.Context(), 0, "flaky")
+	if proxy.cuts.Load() != 1 {
+		t.Fatalf("the proxy cut %d connections, want 1: the test did not test that", proxy.cuts.Load())
+	}
+	d = claimKey(t, q, task.Key())
+	if d.Count() != 2 {
+		t.Errorf("Count() = %d after one Nack, want 2", d.Count())
+	}
+	noClaim(t, q, 2*time.Second, "a second copy of a nacked task")
+	if err := d.Ack(t.Context()); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	noClaim(t, q, 2*time.Second, "a second copy of a nacked task, after the ack")
 }
