@@ -86,15 +86,22 @@ func (p *cutProxy) serve(client net.Conn) {
 	}
 }
 
+// openCut opens a queue that reaches the test broker through a cutProxy.
+func openCut(t *testing.T) (*amqp.Queue, *cutProxy) {
+	t.Helper()
+	addr := strings.TrimSuffix(strings.SplitN(broker.URL, "@", 2)[1], "/")
+	proxy := startCutProxy(t, addr)
+	q := openLock(t, amqp.Config{URL: strings.Replace(broker.URL, addr, proxy.ln.Addr().String(), 1)})
+	return q, proxy
+}
+
 // TestLostConfirm: a publish that reached the broker but whose confirms
 // were lost with the connection is tried again after the reconnect. The
 // two copies must not both run: each try has its own token, so the
 // dedupe lock keeps one.
 func TestLostConfirm(t *testing.T) {
 	t.Parallel()
-	addr := strings.TrimSuffix(strings.SplitN(broker.URL, "@", 2)[1], "/")
-	proxy := startCutProxy(t, addr)
-	q := openLock(t, amqp.Config{URL: strings.Replace(broker.URL, addr, proxy.ln.Addr().String(), 1)})
+	q, proxy := openCut(t)
 	// Topology first, through an ordinary publish and claim of the same
 	// key, so that its lock queue is declared too: the next publish then
 	// goes straight to the messages, and it is their confirms that are
@@ -131,9 +138,7 @@ func TestLostConfirm(t *testing.T) {
 // and the task would be queued twice.
 func TestNackReplacedWithItsAck(t *testing.T) {
 	t.Parallel()
-	addr := strings.TrimSuffix(strings.SplitN(broker.URL, "@", 2)[1], "/")
-	proxy := startCutProxy(t, addr)
-	q := openLock(t, amqp.Config{URL: strings.Replace(broker.URL, addr, proxy.ln.Addr().String(), 1)})
+	q, proxy := openCut(t)
 	task := queuetest.Task(1, "public")
 	if err := q.Publish(t.Context(), task); err != nil {
 		t.Fatalf("Publish: %v", err)
