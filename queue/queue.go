@@ -97,6 +97,24 @@ type Delivery interface {
 	// Release returns the task at once without counting the delivery, for
 	// a bot that drains before starting it.
 	Release(ctx context.Context) error
+	// AckWithTasks ends the task by queuing others (a plan queues the
+	// commit's test tasks), in one step: every spawn whose key is not
+	// queued or running is queued with its Queued event, events are
+	// emitted (the task's final event last) to the event log on the same
+	// storage, and the task is acked; all of it or none. Done as separate
+	// publishes before the ack, a bot killed in between runs the plan
+	// again, which queues the tasks again, and a task that has finished
+	// meanwhile runs a second time (dedupe covers live keys only). dups
+	// are the keys that were live, neither queued again nor announced.
+	// ErrLeaseLost means none of it happened.
+	AckWithTasks(ctx context.Context, spawns []Spawn, events []turtles.Event) (dups []string, err error)
+}
+
+// Spawn is a task that a finishing task queues, with the event that says
+// it is queued.
+type Spawn struct {
+	Task   turtles.Task
+	Queued turtles.Event
 }
 
 // DeadLetter is a message that will not be delivered again.

@@ -1,8 +1,8 @@
 package amqp_test
 
 import (
+	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -20,12 +20,15 @@ import (
 // the connection: a publish reaches the broker, its confirm never comes
 // back. With cutAfterReply, it passes the broker's next reply on and then
 // cuts: what the client sends after that reply is lost, as if the client
-// died there. Either disarms itself, so that the reconnect goes through.
+// died there. With cutOnCommit, it arms itself when the client sends a
+// tx.commit: the broker commits, the client never hears it. Each
+// disarms itself, so that the reconnect goes through.
 type cutProxy struct {
 	ln            net.Listener
 	target        string
 	armed         atomic.Bool
 	cutAfterReply atomic.Bool
+	cutOnCommit   atomic.Bool
 	cuts          atomic.Int32
 	wg            sync.WaitGroup
 }
@@ -58,7 +61,7 @@ func (p *cutProxy) serve(client net.Conn) {
 	}
 	defer server.Close()
 	go func() {
-		io.Copy(server, client)
+		p.forward(server, client)
 		server.Close()
 	}()
 	buf := make([]byte, 32<<10)
@@ -86,12 +89,46 @@ func (p *cutProxy) serve(client net.Conn) {
 	}
 }
 
-// openCut opens a queue that reaches the test broker through a cutProxy.
-func openCut(t *testing.T) (*amqp.Queue, *cutProxy) {
+// forward copies the client's bytes to the broker, reading the frames
+// to find a tx.commit (class 90, method 20) for cutOnCommit.
+func (p *cutProxy) forward(server, client net.Conn) {
+	var pending []byte
+	header := true // the protocol header, "AMQP" and 4 bytes, comes first
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := client.Read(buf)
+		if err != nil {
+			return
+		}
+		if _, err := server.Write(buf[:n]); err != nil {
+			return
+		}
+		pending = append(pending, buf[:n]...)
+		if header && len(pending) >= 8 {
+			pending, header = pending[8:], false
+		}
+		for !header && len(pending) >= 7 {
+			size := int(binary.BigEndian.Uint32(pending[3:7]))
+			if len(pending) < 7+size+1 {
+				break
+			}
+			payload := pending[7 : 7+size]
+			if pending[0] == 1 && size >= 4 && binary.BigEndian.Uint16(payload) == 90 && binary.BigEndian.Uint16(payload[2:]) == 20 &&
+				p.cutOnCommit.CompareAndSwap(true, false) {
+				p.armed.Store(true)
+			}
+			pending = pending[7+size+1:]
+		}
+	}
+}
+
+// openCut opens a queue that reaches the test broker through a cutProxy,
+// with prefix (a fresh one if "").
+func openCut(t *testing.T, prefix string) (*amqp.Queue, *cutProxy) {
 	t.Helper()
 	addr := strings.TrimSuffix(strings.SplitN(broker.URL, "@", 2)[1], "/")
 	proxy := startCutProxy(t, addr)
-	q := openLock(t, amqp.Config{URL: strings.Replace(broker.URL, addr, proxy.ln.Addr().String(), 1)})
+	q := openLock(t, amqp.Config{URL: strings.Replace(broker.URL, addr, proxy.ln.Addr().String(), 1), Prefix: prefix})
 	return q, proxy
 }
 
@@ -101,7 +138,7 @@ func openCut(t *testing.T) (*amqp.Queue, *cutProxy) {
 // dedupe lock keeps one.
 func TestLostConfirm(t *testing.T) {
 	t.Parallel()
-	q, proxy := openCut(t)
+	q, proxy := openCut(t, "")
 	// Topology first, through an ordinary publish and claim of the same
 	// key, so that its lock queue is declared too: the next publish then
 	// goes straight to the messages, and it is their confirms that are
@@ -138,7 +175,7 @@ func TestLostConfirm(t *testing.T) {
 // and the task would be queued twice.
 func TestNackReplacedWithItsAck(t *testing.T) {
 	t.Parallel()
-	q, proxy := openCut(t)
+	q, proxy := openCut(t, "")
 	task := queuetest.Task(1, "public")
 	if err := q.Publish(t.Context(), task); err != nil {
 		t.Fatalf("Publish: %v", err)

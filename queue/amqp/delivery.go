@@ -160,7 +160,7 @@ func (d *delivery) endWith(ctx context.Context, msg amqp.Publishing) error {
 		}
 		return nil
 	}
-	err := d.q.c.retry(ctx, func(l *link) error { return publishEvent(ctx, l, d.q.n, msg) })
+	err := d.emit(ctx, msg)
 	if err == nil {
 		err = d.settle(ctx, nil, true)
 	}

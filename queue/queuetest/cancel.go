@@ -22,6 +22,8 @@ func RunOptional(t *testing.T, b Backend) {
 	}{
 		{"Cancel", testCancel},
 		{"Inbox", testInbox},
+		{"Spawn", testSpawn},
+		{"SpawnLeaseLost", testSpawnLeaseLost},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -451,12 +451,8 @@ func moveDead(ctx context.Context, tx *sql.Tx, id int64, t *turtles.Task, reason
 	}
 	ev := turtles.Event{ID: "dead-" + newToken(), Type: turtles.EventFinished, Task: *t, Time: now,
 		Outcome: &turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}}
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("dead-letter task %d: %w", id, err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO events (task_key, body) VALUES (?, ?)`, t.Key(), body); err != nil {
-		return fmt.Errorf("dead-letter task %d: emit its final event: %w", id, err)
+	if err := insertEvent(ctx, tx, ev); err != nil {
+		return fmt.Errorf("dead-letter task %d: its final event: %w", id, err)
 	}
 	return nil
 }

@@ -1,0 +1,152 @@
+package amqp_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/queue/queuetest"
+)
+
+// TestSpawnAllOrNothing: a plan's tasks, their events and the plan's ack
+// are one transaction, wherever the connection is cut. Cut before the
+// commit reaches the broker, nothing happened and the plan runs again;
+// cut after the broker committed (the client never hears it), everything
+// happened and the plan does not run again.
+func TestSpawnAllOrNothing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		arm  func(p *cutProxy)
+		all  bool
+	}{
+		{"cut before the commit", func(p *cutProxy) { p.armed.Store(true) }, false},
+		{"commit reply lost", func(p *cutProxy) { p.cutOnCommit.Store(true) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			prefix := freshPrefix(t)
+			q, proxy := openCut(t, prefix)
+			events := openEvents(t, prefix)
+			plan := queuetest.Task(1, "public")
+			if err := q.Publish(t.Context(), plan); err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+			d := claimKey(t, q, plan.Key())
+			spawns := []queue.Spawn{queuetest.SpawnOf(queuetest.Task(3, "linux"), "queued-3"),
+				queuetest.SpawnOf(queuetest.Task(4, "linux"), "queued-4")}
+			tc.arm(proxy)
+			_, err := d.AckWithTasks(ctxFor(t, 30*time.Second), spawns,
+				[]turtles.Event{queuetest.Event("final", 1, turtles.EventFinished)})
+			if proxy.cuts.Load() != 1 {
+				t.Fatalf("the proxy cut %d connections (AckWithTasks: %v), want 1: the test did not test that", proxy.cuts.Load(), err)
+			}
+			if err != nil && !errors.Is(err, queue.ErrLeaseLost) {
+				t.Fatalf("AckWithTasks across a cut = %v, want nil or ErrLeaseLost", err)
+			}
+
+			var got []string
+			for {
+				d, err := q.Claim(ctxFor(t, 2*time.Second), "linux")
+				if err != nil {
+					break
+				}
+				got = append(got, d.Task().Key())
+				if err := d.Ack(t.Context()); err != nil {
+					t.Fatalf("Ack: %v", err)
+				}
+			}
+			var ids []string
+			for {
+				ed, err := events.Receive(ctxFor(t, 2*time.Second))
+				if err != nil {
+					break
+				}
+				ids = append(ids, ed.Event().ID)
+				if err := ed.Ack(t.Context()); err != nil {
+					t.Fatalf("Ack event: %v", err)
+				}
+			}
+			slices.Sort(ids)
+			wantTasks, wantIDs := []string(nil), []string(nil)
+			if tc.all {
+				wantTasks = []string{spawns[0].Task.Key(), spawns[1].Task.Key()}
+				wantIDs = []string{"final", "queued-3", "queued-4"}
+				noClaim(t, q, 2*time.Second, "the plan came back although it was acked")
+			} else {
+				if again := claimKey(t, q, plan.Key()); again.Count() != 2 {
+					t.Errorf("the plan came back with Count() = %d, want 2", again.Count())
+				}
+			}
+			if diff := cmp.Diff(wantTasks, got); diff != "" {
+				t.Errorf("tasks queued (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(wantIDs, ids); diff != "" {
+				t.Errorf("events emitted (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestSpawnParked: a plan that ran past ParkAfter has no message left to
+// ack with; its tasks and events are published one by one and its lease
+// ends, so that its parked copy does not bring it back.
+func TestSpawnParked(t *testing.T) {
+	t.Parallel()
+	prefix := freshPrefix(t)
+	q := openLong(t, prefix, time.Second)
+	events := openEvents(t, prefix)
+	plan := queuetest.Task(1, "public")
+	if err := q.Publish(t.Context(), plan); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	d := claimKey(t, q, plan.Key())
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // parked after 1s
+	if err := beat(ctx, d); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	cancel()
+	live, fresh := queuetest.Task(2, "linux"), queuetest.Task(3, "linux")
+	if err := q.Publish(t.Context(), live); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	spawns := []queue.Spawn{queuetest.SpawnOf(live, "queued-2"), queuetest.SpawnOf(fresh, "queued-3")}
+	dups, err := d.AckWithTasks(ctxFor(t, 30*time.Second), spawns, []turtles.Event{queuetest.Event("final", 1, turtles.EventFinished)})
+	if err != nil {
+		t.Fatalf("AckWithTasks of a parked plan: %v", err)
+	}
+	if diff := cmp.Diff([]string{live.Key()}, dups); diff != "" {
+		t.Errorf("duplicates (-want +got):\n%s", diff)
+	}
+	var ids []string
+	for range 2 {
+		ed, err := events.Receive(ctxFor(t, 10*time.Second))
+		if err != nil {
+			t.Fatalf("Receive: %v", err)
+		}
+		ids = append(ids, ed.Event().ID)
+		ed.Ack(t.Context())
+	}
+	if diff := cmp.Diff([]string{"queued-3", "final"}, ids); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	for _, want := range []turtles.Task{live, fresh} {
+		d, err := q.Claim(ctxFor(t, 10*time.Second), "linux")
+		if err != nil {
+			t.Fatalf("Claim(linux): %v", err)
+		}
+		if d.Task().Key() != want.Key() {
+			t.Errorf("claimed %s, want %s", d.Task().Key(), want.Key())
+		}
+		d.Ack(t.Context())
+	}
+	// The parked copy's TTL (the lease) ends and the reaper finds the
+	// plan done.
+	noClaim(t, q, 3*longLease, "the parked plan came back after AckWithTasks")
+}

@@ -1,0 +1,92 @@
+package queuetest
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+)
+
+// SpawnOf is a spawn of task with a Queued event of ID id, for
+// AckWithTasks.
+func SpawnOf(task turtles.Task, id string) queue.Spawn {
+	ev := Event(id, 0, turtles.EventQueued)
+	ev.Task = task
+	return queue.Spawn{Task: task, Queued: ev}
+}
+
+// testSpawn: a task (a plan) ends by queuing others. The new ones are
+// queued once with their Queued events, a key already queued is left
+// alone and reported, the final event is emitted, and the task is gone.
+func testSpawn(t *testing.T, b Backend) {
+	q := b.Queue(t)(t, opts())
+	events := b.eventsOf(t, q)
+	plan, live := Task(1, "public"), Task(2, "linux")
+	publish(t, q, plan, live)
+	d := claim(t, q, "public")
+	fresh, fresh2 := Task(3, "linux"), Task(4, "public")
+	final := Event("final", 1, turtles.EventFinished)
+	dups, err := d.AckWithTasks(ctxT(t, patient),
+		[]queue.Spawn{SpawnOf(fresh, "queued-3"), SpawnOf(live, "queued-2"), SpawnOf(fresh2, "queued-4")},
+		[]turtles.Event{final})
+	if err != nil {
+		t.Fatalf("AckWithTasks: %v", err)
+	}
+	if diff := cmp.Diff([]string{live.Key()}, dups); diff != "" {
+		t.Errorf("AckWithTasks duplicates (-want +got):\n%s", diff)
+	}
+	for pool, want := range map[string][]turtles.Task{"linux": {live, fresh}, "public": {fresh2}} {
+		var got []turtles.Task
+		for range want {
+			d := claim(t, q, pool)
+			got = append(got, d.Task())
+			ack(t, d)
+		}
+		if diff := cmp.Diff(keys(want), keys(got)); diff != "" {
+			t.Errorf("pool %s after AckWithTasks (-want +got):\n%s", pool, diff)
+		}
+		noClaim(t, q, pool, nothing)
+	}
+	var ids []string
+	for range 3 {
+		ed := receive(t, events)
+		ids = append(ids, ed.Event().ID)
+		ackEvent(t, ed)
+	}
+	noReceive(t, events)
+	slices.Sort(ids)
+	if diff := cmp.Diff([]string{"final", "queued-3", "queued-4"}, ids); diff != "" {
+		t.Errorf("events of AckWithTasks (-want +got):\n%s", diff)
+	}
+	if err := d.Ack(ctxT(t, patient)); !errors.Is(err, queue.ErrLeaseLost) {
+		t.Errorf("Ack after AckWithTasks = %v, want ErrLeaseLost", err)
+	}
+}
+
+// testSpawnLeaseLost: a holder whose lease was taken over queues nothing
+// and emits nothing; the task runs again.
+func testSpawnLeaseLost(t *testing.T, b Backend) {
+	open := b.Queue(t)
+	q := open(t, opts())
+	events := b.eventsOf(t, q)
+	publish(t, q, Task(1, "public"))
+	d := claim(t, q, "public")
+	time.Sleep(2 * lease) // no heartbeat: the bot seems dead
+	again := claim(t, open(t, opts()), "public")
+	if again.Count() != 2 {
+		t.Fatalf("claim after the lease: Count() = %d, want 2", again.Count())
+	}
+	ack(t, again)
+	_, err := d.AckWithTasks(ctxT(t, patient), []queue.Spawn{SpawnOf(Task(3, "linux"), "queued-3")},
+		[]turtles.Event{Event("final", 1, turtles.EventFinished)})
+	if !errors.Is(err, queue.ErrLeaseLost) {
+		t.Fatalf("AckWithTasks after the lease was taken = %v, want ErrLeaseLost", err)
+	}
+	noClaim(t, q, "linux", nothing)
+	noReceive(t, events)
+}
