@@ -448,7 +448,7 @@ func TestPlan(t *testing.T) {
 	d.Ack(ctx)
 	// "ok" went to this bot's pool and runs there.
 	h.events(finishedFor(wantTask.Key()[:len(wantTask.Key())-len("fail")] + "ok"))
-	if log := h.log(plan); !strings.Contains(log, "turtles: queued ok in pool public") {
+	if log := h.log(plan); !strings.Contains(log, "turtles: queuing ok in pool public") {
 		t.Errorf("plan log:\n%s", log)
 	}
 	h.waitIdle()

@@ -102,7 +102,12 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	}
 	logf(out, "bot %s: %s attempt %d (delivery %d) of %s", b.cfg.Name, t.Kind, t.Attempt, d.Count(), t.Key())
 
-	outcome, err := b.attempt(runCtx, t, ws, out)
+	// A plan's tasks go with its ack, in one step (see finish.go).
+	var spawns *planned
+	if t.Kind == turtles.KindPlan {
+		spawns = &planned{}
+	}
+	outcome, err := b.attempt(runCtx, t, ws, out, spawns)
 
 	if runCtx.Err() != nil && err != nil {
 		// Stopped from outside. Keep the log for people; the task's outcome
@@ -172,7 +177,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		b.retry(report, d, outcome, log)
 		return
 	}
-	emitErr, ackErr := b.finish(report, d, logURL, &outcome)
+	emitErr, ackErr := b.finish(report, d, logURL, &outcome, spawns)
 	if emitErr != nil {
 		log.Error("emit finished event", "err", emitErr)
 		b.retry(report, d, infraOutcome(emitErr), log)
@@ -260,19 +265,20 @@ func (b *Bot) heartbeat(d queue.Delivery, lost context.CancelCauseFunc, log *slo
 }
 
 // attempt checks the task's commit out and runs it.
-func (b *Bot) attempt(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
+func (b *Bot) attempt(ctx context.Context, t turtles.Task, ws workspace, out io.Writer, spawns *planned) (turtles.Outcome, error) {
 	if o, err := b.run.checkout(ctx, t, ws, out); err != nil {
 		return o, err
 	}
 	if t.Kind == turtles.KindPlan {
-		return b.plan(ctx, t, ws, out)
+		return b.plan(ctx, t, ws, out, spawns)
 	}
 	return b.run.test(ctx, t, ws, out)
 }
 
-// plan publishes a test task for every context of the checkout's
-// .turtles.yaml.
-func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
+// plan queues a test task for every context of the checkout's
+// .turtles.yaml, and reports the contexts it skips: into spawns, which
+// go with the plan's ack.
+func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Writer, spawns *planned) (turtles.Outcome, error) {
 	cfg, bad, err := readConfig(ws.src)
 	if err != nil {
 		return infraOutcome(err), err
@@ -294,9 +300,7 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 		// A status says so, or a scan would take it for lost work.
 		tt := x.Task(t)
 		o := &turtles.Outcome{Class: turtles.Success, Reason: skipReason(x)}
-		if err := b.emit(ctx, turtles.EventFinished, tt, "", o); err != nil {
-			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("emit skipped event for %s: %w", tt.Key(), err))
-		}
+		spawns.events = append(spawns.events, b.event(turtles.EventFinished, tt, "", o))
 		logf(out, "%s skipped: %s", tt.Context, o.Reason)
 	}
 	for _, x := range cfg.Select(ev) {
@@ -306,19 +310,11 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 			continue
 		}
 		tt.Created = time.Now()
-		err := b.cfg.Queue.Publish(ctx, tt)
-		if errors.Is(err, queue.ErrDuplicate) {
-			// An earlier attempt of this plan got this far; its event went out.
-			logf(out, "%s is already queued or running", tt.Context)
-			continue
+		if err := tt.Validate(); err != nil {
+			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("queue %s: %w", tt.Key(), err))
 		}
-		if err != nil {
-			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("publish %s: %w", tt.Key(), err))
-		}
-		if err := b.emit(ctx, turtles.EventQueued, tt, "", nil); err != nil {
-			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("emit queued event for %s: %w", tt.Key(), err))
-		}
-		logf(out, "queued %s in pool %s: %s", tt.Context, tt.Pool, tt.Command)
+		spawns.tasks = append(spawns.tasks, queue.Spawn{Task: tt, Queued: b.event(turtles.EventQueued, tt, "", nil)})
+		logf(out, "queuing %s in pool %s: %s", tt.Context, tt.Pool, tt.Command)
 		queued++
 	}
 	return turtles.Outcome{Class: turtles.Success, Reason: fmt.Sprintf("queued %d of %d contexts", queued, len(cfg.Contexts))}, nil
@@ -356,9 +352,14 @@ func skipReason(x config.Context) string {
 func (b *Bot) emit(ctx context.Context, typ turtles.EventType, t turtles.Task, logURL string, o *turtles.Outcome) error {
 	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()
+	return b.cfg.Events.Emit(ctx, b.event(typ, t, logURL, o))
+}
+
+// event is an event of this bot about t, with a fresh ID.
+func (b *Bot) event(typ turtles.EventType, t turtles.Task, logURL string, o *turtles.Outcome) turtles.Event {
 	var id [16]byte
 	rand.Read(id[:])
-	return b.cfg.Events.Emit(ctx, turtles.Event{
+	return turtles.Event{
 		ID:      hex.EncodeToString(id[:]),
 		Type:    typ,
 		Task:    t,
@@ -366,7 +367,7 @@ func (b *Bot) emit(ctx context.Context, typ turtles.EventType, t turtles.Task, l
 		LogURL:  logURL,
 		Outcome: o,
 		Time:    time.Now(),
-	})
+	}
 }
 
 func (b *Bot) putResult(ctx context.Context, prefix string, res turtles.Result) error {
