@@ -34,7 +34,9 @@ import (
 type Config struct {
 	// Name identifies the bot in events and results. Required.
 	Name string
-	// Queue hands out tasks; Events carries progress. Required.
+	// Queue hands out tasks; Events carries progress, and must be the
+	// event log on the queue's storage: a task's final event goes with
+	// its ack through the queue (Delivery.AckWithTasks). Required.
 	Queue  queue.Queue
 	Events queue.Events
 	// Store keeps logs, results and artifacts. Required.

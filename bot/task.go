@@ -159,8 +159,8 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	res.Finished = time.Now()
 	res.Duration = res.Finished.Sub(res.Started).Seconds()
 	logf(out, "outcome: %s%s", outcome.Class, reasonSuffix(outcome.Reason))
-	// Result and log first, then the event, then the ack: a crash in
-	// between delivers the task again rather than losing it.
+	// Result and log first, then the event with the ack (one step): a
+	// crash in between delivers the task again rather than losing it.
 	if err := b.putResult(report, prefix, res); err != nil {
 		log.Error("store result", "err", err)
 		outcome, class = infraOutcome(err), turtles.Infra
@@ -177,15 +177,8 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		b.retry(report, d, outcome, log)
 		return
 	}
-	emitErr, ackErr := b.finish(report, d, logURL, &outcome, spawns)
-	if emitErr != nil {
-		log.Error("emit finished event", "err", emitErr)
-		b.retry(report, d, infraOutcome(emitErr), log)
-		class = turtles.Infra
-		return
-	}
-	if ackErr != nil {
-		log.Error("ack", "err", ackErr) // the task will run again: at least once
+	if err := b.finish(report, d, logURL, &outcome, spawns); err != nil {
+		log.Error("ack with the finished event", "err", err) // the task will run again: at least once
 		return
 	}
 	log.Info("task done", "class", outcome.Class, "reason", outcome.Reason, "seconds", res.Duration)

@@ -491,7 +491,7 @@ func (c *client) dial() (*link, error) {
 		return fail(fmt.Errorf("confirm mode: %w", err))
 	}
 	// Transactions on the work channels let a bot emit a task's final
-	// event and ack it in one step (delivery.AckWithEvent).
+	// event and ack it in one step (delivery.AckWithTasks).
 	for range workChans {
 		ch, err := conn.Channel()
 		if err != nil {

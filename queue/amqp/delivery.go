@@ -124,29 +124,6 @@ func (d *delivery) Ack(ctx context.Context) error {
 	return nil
 }
 
-// AckWithEvent emits ev (the task's final event) and acks the task in
-// one step, so that a bot killed in between cannot have a task reported
-// and then run again. A held task's event and ack go in one AMQP
-// transaction; a parked task's event is emitted first, then the lease ends
-// (a death in between runs it again: parked tasks are rare and long).
-// ErrLeaseLost means neither happened for a held task.
-func (d *delivery) AckWithEvent(ctx context.Context, ev turtles.Event) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.check(ctx); err != nil {
-		return err
-	}
-	msg, err := eventMessage(ev)
-	if err != nil {
-		return err
-	}
-	if err := d.endWith(ctx, msg); err != nil {
-		return fmt.Errorf("ack %s with its event: %w", d.task.Key(), err)
-	}
-	d.finish(stateDone)
-	return nil
-}
-
 // endWith publishes the task's final event msg and ends the delivery: a
 // held task's event and ack in one transaction (ErrLeaseLost if it
 // failed: the broker hands the task out again and the event was not
