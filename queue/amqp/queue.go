@@ -152,27 +152,35 @@ func (q *Queue) publishTask(ctx context.Context, pool string, t *turtles.Task, b
 		return nil
 	}
 	// The slot refused the marker: a duplicate, or a collision.
-	err = q.c.retry(ctx, func(l *link) error {
+	if q.withdrawIfLive(ctx, lock) {
+		return fmt.Errorf("publish %s: %w", lock.key, queue.ErrDuplicate)
+	}
+	return nil
+}
+
+// withdrawIfLive handles a marker that lock's slot refused: if another
+// marker of the key is there (the key is live), the copy just queued with
+// lock's token is withdrawn, so that its claimer drops it, and it reports
+// true. Otherwise (a collision in a shared slot) the copy stays queued
+// without a lock. On failure the task stays queued and its claimer
+// decides (see lock.go).
+func (q *Queue) withdrawIfLive(ctx context.Context, lock lockRef) bool {
+	withdrawn := false
+	err := q.c.retry(ctx, func(l *link) error {
 		st, err := l.look(lock, false)
 		if err != nil || st != lockOther {
 			return err
 		}
-		// Withdraw the copy just queued: its claimer drops it.
 		if err := l.declare(q.n.withdrawnSpec(lock.token)); err != nil {
 			return err
 		}
-		locked = true
+		withdrawn = true
 		return nil
 	})
 	if err != nil {
-		// The task is queued; its claimer decides (see lock.go).
-		q.c.log.Warn("publish: looking into a refused lock failed; the claimer decides", "task", lock.key, "err", err)
-		return nil
+		q.c.log.Warn("looking into a refused lock failed; the claimer decides", "task", lock.key, "err", err)
 	}
-	if locked {
-		return fmt.Errorf("publish %s: %w", lock.key, queue.ErrDuplicate)
-	}
-	return nil
+	return withdrawn
 }
 
 func taskMessage(body []byte, prio, deliveries int, token string) amqp.Publishing {

@@ -12,17 +12,20 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 )
 
-// AckWithTasks implements queue.Delivery. A held task's spawns, their
-// dedupe markers, the events and the ack go in one AMQP transaction on the
-// channel the task came on: a bot killed before the commit leaves the
-// task to run again with nothing queued, one killed after it leaves
-// nothing to run again.
+// AckWithTasks implements queue.Delivery. A held task's spawns, the events
+// and the ack go in one AMQP transaction on the channel the task came on:
+// a bot killed before the commit leaves the task to run again with nothing
+// queued, one killed after it leaves nothing to run again.
 //
-// A transaction has no confirms, so it cannot learn that a lock refused
-// a marker: keys are looked up first, and those whose lock holds a marker
-// are skipped (dups). A key published elsewhere between the look and the
-// commit is queued twice; its lock queue drops the second marker, and the
-// claimers keep one copy (lock.go).
+// The spawns' dedupe markers cannot go in the transaction: a lock queue
+// that refuses one fails the whole commit with "partial tx completion"
+// after applying the rest, and closes the channel
+// (TestTxMarkerToHeldLock). So the keys are looked up first, and those
+// whose lock holds a marker are skipped (dups); the markers follow the
+// commit, with confirms, as in Publish (task first, then marker). A marker
+// refused then (the key was published elsewhere meanwhile) withdraws its
+// copy; one never sent (the bot died right after the commit) leaves its
+// task to take the lock when it is claimed (lock.go).
 //
 // A parked task (a plan that ran past ParkAfter) has no message to ack
 // with: its spawns are published one by one, then its events, then its
@@ -53,7 +56,7 @@ func (d *delivery) AckWithTasks(ctx context.Context, spawns []queue.Spawn, event
 // spawnHeld is AckWithTasks of a held task. d.mu is held.
 func (d *delivery) spawnHeld(ctx context.Context, spawns []queue.Spawn, events []turtles.Event) ([]string, error) {
 	l := d.link
-	pubs, dups, err := d.q.spawned(l, spawns)
+	pubs, locks, dups, err := d.q.spawned(l, spawns)
 	if err == nil {
 		for _, ev := range events {
 			msg, e := eventMessage(ev)
@@ -74,33 +77,74 @@ func (d *delivery) spawnHeld(ctx context.Context, spawns []queue.Spawn, events [
 		d.finish(stateLost)
 		return nil, fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 	}
+	d.q.lockSpawned(ctx, locks)
 	return dups, nil
 }
 
+// lockSpawned publishes the markers of tasks just queued, with confirms.
+// The tasks are queued already: a failure is logged, and their claimers
+// take the locks.
+func (q *Queue) lockSpawned(ctx context.Context, locks []lockRef) {
+	if len(locks) == 0 {
+		return
+	}
+	var refused []lockRef
+	err := q.c.retry(ctx, func(l *link) error {
+		refused = refused[:0]
+		for i := 0; i < len(locks); i += 2 {
+			// Two at a time: publishPair waits for both confirms.
+			second := routed{}
+			if i+1 < len(locks) {
+				second = routed{"", locks[i+1].slot, locks[i+1].marker()}
+			}
+			ok1, ok2, err := l.publishPair(ctx, routed{"", locks[i].slot, locks[i].marker()}, second)
+			if err != nil {
+				return err
+			}
+			if !ok1 {
+				refused = append(refused, locks[i])
+			}
+			if !ok2 {
+				refused = append(refused, locks[i+1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		q.c.log.Warn("locking spawned tasks failed; their claimers take the locks", "err", err)
+		return
+	}
+	for _, lock := range refused {
+		if q.withdrawIfLive(ctx, lock) {
+			q.c.log.Info("a spawned task's key was published meanwhile; its copy is withdrawn", "task", lock.key)
+		}
+	}
+}
+
 // spawned returns the messages that queue spawns whose keys are not live
-// (each task, its marker, its Queued event), declaring what they need on
-// l, and the keys that are live.
-func (q *Queue) spawned(l *link, spawns []queue.Spawn) (pubs []routed, dups []string, err error) {
+// (each task and its Queued event) and their locks, declaring what they
+// need on l, and the keys that are live.
+func (q *Queue) spawned(l *link, spawns []queue.Spawn) (pubs []routed, locks []lockRef, dups []string, err error) {
 	for _, s := range spawns {
 		t := s.Task
 		body, err := json.Marshal(t)
 		if err != nil {
-			return nil, nil, fmt.Errorf("encode %s: %w", t.Key(), err)
+			return nil, nil, nil, fmt.Errorf("encode %s: %w", t.Key(), err)
 		}
 		if err := q.usePool(l, t.Pool); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		lock := lockRef{token: newToken()}
 		if !q.c.cfg.NoDedupe {
 			lock.key, lock.slot = t.Key(), q.n.slotOf(t.Key(), q.c.cfg.LockSlots)
 			if err := l.declare(slotSpec(lock.slot)); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			// No marker carries an empty token: any marker of the key
 			// is another publish's.
 			st, err := l.look(lockRef{slot: lock.slot, key: lock.key}, false)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			if st == lockOther {
 				dups = append(dups, t.Key())
@@ -109,15 +153,14 @@ func (q *Queue) spawned(l *link, spawns []queue.Spawn) (pubs []routed, dups []st
 		}
 		ev, err := eventMessage(s.Queued)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		pubs = append(pubs, routed{q.n.workExchange(), t.Pool, taskMessage(body, 2*t.Priority, 0, lock.token)})
+		pubs = append(pubs, routed{q.n.workExchange(), t.Pool, taskMessage(body, 2*t.Priority, 0, lock.token)}, q.n.event(ev))
 		if lock.slot != "" {
-			pubs = append(pubs, routed{"", lock.slot, lock.marker()})
+			locks = append(locks, lock)
 		}
-		pubs = append(pubs, q.n.event(ev))
 	}
-	return pubs, dups, nil
+	return pubs, locks, dups, nil
 }
 
 // spawnParked is AckWithTasks of a parked task. d.mu is held.

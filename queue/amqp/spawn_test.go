@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
@@ -149,4 +150,64 @@ func TestSpawnParked(t *testing.T) {
 	// The parked copy's TTL (the lease) ends and the reaper finds the
 	// plan done.
 	noClaim(t, q, 3*longLease, "the parked plan came back after AckWithTasks")
+}
+
+// TestTxMarkerToHeldLock checks the broker behaviour that keeps dedupe
+// markers out of AckWithTasks' transaction: in a transaction (no
+// confirms), a publish that a lock queue refuses fails the commit with
+// "partial tx completion" after the rest of it was applied, and the error
+// closes the channel (which takes a link down, with every task held on
+// it). RabbitMQ 3.10.8.
+func TestTxMarkerToHeldLock(t *testing.T) {
+	t.Parallel()
+	conn, err := amqp091.Dial(broker.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := freshPrefix(t)
+	slot, other := prefix+".slot", prefix+".other"
+	if _, err := ch.QueueDeclare(slot, true, false, false, false, amqp091.Table{
+		"x-max-length": int32(1), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(other, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(ch *amqp091.Channel, queue, body string) {
+		t.Helper()
+		if err := ch.PublishWithContext(t.Context(), "", queue, false, false, amqp091.Publishing{Body: []byte(body)}); err != nil {
+			t.Fatalf("publish to %s: %v", queue, err)
+		}
+	}
+	publish(ch, slot, "held")
+	tx, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Tx(); err != nil {
+		t.Fatal(err)
+	}
+	publish(tx, slot, "second")
+	publish(tx, other, "task")
+	var ae *amqp091.Error
+	if err := tx.TxCommit(); !errors.As(err, &ae) || ae.Code != amqp091.PreconditionFailed {
+		t.Errorf("commit with a publish the lock queue refuses = %v, want PRECONDITION_FAILED (partial tx completion)", err)
+	}
+	if !tx.IsClosed() {
+		t.Errorf("the channel is still open after the failed commit")
+	}
+	for queue, want := range map[string]string{slot: "held", other: "task"} {
+		m, ok, err := ch.Get(queue, true)
+		if err != nil || !ok || string(m.Body) != want {
+			t.Errorf("%s: got %q (%v, %v), want %q", queue, m.Body, ok, err, want)
+		}
+		if _, ok, _ := ch.Get(queue, true); ok {
+			t.Errorf("%s holds a second message", queue)
+		}
+	}
 }

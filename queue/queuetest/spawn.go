@@ -40,6 +40,10 @@ func testSpawn(t *testing.T, b Backend) {
 	if diff := cmp.Diff([]string{live.Key()}, dups); diff != "" {
 		t.Errorf("AckWithTasks duplicates (-want +got):\n%s", diff)
 	}
+	// The spawned tasks are live: their keys are locked like published ones.
+	if err := q.Publish(ctxT(t, patient), fresh); !errors.Is(err, queue.ErrDuplicate) {
+		t.Errorf("Publish of a spawned task = %v, want ErrDuplicate", err)
+	}
 	for pool, want := range map[string][]turtles.Task{"linux": {live, fresh}, "public": {fresh2}} {
 		var got []turtles.Task
 		for range want {
