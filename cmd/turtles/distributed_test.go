@@ -172,10 +172,11 @@ func TestDistributed(t *testing.T) {
 	}
 	raw.Close()
 
-	// Chaos from the start, while webhooks arrive and plans publish their
-	// tasks: a bot SIGKILLed and restarted every 3-6s. A bot killed while
-	// its plan publishes leaves at worst a task without its dedupe lock,
-	// which the claimer takes (docs/distributed.md, "Dedupe by task key").
+	// Chaos from the start, while webhooks arrive and plans queue their
+	// tasks: a bot SIGKILLed and restarted every 3-6s. A plan's tasks go
+	// with its ack; a bot killed right after that commit leaves tasks
+	// without their dedupe locks, which their claimers take
+	// (docs/distributed.md, "A plan's tasks go with its ack").
 	stopChaos := make(chan struct{})
 	chaosDone := make(chan struct{})
 	var stopOnce sync.Once
