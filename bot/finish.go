@@ -18,8 +18,9 @@ type planned struct {
 // finish emits the task's finished event and acks d, with what a plan
 // queues (spawns, nil for a test task), in one step
 // (Delivery.AckWithTasks): a bot killed in between cannot leave a task
-// reported and then run, and reported, again. An error means none of it
-// happened and the task will run again.
+// reported and then run, and reported, again. After an error the task
+// runs again, unless the queue's commit went through unseen (then all of
+// it happened; never a part).
 func (b *Bot) finish(ctx context.Context, d queue.Delivery, logURL string, o *turtles.Outcome, spawns *planned) error {
 	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()

@@ -106,9 +106,10 @@ type Delivery interface {
 	// again, which queues the tasks again, and a task that has finished
 	// meanwhile runs a second time (dedupe covers live keys only). dups
 	// are the keys that were live, neither queued again nor announced.
-	// After an error the task is no longer held, and either none of it
-	// happened (ErrLeaseLost: the task runs again) or, when the connection
-	// broke during the commit, all of it did; never a part.
+	// ErrLeaseLost means the task is no longer held and none of it
+	// happened (the task runs again), or, when the connection broke
+	// during the commit, all of it did; never a part. Other errors change
+	// nothing: the task is still held.
 	AckWithTasks(ctx context.Context, spawns []Spawn, events []turtles.Event) (dups []string, err error)
 }
 
