@@ -13,8 +13,9 @@ import (
 )
 
 // RunOptional runs the contract tests of the optional interfaces
-// (queue.Canceller, queue.Inbox); each skips when the backend's queue
-// does not implement its interface.
+// (queue.Canceller, queue.Inbox), each skipped when the backend's queue
+// does not implement its interface, and of Delivery.AckWithTasks, which
+// every backend has but whose tests need the backend's event log.
 func RunOptional(t *testing.T, b Backend) {
 	tests := []struct {
 		name string
