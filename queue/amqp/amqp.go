@@ -333,10 +333,8 @@ func (wc *workChan) ack(tag uint64) error {
 func (wc *workChan) commit(ctx context.Context, tag uint64, pubs []routed, lock *lockRef) error {
 	wc.mu.Lock()
 	defer wc.mu.Unlock()
-	for _, p := range pubs {
-		if err := wc.ch.PublishWithContext(ctx, p.exchange, p.key, false, false, p.msg); err != nil {
-			return fmt.Errorf("publish to %q/%q: %w", p.exchange, p.key, err)
-		}
+	if err := publishTx(ctx, wc.ch, pubs); err != nil {
+		return err
 	}
 	if err := wc.ch.Ack(tag, false); err != nil {
 		return err
@@ -390,32 +388,41 @@ func (l *link) publish(ctx context.Context, exchange, key string, msg amqp.Publi
 	return ok, nil
 }
 
-// publishPair publishes first and then second (if set) on the confirm
-// channel, one after the other without waiting in between, and waits for
-// both confirms: the broker routes them in that order, so second is never
-// routed without first.
-func (l *link) publishPair(ctx context.Context, first, second routed) (ok1, ok2 bool, err error) {
-	dc1, err := l.pub.PublishWithDeferredConfirmWithContext(ctx, first.exchange, first.key, false, false, first.msg)
-	if err != nil {
-		return false, false, fmt.Errorf("publish to %q/%q: %w", first.exchange, first.key, err)
-	}
-	var dc2 *amqp.DeferredConfirmation
-	if second.key != "" {
-		if dc2, err = l.pub.PublishWithDeferredConfirmWithContext(ctx, second.exchange, second.key, false, false, second.msg); err != nil {
-			return false, false, fmt.Errorf("publish to %q/%q: %w", second.exchange, second.key, err)
+// publishMany publishes pubs in order on the confirm channel, without
+// waiting in between, and waits for all their confirms: the broker routes
+// a channel's messages in order, so none is routed without those before
+// it. ok[i] is false when the broker refused pubs[i] (a full dedupe lock).
+func (l *link) publishMany(ctx context.Context, pubs []routed) (ok []bool, err error) {
+	dcs := make([]*amqp.DeferredConfirmation, len(pubs))
+	for i, p := range pubs {
+		if dcs[i], err = l.pub.PublishWithDeferredConfirmWithContext(ctx, p.exchange, p.key, false, false, p.msg); err != nil {
+			return nil, fmt.Errorf("publish to %q/%q: %w", p.exchange, p.key, err)
 		}
 	}
-	ok2 = true
-	if ok1, err = dc1.WaitContext(ctx); err == nil && dc2 != nil {
-		ok2, err = dc2.WaitContext(ctx)
+	ok = make([]bool, len(pubs))
+	all := true
+	for i, dc := range dcs {
+		if ok[i], err = dc.WaitContext(ctx); err != nil {
+			return nil, fmt.Errorf("publish: wait for confirm: %w", err)
+		}
+		all = all && ok[i]
 	}
-	if err != nil {
-		return false, false, fmt.Errorf("publish: wait for confirm: %w", err)
+	if !all && !l.alive() || l.pub.IsClosed() {
+		// A closing channel nacks what it had not confirmed.
+		return nil, fmt.Errorf("publish to %q/%q: connection lost before the confirm", pubs[0].exchange, pubs[0].key)
 	}
-	if (!ok1 || !ok2) && !l.alive() || l.pub.IsClosed() {
-		return false, false, fmt.Errorf("publish to %q/%q: connection lost before the confirm", first.exchange, first.key)
+	return ok, nil
+}
+
+// publishTx publishes pubs on ch, a channel in tx mode, for the caller's
+// transaction.
+func publishTx(ctx context.Context, ch *amqp.Channel, pubs []routed) error {
+	for _, p := range pubs {
+		if err := ch.PublishWithContext(ctx, p.exchange, p.key, false, false, p.msg); err != nil {
+			return fmt.Errorf("publish to %q/%q: %w", p.exchange, p.key, err)
+		}
 	}
-	return ok1, ok2, nil
+	return nil
 }
 
 // routed is a message and where it goes.

@@ -405,10 +405,8 @@ type reaper struct{ ch *amqp.Channel }
 // commit publishes pubs and acks m (or, with requeue, puts it back) in
 // one transaction.
 func (r reaper) commit(ctx context.Context, m amqp.Delivery, pubs []routed, requeue bool) error {
-	for _, p := range pubs {
-		if err := r.ch.PublishWithContext(ctx, p.exchange, p.key, false, false, p.msg); err != nil {
-			return fmt.Errorf("publish to %q/%q: %w", p.exchange, p.key, err)
-		}
+	if err := publishTx(ctx, r.ch, pubs); err != nil {
+		return err
 	}
 	var err error
 	if requeue {

@@ -124,10 +124,10 @@ func (q *Queue) publishTask(ctx context.Context, pool string, t *turtles.Task, b
 		// same. With a token of its own, the next try's copy is another
 		// copy, not the same one twice: the lock keeps one of them.
 		lock.token = newToken()
-		task := routed{q.n.workExchange(), pool, taskMessage(body, 2*prio, 0, lock.token)}
-		var marker routed
+		// The task first, then its marker (see lock.go).
+		pubs := []routed{{q.n.workExchange(), pool, taskMessage(body, 2*prio, 0, lock.token)}}
 		if lock.slot != "" {
-			marker = routed{"", lock.slot, lock.marker()}
+			pubs = append(pubs, routed{"", lock.slot, lock.marker()})
 		}
 		if err := q.usePool(l, pool); err != nil {
 			return err
@@ -137,11 +137,11 @@ func (q *Queue) publishTask(ctx context.Context, pool string, t *turtles.Task, b
 				return err
 			}
 		}
-		ok, lockOK, err := l.publishPair(ctx, task, marker)
-		if err == nil && !ok {
+		ok, err := l.publishMany(ctx, pubs)
+		if err == nil && !ok[0] {
 			err = errors.New("broker refused the message")
 		}
-		locked = lockOK
+		locked = err == nil && ok[len(ok)-1]
 		return err
 	})
 	if err != nil {

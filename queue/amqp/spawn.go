@@ -55,17 +55,16 @@ func (d *delivery) AckWithTasks(ctx context.Context, spawns []queue.Spawn, event
 
 // spawnHeld is AckWithTasks of a held task. d.mu is held.
 func (d *delivery) spawnHeld(ctx context.Context, spawns []queue.Spawn, events []turtles.Event) ([]string, error) {
+	var evs []routed
+	for _, ev := range events {
+		msg, err := eventMessage(ev)
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, d.q.n.event(msg))
+	}
 	l := d.link
 	pubs, locks, dups, err := d.q.spawned(l, spawns)
-	if err == nil {
-		for _, ev := range events {
-			msg, e := eventMessage(ev)
-			if e != nil {
-				return nil, e
-			}
-			pubs = append(pubs, d.q.n.event(msg))
-		}
-	}
 	if err != nil {
 		if !l.alive() {
 			d.finish(stateLost)
@@ -73,7 +72,7 @@ func (d *delivery) spawnHeld(ctx context.Context, spawns []queue.Spawn, events [
 		}
 		return nil, turtles.MarkInfra(err)
 	}
-	if err := d.wc.commit(ctx, d.tag, pubs, &d.lock); err != nil {
+	if err := d.wc.commit(ctx, d.tag, append(pubs, evs...), &d.lock); err != nil {
 		d.finish(stateLost)
 		return nil, fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 	}
@@ -88,24 +87,20 @@ func (q *Queue) lockSpawned(ctx context.Context, locks []lockRef) {
 	if len(locks) == 0 {
 		return
 	}
+	markers := make([]routed, len(locks))
+	for i, lock := range locks {
+		markers[i] = routed{"", lock.slot, lock.marker()}
+	}
 	var refused []lockRef
 	err := q.c.retry(ctx, func(l *link) error {
+		ok, err := l.publishMany(ctx, markers)
+		if err != nil {
+			return err
+		}
 		refused = refused[:0]
-		for i := 0; i < len(locks); i += 2 {
-			// Two at a time: publishPair waits for both confirms.
-			second := routed{}
-			if i+1 < len(locks) {
-				second = routed{"", locks[i+1].slot, locks[i+1].marker()}
-			}
-			ok1, ok2, err := l.publishPair(ctx, routed{"", locks[i].slot, locks[i].marker()}, second)
-			if err != nil {
-				return err
-			}
-			if !ok1 {
+		for i := range ok {
+			if !ok[i] {
 				refused = append(refused, locks[i])
-			}
-			if !ok2 {
-				refused = append(refused, locks[i+1])
 			}
 		}
 		return nil
