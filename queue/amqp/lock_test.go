@@ -30,6 +30,22 @@ func openLock(t *testing.T, cfg amqp.Config) *amqp.Queue {
 	return q
 }
 
+// rawChannel opens a plain amqp091 connection to the test broker and a
+// channel on it, for tests that go around turtles; both close with t.
+func rawChannel(t *testing.T) (*amqp091.Connection, *amqp091.Channel) {
+	t.Helper()
+	conn, err := amqp091.Dial(broker.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, ch
+}
+
 // claimKey claims from pool public and fails unless it gets key.
 func claimKey(t *testing.T, q queue.Queue, key string) queue.Delivery {
 	t.Helper()
@@ -102,15 +118,7 @@ func TestTaskWithoutMarker(t *testing.T) {
 		t.Fatalf("Claim: %v", err)
 	}
 	d.Ack(t.Context())
-	conn, err := amqp091.Dial(broker.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ch := rawChannel(t)
 	body, _ := json.Marshal(task)
 	err = ch.PublishWithContext(t.Context(), prefix+".work", "public", false, false, amqp091.Publishing{
 		DeliveryMode: amqp091.Persistent, Body: body,

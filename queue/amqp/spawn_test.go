@@ -160,15 +160,7 @@ func TestSpawnParked(t *testing.T) {
 // it). RabbitMQ 3.10.8.
 func TestTxMarkerToHeldLock(t *testing.T) {
 	t.Parallel()
-	conn, err := amqp091.Dial(broker.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, ch := rawChannel(t)
 	prefix := freshPrefix(t)
 	slot, other := prefix+".slot", prefix+".other"
 	if _, err := ch.QueueDeclare(slot, true, false, false, false, amqp091.Table{
