@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/syncio"
 )
 
 // defaultPath is the PATH of task commands unless Config.Env says
@@ -41,7 +42,7 @@ type execSpec struct {
 // ctx's cause. Either way the whole group gets SIGTERM, then SIGKILL after
 // KillGrace, and nothing of it outlives execute.
 func execute(ctx context.Context, s execSpec) (turtles.Outcome, error) {
-	s.Out = &lockedWriter{w: s.Out} // the copier and our own lines
+	s.Out = syncio.NewWriter(s.Out) // the copier and our own lines
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("output pipe: %w", err))

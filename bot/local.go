@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/git"
+	"github.com/turtles-ci/turtles/syncio"
 )
 
 // LocalOptions says what RunLocal runs.
@@ -62,10 +62,10 @@ func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
 	if opts.KillGrace <= 0 {
 		opts.KillGrace = 10 * time.Second
 	}
-	out := &lockedWriter{w: opts.Out}
 	if opts.Out == nil {
-		out.w = io.Discard
+		opts.Out = io.Discard
 	}
+	out := syncio.NewWriter(opts.Out)
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return turtles.Outcome{}, fmt.Errorf("repository directory: %w", err)
@@ -113,15 +113,3 @@ func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
 }
 
 var repoNameRe = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
-
-// lockedWriter makes a writer safe for the git and command output copiers.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}

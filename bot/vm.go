@@ -18,6 +18,7 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/image/cache"
+	"github.com/turtles-ci/turtles/syncio"
 	"github.com/turtles-ci/turtles/vm"
 )
 
@@ -61,7 +62,7 @@ type vmTask struct {
 // (ModeGuest) or on the bot beside it (ModeHost). The machine is stopped
 // and removed before it returns, whatever happened.
 func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io.Writer, command string, timeout time.Duration, v vmTask) (turtles.Outcome, error) {
-	out = &lockedWriter{w: out} // console, stdout and stderr copiers
+	out = syncio.NewWriter(out) // console, stdout and stderr copiers
 	log := r.vm.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

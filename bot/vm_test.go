@@ -16,6 +16,7 @@ import (
 	"github.com/turtles-ci/turtles/image/debian"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/store"
+	"github.com/turtles-ci/turtles/syncio"
 )
 
 const vmConfig = `contexts:
@@ -161,9 +162,8 @@ func TestVMCancelAndMissingImage(t *testing.T) {
 	t.Run("cancel", func(t *testing.T) {
 		work := t.TempDir()
 		ctx, cancel := context.WithCancel(context.Background())
-		var out lockedWriter
 		var buf bytes.Buffer
-		out.w = &buf
+		out := syncio.NewWriter(&buf)
 		go func() {
 			// Cancel once qemu runs.
 			for i := 0; i < 600 && len(qemuOf(work)) == 0; i++ {
@@ -172,7 +172,7 @@ func TestVMCancelAndMissingImage(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			cancel()
 		}()
-		o, err := RunLocal(ctx, LocalOptions{Dir: repo, Context: "guest", WorkDir: work, Out: &out, VM: VMConfig{ImagesDir: images}})
+		o, err := RunLocal(ctx, LocalOptions{Dir: repo, Context: "guest", WorkDir: work, Out: out, VM: VMConfig{ImagesDir: images}})
 		cancelled := time.Now()
 		if o.Class != turtles.Cancelled || err == nil {
 			t.Errorf("outcome %+v, %v; want cancelled\n%s", o, err, buf.String())

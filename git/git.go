@@ -20,10 +20,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/syncio"
 )
 
 var shaRe = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
@@ -243,7 +243,7 @@ func run(ctx context.Context, dir string, log io.Writer, args ...string) error {
 	stderr := &tailBuffer{max: 4096}
 	// exec copies stdout and stderr in two goroutines; log may not be safe
 	// for concurrent writes (a bytes.Buffer is not).
-	out := &lockedWriter{w: log}
+	out := syncio.NewWriter(log)
 	cmd.Stdout = out
 	cmd.Stderr = io.MultiWriter(out, stderr)
 	if err := cmd.Run(); err != nil {
@@ -317,15 +317,4 @@ func (t *tailBuffer) message() string {
 		}
 	}
 	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

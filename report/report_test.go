@@ -1,12 +1,10 @@
 package report_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -16,6 +14,7 @@ import (
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/report"
+	"github.com/turtles-ci/turtles/syncio"
 )
 
 const (
@@ -24,29 +23,10 @@ const (
 	sha   = "0123456789abcdef0123456789abcdef01234567"
 )
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of slog and
-// the HTTP server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type env struct {
 	srv  *githubtest.Server
 	rep  *report.Reporter
-	logs *syncBuffer
+	logs *syncio.Buffer
 	log  *slog.Logger
 	reg  *prometheus.Registry
 }
@@ -56,7 +36,7 @@ type env struct {
 // that neither token reached the log.
 func setup(t *testing.T, clientToken string) *env {
 	t.Helper()
-	e := &env{srv: githubtest.NewServer(t, token), logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	e := &env{srv: githubtest.NewServer(t, token), logs: &syncio.Buffer{}, reg: prometheus.NewRegistry()}
 	e.log = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	gh, err := github.New(github.Config{BaseURL: e.srv.URL, Token: clientToken, Log: e.log})
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/image/debian"
+	"github.com/turtles-ci/turtles/syncio"
 )
 
 func needQEMU(t *testing.T) {
@@ -53,30 +53,12 @@ func debianImage(t *testing.T) *image.Manifest {
 	return m
 }
 
-// syncBuffer is a bytes.Buffer safe for qemu's console goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestMachine boots the real Debian image once and checks everything a
 // task needs from it.
 func TestMachine(t *testing.T) {
 	img := debianImage(t)
 	dir := t.TempDir()
-	var console syncBuffer
+	var console syncio.Buffer
 	ctx := context.Background()
 	start := time.Now()
 	m, err := Start(ctx, Config{Image: img, Dir: dir, Name: "t1", Forwards: []int{9090}, Console: &console, Log: slog.Default()})

@@ -25,6 +25,7 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/amqp/amqptest"
+	"github.com/turtles-ci/turtles/syncio"
 )
 
 // proc is one turtles process that the test may kill and start again.
@@ -32,14 +33,14 @@ type proc struct {
 	t    *testing.T
 	name string
 	args []string
-	logs *syncBuffer
+	logs *syncio.Buffer
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
 func startProc(t *testing.T, name string, args ...string) *proc {
-	p := &proc{t: t, name: name, args: args, logs: &syncBuffer{}}
+	p := &proc{t: t, name: name, args: args, logs: &syncio.Buffer{}}
 	p.start()
 	t.Cleanup(func() {
 		p.kill()

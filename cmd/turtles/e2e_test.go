@@ -19,32 +19,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/syncio"
 )
-
-// syncBuffer is a bytes.Buffer that a process writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 const (
 	testToken  = "ghp_e2e-test-token"
@@ -100,7 +82,7 @@ type server struct {
 	url     string
 	dataDir string
 	cmd     *exec.Cmd
-	logs    *syncBuffer
+	logs    *syncio.Buffer
 	args    []string
 }
 
@@ -117,7 +99,7 @@ func freeAddr(t *testing.T) string {
 func startServe(t *testing.T, gh *githubtest.Server, dataDir string, extra ...string) *server {
 	t.Helper()
 	addr := freeAddr(t)
-	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &syncBuffer{},
+	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &syncio.Buffer{},
 		args: append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--github-api", gh.URL + "/",
 			"--slots", "2", "--retry-delays", "200ms", "--log-level", "debug"}, extra...)}
 	s.start()

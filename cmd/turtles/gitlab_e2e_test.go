@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles/forge/gitlab/gitlabtest"
+	"github.com/turtles-ci/turtles/syncio"
 )
 
 const (
@@ -32,7 +33,7 @@ func startGitLabServe(t *testing.T, gl *gitlabtest.Server, extra ...string) *ser
 	}
 	addr := freeAddr(t)
 	dataDir := t.TempDir()
-	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &syncBuffer{},
+	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &syncio.Buffer{},
 		args: append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--forge", "gitlab", "--gitlab-url", gl.URL,
 			"--gitlab-token-file", tokenFile, "--slots", "2", "--retry-delays", "200ms", "--log-level", "debug"}, extra...)}
 	s.start()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles/image"
+	"github.com/turtles-ci/turtles/syncio"
 )
 
 // testImage builds an image of diskSize random bytes (plus a small kernel
@@ -54,7 +55,7 @@ func newCache(t *testing.T, dir string, log *bytes.Buffer, sources ...Source) *C
 	t.Helper()
 	var w io.Writer = io.Discard
 	if log != nil {
-		w = &syncWriter{w: log}
+		w = syncio.NewWriter(log)
 	}
 	c, err := New(Config{
 		Dir: dir, Mirrors: sources, StallTimeout: 5 * time.Second,
@@ -64,23 +65,6 @@ func newCache(t *testing.T, dir string, log *bytes.Buffer, sources ...Source) *C
 		t.Fatal(err)
 	}
 	return c
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.(*bytes.Buffer).String()
 }
 
 // peer is a test image server with a behaviour.
