@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -53,26 +50,11 @@ in a later one, and prints them worst first with their last failure's log.`,
 }
 
 func fetchTests(ctx context.Context, u string) ([]results.TestStats, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("ask turtles: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		return nil, fmt.Errorf("ask turtles: %s: %s", resp.Status, b)
-	}
 	var body struct {
 		Tests []results.TestStats `json:"tests"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("ask turtles: %w", err)
+	if err := askTurtles(ctx, u, &body); err != nil {
+		return nil, err
 	}
 	return body.Tests, nil
 }

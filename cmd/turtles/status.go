@@ -89,24 +89,36 @@ func showStatus(cmd *cobra.Command, server, sha, repo, state string, wait time.D
 }
 
 func fetchTasks(ctx context.Context, u string) ([]results.Task, error) {
+	var r struct{ Tasks []results.Task }
+	if err := askTurtles(ctx, u, &r); err != nil {
+		return nil, err
+	}
+	return r.Tasks, nil
+}
+
+// askTurtles GETs u from a running turtles' API and decodes its JSON
+// answer into v. An answer other than 200 is an error that quotes the
+// start of its body.
+func askTurtles(ctx context.Context, u string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("ask turtles: %w", err)
+		return fmt.Errorf("ask turtles: %w", err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("ask turtles: %s: %s", resp.Status, body)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return fmt.Errorf("ask turtles: %s: %s", resp.Status, b)
 	}
-	var r struct{ Tasks []results.Task }
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("ask turtles: %w", err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(v); err != nil {
+		return fmt.Errorf("ask turtles: %s: %w", u, err)
 	}
-	return r.Tasks, nil
+	return nil
 }
 
 func printTasks(w io.Writer, tasks []results.Task) {
