@@ -13,17 +13,8 @@ import (
 // gets an invalid task onto the queue. Seeds live in
 // testdata/fuzz/FuzzParseGitHub; our fixtures are added too.
 func FuzzParseGitHub(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("testdata", "github", "*.payload.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, file := range files {
-		body, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		event, _, _ := strings.Cut(filepath.Base(file), ".")
-		f.Add(event, body)
+	for _, p := range fixturePayloads(f, "github") {
+		f.Add(p.kind, p.body)
 	}
 	f.Fuzz(func(t *testing.T, event string, body []byte) {
 		tasks, err := ParseGitHub(event, body, "", testNow)
@@ -49,4 +40,28 @@ func FuzzParseGitHub(f *testing.F) {
 			t.Errorf("ParseGitHub returned %d tasks, want at most one per payload", len(tasks))
 		}
 	})
+}
+
+// fixturePayload is one of our webhook fixtures, testdata/FORGE/KIND.*.payload.json.
+type fixturePayload struct {
+	kind string // the file name up to its first dot: the event or hook kind
+	body []byte
+}
+
+// fixturePayloads reads a forge's fixtures, to seed its fuzzer.
+func fixturePayloads(f *testing.F, forge string) []fixturePayload {
+	files, err := filepath.Glob(filepath.Join("testdata", forge, "*.payload.json"))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no fixtures in testdata/%s: %v", forge, err)
+	}
+	var ps []fixturePayload
+	for _, file := range files {
+		body, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		kind, _, _ := strings.Cut(filepath.Base(file), ".")
+		ps = append(ps, fixturePayload{kind: kind, body: body})
+	}
+	return ps
 }

@@ -1,9 +1,6 @@
 package hook
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/turtles-ci/turtles"
@@ -13,18 +10,9 @@ import (
 // parser or gets an invalid task or gate request onto the queue. Our
 // fixtures are the seeds, under each event they could be sent as.
 func FuzzParseGitLab(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("testdata", "gitlab", "*.payload.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, file := range files {
-		body, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		kind, _, _ := strings.Cut(filepath.Base(file), ".")
-		f.Add(gitlabEvent[kind], body)
-		f.Add(GitLabSystem, body)
+	for _, p := range fixturePayloads(f, "gitlab") {
+		f.Add(gitlabEvent[p.kind], p.body)
+		f.Add(GitLabSystem, p.body)
 	}
 	f.Add(GitLabNote, []byte(`{"object_attributes":{"noteable_type":"MergeRequest","note":"/retest"},"merge_request":{"iid":1},"user":{"username":"u"}}`))
 	f.Add(GitLabMergeRequest, []byte(`{"object_attributes":{"action":"update","oldrev":"x","iid":-1}}`))
