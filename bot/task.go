@@ -65,9 +65,10 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	stopHeartbeat := b.heartbeat(d, cancel, log)
 	defer stopHeartbeat()
 
-	ws, err := newWorkspace(b.cfg.WorkDir)
+	prefix := store.AttemptPrefix(t)
+	ws, out, err := b.prepare(prefix, log)
 	if err != nil {
-		log.Error("no workspace", "err", err)
+		log.Error("no workspace or live log", "err", err)
 		b.retry(report, d, infraOutcome(err), log)
 		class = turtles.Infra
 		return
@@ -77,15 +78,6 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 			log.Error("remove workspace", "path", ws.dir, "err", err)
 		}
 	}()
-	prefix := store.AttemptPrefix(t)
-	out, err := newLiveLog(b.cfg.Store, prefix+store.LogName, filepath.Join(ws.dir, "log"), log)
-	if err != nil {
-		err = turtles.MarkInfra(err)
-		log.Error("no log", "err", err)
-		b.retry(report, d, infraOutcome(err), log)
-		class = turtles.Infra
-		return
-	}
 	closeLog := func() error {
 		ctx, c := context.WithTimeout(report, reportTimeout)
 		defer c()
@@ -117,21 +109,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		if err := closeLog(); err != nil {
 			log.Warn("store log", "err", err)
 		}
-		if errors.Is(cause, errLeaseLost) {
-			log.Warn("lease lost; not reporting")
-			return
-		}
-		if errors.Is(cause, errCancelled) {
-			log.Info("task cancelled; not reporting")
-			return
-		}
-		ctx, c := context.WithTimeout(report, reportTimeout)
-		defer c()
-		if err := d.Release(ctx); err != nil {
-			log.Error("release task", "err", err) // it comes back when the lease ends
-		} else {
-			log.Info("task released for another bot")
-		}
+		b.stopped(report, d, cause, log)
 		return
 	}
 	if err == nil && outcome.Class != turtles.Cancelled {
@@ -140,14 +118,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		c()
 	}
 	if err != nil {
-		if !turtles.IsInfra(err) {
-			err = turtles.MarkInfra(err)
-		}
-		if outcome.Class != turtles.Infra || outcome.Reason == "" {
-			outcome = infraOutcome(err)
-		}
-		log.Warn("infra failure", "err", err)
-		logf(out, "infrastructure error (not a test failure): %v", err)
+		outcome = infraFailure(outcome, err, out, log)
 	}
 	class = outcome.Class
 	b.addResults(report, prefix, ws.artifacts, out, &res)
@@ -182,6 +153,59 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		return
 	}
 	log.Info("task done", "class", outcome.Class, "reason", outcome.Reason, "seconds", res.Duration)
+}
+
+// prepare makes an attempt's workspace and its live log, stored under
+// prefix. Either failing is infra; nothing is left behind then.
+func (b *Bot) prepare(prefix string, log *slog.Logger) (workspace, *liveLog, error) {
+	ws, err := newWorkspace(b.cfg.WorkDir)
+	if err != nil {
+		return workspace{}, nil, err
+	}
+	out, err := newLiveLog(b.cfg.Store, prefix+store.LogName, filepath.Join(ws.dir, "log"), log)
+	if err != nil {
+		if err := removeAll(ws.dir); err != nil {
+			log.Error("remove workspace", "path", ws.dir, "err", err)
+		}
+		return workspace{}, nil, fmt.Errorf("live log: %w", turtles.MarkInfra(err))
+	}
+	return ws, out, nil
+}
+
+// infraFailure is the outcome of an attempt that failed on our side (err,
+// marked infra if it is not yet): the outcome the attempt gave if it is
+// already an infra one with a reason, else one made of err. Both the bot's
+// log and the task's log say so.
+func infraFailure(outcome turtles.Outcome, err error, out io.Writer, log *slog.Logger) turtles.Outcome {
+	if !turtles.IsInfra(err) {
+		err = turtles.MarkInfra(err)
+	}
+	if outcome.Class != turtles.Infra || outcome.Reason == "" {
+		outcome = infraOutcome(err)
+	}
+	log.Warn("infra failure", "err", err)
+	logf(out, "infrastructure error (not a test failure): %v", err)
+	return outcome
+}
+
+// stopped ends a delivery whose attempt was stopped from outside, by
+// cause: a lost lease or a cancel leave it to whoever owns the task now; a
+// drain releases it for another bot.
+func (b *Bot) stopped(report context.Context, d queue.Delivery, cause error, log *slog.Logger) {
+	switch {
+	case errors.Is(cause, errLeaseLost):
+		log.Warn("lease lost; not reporting")
+	case errors.Is(cause, errCancelled):
+		log.Info("task cancelled; not reporting")
+	default:
+		ctx, c := context.WithTimeout(report, reportTimeout)
+		defer c()
+		if err := d.Release(ctx); err != nil {
+			log.Error("release task", "err", err) // it comes back when the lease ends
+		} else {
+			log.Info("task released for another bot")
+		}
+	}
 }
 
 func reasonSuffix(r string) string {
