@@ -4,16 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/turtles-ci/turtles/queue"
-	"github.com/turtles-ci/turtles/report"
-	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/web"
 )
 
@@ -61,39 +57,27 @@ func runReporter(s Settings) error {
 		return err
 	}
 	defer qs.Close()
-	res, err := results.Open(filepath.Join(s.DataDir, "results.db"), log.With("part", "results"))
-	if err != nil {
-		return err
-	}
-	defer res.Close()
 	st, err := openStore(s, log)
-	if err != nil {
-		return err
-	}
-	res.ReadResultsFrom(st)
-	f, err := newForge(s, log)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		queueCollector{qs.queue})
-	rep := report.New(report.Config{Forge: f, Log: log.With("part", "reporter"), Registerer: reg})
-	h := web.New(web.Config{Results: res, Store: st, Queue: qs.queue, Gatherer: reg, Log: log.With("part", "web")})
+	rp, err := openReporting(s, qs, st, reg, log)
+	if err != nil {
+		return err
+	}
+	defer rp.Close()
+	h := web.New(web.Config{Results: rp.res, Store: st, Queue: qs.queue, Gatherer: reg, Log: log.With("part", "web")})
 
 	var wg sync.WaitGroup
 	events, stopEvents := context.WithCancel(context.Background())
 	defer wg.Wait()
 	defer stopEvents()
-	wg.Go(func() { report.Consume(events, qs.events, log.With("part", "events"), res, rep) })
 	// The gate needs the forge token, so it runs here, on the requests the
 	// hook puts in the queue's inbox.
-	g, err := newGate(s, f, qs.queue, qs.events, log)
-	if err != nil {
-		return err
-	}
-	inbox, _ := qs.queue.(queue.Inbox)
-	if err := runTrust(events, &wg, s, g, inbox, f, qs.queue, qs.events, log); err != nil {
+	if err := rp.run(events, &wg, s, log); err != nil {
 		return err
 	}
 	log.Info("turtles reporter running", "version", buildVersion(), "url", s.PublicURL, "queue", redactQueue(s.Queue))

@@ -19,8 +19,6 @@ import (
 	"github.com/turtles-ci/turtles/bot"
 	"github.com/turtles-ci/turtles/hook"
 	"github.com/turtles-ci/turtles/queue"
-	"github.com/turtles-ci/turtles/report"
-	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/store"
 	"github.com/turtles-ci/turtles/web"
 )
@@ -150,12 +148,11 @@ func serve(s Settings) error {
 		return err
 	}
 	defer sys.Close()
-	res, err := results.Open(s.DataDir+"/results.db", log.With("part", "results"))
+	rp, err := openReporting(s, sys.qs, sys.store, sys.reg, log)
 	if err != nil {
 		return err
 	}
-	defer res.Close()
-	res.ReadResultsFrom(sys.store)
+	defer rp.Close()
 
 	secretValue, secretPath, err := webhookSecret(s)
 	if err != nil {
@@ -165,22 +162,10 @@ func serve(s Settings) error {
 	if err != nil {
 		return err
 	}
-	f, err := newForge(s, log)
-	if err != nil {
-		return err
-	}
-	g, err := newGate(s, f, sys.queue, sys.qs.events, log)
-	if err != nil {
-		return err
-	}
-	inbox, _ := sys.queue.(queue.Inbox)
-	if g == nil {
-		inbox = nil
-	}
 	hookName, receiver, err := webhookReceiver(s, hook.Config{
 		Secret:     []byte(secretValue),
 		Queue:      sys.queue,
-		Inbox:      inbox,
+		Inbox:      rp.inbox,
 		Deliveries: deliveries,
 		Pool:       s.Pool,
 		Log:        log.With("part", "hook"),
@@ -189,14 +174,13 @@ func serve(s Settings) error {
 	if err != nil {
 		return err
 	}
-	rep := report.New(report.Config{Forge: f, Log: log.With("part", "reporter"), Registerer: sys.reg})
 	b, err := sys.bot()
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
 		Handler: web.New(web.Config{
-			Results:  res,
+			Results:  rp.res,
 			Store:    sys.store,
 			Queue:    sys.queue,
 			Hooks:    map[string]http.Handler{hookName: receiver},
@@ -223,12 +207,7 @@ func serve(s Settings) error {
 	// Events outlive the bot by a little so that its last results are
 	// reported; what is left is durable and reported at the next start.
 	events, stopEvents := context.WithCancel(context.Background())
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		report.Consume(events, sys.qs.events, log.With("part", "events"), res, rep)
-	}()
-	if err := runTrust(events, &wg, s, g, inbox, f, sys.queue, sys.qs.events, log); err != nil {
+	if err := rp.run(events, &wg, s, log); err != nil {
 		stopEvents()
 		return err
 	}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/turtles-ci/turtles/forge"
+	"github.com/turtles-ci/turtles/gate"
+	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/report"
+	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/store"
+)
+
+// reporting is the part of a process that holds the forge token: it turns
+// the queue's events into results and commit statuses, and runs the trust
+// gate and the scanner. serve and reporter wire it the same way.
+type reporting struct {
+	qs    *queues
+	res   *results.DB
+	forge forge.Forge
+	gate  *gate.Gate  // nil when the forge answers no lookups
+	inbox queue.Inbox // the gate's requests; nil without a gate
+	rep   *report.Reporter
+}
+
+// openReporting opens the results DB in the data dir (reading results.json
+// files from st) and builds the forge client, the gate and the reporter.
+func openReporting(s Settings, qs *queues, st store.Store, reg prometheus.Registerer, log *slog.Logger) (*reporting, error) {
+	res, err := results.Open(filepath.Join(s.DataDir, "results.db"), log.With("part", "results"))
+	if err != nil {
+		return nil, err
+	}
+	res.ReadResultsFrom(st)
+	r := &reporting{qs: qs, res: res}
+	if r.forge, err = newForge(s, log); err != nil {
+		res.Close()
+		return nil, err
+	}
+	if r.gate, err = newGate(s, r.forge, qs.queue, qs.events, log); err != nil {
+		res.Close()
+		return nil, err
+	}
+	if r.gate != nil {
+		r.inbox, _ = qs.queue.(queue.Inbox)
+	}
+	r.rep = report.New(report.Config{Forge: r.forge, Log: log.With("part", "reporter"), Registerer: reg})
+	return r, nil
+}
+
+func (r *reporting) Close() error { return r.res.Close() }
+
+// run consumes events, and runs the gate on the inbox and the scanner
+// (with --scan-repos), until ctx ends; wg counts what it started.
+func (r *reporting) run(ctx context.Context, wg *sync.WaitGroup, s Settings, log *slog.Logger) error {
+	wg.Go(func() { report.Consume(ctx, r.qs.events, log.With("part", "events"), r.res, r.rep) })
+	return runTrust(ctx, wg, s, r.gate, r.inbox, r.forge, r.qs.queue, r.qs.events, log)
+}
