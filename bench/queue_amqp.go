@@ -161,15 +161,14 @@ func declareMarkerSlots(url string, n int) error {
 // consumer frees it before the ack: the least a lock outside the broker
 // adds.
 func rawLoop(ctx context.Context, url string, n, publishers, claimers int, lock rawLock) (time.Duration, error) {
-	markers := lock == lockMarkers
-	var locks *httpLocks
+	r := rawRun{n: n, markers: lock == lockMarkers}
 	if lock == lockHTTP {
 		l, err := startHTTPLocks()
 		if err != nil {
 			return 0, err
 		}
 		defer l.close()
-		locks = l
+		r.locks = l
 	}
 	conn, err := amqp091.Dial(url)
 	if err != nil {
@@ -180,16 +179,12 @@ func rawLoop(ctx context.Context, url string, n, publishers, claimers int, lock 
 	if err != nil {
 		return 0, err
 	}
-	const name = "raw.bench"
-	if _, err := setup.QueueDeclare(name, true, false, false, false, nil); err != nil {
+	if _, err := setup.QueueDeclare(rawQueue, true, false, false, false, nil); err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var (
-		acked atomic.Int64
-		wg    sync.WaitGroup
-	)
+	ctx, r.cancel = context.WithCancelCause(ctx)
+	defer r.cancel(nil)
+	var wg sync.WaitGroup
 	start := time.Now()
 	for p := range publishers {
 		ch, err := conn.Channel()
@@ -201,34 +196,8 @@ func rawLoop(ctx context.Context, url string, n, publishers, claimers int, lock 
 		}
 		wg.Go(func() {
 			for i := p; i < n; i += publishers {
-				body := []byte(strconv.Itoa(i))
-				// The marker goes first: the broker routes a channel's
-				// publishes in order, so it is there when the message is.
-				var mc, dc *amqp091.DeferredConfirmation
-				var err error
-				if locks != nil {
-					err = locks.acquire(ctx, i)
-				}
-				if markers {
-					mc, err = ch.PublishWithDeferredConfirmWithContext(ctx, "", markerSlot(i), false, false, amqp091.Publishing{
-						DeliveryMode: amqp091.Transient, Body: body})
-				}
-				if err == nil {
-					dc, err = ch.PublishWithDeferredConfirmWithContext(ctx, "", name, false, false, amqp091.Publishing{
-						DeliveryMode: amqp091.Persistent, ContentType: "application/json", Body: body})
-				}
-				for _, c := range []*amqp091.DeferredConfirmation{mc, dc} {
-					if c == nil || err != nil {
-						continue
-					}
-					var ok bool
-					ok, err = c.WaitContext(ctx)
-					if err == nil && !ok {
-						err = errors.New("nacked")
-					}
-				}
-				if err != nil {
-					cancel(err)
+				if err := r.publish(ctx, ch, i); err != nil {
+					r.cancel(err)
 					return
 				}
 			}
@@ -242,37 +211,11 @@ func rawLoop(ctx context.Context, url string, n, publishers, claimers int, lock 
 		if err := ch.Qos(1, 0, false); err != nil {
 			return 0, err
 		}
-		msgs, err := ch.Consume(name, "", false, false, false, false, nil)
+		msgs, err := ch.Consume(rawQueue, "", false, false, false, false, nil)
 		if err != nil {
 			return 0, err
 		}
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case m := <-msgs:
-					var err error
-					switch {
-					case markers:
-						err = takeMarker(ch, markerSlot(atoi(m.Body)))
-					case locks != nil:
-						err = locks.release(ctx, atoi(m.Body))
-					}
-					if err != nil {
-						cancel(err)
-						return
-					}
-					if err := m.Ack(false); err != nil {
-						cancel(err)
-						return
-					}
-					if acked.Add(1) == int64(n) {
-						cancel(nil)
-					}
-				}
-			}
-		})
+		wg.Go(func() { r.claim(ctx, ch, msgs) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -280,6 +223,78 @@ func rawLoop(ctx context.Context, url string, n, publishers, claimers int, lock 
 		return 0, err
 	}
 	return elapsed, nil
+}
+
+// rawQueue is the raw loop's work queue.
+const rawQueue = "raw.bench"
+
+// rawRun is one run of the raw loop: n messages, with the lock of its kind.
+type rawRun struct {
+	n       int
+	markers bool       // a marker per message, in its own lock queue
+	locks   *httpLocks // an HTTP lock server; nil for none
+	acked   atomic.Int64
+	cancel  context.CancelCauseFunc
+}
+
+// publish sends message i with its lock, and waits for the confirms.
+func (r *rawRun) publish(ctx context.Context, ch *amqp091.Channel, i int) error {
+	body := []byte(strconv.Itoa(i))
+	// The marker goes first: the broker routes a channel's publishes in
+	// order, so it is there when the message is.
+	var mc, dc *amqp091.DeferredConfirmation
+	var err error
+	if r.locks != nil {
+		err = r.locks.acquire(ctx, i)
+	}
+	if r.markers {
+		mc, err = ch.PublishWithDeferredConfirmWithContext(ctx, "", markerSlot(i), false, false, amqp091.Publishing{
+			DeliveryMode: amqp091.Transient, Body: body})
+	}
+	if err == nil {
+		dc, err = ch.PublishWithDeferredConfirmWithContext(ctx, "", rawQueue, false, false, amqp091.Publishing{
+			DeliveryMode: amqp091.Persistent, ContentType: "application/json", Body: body})
+	}
+	for _, c := range []*amqp091.DeferredConfirmation{mc, dc} {
+		if c == nil || err != nil {
+			continue
+		}
+		var ok bool
+		ok, err = c.WaitContext(ctx)
+		if err == nil && !ok {
+			err = errors.New("nacked")
+		}
+	}
+	return err
+}
+
+// claim frees each message's lock and acks it, until ctx ends; the last
+// ack of the run ends it.
+func (r *rawRun) claim(ctx context.Context, ch *amqp091.Channel, msgs <-chan amqp091.Delivery) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-msgs:
+			var err error
+			switch {
+			case r.markers:
+				err = takeMarker(ch, markerSlot(atoi(m.Body)))
+			case r.locks != nil:
+				err = r.locks.release(ctx, atoi(m.Body))
+			}
+			if err == nil {
+				err = m.Ack(false)
+			}
+			if err != nil {
+				r.cancel(err)
+				return
+			}
+			if r.acked.Add(1) == int64(r.n) {
+				r.cancel(nil)
+			}
+		}
+	}
 }
 
 func atoi(b []byte) int {
