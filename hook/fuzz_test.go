@@ -56,12 +56,18 @@ func fixturePayloads(f *testing.F, forge string) []fixturePayload {
 	}
 	var ps []fixturePayload
 	for _, file := range files {
-		body, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		kind, _, _ := strings.Cut(filepath.Base(file), ".")
-		ps = append(ps, fixturePayload{kind: kind, body: body})
+		ps = append(ps, readFixture(f, forge, filepath.Base(file)))
 	}
 	return ps
+}
+
+// readFixture reads testdata/FORGE/NAME.
+func readFixture(tb testing.TB, forge, name string) fixturePayload {
+	tb.Helper()
+	body, err := os.ReadFile(filepath.Join("testdata", forge, name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kind, _, _ := strings.Cut(name, ".")
+	return fixturePayload{kind: kind, body: body}
 }

@@ -85,12 +85,8 @@ var gitlabEvent = map[string]string{"push": GitLabPush, "tag_push": GitLabTagPus
 
 func glFixture(t *testing.T, name string) (string, []byte) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "gitlab", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kind, _, _ := strings.Cut(name, ".")
-	return gitlabEvent[kind], b
+	p := readFixture(t, "gitlab", name)
+	return gitlabEvent[p.kind], p.body
 }
 
 // What the fixtures in testdata/gitlab ask for.

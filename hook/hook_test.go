@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -90,11 +88,7 @@ func sign(secret, body []byte) string {
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "github", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return readFixture(t, "github", name).body
 }
 
 // request is one delivery to the receiver and what it should answer.
