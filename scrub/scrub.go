@@ -1,6 +1,11 @@
 // Package scrub removes secret values from text before it leaves a bot:
-// log chunks, artifact names, results. The bot imports it; secrets are
-// given by value, resolved elsewhere, and never logged.
+// log chunks, artifacts, artifact names, results. The bot imports it;
+// secrets are given by value, resolved elsewhere, and never logged.
+//
+// A secret is masked in the forms a program prints by accident (see
+// forms.go): as it is, hex, URL-escaped and base64, including base64 of a
+// longer stream that holds it. Anything else (a secret reversed, split by
+// the program, compressed, hashed) is not recognised: docs/trust.md.
 package scrub
 
 import (
@@ -12,13 +17,16 @@ import (
 // Mask replaces every secret value.
 const Mask = "***"
 
-// minLen is the shortest value scrubbed: masking "a" or "1" everywhere
-// would destroy logs and hide nothing.
+// minLen is the shortest value (and encoded form) scrubbed: masking "a" or
+// "1" everywhere would destroy logs and hide nothing.
 const minLen = 4
 
 // Scrubber knows the secret values of one attempt.
 type Scrubber struct {
-	secrets [][]byte // longest first, so that a secret containing another wins
+	// byFirst holds every form of every secret by its first byte, longest
+	// first, so that at one position the longest form wins.
+	byFirst [256][][]byte
+	n       int
 }
 
 // New returns a Scrubber for values; values shorter than 4 bytes and
@@ -27,59 +35,96 @@ func New(values []string) *Scrubber {
 	seen := map[string]bool{}
 	s := &Scrubber{}
 	for _, v := range values {
-		if len(v) < minLen || seen[v] {
+		if len(v) < minLen {
 			continue
 		}
-		seen[v] = true
-		s.secrets = append(s.secrets, []byte(v))
+		for _, f := range forms(v) {
+			if len(f) < minLen || seen[f] {
+				continue
+			}
+			seen[f] = true
+			s.byFirst[f[0]] = append(s.byFirst[f[0]], []byte(f))
+			s.n++
+		}
 	}
-	sort.Slice(s.secrets, func(i, j int) bool { return len(s.secrets[i]) > len(s.secrets[j]) })
+	for _, fs := range s.byFirst {
+		sort.SliceStable(fs, func(i, j int) bool { return len(fs[i]) > len(fs[j]) })
+	}
 	return s
 }
 
 // Empty reports whether there is nothing to scrub.
-func (s *Scrubber) Empty() bool { return s == nil || len(s.secrets) == 0 }
+func (s *Scrubber) Empty() bool { return s == nil || s.n == 0 }
+
+// Forms lists every string the scrubber masks, for tests that check that
+// none of them got through.
+func (s *Scrubber) Forms() []string {
+	var out []string
+	if s.Empty() {
+		return out
+	}
+	for _, fs := range s.byFirst {
+		for _, f := range fs {
+			out = append(out, string(f))
+		}
+	}
+	return out
+}
 
 // String scrubs a whole string, such as an artifact name.
 func (s *Scrubber) String(v string) string {
 	if s.Empty() {
 		return v
 	}
-	return string(s.replace([]byte(v)))
+	out, _ := s.scan(nil, []byte(v), true)
+	return string(out)
 }
 
-func (s *Scrubber) replace(b []byte) []byte {
-	for _, sec := range s.secrets {
-		if bytes.Contains(b, sec) {
-			b = bytes.ReplaceAll(b, sec, []byte(Mask))
+// scan appends b to dst with every form masked, scanning left to right
+// and taking the longest form that starts at each position. Unless final,
+// it stops at the first position where the rest of b could still grow
+// into a form longer than any that matches there, and returns that
+// position: the bytes from there on wait for more input. Stream and whole
+// text are scrubbed alike, however the stream is cut.
+func (s *Scrubber) scan(dst, b []byte, final bool) ([]byte, int) {
+	from := 0 // start of the bytes not yet copied to dst
+	for i := 0; i < len(b); {
+		cands := s.byFirst[b[i]]
+		if len(cands) == 0 {
+			i++
+			continue
 		}
-	}
-	return b
-}
-
-// held is how many bytes at the end of b could be the start of a secret
-// that the next write completes.
-func (s *Scrubber) held(b []byte) int {
-	h := 0
-	for _, sec := range s.secrets {
-		for k := min(len(sec)-1, len(b)); k > h; k-- {
-			if bytes.HasSuffix(b, sec[:k]) {
-				h = k
-				break
+		rest, match := b[i:], 0
+		for _, f := range cands {
+			if len(f) <= len(rest) {
+				if bytes.HasPrefix(rest, f) {
+					match = len(f)
+					break
+				}
+			} else if !final && bytes.HasPrefix(f, rest) {
+				return append(dst, b[from:i]...), i
 			}
 		}
+		if match == 0 {
+			i++
+			continue
+		}
+		dst = append(append(dst, b[from:i]...), Mask...)
+		i += match
+		from = i
 	}
-	return h
+	return append(dst, b[from:]...), len(b)
 }
 
 // Writer scrubs a stream. A secret split across writes (and so across log
-// chunks) is still masked: bytes that could begin a secret are held back
-// until the next write shows whether they do, or until Flush. Ordinary
-// text passes through at once.
+// chunks) is still masked: bytes that could begin a form of a secret are
+// held back until the next write shows whether they do, or until Flush.
+// Ordinary text passes through at once.
 type Writer struct {
 	s   *Scrubber
 	w   io.Writer
-	buf []byte
+	buf []byte // held back
+	out []byte // reused for the scrubbed bytes of one write
 }
 
 // NewWriter returns a Writer that writes the scrubbed stream to w.
@@ -91,26 +136,27 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.s.Empty() {
 		return w.w.Write(p)
 	}
-	w.buf = w.s.replace(append(w.buf, p...))
-	keep := w.s.held(w.buf)
-	out := w.buf[:len(w.buf)-keep]
-	if len(out) > 0 {
-		if _, err := w.w.Write(out); err != nil {
+	w.buf = append(w.buf, p...)
+	var done int
+	w.out, done = w.s.scan(w.out[:0], w.buf, false)
+	if len(w.out) > 0 {
+		if _, err := w.w.Write(w.out); err != nil {
 			return 0, err
 		}
 	}
-	w.buf = append(w.buf[:0], w.buf[len(w.buf)-keep:]...)
+	w.buf = append(w.buf[:0], w.buf[done:]...)
 	return len(p), nil
 }
 
-// Flush writes what was held back: the stream has ended, so it is no
-// secret's beginning.
+// Flush writes what was held back, scrubbed: the stream has ended, so it
+// is no longer the beginning of anything.
 func (w *Writer) Flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	_, err := w.w.Write(w.buf)
+	w.out, _ = w.s.scan(w.out[:0], w.buf, true)
 	w.buf = w.buf[:0]
+	_, err := w.w.Write(w.out)
 	return err
 }
 
