@@ -15,8 +15,10 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -240,6 +242,9 @@ func (s *Server) readResult(ctx context.Context, key string) *turtles.Result {
 // are fetched with Range by the log page, so offsets matter.
 func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
+	// Errors too: every answer under /logs/ is sandboxed.
+	w.Header().Set("Content-Security-Policy", fileCSP)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if store.CheckKey(key) != nil {
 		http.Error(w, "bad path", http.StatusBadRequest)
 		return
@@ -254,19 +259,37 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
-	ct := info.ContentType
-	if ct == "" || strings.HasPrefix(ct, "text/html") {
-		// Never let an artifact run script on our origin.
-		ct = "text/plain; charset=utf-8"
-	}
-	w.Header().Set("Content-Type", ct)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-cache")
+	setFileHeaders(w.Header(), key, info.ContentType)
 	if rs, ok := rc.(io.ReadSeeker); ok {
 		http.ServeContent(w, r, "", info.Modified, rs)
 		return
 	}
 	io.Copy(w, rc)
+}
+
+// fileCSP applies to every stored file: a task wrote it, and even if a
+// browser renders it (a type it sniffs, a bug) it runs in a unique origin
+// with no script and loads nothing, so it never acts on turtles' origin.
+const fileCSP = "sandbox; default-src 'none'"
+
+// setFileHeaders says how a stored file of contentType is served, beside
+// the sandbox: plain text, JSON and raster images inline; anything that
+// could be active (HTML, SVG, XML, PDF, script, unknown) as a download,
+// and HTML as text besides.
+func setFileHeaders(h http.Header, key, contentType string) {
+	ct := contentType
+	if ct == "" || strings.Contains(strings.ToLower(ct), "html") { // text/html, application/xhtml+xml
+		ct = "text/plain; charset=utf-8"
+	}
+	h.Set("Content-Type", ct)
+	h.Set("Cache-Control", "no-cache")
+	if contentType != "" && !store.Inline(contentType) {
+		d := mime.FormatMediaType("attachment", map[string]string{"filename": path.Base(key)})
+		if d == "" {
+			d = "attachment"
+		}
+		h.Set("Content-Disposition", d)
+	}
 }
 
 func (s *Server) render(w http.ResponseWriter, name string, data any) {
