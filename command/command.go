@@ -18,7 +18,10 @@ const (
 	Retest Name = "retest"
 	// Test runs one context of the head commit, even one that is not auto.
 	Test Name = "test"
-	// OKToTest approves an untrusted pull request's head commit.
+	// OKToTest approves an untrusted pull request's head commit. It binds
+	// only when it names that commit (/ok-to-test SHA): the comment does
+	// not say which head its writer saw, and the head may move before the
+	// gate reads it.
 	OKToTest Name = "ok-to-test"
 )
 
@@ -27,11 +30,17 @@ type Command struct {
 	Name Name `json:"name"`
 	// Context is the context of /test; empty for the others.
 	Context string `json:"context,omitempty"`
+	// SHA is the commit (7 to 64 hex digits, lower case) /ok-to-test
+	// names, if any; the gate wants it whole.
+	SHA string `json:"sha,omitempty"`
 }
 
 func (c Command) String() string {
-	if c.Context != "" {
+	switch {
+	case c.Context != "":
 		return "/" + string(c.Name) + " " + c.Context
+	case c.SHA != "":
+		return "/" + string(c.Name) + " " + c.SHA
 	}
 	return "/" + string(c.Name)
 }
@@ -42,6 +51,9 @@ const MaxCommands = 20
 
 // contextRe is turtles.Task's rule for context names.
 var contextRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/+-]{0,99}$`)
+
+// shaRe is an abbreviated or full commit SHA (SHA-1 or SHA-256).
+var shaRe = regexp.MustCompile(`^[0-9a-fA-F]{7,64}$`)
 
 // Parse returns the commands in a comment body, in order, without
 // duplicates, at most MaxCommands. A command is a line that starts with it
@@ -75,8 +87,11 @@ func Parse(body string) []Command {
 				add(Command{Name: Retest})
 			}
 		case OKToTest:
-			if len(fields) == 1 {
+			switch {
+			case len(fields) == 1:
 				add(Command{Name: OKToTest})
+			case len(fields) == 2 && shaRe.MatchString(fields[1]):
+				add(Command{Name: OKToTest, SHA: strings.ToLower(fields[1])})
 			}
 		case Test:
 			for _, ctx := range fields[1:] {

@@ -18,6 +18,8 @@ func TestParse(t *testing.T) {
 		{name: "retest", body: "/retest", want: []Command{{Name: Retest}}},
 		{name: "retest with spaces and CRLF", body: "  /retest  \r\n", want: []Command{{Name: Retest}}},
 		{name: "ok-to-test", body: "looks safe\n/ok-to-test\n", want: []Command{{Name: OKToTest}}},
+		{name: "ok-to-test naming the commit", body: "/ok-to-test 1234ABCdef", want: []Command{{Name: OKToTest, SHA: "1234abcdef"}}},
+		{name: "ok-to-test with prose is prose", body: "/ok-to-test please\n/ok-to-test 123456", want: nil},
 		{name: "test one", body: "/test debian-12/firefox", want: []Command{{Name: Test, Context: "debian-12/firefox"}}},
 		{name: "test several", body: "/test a b\n/test b c", want: []Command{
 			{Name: Test, Context: "a"}, {Name: Test, Context: "b"}, {Name: Test, Context: "c"}}},

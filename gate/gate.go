@@ -1,8 +1,8 @@
 // Package gate decides whose code turtles runs. The webhook receiver
-// vouches for what a signed payload proves (a push, a pull request by a
-// member or collaborator); everything that needs a question to the forge
-// comes here as a Request: a pull request by anyone else, and comment
-// commands (/retest, /test CONTEXT, /ok-to-test).
+// vouches only for what a signed payload proves (a push to the repository
+// itself); everything that needs a question to the forge comes here as a
+// Request: every pull request, and comment commands (/retest,
+// /test CONTEXT, /ok-to-test).
 //
 // The gate holds the forge credentials of the reporter side (read-only
 // lookups, plus commit statuses); bots never import it. cmd/turtles runs it
@@ -45,7 +45,8 @@ type Request struct {
 	BaseSHA string `json:"base_sha,omitempty"`
 	// User is the pull request's author, or the commenter.
 	User string `json:"user"`
-	// Association is GitHub's author_association of User, if known.
+	// Association is GitHub's author_association of User, if known. A
+	// hint only (see Gate.Trusted): never enough to trust.
 	Association string `json:"association,omitempty"`
 	// Commands are the comment's commands; none for a pull request event.
 	Commands []command.Command `json:"commands,omitempty"`
@@ -55,9 +56,17 @@ type Request struct {
 
 // Statuses the gate sets on the plan context, for people.
 const (
+	// WaitingDescription begins the waiting status; Waiting adds the
+	// commit, so that a maintainer can copy the command that approves it.
 	WaitingDescription = "Waiting for a maintainer's /ok-to-test"
 	approvedFormat     = "Approved by @%s for this commit"
 )
+
+// Waiting is the description of the waiting status of commit sha: the
+// whole command a maintainer writes to approve it.
+func Waiting(sha string) string {
+	return forge.Truncate(WaitingDescription+" "+sha, forge.MaxDescription)
+}
 
 // IsApproval reports whether st is the gate's record that a maintainer
 // approved the commit: the forge itself keeps approvals, per commit, and
@@ -69,7 +78,7 @@ func IsApproval(st forge.Status) bool {
 
 // IsWaiting reports whether st is the gate's "waiting for /ok-to-test".
 func IsWaiting(st forge.Status) bool {
-	return st.Context == turtles.PlanContext && st.State == forge.Pending && st.Description == WaitingDescription
+	return st.Context == turtles.PlanContext && st.State == forge.Pending && strings.HasPrefix(st.Description, WaitingDescription)
 }
 
 // Publisher puts tasks on the queue; queue.Queue satisfies it.
@@ -122,18 +131,35 @@ func New(cfg Config) (*Gate, error) {
 	return &Gate{cfg: cfg, log: log}, nil
 }
 
-// trustedAssociations are GitHub's word that the user could push anyway.
-var trustedAssociations = map[string]bool{"OWNER": true, "MEMBER": true, "COLLABORATOR": true}
+// pushAssociations are GitHub's words for someone who may push. They are
+// a hint, not a proof: MEMBER is any member of the owning org, with read
+// access too, and a payload says what was true when it was sent.
+var pushAssociations = map[string]bool{"OWNER": true, "MEMBER": true, "COLLABORATOR": true}
 
-// Trusted reports whether user may have code run with secrets in repo:
-// on the allowlist, vouched for by association, a member of a configured
-// org, or able to push to repo.
+// Trusted reports whether user may have code run with secrets in repo: on
+// the allowlist, a member of a configured org, or able to push to repo by
+// the forge's answer now. association only orders the questions (the
+// push access first when it hints at one); it never decides. Nothing is
+// cached here, so a revoked permission counts from the next request (the
+// forge clients' conditional GETs revalidate every time).
 func (g *Gate) Trusted(ctx context.Context, repo, user, association string) (bool, error) {
 	if user == "" {
 		return false, nil
 	}
-	if slices.Contains(g.cfg.Allow, user) || trustedAssociations[association] {
+	if slices.Contains(g.cfg.Allow, user) {
 		return true, nil
+	}
+	canPush := func() (bool, error) {
+		ok, err := g.cfg.Lookup.CanPush(ctx, repo, user)
+		if err != nil {
+			return false, fmt.Errorf("gate: trust of %s: %w", user, err)
+		}
+		return ok, nil
+	}
+	if pushAssociations[association] {
+		if ok, err := canPush(); ok || err != nil {
+			return ok, err
+		}
 	}
 	for _, org := range g.cfg.Orgs {
 		ok, err := g.cfg.Lookup.IsMember(ctx, org, user)
@@ -144,11 +170,10 @@ func (g *Gate) Trusted(ctx context.Context, repo, user, association string) (boo
 			return true, nil
 		}
 	}
-	ok, err := g.cfg.Lookup.CanPush(ctx, repo, user)
-	if err != nil {
-		return false, fmt.Errorf("gate: trust of %s: %w", user, err)
+	if pushAssociations[association] {
+		return false, nil // asked already
 	}
-	return ok, nil
+	return canPush()
 }
 
 // Handle acts on one request. Errors wrapping forge.ErrPermanent will not
@@ -174,19 +199,40 @@ func (g *Gate) Handle(ctx context.Context, r Request) error {
 	if err != nil {
 		return err
 	}
-	plan := g.plan(r, pr, authorTrusted)
+	h := &head{plan: g.plan(r, pr, authorTrusted), trusted: authorTrusted}
+	if !authorTrusted {
+		sts, err := g.cfg.Lookup.Statuses(ctx, r.Repo.Name, pr.HeadSHA)
+		if err != nil {
+			return fmt.Errorf("gate: %w", err)
+		}
+		h.approved = slices.ContainsFunc(sts, IsApproval)
+		h.waiting = slices.ContainsFunc(sts, IsWaiting)
+	}
 	log = log.With("sha", pr.HeadSHA, "author", pr.Author, "author_trusted", authorTrusted)
 	for _, c := range r.Commands {
-		if err := g.command(ctx, log, plan, c, r.User); err != nil {
+		if err := g.command(ctx, log, h, c, r.User); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// pullRequest handles a pull request whose author the receiver could not
-// vouch for: trusted after lookups, it is planned; otherwise it waits for
-// a maintainer, unless one approved this very commit before.
+// head is what a comment's commands act on: the pull request's head as
+// the gate read it when it took the comment, which may be newer than the
+// head the commenter saw.
+type head struct {
+	plan turtles.Task
+	// trusted: the author is trusted, so any head runs.
+	trusted bool
+	// approved: a maintainer approved this very commit, by naming it.
+	approved bool
+	// waiting: its plan status is the gate's waiting status.
+	waiting bool
+}
+
+// pullRequest handles a pull request: its author trusted after lookups,
+// it is planned; otherwise it waits for a maintainer, unless one approved
+// this very commit before.
 func (g *Gate) pullRequest(ctx context.Context, log *slog.Logger, r Request) error {
 	log = log.With("sha", r.SHA)
 	trusted, err := g.Trusted(ctx, r.Repo.Name, r.User, r.Association)
@@ -206,9 +252,22 @@ func (g *Gate) pullRequest(ctx context.Context, log *slog.Logger, r Request) err
 		log.Info("untrusted pull request, commit approved before")
 		return g.publish(ctx, plan)
 	}
-	log.Info("untrusted pull request waits for /ok-to-test")
-	return g.cfg.Forge.SetStatus(ctx, r.Repo.Name, r.SHA, forge.Status{
-		Context: turtles.PlanContext, State: forge.Pending, Description: WaitingDescription})
+	log.Info("untrusted pull request waits for /ok-to-test", "association", r.Association)
+	return g.wait(ctx, &head{plan: plan})
+}
+
+// wait sets h's waiting status, unless it has it already.
+func (g *Gate) wait(ctx context.Context, h *head) error {
+	if h.waiting {
+		return nil
+	}
+	err := g.cfg.Forge.SetStatus(ctx, h.plan.Repo.Name, h.plan.SHA, forge.Status{
+		Context: turtles.PlanContext, State: forge.Pending, Description: Waiting(h.plan.SHA)})
+	if err != nil {
+		return fmt.Errorf("gate: %w", err)
+	}
+	h.waiting = true
+	return nil
 }
 
 func (g *Gate) plan(r Request, pr forge.PullRequest, trusted bool) turtles.Task {
@@ -224,20 +283,40 @@ func (g *Gate) plan(r Request, pr forge.PullRequest, trusted bool) turtles.Task 
 	}
 }
 
-func (g *Gate) command(ctx context.Context, log *slog.Logger, plan turtles.Task, c command.Command, by string) error {
+// command carries out c, given by the trusted user by, on h. For an
+// untrusted author's pull request, /ok-to-test approves only the commit
+// it names in full, and only when that is still the head: the comment
+// does not say which head its writer saw, and the author may push between
+// the comment and the gate's reading of the head. /test and /retest run
+// only an approved head; on any other they only log.
+func (g *Gate) command(ctx context.Context, log *slog.Logger, h *head, c command.Command, by string) error {
 	log = log.With("command", c.String())
+	plan := h.plan
 	switch c.Name {
 	case command.OKToTest:
+		if !h.trusted && c.SHA != plan.SHA {
+			log.Warn("approval does not name the head commit in full: nothing queued", "named", c.SHA)
+			if h.approved {
+				return nil
+			}
+			return g.wait(ctx, h)
+		}
 		if err := g.publish(ctx, plan); err != nil {
 			return err
 		}
 		log.Info("commit approved")
+		h.approved, h.waiting = true, false
 		return g.cfg.Forge.SetStatus(ctx, plan.Repo.Name, plan.SHA, forge.Status{
 			Context: turtles.PlanContext, State: forge.Success,
 			Description: forge.Truncate(fmt.Sprintf(approvedFormat, by), forge.MaxDescription)})
-	case command.Test:
-		return g.rerun(ctx, log, plan, func(st forge.Status, ok bool, name string) bool { return name == c.Context })
-	case command.Retest:
+	case command.Test, command.Retest:
+		if !h.trusted && !h.approved {
+			log.Warn("head of an untrusted pull request has no approval: nothing queued")
+			return g.wait(ctx, h)
+		}
+		if c.Name == command.Test {
+			return g.rerun(ctx, log, plan, func(st forge.Status, ok bool, name string) bool { return name == c.Context })
+		}
 		if err := g.replan(ctx, log, plan); err != nil {
 			return err
 		}

@@ -15,6 +15,8 @@ import (
 	"github.com/turtles-ci/turtles/forge"
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
+	"github.com/turtles-ci/turtles/forge/gitlab"
+	"github.com/turtles-ci/turtles/forge/gitlab/gitlabtest"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/sqlite"
 )
@@ -116,6 +118,8 @@ func comment(user, assoc string, cmds ...command.Command) Request {
 	return r
 }
 
+func okToTest(sha string) command.Command { return command.Command{Name: command.OKToTest, SHA: sha} }
+
 func (f *fixture) handle(t *testing.T, r Request) {
 	t.Helper()
 	if err := f.gate.Handle(context.Background(), r); err != nil {
@@ -140,7 +144,9 @@ func TestPullRequestTrust(t *testing.T) {
 		{name: "allowlist", user: "bot-user", assoc: "NONE", want: []string{"turtles@1111 1 trusted"}},
 		{name: "member of a configured org", user: "member", assoc: "CONTRIBUTOR", want: []string{"turtles@1111 1 trusted"}},
 		{name: "collaborator with write access", user: "collab", assoc: "CONTRIBUTOR", want: []string{"turtles@1111 1 trusted"}},
-		{name: "association vouches", user: "someone", assoc: "MEMBER", want: []string{"turtles@1111 1 trusted"}},
+		// The payload's association is a hint: without push access or a
+		// configured org, MEMBER (any org member, read access too) waits.
+		{name: "association alone does not vouch", user: "someone", assoc: "MEMBER", want: nil},
 		{name: "stranger waits", user: "stranger", assoc: "FIRST_TIME_CONTRIBUTOR", want: nil},
 	}
 	for _, tt := range tests {
@@ -152,7 +158,7 @@ func TestPullRequestTrust(t *testing.T) {
 			}
 			wantStatus := ""
 			if tt.want == nil {
-				wantStatus = "pending: " + WaitingDescription
+				wantStatus = "pending: " + Waiting(head1)
 			}
 			if got := f.final(t, head1, turtles.PlanContext); got != wantStatus {
 				t.Errorf("plan status %q, want %q", got, wantStatus)
@@ -162,21 +168,21 @@ func TestPullRequestTrust(t *testing.T) {
 }
 
 // TestApprovalPerCommit: a stranger's pull request waits; a forged
-// /ok-to-test from a non-member changes nothing; a maintainer's approves
-// that commit only, so the next push waits again.
+// /ok-to-test from a non-member changes nothing; a maintainer's, naming
+// the commit, approves that commit only, so the next push waits again.
 func TestApprovalPerCommit(t *testing.T) {
 	f := newFixture(t)
 	f.handle(t, pull("stranger", "CONTRIBUTOR", head1))
-	f.handle(t, comment("stranger", "CONTRIBUTOR", command.Command{Name: command.OKToTest}))
-	f.handle(t, comment("passerby", "NONE", command.Command{Name: command.OKToTest}, command.Command{Name: command.Retest}))
+	f.handle(t, comment("stranger", "CONTRIBUTOR", okToTest(head1)))
+	f.handle(t, comment("passerby", "NONE", okToTest(head1), command.Command{Name: command.Retest}))
 	if got := f.sink.queued(); len(got) != 0 {
 		t.Fatalf("untrusted commenters got work queued: %v", got)
 	}
-	if got := f.final(t, head1, turtles.PlanContext); got != "pending: "+WaitingDescription {
+	if got := f.final(t, head1, turtles.PlanContext); got != "pending: "+Waiting(head1) {
 		t.Fatalf("plan status %q after forged approvals", got)
 	}
 
-	f.handle(t, comment("member", "CONTRIBUTOR", command.Command{Name: command.OKToTest}))
+	f.handle(t, comment("member", "CONTRIBUTOR", okToTest(head1)))
 	if diff := cmp.Diff([]string{"turtles@1111 1"}, f.sink.queued()); diff != "" {
 		t.Errorf("after /ok-to-test (-want +got):\n%s", diff)
 	}
@@ -197,7 +203,7 @@ func TestApprovalPerCommit(t *testing.T) {
 	if got := f.sink.queued(); len(got) != 0 {
 		t.Errorf("new push of an approved pull request queued %v", got)
 	}
-	if got := f.final(t, head2, turtles.PlanContext); got != "pending: "+WaitingDescription {
+	if got := f.final(t, head2, turtles.PlanContext); got != "pending: "+Waiting(head2) {
 		t.Errorf("new head's plan status %q", got)
 	}
 }
@@ -213,6 +219,8 @@ func TestRetestAndTest(t *testing.T) {
 	set("unit", forge.Failure, "https://ci.example/tasks/abc/2")
 	set("integration", forge.Success, "https://ci.example/tasks/def/1")
 	set("deploy", forge.Error, "")
+	f.handle(t, comment("member", "NONE", okToTest(head1)))
+	f.sink.tasks = nil
 
 	f.handle(t, comment("collab", "CONTRIBUTOR", command.Command{Name: command.Retest}))
 	// deploy failed too, but runs in the internal pool: never for a
@@ -268,5 +276,151 @@ func TestRun(t *testing.T) {
 	defer stop()
 	if m, err := db.Take(c); err == nil {
 		t.Errorf("inbox still holds %q", m.Body())
+	}
+}
+
+// TestAttackUnapprovedHead: a maintainer approved head1 of a stranger's
+// pull request; the stranger pushed head2. Nothing a trusted commenter
+// can write without naming head2 in full runs it, and what is refused
+// leaves head2 waiting.
+func TestAttackUnapprovedHead(t *testing.T) {
+	tests := []struct {
+		name string
+		cmds []command.Command
+		want []string
+	}{
+		{name: "/test on the unapproved head", cmds: []command.Command{{Name: command.Test, Context: "unit"}}},
+		{name: "/retest on the unapproved head", cmds: []command.Command{{Name: command.Retest}}},
+		{name: "bare /ok-to-test binds no commit", cmds: []command.Command{{Name: command.OKToTest}, {Name: command.Test, Context: "unit"}}},
+		// The maintainer read head1 and approved it, but the stranger
+		// pushed before the gate read the head.
+		{name: "approval of the head the maintainer saw", cmds: []command.Command{okToTest(head1), {Name: command.Retest}}},
+		{name: "abbreviated SHA (a collision costs 2^28 tries)", cmds: []command.Command{okToTest(head2[:7]), {Name: command.Test, Context: "unit"}}},
+		{name: "approval naming the new head runs it, untrusted", cmds: []command.Command{okToTest(head2), {Name: command.Test, Context: "unit"}},
+			want: []string{"turtles@2222 1", "unit@2222 1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.handle(t, pull("stranger", "CONTRIBUTOR", head1))
+			f.handle(t, comment("member", "NONE", okToTest(head1)))
+			f.srv.SetPulls(repo, githubtest.PullRequest{Number: 7, HeadSHA: head2, BaseRef: "main", Author: "stranger"})
+			f.srv.SetFile(repo, head2, ".turtles.yaml", []byte(matrix))
+			f.handle(t, pull("stranger", "CONTRIBUTOR", head2))
+			f.sink.tasks = nil
+
+			f.handle(t, comment("member", "MEMBER", tt.cmds...))
+			if diff := cmp.Diff(tt.want, f.sink.queued()); diff != "" {
+				t.Errorf("queued (-want +got):\n%s", diff)
+			}
+			want := "pending: " + Waiting(head2)
+			if tt.want != nil {
+				want = "success: Approved by @member for this commit"
+			}
+			if got := f.final(t, head2, turtles.PlanContext); got != want {
+				t.Errorf("head2's plan status %q, want %q", got, want)
+			}
+			if got := f.final(t, head1, turtles.PlanContext); got != "success: Approved by @member for this commit" {
+				t.Errorf("head1's approval changed: %q", got)
+			}
+		})
+	}
+}
+
+// TestAttackAssociation: the signed payload's author_association is not
+// proof of write access. Read-only org members and outside
+// collaborators with read access say MEMBER or COLLABORATOR; a revoked
+// permission must count at once.
+func TestAttackAssociation(t *testing.T) {
+	tests := []struct {
+		name, user, assoc string
+		perm              string // on repo; "" for none
+		want              []string
+	}{
+		{name: "MEMBER with read access authors", user: "reader", assoc: "MEMBER", perm: "read"},
+		{name: "COLLABORATOR with triage access authors", user: "triager", assoc: "COLLABORATOR", perm: "triage"},
+		{name: "OWNER claimed by a stranger", user: "stranger", assoc: "OWNER"},
+		{name: "COLLABORATOR with write access authors", user: "writer", assoc: "COLLABORATOR", perm: "write", want: []string{"turtles@1111 1 trusted"}},
+		{name: "maintain access without a hint", user: "maint", assoc: "NONE", perm: "maintain", want: []string{"turtles@1111 1 trusted"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+": pull request", func(t *testing.T) {
+			f := newFixture(t)
+			if tt.perm != "" {
+				f.srv.SetPermission(repo, tt.user, tt.perm)
+			}
+			f.handle(t, pull(tt.user, tt.assoc, head1))
+			if diff := cmp.Diff(tt.want, f.sink.queued()); diff != "" {
+				t.Errorf("queued (-want +got):\n%s", diff)
+			}
+		})
+		t.Run(tt.name+": /ok-to-test on a stranger's", func(t *testing.T) {
+			f := newFixture(t)
+			if tt.perm != "" {
+				f.srv.SetPermission(repo, tt.user, tt.perm)
+			}
+			f.handle(t, comment(tt.user, tt.assoc, okToTest(head1), command.Command{Name: command.Test, Context: "unit"}))
+			want := []string(nil)
+			if tt.want != nil {
+				want = []string{"turtles@1111 1", "unit@1111 1"}
+			}
+			if diff := cmp.Diff(want, f.sink.queued()); diff != "" {
+				t.Errorf("queued (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	t.Run("revoked write access counts at once", func(t *testing.T) {
+		f := newFixture(t)
+		f.handle(t, comment("collab", "COLLABORATOR", okToTest(head1)))
+		f.srv.SetPermission(repo, "collab", "read")
+		// With the approval in place, a trusted commenter's /test would
+		// queue unit.
+		f.handle(t, comment("collab", "COLLABORATOR", command.Command{Name: command.Test, Context: "unit"}))
+		if diff := cmp.Diff([]string{"turtles@1111 1"}, f.sink.queued()); diff != "" {
+			t.Errorf("queued (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestAttackGitLabAccess: on GitLab, trust is Developer access or more on
+// the project or a configured group; Reporter does not push.
+func TestAttackGitLabAccess(t *testing.T) {
+	tests := []struct {
+		name    string
+		project int // access level on the project, 0 for none
+		group   int // on the configured group
+		want    bool
+	}{
+		{name: "reporter", project: gitlabtest.Reporter},
+		{name: "guest of the group", group: gitlabtest.Guest},
+		{name: "nobody"},
+		{name: "developer", project: gitlabtest.Developer, want: true},
+		{name: "maintainer of the group", group: gitlabtest.Maintainer, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := gitlabtest.NewServer(t, "tok")
+			c, err := gitlab.New(gitlab.Config{BaseURL: srv.URL, Token: "tok"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.AddUser("u")
+			if tt.project != 0 {
+				srv.SetProjectAccess("g/p", "u", tt.project)
+			}
+			if tt.group != 0 {
+				srv.SetGroupAccess("friends", "u", tt.group)
+			}
+			s := &sink{}
+			g, err := New(Config{Lookup: c, Forge: c, Queue: s, Events: s, Orgs: []string{"friends"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := g.Trusted(context.Background(), "g/p", "u", "MEMBER")
+			if err != nil || got != tt.want {
+				t.Errorf("Trusted = %v, %v; want %v", got, err, tt.want)
+			}
+		})
 	}
 }
