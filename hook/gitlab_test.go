@@ -25,7 +25,7 @@ import (
 func newTestGitLab(t *testing.T, q Publisher) *GitLab {
 	t.Helper()
 	inbox, _ := q.(queue.Inbox)
-	h, err := NewGitLab(Config{Secret: testSecret, Queue: q, Inbox: inbox, Deliveries: &MemoryDeliveries{},
+	h, err := NewGitLab(Config{Secret: testSecret, Queue: q, Inbox: inbox, Deliveries: &MemoryDeliveries{}, Budget: testBudget(t),
 		Now: func() time.Time { return testNow }, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +201,7 @@ func TestGitLabRequests(t *testing.T) {
 		}
 	})
 	t.Run("no gate", func(t *testing.T) {
-		h, err := NewGitLab(Config{Secret: testSecret, Queue: &publishOnly{}, Deliveries: &MemoryDeliveries{}})
+		h, err := NewGitLab(Config{Secret: testSecret, Queue: &publishOnly{}, Deliveries: &MemoryDeliveries{}, Budget: testBudget(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,7 +228,7 @@ func TestGitLabRequests(t *testing.T) {
 		}
 	})
 	t.Run("empty secret", func(t *testing.T) {
-		if _, err := NewGitLab(Config{Queue: q, Deliveries: &MemoryDeliveries{}}); err == nil {
+		if _, err := NewGitLab(Config{Queue: q, Deliveries: &MemoryDeliveries{}, Budget: testBudget(t)}); err == nil {
 			t.Error("NewGitLab accepted an empty secret")
 		}
 	})

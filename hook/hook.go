@@ -13,13 +13,11 @@ package hook
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -57,6 +55,9 @@ type Config struct {
 	Pool string
 	// MaxBody bounds the request body in bytes; DefaultMaxBody when 0.
 	MaxBody int64
+	// Budget bounds the body bytes held at once across all requests; share
+	// one per process. Required, and at least MaxBody plus one chunk.
+	Budget *Budget
 	// Log receives one line per delivery; nil discards.
 	Log *slog.Logger
 	// Registerer gets turtles_webhook_deliveries_total; nil: no metrics.
@@ -71,8 +72,10 @@ type GitHub struct {
 	queue      Publisher
 	inbox      queue.Inbox
 	deliveries DeliveryLog
+	inflight   keyLock
 	pool       string
 	maxBody    int64
+	budget     *Budget
 	log        *slog.Logger
 	now        func() time.Time
 	deliveryN  *prometheus.CounterVec
@@ -89,6 +92,8 @@ func NewGitHub(cfg Config) (*GitHub, error) {
 		return nil, errors.New("github webhook: no delivery log")
 	case cfg.MaxBody < 0:
 		return nil, fmt.Errorf("github webhook: negative max body %d", cfg.MaxBody)
+	case cfg.Budget == nil:
+		return nil, errors.New("github webhook: no body budget")
 	}
 	h := &GitHub{
 		secret:     cfg.Secret,
@@ -97,6 +102,7 @@ func NewGitHub(cfg Config) (*GitHub, error) {
 		deliveries: cfg.Deliveries,
 		pool:       cfg.Pool,
 		maxBody:    cfg.MaxBody,
+		budget:     cfg.Budget,
 		log:        cfg.Log,
 		now:        cfg.Now,
 	}
@@ -110,6 +116,11 @@ func NewGitHub(cfg Config) (*GitHub, error) {
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBody
+	}
+	if need := h.maxBody + maxChunk; h.budget.size < need {
+		// The largest body would never fit: every such delivery would
+		// be turned away as if the server were busy.
+		return nil, fmt.Errorf("github webhook: body budget %d bytes is less than max body and one chunk, %d", h.budget.size, need)
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -135,6 +146,8 @@ const (
 	resultIgnored     = "ignored"    // nothing to do
 	resultPong        = "pong"       // ping answered
 	resultDuplicate   = "duplicate"  // delivery handled before
+	resultReplay      = "replay"     // same body handled before under another delivery ID
+	resultBusy        = "busy"       // no room in the body budget; sender retries
 	resultMethod      = "bad_method" // not a POST
 	resultTooLarge    = "too_large"  // body over MaxBody
 	resultSignature   = "bad_signature"
@@ -153,6 +166,11 @@ type response struct {
 }
 
 // ServeHTTP implements http.Handler.
+//
+// Nothing is done with a body before its signature is checked: no JSON
+// parse, no delivery log lookup. Until then it is a stranger's, so it is
+// read only as far as the shared Budget allows, and only when the
+// signature header could be right at all.
 func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	delivery := r.Header.Get("X-GitHub-Delivery")
 	log := h.log.With("delivery", delivery)
@@ -160,14 +178,21 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !postOnly(w, r, reply) {
 		return
 	}
-	body, ok := h.readBody(w, r, log, reply)
+	mac, ok := parseSignature(r.Header.Get("X-Hub-Signature-256"))
+	if !ok {
+		log.Warn("webhook signature missing or malformed", "remote", r.RemoteAddr)
+		reply(http.StatusUnauthorized, unverified, resultSignature, "bad signature", nil)
+		return
+	}
+	b, ok := h.readBody(w, r, log, reply, h.secret)
+	defer b.release()
 	if !ok {
 		return
 	}
-	if !h.signed(r.Header.Get("X-Hub-Signature-256"), body) {
+	if !b.signed(mac) {
 		// Which part was wrong is nobody's business but ours; and even
 		// ours does not need the signature itself.
-		log.Warn("webhook signature missing or wrong", "remote", r.RemoteAddr)
+		log.Warn("webhook signature wrong", "remote", r.RemoteAddr)
 		reply(http.StatusUnauthorized, unverified, resultSignature, "bad signature", nil)
 		return
 	}
@@ -181,7 +206,7 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusBadRequest, event, resultBadRequest, "missing X-GitHub-Delivery header", nil)
 		return
 	}
-	p, err := parseGitHub(event, body, h.pool, h.now().UTC())
+	p, err := parseGitHub(event, b.bytes(), h.pool, h.now().UTC())
 	if err != nil {
 		log.Warn("bad webhook payload", "err", err)
 		reply(http.StatusBadRequest, event, resultBadRequest, err.Error(), nil)
@@ -192,9 +217,10 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusOK, event, resultPong, "pong", nil)
 		return
 	}
-	// Not a defence against replay by a stranger (the delivery header is
-	// not signed), only against GitHub sending the same delivery twice.
-	h.handle(r.Context(), log, reply, event, delivery, p)
+	// The delivery header is not signed: anyone who saw one delivery can
+	// send its body again under a new ID. The body's hash is what tells a
+	// replay; the ID still tells GitHub's own redelivery.
+	h.handle(r.Context(), log, reply, event, deliveryKeys{id: delivery, body: b.key("")}, p)
 }
 
 // replier answers a webhook and counts the answer by event and result.
@@ -222,29 +248,40 @@ func postOnly(w http.ResponseWriter, r *http.Request, reply replier) bool {
 	return false
 }
 
-// readBody reads a webhook's body, at most maxBody bytes. When it cannot,
-// it has answered and returns false.
-func (h *GitHub) readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger, reply replier) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+// readBody reads a webhook's body, at most maxBody bytes, charged to the
+// budget, with its HMAC under secret when that is not nil. When it cannot,
+// it has answered and returns false. The body must be released either way.
+func (h *GitHub) readBody(w http.ResponseWriter, r *http.Request, log *slog.Logger, reply replier, secret []byte) (*body, bool) {
+	b, err := readBody(r.Context(), r.Body, r.ContentLength, h.maxBody, h.budget, secret)
 	if err == nil {
-		return body, true
+		return b, true
 	}
-	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		log.Warn("webhook body too large", "limit", h.maxBody)
+	// The rest of the body is not worth reading to keep the connection.
+	w.Header().Set("Connection", "close")
+	switch {
+	case errors.Is(err, errTooLarge):
+		log.Warn("webhook body too large", "limit", h.maxBody, "declared", r.ContentLength)
 		reply(http.StatusRequestEntityTooLarge, unverified, resultTooLarge,
 			fmt.Sprintf("body larger than %d bytes", h.maxBody), nil)
-		return nil, false
+	case errors.Is(err, errNoRoom):
+		log.Warn("webhook turned away: body budget full", "in_flight", h.budget.InFlight(), "remote", r.RemoteAddr)
+		reply(http.StatusServiceUnavailable, unverified, resultBusy, "too many deliveries in flight, retry later", nil)
+	default:
+		log.Warn("read webhook body", "err", err, "remote", r.RemoteAddr)
+		reply(http.StatusBadRequest, unverified, resultBadRequest, "could not read body", nil)
 	}
-	log.Warn("read webhook body", "err", err)
-	reply(http.StatusBadRequest, unverified, resultBadRequest, "could not read body", nil)
-	return nil, false
+	return b, false
 }
+
+// deliveryKeys are what the delivery log knows a delivery by: the
+// forge's delivery ID and the hash of the body.
+type deliveryKeys struct{ id, body string }
 
 // handle does what every forge's receiver does with a verified, parsed
 // delivery: drop what needs a gate when there is none, answer what asks
-// for nothing, and act once per delivery key. label names the event in
-// metrics and answers.
-func (h *GitHub) handle(ctx context.Context, log *slog.Logger, reply replier, label, key string, p parsed) {
+// for nothing, and act once per delivery ID and once per body. label
+// names the event in metrics and answers.
+func (h *GitHub) handle(ctx context.Context, log *slog.Logger, reply replier, label string, keys deliveryKeys, p parsed) {
 	if len(p.requests) > 0 && h.inbox == nil {
 		log.Warn("webhook needs the gate, which is not configured: ignored", "user", p.requests[0].User)
 		p.requests = nil
@@ -261,15 +298,33 @@ func (h *GitHub) handle(ctx context.Context, log *slog.Logger, reply replier, la
 	for i, t := range p.tasks {
 		ids[i] = t.ID()
 	}
-	seen, err := h.deliveries.Seen(ctx, key)
-	if err != nil {
+	// Two copies of one body at once would both pass the checks below
+	// before either is recorded.
+	unlock, ok := h.inflight.lock(ctx, keys.body)
+	if !ok {
+		reply(http.StatusServiceUnavailable, label, resultUnavailable, "the same payload is being handled, retry later", nil)
+		return
+	}
+	defer unlock()
+	seenID, err := h.deliveries.Seen(ctx, keys.id)
+	seenBody := false
+	if err == nil {
+		seenBody, err = h.deliveries.Seen(ctx, keys.body)
+	}
+	switch {
+	case err != nil:
 		log.Error("read delivery log", "err", err)
 		reply(http.StatusServiceUnavailable, label, resultUnavailable, "delivery log unavailable, retry later", nil)
 		return
-	}
-	if seen {
+	case seenID:
 		log.Info("webhook delivery seen before")
 		reply(http.StatusOK, label, resultDuplicate, "duplicate delivery: already handled", ids)
+		return
+	case seenBody:
+		// A 2xx, so a sender that retries does not retry forever; but
+		// nothing is queued: a replayed payload never runs again.
+		log.Warn("webhook payload seen before under another delivery ID: not queued", "body", keys.body)
+		reply(http.StatusOK, label, resultReplay, "payload handled before under another delivery: already handled", ids)
 		return
 	}
 	msg, err := h.act(ctx, log, p)
@@ -280,8 +335,10 @@ func (h *GitHub) handle(ctx context.Context, log *slog.Logger, reply replier, la
 	// Recorded only now, so that a delivery that failed above is handled
 	// in full when it comes again. Failing here only risks a republish,
 	// which the queue turns into ErrDuplicate while the task is live.
-	if _, err := h.deliveries.FirstDelivery(ctx, key); err != nil {
-		log.Error("record delivery", "err", err)
+	for _, k := range []string{keys.id, keys.body} {
+		if _, err := h.deliveries.FirstDelivery(ctx, k); err != nil {
+			log.Error("record delivery", "key", k, "err", err)
+		}
 	}
 	reply(http.StatusOK, label, resultQueued, msg, ids)
 }
@@ -356,18 +413,16 @@ func (h *GitHub) publish(ctx context.Context, log *slog.Logger, tasks []turtles.
 	return strings.Join(parts, "; "), nil
 }
 
-// signed reports whether header is "sha256=<hex>" of the HMAC-SHA256 of body
-// under the secret.
-func (h *GitHub) signed(header string, body []byte) bool {
+// parseSignature returns the MAC in header, "sha256=<hex>", and whether
+// it has that form; checking it against the body is body.signed's.
+func parseSignature(header string) ([]byte, bool) {
 	hexSum, ok := strings.CutPrefix(header, "sha256=")
 	if !ok {
-		return false
+		return nil, false
 	}
-	got, err := hex.DecodeString(hexSum)
-	if err != nil || len(got) != sha256.Size {
-		return false
+	mac, err := hex.DecodeString(hexSum)
+	if err != nil || len(mac) != sha256.Size {
+		return nil, false
 	}
-	mac := hmac.New(sha256.New, h.secret)
-	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
+	return mac, true
 }

@@ -105,6 +105,16 @@ type request struct {
 	wantMessage string
 }
 
+// testBudget is a budget as cmd/turtles sets by default.
+func testBudget(t testing.TB) *Budget {
+	t.Helper()
+	b, err := NewBudget(64<<20, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func newTestHook(t *testing.T, q Publisher, maxBody int64) *GitHub {
 	t.Helper()
 	inbox, _ := q.(queue.Inbox)
@@ -114,6 +124,7 @@ func newTestHook(t *testing.T, q Publisher, maxBody int64) *GitHub {
 		Inbox:      inbox,
 		Deliveries: &MemoryDeliveries{},
 		MaxBody:    maxBody,
+		Budget:     testBudget(t),
 		Now:        func() time.Time { return testNow },
 	})
 	if err != nil {
@@ -312,12 +323,34 @@ func TestGitHub(t *testing.T) {
 			want: []turtles.Task{pushMainTask},
 		},
 		{
-			name: "same event, new delivery, publishes again",
+			// The delivery ID is not signed: a stranger who saw a push
+			// can send its body again under a new ID.
+			name: "replayed body under a new delivery ID publishes nothing",
+			requests: []request{
+				{event: "push", body: push, delivery: "d1", wantCode: 200, wantMessage: "queued 1 task"},
+				{event: "push", body: push, delivery: "d2", wantCode: 200, wantMessage: "payload handled before"},
+				{event: "push", body: push, delivery: "d3", wantCode: 200, wantMessage: "payload handled before"},
+			},
+			want: []turtles.Task{pushMainTask},
+		},
+		{
+			name: "replay of a failed delivery's body under a new ID is handled",
+			errs: []error{unavailable},
+			requests: []request{
+				{event: "pull_request", body: opened, delivery: "d1", wantCode: 503},
+				{event: "pull_request", body: opened, delivery: "d2", wantCode: 200, wantMessage: "queued 1 task"},
+				{event: "pull_request", body: opened, delivery: "d1", wantCode: 200, wantMessage: "payload handled before"},
+			},
+			want: []turtles.Task{openedTask},
+		},
+		{
+			name: "one byte more is another payload",
 			requests: []request{
 				{event: "push", body: push, delivery: "d1", wantCode: 200},
-				{event: "push", body: push, delivery: "d2", wantCode: 200},
+				{event: "push", body: append(bytes.Clone(push), '\n'), delivery: "d2", wantCode: 200, wantMessage: "already queued"},
 			},
-			want: []turtles.Task{pushMainTask, pushMainTask},
+			errs: []error{nil, queue.ErrDuplicate},
+			want: []turtles.Task{pushMainTask},
 		},
 		{
 			name: "publish failure, then redelivery",
@@ -377,7 +410,7 @@ func TestGitHubAnswerNamesTasks(t *testing.T) {
 
 func TestGitHubPool(t *testing.T) {
 	q := &fakeQueue{}
-	h, err := NewGitHub(Config{Secret: testSecret, Queue: q, Deliveries: &MemoryDeliveries{}, Pool: "trusted-arm64",
+	h, err := NewGitHub(Config{Secret: testSecret, Queue: q, Deliveries: &MemoryDeliveries{}, Budget: testBudget(t), Pool: "trusted-arm64",
 		Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)
@@ -425,7 +458,7 @@ func TestGitHubDeliveryLogFails(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q := &fakeQueue{}
-			h, err := NewGitHub(Config{Secret: testSecret, Queue: q, Deliveries: tt.log, Now: func() time.Time { return testNow }})
+			h, err := NewGitHub(Config{Secret: testSecret, Queue: q, Deliveries: tt.log, Budget: testBudget(t), Now: func() time.Time { return testNow }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -440,7 +473,7 @@ func TestGitHubDeliveryLogFails(t *testing.T) {
 func TestGitHubMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	q := &fakeQueue{}
-	h, err := NewGitHub(Config{Secret: testSecret, Queue: q, Deliveries: &MemoryDeliveries{}, Registerer: reg})
+	h, err := NewGitHub(Config{Secret: testSecret, Queue: q, Deliveries: &MemoryDeliveries{}, Budget: testBudget(t), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,17 +511,25 @@ func TestGitHubMetrics(t *testing.T) {
 func TestNewGitHub(t *testing.T) {
 	q := &fakeQueue{}
 	d := &MemoryDeliveries{}
+	b := testBudget(t)
+	small, err := NewBudget(1<<20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		cfg     Config
 		wantErr string
 	}{
-		{name: "ok", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d}},
-		{name: "no secret", cfg: Config{Queue: q, Deliveries: d}, wantErr: "empty secret"},
-		{name: "no queue", cfg: Config{Secret: testSecret, Deliveries: d}, wantErr: "no queue"},
-		{name: "no delivery log", cfg: Config{Secret: testSecret, Queue: q}, wantErr: "no delivery log"},
-		{name: "bad pool", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Pool: "Big Pool"}, wantErr: "bad pool name"},
-		{name: "negative max body", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, MaxBody: -1}, wantErr: "negative max body"},
+		{name: "ok", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: b}},
+		{name: "no secret", cfg: Config{Queue: q, Deliveries: d, Budget: b}, wantErr: "empty secret"},
+		{name: "no queue", cfg: Config{Secret: testSecret, Deliveries: d, Budget: b}, wantErr: "no queue"},
+		{name: "no delivery log", cfg: Config{Secret: testSecret, Queue: q, Budget: b}, wantErr: "no delivery log"},
+		{name: "bad pool", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: b, Pool: "Big Pool"}, wantErr: "bad pool name"},
+		{name: "negative max body", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: b, MaxBody: -1}, wantErr: "negative max body"},
+		{name: "no budget", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d}, wantErr: "no body budget"},
+		{name: "budget smaller than a body", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: small}, wantErr: "less than max body"},
+		{name: "small budget, small bodies", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: small, MaxBody: 512 << 10}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

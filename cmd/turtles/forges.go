@@ -128,6 +128,11 @@ func readAppKey(file string) ([]byte, error) {
 // under /hook/ it is mounted at. Only that forge's is mounted: a GitLab
 // delivery to a GitHub turtles would queue work whose statuses go nowhere.
 func webhookReceiver(s Settings, cfg hook.Config) (string, http.Handler, error) {
+	budget, err := hook.NewBudget(int64(s.WebhookBodyBudget), s.WebhookBodyWait)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg.Budget = budget
 	if s.Forge == forgeGitLab {
 		h, err := hook.NewGitLab(cfg)
 		return forgeGitLab, h, err

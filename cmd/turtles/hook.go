@@ -43,6 +43,7 @@ webhook is not queued twice; run one hook per data dir.`,
 	addFlags(cmd.Flags(), "data-dir", "listen", "queue", "pool", "lease", "max-deliveries", "webhook-secret-file",
 		"bot-name", "log-level", "log-format")
 	addForgeFlags(cmd.Flags(), "forge")
+	addHTTPFlags(cmd.Flags())
 	return cmd
 }
 
@@ -88,16 +89,16 @@ func runHook(s Settings) error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	log.Info("turtles hook receiving", "version", buildVersion(), "listen", s.Listen, "queue", redactQueue(s.Queue),
 		"webhook", "/hook/"+hookName, "webhook_secret", secretPath, "pool", s.Pool)
-	return serveHTTP(ctx, s.Listen, mux, log)
+	return serveHTTP(ctx, s, mux, log)
 }
 
-// serveHTTP serves h on addr until ctx ends.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
+// serveHTTP serves h on --listen until ctx ends.
+func serveHTTP(ctx context.Context, s Settings, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", s.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(h, s)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -352,18 +352,20 @@ shared images directory.`,
 			if err != nil {
 				return err
 			}
-			return serveImages(cmd.Context(), listen, c, reg, log)
+			return serveImages(cmd.Context(), listen, s, c, reg, log)
 		})
 	cmd.Flags().StringVar(&listen, "listen", ":8080", "address to serve on")
+	addHTTPFlags(cmd.Flags(), "http-read-timeout", "http-idle-timeout")
 	return cmd
 }
 
 // serveImages runs the image server until a signal.
-func serveImages(ctx context.Context, listen string, c *cache.Cache, reg *prometheus.Registry, log *slog.Logger) error {
+func serveImages(ctx context.Context, listen string, s Settings, c *cache.Cache, reg *prometheus.Registry, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/images/", http.StripPrefix("/images", c.Handler()))
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := newHTTPServer(mux, s)
+	srv.Addr = listen
 	sctx, _, stop := signals()
 	defer stop()
 	errc := make(chan error, 1)

@@ -40,6 +40,7 @@ consumes at a time (single active consumer), the others stand by.`,
 		"github-api", "github-token-file", "bot-name", "log-level", "log-format")
 	addTrustFlags(cmd.Flags())
 	addForgeFlags(cmd.Flags())
+	addHTTPFlags(cmd.Flags(), "http-read-timeout", "http-idle-timeout")
 	return cmd
 }
 
@@ -81,5 +82,5 @@ func runReporter(s Settings) error {
 		return err
 	}
 	log.Info("turtles reporter running", "version", buildVersion(), "url", s.PublicURL, "queue", redactQueue(s.Queue))
-	return serveHTTP(ctx, s.Listen, h, log)
+	return serveHTTP(ctx, s, h, log)
 }

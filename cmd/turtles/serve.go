@@ -135,6 +135,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 	addTrustFlags(cmd.Flags())
 	addImageFlags(cmd.Flags())
 	addForgeFlags(cmd.Flags())
+	addHTTPFlags(cmd.Flags())
 	return cmd
 }
 
@@ -178,17 +179,14 @@ func serve(s Settings) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler: web.New(web.Config{
-			Results:  rp.res,
-			Store:    sys.store,
-			Queue:    sys.queue,
-			Hooks:    map[string]http.Handler{hookName: receiver},
-			Gatherer: sys.reg,
-			Log:      log.With("part", "web"),
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := newHTTPServer(web.New(web.Config{
+		Results:  rp.res,
+		Store:    sys.store,
+		Queue:    sys.queue,
+		Hooks:    map[string]http.Handler{hookName: receiver},
+		Gatherer: sys.reg,
+		Log:      log.With("part", "web"),
+	}), s)
 	ln, err := net.Listen("tcp", s.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -81,11 +81,18 @@ type Settings struct {
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
 	// file per name holding the value, as Kubernetes mounts a secret.
 	SecretsDir string `yaml:"secrets_dir"`
+
+	// HTTP servers' and webhook receivers' limits (options registered in
+	// http.go).
+	HTTPReadTimeout   time.Duration `yaml:"http_read_timeout"`
+	HTTPIdleTimeout   time.Duration `yaml:"http_idle_timeout"`
+	WebhookBodyBudget ByteSize      `yaml:"webhook_body_budget"`
+	WebhookBodyWait   time.Duration `yaml:"webhook_body_wait"`
 }
 
 func defaults() Settings {
 	host, _ := os.Hostname()
-	return Settings{
+	s := Settings{
 		DataDir:       "./turtles-data",
 		Listen:        "localhost:8080",
 		Lease:         time.Minute,
@@ -104,6 +111,8 @@ func defaults() Settings {
 		ScanInterval:  10 * time.Minute,
 		CloneBaseURL:  "https://github.com/",
 	}
+	httpDefaults(&s)
+	return s
 }
 
 // option is one setting as a flag and an environment variable.
@@ -334,6 +343,9 @@ func (s *Settings) validate() error {
 		bad("bot-name: empty")
 	}
 	if err := s.validateForge(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.validateHTTP(); err != nil {
 		errs = append(errs, err)
 	}
 	if isAMQP(s.Queue) {
