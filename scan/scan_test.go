@@ -135,7 +135,7 @@ func TestScanRestoresLostWork(t *testing.T) {
 	if diff := cmp.Diff(want, st); diff != "" {
 		t.Errorf("first scan (-want +got):\n%s", diff)
 	}
-	if got, _ := f.srv.Final("o/r", strangerSHA, turtles.PlanContext); got.Description != gate.WaitingDescription {
+	if got, _ := f.srv.Final("o/r", strangerSHA, turtles.PlanContext); got.Description != gate.Waiting(strangerSHA) {
 		t.Errorf("stranger's pull request: plan status %+v, want waiting", got)
 	}
 

@@ -61,14 +61,14 @@ func TestServeTrustAndScan(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "waiting status", func() bool {
 		st, ok := gh.Final("octo/hello", prSHA, "turtles")
-		return ok && st.Description == gate.WaitingDescription
+		return ok && st.Description == gate.Waiting(prSHA)
 	})
 
 	body := strangerPR(repoDir, "opened", "", prSHA)
 	if code, out := s.webhook("pull_request", "t-1", body, sign(body)); code != 200 || !strings.Contains(out, "gate") {
 		t.Fatalf("stranger's pull request: %d %s", code, out)
 	}
-	body = commentPayload(repoDir, "stranger", "CONTRIBUTOR", "/ok-to-test")
+	body = commentPayload(repoDir, "stranger", "CONTRIBUTOR", "/ok-to-test "+prSHA)
 	if code, out := s.webhook("issue_comment", "t-2", body, sign(body)); code != 200 {
 		t.Fatalf("forged approval: %d %s", code, out)
 	}
@@ -77,7 +77,7 @@ func TestServeTrustAndScan(t *testing.T) {
 		t.Fatalf("forged /ok-to-test ran %d tasks", len(ts))
 	}
 
-	body = commentPayload(repoDir, "maint", "CONTRIBUTOR", "LGTM\n/ok-to-test")
+	body = commentPayload(repoDir, "maint", "CONTRIBUTOR", "LGTM\n/ok-to-test "+prSHA)
 	if code, out := s.webhook("issue_comment", "t-3", body, sign(body)); code != 200 {
 		t.Fatalf("approval: %d %s", code, out)
 	}
@@ -100,7 +100,7 @@ func TestServeTrustAndScan(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "waiting status on the new head", func() bool {
 		st, ok := gh.Final("octo/hello", newSHA, "turtles")
-		return ok && st.Description == gate.WaitingDescription
+		return ok && st.Description == gate.Waiting(newSHA)
 	})
 	if ts := s.tasks(newSHA); len(ts) != 0 {
 		t.Errorf("unapproved new push ran %d tasks", len(ts))
