@@ -162,9 +162,6 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 	if err != nil {
 		return err
 	}
-	if contentType == "" {
-		contentType = "application/octet-stream"
-	}
 	// A known size is one plain request; an unknown one is streamed in
 	// aws-chunked encoding, which not every server decodes.
 	size := int64(-1)
@@ -174,10 +171,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 	case interface{ Size() int64 }: // io.SectionReader: live log chunks
 		size = l.Size()
 	}
-	_, err = s.c.PutObject(ctx, s.bucket, name, r, size, minio.PutObjectOptions{
-		ContentType: contentType,
-		PartSize:    partSize,
-	})
+	opts := putOptions(key, contentType)
+	opts.PartSize = partSize
+	_, err = s.c.PutObject(ctx, s.bucket, name, r, size, opts)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
@@ -216,11 +212,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 }
 
 func (s *Store) info(key string, oi minio.ObjectInfo) store.Info {
-	ct := oi.ContentType
-	if ct == "" {
-		ct = "application/octet-stream"
-	}
-	return store.Info{Key: key, Size: oi.Size, ContentType: ct, Modified: oi.LastModified}
+	return store.Info{Key: key, Size: oi.Size, ContentType: contentType(oi), Modified: oi.LastModified}
 }
 
 // List implements store.Store. Listings carry no content types, so List
