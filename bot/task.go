@@ -11,18 +11,15 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"mime"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/git"
 	"github.com/turtles-ci/turtles/queue"
-	"github.com/turtles-ci/turtles/scrub"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -37,9 +34,6 @@ var errCancelled = errors.New("task cancelled")
 
 // reportTimeout bounds storing results and emitting events after a run.
 const reportTimeout = 2 * time.Minute
-
-// maxArtifactBytes bounds what one attempt uploads from TURTLES_ARTIFACTS.
-const maxArtifactBytes = 1 << 30
 
 // handle runs one delivery to its end: an acked outcome, a Nack for an
 // infra failure, a Release when draining, or nothing when the lease was
@@ -396,65 +390,6 @@ func (b *Bot) putResult(ctx context.Context, prefix string, res turtles.Result) 
 	}
 	if err := b.cfg.Store.Put(ctx, prefix+store.ResultName, bytes.NewReader(data), "application/json"); err != nil {
 		return turtles.MarkInfra(fmt.Errorf("store result: %w", err))
-	}
-	return nil
-}
-
-// uploadArtifacts stores the regular files under dir (the task's
-// TURTLES_ARTIFACTS) under prefix+"artifacts/". Symbolic links are not
-// followed: a task must not publish the bot's files.
-func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, scr *scrub.Scrubber, out io.Writer) error {
-	var total int64
-	n := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		rel, _ := filepath.Rel(dir, path)
-		// A secret in a file name must not become part of a public key.
-		rel = scr.String(filepath.ToSlash(rel))
-		key := prefix + store.ArtifactsName + rel
-		if !d.Type().IsRegular() {
-			logf(out, "artifact %s skipped: not a regular file", rel)
-			return nil
-		}
-		if err := store.CheckKey(key); err != nil {
-			logf(out, "artifact %s skipped: bad name", rel)
-			return nil
-		}
-		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-		if err != nil {
-			logf(out, "artifact %s skipped: %v", rel, err)
-			return nil
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil || !fi.Mode().IsRegular() {
-			return nil
-		}
-		if total+fi.Size() > maxArtifactBytes {
-			logf(out, "artifact %s skipped: artifacts are limited to %d MiB", rel, maxArtifactBytes>>20)
-			return nil
-		}
-		ct := mime.TypeByExtension(filepath.Ext(rel))
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		if err := b.cfg.Store.Put(ctx, key, io.LimitReader(f, fi.Size()), ct); err != nil {
-			return turtles.MarkInfra(fmt.Errorf("upload artifact %s: %w", rel, err))
-		}
-		total += fi.Size()
-		n++
-		return nil
-	})
-	if err != nil {
-		return turtles.MarkInfra(fmt.Errorf("upload artifacts: %w", err))
-	}
-	if n > 0 {
-		logf(out, "uploaded %d artifacts (%d bytes)", n, total)
 	}
 	return nil
 }

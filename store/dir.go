@@ -140,6 +140,38 @@ func (d *Dir) writeType(key, contentType string) error {
 	return os.Rename(tmp, tp)
 }
 
+// PutNew implements Store. link(2) fails when the name exists, so the
+// claim is atomic and the object is whole the moment it appears; its type
+// follows (a reader in between sees application/octet-stream), and is
+// never written for a key that was taken.
+func (d *Dir) PutNew(ctx context.Context, key string, r io.Reader, contentType string) error {
+	path, err := d.Path(key)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	tmp, err := d.writeTemp(ctx, r)
+	if err != nil {
+		return fmt.Errorf("put new %s: %w", key, err)
+	}
+	defer os.Remove(tmp)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("put new %s: %w", key, err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("put new %s: %w", key, ErrExist)
+		}
+		return fmt.Errorf("put new %s: %w", key, err)
+	}
+	if err := d.writeType(key, contentType); err != nil {
+		return fmt.Errorf("put new %s: %w", key, err)
+	}
+	return nil
+}
+
 // writeTemp copies r to a new temporary file on the same file system as
 // the objects, ready to be renamed into place.
 func (d *Dir) writeTemp(ctx context.Context, r io.Reader) (string, error) {

@@ -23,11 +23,20 @@ import (
 // ErrNotExist is returned (wrapped) by Get and Stat for a missing key.
 var ErrNotExist = errors.New("object does not exist")
 
+// ErrExist is returned (wrapped) by PutNew when the key is taken.
+var ErrExist = errors.New("object already exists")
+
 // Store is a flat key/value store of files.
 type Store interface {
 	// Put stores the whole of r under key, replacing what was there. A
 	// reader never sees a partial object.
 	Put(ctx context.Context, key string, r io.Reader, contentType string) error
+	// PutNew stores the whole of r under key only if no object has that
+	// key: of concurrent PutNews of one key exactly one succeeds, the
+	// others return ErrExist (wrapped) and change nothing. It is how an
+	// attempt claims its prefix (ClaimAttempt), so it must be atomic in
+	// the store itself, not a Stat followed by a Put.
+	PutNew(ctx context.Context, key string, r io.Reader, contentType string) error
 	// Get opens key. ErrNotExist if it is missing.
 	Get(ctx context.Context, key string) (io.ReadCloser, Info, error)
 	// Stat describes key. ErrNotExist if it is missing.

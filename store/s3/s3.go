@@ -10,6 +10,7 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -176,6 +177,40 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, contentType st
 	_, err = s.c.PutObject(ctx, s.bucket, name, r, size, opts)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
+// PutNew implements store.Store with a conditional PUT (If-None-Match:
+// "*"), which S3 (since 2024), MinIO and versitygw (v1.8.0 checks it under
+// a per-key lock) evaluate atomically. The body is sent in one request,
+// since not every server checks the condition on a multipart upload; so
+// it is bounded by partSize, plenty for the markers it is for.
+func (s *Store) PutNew(ctx context.Context, key string, r io.Reader, contentType string) error {
+	name, err := s.name(key)
+	if err != nil {
+		return err
+	}
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	b, err := io.ReadAll(io.LimitReader(r, partSize+1))
+	if err != nil {
+		return fmt.Errorf("put new %s: %w", key, err)
+	}
+	if len(b) > partSize {
+		return fmt.Errorf("put new %s: larger than %d bytes", key, partSize)
+	}
+	opts := minio.PutObjectOptions{ContentType: contentType}
+	opts.SetMatchETagExcept("*")
+	_, err = s.c.PutObject(ctx, s.bucket, name, bytes.NewReader(b), int64(len(b)), opts)
+	if err != nil {
+		// 412: the key exists. 409: a concurrent conditional write of the
+		// key is in flight (AWS); either way it is not ours.
+		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusPreconditionFailed || r.StatusCode == http.StatusConflict {
+			return fmt.Errorf("put new %s: %w", key, store.ErrExist)
+		}
+		return fmt.Errorf("put new %s: %w", key, err)
 	}
 	return nil
 }

@@ -9,10 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -33,6 +36,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{name: "Large", run: testLarge},
 		{name: "FailedPutKeepsOld", run: testFailedPut},
 		{name: "Compose", run: testCompose},
+		{name: "PutNew", run: testPutNew},
+		{name: "PutNewRace", run: testPutNewRace},
+		{name: "ClaimAttempt", run: testClaimAttempt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, open(t)) })
@@ -332,5 +338,111 @@ func testCompose(t *testing.T, s store.Store) {
 	small := []store.Part{{Key: "c/src", Size: 10}, {Key: "c/src", Size: 10}}
 	if err := c.Compose(ctx, "c/small", small, "text/plain"); err == nil {
 		t.Errorf("Compose with a small first part succeeded")
+	}
+}
+
+// testPutNew: PutNew creates a key once and never replaces an object,
+// whether PutNew or Put made it.
+func testPutNew(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const key = "owner/repo/0123/ctx/1/claim"
+	if err := s.PutNew(ctx, key, bytes.NewReader([]byte("first")), "application/json"); err != nil {
+		t.Fatalf("PutNew(%q) of a new key: %v", key, err)
+	}
+	err := s.PutNew(ctx, key, bytes.NewReader([]byte("second")), "text/plain")
+	if !errors.Is(err, store.ErrExist) {
+		t.Errorf("PutNew(%q) again = %v, want ErrExist", key, err)
+	}
+	b, info := get(t, s, key)
+	if string(b) != "first" || info.ContentType != "application/json" {
+		t.Errorf("after a refused PutNew, %q = %q (%s), want %q (application/json)", key, b, info.ContentType, "first")
+	}
+	const log = "owner/repo/0123/ctx/1/log"
+	put(t, s, log, "the first run's log", "text/plain")
+	if err := s.PutNew(ctx, log, bytes.NewReader([]byte("overwritten")), "text/plain"); !errors.Is(err, store.ErrExist) {
+		t.Errorf("PutNew(%q) over a Put object = %v, want ErrExist", log, err)
+	}
+	if b, _ := get(t, s, log); string(b) != "the first run's log" {
+		t.Errorf("%q = %q after a refused PutNew, want it unchanged", log, b)
+	}
+}
+
+// testPutNewRace: of concurrent PutNews of one key exactly one wins, and
+// the object holds the winner's bytes.
+func testPutNewRace(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const key, n = "owner/repo/0123/ctx/2/claim", 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.PutNew(ctx, key, bytes.NewReader([]byte(fmt.Sprint("claimer ", i))), "text/plain")
+		})
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Errorf("PutNew by claimers %d and %d both succeeded", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, store.ErrExist):
+			t.Errorf("PutNew by claimer %d = %v, want nil or ErrExist", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no PutNew succeeded: %v", errs)
+	}
+	if b, _ := get(t, s, key); string(b) != fmt.Sprint("claimer ", winner) {
+		t.Errorf("%q = %q, want the winner's %q", key, b, fmt.Sprint("claimer ", winner))
+	}
+}
+
+// testClaimAttempt: a task published again after it finished starts at
+// attempt 1; it must run under a prefix of its own, and concurrent
+// claimers of one task get different numbers.
+func testClaimAttempt(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	task := turtles.Task{Repo: turtles.Repo{Name: "owner/repo"}, SHA: "0123456789abcdef0123456789abcdef01234567", Context: "unit/x", Attempt: 1}
+	// Attempt 1 as stored before markers existed: a log and no claim.
+	old := task
+	put(t, s, store.AttemptPrefix(old)+store.LogName, "the first run's log", "text/plain")
+
+	var got []int
+	for range 2 {
+		c, err := store.ClaimAttempt(ctx, s, task, "bot-a", time.Now())
+		if err != nil {
+			t.Fatalf("ClaimAttempt: %v", err)
+		}
+		got = append(got, c.Attempt)
+	}
+	if diff := cmp.Diff([]int{2, 3}, got); diff != "" {
+		t.Errorf("attempts claimed (-want +got):\n%s", diff)
+	}
+	if b, _ := get(t, s, store.AttemptPrefix(old)+store.LogName); string(b) != "the first run's log" {
+		t.Errorf("attempt 1's log = %q, want it intact", b)
+	}
+
+	const n = 4
+	claimed := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			c, err := store.ClaimAttempt(ctx, s, task, fmt.Sprint("bot-", i), time.Now())
+			if err != nil {
+				t.Errorf("concurrent ClaimAttempt %d: %v", i, err)
+			}
+			claimed[i] = c.Attempt
+		})
+	}
+	wg.Wait()
+	seen := map[int]bool{}
+	for _, a := range claimed {
+		if seen[a] || a < 4 {
+			t.Errorf("concurrent claims got attempts %v, want 4 distinct numbers from 4 on", claimed)
+			break
+		}
+		seen[a] = true
 	}
 }
