@@ -59,6 +59,20 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	stopHeartbeat := b.heartbeat(d, cancel, log)
 	defer stopHeartbeat()
 
+	// Before anything is written: an attempt never reuses a prefix.
+	d, err := b.claimPrefix(report, d)
+	if err != nil {
+		log.Error("claim a store prefix", "err", err)
+		b.retry(report, d, infraOutcome(err), log)
+		class = turtles.Infra
+		return
+	}
+	if d.Task().Attempt != t.Attempt {
+		log.Info("earlier attempts' prefixes are taken; running as a later attempt", "queued_attempt", t.Attempt, "attempt", d.Task().Attempt)
+		t = d.Task()
+		log = b.log.With("task", t.Key(), "attempt", t.Attempt, "delivery", d.Count())
+	}
+
 	prefix := store.AttemptPrefix(t)
 	ws, out, err := b.prepare(prefix, log)
 	if err != nil {
