@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -16,9 +17,10 @@ func TestForms(t *testing.T) {
 	const sec = "p@ss/w+rd?~x" // escapes in URLs, +/ or -_ in base64
 	b64 := base64.StdEncoding.EncodeToString([]byte(sec))
 	tests := []struct {
-		name string
-		in   string
-		want string
+		name   string
+		in     string
+		secret string // default sec
+		want   string
 	}{
 		{name: "plain", in: "v=" + sec + ";", want: "v=***;"},
 		{name: "hex", in: "v=" + hex.EncodeToString([]byte(sec)) + ";", want: "v=***;"},
@@ -26,6 +28,11 @@ func TestForms(t *testing.T) {
 		{name: "query escape", in: "https://h/?t=" + url.QueryEscape(sec) + "&x", want: "https://h/?t=***&x"},
 		{name: "path escape", in: "https://h/" + url.PathEscape(sec) + "/x", want: "https://h/***/x"},
 		{name: "lower case escapes", in: "t=" + strings.ToLower(url.QueryEscape(sec)) + "&x", want: "t=***&x"},
+		{name: "every byte escaped", in: "t=" + escapeAll(sec, "%%%02X") + "&x", want: "t=***&x"},
+		{name: "some escaped, mixed case", in: "t=p%40ss%2fw%2Brd%3F%7ex&y", want: "t=***&y"},
+		{name: "a space as +", in: "t=" + url.QueryEscape("open sesame") + "&x", secret: "open sesame", want: "t=***&x"},
+		{name: "escape of another byte", in: "t=p%41ss/w+rd?~x", want: "t=p%41ss/w+rd?~x"},
+		{name: "a lone %", in: "100% p@ss/w+rd?~x%", want: "100% ***%"},
 		{name: "base64", in: "v=" + b64 + ";", want: "v=***;"},
 		{name: "base64 unpadded", in: "v=" + strings.TrimRight(b64, "=") + ";", want: "v=***;"},
 		{name: "base64 URL", in: "v=" + base64.URLEncoding.EncodeToString([]byte(sec)) + ";", want: "v=***;"},
@@ -33,7 +40,11 @@ func TestForms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := New([]string{sec}).String(tt.in); got != tt.want {
+			secret := sec
+			if tt.secret != "" {
+				secret = tt.secret
+			}
+			if got := New([]string{secret}).String(tt.in); got != tt.want {
 				t.Errorf("String(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
@@ -92,4 +103,14 @@ func TestWriterSplitsEveryForm(t *testing.T) {
 			}
 		}
 	}
+}
+
+// escapeAll writes every byte of s with format, as the most eager URL
+// encoders do.
+func escapeAll(s, format string) string {
+	var b strings.Builder
+	for i := range len(s) {
+		fmt.Fprintf(&b, format, s[i])
+	}
+	return b.String()
 }

@@ -26,7 +26,10 @@ type Scrubber struct {
 	// byFirst holds every form of every secret by its first byte, longest
 	// first, so that at one position the longest form wins.
 	byFirst [256][][]byte
-	n       int
+	// byFirstURL holds the secrets by the bytes their URL-escaped forms can
+	// start with, for urlMatch.
+	byFirstURL [256][][]byte
+	n          int
 }
 
 // New returns a Scrubber for values; values shorter than 4 bytes and
@@ -37,6 +40,12 @@ func New(values []string) *Scrubber {
 	for _, v := range values {
 		if len(v) < minLen {
 			continue
+		}
+		sec := []byte(v)
+		for _, c := range []byte{sec[0], '%', '+'} {
+			if c != '+' || sec[0] == ' ' {
+				s.byFirstURL[c] = append(s.byFirstURL[c], sec)
+			}
 		}
 		for _, f := range forms(v) {
 			if len(f) < minLen || seen[f] {
@@ -89,8 +98,8 @@ func (s *Scrubber) String(v string) string {
 func (s *Scrubber) scan(dst, b []byte, final bool) ([]byte, int) {
 	from := 0 // start of the bytes not yet copied to dst
 	for i := 0; i < len(b); {
-		cands := s.byFirst[b[i]]
-		if len(cands) == 0 {
+		cands, urls := s.byFirst[b[i]], s.byFirstURL[b[i]]
+		if len(cands) == 0 && len(urls) == 0 {
 			i++
 			continue
 		}
@@ -105,6 +114,13 @@ func (s *Scrubber) scan(dst, b []byte, final bool) ([]byte, int) {
 				return append(dst, b[from:i]...), i
 			}
 		}
+		for _, sec := range urls {
+			n, more := urlMatch(sec, rest)
+			if more && !final {
+				return append(dst, b[from:i]...), i
+			}
+			match = max(match, n)
+		}
 		if match == 0 {
 			i++
 			continue
@@ -114,6 +130,46 @@ func (s *Scrubber) scan(dst, b []byte, final bool) ([]byte, int) {
 		from = i
 	}
 	return append(dst, b[from:]...), len(b)
+}
+
+// urlMatch matches a URL-escaped form of sec at the start of b, whichever
+// bytes the encoder chose to escape (they differ on ~ ! * ' ( ) and more):
+// each byte of sec as itself or as %XX in either case, a space also as
+// '+'. It returns the length matched, or 0 and whether b ended before a
+// match could be told from none.
+func urlMatch(sec, b []byte) (n int, more bool) {
+	j := 0
+	for _, c := range sec {
+		if j >= len(b) {
+			return 0, true
+		}
+		if b[j] == '%' {
+			if j+1 >= len(b) || j+2 >= len(b) && isHex(b[j+1]) {
+				return 0, true // an escape cut short
+			}
+			if isHex(b[j+1]) && isHex(b[j+2]) && unhex(b[j+1])<<4|unhex(b[j+2]) == c {
+				j += 3
+				continue
+			}
+		}
+		if b[j] != c && (c != ' ' || b[j] != '+') {
+			return 0, false
+		}
+		j++
+	}
+	return j, false
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // Writer scrubs a stream. A secret split across writes (and so across log
