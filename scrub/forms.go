@@ -11,7 +11,8 @@ import (
 // by accident: the value itself, hex (lower and upper case), URL escaping
 // (query and path, with upper or lower case escapes) and base64 (standard
 // and URL alphabets). Each may repeat; New drops duplicates and forms
-// shorter than minLen.
+// shorter than minLen. Other URL escapings (encoders disagree on which
+// bytes to escape) are found by urlMatch.
 func forms(secret string) []string {
 	out := []string{
 		secret,
