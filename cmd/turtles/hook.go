@@ -29,8 +29,10 @@ its token) with the webhook secret and publishes a plan task
 to --queue. It needs no forge token. A publish that fails (the broker is
 down) answers 5xx, so the forge delivers again.
 
-Delivery IDs are remembered in DATA-DIR/deliveries.db so that a redelivered
-webhook is not queued twice; run one hook per data dir.`,
+Delivery IDs and the SHA-256 of each body are remembered in
+DATA-DIR/deliveries.db so that a redelivered webhook, or a payload replayed
+under a new delivery ID, is not queued twice; run one hook per data dir.
+Unsigned bodies are bounded by --http-read-timeout and --webhook-body-budget.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := loadSettings(cmd.Flags())
