@@ -1,16 +1,19 @@
 package scrub
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"html"
 	"net/url"
 	"strings"
 )
 
 // forms returns the encodings of secret that a program is likely to print
 // by accident: the value itself, hex (lower and upper case), URL escaping
-// (query and path, with upper or lower case escapes) and base64 (standard
-// and URL alphabets). Each may repeat; New drops duplicates and forms
+// (query and path, with upper or lower case escapes), HTML, XML and JSON
+// escaping, and base64 (standard and URL alphabets). Each may repeat; New drops duplicates and forms
 // shorter than minLen. Other URL escapings (encoders disagree on which
 // bytes to escape) are found by urlMatch.
 func forms(secret string) []string {
@@ -22,6 +25,10 @@ func forms(secret string) []string {
 	for _, esc := range []string{url.QueryEscape(secret), url.PathEscape(secret)} {
 		out = append(out, esc, lowerEscapes(esc))
 	}
+	// A secret with < > & ' " or \ reads differently in a JUnit or HTML
+	// report and in JSON: escaped as the usual encoders do.
+	out = append(out, html.EscapeString(secret), xmlNamed.Replace(secret), xmlText.Replace(secret),
+		jsonEscaped(secret, true), jsonEscaped(secret, false))
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		// The whole encoding, when the secret is all that was encoded.
 		out = append(out, enc.EncodeToString([]byte(secret)), enc.WithPadding(base64.NoPadding).EncodeToString([]byte(secret)))
@@ -53,6 +60,24 @@ func base64Inner(enc *base64.Encoding, secret string, offset int) string {
 		return ""
 	}
 	return s[start:end]
+}
+
+var (
+	// xmlNamed escapes as most XML writers do; html.EscapeString (and Go's
+	// encoding/xml) use &#34; and &#39; instead.
+	xmlNamed = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;")
+	// xmlText escapes what text between tags must (Python's saxutils).
+	xmlText = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+)
+
+// jsonEscaped is secret as it appears inside a JSON string, with < > &
+// escaped as Go does by default or not.
+func jsonEscaped(secret string, escapeHTML bool) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	enc.Encode(secret)
+	return strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(b.String(), "\n"), `"`), `"`)
 }
 
 // lowerEscapes writes the %XX escapes of s in lower case, as some

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"html"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -14,7 +15,8 @@ import (
 // TestForms is the attack of a task that prints its secret encoded: every
 // usual encoding is masked whole, and nothing else is touched.
 func TestForms(t *testing.T) {
-	const sec = "p@ss/w+rd?~x" // escapes in URLs, +/ or -_ in base64
+	const sec = "p@ss/w+rd?~x"    // escapes in URLs, +/ or -_ in base64
+	const markup = `a&b<c>"d'e\f` // escapes in HTML, XML and JSON
 	b64 := base64.StdEncoding.EncodeToString([]byte(sec))
 	tests := []struct {
 		name   string
@@ -36,6 +38,11 @@ func TestForms(t *testing.T) {
 		{name: "base64", in: "v=" + b64 + ";", want: "v=***;"},
 		{name: "base64 unpadded", in: "v=" + strings.TrimRight(b64, "=") + ";", want: "v=***;"},
 		{name: "base64 URL", in: "v=" + base64.URLEncoding.EncodeToString([]byte(sec)) + ";", want: "v=***;"},
+		{name: "HTML", in: "<td>" + html.EscapeString(markup) + "</td>", secret: markup, want: "<td>***</td>"},
+		{name: "XML attribute", in: `<failure message="a&amp;b&lt;c&gt;&quot;d&apos;e\f">`, secret: markup, want: `<failure message="***">`},
+		{name: "XML text", in: `<failure>a&amp;b&lt;c&gt;"d'e\f</failure>`, secret: markup, want: "<failure>***</failure>"},
+		{name: "JSON", in: `{"m":"a\u0026b\u003cc\u003e\"d'e\\f"}`, secret: markup, want: `{"m":"***"}`},
+		{name: "JSON unescaped HTML", in: `{"m":"a&b<c>\"d'e\\f"}`, secret: markup, want: `{"m":"***"}`},
 		{name: "ordinary text", in: "nothing secret here: 0123456789abcdef", want: "nothing secret here: 0123456789abcdef"},
 	}
 	for _, tt := range tests {

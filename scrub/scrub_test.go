@@ -71,8 +71,8 @@ func TestWriterPassesPlainTextAtOnce(t *testing.T) {
 }
 
 // fuzzSecrets are the values of FuzzWriter and the form tests: one plain,
-// one whose URL and base64 forms differ by alphabet and escaping.
-var fuzzSecrets = []string{"secretvalue", "p@ss/w+rd?~\xfb\xff"}
+// one whose URL, markup and base64 forms differ by alphabet and escaping.
+var fuzzSecrets = []string{"secretvalue", "p@ss/w+rd?~&\"<\xfb\xff"}
 
 // FuzzWriter cuts a stream into writes as the fuzzer likes: whatever the
 // cuts, no form of a secret comes out (scrubbing the output again changes
