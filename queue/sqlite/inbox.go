@@ -20,7 +20,11 @@ func (db *DB) Put(ctx context.Context, body []byte) error {
 	if db.closed() {
 		return queue.ErrClosed
 	}
-	if _, err := db.sql.ExecContext(ctx, `INSERT INTO inbox (body) VALUES (?)`, body); err != nil {
+	err := db.durable(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO inbox (body) VALUES (?)`, body)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("put inbox message: %w", db.check(err))
 	}
 	db.wakeInbox()

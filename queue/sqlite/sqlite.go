@@ -105,6 +105,8 @@ type DB struct {
 	done      chan struct{} // closed by Close; wakes every waiter
 	closeOnce sync.Once
 
+	wal *walSync // makes what the queue accepts durable (durable.go)
+
 	mu         sync.Mutex
 	wakeups    queue.Wakeups // keyed by pool, and eventsKey for events
 	lastPruned time.Time
@@ -123,7 +125,9 @@ func Open(path string, opts queue.Options, log *slog.Logger) (*DB, error) {
 	}
 	// synchronous=NORMAL in WAL mode survives a crash of the process (the
 	// WAL is in the OS's hands at commit) and loses at most the last
-	// transactions on power loss; FULL would cost an fsync per commit.
+	// transactions on power loss, which is fine for claims and acks; what
+	// the queue accepts from outside is synced before it returns, as FULL
+	// would (durable.go).
 	// BEGIN IMMEDIATE takes the write lock up front, so that concurrent
 	// transactions from other processes wait (busy_timeout) instead of
 	// failing half way.
@@ -149,10 +153,18 @@ func Open(path string, opts queue.Options, log *slog.Logger) (*DB, error) {
 		owner:      newToken(),
 		eventLease: eventLease,
 		done:       make(chan struct{}),
+		wal:        newWALSync(path),
 	}
 	if err := db.migrate(context.Background()); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
+	// Durable writes sync the WAL file (durable.go); without WAL they
+	// would have nothing to sync.
+	var mode string
+	if err := sdb.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		sdb.Close()
+		return nil, fmt.Errorf("open queue %s: journal mode is %q, not wal (%v): the file system must support SQLite's WAL", path, mode, err)
 	}
 	return db, nil
 }
@@ -273,15 +285,21 @@ func (db *DB) PublishRaw(ctx context.Context, pool string, body []byte) error {
 }
 
 func (db *DB) insert(ctx context.Context, pool string, key sql.NullString, prio int, body []byte) error {
-	now := nanos(time.Now())
-	res, err := db.sql.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`, pool, key, prio, body, now, now)
+	var n int64
+	err := db.durable(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		now := nanos(time.Now())
+		res, err := tx.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`, pool, key, prio, body, now, now)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("publish to pool %s: %w", pool, db.check(err))
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("publish to pool %s: %w", pool, db.check(err))
-	} else if n == 0 {
+	if n == 0 {
 		return fmt.Errorf("publish %s: %w", key.String, queue.ErrDuplicate)
 	}
 	db.wake(pool)
@@ -637,11 +655,15 @@ func (db *DB) FirstDelivery(ctx context.Context, id string) (bool, error) {
 			return false, fmt.Errorf("prune webhook deliveries: %w", db.check(err))
 		}
 	}
-	res, err := db.sql.ExecContext(ctx, `INSERT INTO deliveries (id, seen) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, nanos(now))
-	if err != nil {
-		return false, fmt.Errorf("record webhook delivery %q: %w", id, db.check(err))
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := db.durable(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, seen) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, nanos(now))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("record webhook delivery %q: %w", id, db.check(err))
 	}
