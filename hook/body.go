@@ -175,9 +175,13 @@ func (b *body) bytes() []byte {
 	return out
 }
 
+// bodyKey starts a body's key in the delivery log. A delivery ID that
+// starts with it is refused, so that no ID can stand for a body.
+const bodyKey = "sha256:"
+
 // key is the body's replay key: its SHA-256 in hex, after prefix.
 func (b *body) key(prefix string) string {
-	return fmt.Sprintf("%ssha256:%x", prefix, b.sum.Sum(nil))
+	return fmt.Sprintf("%s%s%x", prefix, bodyKey, b.sum.Sum(nil))
 }
 
 // release gives the body's bytes back to the budget.

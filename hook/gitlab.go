@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -91,6 +92,9 @@ func (h *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case delivery == "":
 		reply(http.StatusBadRequest, label, resultBadRequest, "missing Idempotency-Key or X-Gitlab-Event-UUID header", nil)
+		return
+	case strings.HasPrefix(delivery, bodyKey):
+		reply(http.StatusBadRequest, label, resultBadRequest, "malformed Idempotency-Key or X-Gitlab-Event-UUID header", nil)
 		return
 	}
 	log = log.With("event", event)

@@ -202,8 +202,12 @@ func (h *GitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With("event", event)
-	if delivery == "" {
+	switch {
+	case delivery == "":
 		reply(http.StatusBadRequest, event, resultBadRequest, "missing X-GitHub-Delivery header", nil)
+		return
+	case strings.HasPrefix(delivery, bodyKey):
+		reply(http.StatusBadRequest, event, resultBadRequest, "malformed X-GitHub-Delivery header", nil)
 		return
 	}
 	p, err := parseGitHub(event, b.bytes(), h.pool, h.now().UTC())

@@ -315,6 +315,11 @@ func TestGitHub(t *testing.T) {
 			requests: []request{{event: "push", body: push, wantCode: 400, wantMessage: "X-GitHub-Delivery"}},
 		},
 		{
+			// Else an ID could stand for a body in the delivery log.
+			name:     "delivery ID shaped like a body's key",
+			requests: []request{{event: "push", body: push, delivery: "sha256:00", wantCode: 400, wantMessage: "malformed X-GitHub-Delivery"}},
+		},
+		{
 			name: "replayed delivery publishes once",
 			requests: []request{
 				{event: "push", body: push, delivery: "d1", wantCode: 200},
