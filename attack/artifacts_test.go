@@ -19,8 +19,9 @@ import (
 
 const (
 	leakRepo = "octo/leaky"
-	// leakSecret needs escaping in URLs and gives + and / in base64.
-	leakSecret = "e2e-deploy/t0ken+v@lue~Q"
+	// leakSecret needs escaping in URLs and XML, and gives + and / in
+	// base64.
+	leakSecret = "e2e-deploy/t0ken+v@lue~Q&x"
 )
 
 // leakMatrix is a trusted context with a secret.
@@ -38,7 +39,7 @@ leaks() {
 	echo "bearer: $(printf 'Bearer %s' "$T" | b64)"
 	echo "basic: $(printf 'user:%s' "$T" | b64)"
 	echo "b64url: $(printf %s "$T" | b64 | tr '+/' '-_')"
-	echo "query: $(printf %s "$T" | sed 's/%/%25/g; s/\//%2F/g; s/+/%2B/g; s/@/%40/g; s/~/%7E/g')"
+	echo "query: $(printf %s "$T" | sed 's/%/%25/g; s/\//%2F/g; s/+/%2B/g; s/@/%40/g; s/~/%7E/g; s/&/%26/g')"
 	echo "path: $(printf %s "$T" | sed 's/%/%25/g; s/\//%2F/g')"
 	echo "hex: $(printf %s "$T" | od -An -tx1 | tr -d ' \n')"
 	echo "HEX: $(printf %s "$T" | od -An -tx1 | tr -d ' \n' | tr a-f A-F)"
@@ -52,7 +53,7 @@ mkdir -p "$A"
 leaks > "$A/report.txt"
 cat > "$A/junit.xml" <<XML
 <?xml version="1.0" encoding="UTF-8"?>
-<testsuite name="deploy"><testcase name="push $(printf %s "$T" | b64)"><failure message="$(printf %s "$T" | od -An -tx1 | tr -d ' \n')">$(leaks)</failure></testcase></testsuite>
+<testsuite name="deploy"><testcase name="push $(printf %s "$T" | b64)"><failure message="$(printf %s "$T" | od -An -tx1 | tr -d ' \n')">$(leaks | sed 's/&/\&amp;/g; s/</\&lt;/g')</failure></testcase></testsuite>
 XML
 printf '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.domain)</script></svg>' > "$A/evil.svg"
 printf '<html><script>alert(document.domain)</script></html>' > "$A/evil.html"
@@ -73,6 +74,7 @@ func leakForms() map[string]string {
 		"path":       url.PathEscape(leakSecret),
 		"hex":        hx,
 		"HEX":        strings.ToUpper(hx),
+		"XML":        strings.ReplaceAll(leakSecret, "&", "&amp;"),
 	}
 }
 
@@ -148,6 +150,9 @@ func TestAttackArtifactLeaks(t *testing.T) {
 			if !strings.Contains(string(log), want) {
 				t.Errorf("log lacks %q:\n%s", want, log)
 			}
+		}
+		if _, res := s.Get(prefix + store.ResultName); !strings.Contains(string(res), `push ***"`) {
+			t.Errorf("result.json lacks the JUnit test, its name masked:\n%s", res)
 		}
 		if resp, body := s.Get(prefix + "artifacts/token.gz"); resp.StatusCode != 404 {
 			t.Errorf("GET token.gz: %s, %q; a binary artifact of a task with secrets must not be stored", resp.Status, body)
