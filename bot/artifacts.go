@@ -2,7 +2,6 @@ package bot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,9 +19,6 @@ import (
 
 // maxArtifactBytes bounds what one attempt uploads from TURTLES_ARTIFACTS.
 const maxArtifactBytes = 1 << 30
-
-// errNotText is why a file of a task with secrets is not stored.
-var errNotText = errors.New("not text")
 
 // uploadArtifacts stores the regular files under dir (the task's
 // TURTLES_ARTIFACTS, with the guest's files and journal under vm/) under
@@ -68,17 +64,27 @@ func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, scr *scru
 			logf(out, "artifact %s skipped: artifacts are limited to %d MiB", rel, maxArtifactBytes>>20)
 			return nil
 		}
-		body, done, err := scrubbed(f, fi.Size(), scr)
-		if errors.Is(err, errNotText) {
+		text, err := sniffText(f)
+		if err != nil {
+			return turtles.MarkInfra(fmt.Errorf("read artifact %s: %w", rel, err))
+		}
+		if !text && !scr.Empty() {
 			logf(out, "artifact %s skipped: this task had secrets, and only text can be scrubbed of them", rel)
 			return nil
 		}
+		body, done, err := scrubbed(f, fi.Size(), scr)
 		if err != nil {
 			return turtles.MarkInfra(fmt.Errorf("scrub artifact %s: %w", rel, err))
 		}
 		defer done()
 		ct := mime.TypeByExtension(filepath.Ext(rel))
-		if ct == "" {
+		switch {
+		case ct != "":
+		case text:
+			// test.tap, build.log: readable in the browser, and as plain
+			// text never rendered, whatever it holds.
+			ct = "text/plain; charset=utf-8"
+		default:
 			ct = "application/octet-stream"
 		}
 		if err := b.cfg.Store.Put(ctx, key, body, ct); err != nil {
@@ -99,23 +105,11 @@ func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, scr *scru
 
 // scrubbed returns the first size bytes of f as they are to be stored, and
 // a function to call once they are. Without secrets that is f itself.
-// With them, a text file is scrubbed into an unnamed temporary file (whose
-// length the store is told: see store/s3's Put), and anything else is
-// errNotText.
+// With them, f (text: see sniffText) is scrubbed into an unnamed temporary
+// file, whose length the store is told (see store/s3's Put).
 func scrubbed(f *os.File, size int64, scr *scrub.Scrubber) (io.Reader, func(), error) {
 	if scr.Empty() {
 		return io.LimitReader(f, size), func() {}, nil
-	}
-	head := make([]byte, 512)
-	k, err := io.ReadFull(f, head)
-	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return nil, nil, err
-	}
-	if !isText(head[:k]) {
-		return nil, nil, errNotText
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, nil, err
 	}
 	tmp, err := os.CreateTemp("", "turtles-artifact-")
 	if err != nil {
@@ -137,6 +131,20 @@ func scrubbed(f *os.File, size int64, scr *scrub.Scrubber) (io.Reader, func(), e
 		return nil, nil, err
 	}
 	return io.NewSectionReader(tmp, 0, n), func() { tmp.Close() }, nil
+}
+
+// sniffText reports whether f is text (see isText) from its first 512
+// bytes, and leaves f at its start.
+func sniffText(f *os.File) (bool, error) {
+	head := make([]byte, 512)
+	k, err := io.ReadFull(f, head)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return false, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return false, err
+	}
+	return isText(head[:k]), nil
 }
 
 // isText reports whether a file starting with head is text in an encoding

@@ -76,6 +76,17 @@ func TestArtifactsScrubbed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			types := map[string]string{}
+			for _, info := range infos {
+				types[strings.TrimPrefix(info.Key, "o/r/s/c/1/artifacts/")] = info.ContentType
+			}
+			// Text of no known extension is plain text, never rendered.
+			if got := types["tap/out.tap"]; got != "text/plain; charset=utf-8" {
+				t.Errorf("out.tap stored as %q, want text/plain", got)
+			}
+			if got, ok := types["dump.gz"]; ok && got == "text/plain; charset=utf-8" {
+				t.Errorf("dump.gz stored as %q", got)
+			}
 			var stored []string
 			for _, info := range infos {
 				name := strings.TrimPrefix(info.Key, "o/r/s/c/1/artifacts/")
