@@ -35,12 +35,13 @@ type Scrubber struct {
 // New returns a Scrubber for values; values shorter than 4 bytes and
 // duplicates are ignored. A nil or empty list scrubs nothing.
 func New(values []string) *Scrubber {
-	seen := map[string]bool{}
+	seen, seenValue := map[string]bool{}, map[string]bool{}
 	s := &Scrubber{}
 	for _, v := range values {
-		if len(v) < minLen {
+		if len(v) < minLen || seenValue[v] {
 			continue
 		}
+		seenValue[v] = true
 		sec := []byte(v)
 		for _, c := range []byte{sec[0], '%', '+'} {
 			if c != '+' || sec[0] == ' ' {
@@ -65,8 +66,9 @@ func New(values []string) *Scrubber {
 // Empty reports whether there is nothing to scrub.
 func (s *Scrubber) Empty() bool { return s == nil || s.n == 0 }
 
-// Forms lists every string the scrubber masks, for tests that check that
-// none of them got through.
+// Forms lists the exact strings the scrubber masks, for tests that check
+// that none of them got through. (URL escapings other than Go's are found
+// by urlMatch, and not listed.)
 func (s *Scrubber) Forms() []string {
 	var out []string
 	if s.Empty() {

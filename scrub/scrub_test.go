@@ -19,6 +19,7 @@ func TestString(t *testing.T) {
 		{name: "one", secrets: []string{"abcd1234"}, in: "token=abcd1234 again abcd1234", want: "token=*** again ***"},
 		{name: "short ignored", secrets: []string{"ab"}, in: "abab", want: "abab"},
 		{name: "longest first", secrets: []string{"pass", "password1"}, in: "password1 pass", want: "*** ***"},
+		{name: "one secret the hex of another", secrets: []string{"abcd", "61626364", "abcd"}, in: "abcd 61626364 %61bcd", want: "*** *** ***"},
 		{name: "artifact name", secrets: []string{"s3cr3t"}, in: "artifacts/dump-s3cr3t.txt", want: "artifacts/dump-***.txt"},
 	}
 	for _, tt := range tests {
