@@ -27,6 +27,7 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/sandbox"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -66,6 +67,16 @@ type Config struct {
 	// Empty: this bot has no secrets, and tasks that ask for one fail as
 	// infra.
 	SecretsDir string
+	// Sandbox isolates the commands that run on the bot (no image, or host
+	// mode). Nil: this host cannot isolate tasks, so trusted work runs as
+	// the bot's own processes and untrusted work outside a guest VM is
+	// refused, as infra (another bot may take it).
+	Sandbox *sandbox.Sandbox
+	// UntrustedHost says that the operator dedicated this bot's pool to
+	// untrusted work outside guest VMs (host mode, no image); it is still
+	// isolated, and refused without a Sandbox. False: such work fails
+	// with a reason that says so.
+	UntrustedHost bool
 	// VM configures the VMs of tasks that name an image.
 	VM VMConfig
 	// Default is the configuration plans use for a commit without
@@ -134,7 +145,8 @@ func New(cfg Config) (*Bot, error) {
 	}
 	return &Bot{
 		cfg: cfg,
-		run: runner{killGrace: cfg.KillGrace, env: cfg.Env, vm: cfg.VM.withDefaults(cfg.WorkDir, cfg.Log), secretsDir: cfg.SecretsDir},
+		run: runner{killGrace: cfg.KillGrace, env: cfg.Env, vm: cfg.VM.withDefaults(cfg.WorkDir, cfg.Log), secretsDir: cfg.SecretsDir,
+			sandbox: cfg.Sandbox, untrustedHost: cfg.UntrustedHost},
 		log: cfg.Log.With("bot", cfg.Name, "pool", cfg.Pool),
 		m:   m,
 	}, nil

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/sqlite"
+	"github.com/turtles-ci/turtles/sandbox"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -102,8 +104,44 @@ func newHarness(t *testing.T, files map[string]string, opts queue.Options) *harn
 		Heartbeat:   time.Second,
 		KillGrace:   300 * time.Millisecond,
 		Registerer:  h.reg,
+		// Tasks here are untrusted and image-less: they run isolated,
+		// as on a pool the operator dedicated to such work.
+		Sandbox:       testSandbox(t),
+		UntrustedHost: true,
 	}
 	return h
+}
+
+var (
+	sandboxOnce sync.Once
+	sandboxBox  *sandbox.Sandbox
+	sandboxErr  error
+)
+
+// visibleDir is a directory an isolated task can see (not write): the
+// tests' gates live there.
+func visibleDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			os.Chmod(d, fi.Mode().Perm()|0o005)
+		}
+	}
+	return dir
+}
+
+// testSandbox is one sandbox for the package's tests (bubblewrap is
+// installed by scripts/deps.sh, so its absence fails the test).
+func testSandbox(t *testing.T) *sandbox.Sandbox {
+	t.Helper()
+	sandboxOnce.Do(func() {
+		sandboxBox, sandboxErr = sandbox.New(sandbox.Config{UIDBase: 1879048192, UIDs: 8, HostTmp: true})
+	})
+	if sandboxErr != nil {
+		t.Fatalf("sandbox: %v", sandboxErr)
+	}
+	return sandboxBox
 }
 
 func (h *harness) task(kind turtles.Kind, context, command string) turtles.Task {
@@ -396,12 +434,17 @@ func taskCount(t *testing.T, reg *prometheus.Registry, class string) float64 {
 	return 0
 }
 
+// TestTimeoutKillsProcessGroup is about the bot that cannot isolate
+// tasks (trusted work only): its process group is all it has. The
+// sandbox's own tests show that an isolated task leaves nothing.
 func TestTimeoutKillsProcessGroup(t *testing.T) {
 	h := newHarness(t, nil, queue.Options{})
+	h.cfg.Sandbox = nil
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	task := h.task(turtles.KindTest, "slow",
 		`sh -c 'trap "" TERM; echo $$ > `+pidFile+`; exec sleep 60' & echo waiting; sleep 60`)
 	task.Timeout = turtles.Duration(time.Second)
+	task.Trusted = true
 	h.publish(task)
 	h.start()
 	start := time.Now()
@@ -560,7 +603,7 @@ func (h *harness) startedAndLogging(command string) turtles.Task {
 
 func TestLiveLog(t *testing.T) {
 	h := newHarness(t, nil, queue.Options{})
-	gate := filepath.Join(t.TempDir(), "gate")
+	gate := filepath.Join(visibleDir(t), "gate")
 	h.start()
 	task := h.startedAndLogging(`echo running now; while [ ! -e ` + gate + ` ]; do sleep 0.05; done; echo after the gate`)
 	if log := h.log(task); strings.Contains(log, "\nafter the gate") {
@@ -605,7 +648,7 @@ func TestDrainReleasesRunningTask(t *testing.T) {
 
 func TestStopWaitsForRunningTask(t *testing.T) {
 	h := newHarness(t, nil, queue.Options{})
-	gate := filepath.Join(t.TempDir(), "gate")
+	gate := filepath.Join(visibleDir(t), "gate")
 	r := h.start()
 	task := h.startedAndLogging(`echo running now; while [ ! -e ` + gate + ` ]; do sleep 0.05; done`)
 	r.cancel() // stop claiming, keep running
@@ -703,8 +746,8 @@ mkdir -p "$TURTLES_ARTIFACTS/sub"; echo nested > "$TURTLES_ARTIFACTS/sub/a.json"
 			t.Errorf("$%s = %q, want %q", k, env[k], want)
 		}
 	}
-	if !strings.HasPrefix(ws, h.workDir+"/") {
-		t.Errorf("command ran in %s, want a workspace under %s", pwd, h.workDir)
+	if ws != sandbox.Root {
+		t.Errorf("command ran in %s, want its isolated workspace %s", pwd, sandbox.Root)
 	}
 	if info, err := h.st.Stat(context.Background(), prefix+"sub/a.json"); err != nil || info.ContentType != "application/json" {
 		t.Errorf("artifact sub/a.json: %+v, %v; want application/json", info, err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/sandbox"
 	"github.com/turtles-ci/turtles/syncio"
 )
 
@@ -34,6 +35,11 @@ type execSpec struct {
 	Timeout   time.Duration
 	KillGrace time.Duration // SIGTERM to SIGKILL
 	Out       io.Writer     // stdout and stderr, and turtles' own lines
+	// Sandbox, when set, isolates the command (package sandbox): Dir is
+	// then the path inside it, and Workspace the host directory that
+	// appears at sandbox.Root.
+	Sandbox   *sandbox.Sandbox
+	Workspace string
 }
 
 // execute runs spec with "sh -c" in its own process group, with stdin
@@ -51,11 +57,21 @@ func execute(ctx context.Context, s execSpec) (turtles.Outcome, error) {
 	cmd := exec.Command("/bin/sh", "-c", s.Command)
 	cmd.Dir = s.Dir
 	cmd.Env = s.Env
+	// Pdeathsig: if the bot dies, its commands die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var box *sandbox.Run
+	if s.Sandbox != nil {
+		box, err = s.Sandbox.Start(sandbox.Spec{Workspace: s.Workspace, Dir: s.Dir, Env: s.Env}, "/bin/sh", "-c", s.Command)
+		if err != nil {
+			pw.Close()
+			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("isolate command: %w", err))
+		}
+		defer box.Close()
+		cmd = box.Cmd
+	}
 	// An *os.File is handed to the child as is: no copying goroutine in
 	// exec that Wait would block on.
 	cmd.Stdout, cmd.Stderr = pw, pw
-	// Pdeathsig: if the bot dies, its commands die with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	err = cmd.Start()
 	pw.Close()
@@ -63,6 +79,11 @@ func execute(ctx context.Context, s execSpec) (turtles.Outcome, error) {
 		return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("start command: %w", err))
 	}
 	pgid := cmd.Process.Pid
+	stop := func(exited <-chan error) error { return terminate(pgid, exited, s.KillGrace) }
+	if box != nil {
+		box.Started()
+		stop = func(exited <-chan error) error { return terminateBox(box, exited, s.KillGrace) }
+	}
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
@@ -81,13 +102,16 @@ func execute(ctx context.Context, s execSpec) (turtles.Outcome, error) {
 	case waitErr = <-exited:
 		// Background processes the command left behind go now.
 		syscall.Kill(-pgid, syscall.SIGKILL)
+		if box != nil {
+			box.Kill()
+		}
 	case <-timer.C:
 		timedOut = true
 		logf(s.Out, "timed out after %s; stopping the command (SIGTERM, then SIGKILL after %s)", s.Timeout, s.KillGrace)
-		waitErr = terminate(pgid, exited, s.KillGrace)
+		waitErr = stop(exited)
 	case <-ctx.Done():
 		logf(s.Out, "stopping the command: %v", context.Cause(ctx))
-		waitErr = terminate(pgid, exited, s.KillGrace)
+		waitErr = stop(exited)
 	}
 	select {
 	case <-copied:
@@ -153,6 +177,21 @@ func terminate(pgid int, exited <-chan error, grace time.Duration) error {
 		if done && !groupAlive(pgid) {
 			return err
 		}
+	}
+}
+
+// terminateBox is terminate for a sandboxed command: SIGTERM to the
+// command's processes (not to bubblewrap, whose death would end them at
+// once), then SIGKILL to all once the command exited or grace passed.
+func terminateBox(box *sandbox.Run, exited <-chan error, grace time.Duration) error {
+	box.Terminate()
+	select {
+	case err := <-exited:
+		box.Kill()
+		return err
+	case <-time.After(grace):
+		box.Kill()
+		return <-exited
 	}
 }
 

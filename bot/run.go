@@ -16,6 +16,7 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/git"
+	"github.com/turtles-ci/turtles/sandbox"
 )
 
 // workspacePrefix names workspace directories under a work directory, so
@@ -81,6 +82,55 @@ type runner struct {
 	// are the NAME=value pairs of the attempt being run.
 	secretsDir string
 	secrets    []string
+	// sandbox isolates commands that run on the bot; nil runs them as
+	// the bot's own processes, which only trusted work may (see policy).
+	sandbox *sandbox.Sandbox
+	// untrustedHost: this bot's pool is one the operator dedicated to
+	// untrusted host-mode and image-less work (still isolated).
+	untrustedHost bool
+}
+
+// at is ws as a command sees it when its workspace is mounted at root.
+func (ws workspace) at(root string) workspace {
+	rebase := func(p string) string { return filepath.Join(root, strings.TrimPrefix(p, ws.dir)) }
+	return workspace{dir: root, src: rebase(ws.src), home: rebase(ws.home), tmp: rebase(ws.tmp), artifacts: rebase(ws.artifacts)}
+}
+
+// onBot returns the spec of command run on the bot itself (no VM, or a
+// host-mode task beside its VM): sandboxed when the runner has a sandbox,
+// with the task's environment as the command sees its workspace, plus
+// extra. The task's secrets are written into the workspace as files only
+// it can read ($TURTLES_SECRETS/NAME) as well.
+func (r runner) onBot(t turtles.Task, ws workspace, command string, timeout time.Duration, out io.Writer, extra ...string) (execSpec, error) {
+	seen := ws
+	if r.sandbox != nil {
+		seen = ws.at(sandbox.Root)
+	}
+	env := append(r.taskEnv(t, seen), extra...)
+	if len(r.secrets) > 0 {
+		dir := filepath.Join(ws.dir, "secrets")
+		if err := writeSecretFiles(dir, r.secrets); err != nil {
+			return execSpec{}, turtles.MarkInfra(fmt.Errorf("write secret files: %w", err))
+		}
+		env = append(env, "TURTLES_SECRETS="+filepath.Join(seen.dir, "secrets"))
+	}
+	return execSpec{
+		Command: command, Dir: seen.src, Env: env, Timeout: timeout, KillGrace: r.killGrace, Out: out,
+		Sandbox: r.sandbox, Workspace: ws.dir,
+	}, nil
+}
+
+// refuseOnBot says why t may not run on this bot outside a VM, or "".
+func (r runner) refuseOnBot(t turtles.Task) (reason string, infra bool) {
+	switch {
+	case t.Trusted:
+		return "", false
+	case !r.untrustedHost:
+		return "untrusted work runs only in guest-mode VMs (an image, mode guest); this pool takes no host-mode or image-less work from untrusted authors", false
+	case r.sandbox == nil:
+		return "this bot cannot isolate tasks (see its log: bubblewrap is missing or user namespaces are off), so it runs no untrusted work on the host", true
+	}
+	return "", false
 }
 
 // env is the complete environment of a task command: nothing of the
@@ -159,18 +209,25 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 	if r.timeout > 0 {
 		timeout = r.timeout
 	}
+	if v.image == "" || v.mode == turtles.ModeHost {
+		if reason, infra := r.refuseOnBot(t); reason != "" {
+			if infra {
+				err := turtles.MarkInfra(errors.New(reason))
+				logf(out, "%s", reason)
+				return infraOutcome(err), err
+			}
+			return failure(out, reason), nil
+		}
+	}
 	if v.image != "" {
 		return r.testVM(ctx, t, ws, out, command, timeout, v)
 	}
+	spec, err := r.onBot(t, ws, command, timeout, out)
+	if err != nil {
+		return infraOutcome(err), err
+	}
 	logf(out, "running: %s", command)
-	return execute(ctx, execSpec{
-		Command:   command,
-		Dir:       ws.src,
-		Env:       r.taskEnv(t, ws),
-		Timeout:   timeout,
-		KillGrace: r.killGrace,
-		Out:       out,
-	})
+	return execute(ctx, spec)
 }
 
 func failure(out io.Writer, reason string) turtles.Outcome {

@@ -106,3 +106,19 @@ func (r runner) withSecrets(t turtles.Task, out io.Writer) (runner, error) {
 	r.secrets = s.env
 	return r, nil
 }
+
+// writeSecretFiles writes each NAME=value of env as dir/NAME, readable
+// by its owner only; the sandbox gives the workspace, and so them, to
+// the task's uid alone.
+func writeSecretFiles(dir string, env []string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0o400); err != nil {
+			return err
+		}
+	}
+	return nil
+}

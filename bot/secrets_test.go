@@ -85,7 +85,7 @@ func TestSecretsInTask(t *testing.T) {
 	h := newHarness(t, nil, queue.Options{MaxDeliveries: 1})
 	h.cfg.SecretsDir = secretsDir(t)
 	h.cfg.Store = putOnly{h.st}
-	gate := filepath.Join(t.TempDir(), "gate")
+	gate := filepath.Join(visibleDir(t), "gate")
 
 	trusted := h.task(turtles.KindTest, "trusted", `echo "token=$DEPLOY_TOKEN"; printf 'split: %s' "$DEPLOY_TOKEN" | head -c 12; sleep 0.1; printf '%s\n' "$DEPLOY_TOKEN" | tail -c +6
 echo "ok 1 - deploy with $DEPLOY_TOKEN"

@@ -18,6 +18,7 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/image/cache"
+	"github.com/turtles-ci/turtles/sandbox"
 	"github.com/turtles-ci/turtles/syncio"
 	"github.com/turtles-ci/turtles/vm"
 )
@@ -131,10 +132,21 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	var o turtles.Outcome
 	if v.mode == turtles.ModeHost {
 		logf(out, "running on the host, VM beside it: %s", command)
-		o, err = execute(ctx, execSpec{
-			Command: command, Dir: ws.src, Env: append(r.taskEnv(t, ws), vmEnv(m)...),
-			Timeout: timeout, KillGrace: r.killGrace, Out: out,
-		})
+		key := m.KeyFile()
+		if r.sandbox != nil {
+			// The VM's own directory is hidden from the task: its key is
+			// handed over in the workspace.
+			if key, err = copyKey(m.KeyFile(), filepath.Join(ws.dir, "vm-key")); err != nil {
+				err = turtles.MarkInfra(err)
+				return infraOutcome(err), err
+			}
+			key = filepath.Join(sandbox.Root, "vm-key")
+		}
+		var spec execSpec
+		if spec, err = r.onBot(t, ws, command, timeout, out, vmEnv(m, key)...); err != nil {
+			return infraOutcome(err), err
+		}
+		o, err = execute(ctx, spec)
 	} else {
 		o, err = r.guest(ctx, t, m, ws, out, command, timeout)
 	}
@@ -167,13 +179,13 @@ func (r runner) image(ctx context.Context, name string, out io.Writer) (*image.M
 }
 
 // vmEnv describes a host-mode task's VM to its command.
-func vmEnv(m *vm.Machine) []string {
+func vmEnv(m *vm.Machine, key string) []string {
 	env := []string{
 		"TURTLES_VM_NAME=" + m.Name,
 		"TURTLES_VM_SSH_HOST=127.0.0.1",
 		"TURTLES_VM_SSH_PORT=" + strconv.Itoa(m.SSHPort),
 		"TURTLES_VM_SSH_USER=" + m.User,
-		"TURTLES_VM_SSH_KEY=" + m.KeyFile(),
+		"TURTLES_VM_SSH_KEY=" + key,
 		"TURTLES_VM_ARTIFACTS=" + GuestArtifacts,
 	}
 	var guest []int
@@ -185,6 +197,18 @@ func vmEnv(m *vm.Machine) []string {
 		env = append(env, fmt.Sprintf("TURTLES_VM_PORT_%d=%d", g, m.Ports[g]))
 	}
 	return env
+}
+
+// copyKey copies the private key at from to to (mode 0600) and returns to.
+func copyKey(from, to string) (string, error) {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return "", fmt.Errorf("hand over the VM's key: %w", err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		return "", fmt.Errorf("hand over the VM's key: %w", err)
+	}
+	return to, nil
 }
 
 // guest copies the checkout into the VM and runs command there, its

@@ -54,6 +54,9 @@ type Config struct {
 	// its own; empty finds one (see findCgroup). None found is not an
 	// error: the PID namespace still kills every process of a task.
 	CgroupRoot string
+	// HostTmp shows the host's /tmp (read-only) instead of an empty one:
+	// for tests that signal a running task through a file there.
+	HostTmp bool
 }
 
 // Sandbox starts isolated commands.
@@ -155,7 +158,10 @@ func (s *Sandbox) Start(spec Spec, argv ...string) (*Run, error) {
 		"--ro-bind", "/", "/",
 		"--dev", "/dev",
 		"--proc", "/proc",
-		"--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/run",
+		"--tmpfs", "/var/tmp", "--tmpfs", "/run",
+	}
+	if !s.cfg.HostTmp {
+		args = append(args, "--tmpfs", "/tmp")
 	}
 	for _, p := range s.cfg.Hide {
 		fi, err := os.Stat(p)
