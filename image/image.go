@@ -43,6 +43,12 @@ type Manifest struct {
 	// image/cache), whose own sha256 then names every byte of the image.
 	KernelSHA256 string `json:"kernel_sha256,omitempty"`
 	InitrdSHA256 string `json:"initrd_sha256,omitempty"`
+	// Size, KernelSize and InitrdSize are the files' sizes in bytes, set
+	// in pinned manifests: a fetch reads no byte past them, whoever
+	// serves the file. Pins made before sizes were recorded lack them.
+	Size       int64 `json:"size,omitempty"`
+	KernelSize int64 `json:"kernel_size,omitempty"`
+	InitrdSize int64 `json:"initrd_size,omitempty"`
 	// User is the account the per-run SSH key is installed for.
 	User  string    `json:"user,omitempty"`
 	Built time.Time `json:"built,omitzero"`

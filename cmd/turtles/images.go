@@ -29,13 +29,21 @@ func init() {
 	for _, o := range []option{
 		opt("image-mirrors", "comma-separated mirrors of pinned images: http(s)://HOST/PATH/ or s3://BUCKET/PREFIX?endpoint=URL", strs(func(s *Settings) *[]string { return &s.ImageMirrors })),
 		opt("image-peers", "DNS name (and :PORT, default 8080) that resolves to every peer running 'turtles image serve', e.g. images.turtles.svc.cluster.local", str(func(s *Settings) *string { return &s.ImagePeers })),
+		opt("image-max-size", "largest image (all its files) a fetch accepts, such as 64GiB: a pin names the manifest, and anyone who can push a .turtles.yaml can pin one that claims a petabyte", byteSize(func(s *Settings) *ByteSize { return &s.ImageMaxSize })),
 	} {
 		allOptions[o.name] = o
 	}
 }
 
 // imageFlags are the options of the image cache, beside images-dir.
-var imageFlags = []string{"image-mirrors", "image-peers"}
+var imageFlags = []string{"image-mirrors", "image-peers", "image-max-size"}
+
+// imageDefaults are the defaults of imageFlags: 64 GiB is three times the
+// largest image we know of in use (20 GiB), and a small share of a bot's
+// disk.
+func imageDefaults(s *Settings) {
+	s.ImageMaxSize = 64 << 30
+}
 
 func addImageFlags(fs *pflag.FlagSet) {
 	d := defaults()
@@ -48,7 +56,7 @@ func addImageFlags(fs *pflag.FlagSet) {
 // newImageCache opens the host's image cache in the images directory with
 // the configured mirrors and peers.
 func newImageCache(s Settings, log *slog.Logger, reg prometheus.Registerer, progress func(cache.Progress)) (*cache.Cache, error) {
-	cfg := cache.Config{Dir: s.ImagesDir, Log: log.With("part", "images"), Registerer: reg, Progress: progress}
+	cfg := cache.Config{Dir: s.ImagesDir, MaxImageSize: int64(s.ImageMaxSize), Log: log.With("part", "images"), Registerer: reg, Progress: progress}
 	for _, m := range s.ImageMirrors {
 		src, err := imageSource(s, m, log)
 		if err != nil {

@@ -78,6 +78,9 @@ type Settings struct {
 	// fetch pinned images they lack (options registered in images.go).
 	ImageMirrors []string `yaml:"image_mirrors"`
 	ImagePeers   string   `yaml:"image_peers"`
+	// ImageMaxSize caps the bytes a pinned image's manifest may claim
+	// before a fetch starts.
+	ImageMaxSize ByteSize `yaml:"image_max_size"`
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
 	// file per name holding the value, as Kubernetes mounts a secret.
 	SecretsDir string `yaml:"secrets_dir"`
@@ -112,6 +115,7 @@ func defaults() Settings {
 		CloneBaseURL:  "https://github.com/",
 	}
 	httpDefaults(&s)
+	imageDefaults(&s)
 	return s
 }
 

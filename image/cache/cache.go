@@ -50,6 +50,12 @@ type Config struct {
 	// StallTimeout abandons a source that sends nothing for this long.
 	// Default 30s.
 	StallTimeout time.Duration
+	// MaxImageSize refuses to fetch an image whose manifest claims more
+	// bytes in all than this: a pin names the manifest, but anyone who
+	// can push a .turtles.yaml can pin one that claims a petabyte. 0
+	// means no limit beyond each file's recorded size; cmd/turtles sets
+	// --image-max-size.
+	MaxImageSize int64
 	// Progress, if set, is called as files download.
 	Progress func(Progress)
 	Log      *slog.Logger

@@ -46,6 +46,10 @@ func (c *Cache) fetch(ctx context.Context, id ID) error {
 	if err != nil {
 		return err
 	}
+	// The manifest is the pin's, not the source's: no source is blamed.
+	if err := checkSizes(id, files, c.cfg.MaxImageSize); err != nil {
+		return err
+	}
 	for _, f := range files {
 		if err := p.file(ctx, f); err != nil {
 			return err
@@ -182,6 +186,22 @@ func (p *pull) file(ctx context.Context, f File) error {
 	}
 	defer d.close()
 
+	if d.off == f.Size {
+		// A part complete but not renamed (a crash at the end): no source
+		// needed unless its hash is wrong.
+		err := d.finish(f)
+		if err == nil {
+			return nil
+		}
+		var le *localError
+		if errors.As(err, &le) {
+			return err
+		}
+		if rerr := d.reset(); rerr != nil {
+			return &localError{rerr}
+		}
+	}
+
 	var errs []error
 	for i := 0; i < len(p.sources); i++ {
 		s := p.sources[i]
@@ -193,11 +213,19 @@ func (p *pull) file(ctx context.Context, f File) error {
 			err = d.finish(f)
 		}
 		var le *localError
+		var se *sizeError
 		switch {
 		case err == nil:
 			return nil
 		case errors.As(err, &le), ctx.Err() != nil:
 			return err
+		case errors.As(err, &se):
+			// Bytes past the size were never written; those before came
+			// from the same liar, so they go too.
+			p.blame(s, f.Name, err)
+			if rerr := d.reset(); rerr != nil {
+				return &localError{rerr}
+			}
 		case isMismatch(err):
 			mixed := len(d.from) > 1
 			if !mixed {
@@ -242,14 +270,23 @@ func (p *pull) openPart(f File) (*part, error) {
 	if err != nil {
 		return nil, diskError(path, err)
 	}
-	d := &part{path: path, f: fh, w: fh, h: sha256.New(), total: -1, from: map[string]bool{}}
+	d := &part{path: path, f: fh, w: fh, h: sha256.New(), total: f.Size, from: map[string]bool{}}
 	if p.c.cfg.wrap != nil {
 		d.w = p.c.cfg.wrap(fh)
 	}
-	n, err := io.CopyBuffer(d.h, fh, make([]byte, bufSize))
+	// Only up to the recorded size: a longer part (left by a version that
+	// read to the source's end) starts afresh.
+	n, err := io.CopyBuffer(d.h, io.LimitReader(fh, f.Size+1), make([]byte, bufSize))
 	if err != nil {
 		fh.Close()
 		return nil, err
+	}
+	if n > f.Size {
+		if err := d.reset(); err != nil {
+			fh.Close()
+			return nil, err
+		}
+		n = 0
 	}
 	d.off = n
 	if n > 0 {
@@ -307,15 +344,17 @@ func (p *pull) copyFrom(ctx context.Context, s Source, f File, d *part) error {
 		return err
 	}
 	defer r.Close()
+	if total >= 0 && total != f.Size {
+		return &sizeError{source: s.String(), file: f.Name, size: f.Size, says: total}
+	}
 	if start != d.off {
 		if err := d.reset(); err != nil {
 			return &localError{err}
 		}
 	}
-	if total >= 0 {
-		d.total = total
-	}
 	d.from[s.String()] = true
+	// Never a byte past the recorded size, whatever the source sends.
+	lr := &io.LimitedReader{R: r, N: f.Size - d.off}
 	// A source that stops sending without closing is given up on.
 	stall := time.AfterFunc(p.c.cfg.StallTimeout, func() { cancel(errors.New("source stalled")) })
 	defer stall.Stop()
@@ -326,7 +365,7 @@ func (p *pull) copyFrom(ctx context.Context, s Source, f File, d *part) error {
 	lastReport := time.Time{}
 	for {
 		buf := hp.buf()
-		n, rerr := fill(r, buf)
+		n, rerr := fill(lr, buf)
 		if n > 0 {
 			stall.Reset(p.c.cfg.StallTimeout)
 			if _, err := d.w.Write(buf[:n]); err != nil {
@@ -350,11 +389,18 @@ func (p *pull) copyFrom(ctx context.Context, s Source, f File, d *part) error {
 			hp.give(buf[:0])
 		}
 		switch {
-		case rerr == io.EOF:
-			if d.total >= 0 && d.off != d.total {
-				return fmt.Errorf("%s ended at %d of %d bytes: %w", f.Name, d.off, d.total, io.ErrUnexpectedEOF)
+		case rerr == io.EOF && lr.N == 0:
+			// At the size: one more byte means the source sends another
+			// file, or without end. A source that neither sends nor ends
+			// is not waited for long; what it sent is all there is.
+			stall.Reset(min(p.c.cfg.StallTimeout, extraByteWait))
+			var one [1]byte
+			if _, err := io.ReadFull(r, one[:]); err == nil {
+				return &sizeError{source: s.String(), file: f.Name, size: f.Size, says: -1}
 			}
 			return nil
+		case rerr == io.EOF:
+			return fmt.Errorf("%s ended at %d of %d bytes: %w", f.Name, d.off, d.total, io.ErrUnexpectedEOF)
 		case rerr != nil:
 			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 				return fmt.Errorf("%s at %d bytes: %w", f.Name, d.off, cause)
@@ -451,6 +497,25 @@ func fill(r io.Reader, buf []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// extraByteWait bounds the wait, at a file's recorded size, for a byte
+// past it.
+const extraByteWait = time.Second
+
+// sizeError is a source that sent, or says it has, another size than the
+// manifest records: it is blamed like one that sent corrupted data.
+type sizeError struct {
+	source, file string
+	size         int64
+	says         int64 // the size the source announced; -1: it sent more
+}
+
+func (e *sizeError) Error() string {
+	if e.says < 0 {
+		return fmt.Sprintf("image source %s sent more than the %d bytes its manifest records for %s", e.source, e.size, e.file)
+	}
+	return fmt.Sprintf("image source %s says %s has %d bytes; its manifest records %d", e.source, e.file, e.says, e.size)
 }
 
 // localError is a failure of this host (disk, file system), not of a

@@ -14,6 +14,12 @@ func FuzzManifest(f *testing.F) {
 	f.Add([]byte(`{"name":"img","disk":"../etc/passwd","sha256":"` + strings.Repeat("a", 64) + `"}`))
 	f.Add([]byte(`{"name":"img","disk":"d","sha256":"x","kernel":"k"}`))
 	f.Add([]byte(`{"name":"img","disk":"d.json","sha256":"` + strings.Repeat("a", 64) + `","extra":1}`))
+	f.Add([]byte(`{"name":"img","disk":"img-` + strings.Repeat("a", 64) + `.qcow2","sha256":"` + strings.Repeat("a", 64) + `","size":1048576}`))
+	f.Add([]byte(`{"name":"img","disk":"d","sha256":"` + strings.Repeat("a", 64) + `","size":-1}`))
+	f.Add([]byte(`{"name":"img","disk":"d","sha256":"` + strings.Repeat("a", 64) + `","size":1125899906842624}`))
+	f.Add([]byte(`{"name":"img","disk":"d","sha256":"` + strings.Repeat("a", 64) + `","size":9223372036854775807,"kernel":"k","kernel_sha256":"` + strings.Repeat("b", 64) + `","kernel_size":9223372036854775807}`))
+	f.Add([]byte(`{"name":"img","disk":"d","sha256":"` + strings.Repeat("a", 64) + `","size":1,"initrd_size":5}`))
+	const max = 64 << 30
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sum := sha256.Sum256(b)
 		id := ID("img-" + hex.EncodeToString(sum[:]))
@@ -25,8 +31,22 @@ func FuzzManifest(f *testing.F) {
 			t.Fatalf("accepted %q: %+v", b, m)
 		}
 		for _, f := range files {
-			if !plainName(f.Name) || strings.ContainsAny(f.Name, "/\\") || strings.HasPrefix(f.Name, ".") || !isHex(f.SHA256) {
+			if !plainName(f.Name) || strings.ContainsAny(f.Name, "/\\") || strings.HasPrefix(f.Name, ".") || !isHex(f.SHA256) || f.Size < 0 {
 				t.Fatalf("accepted file %+v", f)
+			}
+		}
+		// What a fetch would download: every size recorded, the sum
+		// within the limit, whatever the numbers.
+		if checkSizes(id, files, max) == nil {
+			var total int64
+			for _, f := range files {
+				if f.Size <= 0 || total+f.Size < total {
+					t.Fatalf("fetch would accept sizes %+v", files)
+				}
+				total += f.Size
+			}
+			if total > max {
+				t.Fatalf("fetch would accept %d bytes, over the limit %d", total, max)
 			}
 		}
 	})

@@ -51,11 +51,13 @@ func isHex(s string) bool {
 	return true
 }
 
-// File is one file of an image: its name beside the manifest and the
-// sha256 of its content.
+// File is one file of an image: its name beside the manifest, the sha256
+// of its content and its size in bytes (0 in manifests pinned before
+// sizes were recorded).
 type File struct {
 	Name   string
 	SHA256 string
+	Size   int64
 }
 
 // maxManifest bounds a manifest read from a source.
@@ -88,14 +90,17 @@ func parseManifest(id ID, b []byte) (*image.Manifest, []File, error) {
 // are not plain file names or files without a hash.
 func manifestFiles(m *image.Manifest) ([]File, error) {
 	var files []File
-	for _, f := range []struct{ what, name, sum string }{
-		{"disk", m.Disk, m.SHA256},
-		{"kernel", m.Kernel, m.KernelSHA256},
-		{"initrd", m.Initrd, m.InitrdSHA256},
+	for _, f := range []struct {
+		what, name, sum string
+		size            int64
+	}{
+		{"disk", m.Disk, m.SHA256, m.Size},
+		{"kernel", m.Kernel, m.KernelSHA256, m.KernelSize},
+		{"initrd", m.Initrd, m.InitrdSHA256, m.InitrdSize},
 	} {
 		if f.name == "" && f.what != "disk" {
-			if f.sum != "" {
-				return nil, fmt.Errorf("%s sha256 without a %s", f.what, f.what)
+			if f.sum != "" || f.size != 0 {
+				return nil, fmt.Errorf("%s sha256 or size without a %s", f.what, f.what)
 			}
 			continue
 		}
@@ -105,9 +110,52 @@ func manifestFiles(m *image.Manifest) ([]File, error) {
 		if !isHex(f.sum) {
 			return nil, fmt.Errorf("%s %s has no sha256", f.what, f.name)
 		}
-		files = append(files, File{Name: f.name, SHA256: f.sum})
+		if f.size < 0 {
+			return nil, fmt.Errorf("%s %s has a negative size", f.what, f.name)
+		}
+		files = append(files, File{Name: f.name, SHA256: f.sum, Size: f.size})
 	}
 	return files, nil
+}
+
+// ErrNoSizes is wrapped by the error of a fetch whose manifest records no
+// file sizes: it was pinned before sizes were recorded, and without them
+// a source could send without end. Such a manifest is used only from the
+// cache itself, which verified its files; pin the image again (`turtles
+// image pin`, then push it to the mirrors) to fetch it.
+var ErrNoSizes = errors.New("manifest records no file sizes")
+
+// TooLargeError is the error of a fetch whose manifest claims more bytes
+// than the cache's MaxImageSize.
+type TooLargeError struct {
+	ID    ID
+	Total int64
+	Max   int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("image %s claims %d bytes, more than the %d this host fetches (--image-max-size)", e.ID, e.Total, e.Max)
+}
+
+// checkSizes refuses to fetch files whose sizes the manifest does not
+// record, or whose total is above max (0: no total limit). The sum of
+// the (at most three) sizes cannot overflow: each is below 1<<60 or
+// refused.
+func checkSizes(id ID, files []File, max int64) error {
+	var total int64
+	for _, f := range files {
+		if f.Size <= 0 {
+			return fmt.Errorf("%s: %s: %w (pinned by an older turtles; pin it again with `turtles image pin` and push it)", id.ManifestFile(), f.Name, ErrNoSizes)
+		}
+		if f.Size >= 1<<60 {
+			return &TooLargeError{ID: id, Total: f.Size, Max: max}
+		}
+		total += f.Size
+	}
+	if max > 0 && total > max {
+		return &TooLargeError{ID: id, Total: total, Max: max}
+	}
+	return nil
 }
 
 // plainName reports whether s may name a file of an image in the cache
@@ -131,8 +179,11 @@ func (c *Cache) Import(path string) (ID, error) {
 		return "", err
 	}
 	p := *m
-	for _, f := range []struct{ name, sum *string }{
-		{&p.Disk, &p.SHA256}, {&p.Kernel, &p.KernelSHA256}, {&p.Initrd, &p.InitrdSHA256},
+	for _, f := range []struct {
+		name, sum *string
+		size      *int64
+	}{
+		{&p.Disk, &p.SHA256, &p.Size}, {&p.Kernel, &p.KernelSHA256, &p.KernelSize}, {&p.Initrd, &p.InitrdSHA256, &p.InitrdSize},
 	} {
 		if *f.name == "" {
 			continue
@@ -141,6 +192,11 @@ func (c *Cache) Import(path string) (ID, error) {
 		if err != nil {
 			return "", fmt.Errorf("import image %s: %w", path, err)
 		}
+		fi, err := os.Stat(*f.name)
+		if err != nil {
+			return "", fmt.Errorf("import image %s: %w", path, err)
+		}
+		*f.size = fi.Size()
 		if f.sum == &p.SHA256 && m.SHA256 != "" && m.SHA256 != sum {
 			return "", fmt.Errorf("import image %s: disk %s has sha256 %s, the manifest says %s", path, *f.name, sum, m.SHA256)
 		}

@@ -30,6 +30,10 @@ func (c *Cache) Push(ctx context.Context, id ID, t Target) error {
 	if !ok {
 		return fmt.Errorf("push %s: not in the cache %s", id, c.Dir())
 	}
+	// A mirror's manifest without sizes could not be fetched from it.
+	if err := checkSizes(id, files, 0); err != nil {
+		return fmt.Errorf("push %s: %w", id, err)
+	}
 	names := make([]string, 0, len(files)+1)
 	for _, f := range files {
 		names = append(names, f.Name)
