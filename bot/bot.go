@@ -72,6 +72,8 @@ type Config struct {
 	// the bot's own processes and untrusted work outside a guest VM is
 	// refused, as infra (another bot may take it).
 	Sandbox *sandbox.Sandbox
+	// Policy is what plans let untrusted work ask for (config.Policy).
+	Policy config.Policy
 	// UntrustedHost says that the operator dedicated this bot's pool to
 	// untrusted work outside guest VMs (host mode, no image); it is still
 	// isolated, and refused without a Sandbox. False: such work fails

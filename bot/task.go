@@ -316,6 +316,9 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 		logf(out, "%s", bad.Reason)
 		return *bad, nil
 	}
+	if reason := b.cfg.Policy.CheckContexts(len(cfg.Contexts)); reason != "" {
+		return failure(out, reason), nil
+	}
 	queued := 0
 	ev := b.planEvent(ctx, t, ws, out)
 	for _, x := range cfg.Contexts {
@@ -329,9 +332,12 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 		logf(out, "%s skipped: %s", tt.Context, o.Reason)
 	}
 	for _, x := range cfg.Select(ev) {
-		tt, ok := config.Restrict(x.Task(t))
-		if !ok {
-			logf(out, "%s skipped: pool %s runs trusted work only", tt.Context, tt.Pool)
+		tt, refused := b.cfg.Policy.Restrict(x.Task(t))
+		if refused != "" {
+			// A status says why, so the author is not left waiting.
+			o := &turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: truncate("Not run: " + refused)}
+			spawns.events = append(spawns.events, b.event(turtles.EventFinished, tt, "", o))
+			logf(out, "%s not run: %s", tt.Context, refused)
 			continue
 		}
 		tt.Created = time.Now()

@@ -97,6 +97,8 @@ type Config struct {
 	Forge  forge.Forge
 	Queue  Publisher
 	Events Emitter
+	// Policy is what untrusted work may ask for (config.Policy).
+	Policy config.Policy
 	// Orgs are organizations whose members are trusted.
 	Orgs []string
 	// Allow are logins trusted without asking the forge.
@@ -374,9 +376,9 @@ func (g *Gate) rerun(ctx context.Context, log *slog.Logger, plan turtles.Task, p
 		if !pick(st, ok, x.Name) {
 			continue
 		}
-		t, allowed := config.Restrict(x.Task(plan))
-		if !allowed {
-			log.Warn("context not run: its pool runs trusted work only", "context", x.Name, "pool", t.Pool)
+		t, refused := g.cfg.Policy.Restrict(x.Task(plan))
+		if refused != "" {
+			log.Warn("context not run: "+refused, "context", x.Name, "pool", t.Pool)
 			continue
 		}
 		t.Attempt = attemptOf(st) + 1

@@ -12,6 +12,7 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/command"
+	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/forge"
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
@@ -101,7 +102,8 @@ func newFixture(t *testing.T) *fixture {
 	srv.SetPermission(repo, "collab", "write")
 	s := &sink{}
 	g, err := New(Config{Lookup: c, Forge: c, Queue: s, Events: s, Orgs: []string{"friends"}, Allow: []string{"bot-user"},
-		Now: func() time.Time { return testNow }})
+		Policy: dedicated,
+		Now:    func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +415,7 @@ func TestAttackGitLabAccess(t *testing.T) {
 				srv.SetGroupAccess("friends", "u", tt.group)
 			}
 			s := &sink{}
-			g, err := New(Config{Lookup: c, Forge: c, Queue: s, Events: s, Orgs: []string{"friends"}})
+			g, err := New(Config{Lookup: c, Forge: c, Queue: s, Events: s, Orgs: []string{"friends"}, Policy: dedicated})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -424,3 +426,7 @@ func TestAttackGitLabAccess(t *testing.T) {
 		})
 	}
 }
+
+// dedicated lets the tests' image-less contexts run for strangers, as in
+// a pool the operator dedicated to them; config's tests cover the rest.
+var dedicated = config.Policy{HostPools: []string{turtles.DefaultPool}}

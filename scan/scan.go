@@ -39,8 +39,10 @@ type Config struct {
 	Lookup forge.Lookup
 	// Gate decides trust and reads configurations; untrusted pull requests
 	// go through it as a webhook would send them.
-	Gate   *gate.Gate
-	Queue  gate.Publisher
+	Gate  *gate.Gate
+	Queue gate.Publisher
+	// Policy is what untrusted work may ask for (config.Policy).
+	Policy config.Policy
 	Events gate.Emitter
 	Repos  []Repo
 	// Pool of plan tasks; turtles.DefaultPool when empty.
@@ -217,9 +219,9 @@ func (s *Scanner) commit(ctx context.Context, plan turtles.Task, ev config.Event
 		if have[x.Name] {
 			continue
 		}
-		t, ok := config.Restrict(x.Task(plan))
-		if !ok {
-			continue
+		t, refused := s.cfg.Policy.Restrict(x.Task(plan))
+		if refused != "" {
+			continue // the plan reported it; a rescan would only repeat it
 		}
 		if err := s.publish(ctx, log, t, st); err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/forge"
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
@@ -90,7 +91,7 @@ func (f *fixture) scanner(t *testing.T, queueFile string) (*Scanner, *sqlite.DB)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Lookup: f.client, Gate: g, Queue: db, Events: db,
+	s, err := New(Config{Lookup: f.client, Gate: g, Queue: db, Events: db, Policy: config.Policy{HostPools: []string{turtles.DefaultPool}},
 		Repos: []Repo{{Name: "o/r", CloneURL: "https://example/o/r.git", Branches: []string{"main", "gone"}}}})
 	if err != nil {
 		t.Fatal(err)
