@@ -41,5 +41,6 @@ Several bots on one host can share the embedded queue file of a
 	addFlags(cmd.Flags(), "data-dir", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool", "slots",
 		"work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "drain-timeout", "log-level", "log-format")
 	addImageFlags(cmd.Flags())
+	addIsolationFlags(cmd.Flags(), true)
 	return cmd
 }

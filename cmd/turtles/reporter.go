@@ -39,6 +39,7 @@ consumes at a time (single active consumer), the others stand by.`,
 	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "pool", "lease", "max-deliveries", "store-dir", "store", "s3-credentials-file",
 		"github-api", "github-token-file", "bot-name", "log-level", "log-format")
 	addTrustFlags(cmd.Flags())
+	addIsolationFlags(cmd.Flags(), false)
 	addForgeFlags(cmd.Flags())
 	addHTTPFlags(cmd.Flags(), "http-read-timeout", "http-idle-timeout")
 	return cmd

@@ -68,7 +68,7 @@ func newGate(s Settings, f forge.Forge, q gate.Publisher, ev gate.Emitter, log *
 		return nil, err
 	}
 	return gate.New(gate.Config{Lookup: lookup, Forge: f, Queue: q, Events: ev, Orgs: s.TrustedOrgs, Allow: s.TrustedUsers,
-		Default: def, Log: log.With("part", "gate")})
+		Policy: s.policy(), Default: def, Log: log.With("part", "gate")})
 }
 
 // loadDefaultConfig parses --default-config; nil without one.
@@ -96,7 +96,7 @@ func newScanner(s Settings, g *gate.Gate, f forge.Forge, q gate.Publisher, ev ga
 	for _, r := range s.ScanRepos {
 		repos = append(repos, scan.Repo{Name: r, CloneURL: strings.TrimRight(cloneBase, "/") + "/" + r + ".git", Branches: s.ScanBranches})
 	}
-	return scan.New(scan.Config{Lookup: lookup, Gate: g, Queue: q, Events: ev, Repos: repos, Pool: s.Pool, Log: log.With("part", "scan")})
+	return scan.New(scan.Config{Lookup: lookup, Gate: g, Queue: q, Events: ev, Repos: repos, Pool: s.Pool, Policy: s.policy(), Log: log.With("part", "scan")})
 }
 
 // runTrust runs the gate on inbox (when both exist) and, with
@@ -175,6 +175,7 @@ outage; serve runs it at start and every --scan-interval.`,
 	}
 	addFlags(cmd.Flags(), "data-dir", "queue", "pool", "github-api", "github-token-file", "log-level", "log-format")
 	addTrustFlags(cmd.Flags())
+	addIsolationFlags(cmd.Flags(), false)
 	addForgeFlags(cmd.Flags())
 	return cmd
 }

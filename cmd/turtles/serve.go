@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,22 +69,29 @@ func (sys *system) bot() (*bot.Bot, error) {
 	if err != nil {
 		return nil, err
 	}
+	box, err := openSandbox(s, sys.log)
+	if err != nil {
+		return nil, err
+	}
 	return bot.New(bot.Config{
-		Default:     def,
-		Name:        s.BotName,
-		Queue:       sys.queue,
-		Events:      sys.qs.events,
-		Store:       sys.store,
-		Pool:        s.Pool,
-		Slots:       s.Slots,
-		WorkDir:     s.WorkDir,
-		LogURL:      func(t turtles.Task) string { return web.LogURL(s.PublicURL, t) },
-		Heartbeat:   s.Lease / 3,
-		RetryDelays: s.RetryDelays,
-		SecretsDir:  s.SecretsDir,
-		VM:          bot.VMConfig{ImagesDir: s.ImagesDir, Images: images},
-		Log:         sys.log.With("part", "bot"),
-		Registerer:  sys.reg,
+		Sandbox:       box,
+		Policy:        s.policy(),
+		UntrustedHost: slices.Contains(s.UntrustedHostPools, s.Pool),
+		Default:       def,
+		Name:          s.BotName,
+		Queue:         sys.queue,
+		Events:        sys.qs.events,
+		Store:         sys.store,
+		Pool:          s.Pool,
+		Slots:         s.Slots,
+		WorkDir:       s.WorkDir,
+		LogURL:        func(t turtles.Task) string { return web.LogURL(s.PublicURL, t) },
+		Heartbeat:     s.Lease / 3,
+		RetryDelays:   s.RetryDelays,
+		SecretsDir:    s.SecretsDir,
+		VM:            bot.VMConfig{ImagesDir: s.ImagesDir, Images: images},
+		Log:           sys.log.With("part", "bot"),
+		Registerer:    sys.reg,
 	})
 }
 
@@ -133,6 +141,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 		"slots", "work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
 		"log-level", "log-format")
 	addTrustFlags(cmd.Flags())
+	addIsolationFlags(cmd.Flags(), true)
 	addImageFlags(cmd.Flags())
 	addForgeFlags(cmd.Flags())
 	addHTTPFlags(cmd.Flags())

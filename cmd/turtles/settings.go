@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -91,6 +92,21 @@ type Settings struct {
 	HTTPIdleTimeout   time.Duration `yaml:"http_idle_timeout"`
 	WebhookBodyBudget ByteSize      `yaml:"webhook_body_budget"`
 	WebhookBodyWait   time.Duration `yaml:"webhook_body_wait"`
+
+	// What untrusted work may ask for, and how bots isolate commands
+	// (options registered in isolation.go).
+	UntrustedPools       []string      `yaml:"untrusted_pools"`
+	UntrustedHostPools   []string      `yaml:"untrusted_host_pools"`
+	UntrustedMaxTimeout  time.Duration `yaml:"untrusted_max_timeout"`
+	UntrustedMaxPriority int           `yaml:"untrusted_max_priority"`
+	UntrustedMaxCPUs     int           `yaml:"untrusted_max_cpus"`
+	UntrustedMaxMemory   ByteSize      `yaml:"untrusted_max_memory"`
+	MaxContexts          int           `yaml:"max_contexts"`
+	Sandbox              string        `yaml:"sandbox"`
+	SandboxUIDBase       int           `yaml:"sandbox_uid_base"`
+
+	// ConfigFile is the --config file read, if any: hidden from tasks.
+	ConfigFile string `yaml:"-"`
 }
 
 func defaults() Settings {
@@ -116,6 +132,7 @@ func defaults() Settings {
 	}
 	httpDefaults(&s)
 	imageDefaults(&s)
+	isolationDefaults(&s)
 	return s
 }
 
@@ -252,6 +269,7 @@ func loadSettings(fs *pflag.FlagSet) (Settings, error) {
 		if err := readConfigFile(path, &s); err != nil {
 			return s, err
 		}
+		s.ConfigFile = path
 	}
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
@@ -352,6 +370,9 @@ func (s *Settings) validate() error {
 	if err := s.validateHTTP(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.validateIsolation(); err != nil {
+		errs = append(errs, err)
+	}
 	if isAMQP(s.Queue) {
 		if u, err := url.Parse(s.Queue); err != nil || u.Host == "" {
 			bad("queue: %s is not a valid AMQP URL", redactQueue(s.Queue))
@@ -360,10 +381,23 @@ func (s *Settings) validate() error {
 	return errors.Join(errs...)
 }
 
+// envSecrets keeps the secrets taken out of the environment by secret.
+var (
+	envSecretsMu sync.Mutex
+	envSecrets   = map[string]string{}
+)
+
 // secret reads a secret from the environment variable env or from file.
 // Neither gives "", nil. Trailing newlines are not part of the secret.
 func secret(env, file string) (string, error) {
+	envSecretsMu.Lock()
+	defer envSecretsMu.Unlock()
 	if v := os.Getenv(env); v != "" {
+		// No child (git, QEMU, a task) inherits it from here on.
+		os.Unsetenv(env)
+		envSecrets[env] = v
+	}
+	if v, ok := envSecrets[env]; ok {
 		return v, nil
 	}
 	if file == "" {
