@@ -67,10 +67,10 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		class = turtles.Infra
 		return
 	}
-	if d.Task().Attempt != t.Attempt {
-		log.Info("earlier attempts' prefixes are taken; running as a later attempt", "queued_attempt", t.Attempt, "attempt", d.Task().Attempt)
+	if queued := t.Attempt; d.Task().Attempt != queued {
 		t = d.Task()
 		log = b.log.With("task", t.Key(), "attempt", t.Attempt, "delivery", d.Count())
+		log.Info("earlier attempts' prefixes are taken; running as a later attempt", "queued_attempt", queued)
 	}
 
 	prefix := store.AttemptPrefix(t)
