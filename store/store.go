@@ -4,7 +4,8 @@
 //
 // Objects are named by slash-separated keys. Every attempt lives under the
 // stable prefix AttemptPrefix(task): OWNER/REPO/SHA/CONTEXT/ATTEMPT/, holding
-// "log", "result.json" and "artifacts/...".
+// "claim.json" (ClaimAttempt: one attempt per prefix, ever), "log",
+// "result.json" and "artifacts/...".
 package store
 
 import (
