@@ -179,10 +179,9 @@ func expect(t *testing.T, event string, body []byte) (int, []turtles.Task, []gat
 	case "pull_request":
 		switch p.Action {
 		case "opened", "synchronize", "reopened":
+			// Whatever its author_association: only the forge can
+			// say who may push, and the gate asks it.
 			n := p.PullRequest.Number
-			if map[string]bool{"OWNER": true, "MEMBER": true, "COLLABORATOR": true}[p.PullRequest.AuthorAssociation] {
-				return 200, task(p.PullRequest.Head.SHA, fmt.Sprintf("refs/pull/%d/head", n), n, true, p.PullRequest.Base.Ref, p.PullRequest.Base.SHA), nil
-			}
 			return 200, nil, []gate.Request{{Repo: repo, PR: n, SHA: p.PullRequest.Head.SHA, Ref: fmt.Sprintf("refs/pull/%d/head", n), Base: p.PullRequest.Base.Ref, BaseSHA: p.PullRequest.Base.SHA, User: p.PullRequest.User.Login,
 				Association: p.PullRequest.AuthorAssociation, Pool: turtles.DefaultPool}}
 		}

@@ -32,11 +32,13 @@ var (
 
 // fakeQueue records published tasks. Each Publish takes the next error of
 // errs (nil once they run out); a task is recorded only when that is nil.
+// Put does the same with putErrs.
 type fakeQueue struct {
-	mu    sync.Mutex
-	errs  []error
-	calls int
-	tasks []turtles.Task
+	mu      sync.Mutex
+	errs    []error
+	putErrs []error
+	calls   int
+	tasks   []turtles.Task
 	// cancels and requests record Cancel and Put calls.
 	cancels  []string
 	requests []gate.Request
@@ -54,6 +56,13 @@ func (q *fakeQueue) Cancel(ctx context.Context, repo, sha string, pr int, reason
 func (q *fakeQueue) Put(ctx context.Context, body []byte) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if len(q.putErrs) > 0 {
+		err := q.putErrs[0]
+		q.putErrs = q.putErrs[1:]
+		if err != nil {
+			return err
+		}
+	}
 	var r gate.Request
 	if err := json.Unmarshal(body, &r); err != nil {
 		return err
@@ -174,11 +183,14 @@ func send(t *testing.T, h http.Handler, i int, req request) response {
 
 // Tasks the fixtures in testdata/github ask for.
 var (
-	demo         = turtles.Repo{Name: "turtles-ci/demo", CloneURL: "https://github.com/turtles-ci/demo.git"}
-	fixtureBase  = "5b3e1f0c2d9a8b7c6e5f4a3b2c1d0e9f8a7b6c5d"
-	openedTask   = withBase(plan(demo, "3f786850e387550fdab836ed7e6dc881de23001b", "refs/pull/7/head", 7, true), "main", fixtureBase)
-	syncRequest  = gate.Request{Repo: demo, PR: 12, SHA: "89e6c98d92887913cadf06b2adb97f26cde4849b", Ref: "refs/pull/12/head", Base: "main", BaseSHA: fixtureBase, User: "stranger", Association: "CONTRIBUTOR", Pool: "public"}
-	pushMainTask = withBase(plan(demo, "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3", "refs/heads/main", 0, true), "", fixtureBase)
+	demo        = turtles.Repo{Name: "turtles-ci/demo", CloneURL: "https://github.com/turtles-ci/demo.git"}
+	fixtureBase = "5b3e1f0c2d9a8b7c6e5f4a3b2c1d0e9f8a7b6c5d"
+	// The opened fixture's author is a MEMBER by association, which
+	// proves nothing (read-only org members are MEMBERs too): the gate
+	// asks the forge.
+	openedRequest = gate.Request{Repo: demo, PR: 7, SHA: "3f786850e387550fdab836ed7e6dc881de23001b", Ref: "refs/pull/7/head", Base: "main", BaseSHA: fixtureBase, User: "alice", Association: "MEMBER", Pool: "public"}
+	syncRequest   = gate.Request{Repo: demo, PR: 12, SHA: "89e6c98d92887913cadf06b2adb97f26cde4849b", Ref: "refs/pull/12/head", Base: "main", BaseSHA: fixtureBase, User: "stranger", Association: "CONTRIBUTOR", Pool: "public"}
+	pushMainTask  = withBase(plan(demo, "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3", "refs/heads/main", 0, true), "", fixtureBase)
 )
 
 func withBase(t turtles.Task, base, baseSHA string) turtles.Task {
@@ -210,6 +222,7 @@ func TestGitHub(t *testing.T) {
 		name     string
 		maxBody  int64
 		errs     []error // returned by successive publishes
+		putErrs  []error // returned by successive requests to the gate
 		requests []request
 		want     []turtles.Task // published, in order
 		// wantRequests went to the gate; wantCancels to the queue.
@@ -217,9 +230,9 @@ func TestGitHub(t *testing.T) {
 		wantCancels  []string
 	}{
 		{
-			name:     "pull request opened by a member",
-			requests: []request{{event: "pull_request", body: opened, delivery: "d1", wantCode: 200, wantMessage: "queued 1 task"}},
-			want:     []turtles.Task{openedTask},
+			name:         "pull request opened by a member by association goes to the gate",
+			requests:     []request{{event: "pull_request", body: opened, delivery: "d1", wantCode: 200, wantMessage: "sent to the gate"}},
+			wantRequests: []gate.Request{openedRequest},
 		},
 		{
 			name: "pull request from a fork by a contributor goes to the gate",
@@ -342,11 +355,21 @@ func TestGitHub(t *testing.T) {
 			name: "replay of a failed delivery's body under a new ID is handled",
 			errs: []error{unavailable},
 			requests: []request{
+				{event: "push", body: push, delivery: "d1", wantCode: 503},
+				{event: "push", body: push, delivery: "d2", wantCode: 200, wantMessage: "queued 1 task"},
+				{event: "push", body: push, delivery: "d1", wantCode: 200, wantMessage: "payload handled before"},
+			},
+			want: []turtles.Task{pushMainTask},
+		},
+		{
+			name:    "replay of a body the gate did not get, under a new ID, is handled",
+			putErrs: []error{unavailable},
+			requests: []request{
 				{event: "pull_request", body: opened, delivery: "d1", wantCode: 503},
-				{event: "pull_request", body: opened, delivery: "d2", wantCode: 200, wantMessage: "queued 1 task"},
+				{event: "pull_request", body: opened, delivery: "d2", wantCode: 200, wantMessage: "sent to the gate"},
 				{event: "pull_request", body: opened, delivery: "d1", wantCode: 200, wantMessage: "payload handled before"},
 			},
-			want: []turtles.Task{openedTask},
+			wantRequests: []gate.Request{openedRequest},
 		},
 		{
 			name: "one byte more is another payload",
@@ -361,28 +384,37 @@ func TestGitHub(t *testing.T) {
 			name: "publish failure, then redelivery",
 			errs: []error{unavailable},
 			requests: []request{
-				{event: "pull_request", body: opened, delivery: "d1", wantCode: 503},
-				{event: "pull_request", body: opened, delivery: "d1", wantCode: 200, wantMessage: "queued 1 task"},
+				{event: "push", body: push, delivery: "d1", wantCode: 503},
+				{event: "push", body: push, delivery: "d1", wantCode: 200, wantMessage: "queued 1 task"},
 			},
-			want: []turtles.Task{openedTask},
+			want: []turtles.Task{pushMainTask},
+		},
+		{
+			name:    "gate unavailable, then redelivery",
+			putErrs: []error{unavailable},
+			requests: []request{
+				{event: "pull_request", body: opened, delivery: "d1", wantCode: 503},
+				{event: "pull_request", body: opened, delivery: "d1", wantCode: 200, wantMessage: "sent to the gate"},
+			},
+			wantRequests: []gate.Request{openedRequest},
 		},
 		{
 			name:     "already queued",
 			errs:     []error{queue.ErrDuplicate},
-			requests: []request{{event: "pull_request", body: opened, delivery: "d1", wantCode: 200, wantMessage: "already queued"}},
+			requests: []request{{event: "push", body: push, delivery: "d1", wantCode: 200, wantMessage: "already queued"}},
 		},
 		{
 			name: "wrapped duplicate is still a duplicate",
 			errs: []error{errors.Join(errors.New("sqlite"), queue.ErrDuplicate)},
 			requests: []request{
-				{event: "pull_request", body: opened, delivery: "d1", wantCode: 200, wantMessage: "already queued"},
-				{event: "pull_request", body: opened, delivery: "d1", wantCode: 200, wantMessage: "duplicate delivery"},
+				{event: "push", body: push, delivery: "d1", wantCode: 200, wantMessage: "already queued"},
+				{event: "push", body: push, delivery: "d1", wantCode: 200, wantMessage: "duplicate delivery"},
 			},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := &fakeQueue{errs: tt.errs}
+			q := &fakeQueue{errs: tt.errs, putErrs: tt.putErrs}
 			h := newTestHook(t, q, tt.maxBody)
 			for i, req := range tt.requests {
 				resp := send(t, h, i, req)
@@ -406,8 +438,8 @@ func TestGitHub(t *testing.T) {
 func TestGitHubAnswerNamesTasks(t *testing.T) {
 	q := &fakeQueue{}
 	h := newTestHook(t, q, 0)
-	resp := send(t, h, 0, request{event: "pull_request", body: fixture(t, "pull_request.opened.payload.json"), delivery: "d1", wantCode: 200})
-	want := response{Message: "queued 1 task(s)", Tasks: []string{openedTask.ID()}}
+	resp := send(t, h, 0, request{event: "push", body: fixture(t, "push.payload.json"), delivery: "d1", wantCode: 200})
+	want := response{Message: "queued 1 task(s)", Tasks: []string{pushMainTask.ID()}}
 	if diff := cmp.Diff(want, resp); diff != "" {
 		t.Errorf("answer (-want +got):\n%s", diff)
 	}

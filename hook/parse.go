@@ -150,10 +150,6 @@ type pullRequestPayload struct {
 // test.
 var testedActions = map[string]bool{"opened": true, "synchronize": true, "reopened": true}
 
-// trustedAssociations are the authors whose pull requests may use secrets:
-// those who could push the same code to the repository anyway.
-var trustedAssociations = map[string]bool{"OWNER": true, "MEMBER": true, "COLLABORATOR": true}
-
 func parsePullRequest(body []byte, pool string, now time.Time) (parsed, error) {
 	var p pullRequestPayload
 	if err := json.Unmarshal(body, &p); err != nil {
@@ -185,7 +181,6 @@ func parsePullRequest(body []byte, pool string, now time.Time) (parsed, error) {
 	if shaRe.MatchString(p.PullRequest.Base.SHA) {
 		t.BaseSHA = p.PullRequest.Base.SHA
 	}
-	t.Trusted = trustedAssociations[p.PullRequest.AuthorAssociation]
 	if err := t.Validate(); err != nil {
 		return parsed{}, fmt.Errorf("pull_request: %w", err)
 	}
@@ -193,12 +188,10 @@ func parsePullRequest(body []byte, pool string, now time.Time) (parsed, error) {
 	if p.Action == "synchronize" && p.Before != t.SHA && shaRe.MatchString(p.Before) {
 		out.cancel = &superseded{repo: repo.Name, sha: p.Before, pr: number}
 	}
-	if t.Trusted {
-		out.tasks = []turtles.Task{t}
-		return out, nil
-	}
-	// The payload cannot prove the author trusted; the gate asks the forge
-	// (org members, push access), and else waits for a maintainer.
+	// The payload cannot prove the author trusted: author_association says
+	// MEMBER for an org member with read access, and what was true when it
+	// was sent. The gate asks the forge (push access, org members), and
+	// else waits for a maintainer; the association goes along as a hint.
 	out.requests = []gate.Request{{Repo: repo, PR: number, SHA: t.SHA, Ref: t.Ref, Base: t.Base, BaseSHA: t.BaseSHA, User: p.PullRequest.User.Login,
 		Association: p.PullRequest.AuthorAssociation, Pool: pool}}
 	return out, nil
