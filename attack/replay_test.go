@@ -91,4 +91,15 @@ func TestAttackReplayOverwritesLog(t *testing.T) {
 	if !strings.HasSuffix(second.LogURL, "/2") {
 		t.Errorf("attempt 2 links the log %q, want attempt 2's", second.LogURL)
 	}
+	// The task's page still shows the first run as it ended.
+	for _, tk := range s.Tasks(sha) {
+		if tk.Context != "ok" {
+			continue
+		}
+		for _, a := range tk.Attempts {
+			if a.Number == 1 && (a.Finished == nil || a.Outcome == nil || a.Outcome.Class != turtles.Success) {
+				t.Errorf("after the rerun, attempt 1 shows as %+v, want it finished with success", a)
+			}
+		}
+	}
 }
