@@ -257,3 +257,11 @@ func Bin(t testing.TB) string {
 	}
 	return bin
 }
+
+// PushPayload is a GitHub push event of sha to main of repo, cloned from
+// the local repository dir.
+func PushPayload(repo, dir, sha string) []byte {
+	b, _ := json.Marshal(map[string]any{"ref": "refs/heads/main", "after": sha,
+		"repository": map[string]any{"full_name": repo, "clone_url": "file://" + dir}})
+	return b
+}
