@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"sync"
@@ -33,20 +32,13 @@ import (
 // fsync and took the queue-embedded benchmark from 1,569 to 632 tasks/s on
 // a disk with 0.8 ms syncs; see docs/benchmarks.md.
 
-// durable runs write in a transaction and returns once its commit is on
-// disk. A failed sync returns an error although the row may be committed:
-// the caller answers the forge with an error and the forge (or a person)
-// redelivers, which dedupes.
-func (db *DB) durable(ctx context.Context, write func(ctx context.Context, tx *sql.Tx) error) error {
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := write(ctx, tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
+// durable runs write (one autocommitted statement: no BEGIN and COMMIT
+// to pay for on the one connection) and returns once its commit is on
+// disk. A failed sync returns an error although the row may be
+// committed: the caller answers the forge with an error and the forge
+// (or a person) redelivers, which dedupes.
+func (db *DB) durable(ctx context.Context, write func(ctx context.Context) error) error {
+	if err := write(ctx); err != nil {
 		return err
 	}
 	return db.wal.sync()

@@ -20,8 +20,8 @@ func (db *DB) Put(ctx context.Context, body []byte) error {
 	if db.closed() {
 		return queue.ErrClosed
 	}
-	err := db.durable(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO inbox (body) VALUES (?)`, body)
+	err := db.durable(ctx, func(ctx context.Context) error {
+		_, err := db.sql.ExecContext(ctx, `INSERT INTO inbox (body) VALUES (?)`, body)
 		return err
 	})
 	if err != nil {

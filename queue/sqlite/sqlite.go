@@ -286,9 +286,9 @@ func (db *DB) PublishRaw(ctx context.Context, pool string, body []byte) error {
 
 func (db *DB) insert(ctx context.Context, pool string, key sql.NullString, prio int, body []byte) error {
 	var n int64
-	err := db.durable(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.durable(ctx, func(ctx context.Context) error {
 		now := nanos(time.Now())
-		res, err := tx.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
+		res, err := db.sql.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`, pool, key, prio, body, now, now)
 		if err != nil {
 			return err
@@ -656,8 +656,8 @@ func (db *DB) FirstDelivery(ctx context.Context, id string) (bool, error) {
 		}
 	}
 	var n int64
-	err := db.durable(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, seen) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, nanos(now))
+	err := db.durable(ctx, func(ctx context.Context) error {
+		res, err := db.sql.ExecContext(ctx, `INSERT INTO deliveries (id, seen) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, nanos(now))
 		if err != nil {
 			return err
 		}
