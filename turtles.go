@@ -276,22 +276,38 @@ type EventType string
 const (
 	// EventQueued: the task was published; the reporter sets "pending".
 	EventQueued EventType = "queued"
-	// EventStarted: a bot began an attempt; the log is at LogURL.
+	// EventStarted: a bot began an attempt.
 	EventStarted EventType = "started"
 	// EventRetrying: the attempt ended in infra and will be retried.
 	EventRetrying EventType = "retrying"
 	// EventFinished: the task has its final outcome.
 	EventFinished EventType = "finished"
+	// EventHeartbeat: a bot still runs the attempt. The recorder keeps the
+	// time of the last one, to say when a bot that died was last heard of;
+	// the reporter ignores it.
+	EventHeartbeat EventType = "heartbeat"
+	// EventLost: the queue took the task back from a holder that stopped
+	// heart-beating (its lease ran out, or its connection to the broker
+	// ended) before the attempt reported an outcome. The holder reports
+	// nothing more, so this ends that attempt as infra; the task itself is
+	// queued again, so the reporter sets no status. Task.Attempt is the
+	// queue's number for the lost delivery: the attempt that ran may have
+	// a higher one (a bot renumbers an attempt whose store prefix is
+	// taken), which the recorder finds by the attempt still running.
+	EventLost EventType = "lost"
 )
 
 // Event carries progress from bots and hooks to the reporter and the
 // recorder. Bots need no forge credentials: they only emit events.
 type Event struct {
 	// ID is unique per event; consumers use it to drop duplicates.
-	ID      string    `json:"id"`
-	Type    EventType `json:"type"`
-	Task    Task      `json:"task"`
-	Bot     string    `json:"bot,omitempty"`
+	ID   string    `json:"id"`
+	Type EventType `json:"type"`
+	Task Task      `json:"task"`
+	Bot  string    `json:"bot,omitempty"`
+	// LogURL is the attempt's page. Bots leave it empty; the process that
+	// serves the pages sets it before its handlers see the event, and
+	// replaces what older bots put there (report.Linked).
 	LogURL  string    `json:"log_url,omitempty"`
 	Outcome *Outcome  `json:"outcome,omitempty"`
 	Time    time.Time `json:"time"`

@@ -287,7 +287,21 @@ func (d *delivery) expire() {
 	dead := d.count >= d.q.opts.MaxDeliveries
 	var err error
 	if l.alive() {
-		err = d.settle(ctx, d.next(dead, 0, fmt.Sprintf("lease expired on delivery %d", d.count)), dead)
+		next := d.next(dead, 0, fmt.Sprintf("lease expired on delivery %d", d.count))
+		if !dead {
+			// This holder reports nothing more (its Heartbeat returns
+			// ErrLeaseLost): its attempt ends here, with the next one.
+			then := next
+			next = func(l *link) ([]routed, error) {
+				pubs, err := then(l)
+				if err != nil {
+					return nil, err
+				}
+				lost, err := d.q.lostMessage(d.task, "the bot stopped heart-beating")
+				return append(pubs, lost), err
+			}
+		}
+		err = d.settle(ctx, next, dead)
 	}
 	if err != nil {
 		// The broker hands the message out again, counted, when the
@@ -476,10 +490,14 @@ func (q *Queue) reapOne(ctx context.Context, l *link, r reaper, m amqp.Delivery)
 		pubs, err = q.deadLettered(pool, m.Body, &t, fmt.Sprintf("holder lost on delivery %d", count))
 	} else {
 		log.Warn("reaper: holder of a parked task is gone; queueing it again")
+		var lost routed
+		lost, err = q.lostMessage(t, "the bot holding the long task is gone")
 		t.Attempt++
 		var next routed
-		next, err = q.requeued(l, pool, t, count, 0, headerString(m.Headers, hToken))
-		pubs = []routed{next}
+		if err == nil {
+			next, err = q.requeued(l, pool, t, count, 0, headerString(m.Headers, hToken))
+		}
+		pubs = []routed{next, lost}
 	}
 	if err == nil {
 		err = r.commit(ctx, m, pubs, false)

@@ -37,7 +37,7 @@ var (
 // Open connects to the broker and declares the fixed topology. It fails
 // if the broker cannot be reached now; later outages are waited out.
 func Open(cfg Config) (*Queue, error) {
-	c, err := newClient(cfg)
+	c, err := newClient(cfg, "queue")
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +179,7 @@ func (q *Queue) withdrawIfLive(ctx context.Context, lock lockRef) bool {
 	})
 	if err != nil {
 		q.c.log.Warn("looking into a refused lock failed; the claimer decides", "task", lock.key, "err", err)
+		return false // and op may still be running: withdrawn is not ours to read
 	}
 	return withdrawn
 }
@@ -327,8 +328,21 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 		// RabbitMQ put it back because a holder's connection ended: that
 		// was a delivery. Count it in the message, at the back of the
 		// line ahead of fresh tasks.
+		// Its holder reports nothing more: the lost attempt ends with the
+		// message that replaces it.
+		lost, err := q.lostMessage(t, "the bot's connection to the broker ended")
+		if err != nil {
+			return nil, err
+		}
 		t.Attempt++
-		return nil, q.requeue(ctx, l, wc, m.DeliveryTag, pool, t, prev+1, 0, lock.token)
+		r, err := q.requeued(l, pool, t, prev+1, 0, lock.token)
+		if err == nil {
+			err = wc.commit(ctx, m.DeliveryTag, []routed{r, lost}, nil)
+		}
+		if err == nil {
+			q.wakeUp(pool)
+		}
+		return nil, err
 	}
 	if prev >= q.opts.MaxDeliveries {
 		reason := fmt.Sprintf("delivered %d times without an outcome", prev)
@@ -414,6 +428,18 @@ func (q *Queue) deadLettered(pool string, body []byte, t *turtles.Task, reason s
 		return nil, err
 	}
 	return []routed{dead, q.n.event(msg)}, nil
+}
+
+// lostMessage is the event that ends the attempt of t (as its lost
+// delivery had it) whose holder stopped heart-beating: see
+// queue.LostEvent. It goes in the transaction that queues the next
+// delivery, so that it is emitted once.
+func (q *Queue) lostMessage(t turtles.Task, reason string) (routed, error) {
+	msg, err := eventMessage(queue.LostEvent(t, reason, time.Now()))
+	if err != nil {
+		return routed{}, err
+	}
+	return q.n.event(msg), nil
 }
 
 // reconnected runs after a reconnect, before the link is handed out:

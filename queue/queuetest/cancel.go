@@ -25,6 +25,7 @@ func RunOptional(t *testing.T, b Backend) {
 		{"Inbox", testInbox},
 		{"Spawn", testSpawn},
 		{"SpawnLeaseLost", testSpawnLeaseLost},
+		{"LostLease", testLost},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -73,7 +73,8 @@ func testSpawn(t *testing.T, b Backend) {
 }
 
 // testSpawnLeaseLost: a holder whose lease was taken over queues nothing
-// and emits nothing; the task runs again.
+// and emits nothing; the task runs again. The only event is the queue's
+// own, which ends the lost attempt.
 func testSpawnLeaseLost(t *testing.T, b Backend) {
 	open := b.Queue(t)
 	q := open(t, opts())
@@ -92,5 +93,10 @@ func testSpawnLeaseLost(t *testing.T, b Backend) {
 		t.Fatalf("AckWithTasks after the lease was taken = %v, want ErrLeaseLost", err)
 	}
 	noClaim(t, q, "linux", nothing)
+	ed := receive(t, events)
+	if ev := ed.Event(); ev.Type != turtles.EventLost || ev.Task.Attempt != 1 {
+		t.Errorf("event after the lease was taken = %s of attempt %d, want %s of attempt 1", ev.Type, ev.Task.Attempt, turtles.EventLost)
+	}
+	ackEvent(t, ed)
 	noReceive(t, events)
 }

@@ -390,14 +390,16 @@ func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int6
 	}
 	defer tx.Rollback()
 	var dead []deadMsg
+	lostEvents := 0
 	for range maxSkip {
 		var (
-			id, deliveries int64
-			body           []byte
+			id, deliveries, availAt int64
+			body                    []byte
+			held                    sql.NullString
 		)
-		err := tx.QueryRowContext(ctx, `SELECT id, body, deliveries FROM tasks
+		err := tx.QueryRowContext(ctx, `SELECT id, body, deliveries, token, avail_at FROM tasks
 			WHERE pool = ? AND avail_at <= ? ORDER BY priority DESC, id LIMIT 1`,
-			pool, nanos(now)).Scan(&id, &body, &deliveries)
+			pool, nanos(now)).Scan(&id, &body, &deliveries, &held, &availAt)
 		if errors.Is(err, sql.ErrNoRows) {
 			break
 		}
@@ -422,6 +424,19 @@ func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int6
 			dead = append(dead, deadMsg{id, reason})
 			continue
 		}
+		if held.Valid {
+			// An expired lease: its holder stopped heart-beating and
+			// reports nothing more, so its attempt ends here, once, with
+			// the delivery that replaces it.
+			lost := t
+			lost.Attempt += int(deliveries) - 1
+			beat := time.Unix(0, availAt).Add(-db.opts.Lease)
+			ev := queue.LostEvent(lost, lostReason(beat), now)
+			if err := insertEvent(ctx, tx, ev); err != nil {
+				return nil, 0, fmt.Errorf("take back task %d: %w", id, err)
+			}
+			lostEvents++
+		}
 		token := newToken()
 		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET token = ?, avail_at = ?, deliveries = deliveries + 1
 			WHERE id = ?`, token, nanos(now.Add(db.opts.Lease)), id); err != nil {
@@ -445,10 +460,16 @@ func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int6
 	for _, m := range dead {
 		db.log.Warn("dead-lettered queued message", "pool", pool, "id", m.id, "reason", m.reason)
 	}
-	if len(dead) > 0 {
+	if len(dead) > 0 || lostEvents > 0 {
 		db.wakeEvents()
 	}
 	return d, next, nil
+}
+
+// lostReason says what the queue saw of a holder whose lease ran out:
+// its last heartbeat (or claim) was at beat.
+func lostReason(beat time.Time) string {
+	return "the bot stopped heart-beating at " + beat.UTC().Format("15:04:05 UTC")
 }
 
 // moveDead moves task row id to the dead-letter table. When the message
