@@ -49,7 +49,9 @@ type Config struct {
 	// WorkDir holds one workspace per running task. It belongs to this bot
 	// alone (it is locked): leftovers in it are removed at start. Required.
 	WorkDir string
-	// LogURL is the URL of the log page of an attempt; may be nil.
+	// LogURL, if set, puts the link of an attempt's page in its events and
+	// result.json. turtles leaves it nil: only the process that serves the
+	// pages knows where they are, and it links events (report.Linked).
 	LogURL func(t turtles.Task) string
 	// RetryDelays are the delays before an infra failure is retried, by
 	// delivery count; the last one repeats. Default 10s, 30s, 1m30s, 5m.

@@ -83,5 +83,6 @@ func runReporter(s Settings) error {
 		return err
 	}
 	log.Info("turtles reporter running", "version", buildVersion(), "url", s.PublicURL, "queue", redactQueue(s.Queue))
+	announcePublicURL(s, log)
 	return serveHTTP(ctx, s, h, log)
 }

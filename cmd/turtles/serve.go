@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/bot"
 	"github.com/turtles-ci/turtles/hook"
 	"github.com/turtles-ci/turtles/queue"
@@ -85,7 +84,6 @@ func (sys *system) bot() (*bot.Bot, error) {
 		Pool:          s.Pool,
 		Slots:         s.Slots,
 		WorkDir:       s.WorkDir,
-		LogURL:        func(t turtles.Task) string { return web.LogURL(s.PublicURL, t) },
 		Heartbeat:     s.Lease / 3,
 		RetryDelays:   s.RetryDelays,
 		SecretsDir:    s.SecretsDir,
@@ -202,6 +200,7 @@ func serve(s Settings) error {
 	}
 	log.Info("turtles serving", "version", buildVersion(), "url", s.PublicURL, "webhook", s.PublicURL+"/hook/"+hookName,
 		"webhook_secret", secretPath, "data_dir", s.DataDir, "slots", s.Slots, "pool", s.Pool)
+	announcePublicURL(s, log)
 
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -107,6 +107,11 @@ type Settings struct {
 
 	// ConfigFile is the --config file read, if any: hidden from tasks.
 	ConfigFile string `yaml:"-"`
+	// PublicURLDerived says PublicURL was not given but made from Listen;
+	// PublicURLHostname that Listen's host was a wildcard, so the host's
+	// name stands in for it (other hosts may not resolve it).
+	PublicURLDerived  bool `yaml:"-"`
+	PublicURLHostname bool `yaml:"-"`
 }
 
 func defaults() Settings {
@@ -218,7 +223,7 @@ func init() {
 	for _, o := range []option{
 		opt("data-dir", "where queue, results, logs and workspaces live", str(func(s *Settings) *string { return &s.DataDir })),
 		opt("listen", "address of the web server (webhooks, API, logs, metrics); use :8080 to accept webhooks from other hosts", str(func(s *Settings) *string { return &s.Listen })),
-		opt("public-url", "URL people and forges reach this server at, for log links (default http://LISTEN)", str(func(s *Settings) *string { return &s.PublicURL })),
+		opt("public-url", "URL people and forges reach the log pages at, for log links (default http://LISTEN, with the host's name for a wildcard such as :8081)", str(func(s *Settings) *string { return &s.PublicURL })),
 		opt("queue", "embedded queue file (default DATA-DIR/queue.db), or amqp://USER:PASS@HOST/VHOST for RabbitMQ", str(func(s *Settings) *string { return &s.Queue })),
 		opt("lease", "how long a claimed task stays claimed without a heartbeat; a dead bot's task runs again after this", dur(func(s *Settings) *time.Duration { return &s.Lease })),
 		opt("max-deliveries", "deliveries of a task before it is dead-lettered", num(func(s *Settings) *int { return &s.MaxDeliveries })),
@@ -318,11 +323,20 @@ func (s *Settings) fill() {
 		s.ImagesDir = filepath.Join(s.DataDir, "images")
 	}
 	if s.PublicURL == "" {
+		// Links are built by the process that serves the pages: its own
+		// address is the best guess. A wildcard is no address; the
+		// host's name is the one others most likely reach it by.
 		host := s.Listen
 		if h, p, err := net.SplitHostPort(s.Listen); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
-			host = net.JoinHostPort("localhost", p)
+			name, err := os.Hostname()
+			if err != nil || name == "" {
+				name = "localhost"
+			}
+			host = net.JoinHostPort(name, p)
+			s.PublicURLHostname = true
 		}
 		s.PublicURL = "http://" + host
+		s.PublicURLDerived = true
 	}
 	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
 }

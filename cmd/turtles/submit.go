@@ -72,7 +72,12 @@ repository (HEAD, a branch), resolved here.`,
 					return fmt.Errorf("task queued, but its queued event was not: %w", err)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "queued %s\ntask %s: %s\n", t.Key(), t.ID(), web.LogURL(s.PublicURL, t))
+			fmt.Fprintf(cmd.OutOrStdout(), "queued %s\n", t.Key())
+			if base, ok := serverURL(s); ok {
+				fmt.Fprintf(cmd.OutOrStdout(), "task %s: %s\n", t.ID(), web.LogURL(base, t))
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "task %s: its page is /tasks/%s on the reporter (--public-url URL or TURTLES_PUBLIC_URL prints a link)\n", t.ID(), t.ID())
+			}
 			return nil
 		},
 	}
@@ -87,6 +92,20 @@ repository (HEAD, a branch), resolved here.`,
 	cmd.MarkFlagRequired("sha")
 	addFlags(f, "data-dir", "queue", "public-url", "pool", "lease", "max-deliveries")
 	return cmd
+}
+
+// serverURL is the public URL of the server whose pages show the task: the
+// one given, or the one a serve or reporter recorded in the data dir. A
+// URL made from submit's own (unused) listen address would be a guess.
+func serverURL(s Settings) (string, bool) {
+	if !s.PublicURLDerived {
+		return s.PublicURL, true
+	}
+	b, err := os.ReadFile(filepath.Join(s.DataDir, publicURLFile))
+	if u := strings.TrimSpace(string(b)); err == nil && u != "" {
+		return u, true
+	}
+	return "", false
 }
 
 func submitTask(repoURL, repoName, sha, contextName, command string, priority int, pool string) (turtles.Task, error) {
