@@ -282,6 +282,19 @@ const (
 	EventRetrying EventType = "retrying"
 	// EventFinished: the task has its final outcome.
 	EventFinished EventType = "finished"
+	// EventHeartbeat: a bot still runs the attempt. The recorder keeps the
+	// time of the last one, to say when a bot that died was last heard of;
+	// the reporter ignores it.
+	EventHeartbeat EventType = "heartbeat"
+	// EventLost: the queue took the task back from a holder that stopped
+	// heart-beating (its lease ran out, or its connection to the broker
+	// ended) before the attempt reported an outcome. The holder reports
+	// nothing more, so this ends that attempt as infra; the task itself is
+	// queued again, so the reporter sets no status. Task.Attempt is the
+	// queue's number for the lost delivery: the attempt that ran may have
+	// a higher one (a bot renumbers an attempt whose store prefix is
+	// taken), which the recorder finds by the attempt still running.
+	EventLost EventType = "lost"
 )
 
 // Event carries progress from bots and hooks to the reporter and the
