@@ -53,7 +53,11 @@ type Config struct {
 	LockSlots int
 	// Name identifies the connection in the broker's UI.
 	Name string
-	Log  *slog.Logger
+	// StillDownEvery is how often a broker outage is logged again while
+	// it lasts; 0 logs only when the connection is lost and when it is
+	// back. Reconnect tries themselves are not logged.
+	StillDownEvery time.Duration
+	Log            *slog.Logger
 }
 
 // Metadata headers on task messages.
@@ -194,6 +198,9 @@ type link struct {
 
 	next atomic.Uint32 // round robin over work
 	dead chan struct{}
+	// why is the error that closed the connection or a channel first,
+	// nil when turtles closed it; set before dead is closed.
+	why error
 
 	mu       sync.Mutex
 	decl     *amqp.Channel // declarations; reopened after a channel error
@@ -446,7 +453,9 @@ type client struct {
 	onUp  func(*link)   // after every reconnect (not the first dial)
 }
 
-func newClient(cfg Config) (*client, error) {
+// newClient connects for a handle of kind ("queue", "events"), which
+// its log lines name: one process holds a connection of each.
+func newClient(cfg Config, kind string) (*client, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("amqp: no URL")
 	}
@@ -460,7 +469,7 @@ func newClient(cfg Config) (*client, error) {
 		cfg.ParkAfter = 5 * time.Minute
 	}
 	cfg.Options = cfg.Options.WithDefaults()
-	c := &client{cfg: cfg, n: names{cfg.Prefix}, log: cfg.Log.With("broker", Redact(cfg.URL)),
+	c := &client{cfg: cfg, n: names{cfg.Prefix}, log: cfg.Log.With("broker", Redact(cfg.URL), "conn", kind),
 		done: make(chan struct{}), ended: make(chan struct{}), ready: make(chan struct{})}
 	// The first dial fails loudly: a wrong URL or password is a
 	// configuration error, not an outage to wait out.
@@ -533,8 +542,11 @@ func (c *client) dial() (*link, error) {
 	}
 	for _, w := range watch {
 		go func() {
+			// A *amqp.Error, or nil (no error) when the channel closed
+			// without one: a nil pointer is not a nil error.
+			var why error
 			if err := <-w; err != nil {
-				c.log.Warn("amqp connection or channel closed", "err", err)
+				why = err
 			}
 			conn.Close()
 			l.mu.Lock()
@@ -542,11 +554,22 @@ func (c *client) dial() (*link, error) {
 			select {
 			case <-l.dead:
 			default:
+				l.why = why
 				close(l.dead)
 			}
 		}()
 	}
 	return l, nil
+}
+
+// cause says why l died, for the log; l must be dead.
+func (l *link) cause() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.why == nil {
+		return "connection closed by turtles"
+	}
+	return l.why.Error()
 }
 
 func (c *client) set(l *link) {
@@ -556,7 +579,9 @@ func (c *client) set(l *link) {
 	close(c.ready)
 }
 
-// loop redials whenever the current link dies, until Close.
+// loop redials whenever the current link dies, until Close. It logs
+// state changes, not tries: the connection lost (with the cause), still
+// down every StillDownEvery, and back (with how long it was down).
 func (c *client) loop(l *link) {
 	defer close(c.ended)
 	for {
@@ -569,25 +594,49 @@ func (c *client) loop(l *link) {
 		c.mu.Lock()
 		c.cur, c.ready = nil, make(chan struct{})
 		c.mu.Unlock()
-		backoff := 100 * time.Millisecond
-		for {
-			var err error
-			if l, err = c.dial(); err == nil {
-				break
-			}
-			c.log.Warn("amqp reconnect failed", "err", err, "retry_in", backoff)
-			select {
-			case <-c.done:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 10*time.Second)
+		lost := time.Now()
+		c.log.Warn("broker connection lost; reconnecting", "cause", l.cause())
+		var tries int
+		if l, tries = c.redial(lost); l == nil {
+			return
 		}
-		c.log.Info("amqp reconnected")
+		c.log.Info("broker connection back", "down_for", time.Since(lost).Round(time.Millisecond), "tries", tries)
 		if c.onUp != nil {
 			c.onUp(l)
 		}
 		c.set(l)
+	}
+}
+
+// redial dials with backoff (100 ms doubling to 10 s) until a dial
+// succeeds, and returns the link and the number of tries; nil when the
+// client is closed first.
+func (c *client) redial(lost time.Time) (*link, int) {
+	var still <-chan time.Time
+	if c.cfg.StillDownEvery > 0 {
+		t := time.NewTicker(c.cfg.StillDownEvery)
+		defer t.Stop()
+		still = t.C
+	}
+	backoff := 100 * time.Millisecond
+	for tries := 1; ; tries++ {
+		l, err := c.dial()
+		if err == nil {
+			return l, tries
+		}
+		wait := time.NewTimer(backoff)
+		for waiting := true; waiting; {
+			select {
+			case <-c.done:
+				wait.Stop()
+				return nil, tries
+			case <-still:
+				c.log.Warn("broker still down", "down_for", time.Since(lost).Round(100*time.Millisecond), "tries", tries, "err", err)
+			case <-wait.C:
+				waiting = false
+			}
+		}
+		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 
@@ -636,14 +685,15 @@ func (c *client) closed() bool {
 
 // retry runs op on the current link until it succeeds, ctx ends or the
 // client is closed; it retries only when the link died under op, so that
-// an outage is waited out and a broker error is returned.
+// an outage is waited out and a broker error is returned. It returns
+// when ctx ends even if op is still waiting for the broker (see try).
 func (c *client) retry(ctx context.Context, op func(l *link) error) error {
 	for {
 		l, err := c.link(ctx)
 		if err != nil {
 			return err
 		}
-		err = op(l)
+		err = try(ctx, l, op)
 		if err == nil || l.alive() || c.closed() {
 			if err != nil && c.closed() {
 				return queue.ErrClosed
@@ -660,6 +710,30 @@ func (c *client) retry(ctx context.Context, op func(l *link) error) error {
 			return err
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// try runs op on l and returns its error, or ctx's once ctx ends first.
+// Most channel calls (declarations, gets, commits) take no context: on a
+// broker that stopped answering without closing the connection (a cut
+// network, a frozen node) they wait until the missed heartbeats end it,
+// 30 s, far past a webhook's deadline. op then goes on in the background
+// until the broker answers or the link dies, and its outcome is unknown
+// to the caller, as that of a publish whose confirm was lost with the
+// connection: every caller already handles that (a token per publish,
+// transactions for acks). A caller must not touch what op writes after
+// try returned ctx's error.
+func try(ctx context.Context, l *link, op func(l *link) error) error {
+	if ctx.Done() == nil {
+		return op(l)
+	}
+	done := make(chan error, 1)
+	go func() { done <- op(l) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("the broker did not answer: %w", context.Cause(ctx))
 	}
 }
 

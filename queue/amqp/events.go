@@ -33,7 +33,7 @@ var _ queue.Events = (*Events)(nil)
 
 // OpenEvents connects to the broker for emitting and receiving events.
 func OpenEvents(cfg Config) (*Events, error) {
-	c, err := newClient(cfg)
+	c, err := newClient(cfg, "events")
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,9 @@
 // Starting a node costs seconds, so tests start one per test binary
 // (TestMain) and share it, separating their queues by name prefix.
 //
+// Proxy stands between a node and its clients, to take the broker away
+// from them without stopping it.
+//
 // Only tests and bench/ import it.
 package amqptest
 
