@@ -235,19 +235,36 @@ func (b *Bot) retry(ctx context.Context, d queue.Delivery, outcome turtles.Outco
 		log.Error("nack", "err", err) // it comes back when the lease ends
 		return
 	}
-	if dead {
-		// The queue emitted the final event with the dead letter, in one
-		// step, so that it cannot be lost between the two.
-		log.Warn("task dead-lettered after repeated infra failures", "reason", outcome.Reason)
-		return
-	}
-	log.Info("task will be retried", "delay", delay)
 	logURL := ""
 	if b.cfg.LogURL != nil {
 		logURL = b.cfg.LogURL(d.Task())
 	}
+	if dead {
+		// The queue emitted the final event with the dead letter, in one
+		// step, so that it cannot be lost between the two.
+		log.Warn("task dead-lettered after repeated infra failures", "reason", outcome.Reason)
+		if r, ok := d.(renumbered); ok {
+			b.deadRenumbered(ctx, r, outcome, logURL, log)
+		}
+		return
+	}
+	log.Info("task will be retried", "delay", delay)
 	if err := b.emit(ctx, turtles.EventRetrying, d.Task(), logURL, &outcome); err != nil {
 		log.Error("emit retrying event", "err", err)
+	}
+}
+
+// deadRenumbered reports the end of a dead-lettered attempt that runs as
+// a later attempt than the queue counted (claimPrefix). The queue's final
+// event names its own count; the reporter has seen this attempt start and
+// drops that event as older, so without this one the status would stay
+// pending. Unlike the queue's, it is not written in one step with the dead
+// letter: a bot that dies in between leaves the status pending.
+func (b *Bot) deadRenumbered(ctx context.Context, r renumbered, outcome turtles.Outcome, logURL string, log *slog.Logger) {
+	outcome.Class = turtles.Infra
+	outcome.Reason = fmt.Sprintf("gave up after %d deliveries: %s", r.Count(), outcome.Reason)
+	if err := b.emit(ctx, turtles.EventFinished, r.Task(), logURL, &outcome); err != nil {
+		log.Error("emit final event of a renumbered dead-lettered attempt", "err", err)
 	}
 }
 
@@ -280,7 +297,15 @@ func (b *Bot) heartbeat(d queue.Delivery, lost context.CancelCauseFunc, log *slo
 			}
 			if err != nil {
 				log.Warn("heartbeat failed", "err", err) // try again next tick
+				continue
 			}
+			// The recorder keeps the last one, to say when a bot that
+			// died was last heard of. d.Task(): the attempt as renumbered.
+			ctx, cancel = context.WithTimeout(context.Background(), b.cfg.Heartbeat)
+			if err := b.cfg.Events.Emit(ctx, b.event(turtles.EventHeartbeat, d.Task(), "", nil)); err != nil {
+				log.Warn("emit heartbeat event", "err", err)
+			}
+			cancel()
 		}
 	}()
 	return func() {

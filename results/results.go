@@ -78,6 +78,8 @@ type DB struct {
 	db    *sql.DB
 	log   *slog.Logger
 	store store.Store // nil: no per-test results
+	// endLog appends a line to a lost attempt's log; nil: logs are left.
+	endLog func(ctx context.Context, prefix, line string) error
 }
 
 const schema = `
@@ -137,6 +139,10 @@ func Open(path string, log *slog.Logger) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("create results schema in %s: %w", path, err)
 	}
+	if err := migrateBeat(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("add heartbeats to results schema in %s: %w", path, err)
+	}
 	return &DB{db: db, log: log}, nil
 }
 
@@ -145,6 +151,9 @@ func (d *DB) Close() error { return d.db.Close() }
 
 // Handle records ev. It implements report.Handler.
 func (d *DB) Handle(ctx context.Context, ev turtles.Event) error {
+	if ev.Type == turtles.EventHeartbeat {
+		return d.heartbeat(ctx, ev) // idempotent; not worth remembering
+	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("record event %s: %w", ev.ID, err)
@@ -158,6 +167,21 @@ func (d *DB) Handle(ctx context.Context, ev turtles.Event) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil // seen before
 		}
+	}
+	if ev.Type == turtles.EventLost {
+		prefix, reason, err := d.lost(ctx, tx, ev)
+		if err != nil {
+			return fmt.Errorf("record %s event for %s: %w", ev.Type, ev.Task.Key(), err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("record event %s: %w", ev.ID, err)
+		}
+		if prefix != "" && d.endLog != nil {
+			if err := d.endLog(ctx, prefix, reason); err != nil {
+				d.log.Warn("end the log of a lost attempt", "prefix", prefix, "err", err)
+			}
+		}
+		return nil
 	}
 	if err := apply(ctx, tx, ev); err != nil {
 		return fmt.Errorf("record %s event for %s: %w", ev.Type, ev.Task.Key(), err)
