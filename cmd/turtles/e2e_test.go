@@ -156,11 +156,19 @@ func sign(body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
+// prAuthor opens the pull requests of prPayload. The payload's
+// association proves nothing; tests that want them run trusted give
+// prAuthor push access on the fake forge (pushAccess), which the gate asks.
+const prAuthor = "maint"
+
+// pushAccess lets prAuthor push to octo/hello on gh.
+func pushAccess(gh *githubtest.Server) { gh.SetPermission("octo/hello", prAuthor, "write") }
+
 func prPayload(repoDir, sha string) []byte {
 	b, _ := json.Marshal(map[string]any{
 		"action": "opened", "number": 7,
 		"pull_request": map[string]any{
-			"number": 7, "author_association": "MEMBER",
+			"number": 7, "author_association": "MEMBER", "user": map[string]any{"login": prAuthor},
 			"head": map[string]any{"sha": sha, "ref": "feature"},
 			"base": map[string]any{"ref": "main"},
 		},
@@ -215,6 +223,7 @@ func waitFinal(t *testing.T, gh *githubtest.Server, sha string, timeout time.Dur
 
 func TestServeEndToEnd(t *testing.T) {
 	gh := githubtest.NewServer(t, testToken)
+	pushAccess(gh)
 	repo := t.TempDir()
 	sha := gitRepo(t, repo, map[string]string{
 		".turtles.yaml": "contexts:\n  - name: pass\n    command: echo hello from the tests; ./check.sh\n  - name: fail\n    command: echo about to fail; exit 3\n",
@@ -368,6 +377,7 @@ func TestServeEndToEnd(t *testing.T) {
 // restart the task runs again and exactly one final status is reported.
 func TestCrashRestart(t *testing.T) {
 	gh := githubtest.NewServer(t, testToken)
+	pushAccess(gh)
 	repo := t.TempDir()
 	sha := gitRepo(t, repo, map[string]string{
 		".turtles.yaml": "contexts:\n  - name: slow\n    command: echo started; sleep 3; echo finished\n",
@@ -413,6 +423,7 @@ func TestCrashRestart(t *testing.T) {
 // TestDrain: SIGTERM while a task runs lets it finish, then exits.
 func TestDrain(t *testing.T) {
 	gh := githubtest.NewServer(t, testToken)
+	pushAccess(gh)
 	repo := t.TempDir()
 	sha := gitRepo(t, repo, map[string]string{
 		".turtles.yaml": "contexts:\n  - name: slow\n    command: sleep 2; echo done\n",

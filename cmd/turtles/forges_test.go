@@ -64,6 +64,7 @@ func TestServeGitHubApp(t *testing.T) {
 	// The server does not know start's TURTLES_GITHUB_TOKEN: only the
 	// App's installation tokens get in.
 	gh := githubtest.NewServer(t, "a-token-turtles-does-not-have")
+	pushAccess(gh)
 	gh.EnableApp(4321, 77, &key.PublicKey, time.Hour)
 	repo := t.TempDir()
 	sha := gitRepo(t, repo, map[string]string{".turtles.yaml": "contexts:\n  - name: pass\n    command: echo ok\n"})

@@ -52,8 +52,10 @@ func TestServeTrustAndScan(t *testing.T) {
 	gh.SetPulls("octo/hello", githubtest.PullRequest{Number: 7, HeadSHA: prSHA, BaseRef: "main", Author: "stranger"})
 	gh.AddMember("octo", "maint")
 
+	// The contexts have no image: an approved stranger's run on the host
+	// only in a pool the operator dedicates to it.
 	s := startServe(t, gh, t.TempDir(), "--trusted-orgs", "octo", "--scan-repos", "octo/hello",
-		"--clone-base-url", "file://"+base)
+		"--clone-base-url", "file://"+base, "--untrusted-host-pools", "public")
 	// The scan at start: main is tested although no webhook came, and the
 	// pull request waits.
 	if st := waitFinal(t, gh, mainSHA, 30*time.Second, "ok")["ok"]; st.State != "success" {
@@ -87,8 +89,15 @@ func TestServeTrustAndScan(t *testing.T) {
 	if st, _ := gh.Final("octo/hello", prSHA, "turtles"); st.Description != "Approved by @maint for this commit" {
 		t.Errorf("plan status after approval: %+v", st)
 	}
-	if st, ok := gh.Final("octo/hello", prSHA, "deploy"); ok {
-		t.Errorf("untrusted pull request got the internal pool's context: %+v", st)
+	// Refused in the plan, with a status that says so; never queued, so
+	// never pending.
+	if st, ok := gh.Final("octo/hello", prSHA, "deploy"); !ok || st.State != "failure" || !strings.HasPrefix(st.Description, "Not run: pool internal runs trusted work only") {
+		t.Errorf("untrusted pull request's internal-pool context: %+v (set: %t), want a failure saying it was not run", st, ok)
+	}
+	for _, st := range gh.Statuses() {
+		if st.SHA == prSHA && st.Context == "deploy" && st.State == "pending" {
+			t.Errorf("untrusted pull request's internal-pool context was queued or run: %+v", st)
+		}
 	}
 
 	// A new push needs a new approval.
