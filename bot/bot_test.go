@@ -582,6 +582,32 @@ func TestUnknownCommitIsInfraThenDead(t *testing.T) {
 	h.waitIdle()
 }
 
+// TestRenumberedDeadLetterReportsItsAttempt: a task published again after
+// a run took attempt 1's prefix runs as later attempts than the queue
+// counts. When it is dead-lettered, the queue's final event names the
+// queue's count, older than the attempt that started; the bot's own final
+// event must name the attempt that ran, or the reporter drops the end.
+func TestRenumberedDeadLetterReportsItsAttempt(t *testing.T) {
+	h := newHarness(t, nil, queue.Options{MaxDeliveries: 2})
+	task := h.task(turtles.KindTest, "ok", "")
+	task.SHA = strings.Repeat("ab", 20)
+	if _, err := store.ClaimAttempt(context.Background(), h.st, task, "earlier-bot", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(task)
+	h.start()
+	last := func(ev turtles.Event) bool { return finishedFor(task.Key())(ev) && ev.Task.Attempt == 3 }
+	evs := h.events(last)
+	want := []string{"started ok 2", "retrying ok 2 infra", "started ok 3", "finished ok 2 infra", "finished ok 3 infra"}
+	if diff := cmp.Diff(want, summarize(evs)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if r := evs[len(evs)-1].Outcome.Reason; !strings.Contains(r, "gave up after 2 deliveries") || !strings.Contains(r, "not our ref") {
+		t.Errorf("final reason %q, want the give-up and git's words", r)
+	}
+	h.waitIdle()
+}
+
 // startedAndLogging publishes a task that prints a line and then blocks,
 // and waits until the bot runs it and the line is in the stored log.
 func (h *harness) startedAndLogging(command string) turtles.Task {
