@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/sqlite"
 	"github.com/turtles-ci/turtles/sandbox"
@@ -108,6 +109,7 @@ func newHarness(t *testing.T, files map[string]string, opts queue.Options) *harn
 		// as on a pool the operator dedicated to such work.
 		Sandbox:       testSandbox(t),
 		UntrustedHost: true,
+		Policy:        config.Policy{HostPools: []string{turtles.DefaultPool, "other"}},
 	}
 	return h
 }

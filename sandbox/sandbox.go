@@ -67,6 +67,9 @@ type Sandbox struct {
 	cgroup cgroups
 	mu     sync.Mutex
 	inUse  map[int]bool
+	// etc holds passwd and group with the task uids added: programs such
+	// as ssh refuse to run as a uid without a name.
+	etc string
 }
 
 // New checks that the host can isolate a command (it runs one) and
@@ -86,6 +89,11 @@ func New(cfg Config) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox: a root bot needs UIDBase and UIDs")
 	}
 	s.cgroup = findCgroups(cfg.CgroupRoot)
+	if s.root {
+		if s.etc, err = writeEtc(cfg.UIDBase, cfg.UIDs); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+	}
 	if err := s.probe(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -162,6 +170,10 @@ func (s *Sandbox) Start(spec Spec, argv ...string) (*Run, error) {
 	}
 	if !s.cfg.HostTmp {
 		args = append(args, "--tmpfs", "/tmp")
+	}
+	if s.etc != "" {
+		args = append(args, "--ro-bind", filepath.Join(s.etc, "passwd"), "/etc/passwd",
+			"--ro-bind", filepath.Join(s.etc, "group"), "/etc/group")
 	}
 	for _, p := range s.cfg.Hide {
 		fi, err := os.Stat(p)
@@ -289,6 +301,38 @@ func chownTree(dir string, uid int) error {
 		}
 		return os.Lchown(p, uid, uid)
 	})
+}
+
+// writeEtc writes the host's /etc/passwd and /etc/group with a user and
+// group "turtles-taskN" for each task uid into a new directory.
+func writeEtc(base, n int) (string, error) {
+	dir, err := os.MkdirTemp("", "turtles-sandbox-etc-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	for _, name := range []string{"passwd", "group"} {
+		b, err := os.ReadFile("/etc/" + name)
+		if err != nil {
+			return "", err
+		}
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			b = append(b, '\n')
+		}
+		for i := range n {
+			if name == "passwd" {
+				b = fmt.Appendf(b, "turtles-task%d:x:%d:%d:turtles task:%s/home:/bin/sh\n", i, base+i, base+i, Root)
+			} else {
+				b = fmt.Appendf(b, "turtles-task%d:x:%d:\n", i, base+i)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // searchable makes every directory above dir searchable by others (o+x,

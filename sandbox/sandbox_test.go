@@ -63,7 +63,7 @@ func TestAttacks(t *testing.T) {
 	}
 	if os.Geteuid() == 0 {
 		tests = append(tests, struct{ name, script, want, never string }{
-			name: "not root", script: "id -u; cat /etc/shadow", want: "1879048", never: "root:"})
+			name: "not root, but named", script: "id -u; id -un; cat /etc/shadow", want: "turtles-task", never: "root:"})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
