@@ -47,6 +47,13 @@ type Config struct {
 	Queue Publisher
 	// Deliveries remembers handled deliveries. Required.
 	Deliveries DeliveryLog
+	// PublishTimeout bounds how long a delivery waits for the queue (to
+	// cancel, publish and hand to the gate) before it is answered 503, so
+	// that the forge delivers it again; it must leave room under the
+	// forge's own timeout (GitHub's is 10 s). 0: as long as the request
+	// lasts, which during a broker outage is until the sender gives up,
+	// with no answer.
+	PublishTimeout time.Duration
 	// Inbox receives what needs forge lookups (pull requests by authors
 	// the payload cannot vouch for, comment commands) for the gate. Nil:
 	// those are ignored, so a stranger's code never runs unchecked.
@@ -68,17 +75,18 @@ type Config struct {
 
 // GitHub is an http.Handler for GitHub webhook deliveries.
 type GitHub struct {
-	secret     []byte
-	queue      Publisher
-	inbox      queue.Inbox
-	deliveries DeliveryLog
-	inflight   keyLock
-	pool       string
-	maxBody    int64
-	budget     *Budget
-	log        *slog.Logger
-	now        func() time.Time
-	deliveryN  *prometheus.CounterVec
+	secret         []byte
+	queue          Publisher
+	inbox          queue.Inbox
+	deliveries     DeliveryLog
+	inflight       keyLock
+	publishTimeout time.Duration
+	pool           string
+	maxBody        int64
+	budget         *Budget
+	log            *slog.Logger
+	now            func() time.Time
+	deliveryN      *prometheus.CounterVec
 }
 
 // NewGitHub returns a receiver for cfg, or an error if cfg is incomplete.
@@ -90,21 +98,24 @@ func NewGitHub(cfg Config) (*GitHub, error) {
 		return nil, errors.New("github webhook: no queue")
 	case cfg.Deliveries == nil:
 		return nil, errors.New("github webhook: no delivery log")
+	case cfg.PublishTimeout < 0:
+		return nil, fmt.Errorf("github webhook: negative publish timeout %s", cfg.PublishTimeout)
 	case cfg.MaxBody < 0:
 		return nil, fmt.Errorf("github webhook: negative max body %d", cfg.MaxBody)
 	case cfg.Budget == nil:
 		return nil, errors.New("github webhook: no body budget")
 	}
 	h := &GitHub{
-		secret:     cfg.Secret,
-		queue:      cfg.Queue,
-		inbox:      cfg.Inbox,
-		deliveries: cfg.Deliveries,
-		pool:       cfg.Pool,
-		maxBody:    cfg.MaxBody,
-		budget:     cfg.Budget,
-		log:        cfg.Log,
-		now:        cfg.Now,
+		secret:         cfg.Secret,
+		queue:          cfg.Queue,
+		inbox:          cfg.Inbox,
+		deliveries:     cfg.Deliveries,
+		publishTimeout: cfg.PublishTimeout,
+		pool:           cfg.Pool,
+		maxBody:        cfg.MaxBody,
+		budget:         cfg.Budget,
+		log:            cfg.Log,
+		now:            cfg.Now,
 	}
 	if h.pool == "" {
 		h.pool = turtles.DefaultPool
@@ -331,7 +342,7 @@ func (h *GitHub) handle(ctx context.Context, log *slog.Logger, reply replier, la
 		reply(http.StatusOK, label, resultReplay, "payload handled before under another delivery: already handled", ids)
 		return
 	}
-	msg, err := h.act(ctx, log, p)
+	msg, err := h.actWithin(ctx, log, p)
 	if err != nil {
 		reply(http.StatusServiceUnavailable, label, resultUnavailable, "queue unavailable, retry later", nil)
 		return
@@ -345,6 +356,18 @@ func (h *GitHub) handle(ctx context.Context, log *slog.Logger, reply replier, la
 		}
 	}
 	reply(http.StatusOK, label, resultQueued, msg, ids)
+}
+
+// actWithin is act bounded by the publish timeout. The request's own
+// context ends only when the sender hangs up, and a queue waits out an
+// outage until its caller's context ends.
+func (h *GitHub) actWithin(ctx context.Context, log *slog.Logger, p parsed) (string, error) {
+	if h.publishTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.publishTimeout)
+		defer cancel()
+	}
+	return h.act(ctx, log, p)
 }
 
 // act cancels what a push superseded, publishes tasks and hands requests

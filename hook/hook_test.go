@@ -565,6 +565,7 @@ func TestNewGitHub(t *testing.T) {
 		{name: "bad pool", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: b, Pool: "Big Pool"}, wantErr: "bad pool name"},
 		{name: "negative max body", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: b, MaxBody: -1}, wantErr: "negative max body"},
 		{name: "no budget", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d}, wantErr: "no body budget"},
+		{name: "negative publish timeout", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: b, PublishTimeout: -time.Second}, wantErr: "negative publish timeout"},
 		{name: "budget smaller than a body", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: small}, wantErr: "less than max body"},
 		{name: "small budget, small bodies", cfg: Config{Secret: testSecret, Queue: q, Deliveries: d, Budget: small, MaxBody: 512 << 10}},
 	}
