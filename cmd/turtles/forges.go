@@ -133,6 +133,7 @@ func webhookReceiver(s Settings, cfg hook.Config) (string, http.Handler, error) 
 		return "", nil, err
 	}
 	cfg.Budget = budget
+	cfg.PublishTimeout = s.WebhookPublishTimeout
 	if s.Forge == forgeGitLab {
 		h, err := hook.NewGitLab(cfg)
 		return forgeGitLab, h, err

@@ -12,7 +12,7 @@ import (
 // httpFlags are the limits every turtles HTTP server and webhook receiver
 // takes, so that a stranger who connects cannot hold memory or
 // connections for long.
-var httpFlags = []string{"http-read-timeout", "http-idle-timeout", "webhook-body-budget", "webhook-body-wait"}
+var httpFlags = []string{"http-read-timeout", "http-idle-timeout", "webhook-body-budget", "webhook-body-wait", "webhook-publish-timeout"}
 
 func init() {
 	for _, o := range []option{
@@ -20,6 +20,7 @@ func init() {
 		opt("http-idle-timeout", "how long an idle keep-alive connection stays open", dur(func(s *Settings) *time.Duration { return &s.HTTPIdleTimeout })),
 		opt("webhook-body-budget", "webhook body bytes held in memory at once across all requests, such as 64MiB; must exceed the 25 MB GitHub payload limit", byteSize(func(s *Settings) *ByteSize { return &s.WebhookBodyBudget })),
 		opt("webhook-body-wait", "how long a webhook waits for room in the body budget before it is answered 503 (the forge delivers it again)", dur(func(s *Settings) *time.Duration { return &s.WebhookBodyWait })),
+		opt("webhook-publish-timeout", "how long a webhook waits for the queue to take its tasks (a broker outage) before it is answered 503 (the forge delivers it again); keep it under the forge's 10 s", dur(func(s *Settings) *time.Duration { return &s.WebhookPublishTimeout })),
 	} {
 		allOptions[o.name] = o
 	}
@@ -27,6 +28,9 @@ func init() {
 
 // httpDefaults are the defaults of httpFlags. A forge gives a webhook 10 s
 // to be answered, so a body that takes 30 s to arrive is no webhook.
+// A webhook waits for the queue 5 s at most: an answer within the
+// forge's 10 s, with room for reading the body, and a publish to a broker
+// that is up takes milliseconds.
 // An idle timeout of 2 minutes keeps browsers' connections to log pages
 // and a forge's keep-alive connection useful without keeping a stranger's
 // open for long.
@@ -35,6 +39,7 @@ func httpDefaults(s *Settings) {
 	s.HTTPIdleTimeout = 2 * time.Minute
 	s.WebhookBodyBudget = 64 << 20
 	s.WebhookBodyWait = time.Second
+	s.WebhookPublishTimeout = 5 * time.Second
 }
 
 // addHTTPFlags registers httpFlags on a command that addFlags already
@@ -58,6 +63,9 @@ func (s *Settings) validateHTTP() error {
 		return fmt.Errorf("http-idle-timeout: %s, want more than 0", s.HTTPIdleTimeout)
 	case s.WebhookBodyWait < 0:
 		return fmt.Errorf("webhook-body-wait: negative")
+	case s.WebhookPublishTimeout <= 0:
+		// Unbounded, a webhook during an outage gets no answer at all.
+		return fmt.Errorf("webhook-publish-timeout: %s, want more than 0", s.WebhookPublishTimeout)
 	}
 	return nil
 }

@@ -104,8 +104,10 @@ func TestHTTPSettings(t *testing.T) {
 	}{
 		{name: "defaults", want: func(s Settings) bool {
 			return s.HTTPReadTimeout == 30*time.Second && s.HTTPIdleTimeout == 2*time.Minute &&
-				s.WebhookBodyBudget == 64<<20 && s.WebhookBodyWait == time.Second
+				s.WebhookBodyBudget == 64<<20 && s.WebhookBodyWait == time.Second && s.WebhookPublishTimeout == 5*time.Second
 		}},
+		{name: "publish timeout", args: []string{"--webhook-publish-timeout", "2s"}, want: func(s Settings) bool { return s.WebhookPublishTimeout == 2*time.Second }},
+		{name: "no publish timeout", args: []string{"--webhook-publish-timeout", "0s"}, wantErr: "webhook-publish-timeout"},
 		{name: "flags", args: []string{"--http-read-timeout", "3s", "--webhook-body-budget", "128MiB"}, want: func(s Settings) bool {
 			return s.HTTPReadTimeout == 3*time.Second && s.WebhookBodyBudget == 128<<20
 		}},

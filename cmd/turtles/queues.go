@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/turtles-ci/turtles/hook"
 	"github.com/turtles-ci/turtles/queue"
@@ -38,6 +39,11 @@ func redactQueue(q string) string {
 	return q
 }
 
+// brokerStillDownEvery is how often a process logs that the broker is
+// still away, between the lines that say it was lost and that it is back:
+// a 10-minute outage is a dozen lines, not one per reconnect try.
+const brokerStillDownEvery = time.Minute
+
 func openQueues(s Settings, log *slog.Logger) (*queues, error) {
 	opts := queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries}
 	if !isAMQP(s.Queue) {
@@ -49,7 +55,7 @@ func openQueues(s Settings, log *slog.Logger) (*queues, error) {
 			deliveries: func() (hook.DeliveryLog, error) { return db, nil }}, nil
 	}
 	cfg := amqp.Config{URL: s.Queue, Options: opts, Pools: []string{s.Pool}, Name: "turtles " + s.BotName,
-		Log: log.With("part", "queue")}
+		StillDownEvery: brokerStillDownEvery, Log: log.With("part", "queue")}
 	q, err := amqp.Open(cfg)
 	if err != nil {
 		return nil, err

@@ -92,6 +92,8 @@ type Settings struct {
 	HTTPIdleTimeout   time.Duration `yaml:"http_idle_timeout"`
 	WebhookBodyBudget ByteSize      `yaml:"webhook_body_budget"`
 	WebhookBodyWait   time.Duration `yaml:"webhook_body_wait"`
+	// WebhookPublishTimeout bounds a webhook's wait for the queue.
+	WebhookPublishTimeout time.Duration `yaml:"webhook_publish_timeout"`
 
 	// What untrusted work may ask for, and how bots isolate commands
 	// (options registered in isolation.go).
