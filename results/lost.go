@@ -9,14 +9,14 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/store"
 )
 
-// EndLostLogs sets how the recorder ends the stored log of an attempt
-// whose bot stopped heart-beating: endLog appends line to the log of the
-// attempt under prefix, so that the raw log ends with the reason. Nil (the
-// default) leaves logs alone.
-func (d *DB) EndLostLogs(endLog func(ctx context.Context, prefix, line string) error) {
+// EndLostLogs sets how the recorder ends the stored files of an attempt
+// whose bot stopped heart-beating: endLog appends res.Outcome.Reason to
+// the log of res.Task's attempt, so that the raw log ends with it, and
+// stores res as its result, so that pages read from the store see the
+// attempt ended. Nil (the default) leaves the store alone.
+func (d *DB) EndLostLogs(endLog func(ctx context.Context, res turtles.Result) error) {
 	d.endLog = endLog
 }
 
@@ -50,28 +50,29 @@ func (d *DB) heartbeat(ctx context.Context, ev turtles.Event) error {
 // The task's next delivery has not started yet (the queue emits the event
 // with it), so at most one attempt matches; none when the bot died before
 // it started. The reporter ignores the event: the task runs again.
-func (d *DB) lost(ctx context.Context, tx *sql.Tx, ev turtles.Event) (prefix, reason string, err error) {
+func (d *DB) lost(ctx context.Context, tx *sql.Tx, ev turtles.Event) (*turtles.Result, error) {
 	t := ev.Task
 	var (
-		number int
-		bot    string
-		beat   sql.NullInt64
+		number  int
+		bot     string
+		beat    sql.NullInt64
+		started sql.NullInt64
 	)
-	err = tx.QueryRowContext(ctx, `SELECT number, bot, COALESCE(beat, started) FROM attempts
+	err := tx.QueryRowContext(ctx, `SELECT number, bot, COALESCE(beat, started), started FROM attempts
 		WHERE task_id = ? AND number >= ? AND state = ? ORDER BY number DESC LIMIT 1`,
-		t.ID(), t.Attempt, Running).Scan(&number, &bot, &beat)
+		t.ID(), t.Attempt, Running).Scan(&number, &bot, &beat, &started)
 	if errors.Is(err, sql.ErrNoRows) {
 		d.log.Info("a lost delivery had not started an attempt", "task", t.Key(), "attempt", t.Attempt)
-		return "", "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	at := ev.Time
 	if beat.Valid {
 		at = time.UnixMilli(beat.Int64)
 	}
-	reason = LostReason(bot, at)
+	reason := LostReason(bot, at)
 	if ev.Outcome != nil && ev.Outcome.Reason != "" {
 		d.log.Warn("attempt lost", "task", t.Key(), "attempt", number, "bot", bot, "queue", ev.Outcome.Reason)
 	}
@@ -81,14 +82,20 @@ func (d *DB) lost(ctx context.Context, tx *sql.Tx, ev turtles.Event) (prefix, re
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE attempts SET state = ?, class = ?, exit_code = -1, reason = ?, finished = ?
 		WHERE task_id = ? AND number = ?`, Retrying, turtles.Infra, reason, fin.UnixMilli(), t.ID(), number); err != nil {
-		return "", "", err
+		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE tasks SET state = ?, class = ?, exit_code = -1, reason = ?, updated = ?
 		WHERE id = ? AND attempt = ? AND state = ?`, Retrying, turtles.Infra, reason, fin.UnixMilli(), t.ID(), number, Running); err != nil {
-		return "", "", err
+		return nil, err
 	}
 	t.Attempt = number
-	return store.AttemptPrefix(t), reason, nil
+	res := &turtles.Result{Task: t, Bot: bot, Finished: fin,
+		Outcome: turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}}
+	if started.Valid {
+		res.Started = time.UnixMilli(started.Int64)
+		res.Duration = res.Finished.Sub(res.Started).Seconds()
+	}
+	return res, nil
 }
 
 // LostReason is the sentence for people that ends an attempt whose bot

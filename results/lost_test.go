@@ -2,6 +2,7 @@ package results
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -9,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/store"
 )
 
 func TestLost(t *testing.T) {
@@ -87,14 +87,11 @@ func TestLost(t *testing.T) {
 			}
 			defer db.Close()
 			var ended []string
-			db.EndLostLogs(func(ctx context.Context, prefix, line string) error {
-				task := testTask(1)
-				want := store.AttemptPrefix(task)
-				want = want[:len(want)-2] // ".../1/" without the number
-				if len(prefix) < len(want) || prefix[:len(want)] != want {
-					t.Errorf("prefix %q is not one of the task's", prefix)
+			db.EndLostLogs(func(ctx context.Context, res turtles.Result) error {
+				if res.Task.Key() != testTask(1).Key() || res.Outcome.Class != turtles.Infra || res.Finished.IsZero() {
+					t.Errorf("lost attempt's result = %+v, want the task's, infra, with a finish time", res)
 				}
-				ended = append(ended, prefix[len(want):len(prefix)-1]+": "+line)
+				ended = append(ended, fmt.Sprintf("%d: %s", res.Task.Attempt, res.Outcome.Reason))
 				return nil
 			})
 			for _, e := range tt.events {

@@ -79,7 +79,7 @@ type DB struct {
 	log   *slog.Logger
 	store store.Store // nil: no per-test results
 	// endLog appends a line to a lost attempt's log; nil: logs are left.
-	endLog func(ctx context.Context, prefix, line string) error
+	endLog func(ctx context.Context, res turtles.Result) error
 }
 
 const schema = `
@@ -169,16 +169,16 @@ func (d *DB) Handle(ctx context.Context, ev turtles.Event) error {
 		}
 	}
 	if ev.Type == turtles.EventLost {
-		prefix, reason, err := d.lost(ctx, tx, ev)
+		res, err := d.lost(ctx, tx, ev)
 		if err != nil {
 			return fmt.Errorf("record %s event for %s: %w", ev.Type, ev.Task.Key(), err)
 		}
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("record event %s: %w", ev.ID, err)
 		}
-		if prefix != "" && d.endLog != nil {
-			if err := d.endLog(ctx, prefix, reason); err != nil {
-				d.log.Warn("end the log of a lost attempt", "prefix", prefix, "err", err)
+		if res != nil && d.endLog != nil {
+			if err := d.endLog(ctx, *res); err != nil {
+				d.log.Warn("end the files of a lost attempt", "task", res.Task.Key(), "attempt", res.Task.Attempt, "err", err)
 			}
 		}
 		return nil

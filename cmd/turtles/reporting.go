@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/bot"
 	"github.com/turtles-ci/turtles/forge"
 	"github.com/turtles-ci/turtles/gate"
 	"github.com/turtles-ci/turtles/queue"
@@ -39,6 +40,10 @@ func openReporting(s Settings, qs *queues, st store.Store, reg prometheus.Regist
 		return nil, err
 	}
 	res.ReadResultsFrom(st)
+	if st != nil {
+		// A bot that died cannot end its log; the recorder does, with why.
+		res.EndLostLogs(func(ctx context.Context, r turtles.Result) error { return bot.EndLost(ctx, st, r) })
+	}
 	r := &reporting{qs: qs, res: res}
 	if r.forge, err = newForge(s, log); err != nil {
 		res.Close()
