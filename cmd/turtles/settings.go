@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -117,13 +118,11 @@ type Settings struct {
 }
 
 func defaults() Settings {
-	host, _ := os.Hostname()
 	s := Settings{
 		DataDir:       "./turtles-data",
 		Listen:        "localhost:8080",
 		Lease:         time.Minute,
 		MaxDeliveries: 5,
-		BotName:       host,
 		Pool:          "public",
 		Slots:         runtime.NumCPU(),
 		DrainTimeout:  10 * time.Minute,
@@ -224,12 +223,12 @@ var allOptions = map[string]option{}
 func init() {
 	for _, o := range []option{
 		opt("data-dir", "where queue, results, logs and workspaces live", str(func(s *Settings) *string { return &s.DataDir })),
-		opt("listen", "address of the web server (webhooks, API, logs, metrics); use :8080 to accept webhooks from other hosts", str(func(s *Settings) *string { return &s.Listen })),
+		opt("listen", "address of the web server (webhooks, API, logs, metrics); one specific address such as 192.0.2.10:8080 (or a reverse proxy) to accept webhooks from other hosts", str(func(s *Settings) *string { return &s.Listen })),
 		opt("public-url", "URL people and forges reach the log pages at, for log links (default http://LISTEN, with the host's name for a wildcard such as :8081)", str(func(s *Settings) *string { return &s.PublicURL })),
 		opt("queue", "embedded queue file (default DATA-DIR/queue.db), or amqp://USER:PASS@HOST/VHOST for RabbitMQ", str(func(s *Settings) *string { return &s.Queue })),
 		opt("lease", "how long a claimed task stays claimed without a heartbeat; a dead bot's task runs again after this", dur(func(s *Settings) *time.Duration { return &s.Lease })),
 		opt("max-deliveries", "deliveries of a task before it is dead-lettered", num(func(s *Settings) *int { return &s.MaxDeliveries })),
-		opt("bot-name", "name of this bot in logs and statuses (default: host name)", str(func(s *Settings) *string { return &s.BotName })),
+		opt("bot-name", "name of this bot in logs and statuses (default: host name and a suffix from the work dir, so that bots of one host differ)", str(func(s *Settings) *string { return &s.BotName })),
 		opt("pool", "pool of tasks this bot takes", str(func(s *Settings) *string { return &s.Pool })),
 		opt("slots", "tasks this bot runs at once (default: number of CPUs)", num(func(s *Settings) *int { return &s.Slots })),
 		opt("work-dir", "where bots check out and run tasks (default DATA-DIR/work)", str(func(s *Settings) *string { return &s.WorkDir })),
@@ -320,6 +319,10 @@ func (s *Settings) fill() {
 	}
 	if s.StoreDir == "" {
 		s.StoreDir = filepath.Join(s.DataDir, "store")
+	}
+	if s.BotName == "" {
+		host, _ := os.Hostname()
+		s.BotName = defaultBotName(host, s.WorkDir)
 	}
 	if s.ImagesDir == "" {
 		s.ImagesDir = filepath.Join(s.DataDir, "images")
@@ -448,4 +451,18 @@ func webhookSecret(s Settings) (secretValue, path string, err error) {
 		return "", "", fmt.Errorf("write generated webhook secret: %w", err)
 	}
 	return v, path, nil
+}
+
+// defaultBotName names a bot after its host and its work dir: two bots of
+// one host (which need two work dirs) get two names, and a bot restarted
+// with the same work dir keeps its name.
+func defaultBotName(host, workDir string) string {
+	if host == "" {
+		host = "bot"
+	}
+	if abs, err := filepath.Abs(workDir); err == nil {
+		workDir = abs
+	}
+	sum := sha256.Sum256([]byte(workDir))
+	return host + "-" + hex.EncodeToString(sum[:3])
 }
