@@ -1,0 +1,102 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/turtles-ci/turtles/forge/github/githubtest"
+	"github.com/turtles-ci/turtles/results"
+)
+
+// TestKilledBotAttemptEnds: serve is SIGKILLed while a task sleeps. No
+// process of the task survives it, and once serve is back and the lease
+// has run out, the lost attempt has ended as infra in the API, naming
+// the bot and its last heartbeat, its log page is not live, and its raw
+// log ends with the same sentence (issue 22).
+func TestKilledBotAttemptEnds(t *testing.T) {
+	gh := githubtest.NewServer(t, testToken)
+	pushAccess(gh)
+	repo := t.TempDir()
+	const marker = "4242.25" // a sleep no other process runs
+	sha := gitRepo(t, repo, map[string]string{
+		".turtles.yaml": "contexts:\n  - name: slow\n    command: echo started; sleep " + marker + "\n",
+	})
+	data := t.TempDir()
+	s := startServe(t, gh, data, "--lease", "2s", "--bot-name", "bot2")
+	body := prPayload(repo, sha)
+	s.webhook("pull_request", "lost-1", body, sign(body))
+	waitFor(t, 30*time.Second, "the task's sleep", func() bool { return len(sleepers(marker)) > 0 })
+	if err := s.stop(syscall.SIGKILL); err == nil {
+		t.Fatal("serve exited cleanly after SIGKILL")
+	}
+	waitFor(t, 5*time.Second, "the task's processes to die with the bot", func() bool { return len(sleepers(marker)) == 0 })
+
+	s.start()
+	var lost results.Attempt
+	waitFor(t, 30*time.Second, "the lost attempt to end", func() bool {
+		for _, x := range s.tasks(sha) {
+			for _, a := range x.Attempts {
+				if x.Context == "slow" && a.Number == 1 && a.State != results.Running {
+					lost = a
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if lost.Outcome == nil || lost.Outcome.Class != "infra" || lost.Finished == nil ||
+		!strings.HasPrefix(lost.Outcome.Reason, "bot bot2 stopped heart-beating at ") {
+		t.Fatalf("lost attempt = %+v (outcome %+v), want infra, finished, \"bot bot2 stopped heart-beating at ...\"", lost, lost.Outcome)
+	}
+	var id string
+	for _, x := range s.tasks(sha) {
+		if x.Context == "slow" {
+			id = x.ID
+		}
+	}
+	page := getPage(t, s.url+"/tasks/"+id+"/1")
+	if strings.Contains(page, "(live)") || !strings.Contains(page, "infra") {
+		t.Errorf("log page of the lost attempt is live or does not say infra:\n%s", page)
+	}
+	raw, err := os.ReadFile(filepath.Join(data, "store", "octo/hello", sha, "slow", "1", "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "turtles: " + lost.Outcome.Reason + "\n"; !strings.HasSuffix(string(raw), want) {
+		t.Errorf("raw log ends %q, want it to end with %q", tail(string(raw), 200), want)
+	}
+}
+
+// sleepers returns the pids of processes whose command line holds marker.
+func sleepers(marker string) []string {
+	var pids []string
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) > 1 && filepath.Base(args[0]) == "sleep" && args[1] == marker {
+			pids = append(pids, filepath.Base(filepath.Dir(f)))
+		}
+	}
+	return pids
+}
+
+func getPage(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
