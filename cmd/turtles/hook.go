@@ -26,8 +26,9 @@ func hookCmd() *cobra.Command {
 		Long: `hook runs only the webhook receiver (/hook/github, or /hook/gitlab with
 --forge gitlab) and /metrics: it checks each delivery's signature (GitLab:
 its token) with the webhook secret and publishes a plan task
-to --queue. It needs no forge token. A publish that fails (the broker is
-down) answers 5xx, so the forge delivers again.
+to --queue. It needs no forge token. A publish that fails or takes longer
+than --webhook-publish-timeout (the broker is down) answers 503, so the
+forge can deliver again.
 
 Delivery IDs and the SHA-256 of each body are remembered in
 DATA-DIR/deliveries.db so that a redelivered webhook, or a payload replayed
