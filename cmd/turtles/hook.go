@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,7 +25,7 @@ func hookCmd() *cobra.Command {
 		Use:   "hook",
 		Short: "Receive forge webhooks and queue plan tasks, for turtles on RabbitMQ",
 		Long: `hook runs only the webhook receiver (/hook/github, or /hook/gitlab with
---forge gitlab) and /metrics: it checks each delivery's signature (GitLab:
+--forge gitlab), /metrics and /healthz: it checks each delivery's signature (GitLab:
 its token) with the webhook secret and publishes a plan task
 to --queue. It needs no forge token. A publish that fails or takes longer
 than --webhook-publish-timeout (the broker is down) answers 503, so the
@@ -90,6 +91,7 @@ func runHook(s Settings) error {
 	mux := http.NewServeMux()
 	mux.Handle("/hook/"+hookName, receiver)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	log.Info("turtles hook receiving", "version", buildVersion(), "listen", s.Listen, "queue", redactQueue(s.Queue),
 		"webhook", "/hook/"+hookName, "webhook_secret", secretPath, "pool", s.Pool)
 	return serveHTTP(ctx, s, mux, log)
