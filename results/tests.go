@@ -70,7 +70,9 @@ func (d *DB) recordFromStore(ctx context.Context, ev turtles.Event) {
 		return
 	}
 	res.Task = ev.Task // the event's identity, not the file's say
-	if res.LogURL == "" {
+	if ev.LogURL != "" {
+		// The serving process linked the event; an older bot's link in
+		// result.json pointed at its own default URL.
 		res.LogURL = ev.LogURL
 	}
 	if err := d.RecordTests(ctx, res); err != nil {
