@@ -4,10 +4,13 @@ package main
 // written, so that a newcomer's first steps cannot rot: its shell blocks
 // marked "# from-zero", in one bash, against a private RabbitMQ node, the
 // real binary and a fake GitHub. Only the section's settings block (paths,
-// addresses, the broker's host) gets the test's own values, and three
+// addresses, the broker's host) is not run: the test exports the same
+// names with its own values, and fails if the two lists differ. Three
 // commands of the machine are stood in for: sudo (the test is root
 // already), rabbitmqctl (the private node's, with its environment) and
-// turtles (this build).
+// turtles (this build). The GitHub token the section asks the reader to
+// write is the fake's, and the reporter finds the fake through
+// TURTLES_GITHUB_API in the environment.
 
 import (
 	"bufio"
