@@ -719,6 +719,23 @@ func TestLeaseLostReportsNothing(t *testing.T) {
 		t.Fatal("the bot kept running a task whose lease it lost")
 	}
 	h.waitIdle()
+	// The only event is the queue's, which ended attempt 1 at the takeover.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	for {
+		ed, err := h.db.Receive(ctx2)
+		if err != nil {
+			t.Fatalf("no lost event from the queue: %v", err)
+		}
+		ev := ed.Event()
+		ed.Ack(ctx2)
+		if ev.Type == turtles.EventLost && ev.Task.Attempt == 1 {
+			break
+		}
+		if ev.Type != turtles.EventStarted && ev.Type != turtles.EventHeartbeat {
+			t.Errorf("unexpected event %s of %s", ev.Type, ev.Task.Key())
+		}
+	}
 	h.quiet(300 * time.Millisecond)
 	if _, ok := h.object(store.AttemptPrefix(task) + store.ResultName); ok {
 		t.Errorf("the bot that lost its lease stored a result")
