@@ -195,6 +195,23 @@ func (s *Server) Webhook(event, delivery string, body []byte, signature string) 
 	return resp.StatusCode, string(out)
 }
 
+// GitLabHook posts a GitLab event with token as X-Gitlab-Token and
+// returns the status code and body.
+func (s *Server) GitLabHook(event, uuid, token string, body []byte) (int, string) {
+	s.T.Helper()
+	req, _ := http.NewRequest("POST", s.URL+"/hook/gitlab", bytes.NewReader(body))
+	req.Header.Set("X-Gitlab-Event", event)
+	req.Header.Set("X-Gitlab-Event-UUID", uuid)
+	req.Header.Set("X-Gitlab-Token", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.T.Fatalf("post webhook: %v", err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
 // Get fetches path from the server and returns the response (body read).
 func (s *Server) Get(path string) (*http.Response, []byte) {
 	s.T.Helper()
@@ -218,6 +235,11 @@ func (s *Server) Tasks(sha string) []results.Task {
 		s.T.Fatalf("list tasks: %v", err)
 	}
 	defer resp.Body.Close()
+	// An error page must not read as "no tasks".
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		s.T.Fatalf("list tasks: %s: %s", resp.Status, b)
+	}
 	var out struct {
 		Tasks []results.Task `json:"tasks"`
 	}

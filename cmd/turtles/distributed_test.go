@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
@@ -61,8 +62,8 @@ func tail(s string, n int) string {
 func (p *proc) start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cmd := exec.Command(turtlesBin, p.args...)
-	cmd.Env = append(os.Environ(), "TURTLES_GITHUB_TOKEN="+testToken, "TURTLES_WEBHOOK_SECRET="+testSecret)
+	cmd := exec.Command(e2e.Bin(p.t), p.args...)
+	cmd.Env = append(os.Environ(), "TURTLES_GITHUB_TOKEN="+e2e.Token, "TURTLES_WEBHOOK_SECRET="+e2e.Secret)
 	fmt.Fprintf(p.logs, "=== start %s\n", p.name)
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
@@ -87,7 +88,7 @@ func (p *proc) kill() {
 
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
-	waitFor(t, 20*time.Second, url, func() bool {
+	e2e.WaitFor(t, 20*time.Second, url, func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			return false
@@ -97,20 +98,12 @@ func waitHTTP(t *testing.T, url string) {
 	})
 }
 
-func pushPayload(repoDir, sha string) []byte {
-	b, _ := json.Marshal(map[string]any{
-		"ref": "refs/heads/main", "after": sha,
-		"repository": map[string]any{"full_name": "octo/hello", "clone_url": "file://" + repoDir},
-	})
-	return b
-}
-
 func postWebhook(t *testing.T, url, delivery string, body []byte) int {
 	t.Helper()
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", delivery)
-	req.Header.Set("X-Hub-Signature-256", sign(body))
+	req.Header.Set("X-Hub-Signature-256", e2e.Sign(body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
@@ -132,7 +125,7 @@ func TestDistributed(t *testing.T) {
 		t.Fatalf("start broker: %v", err)
 	}
 	t.Cleanup(func() { broker.Stop() })
-	gh := githubtest.NewServer(t, testToken)
+	gh := githubtest.NewServer(t, e2e.Token)
 
 	var yaml strings.Builder
 	yaml.WriteString("contexts:\n")
@@ -142,13 +135,13 @@ func TestDistributed(t *testing.T) {
 	repo := t.TempDir()
 	var shas []string
 	for range commits {
-		shas = append(shas, gitRepo(t, repo, map[string]string{".turtles.yaml": yaml.String()}))
+		shas = append(shas, e2e.GitRepo(t, repo, map[string]string{".turtles.yaml": yaml.String()}))
 	}
 
 	store := t.TempDir() // shared by the processes, as NFS would be
 	common := []string{"--queue", broker.URL, "--log-level", "debug", "--lease", "3s",
 		"--max-deliveries", "10"}
-	hookAddr, repAddr := freeAddr(t), freeAddr(t)
+	hookAddr, repAddr := e2e.FreeAddr(t), e2e.FreeAddr(t)
 	hookP := startProc(t, "hook", append([]string{"hook", "--data-dir", t.TempDir(), "--listen", hookAddr}, common...)...)
 	rep := startProc(t, "reporter", append([]string{"reporter", "--data-dir", t.TempDir(), "--listen", repAddr,
 		"--github-api", gh.URL + "/", "--store-dir", store}, common...)...)
@@ -219,7 +212,7 @@ func TestDistributed(t *testing.T) {
 	}
 	brokerRestarted := false
 	for i, sha := range shas {
-		deliver(i, pushPayload(repo, sha))
+		deliver(i, e2e.PushPayload("octo/hello", repo, sha))
 		if i == commits/2 {
 			began := time.Now()
 			if err := broker.Restart(); err != nil {
@@ -364,14 +357,14 @@ func TestDistributed(t *testing.T) {
 		}
 	})
 	t.Run("submit publishes to RabbitMQ", func(t *testing.T) {
-		sha := gitRepo(t, repo, map[string]string{"submitted": "yes"})
+		sha := e2e.GitRepo(t, repo, map[string]string{"submitted": "yes"})
 		args := []string{"submit", "--queue", broker.URL, "--data-dir", t.TempDir(), "--repo-url", repo, "--sha", sha,
 			"--repo", "octo/hello", "--context", "by-hand", "--command", "echo submitted"}
 		code, out := runTurtles(t, args...)
 		if code != 0 || !strings.Contains(out, "queued octo/hello@"+sha) {
 			t.Fatalf("submit: exit %d: %s", code, out)
 		}
-		waitFor(t, 60*time.Second, "a final status of the submitted task", func() bool {
+		e2e.WaitFor(t, 60*time.Second, "a final status of the submitted task", func() bool {
 			st, ok := gh.Final("octo/hello", sha, "by-hand")
 			return ok && st.State == "success"
 		})

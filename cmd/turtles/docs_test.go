@@ -30,6 +30,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/queue/amqp/amqptest"
 	"github.com/turtles-ci/turtles/results"
@@ -95,14 +96,14 @@ func TestDocsFromZero(t *testing.T) {
 		t.Fatalf("start broker: %v", err)
 	}
 	t.Cleanup(func() { broker.Stop() })
-	gh := githubtest.NewServer(t, testToken)
+	gh := githubtest.NewServer(t, e2e.Token)
 	brokerURL, err := url.Parse(broker.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	home := t.TempDir()
-	hookAddr, repAddr := freeAddr(t), freeAddr(t)
+	hookAddr, repAddr := e2e.FreeAddr(t), e2e.FreeAddr(t)
 	publicURL := "http://" + repAddr
 	settings := map[string]string{
 		"TURTLES_HOME":  home,
@@ -137,14 +138,14 @@ func TestDocsFromZero(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Symlink(turtlesBin, filepath.Join(bin, "turtles")); err != nil {
+	if err := os.Symlink(e2e.Bin(t), filepath.Join(bin, "turtles")); err != nil {
 		t.Fatal(err)
 	}
 	// What the section asks the reader to write by hand.
 	if err := os.MkdirAll(filepath.Join(home, "secrets"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(home, "secrets", "github-token"), []byte(testToken+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(home, "secrets", "github-token"), []byte(e2e.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -212,11 +213,7 @@ func TestDocsFromZero(t *testing.T) {
 		if !re.Match(output) {
 			t.Errorf("turtles status shows no line for %s that passed and links its page on %s:\n%s", c, publicURL, output)
 		}
-		waitFor(t, 30*time.Second, "the final status of "+c, func() bool {
-			st, ok := gh.Final("me/hello", sha, c)
-			return ok && st.State != "pending"
-		})
-		st, _ := gh.Final("me/hello", sha, c)
+		st := e2e.WaitFinal(t, gh, "me/hello", sha, 30*time.Second, c)[c]
 		if st.State != "success" || !strings.HasPrefix(st.TargetURL, publicURL+"/tasks/") {
 			t.Errorf("status of %s: %s linking %q, want success linking %s/tasks/...", c, st.State, st.TargetURL, publicURL)
 		}

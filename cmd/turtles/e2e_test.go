@@ -6,14 +6,9 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,137 +18,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/results"
-	"github.com/turtles-ci/turtles/syncio"
 )
-
-const (
-	testToken  = "ghp_e2e-test-token"
-	testSecret = "e2e-webhook-secret"
-)
-
-var turtlesBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "turtles-e2e-")
 	if err != nil {
 		panic(err)
 	}
-	turtlesBin = filepath.Join(dir, "turtles")
-	out, err := exec.Command("go", "build", "-o", turtlesBin, ".").CombinedOutput()
+	bin, err := e2e.Build(dir)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "build turtles: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	e2e.SetBin(bin)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// gitRepo makes a repository with files committed; returns dir and SHA.
-func gitRepo(t *testing.T, dir string, files map[string]string) string {
-	t.Helper()
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run := func(args ...string) string {
-		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=T", "-c", "user.email=t@example.com"}, args...)...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
-		run("init", "-q", "-b", "main")
-	}
-	run("add", "-A")
-	run("commit", "-q", "-m", "commit", "--allow-empty")
-	return run("rev-parse", "HEAD")
-}
-
-type server struct {
-	t       *testing.T
-	url     string
-	dataDir string
-	cmd     *exec.Cmd
-	logs    *syncio.Buffer
-	args    []string
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startServe runs `turtles serve` against the fake GitHub gh.
-func startServe(t *testing.T, gh *githubtest.Server, dataDir string, extra ...string) *server {
-	t.Helper()
-	addr := freeAddr(t)
-	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &syncio.Buffer{},
-		args: append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--github-api", gh.URL + "/",
-			"--slots", "2", "--retry-delays", "200ms", "--log-level", "debug"}, extra...)}
-	s.start()
-	t.Cleanup(func() { s.stop(syscall.SIGKILL) })
-	return s
-}
-
-func (s *server) start() {
-	s.t.Helper()
-	s.cmd = exec.Command(turtlesBin, s.args...)
-	s.cmd.Env = append(os.Environ(), "TURTLES_GITHUB_TOKEN="+testToken, "TURTLES_WEBHOOK_SECRET="+testSecret)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	waitFor(s.t, 10*time.Second, "server health", func() bool {
-		resp, err := http.Get(s.url + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-}
-
-// stop sends sig and waits for the process; it returns its exit error.
-func (s *server) stop(sig syscall.Signal) error {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return nil
-	}
-	s.cmd.Process.Signal(sig)
-	err := s.cmd.Wait()
-	s.cmd = nil
-	if s.t.Failed() {
-		s.t.Logf("turtles serve output:\n%s", s.logs.String())
-	}
-	return err
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func sign(body []byte) string {
-	m := hmac.New(sha256.New, []byte(testSecret))
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
 // prAuthor opens the pull requests of prPayload. The payload's
@@ -177,68 +60,24 @@ func prPayload(repoDir, sha string) []byte {
 	return b
 }
 
-func (s *server) webhook(event, delivery string, body []byte, signature string) (int, string) {
-	s.t.Helper()
-	req, _ := http.NewRequest("POST", s.url+"/hook/github", bytes.NewReader(body))
-	req.Header.Set("X-GitHub-Event", event)
-	req.Header.Set("X-GitHub-Delivery", delivery)
-	if signature != "" {
-		req.Header.Set("X-Hub-Signature-256", signature)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("post webhook: %v", err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(out)
-}
-
-func (s *server) tasks(sha string) []results.Task {
-	s.t.Helper()
-	ts, err := fetchTasks(context.Background(), s.url+"/api/v1/tasks?sha="+sha)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return ts
-}
-
-// waitFinal waits until the fake GitHub has a final (not pending) status
-// for each of contexts on sha and returns them by context.
-func waitFinal(t *testing.T, gh *githubtest.Server, sha string, timeout time.Duration, contexts ...string) map[string]githubtest.Status {
-	t.Helper()
-	got := map[string]githubtest.Status{}
-	waitFor(t, timeout, fmt.Sprintf("final statuses of %v", contexts), func() bool {
-		for _, c := range contexts {
-			st, ok := gh.Final("octo/hello", sha, c)
-			if !ok || st.State == "pending" {
-				return false
-			}
-			got[c] = st
-		}
-		return true
-	})
-	return got
-}
-
 func TestServeEndToEnd(t *testing.T) {
-	gh := githubtest.NewServer(t, testToken)
+	gh := githubtest.NewServer(t, e2e.Token)
 	pushAccess(gh)
 	repo := t.TempDir()
-	sha := gitRepo(t, repo, map[string]string{
+	sha := e2e.GitRepo(t, repo, map[string]string{
 		".turtles.yaml": "contexts:\n  - name: pass\n    command: echo hello from the tests; ./check.sh\n  - name: fail\n    command: echo about to fail; exit 3\n",
 		"check.sh":      "#!/bin/sh\necho checked in $TURTLES_CONTEXT at $TURTLES_SHA\n",
 	})
-	s := startServe(t, gh, t.TempDir(), "--max-deliveries", "2")
+	s := e2e.Serve(t, gh, t.TempDir(), "--max-deliveries", "2")
 
 	body := prPayload(repo, sha)
-	if code, out := s.webhook("pull_request", "d-1", body, sign(body)); code/100 != 2 {
+	if code, out := s.Webhook("pull_request", "d-1", body, e2e.Sign(body)); code/100 != 2 {
 		t.Fatalf("webhook: %d %s", code, out)
 	}
-	final := waitFinal(t, gh, sha, 60*time.Second, "pass", "fail")
+	final := e2e.WaitFinal(t, gh, "octo/hello", sha, 60*time.Second, "pass", "fail")
 
 	t.Run("statuses", func(t *testing.T) {
-		if st := final["pass"]; st.State != "success" || !strings.HasPrefix(st.TargetURL, s.url+"/tasks/") {
+		if st := final["pass"]; st.State != "success" || !strings.HasPrefix(st.TargetURL, s.URL+"/tasks/") {
 			t.Errorf("pass: got %+v, want success linking to a log page", st)
 		}
 		if st := final["fail"]; st.State != "failure" || !strings.Contains(st.Description, "3") {
@@ -269,7 +108,7 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("api", func(t *testing.T) {
-		tasks := s.tasks(sha)
+		tasks := s.Tasks(sha)
 		got := map[string]string{}
 		for _, x := range tasks {
 			if x.State != results.Finished || x.Outcome == nil {
@@ -285,7 +124,7 @@ func TestServeEndToEnd(t *testing.T) {
 	})
 	t.Run("replayed delivery", func(t *testing.T) {
 		n := len(gh.Statuses())
-		code, out := s.webhook("pull_request", "d-1", body, sign(body))
+		code, out := s.Webhook("pull_request", "d-1", body, e2e.Sign(body))
 		if code/100 != 2 {
 			t.Fatalf("replay: %d %s", code, out)
 		}
@@ -302,36 +141,36 @@ func TestServeEndToEnd(t *testing.T) {
 			sig   string
 			want  int
 		}{
-			{"wrong signature", "pull_request", body, sign([]byte("other")), 401},
+			{"wrong signature", "pull_request", body, e2e.Sign([]byte("other")), 401},
 			{"no signature", "pull_request", body, "", 401},
-			{"malformed json", "pull_request", []byte("{not json"), sign([]byte("{not json")), 400},
+			{"malformed json", "pull_request", []byte("{not json"), e2e.Sign([]byte("{not json")), 400},
 			{"malformed signature", "pull_request", body, "sha256=00", 401},
 			// Refused from its Content-Length, before it is read.
 			{"oversize", "pull_request", bytes.Repeat([]byte(" "), 26<<20), "sha256=" + strings.Repeat("00", 32), 413},
-			{"ping", "ping", []byte(`{"zen":"hi"}`), sign([]byte(`{"zen":"hi"}`)), 200},
+			{"ping", "ping", []byte(`{"zen":"hi"}`), e2e.Sign([]byte(`{"zen":"hi"}`)), 200},
 		}
 		for i, tt := range tests {
-			if code, out := s.webhook(tt.event, fmt.Sprintf("bad-%d", i), tt.body, tt.sig); code != tt.want {
+			if code, out := s.Webhook(tt.event, fmt.Sprintf("bad-%d", i), tt.body, tt.sig); code != tt.want {
 				t.Errorf("%s: got %d (%s), want %d", tt.name, code, strings.TrimSpace(out), tt.want)
 			}
 		}
 	})
 	t.Run("config error names file and line", func(t *testing.T) {
-		bad := gitRepo(t, repo, map[string]string{".turtles.yaml": "contexts:\n  - name: pass\n    comand: true\n"})
+		bad := e2e.GitRepo(t, repo, map[string]string{".turtles.yaml": "contexts:\n  - name: pass\n    comand: true\n"})
 		b := prPayload(repo, bad)
-		s.webhook("pull_request", "d-bad-config", b, sign(b))
-		st := waitFinal(t, gh, bad, 30*time.Second, "turtles")["turtles"]
+		s.Webhook("pull_request", "d-bad-config", b, e2e.Sign(b))
+		st := e2e.WaitFinal(t, gh, "octo/hello", bad, 30*time.Second, "turtles")["turtles"]
 		if st.State != "failure" || !strings.Contains(st.Description, `.turtles.yaml:3: unknown key "comand"`) {
 			t.Errorf("got %+v, want a failure naming .turtles.yaml:3 and the key", st)
 		}
 	})
 	t.Run("unreachable repo is infra, retried, dead-lettered, error", func(t *testing.T) {
 		b := bytes.Replace(prPayload(filepath.Join(repo, "missing"), sha), []byte("MEMBER"), []byte("OWNER"), 1)
-		s.webhook("pull_request", "d-missing", b, sign(b))
+		s.Webhook("pull_request", "d-missing", b, e2e.Sign(b))
 		// Same repo name and SHA as above, but the plan task is done, so a
 		// new one may run; it fails to fetch.
-		waitFor(t, 30*time.Second, "dead letter", func() bool {
-			resp, err := http.Get(s.url + "/api/v1/deadletters")
+		e2e.WaitFor(t, 30*time.Second, "dead letter", func() bool {
+			resp, err := http.Get(s.URL + "/api/v1/deadletters")
 			if err != nil {
 				return false
 			}
@@ -340,12 +179,12 @@ func TestServeEndToEnd(t *testing.T) {
 			return strings.Contains(string(out), "missing")
 		})
 		var st githubtest.Status
-		waitFor(t, 10*time.Second, "error status", func() bool {
+		e2e.WaitFor(t, 10*time.Second, "error status", func() bool {
 			var ok bool
 			st, ok = gh.Final("octo/hello", sha, "turtles")
 			return ok && st.State == "error"
 		})
-		tasks := s.tasks(sha)
+		tasks := s.Tasks(sha)
 		for _, x := range tasks {
 			if x.Context == "turtles" && len(x.Attempts) < 2 {
 				t.Errorf("plan task attempts: %d, want retried", len(x.Attempts))
@@ -353,7 +192,7 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("metrics", func(t *testing.T) {
-		resp, err := http.Get(s.url + "/metrics")
+		resp, err := http.Get(s.URL + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -365,10 +204,10 @@ func TestServeEndToEnd(t *testing.T) {
 			}
 		}
 	})
-	if err := s.stop(syscall.SIGTERM); err != nil {
+	if err := s.Stop(syscall.SIGTERM); err != nil {
 		t.Errorf("serve after SIGTERM with nothing running: %v, want a clean exit", err)
 	}
-	if strings.Contains(s.logs.String(), testToken) {
+	if strings.Contains(s.Logs.String(), e2e.Token) {
 		t.Errorf("the GitHub token appears in the server log")
 	}
 }
@@ -376,27 +215,27 @@ func TestServeEndToEnd(t *testing.T) {
 // TestCrashRestart kills serve with SIGKILL while a task runs; after a
 // restart the task runs again and exactly one final status is reported.
 func TestCrashRestart(t *testing.T) {
-	gh := githubtest.NewServer(t, testToken)
+	gh := githubtest.NewServer(t, e2e.Token)
 	pushAccess(gh)
 	repo := t.TempDir()
-	sha := gitRepo(t, repo, map[string]string{
+	sha := e2e.GitRepo(t, repo, map[string]string{
 		".turtles.yaml": "contexts:\n  - name: slow\n    command: echo started; sleep 3; echo finished\n",
 	})
 	data := t.TempDir()
-	s := startServe(t, gh, data, "--lease", "2s")
+	s := e2e.Serve(t, gh, data, "--lease", "2s")
 	body := prPayload(repo, sha)
-	s.webhook("pull_request", "crash-1", body, sign(body))
-	waitFor(t, 30*time.Second, "slow task running", func() bool {
-		for _, x := range s.tasks(sha) {
+	s.Webhook("pull_request", "crash-1", body, e2e.Sign(body))
+	e2e.WaitFor(t, 30*time.Second, "slow task running", func() bool {
+		for _, x := range s.Tasks(sha) {
 			if x.Context == "slow" && x.State == results.Running {
 				return true
 			}
 		}
 		return false
 	})
-	s.stop(syscall.SIGKILL)
-	s.start()
-	st := waitFinal(t, gh, sha, 60*time.Second, "slow")["slow"]
+	s.Stop(syscall.SIGKILL)
+	s.Start()
+	st := e2e.WaitFinal(t, gh, "octo/hello", sha, 60*time.Second, "slow")["slow"]
 	if st.State != "success" {
 		t.Fatalf("final status %+v, want success", st)
 	}
@@ -410,36 +249,36 @@ func TestCrashRestart(t *testing.T) {
 	if finals != 1 {
 		t.Errorf("%d final statuses for slow, want exactly 1: %+v", finals, gh.Statuses())
 	}
-	for _, x := range s.tasks(sha) {
+	for _, x := range s.Tasks(sha) {
 		if x.Context == "slow" && len(x.Attempts) < 2 {
 			t.Errorf("slow ran %d attempts, want a second one after the crash", len(x.Attempts))
 		}
 	}
-	if err := s.stop(syscall.SIGTERM); err != nil {
+	if err := s.Stop(syscall.SIGTERM); err != nil {
 		t.Errorf("serve after SIGTERM: %v", err)
 	}
 }
 
 // TestDrain: SIGTERM while a task runs lets it finish, then exits.
 func TestDrain(t *testing.T) {
-	gh := githubtest.NewServer(t, testToken)
+	gh := githubtest.NewServer(t, e2e.Token)
 	pushAccess(gh)
 	repo := t.TempDir()
-	sha := gitRepo(t, repo, map[string]string{
+	sha := e2e.GitRepo(t, repo, map[string]string{
 		".turtles.yaml": "contexts:\n  - name: slow\n    command: sleep 2; echo done\n",
 	})
-	s := startServe(t, gh, t.TempDir())
+	s := e2e.Serve(t, gh, t.TempDir())
 	body := prPayload(repo, sha)
-	s.webhook("pull_request", "drain-1", body, sign(body))
-	waitFor(t, 30*time.Second, "slow task running", func() bool {
-		for _, x := range s.tasks(sha) {
+	s.Webhook("pull_request", "drain-1", body, e2e.Sign(body))
+	e2e.WaitFor(t, 30*time.Second, "slow task running", func() bool {
+		for _, x := range s.Tasks(sha) {
 			if x.Context == "slow" && x.State == results.Running {
 				return true
 			}
 		}
 		return false
 	})
-	if err := s.stop(syscall.SIGTERM); err != nil {
+	if err := s.Stop(syscall.SIGTERM); err != nil {
 		t.Errorf("serve after SIGTERM: %v", err)
 	}
 	if st, ok := gh.Final("octo/hello", sha, "slow"); !ok || st.State != "success" {
@@ -449,7 +288,7 @@ func TestDrain(t *testing.T) {
 
 func runTurtles(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(turtlesBin, args...)
+	cmd := exec.Command(e2e.Bin(t), args...)
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), string(out)
@@ -462,21 +301,21 @@ func runTurtles(t *testing.T, args ...string) (int, string) {
 // TestCommands covers what a developer types: submit to a running serve,
 // status --wait, and run to reproduce a context locally.
 func TestCommands(t *testing.T) {
-	gh := githubtest.NewServer(t, testToken)
+	gh := githubtest.NewServer(t, e2e.Token)
 	repo := t.TempDir()
-	gitRepo(t, repo, map[string]string{
+	e2e.GitRepo(t, repo, map[string]string{
 		".turtles.yaml": "contexts:\n  - name: pass\n    command: echo all good in $TURTLES_CONTEXT\n  - name: fail\n    command: echo broken >&2; exit 4\n",
 	})
 	data := t.TempDir()
-	s := startServe(t, gh, data)
+	s := e2e.Serve(t, gh, data)
 
 	t.Run("submit all contexts and wait", func(t *testing.T) {
-		code, out := runTurtles(t, "submit", "--data-dir", data, "--public-url", s.url, "--repo-url", repo, "--sha", "HEAD", "--repo", "octo/hello")
+		code, out := runTurtles(t, "submit", "--data-dir", data, "--public-url", s.URL, "--repo-url", repo, "--sha", "HEAD", "--repo", "octo/hello")
 		if code != 0 || !strings.Contains(out, "queued octo/hello@") {
 			t.Fatalf("submit: %d %s", code, out)
 		}
-		code, out = runTurtles(t, "status", "--server", s.url, "--repo", "octo/hello", "--expect", "3", "--wait", "60s")
-		if code != 1 || !strings.Contains(out, "exit status 4") || !strings.Contains(out, s.url+"/tasks/") {
+		code, out = runTurtles(t, "status", "--server", s.URL, "--repo", "octo/hello", "--expect", "3", "--wait", "60s")
+		if code != 1 || !strings.Contains(out, "exit status 4") || !strings.Contains(out, s.URL+"/tasks/") {
 			t.Errorf("status --wait: exit %d, want 1 (a test failed) with the failure and log links:\n%s", code, out)
 		}
 	})
@@ -486,7 +325,7 @@ func TestCommands(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("submit: %d %s", code, out)
 		}
-		code, out = runTurtles(t, "status", "--server", s.url, "--repo", "octo/hello", "--state", "finished", "--expect", "4", "--wait", "60s")
+		code, out = runTurtles(t, "status", "--server", s.URL, "--repo", "octo/hello", "--state", "finished", "--expect", "4", "--wait", "60s")
 		if !strings.Contains(out, "adhoc") {
 			t.Errorf("status: exit %d, want the adhoc context:\n%s", code, out)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 )
 
@@ -61,20 +62,20 @@ func TestServeGitHubApp(t *testing.T) {
 	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The server does not know start's TURTLES_GITHUB_TOKEN: only the
-	// App's installation tokens get in.
+	// The fake GitHub does not know e2e.Token, which e2e.Serve gives
+	// turtles: only the App's installation tokens get in.
 	gh := githubtest.NewServer(t, "a-token-turtles-does-not-have")
 	pushAccess(gh)
 	gh.EnableApp(4321, 77, &key.PublicKey, time.Hour)
 	repo := t.TempDir()
-	sha := gitRepo(t, repo, map[string]string{".turtles.yaml": "contexts:\n  - name: pass\n    command: echo ok\n"})
-	s := startServe(t, gh, t.TempDir(), "--github-app-id", "4321", "--github-app-key-file", keyFile, "--github-installation-id", "77")
+	sha := e2e.GitRepo(t, repo, map[string]string{".turtles.yaml": "contexts:\n  - name: pass\n    command: echo ok\n"})
+	s := e2e.Serve(t, gh, t.TempDir(), "--github-app-id", "4321", "--github-app-key-file", keyFile, "--github-installation-id", "77")
 
 	body := prPayload(repo, sha)
-	if code, out := s.webhook("pull_request", "app-1", body, sign(body)); code != 200 {
+	if code, out := s.Webhook("pull_request", "app-1", body, e2e.Sign(body)); code != 200 {
 		t.Fatalf("webhook: %d %s", code, out)
 	}
-	if st := waitFinal(t, gh, sha, 60*time.Second, "pass")["pass"]; st.State != "success" {
+	if st := e2e.WaitFinal(t, gh, "octo/hello", sha, 60*time.Second, "pass")["pass"]; st.State != "success" {
 		t.Errorf("pass: %+v", st)
 	}
 	if n := gh.InstallationTokens(); n != 1 {
@@ -85,7 +86,7 @@ func TestServeGitHubApp(t *testing.T) {
 			t.Errorf("%s %s authorized with %q, want an installation token", r.Method, r.Path, r.Header.Get("Authorization"))
 		}
 	}
-	if strings.Contains(s.logs.String(), "PRIVATE KEY") {
+	if strings.Contains(s.Logs.String(), "PRIVATE KEY") {
 		t.Error("the App's key appears in the server log")
 	}
 }

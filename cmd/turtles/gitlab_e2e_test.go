@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/gitlab/gitlabtest"
 	"github.com/turtles-ci/turtles/syncio"
 )
@@ -24,37 +25,22 @@ const (
 
 // startGitLabServe runs `turtles serve --forge gitlab` against the fake
 // GitLab gl; the token comes from a file, the webhook secret from the
-// environment, as start sets it.
-func startGitLabServe(t *testing.T, gl *gitlabtest.Server, extra ...string) *server {
+// environment.
+func startGitLabServe(t *testing.T, gl *gitlabtest.Server, extra ...string) *e2e.Server {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "gitlab-token")
 	if err := os.WriteFile(tokenFile, []byte(glToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := e2e.FreeAddr(t)
 	dataDir := t.TempDir()
-	s := &server{t: t, url: "http://" + addr, dataDir: dataDir, logs: &syncio.Buffer{},
-		args: append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--forge", "gitlab", "--gitlab-url", gl.URL,
+	s := &e2e.Server{T: t, URL: "http://" + addr, DataDir: dataDir, Logs: &syncio.Buffer{},
+		Env: []string{"TURTLES_WEBHOOK_SECRET=" + e2e.Secret},
+		Args: append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--forge", "gitlab", "--gitlab-url", gl.URL,
 			"--gitlab-token-file", tokenFile, "--slots", "2", "--retry-delays", "200ms", "--log-level", "debug"}, extra...)}
-	s.start()
-	t.Cleanup(func() { s.stop(syscall.SIGKILL) })
+	s.Start()
+	t.Cleanup(func() { s.Stop(syscall.SIGKILL) })
 	return s
-}
-
-// gitlabHook posts a GitLab delivery with token as X-Gitlab-Token.
-func (s *server) gitlabHook(event, uuid, token string, body []byte) (int, string) {
-	s.t.Helper()
-	req, _ := http.NewRequest("POST", s.url+"/hook/gitlab", bytes.NewReader(body))
-	req.Header.Set("X-Gitlab-Event", event)
-	req.Header.Set("X-Gitlab-Event-UUID", uuid)
-	req.Header.Set("X-Gitlab-Token", token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("post webhook: %v", err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(out)
 }
 
 func glProjectJSON(repoDir string) map[string]any {
@@ -98,7 +84,7 @@ func glNotePayload(repoDir string, userID int, username, note string) []byte {
 func waitGitLabFinal(t *testing.T, gl *gitlabtest.Server, sha string, timeout time.Duration, contexts ...string) map[string]gitlabtest.Status {
 	t.Helper()
 	got := map[string]gitlabtest.Status{}
-	waitFor(t, timeout, "final GitLab statuses of "+strings.Join(contexts, ", "), func() bool {
+	e2e.WaitFor(t, timeout, "final GitLab statuses of "+strings.Join(contexts, ", "), func() bool {
 		for _, c := range contexts {
 			st, ok := gl.Final(glProject, sha, c)
 			if !ok || st.State == "pending" || st.State == "running" {
@@ -119,7 +105,7 @@ func TestServeGitLab(t *testing.T) {
 	gl := gitlabtest.NewServer(t, glToken)
 	repoDir := t.TempDir()
 	const matrix = "contexts:\n  - name: pass\n    command: echo shell is hard\n  - name: fail\n    command: echo cracked; exit 4\n"
-	sha := gitRepo(t, repoDir, map[string]string{".turtles.yaml": matrix})
+	sha := e2e.GitRepo(t, repoDir, map[string]string{".turtles.yaml": matrix})
 	gl.SetFile(glProject, sha, ".turtles.yaml", []byte(matrix))
 	gl.SetProjectAccess(glProject, "alice", gitlabtest.Developer)
 	gl.SetProjectAccess(glProject, "morgan", gitlabtest.Maintainer)
@@ -128,14 +114,14 @@ func TestServeGitLab(t *testing.T) {
 	s := startGitLabServe(t, gl)
 
 	body := glMRPayload(repoDir, sha, 31, "alice")
-	if code, out := s.gitlabHook("Merge Request Hook", "mr-1", "wrong-token", body); code != http.StatusUnauthorized {
+	if code, out := s.GitLabHook("Merge Request Hook", "mr-1", "wrong-token", body); code != http.StatusUnauthorized {
 		t.Fatalf("forged token: %d %s, want 401", code, out)
 	}
-	if code, out := s.gitlabHook("Merge Request Hook", "mr-1", testSecret, body); code != 200 || !strings.Contains(out, "gate") {
+	if code, out := s.GitLabHook("Merge Request Hook", "mr-1", e2e.Secret, body); code != 200 || !strings.Contains(out, "gate") {
 		t.Fatalf("merge request: %d %s", code, out)
 	}
 	final := waitGitLabFinal(t, gl, sha, 60*time.Second, "pass", "fail")
-	if st := final["pass"]; st.State != "success" || !strings.HasPrefix(st.TargetURL, s.url+"/tasks/") {
+	if st := final["pass"]; st.State != "success" || !strings.HasPrefix(st.TargetURL, s.URL+"/tasks/") {
 		t.Errorf("pass: %+v, want success with a link to its log page", st)
 	}
 	if st := final["fail"]; st.State != "failed" || !strings.Contains(st.Description, "4") {
@@ -161,7 +147,7 @@ func TestServeGitLab(t *testing.T) {
 	// A Reporter cannot push: their /retest is ignored.
 	n := len(gl.Statuses())
 	body = glNotePayload(repoDir, 55, "rita", "/retest")
-	if code, out := s.gitlabHook("Note Hook", "note-1", testSecret, body); code != 200 {
+	if code, out := s.GitLabHook("Note Hook", "note-1", e2e.Secret, body); code != 200 {
 		t.Fatalf("stranger's /retest: %d %s", code, out)
 	}
 	time.Sleep(time.Second)
@@ -171,19 +157,19 @@ func TestServeGitLab(t *testing.T) {
 
 	// A maintainer's /retest runs the failed context again, as attempt 2.
 	body = glNotePayload(repoDir, 12, "morgan", "Flaky?\n/retest")
-	if code, out := s.gitlabHook("Note Hook", "note-2", testSecret, body); code != 200 {
+	if code, out := s.GitLabHook("Note Hook", "note-2", e2e.Secret, body); code != 200 {
 		t.Fatalf("/retest: %d %s", code, out)
 	}
-	waitFor(t, 60*time.Second, "fail's second attempt", func() bool {
+	e2e.WaitFor(t, 60*time.Second, "fail's second attempt", func() bool {
 		st, ok := gl.Final(glProject, sha, "fail")
 		return ok && st.State == "failed" && strings.HasSuffix(st.TargetURL, "/2")
 	})
 	if st, _ := gl.Final(glProject, sha, "pass"); !strings.HasSuffix(st.TargetURL, "/1") {
 		t.Errorf("/retest ran pass again: %+v", st)
 	}
-	s.stop(syscall.SIGTERM)
-	for name, secret := range map[string]string{"GitLab token": glToken, "webhook secret": testSecret} {
-		if strings.Contains(s.logs.String(), secret) {
+	s.Stop(syscall.SIGTERM)
+	for name, secret := range map[string]string{"GitLab token": glToken, "webhook secret": e2e.Secret} {
+		if strings.Contains(s.Logs.String(), secret) {
 			t.Errorf("the %s appears in the server log", name)
 		}
 	}
@@ -200,23 +186,23 @@ func TestServeGitLabSupersedeAndScan(t *testing.T) {
 	os.MkdirAll(repoDir, 0o755)
 	const slow = "contexts:\n  - name: slow\n    command: echo started; sleep 60\n"
 	const quick = "contexts:\n  - name: quick\n    command: echo quick\n"
-	oldSHA := gitRepo(t, repoDir, map[string]string{".turtles.yaml": slow})
-	newSHA := gitRepo(t, repoDir, map[string]string{".turtles.yaml": quick})
+	oldSHA := e2e.GitRepo(t, repoDir, map[string]string{".turtles.yaml": slow})
+	newSHA := e2e.GitRepo(t, repoDir, map[string]string{".turtles.yaml": quick})
 	gl.SetFile(glProject, oldSHA, ".turtles.yaml", []byte(slow))
 	gl.SetFile(glProject, newSHA, ".turtles.yaml", []byte(quick))
 	gl.SetProjectAccess(glProject, "alice", gitlabtest.Developer)
 	s := startGitLabServe(t, gl)
 
 	body := glMRPayload(repoDir, oldSHA, 31, "alice")
-	if code, out := s.gitlabHook("Merge Request Hook", "s-1", testSecret, body); code != 200 {
+	if code, out := s.GitLabHook("Merge Request Hook", "s-1", e2e.Secret, body); code != 200 {
 		t.Fatalf("merge request: %d %s", code, out)
 	}
-	waitFor(t, 30*time.Second, "slow running", func() bool {
+	e2e.WaitFor(t, 30*time.Second, "slow running", func() bool {
 		st, ok := gl.Final(glProject, oldSHA, "slow")
 		return ok && st.State == "running"
 	})
 	body = glMRUpdate(repoDir, oldSHA, newSHA, 31, "alice")
-	if code, out := s.gitlabHook("Merge Request Hook", "s-2", testSecret, body); code != 200 || !strings.Contains(out, "cancelled") {
+	if code, out := s.GitLabHook("Merge Request Hook", "s-2", e2e.Secret, body); code != 200 || !strings.Contains(out, "cancelled") {
 		t.Fatalf("new push: %d %s, want the old head's task cancelled", code, out)
 	}
 	if st := waitGitLabFinal(t, gl, oldSHA, 30*time.Second, "slow")["slow"]; st.State != "canceled" || !strings.Contains(st.Description, "superseded") {
@@ -225,12 +211,12 @@ func TestServeGitLabSupersedeAndScan(t *testing.T) {
 	if st := waitGitLabFinal(t, gl, newSHA, 30*time.Second, "quick")["quick"]; st.State != "success" {
 		t.Errorf("new head's quick: %+v", st)
 	}
-	s.stop(syscall.SIGKILL)
+	s.Stop(syscall.SIGKILL)
 
 	// No webhooks now: the scanner finds main's head and both merge
 	// requests; a stranger's waits.
-	mainSHA := gitRepo(t, repoDir, map[string]string{".turtles.yaml": quick, "main.txt": "main"})
-	strangerSHA := gitRepo(t, repoDir, map[string]string{".turtles.yaml": quick, "x.txt": "stranger"})
+	mainSHA := e2e.GitRepo(t, repoDir, map[string]string{".turtles.yaml": quick, "main.txt": "main"})
+	strangerSHA := e2e.GitRepo(t, repoDir, map[string]string{".turtles.yaml": quick, "x.txt": "stranger"})
 	for _, sha := range []string{mainSHA, strangerSHA} {
 		gl.SetFile(glProject, sha, ".turtles.yaml", []byte(quick))
 	}
@@ -243,7 +229,7 @@ func TestServeGitLabSupersedeAndScan(t *testing.T) {
 	if st := waitGitLabFinal(t, gl, mainSHA, 30*time.Second, "quick")["quick"]; st.State != "success" {
 		t.Errorf("main's quick after a scan: %+v", st)
 	}
-	waitFor(t, 10*time.Second, "stranger's merge request waiting", func() bool {
+	e2e.WaitFor(t, 10*time.Second, "stranger's merge request waiting", func() bool {
 		st, ok := gl.Final(glProject, strangerSHA, "turtles")
 		return ok && st.State == "pending" && strings.Contains(st.Description, "ok-to-test")
 	})
@@ -255,9 +241,9 @@ func TestServeGitLabSupersedeAndScan(t *testing.T) {
 // TestHookGitLab runs `turtles hook --forge gitlab`: it mounts
 // /hook/gitlab, not /hook/github, checks the token and queues a push.
 func TestHookGitLab(t *testing.T) {
-	addr := freeAddr(t)
-	cmd := exec.Command(turtlesBin, "hook", "--forge", "gitlab", "--data-dir", t.TempDir(), "--listen", addr)
-	cmd.Env = append(os.Environ(), "TURTLES_WEBHOOK_SECRET="+testSecret)
+	addr := e2e.FreeAddr(t)
+	cmd := exec.Command(e2e.Bin(t), "hook", "--forge", "gitlab", "--data-dir", t.TempDir(), "--listen", addr)
+	cmd.Env = append(os.Environ(), "TURTLES_WEBHOOK_SECRET="+e2e.Secret)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -270,9 +256,9 @@ func TestHookGitLab(t *testing.T) {
 			t.Logf("turtles hook output:\n%s", logs.String())
 		}
 	})
-	s := &server{t: t, url: "http://" + addr}
-	waitFor(t, 10*time.Second, "hook's /metrics", func() bool {
-		resp, err := http.Get(s.url + "/metrics")
+	s := &e2e.Server{T: t, URL: "http://" + addr}
+	e2e.WaitFor(t, 10*time.Second, "hook's /metrics", func() bool {
+		resp, err := http.Get(s.URL + "/metrics")
 		if err != nil {
 			return false
 		}
@@ -282,13 +268,13 @@ func TestHookGitLab(t *testing.T) {
 	body, _ := json.Marshal(map[string]any{"object_kind": "push", "ref": "refs/heads/main",
 		"before": strings.Repeat("0", 40), "after": strings.Repeat("ab", 20),
 		"project": map[string]any{"path_with_namespace": glProject, "git_http_url": "https://gitlab.example.com/" + glProject + ".git"}})
-	if code, out := s.gitlabHook("Push Hook", "h-1", "forged", body); code != http.StatusUnauthorized {
+	if code, out := s.GitLabHook("Push Hook", "h-1", "forged", body); code != http.StatusUnauthorized {
 		t.Errorf("forged token: %d %s", code, out)
 	}
-	if code, out := s.gitlabHook("Push Hook", "h-1", testSecret, body); code != 200 || !strings.Contains(out, "queued 1") {
+	if code, out := s.GitLabHook("Push Hook", "h-1", e2e.Secret, body); code != 200 || !strings.Contains(out, "queued 1") {
 		t.Errorf("push: %d %s", code, out)
 	}
-	resp, err := http.Post(s.url+"/hook/github", "application/json", bytes.NewReader(body))
+	resp, err := http.Post(s.URL+"/hook/github", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

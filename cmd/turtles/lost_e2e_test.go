@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/results"
 )
@@ -20,27 +19,27 @@ import (
 // the bot and its last heartbeat, its log page is not live, and its raw
 // log ends with the same sentence (issue 22).
 func TestKilledBotAttemptEnds(t *testing.T) {
-	gh := githubtest.NewServer(t, testToken)
+	gh := githubtest.NewServer(t, e2e.Token)
 	pushAccess(gh)
 	repo := t.TempDir()
 	const marker = "4242.25" // a sleep no other process runs
-	sha := gitRepo(t, repo, map[string]string{
+	sha := e2e.GitRepo(t, repo, map[string]string{
 		".turtles.yaml": "contexts:\n  - name: slow\n    command: echo started; sleep " + marker + "\n",
 	})
 	data := t.TempDir()
-	s := startServe(t, gh, data, "--lease", "2s", "--bot-name", "bot2")
+	s := e2e.Serve(t, gh, data, "--lease", "2s", "--bot-name", "bot2")
 	body := prPayload(repo, sha)
-	s.webhook("pull_request", "lost-1", body, sign(body))
-	waitFor(t, 30*time.Second, "the task's sleep", func() bool { return len(sleepers(marker)) > 0 })
-	if err := s.stop(syscall.SIGKILL); err == nil {
+	s.Webhook("pull_request", "lost-1", body, e2e.Sign(body))
+	e2e.WaitFor(t, 30*time.Second, "the task's sleep", func() bool { return len(sleepers(marker)) > 0 })
+	if err := s.Stop(syscall.SIGKILL); err == nil {
 		t.Fatal("serve exited cleanly after SIGKILL")
 	}
-	waitFor(t, 5*time.Second, "the task's processes to die with the bot", func() bool { return len(sleepers(marker)) == 0 })
+	e2e.WaitFor(t, 5*time.Second, "the task's processes to die with the bot", func() bool { return len(sleepers(marker)) == 0 })
 
-	s.start()
+	s.Start()
 	var lost results.Attempt
-	waitFor(t, 30*time.Second, "the lost attempt to end", func() bool {
-		for _, x := range s.tasks(sha) {
+	e2e.WaitFor(t, 30*time.Second, "the lost attempt to end", func() bool {
+		for _, x := range s.Tasks(sha) {
 			for _, a := range x.Attempts {
 				if x.Context == "slow" && a.Number == 1 && a.State != results.Running {
 					lost = a
@@ -55,12 +54,13 @@ func TestKilledBotAttemptEnds(t *testing.T) {
 		t.Fatalf("lost attempt = %+v (outcome %+v), want infra, finished, \"bot bot2 stopped heart-beating at ...\"", lost, lost.Outcome)
 	}
 	var id string
-	for _, x := range s.tasks(sha) {
+	for _, x := range s.Tasks(sha) {
 		if x.Context == "slow" {
 			id = x.ID
 		}
 	}
-	page := getPage(t, s.url+"/tasks/"+id+"/1")
+	_, b := s.Get("/tasks/" + id + "/1")
+	page := string(b)
 	if strings.Contains(page, "(live)") || !strings.Contains(page, "infra") {
 		t.Errorf("log page of the lost attempt is live or does not say infra:\n%s", page)
 	}
@@ -88,15 +88,4 @@ func sleepers(marker string) []string {
 		}
 	}
 	return pids
-}
-
-func getPage(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/amqp/amqptest"
@@ -36,7 +37,7 @@ func TestHookBrokerOutage(t *testing.T) {
 	}
 	t.Cleanup(func() { proxy.Close() })
 
-	addr := freeAddr(t)
+	addr := e2e.FreeAddr(t)
 	hookP := startProc(t, "hook", "hook", "--data-dir", t.TempDir(), "--listen", addr, "--queue", proxy.URL)
 	waitHTTP(t, "http://"+addr+"/metrics")
 	url := "http://" + addr + "/hook/github"
@@ -45,11 +46,11 @@ func TestHookBrokerOutage(t *testing.T) {
 	// A forge gives up after 10 s; so does this one, with status 0.
 	client := &http.Client{Timeout: 10 * time.Second}
 	deliver := func(i int) (int, time.Duration) {
-		body := pushPayload(repo, sha(i))
+		body := e2e.PushPayload("octo/hello", repo, sha(i))
 		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 		req.Header.Set("X-GitHub-Event", "push")
 		req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("outage-%d", i))
-		req.Header.Set("X-Hub-Signature-256", sign(body))
+		req.Header.Set("X-Hub-Signature-256", e2e.Sign(body))
 		began := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
@@ -82,7 +83,7 @@ func TestHookBrokerOutage(t *testing.T) {
 		proxy.Up()
 		// Both of the hook's connections (queue, events) were cut by
 		// the outage or by Up; both must be back before the next one.
-		waitFor(t, 30*time.Second, "the broker connections back", func() bool {
+		e2e.WaitFor(t, 30*time.Second, "the broker connections back", func() bool {
 			return count("broker connection back") == 2*(i+1)
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/syncio"
 )
 
@@ -80,10 +81,10 @@ func TestReporterWarnsOfGuessedPublicURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(freeAddr(t))
+	_, port, _ := net.SplitHostPort(e2e.FreeAddr(t))
 	data := t.TempDir()
 	logs := &syncio.Buffer{}
-	cmd := exec.Command(turtlesBin, "reporter", "--data-dir", data, "--listen", ":"+port)
+	cmd := exec.Command(e2e.Bin(t), "reporter", "--data-dir", data, "--listen", ":"+port)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -93,7 +94,7 @@ func TestReporterWarnsOfGuessedPublicURL(t *testing.T) {
 		cmd.Wait()
 	})
 	want := "http://" + net.JoinHostPort(host, port)
-	waitFor(t, 20*time.Second, "the reporter's warning", func() bool {
+	e2e.WaitFor(t, 20*time.Second, "the reporter's warning", func() bool {
 		return strings.Contains(logs.String(), "log links in statuses and the API use "+want)
 	})
 	if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "--public-url") {
@@ -101,7 +102,7 @@ func TestReporterWarnsOfGuessedPublicURL(t *testing.T) {
 	}
 
 	repo := t.TempDir()
-	gitRepo(t, repo, map[string]string{"README": "hi"})
+	e2e.GitRepo(t, repo, map[string]string{"README": "hi"})
 	code, out := runTurtles(t, "submit", "--data-dir", data, "--repo-url", repo, "--sha", "HEAD", "--context", "c", "--command", "true")
 	if code != 0 || !strings.Contains(out, want+"/tasks/") {
 		t.Errorf("submit: exit %d, want a link under %s:\n%s", code, want, out)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/gate"
 )
@@ -39,13 +40,13 @@ func strangerPR(repoDir, action, before, sha string) []byte {
 // pull request waits; a forged /ok-to-test does nothing; a member's runs
 // it without the internal pool; a new push waits again.
 func TestServeTrustAndScan(t *testing.T) {
-	gh := githubtest.NewServer(t, testToken)
+	gh := githubtest.NewServer(t, e2e.Token)
 	base := t.TempDir()
 	repoDir := filepath.Join(base, "octo", "hello.git")
 	os.MkdirAll(repoDir, 0o755)
 	const matrix = "contexts:\n  - name: ok\n    command: echo fine\n  - name: deploy\n    command: echo deploying\n    pool: internal\n"
-	mainSHA := gitRepo(t, repoDir, map[string]string{".turtles.yaml": matrix})
-	prSHA := gitRepo(t, repoDir, map[string]string{"a.txt": "stranger's change"})
+	mainSHA := e2e.GitRepo(t, repoDir, map[string]string{".turtles.yaml": matrix})
+	prSHA := e2e.GitRepo(t, repoDir, map[string]string{"a.txt": "stranger's change"})
 	gh.SetBranch("octo/hello", "main", mainSHA)
 	gh.SetFile("octo/hello", mainSHA, ".turtles.yaml", []byte(matrix))
 	gh.SetFile("octo/hello", prSHA, ".turtles.yaml", []byte(matrix))
@@ -54,36 +55,36 @@ func TestServeTrustAndScan(t *testing.T) {
 
 	// The contexts have no image: an approved stranger's run on the host
 	// only in a pool the operator dedicates to it.
-	s := startServe(t, gh, t.TempDir(), "--trusted-orgs", "octo", "--scan-repos", "octo/hello",
+	s := e2e.Serve(t, gh, t.TempDir(), "--trusted-orgs", "octo", "--scan-repos", "octo/hello",
 		"--clone-base-url", "file://"+base, "--untrusted-host-pools", "public")
 	// The scan at start: main is tested although no webhook came, and the
 	// pull request waits.
-	if st := waitFinal(t, gh, mainSHA, 30*time.Second, "ok")["ok"]; st.State != "success" {
+	if st := e2e.WaitFinal(t, gh, "octo/hello", mainSHA, 30*time.Second, "ok")["ok"]; st.State != "success" {
 		t.Errorf("main's ok: %+v", st)
 	}
-	waitFor(t, 10*time.Second, "waiting status", func() bool {
+	e2e.WaitFor(t, 10*time.Second, "waiting status", func() bool {
 		st, ok := gh.Final("octo/hello", prSHA, "turtles")
 		return ok && st.Description == gate.Waiting(prSHA)
 	})
 
 	body := strangerPR(repoDir, "opened", "", prSHA)
-	if code, out := s.webhook("pull_request", "t-1", body, sign(body)); code != 200 || !strings.Contains(out, "gate") {
+	if code, out := s.Webhook("pull_request", "t-1", body, e2e.Sign(body)); code != 200 || !strings.Contains(out, "gate") {
 		t.Fatalf("stranger's pull request: %d %s", code, out)
 	}
 	body = commentPayload(repoDir, "stranger", "CONTRIBUTOR", "/ok-to-test "+prSHA)
-	if code, out := s.webhook("issue_comment", "t-2", body, sign(body)); code != 200 {
+	if code, out := s.Webhook("issue_comment", "t-2", body, e2e.Sign(body)); code != 200 {
 		t.Fatalf("forged approval: %d %s", code, out)
 	}
 	time.Sleep(time.Second)
-	if ts := s.tasks(prSHA); len(ts) != 0 {
+	if ts := s.Tasks(prSHA); len(ts) != 0 {
 		t.Fatalf("forged /ok-to-test ran %d tasks", len(ts))
 	}
 
 	body = commentPayload(repoDir, "maint", "CONTRIBUTOR", "LGTM\n/ok-to-test "+prSHA)
-	if code, out := s.webhook("issue_comment", "t-3", body, sign(body)); code != 200 {
+	if code, out := s.Webhook("issue_comment", "t-3", body, e2e.Sign(body)); code != 200 {
 		t.Fatalf("approval: %d %s", code, out)
 	}
-	if st := waitFinal(t, gh, prSHA, 30*time.Second, "ok")["ok"]; st.State != "success" {
+	if st := e2e.WaitFinal(t, gh, "octo/hello", prSHA, 30*time.Second, "ok")["ok"]; st.State != "success" {
 		t.Errorf("approved pull request's ok: %+v", st)
 	}
 	if st, _ := gh.Final("octo/hello", prSHA, "turtles"); st.Description != "Approved by @maint for this commit" {
@@ -101,17 +102,17 @@ func TestServeTrustAndScan(t *testing.T) {
 	}
 
 	// A new push needs a new approval.
-	newSHA := gitRepo(t, repoDir, map[string]string{"a.txt": "more"})
+	newSHA := e2e.GitRepo(t, repoDir, map[string]string{"a.txt": "more"})
 	gh.SetPulls("octo/hello", githubtest.PullRequest{Number: 7, HeadSHA: newSHA, BaseRef: "main", Author: "stranger"})
 	body = strangerPR(repoDir, "synchronize", prSHA, newSHA)
-	if code, out := s.webhook("pull_request", "t-4", body, sign(body)); code != 200 {
+	if code, out := s.Webhook("pull_request", "t-4", body, e2e.Sign(body)); code != 200 {
 		t.Fatalf("new push: %d %s", code, out)
 	}
-	waitFor(t, 10*time.Second, "waiting status on the new head", func() bool {
+	e2e.WaitFor(t, 10*time.Second, "waiting status on the new head", func() bool {
 		st, ok := gh.Final("octo/hello", newSHA, "turtles")
 		return ok && st.Description == gate.Waiting(newSHA)
 	})
-	if ts := s.tasks(newSHA); len(ts) != 0 {
+	if ts := s.Tasks(newSHA); len(ts) != 0 {
 		t.Errorf("unapproved new push ran %d tasks", len(ts))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/image/cache"
 	"github.com/turtles-ci/turtles/image/debian"
@@ -78,7 +79,7 @@ func TestVMCommands(t *testing.T) {
 	}
 	defer tt("vm", "stop", "a")
 
-	cmd := exec.Command(turtlesBin, append([]string{"vm", "list", "--json"}, flags...)...)
+	cmd := exec.Command(e2e.Bin(t), append([]string{"vm", "list", "--json"}, flags...)...)
 	out, err := cmd.Output()
 	var states []vm.State
 	if err == nil {
@@ -130,19 +131,19 @@ func TestVMKilledMidBoot(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "qemu to start", func() bool { return qemuRunning(dir) })
+		e2e.WaitFor(t, 20*time.Second, "qemu to start", func() bool { return qemuRunning(dir) })
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 	}
 
 	t.Run("run", func(t *testing.T) {
 		repo := t.TempDir()
-		gitRepo(t, repo, map[string]string{".turtles.yaml": "contexts:\n  - name: vm\n    image: blank\n    command: true\n"})
+		e2e.GitRepo(t, repo, map[string]string{".turtles.yaml": "contexts:\n  - name: vm\n    image: blank\n    command: true\n"})
 		tmp := t.TempDir()
-		cmd := exec.Command(turtlesBin, "run", "vm", "--dir", repo, "--images-dir", images)
+		cmd := exec.Command(e2e.Bin(t), "run", "vm", "--dir", repo, "--images-dir", images)
 		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 		killWhenBooting(t, cmd, tmp)
-		waitFor(t, 5*time.Second, "qemu to die with turtles run", func() bool { return !qemuRunning(tmp) })
+		e2e.WaitFor(t, 5*time.Second, "qemu to die with turtles run", func() bool { return !qemuRunning(tmp) })
 	})
 	// A pinned image the images directory lacks is fetched from a peer
 	// before the boot, as a bot fetches it.
@@ -158,10 +159,10 @@ func TestVMKilledMidBoot(t *testing.T) {
 		addr, stop, _ := serveImagesDir(t, ctx, peer, m[1])
 		defer stop()
 		repo := t.TempDir()
-		gitRepo(t, repo, map[string]string{".turtles.yaml": "images:\n  blank: " + m[1] + "\ncontexts:\n  - name: vm\n    image: blank\n    command: true\n"})
+		e2e.GitRepo(t, repo, map[string]string{".turtles.yaml": "images:\n  blank: " + m[1] + "\ncontexts:\n  - name: vm\n    image: blank\n    command: true\n"})
 		tmp := t.TempDir()
 		var log bytes.Buffer
-		cmd := exec.Command(turtlesBin, "run", "vm", "--dir", repo, "--images-dir", mine, "--image-peers", addr)
+		cmd := exec.Command(e2e.Bin(t), "run", "vm", "--dir", repo, "--images-dir", mine, "--image-peers", addr)
 		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 		cmd.Stdout, cmd.Stderr = &log, &log
 		killWhenBooting(t, cmd, tmp)
@@ -174,7 +175,7 @@ func TestVMKilledMidBoot(t *testing.T) {
 	})
 	t.Run("vm-start", func(t *testing.T) {
 		data := t.TempDir()
-		cmd := exec.Command(turtlesBin, "vm", "start", "blank", "--name", "k", "--data-dir", data, "--images-dir", images)
+		cmd := exec.Command(e2e.Bin(t), "vm", "start", "blank", "--name", "k", "--data-dir", data, "--images-dir", images)
 		killWhenBooting(t, cmd, data)
 		if code, out := runTurtles(t, "vm", "list", "--data-dir", data); code != 0 || strings.Contains(out, "\nk ") {
 			t.Errorf("vm list after a killed start: exit %d\n%s", code, out)
