@@ -216,10 +216,15 @@ func (h *harness) events(until func(turtles.Event) bool) []turtles.Event {
 		if err != nil {
 			h.t.Fatalf("after events %v: Receive: %v", summarize(evs), err)
 		}
-		evs = append(evs, d.Event())
 		if err := d.Ack(ctx); err != nil {
 			h.t.Fatal(err)
 		}
+		// Heartbeats come as often as a task lasts longer than the
+		// heartbeat interval on a loaded machine: no test counts them.
+		if d.Event().Type == turtles.EventHeartbeat {
+			continue
+		}
+		evs = append(evs, d.Event())
 		if until(d.Event()) {
 			return evs
 		}
