@@ -161,5 +161,5 @@ func (cg *cgroup) remove() {
 	if cg.fd != nil {
 		cg.fd.Close()
 	}
-	os.Remove(cg.dir) // busy only if kill gave up; the next start sweeps nothing, so say so in kill's caller
+	os.Remove(cg.dir) // fails only when kill gave up on a process; the cgroup then stays
 }
