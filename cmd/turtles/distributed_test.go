@@ -114,6 +114,9 @@ func postWebhook(t *testing.T, url, delivery string, body []byte) int {
 }
 
 func TestDistributed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a RabbitMQ node")
+	}
 	const (
 		commits  = 50 // 500 test tasks, as the issue asks
 		contexts = 10

@@ -25,6 +25,9 @@ import (
 // once. The outage is logged once when lost and once when back, not
 // once per reconnect try.
 func TestHookBrokerOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts a RabbitMQ node")
+	}
 	const bound = 7 * time.Second // the 5 s default and a loaded machine's slack
 	broker, err := amqptest.Start(amqptest.Options{Log: t.Logf})
 	if err != nil {

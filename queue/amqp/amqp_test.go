@@ -1,6 +1,7 @@
 package amqp_test
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"sync"
@@ -18,6 +19,11 @@ import (
 var broker *amqptest.Broker
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("queue/amqp: -short starts no broker; every test here needs one")
+		os.Exit(0)
+	}
 	b, err := amqptest.Start(amqptest.Options{ConsumerTimeout: time.Minute})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start broker:", err)
