@@ -33,18 +33,7 @@ func attack(t *testing.T, what string) {
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "turtles-attack-")
-	if err != nil {
-		panic(err)
-	}
-	bin, err := e2e.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	e2e.SetBin(bin)
-	code := m.Run()
-	os.RemoveAll(dir)
+	code := e2e.Run(m)
 	fmt.Println(summary())
 	os.Exit(code)
 }

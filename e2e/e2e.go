@@ -287,3 +287,21 @@ func PushPayload(repo, dir, sha string) []byte {
 		"repository": map[string]any{"full_name": repo, "clone_url": "file://" + dir}})
 	return b
 }
+
+// Run builds the binary into a temporary directory, runs the tests of m
+// with it and removes it; it returns m.Run's code. Call it from TestMain.
+func Run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "turtles-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	b, err := Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	SetBin(b)
+	return m.Run()
+}

@@ -23,21 +23,7 @@ import (
 	"github.com/turtles-ci/turtles/results"
 )
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "turtles-e2e-")
-	if err != nil {
-		panic(err)
-	}
-	bin, err := e2e.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	e2e.SetBin(bin)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(e2e.Run(m)) }
 
 // prAuthor opens the pull requests of prPayload. The payload's
 // association proves nothing; tests that want them run trusted give
