@@ -214,7 +214,9 @@ type Outcome struct {
 	Class Class `json:"class"`
 	// ExitCode of the command, -1 when it did not run to an exit.
 	ExitCode int `json:"exit_code"`
-	// Reason is a short sentence for people: a status description.
+	// Reason is a short sentence for people, without the class: a status
+	// description, the line on a log page (see Fault.Reason). Never an
+	// error's text: causes go to the log.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -313,23 +315,98 @@ type Event struct {
 	Time    time.Time `json:"time"`
 }
 
-// InfraError marks an error as ours, not the tests': the checkout failed,
-// the VM did not boot, the bot died. Such attempts are retried.
-type InfraError struct{ Err error }
+// A Fault is an error that has been classified where it happened: it
+// says how the attempt it stops ends (Class) and why, in words for people
+// (Reason), and keeps the error chain that caused it (Err) for the bot's
+// log. Code that knows what went wrong returns one (Fail, InfraFault);
+// code further up only wraps it with %w for context, and OutcomeOf reads
+// the outermost Fault to end the attempt. A layer that can say it better
+// for people wraps the error in a Fault of its own.
+//
+// Only the Reason reaches commit statuses, result.json and log pages; the
+// cause may name paths, hosts and internal state, and goes to the log of
+// the process that hit it.
+type Fault struct {
+	// Class is how the attempt ends: Infra when we failed (retried),
+	// Failure when the commit is at fault, Cancelled when it was stopped.
+	Class Class
+	// Reason is one short sentence for the person reading a commit status
+	// or a log page, such as "the VM did not boot within 5m0s". It starts
+	// in lower case and has no final full stop: the reporter may put words
+	// for the class before it ("Infrastructure failure: ..."), and it
+	// never says the class itself.
+	Reason string
+	// Err is the cause, for the log; nil when the reason says it all.
+	Err error
+}
 
-func (e *InfraError) Error() string { return e.Err.Error() }
-func (e *InfraError) Unwrap() error { return e.Err }
+// Error is the reason and, after a colon, the cause.
+func (f *Fault) Error() string {
+	switch {
+	case f.Err == nil:
+		return f.Reason
+	case f.Reason == "":
+		return f.Err.Error()
+	}
+	return f.Reason + ": " + f.Err.Error()
+}
 
-// MarkInfra wraps err as an infrastructure error; nil stays nil.
+func (f *Fault) Unwrap() error { return f.Err }
+
+// Fail returns a Fault of class with a reason for people, caused by err
+// (nil when there is no further cause).
+func Fail(class Class, reason string, err error) error {
+	return &Fault{Class: class, Reason: reason, Err: err}
+}
+
+// InfraFault returns a Fault of class Infra: we failed, not the tests.
+func InfraFault(reason string, err error) error {
+	return Fail(Infra, reason, err)
+}
+
+// FaultOf returns the outermost Fault in err's chain, if there is one.
+func FaultOf(err error) (*Fault, bool) {
+	var f *Fault
+	if errors.As(err, &f) {
+		return f, true
+	}
+	return nil, false
+}
+
+// UnclassifiedReason is the reason given for an error that no Fault
+// classifies: a path that failed without saying why in words for people.
+// Such an error ends the attempt as Infra (it is retried: the rule is
+// that turtles, not the commit, is at fault unless code says otherwise)
+// and its cause goes only to the log, never to a status.
+const UnclassifiedReason = "turtles hit an unexpected error; the cause is in the bot's log"
+
+// OutcomeOf is the outcome of an attempt that err stopped before it had
+// one of its own: the class and reason of err's outermost Fault, or, for
+// an error without one, Infra with UnclassifiedReason. err must not be
+// nil.
+func OutcomeOf(err error) Outcome {
+	o := Outcome{Class: Infra, ExitCode: -1, Reason: UnclassifiedReason}
+	if f, ok := FaultOf(err); ok {
+		if f.Class != "" {
+			o.Class = f.Class
+		}
+		if f.Reason != "" {
+			o.Reason = f.Reason
+		}
+	}
+	return o
+}
+
+// Deprecated: MarkInfra is being replaced by Fail and InfraFault.
 func MarkInfra(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &InfraError{Err: err}
+	return &Fault{Class: Infra, Reason: UnclassifiedReason, Err: err}
 }
 
-// IsInfra reports whether err, or an error it wraps, is an InfraError.
+// Deprecated: IsInfra is being replaced by FaultOf.
 func IsInfra(err error) bool {
-	var ie *InfraError
-	return errors.As(err, &ie)
+	f, ok := FaultOf(err)
+	return ok && f.Class == Infra
 }
