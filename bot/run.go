@@ -159,14 +159,13 @@ func (r runner) taskEnv(t turtles.Task, ws workspace) []string {
 	)
 }
 
-// checkout puts the task's commit into ws.src. Its failures are infra;
-// the outcome's reason quotes git.
+// checkout puts the task's commit into ws.src. Its failures are infra
+// Faults with git.Checkout's reason.
 func (r runner) checkout(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
 	logf(out, "checking out %s %s", git.Redact(t.Repo.CloneURL), t.SHA)
 	if err := git.Checkout(ctx, ws.src, t.Repo.CloneURL, t.SHA, out); err != nil {
-		o := infraOutcome(err)
-		o.Reason = truncate("checkout failed: " + git.Message(err))
-		return o, turtles.MarkInfra(fmt.Errorf("check out %s: %w", t.SHA, err))
+		err = fmt.Errorf("check out %s: %w", t.SHA, err)
+		return turtles.OutcomeOf(err), err
 	}
 	return turtles.Outcome{}, nil
 }

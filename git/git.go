@@ -47,8 +47,9 @@ var extraConfig []string
 // should be empty.
 //
 // Bad arguments are plain errors. A repository that cannot be fetched or a
-// commit it does not have is an error marked turtles.MarkInfra whose text
-// includes git's own message.
+// commit it does not have is a turtles.Fault of class Infra: its reason
+// says what failed in words for people, its cause (the error's text, for
+// the log) includes git's own message.
 func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) error {
 	if err := CheckSHA(sha); err != nil {
 		return err
@@ -60,20 +61,21 @@ func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) err
 		log = io.Discard
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return turtles.MarkInfra(fmt.Errorf("create checkout directory: %w", err))
+		return turtles.InfraFault(reasonPrepare, fmt.Errorf("create checkout directory: %w", err))
 	}
 	safeURL := Redact(cloneURL)
 	// An empty template directory: no sample hooks, nothing from the system.
 	if err := run(ctx, dir, log, "init", "-q", "--template=", "."); err != nil {
-		return turtles.MarkInfra(fmt.Errorf("git init: %w", err))
+		return turtles.InfraFault(reasonPrepare, fmt.Errorf("git init: %w", err))
 	}
 	if err := run(ctx, dir, log, "remote", "add", "origin", cloneURL); err != nil {
-		return turtles.MarkInfra(fmt.Errorf("git remote add: %w", err))
+		return turtles.InfraFault(reasonPrepare, fmt.Errorf("git remote add: %w", err))
 	}
 	fetchErr := run(ctx, dir, log, "fetch", "--depth", "1", "--no-tags", "origin", sha)
 	if fetchErr != nil {
 		if ctx.Err() != nil {
-			return turtles.MarkInfra(fmt.Errorf("fetch %s from %s: %w", sha, safeURL, fetchErr))
+			return turtles.InfraFault("the checkout was stopped before the commit was fetched",
+				fmt.Errorf("fetch %s from %s: %w", sha, safeURL, fetchErr))
 		}
 		// Old servers, and new ones configured so, refuse commits they do
 		// not advertise. Fetch what they do advertise and look for it there.
@@ -82,17 +84,23 @@ func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) err
 			"+refs/heads/*:refs/remotes/origin/*", "+refs/pull/*/head:refs/remotes/origin/pull/*",
 			"+refs/merge-requests/*/head:refs/remotes/origin/merge-requests/*")
 		if err != nil {
-			return turtles.MarkInfra(fmt.Errorf("fetch %s from %s: %w", sha, safeURL, err))
+			return turtles.InfraFault("the repository could not be fetched",
+				fmt.Errorf("fetch %s from %s: %w", sha, safeURL, err))
 		}
 		if err := run(ctx, dir, io.Discard, "cat-file", "-e", sha+"^{commit}"); err != nil {
-			return turtles.MarkInfra(fmt.Errorf("fetch %s from %s: commit not found in any branch or pull request: %w", sha, safeURL, fetchErr))
+			return turtles.InfraFault("the repository has no commit "+sha[:12]+" in any branch or pull request",
+				fmt.Errorf("fetch %s from %s: commit not found in any branch or pull request: %w", sha, safeURL, fetchErr))
 		}
 	}
 	if err := run(ctx, dir, log, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", sha); err != nil {
-		return turtles.MarkInfra(fmt.Errorf("check out %s: %w", sha, err))
+		return turtles.InfraFault("git could not check out the commit", fmt.Errorf("check out %s: %w", sha, err))
 	}
 	return nil
 }
+
+// reasonPrepare is the reason of a checkout that failed before git talked
+// to the repository: a local problem of the bot.
+const reasonPrepare = "the bot could not prepare a directory for the checkout"
 
 // historyDepth is how much history ChangedPaths fetches to find where a
 // change branched off.
@@ -115,7 +123,7 @@ func ChangedPaths(ctx context.Context, dir, base, head string, log io.Writer) ([
 		log = io.Discard
 	}
 	if err := run(ctx, dir, log, "fetch", "-q", "--depth", strconv.Itoa(historyDepth), "--no-tags", "origin", base, head); err != nil {
-		return nil, turtles.MarkInfra(fmt.Errorf("fetch %s to compare with: %w", base, err))
+		return nil, turtles.InfraFault("the commit to compare with could not be fetched", fmt.Errorf("fetch %s to compare with: %w", base, err))
 	}
 	from := base
 	var mb bytes.Buffer
@@ -211,7 +219,7 @@ func Redact(cloneURL string) string {
 
 // Error is a git command that failed.
 type Error struct {
-	// Msg is git's own message, for people: its first "fatal:" or
+	// Msg is git's own message, for the log: its first "fatal:" or
 	// "error:" line.
 	Msg string
 	Err error // usually an *exec.ExitError
@@ -225,16 +233,6 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// Message is git's own message in err (an error from this package), or
-// err's text if git said nothing.
-func Message(err error) string {
-	var ge *Error
-	if errors.As(err, &ge) && ge.Msg != "" {
-		return ge.Msg
-	}
-	return err.Error()
-}
 
 // run runs one git command in dir, streaming its output to log and keeping
 // the end of stderr for the error.

@@ -69,19 +69,19 @@ func TestCheckout(t *testing.T) {
 		sha      string
 		oldProto bool // server refuses unadvertised commits
 		want     string
-		wantErr  string
-		infra    bool
+		wantErr  string // in the error's text, for the log
+		reason   string // the Fault's reason for people; "" for a plain error
 	}{
 		{name: "tip", url: "file://" + repo.dir, sha: repo.tip, want: "two\n"},
 		{name: "older commit", url: "file://" + repo.dir, sha: repo.first, want: "one\n"},
 		{name: "absolute path", url: repo.dir, sha: repo.first, want: "one\n"},
 		{name: "old protocol falls back", url: "file://" + repo.dir, sha: repo.first, oldProto: true, want: "one\n"},
 		{name: "old protocol unreachable commit", url: "file://" + repo.dir, sha: repo.lost, oldProto: true,
-			wantErr: "commit not found in any branch", infra: true},
+			wantErr: "commit not found in any branch", reason: "the repository has no commit " + repo.lost[:12] + " in any branch or pull request"},
 		{name: "unknown commit", url: "file://" + repo.dir, sha: strings.Repeat("1", 40),
-			wantErr: "not our ref", infra: true},
+			wantErr: "not our ref", reason: "the repository has no commit 111111111111 in any branch or pull request"},
 		{name: "missing repo", url: "file://" + filepath.Join(repo.dir, "nope"), sha: repo.tip,
-			wantErr: "does not appear to be a git repository", infra: true},
+			wantErr: "does not appear to be a git repository", reason: "the repository could not be fetched"},
 		{name: "short sha", url: "file://" + repo.dir, sha: repo.tip[:12], wantErr: "bad commit SHA"},
 		{name: "option sha", url: "file://" + repo.dir, sha: "--upload-pack=touch", wantErr: "bad commit SHA"},
 		{name: "option url", url: "--upload-pack=touch /tmp/x", sha: repo.tip, wantErr: "starts with '-'"},
@@ -103,11 +103,12 @@ func TestCheckout(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Checkout error = %v, want one containing %q\nlog:\n%s", err, tt.wantErr, log.String())
 				}
-				if tt.infra && !strings.Contains(Message(err), tt.wantErr) && tt.wantErr != "commit not found in any branch" {
-					t.Errorf("Message(%v) = %q, want git's message containing %q", err, Message(err), tt.wantErr)
-				}
-				if got := turtles.IsInfra(err); got != tt.infra {
-					t.Errorf("IsInfra(%v) = %v, want %v", err, got, tt.infra)
+				f, ok := turtles.FaultOf(err)
+				switch {
+				case tt.reason == "" && ok:
+					t.Errorf("Checkout error %v is a Fault %+v; want a plain error for bad arguments", err, f)
+				case tt.reason != "" && (!ok || f.Class != turtles.Infra || f.Reason != tt.reason):
+					t.Errorf("Checkout error %v: Fault %+v, %v; want class infra, reason %q", err, f, ok, tt.reason)
 				}
 				return
 			}
@@ -140,8 +141,8 @@ func TestCheckoutCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := Checkout(ctx, t.TempDir(), "file://"+repo.dir, repo.tip, nil)
-	if err == nil || !turtles.IsInfra(err) {
-		t.Fatalf("Checkout with cancelled context = %v, want an infra error", err)
+	if f, ok := turtles.FaultOf(err); !ok || f.Class != turtles.Infra {
+		t.Fatalf("Checkout with cancelled context = %v, want an infra Fault", err)
 	}
 }
 
@@ -250,8 +251,8 @@ func TestChangedPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := ChangedPaths(context.Background(), src, strings.Repeat("2", 40), feature, nil)
-		if err == nil || !turtles.IsInfra(err) {
-			t.Errorf("ChangedPaths with an unknown base = %v, want an infra error", err)
+		if f, ok := turtles.FaultOf(err); !ok || f.Class != turtles.Infra {
+			t.Errorf("ChangedPaths with an unknown base = %v, want an infra Fault", err)
 		}
 		if _, err := ChangedPaths(context.Background(), src, "--output=/tmp/x", feature, nil); err == nil {
 			t.Error("ChangedPaths accepted an option as base")
