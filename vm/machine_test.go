@@ -178,23 +178,27 @@ func TestBootFailures(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	tests := []struct {
-		name, want string
+		name, want string // want: in the cause, for the log
+		reason     string // the Fault's, for people
 		img        image.Manifest
 		detach     bool
 	}{
-		{"qemu-exits", "qemu exited", image.Manifest{Disk: disk, Kernel: filepath.Join(dir, "no-such-kernel")}, false},
-		{"no-ssh", "no SSH within", image.Manifest{Disk: disk}, false},
+		{"qemu-exits", "qemu exited", "QEMU exited while the VM booted", image.Manifest{Disk: disk, Kernel: filepath.Join(dir, "no-such-kernel")}, false},
+		{"no-ssh", "no SSH within", "the VM did not boot within 3s", image.Manifest{Disk: disk}, false},
 		// Detached (turtles vm start), qemu's output goes to a file.
-		{"qemu-exits-detached", "qemu exited", image.Manifest{Disk: disk, Kernel: filepath.Join(dir, "no-such-kernel")}, true},
-		{"no-ssh-detached", "no SSH within", image.Manifest{Disk: disk}, true},
+		{"qemu-exits-detached", "qemu exited", "QEMU exited while the VM booted", image.Manifest{Disk: disk, Kernel: filepath.Join(dir, "no-such-kernel")}, true},
+		{"no-ssh-detached", "no SSH within", "the VM did not boot within 3s", image.Manifest{Disk: disk}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			vms := filepath.Join(dir, "vms")
 			_, err := Start(context.Background(), Config{Image: &tc.img, Dir: vms, BootTimeout: 3 * time.Second, MemoryMB: 128,
 				Detach: tc.detach, Owner: os.Getpid()})
-			if err == nil || !turtles.IsInfra(err) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Start = %v; want an infra error saying %q", err, tc.want)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Start = %v; want an error saying %q", err, tc.want)
+			}
+			if f, ok := turtles.FaultOf(err); !ok || f.Class != turtles.Infra || f.Reason != tc.reason {
+				t.Errorf("Start's Fault = %+v, %v; want class infra, reason %q", f, ok, tc.reason)
 			}
 			if !strings.Contains(err.Error(), "serial console") {
 				t.Errorf("error lacks the console tail: %v", err)

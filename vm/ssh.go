@@ -35,6 +35,12 @@ func (m *Machine) waitSSH(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
+// Causes of a failed boot, told apart by bootFault.
+var (
+	errQEMUExited = errors.New("qemu exited")
+	errNoSSH      = errors.New("no SSH")
+)
+
 // redial dials until a login succeeds, qemu exits or the timeout passes.
 func (m *Machine) redial(ctx context.Context, timeout time.Duration) (*ssh.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -42,7 +48,7 @@ func (m *Machine) redial(ctx context.Context, timeout time.Duration) (*ssh.Clien
 	var last error
 	for {
 		if m.exited() {
-			return nil, fmt.Errorf("qemu exited: %v", m.waitErr)
+			return nil, fmt.Errorf("%w: %v", errQEMUExited, m.waitErr)
 		}
 		c, err := m.dial(ctx)
 		if err == nil {
@@ -52,7 +58,7 @@ func (m *Machine) redial(ctx context.Context, timeout time.Duration) (*ssh.Clien
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("no SSH within %s (last: %v)", timeout, last)
+				return nil, fmt.Errorf("%w within %s (last: %v)", errNoSSH, timeout, last)
 			}
 			return nil, ctx.Err()
 		case <-m.doneChan():
@@ -156,7 +162,10 @@ func (m *Machine) sshClient(ctx context.Context) (*ssh.Client, error) {
 	}
 	c, err := m.redial(ctx, attachWait)
 	if err != nil {
-		return nil, turtles.MarkInfra(fmt.Errorf("ssh to %s: %w", m.Name, err))
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, turtles.InfraFault("the bot could not connect to the VM over SSH", fmt.Errorf("ssh to %s: %w", m.Name, err))
 	}
 	m.client = c
 	return c, nil
@@ -167,8 +176,8 @@ var ErrNoExitStatus = errors.New("command ended without an exit status")
 
 // Exec runs a shell command in the guest with stdin, stdout and stderr
 // as given (nil is empty/discarded) and returns its exit code. A non-zero
-// exit is not an error; an error is a failure to run it (an infra error)
-// or ctx ending, in which case the remote command is killed.
+// exit is not an error; an error is a failure to run it (an infra Fault)
+// or ctx ending (ctx's error), in which case the remote command is killed.
 func (m *Machine) Exec(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	c, err := m.sshClient(ctx)
 	if err != nil {
@@ -176,12 +185,12 @@ func (m *Machine) Exec(ctx context.Context, cmd string, stdin io.Reader, stdout,
 	}
 	s, err := c.NewSession()
 	if err != nil {
-		return -1, turtles.MarkInfra(fmt.Errorf("ssh session on %s: %w", m.Name, err))
+		return -1, turtles.InfraFault(reasonExec, fmt.Errorf("ssh session on %s: %w", m.Name, err))
 	}
 	defer s.Close()
 	s.Stdin, s.Stdout, s.Stderr = stdin, stdout, stderr
 	if err := s.Start(cmd); err != nil {
-		return -1, turtles.MarkInfra(fmt.Errorf("ssh exec on %s: %w", m.Name, err))
+		return -1, turtles.InfraFault(reasonExec, fmt.Errorf("ssh exec on %s: %w", m.Name, err))
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Wait() }()
@@ -203,9 +212,12 @@ func (m *Machine) Exec(ctx context.Context, cmd string, stdin io.Reader, stdout,
 		if errors.As(err, &me) {
 			err = ErrNoExitStatus
 		}
-		return -1, turtles.MarkInfra(fmt.Errorf("ssh exec on %s: %w", m.Name, err))
+		return -1, turtles.InfraFault("the connection to the VM ended before the command did", fmt.Errorf("ssh exec on %s: %w", m.Name, err))
 	}
 }
+
+// reasonExec is the reason of a command the guest never started.
+const reasonExec = "the bot could not run a command in the VM"
 
 // Output runs cmd and returns its stdout; a non-zero exit is an error
 // carrying stderr.

@@ -130,9 +130,11 @@ func KVMUsable() bool {
 	return true
 }
 
-// Start boots a machine and waits until SSH accepts its key. Errors are
-// infra errors (turtles.IsInfra); a boot that fails carries the tail of
-// the serial console. On error nothing is left behind.
+// Start boots a machine and waits until SSH accepts its key. Its errors
+// are infra Faults (turtles.Fault) whose reason says what failed, except
+// bad arguments and ctx ending (plain errors); the cause of a boot that
+// failed carries the tail of the serial console. On error nothing is left
+// behind.
 func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if cfg.Image == nil || cfg.Image.Disk == "" {
 		return nil, errors.New("vm: no image")
@@ -171,14 +173,27 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	}
 	m, err := prepare(ctx, cfg)
 	if err != nil {
-		return nil, turtles.MarkInfra(fmt.Errorf("vm %s: %w", cfg.Name, err))
+		return nil, turtles.InfraFault("the bot could not set up the VM", fmt.Errorf("vm %s: %w", cfg.Name, err))
 	}
 	if err := m.boot(ctx, cfg); err != nil {
 		m.grace = 0 // a guest that did not boot has nothing to shut down
 		m.Stop(context.Background())
-		return nil, turtles.MarkInfra(fmt.Errorf("vm %s: %w", cfg.Name, err))
+		return nil, bootFault(ctx, cfg, fmt.Errorf("vm %s: %w", cfg.Name, err))
 	}
 	return m, nil
+}
+
+// bootFault classifies an error of boot.
+func bootFault(ctx context.Context, cfg Config, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return err // stopped: the caller knows why
+	case errors.Is(err, errQEMUExited):
+		return turtles.InfraFault("QEMU exited while the VM booted", err)
+	case errors.Is(err, errNoSSH):
+		return turtles.InfraFault(fmt.Sprintf("the VM did not boot within %s", cfg.BootTimeout), err)
+	}
+	return turtles.InfraFault("the bot could not start QEMU", err)
 }
 
 // prepare makes the machine directory: owner, key, seed, overlay, state.
