@@ -119,7 +119,7 @@ func (c *Cache) lockDir() string         { return filepath.Join(c.cfg.Dir, ".loc
 func (c *Cache) init() error {
 	for _, d := range []string{c.cfg.Dir, c.tmpDir(), c.lockDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return turtles.MarkInfra(fmt.Errorf("image cache: %w", err))
+			return turtles.InfraFault("the bot could not write to its image cache", fmt.Errorf("image cache: %w", err))
 		}
 	}
 	return nil
@@ -152,8 +152,9 @@ func (c *Cache) Has(id ID) bool {
 }
 
 // Ensure makes the image complete in the cache, fetching what it lacks,
-// and returns the path of its manifest. Errors are infrastructure errors
-// (turtles.MarkInfra): the image could not be had, not the tests failed.
+// and returns the path of its manifest. Errors are infra Faults
+// (turtles.Fault) whose reason names the image and says why it could not
+// be had: the image could not be had, not the tests failed.
 func (c *Cache) Ensure(ctx context.Context, id ID) (string, error) {
 	if _, _, ok := c.lookup(id); ok {
 		c.m.hits.Inc()
@@ -164,7 +165,7 @@ func (c *Cache) Ensure(ctx context.Context, id ID) (string, error) {
 		return "", err
 	}
 	if err := c.fetch(ctx, id); err != nil {
-		return "", turtles.MarkInfra(fmt.Errorf("pull image %s: %w", id, err))
+		return "", pullFault(id, fmt.Errorf("pull image %s: %w", id, err))
 	}
 	return c.path(id.ManifestFile()), nil
 }
@@ -182,7 +183,7 @@ func (c *Cache) Acquire(ctx context.Context, id ID) (m *image.Manifest, release 
 		}
 		unlock, err := c.flock(ctx, id.useLock(), syscall.LOCK_SH)
 		if err != nil {
-			return nil, nil, turtles.MarkInfra(fmt.Errorf("image %s: %w", id, err))
+			return nil, nil, turtles.InfraFault("the bot could not lock image "+id.Short()+" in its image cache", fmt.Errorf("image %s: %w", id, err))
 		}
 		now := time.Now()
 		os.Chtimes(c.path(filepath.Join(".locks", id.useLock())), now, now)
@@ -193,11 +194,37 @@ func (c *Cache) Acquire(ctx context.Context, id ID) (m *image.Manifest, release 
 		m, err := image.Load(path)
 		if err != nil {
 			unlock()
-			return nil, nil, turtles.MarkInfra(err)
+			return nil, nil, turtles.InfraFault("the bot could not read image "+id.Short()+" from its image cache", err)
 		}
 		return m, unlock, nil
 	}
-	return nil, nil, turtles.MarkInfra(fmt.Errorf("image %s: pruned while starting; try again", id))
+	return nil, nil, turtles.InfraFault("image "+id.Short()+" was pruned from the bot's image cache while the VM started",
+		fmt.Errorf("image %s: pruned while starting; try again", id))
+}
+
+// Why a pull found no image.
+var (
+	errNoSources = errors.New("no image sources configured (--image-mirrors, --image-peers)")
+	errNowhere   = errors.New("no source has it")
+)
+
+// pullFault says for people why the pull of id failed with err.
+func pullFault(id ID, err error) error {
+	var tooLarge *TooLargeError
+	reason := "image " + id.Short() + " could not be fetched"
+	switch {
+	case errors.Is(err, ErrDiskFull):
+		reason = "the bot's image cache has no room for image " + id.Short()
+	case errors.As(err, &tooLarge):
+		reason = "image " + id.Short() + " is larger than this bot fetches"
+	case errors.Is(err, ErrNoSizes):
+		reason = "image " + id.Short() + " was pinned by an older turtles; pin it again with turtles image pin"
+	case errors.Is(err, errNoSources):
+		reason = "this bot has nowhere to fetch image " + id.Short() + " from"
+	case errors.Is(err, errNowhere):
+		reason = "no image mirror or peer has image " + id.Short()
+	}
+	return turtles.InfraFault(reason, err)
 }
 
 func (id ID) useLock() string { return string(id) + ".use" }

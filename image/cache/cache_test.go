@@ -103,9 +103,7 @@ func TestResume(t *testing.T) {
 	c := newCache(t, dir, nil)
 	c.cfg.Peers = dying
 	_, err := c.Ensure(ctx(t), id)
-	if err == nil || !turtles.IsInfra(err) {
-		t.Fatalf("Ensure from a dying peer: %v, want an infra error", err)
-	}
+	wantFault(t, err, "image "+id.Short()+" could not be fetched")
 	parts, _ := filepath.Glob(filepath.Join(c.tmpDir(), "*.part"))
 	if len(parts) != 1 {
 		t.Fatalf("parts %v, want one", parts)
@@ -149,9 +147,10 @@ func TestDiskFull(t *testing.T) {
 				c.cfg.wrap = func(w io.Writer) io.Writer { return &fullWriter{w: w, room: 2 << 20} }
 			}
 			_, err := c.Ensure(ctx(t), id)
-			if !errors.Is(err, ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) || !turtles.IsInfra(err) {
-				t.Fatalf("Ensure on a full disk: %v, want ErrDiskFull, ENOSPC, infra", err)
+			if !errors.Is(err, ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("Ensure on a full disk: %v, want ErrDiskFull, ENOSPC", err)
 			}
+			wantFault(t, err, "the bot's image cache has no room for image "+id.Short())
 			if !strings.Contains(err.Error(), "turtles image prune") {
 				t.Errorf("error does not say what to do: %v", err)
 			}
@@ -188,12 +187,25 @@ func TestNoSource(t *testing.T) {
 	peers, _ := startPeers(t, seed, &peer{addr: "127.0.0.2"})
 	other, _ := ParseID("img-" + strings.Repeat("0", 64))
 	c := newCache(t, t.TempDir(), nil)
-	if _, err := c.Ensure(ctx(t), other); err == nil || !strings.Contains(err.Error(), "no image sources") {
+	_, err := c.Ensure(ctx(t), other)
+	if err == nil || !strings.Contains(err.Error(), "no image sources") {
 		t.Errorf("no sources: %v", err)
 	}
+	wantFault(t, err, "this bot has nowhere to fetch image img-000000000000 from")
 	c.cfg.Peers = peers
-	if _, err := c.Ensure(ctx(t), other); err == nil || !strings.Contains(err.Error(), "does not have it") || !turtles.IsInfra(err) {
+	_, err = c.Ensure(ctx(t), other)
+	if err == nil || !strings.Contains(err.Error(), "does not have it") {
 		t.Errorf("missing everywhere: %v", err)
+	}
+	wantFault(t, err, "no image mirror or peer has image img-000000000000")
+}
+
+// wantFault checks that err is an infra Fault with reason, the sentence
+// a commit status shows.
+func wantFault(t *testing.T, err error, reason string) {
+	t.Helper()
+	if f, ok := turtles.FaultOf(err); !ok || f.Class != turtles.Infra || f.Reason != reason {
+		t.Errorf("error %v: Fault %+v, %v; want class infra, reason %q", err, f, ok, reason)
 	}
 }
 

@@ -75,7 +75,7 @@ func (c *Cache) probe(ctx context.Context, id ID) ([]Source, error) {
 		all = append(all, peers...)
 	}
 	if len(all) == 0 {
-		return nil, errors.New("no image sources configured (--image-mirrors, --image-peers)")
+		return nil, errNoSources
 	}
 	type result struct {
 		s   Source
@@ -110,7 +110,7 @@ func (c *Cache) probe(ctx context.Context, id ID) ([]Source, error) {
 		}
 	}
 	if len(ok) == 0 {
-		return nil, fmt.Errorf("no source has it (%s)", strings.Join(why, "; "))
+		return nil, fmt.Errorf("%w (%s)", errNowhere, strings.Join(why, "; "))
 	}
 	return ok, nil
 }

@@ -36,6 +36,15 @@ func (id ID) Name() string { return string(id[:strings.LastIndexByte(string(id),
 // Hash is the sha256 of the manifest, in hex.
 func (id ID) Hash() string { return string(id[strings.LastIndexByte(string(id), '-')+1:]) }
 
+// Short is the ID with its hash cut to 12 digits, for people: enough to
+// tell pins apart, short enough for a commit status.
+func (id ID) Short() string {
+	if h := id.Hash(); len(h) > 12 {
+		return string(id[:len(id)-len(h)+12])
+	}
+	return string(id)
+}
+
 // ManifestFile is the manifest's file name in a cache or on a source.
 func (id ID) ManifestFile() string { return string(id) + ".json" }
 

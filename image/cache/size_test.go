@@ -176,16 +176,18 @@ func TestManifestSizeLimits(t *testing.T) {
 	defer srv.Close()
 	src, _ := NewHTTP(srv.URL + "/images/")
 	tests := []struct {
-		name string
-		id   ID
-		max  int64
-		want func(error) bool
+		name   string
+		id     ID
+		max    int64
+		want   func(error) bool
+		reason string // the Fault's, for people
 	}{
-		{name: "old pin without sizes", id: oldID, want: func(err error) bool { return errors.Is(err, ErrNoSizes) }},
+		{name: "old pin without sizes", id: oldID, want: func(err error) bool { return errors.Is(err, ErrNoSizes) },
+			reason: "image " + oldID.Short() + " was pinned by an older turtles; pin it again with turtles image pin"},
 		{name: "more than the limit", id: id, max: total - 1, want: func(err error) bool {
 			var tl *TooLargeError
 			return errors.As(err, &tl) && tl.Total == total
-		}},
+		}, reason: "image " + id.Short() + " is larger than this bot fetches"},
 		{name: "at the limit", id: id, max: total, want: func(err error) bool { return err == nil }},
 	}
 	for _, tt := range tests {
@@ -197,6 +199,9 @@ func TestManifestSizeLimits(t *testing.T) {
 			_, err = c.Ensure(context.Background(), tt.id)
 			if !tt.want(err) {
 				t.Errorf("Ensure = %v", err)
+			}
+			if tt.reason != "" {
+				wantFault(t, err, tt.reason)
 			}
 		})
 	}

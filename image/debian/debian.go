@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/image"
 )
 
@@ -98,7 +97,7 @@ func Build(ctx context.Context, o Options) (string, error) {
 	o.Log.Info("debootstrap", "suite", suite, "mirror", o.Mirror)
 	if err := run(ctx, o.Output, "debootstrap", "--variant=minbase",
 		"--include="+strings.Join(Packages, ","), suite, root, o.Mirror); err != nil {
-		return "", turtles.MarkInfra(err)
+		return "", err
 	}
 	if err := configure(ctx, o.Output, root); err != nil {
 		return "", err
