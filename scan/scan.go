@@ -237,7 +237,7 @@ func (s *Scanner) publish(ctx context.Context, log *slog.Logger, t turtles.Task,
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("scan: publish %s: %w", t.Key(), turtles.MarkInfra(err))
+		return fmt.Errorf("scan: publish %s: %w", t.Key(), err)
 	}
 	st.Queued++
 	log.Info("queued missing work", "context", t.Context)
