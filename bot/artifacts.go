@@ -33,7 +33,7 @@ func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, scr *scru
 	n := 0
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			return turtles.InfraFault("the bot could not read the artifacts", err)
 		}
 		if d.IsDir() {
 			return nil
@@ -66,7 +66,7 @@ func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, scr *scru
 		}
 		text, err := sniffText(f)
 		if err != nil {
-			return turtles.MarkInfra(fmt.Errorf("read artifact %s: %w", rel, err))
+			return turtles.InfraFault(truncate("the bot could not read artifact "+rel), fmt.Errorf("read artifact %s: %w", rel, err))
 		}
 		if !text && !scr.Empty() {
 			logf(out, "artifact %s skipped: this task had secrets, and only text can be scrubbed of them", rel)
@@ -74,7 +74,7 @@ func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, scr *scru
 		}
 		body, done, err := scrubbed(f, fi.Size(), scr)
 		if err != nil {
-			return turtles.MarkInfra(fmt.Errorf("scrub artifact %s: %w", rel, err))
+			return turtles.InfraFault(truncate("the bot could not scrub artifact "+rel+" of secrets"), fmt.Errorf("scrub artifact %s: %w", rel, err))
 		}
 		defer done()
 		ct := mime.TypeByExtension(filepath.Ext(rel))
@@ -88,14 +88,14 @@ func (b *Bot) uploadArtifacts(ctx context.Context, prefix, dir string, scr *scru
 			ct = "application/octet-stream"
 		}
 		if err := b.cfg.Store.Put(ctx, key, body, ct); err != nil {
-			return turtles.MarkInfra(fmt.Errorf("upload artifact %s: %w", rel, err))
+			return turtles.InfraFault(truncate("the bot could not store artifact "+rel), fmt.Errorf("upload artifact %s: %w", rel, err))
 		}
 		total += fi.Size()
 		n++
 		return nil
 	})
 	if err != nil {
-		return turtles.MarkInfra(fmt.Errorf("upload artifacts: %w", err))
+		return fmt.Errorf("upload artifacts: %w", err)
 	}
 	if n > 0 {
 		logf(out, "uploaded %d artifacts (%d bytes)", n, total)

@@ -258,6 +258,10 @@ func (b *Bot) sweep() {
 	}
 }
 
+const tasksHelp = "Task attempts run by this bot, by pool and how they ended: " +
+	"an outcome class (success, failure, infra, cancelled), or lost (the lease went to another bot) " +
+	"or released (handed back on drain)."
+
 // botMetrics are the bot's Prometheus collectors.
 type botMetrics struct {
 	tasks    *prometheus.CounterVec
@@ -269,7 +273,7 @@ func newMetrics(reg prometheus.Registerer) (*botMetrics, error) {
 	m := &botMetrics{
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "turtles_bot_tasks_total",
-			Help: "Task attempts run by this bot, by pool and outcome class.",
+			Help: tasksHelp,
 		}, []string{"pool", "class"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "turtles_bot_task_duration_seconds",

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/config"
@@ -305,31 +306,30 @@ func (h *harness) waitIdle() {
 		ws, _ := filepath.Glob(filepath.Join(h.workDir, workspacePrefix+"*"))
 		// The busy gauge drops in handle's first deferred call, which runs
 		// last: once it is 0 the task's metrics are final too.
-		if len(ws) == 0 && busySlots(h.t, h.reg) == 0 {
+		busy := testutil.ToFloat64(h.metrics().busy)
+		if len(ws) == 0 && busy == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("bot not idle: workspaces %v, busy slots %v", ws, busySlots(h.t, h.reg))
+			h.t.Fatalf("bot not idle: workspaces %v, busy slots %v", ws, busy)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// busySlots reads turtles_bot_busy_slots.
-func busySlots(t *testing.T, reg *prometheus.Registry) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
+// metrics are the collectors of the harness's bots, which share them.
+func (h *harness) metrics() *botMetrics {
+	h.t.Helper()
+	m, err := newMetrics(h.reg)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == "turtles_bot_busy_slots" {
-			for _, m := range mf.GetMetric() {
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return 0
+	return m
+}
+
+// taskCount is turtles_bot_tasks_total{pool="public",class=label}.
+func (h *harness) taskCount(label string) float64 {
+	return testutil.ToFloat64(h.metrics().tasks.WithLabelValues(turtles.DefaultPool, label))
 }
 
 // queued is how many tasks the queue holds in any state but dead.
@@ -410,35 +410,11 @@ func TestTestTaskOutcomes(t *testing.T) {
 			if n := h.queued(); n != 0 {
 				t.Errorf("queue holds %d tasks after the ack, want 0", n)
 			}
-			if got := taskCount(t, h.reg, string(tt.want.Class)); got != 1 {
+			if got := h.taskCount(string(tt.want.Class)); got != 1 {
 				t.Errorf("turtles_bot_tasks_total{class=%q} = %v, want 1", tt.want.Class, got)
 			}
 		})
 	}
-}
-
-// taskCount reads turtles_bot_tasks_total{pool="public",class=class}.
-func taskCount(t *testing.T, reg *prometheus.Registry, class string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "turtles_bot_tasks_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["pool"] == turtles.DefaultPool && labels["class"] == class {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 // TestTimeoutKillsProcessGroup is about the bot that cannot isolate
@@ -580,7 +556,7 @@ func TestUnknownCommitIsInfraThenDead(t *testing.T) {
 		if res := h.result(a); res.Outcome.Class != turtles.Infra {
 			t.Errorf("attempt %d result %+v, want infra", attempt, res.Outcome)
 		}
-		if log := h.log(a); !strings.Contains(log, "infrastructure error") || !strings.Contains(log, "not our ref") {
+		if log := h.log(a); !strings.Contains(log, "not a test failure") || !strings.Contains(log, "not our ref") {
 			t.Errorf("attempt %d log:\n%s", attempt, log)
 		}
 	}
@@ -679,6 +655,17 @@ func TestDrainReleasesRunningTask(t *testing.T) {
 		t.Errorf("after drain: delivery %d, attempt %d; want 1 and 1", d.Count(), d.Task().Attempt)
 	}
 	h.waitIdle()
+	h.wantTaskCounts(`turtles_bot_tasks_total{class="released",pool="public"} 1`)
+}
+
+// wantTaskCounts compares turtles_bot_tasks_total with want, its samples
+// in the text exposition format: a label not in want must not be there.
+func (h *harness) wantTaskCounts(want ...string) {
+	h.t.Helper()
+	exp := "# HELP turtles_bot_tasks_total " + tasksHelp + "\n# TYPE turtles_bot_tasks_total counter\n" + strings.Join(want, "\n") + "\n"
+	if err := testutil.CollectAndCompare(h.metrics().tasks, strings.NewReader(exp)); err != nil {
+		h.t.Error(err)
+	}
 }
 
 func TestStopWaitsForRunningTask(t *testing.T) {
@@ -747,6 +734,8 @@ func TestLeaseLostReportsNothing(t *testing.T) {
 	if _, ok := h.object(store.AttemptPrefix(task) + store.ResultName); ok {
 		t.Errorf("the bot that lost its lease stored a result")
 	}
+	// Lost, not cancelled: the attempt goes on with the new holder.
+	h.wantTaskCounts(`turtles_bot_tasks_total{class="lost",pool="public"} 1`)
 	if err := d.Ack(ctx); err != nil {
 		t.Errorf("Ack by the new holder: %v", err)
 	}

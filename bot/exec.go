@@ -44,14 +44,15 @@ type execSpec struct {
 
 // execute runs spec with "sh -c" in its own process group, with stdin
 // /dev/null. A timeout is a failure; ctx ending (drain, lost lease, Ctrl-C)
-// stops the command the same way and returns a Cancelled outcome with
+// stops the command the same way and returns a Cancelled Fault caused by
 // ctx's cause. Either way the whole group gets SIGTERM, then SIGKILL after
-// KillGrace, and nothing of it outlives execute.
+// KillGrace, and nothing of it outlives execute. Its other errors are
+// infra Faults: the command could not be run.
 func execute(ctx context.Context, s execSpec) (turtles.Outcome, error) {
 	s.Out = syncio.NewWriter(s.Out) // the copier and our own lines
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("output pipe: %w", err))
+		return turtles.Outcome{}, turtles.InfraFault(reasonStart, fmt.Errorf("output pipe: %w", err))
 	}
 	defer pr.Close()
 	cmd := exec.Command("/bin/sh", "-c", s.Command)
@@ -64,7 +65,7 @@ func execute(ctx context.Context, s execSpec) (turtles.Outcome, error) {
 		box, err = s.Sandbox.Start(sandbox.Spec{Workspace: s.Workspace, Dir: s.Dir, Env: s.Env}, "/bin/sh", "-c", s.Command)
 		if err != nil {
 			pw.Close()
-			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("isolate command: %w", err))
+			return turtles.Outcome{}, turtles.InfraFault("the bot could not start the command in its sandbox", fmt.Errorf("isolate command: %w", err))
 		}
 		defer box.Close()
 		cmd = box.Cmd
@@ -76,7 +77,7 @@ func execute(ctx context.Context, s execSpec) (turtles.Outcome, error) {
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
-		return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("start command: %w", err))
+		return turtles.Outcome{}, turtles.InfraFault(reasonStart, fmt.Errorf("start command: %w", err))
 	}
 	pgid := cmd.Process.Pid
 	stop := func(exited <-chan error) error { return terminate(pgid, exited, s.KillGrace) }
@@ -127,14 +128,14 @@ func execute(ctx context.Context, s execSpec) (turtles.Outcome, error) {
 		return turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: fmt.Sprintf("timed out after %s", s.Timeout)}, nil
 	case ctx.Err() != nil:
 		logf(s.Out, "command stopped after %s", elapsed)
-		return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+		return turtles.Outcome{}, cancelled(ctx)
 	case waitErr == nil:
 		logf(s.Out, "exit status 0 after %s", elapsed)
 		return turtles.Outcome{Class: turtles.Success, ExitCode: 0}, nil
 	}
 	var ee *exec.ExitError
 	if !errors.As(waitErr, &ee) {
-		return infraOutcome(waitErr), turtles.MarkInfra(fmt.Errorf("wait for command: %w", waitErr))
+		return turtles.Outcome{}, turtles.InfraFault("the bot lost track of the command", fmt.Errorf("wait for command: %w", waitErr))
 	}
 	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		reason := "killed by signal " + ws.Signal().String()
@@ -231,8 +232,13 @@ func groupAlive(pgid int) bool {
 	return false
 }
 
-func infraOutcome(err error) turtles.Outcome {
-	return turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: truncate("infrastructure error: " + err.Error())}
+// reasonStart is the reason of a command that could not be started.
+const reasonStart = "the bot could not start the command"
+
+// cancelled is the error of an attempt stopped because ctx ended: its
+// class is Cancelled, its cause ctx's (a lost lease, a drain, Ctrl-C).
+func cancelled(ctx context.Context) error {
+	return turtles.Fail(turtles.Cancelled, "stopped before it finished", context.Cause(ctx))
 }
 
 // truncate keeps a reason short enough for a commit status.

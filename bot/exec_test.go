@@ -210,8 +210,8 @@ func TestExecuteCancelled(t *testing.T) {
 	if !errors.Is(err, errDrain) {
 		t.Errorf("execute error = %v, want the cancel cause %v", err, errDrain)
 	}
-	if got.Class != turtles.Cancelled {
-		t.Errorf("outcome %+v, want cancelled", got)
+	if o := turtles.OutcomeOf(err); got != (turtles.Outcome{}) || o.Class != turtles.Cancelled {
+		t.Errorf("execute = %+v, %v (outcome %+v); want no outcome and a cancelled error", got, err, o)
 	}
 	waitDead(t, pid)
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/image/cache"
@@ -93,11 +95,14 @@ func TestPinnedImageFromPeer(t *testing.T) {
 	// Missing everywhere: infra, before any VM.
 	missing := "tiny-" + strings.Repeat("0", 64)
 	out.Reset()
-	o, err := r.testVM(ctx, turtles.Task{}, workspace{}, &out, "true", time.Minute, vmTask{image: missing})
-	if o.Class != turtles.Infra || !turtles.IsInfra(err) {
-		t.Errorf("missing image: outcome %+v, err %v; want infra", o, err)
+	_, err = r.testVM(ctx, turtles.Task{}, workspace{}, &out, "true", time.Minute, vmTask{image: missing})
+	want := turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: "no image mirror or peer has image tiny-000000000000"}
+	if diff := cmp.Diff(want, turtles.OutcomeOf(err)); diff != "" {
+		t.Errorf("missing image: outcome of %v (-want +got):\n%s", err, diff)
 	}
-	if !strings.Contains(o.Reason, "image "+missing) || !strings.Contains(out.String(), "does not have it") {
-		t.Errorf("reason %q, log:\n%s", o.Reason, out.String())
+	// The sources and what they said are the cause: in the error, for
+	// the bot's log.
+	if err == nil || !strings.Contains(err.Error(), "image "+missing) || !strings.Contains(err.Error(), "does not have it") {
+		t.Errorf("missing image: error %v does not name the image and why", err)
 	}
 }

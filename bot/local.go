@@ -44,8 +44,11 @@ type LocalOptions struct {
 
 // RunLocal runs one context of a commit of a local repository exactly as a
 // bot would: a fresh workspace, the same checkout (over file://), the same
-// environment and timeout handling. The error is for infra failures (and
-// bad options); the outcome says how the command did.
+// environment and timeout handling. The outcome says how the command did.
+// An error is what kept it from running to an outcome of its own: bad
+// options (a zero outcome), or an infra failure or ctx ending, whose
+// outcome is turtles.OutcomeOf(err). Its text is the reason and the
+// cause, for the person at the terminal.
 func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
 	if opts.Context == "" {
 		return turtles.Outcome{}, errors.New("no context to run")
@@ -89,14 +92,23 @@ func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
 	if err := t.Validate(); err != nil {
 		return turtles.Outcome{}, err
 	}
+	r := runner{killGrace: opts.KillGrace, env: opts.Env, timeout: opts.Timeout, vm: opts.VM, secretsDir: opts.SecretsDir}
+	o, err := r.local(ctx, t, opts, out)
+	if err != nil {
+		return turtles.OutcomeOf(err), err
+	}
+	return o, nil
+}
+
+// local runs t in a fresh workspace under opts.WorkDir.
+func (r runner) local(ctx context.Context, t turtles.Task, opts LocalOptions, out io.Writer) (turtles.Outcome, error) {
 	ws, err := newWorkspace(opts.WorkDir)
 	if err != nil {
-		return infraOutcome(err), err
+		return turtles.Outcome{}, err
 	}
 	defer removeAll(ws.dir)
-	r := runner{killGrace: opts.KillGrace, env: opts.Env, timeout: opts.Timeout, vm: opts.VM, secretsDir: opts.SecretsDir}
-	if o, err := r.checkout(ctx, t, ws, out); err != nil {
-		return o, err
+	if err := r.checkout(ctx, t, ws, out); err != nil {
+		return turtles.Outcome{}, err
 	}
 	// A bot gets the secret names from the plan; here they come from the
 	// checkout, and only when the person running it has them.

@@ -20,7 +20,7 @@ func (b *Bot) claimPrefix(ctx context.Context, d queue.Delivery) (queue.Delivery
 	defer cancel()
 	t, err := store.ClaimAttempt(ctx, b.cfg.Store, d.Task(), b.cfg.Name, time.Now())
 	if err != nil {
-		return d, err
+		return d, turtles.InfraFault(reasonStore, err)
 	}
 	if t.Attempt == d.Task().Attempt {
 		return d, nil

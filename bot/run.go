@@ -34,11 +34,11 @@ type workspace struct {
 
 func newWorkspace(root string) (workspace, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return workspace{}, turtles.MarkInfra(fmt.Errorf("create workspace: %w", err))
+		return workspace{}, turtles.InfraFault(reasonWorkspace, fmt.Errorf("create workspace: %w", err))
 	}
 	dir, err := os.MkdirTemp(root, workspacePrefix)
 	if err != nil {
-		return workspace{}, turtles.MarkInfra(fmt.Errorf("create workspace: %w", err))
+		return workspace{}, turtles.InfraFault(reasonWorkspace, fmt.Errorf("create workspace: %w", err))
 	}
 	ws := workspace{
 		dir:       dir,
@@ -50,11 +50,13 @@ func newWorkspace(root string) (workspace, error) {
 	for _, d := range []string{ws.home, ws.tmp, ws.artifacts} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			removeAll(dir)
-			return workspace{}, turtles.MarkInfra(fmt.Errorf("create workspace: %w", err))
+			return workspace{}, turtles.InfraFault(reasonWorkspace, fmt.Errorf("create workspace: %w", err))
 		}
 	}
 	return ws, nil
 }
+
+const reasonWorkspace = "the bot could not create a workspace"
 
 // removeAll removes dir even where a task took away write permission (the
 // Go module cache is read-only, for one).
@@ -73,6 +75,12 @@ func removeAll(dir string) error {
 
 // runner runs test tasks; bots and RunLocal share it so that a developer
 // reproduces exactly what a bot does.
+//
+// Its methods that run an attempt return an outcome, or an error that
+// stopped the attempt before it had one (then the outcome is zero): a
+// turtles.Fault written where the problem was found says how the attempt
+// ends and why, for people (turtles.OutcomeOf). The error's text is the
+// cause, for the bot's log.
 type runner struct {
 	killGrace time.Duration
 	env       []string // extra environment, from Config.Env
@@ -110,7 +118,7 @@ func (r runner) onBot(t turtles.Task, ws workspace, command string, timeout time
 	if len(r.secrets) > 0 {
 		dir := filepath.Join(ws.dir, "secrets")
 		if err := writeSecretFiles(dir, r.secrets); err != nil {
-			return execSpec{}, turtles.MarkInfra(fmt.Errorf("write secret files: %w", err))
+			return execSpec{}, turtles.InfraFault("the bot could not hand the task its secrets", fmt.Errorf("write secret files: %w", err))
 		}
 		env = append(env, "TURTLES_SECRETS="+filepath.Join(seen.dir, "secrets"))
 	}
@@ -120,17 +128,20 @@ func (r runner) onBot(t turtles.Task, ws workspace, command string, timeout time
 	}, nil
 }
 
-// refuseOnBot says why t may not run on this bot outside a VM, or "".
-func (r runner) refuseOnBot(t turtles.Task) (reason string, infra bool) {
+// refuseOnBot says why t may not run on this bot outside a VM: refused
+// when no bot of this pool runs it (the task fails), an infra Fault when
+// this bot cannot but another might.
+func (r runner) refuseOnBot(t turtles.Task) (refused string, err error) {
 	switch {
 	case t.Trusted:
-		return "", false
+		return "", nil
 	case !r.untrustedHost:
-		return "untrusted work runs only in guest-mode VMs (an image, mode guest); this pool takes no host-mode or image-less work from untrusted authors", false
+		return "untrusted work runs only in guest-mode VMs (an image, mode guest); this pool takes no host-mode or image-less work from untrusted authors", nil
 	case r.sandbox == nil:
-		return "this bot cannot isolate tasks (see its log: bubblewrap is missing or user namespaces are off), so it runs no untrusted work on the host", true
+		return "", turtles.InfraFault("this bot cannot isolate untrusted work on the host (no bubblewrap, or no user namespaces)",
+			errors.New("no sandbox: bubblewrap is missing or user namespaces are off (see the bot's log at start)"))
 	}
-	return "", false
+	return "", nil
 }
 
 // env is the complete environment of a task command: nothing of the
@@ -161,13 +172,12 @@ func (r runner) taskEnv(t turtles.Task, ws workspace) []string {
 
 // checkout puts the task's commit into ws.src. Its failures are infra
 // Faults with git.Checkout's reason.
-func (r runner) checkout(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
+func (r runner) checkout(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) error {
 	logf(out, "checking out %s %s", git.Redact(t.Repo.CloneURL), t.SHA)
 	if err := git.Checkout(ctx, ws.src, t.Repo.CloneURL, t.SHA, out); err != nil {
-		err = fmt.Errorf("check out %s: %w", t.SHA, err)
-		return turtles.OutcomeOf(err), err
+		return fmt.Errorf("check out %s: %w", t.SHA, err)
 	}
-	return turtles.Outcome{}, nil
+	return nil
 }
 
 // test runs a test task in a checked-out workspace: task.Command, or the
@@ -178,15 +188,14 @@ func (r runner) checkout(ctx context.Context, t turtles.Task, ws workspace, out 
 func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) (turtles.Outcome, error) {
 	r, err := r.withSecrets(t, out)
 	if err != nil {
-		logf(out, "%v", err)
-		return infraOutcome(err), err
+		return turtles.Outcome{}, err
 	}
 	command, timeout := t.Command, time.Duration(t.Timeout)
 	v := vmTask{image: t.Image, mode: t.Mode, cpus: t.CPUs, memoryMB: t.MemoryMB, forward: t.Forward}
 	if command == "" {
 		cfg, bad, err := readConfig(ws.src)
 		if err != nil {
-			return infraOutcome(err), err
+			return turtles.Outcome{}, err
 		}
 		if bad != nil {
 			logf(out, "%s", bad.Reason)
@@ -209,13 +218,12 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 		timeout = r.timeout
 	}
 	if v.image == "" || v.mode == turtles.ModeHost {
-		if reason, infra := r.refuseOnBot(t); reason != "" {
-			if infra {
-				err := turtles.MarkInfra(errors.New(reason))
-				logf(out, "%s", reason)
-				return infraOutcome(err), err
-			}
-			return failure(out, reason), nil
+		refused, err := r.refuseOnBot(t)
+		if err != nil {
+			return turtles.Outcome{}, err
+		}
+		if refused != "" {
+			return failure(out, refused), nil
 		}
 	}
 	if v.image != "" {
@@ -223,7 +231,7 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 	}
 	spec, err := r.onBot(t, ws, command, timeout, out)
 	if err != nil {
-		return infraOutcome(err), err
+		return turtles.Outcome{}, err
 	}
 	logf(out, "running: %s", command)
 	return execute(ctx, spec)
@@ -233,6 +241,8 @@ func failure(out io.Writer, reason string) turtles.Outcome {
 	logf(out, "%s", reason)
 	return turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: reason}
 }
+
+const reasonConfig = "the bot could not read " + config.FileName + " from the checkout"
 
 // readConfig reads and parses the checkout's .turtles.yaml. A missing or
 // invalid file is the commit's fault: it comes back as a failure outcome
@@ -251,7 +261,7 @@ func readConfig(src string) (cfg *config.Config, bad *turtles.Outcome, err error
 	case errors.Is(err, syscall.ELOOP):
 		return fail(config.FileName + " is a symbolic link; it must be a regular file")
 	case err != nil:
-		return nil, nil, turtles.MarkInfra(fmt.Errorf("read %s: %w", config.FileName, err))
+		return nil, nil, turtles.InfraFault(reasonConfig, fmt.Errorf("read %s: %w", config.FileName, err))
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
@@ -259,7 +269,7 @@ func readConfig(src string) (cfg *config.Config, bad *turtles.Outcome, err error
 	}
 	data, err := io.ReadAll(io.LimitReader(f, config.MaxSize+1))
 	if err != nil {
-		return nil, nil, turtles.MarkInfra(fmt.Errorf("read %s: %w", config.FileName, err))
+		return nil, nil, turtles.InfraFault(reasonConfig, fmt.Errorf("read %s: %w", config.FileName, err))
 	}
 	cfg, err = config.Parse(config.FileName, data)
 	if err != nil {

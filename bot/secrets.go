@@ -28,30 +28,32 @@ type secrets struct {
 
 // resolveSecrets reads the values of names from dir, one file per name
 // holding the value (trailing newlines dropped), as Kubernetes mounts a
-// secret as a volume. A secret this bot does not have is an infra error
-// that names it: another bot may have it, and a person can add it. Errors
-// never quote a value.
+// secret as a volume. A secret this bot does not have is an infra Fault
+// whose reason names it: another bot may have it, and a person can add
+// it. Errors never quote a value.
 func resolveSecrets(dir string, names []string) (secrets, error) {
 	var s secrets
 	for _, name := range names {
 		if !secretNameRe.MatchString(name) {
-			return secrets{}, turtles.MarkInfra(fmt.Errorf("bad secret name %q", name))
+			return secrets{}, turtles.InfraFault(fmt.Sprintf("secret name %q is not valid", name), nil)
 		}
 		if dir == "" {
-			return secrets{}, turtles.MarkInfra(fmt.Errorf("secret %s is not on this bot: it has no secrets directory (setting secrets_dir)", name))
+			return secrets{}, turtles.InfraFault(notHere(name), errors.New("it has no secrets directory (setting secrets_dir)"))
 		}
 		v, err := readSecret(filepath.Join(dir, name))
 		if errors.Is(err, fs.ErrNotExist) {
-			return secrets{}, turtles.MarkInfra(fmt.Errorf("secret %s is not on this bot: no file %s in its secrets directory", name, name))
+			return secrets{}, turtles.InfraFault(notHere(name), fmt.Errorf("no file %s in its secrets directory", name))
 		}
 		if err != nil {
-			return secrets{}, turtles.MarkInfra(fmt.Errorf("read secret %s: %w", name, err))
+			return secrets{}, turtles.InfraFault("the bot could not read secret "+name, fmt.Errorf("read secret %s: %w", name, err))
 		}
 		s.env = append(s.env, name+"="+v)
 		s.values = append(s.values, v)
 	}
 	return s, nil
 }
+
+func notHere(name string) string { return "secret " + name + " is not on this bot" }
 
 // readSecret reads one secret file. Symbolic links are followed: a
 // Kubernetes secret volume is made of them.
@@ -99,7 +101,7 @@ func (r runner) withSecrets(t turtles.Task, out io.Writer) (runner, error) {
 	}
 	if sc, ok := out.(secretScrubber); ok {
 		if err := sc.setSecrets(s.values); err != nil {
-			return r, turtles.MarkInfra(fmt.Errorf("write log: %w", err))
+			return r, turtles.InfraFault(reasonLog, fmt.Errorf("write log: %w", err))
 		}
 	}
 	logf(out, "secrets in the environment: %s (masked in this log)", strings.Join(t.Secrets, ", "))

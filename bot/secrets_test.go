@@ -42,22 +42,27 @@ func TestResolveSecrets(t *testing.T) {
 		dir     string
 		names   []string
 		wantEnv []string
-		wantErr string
+		wantErr string // in the error's text, for the log
+		reason  string // the Fault's, for people
 	}{
 		{name: "none", dir: dir},
 		{name: "kubernetes layout", dir: dir, names: []string{"DEPLOY_TOKEN"}, wantEnv: []string{"DEPLOY_TOKEN=" + secretValue}},
-		{name: "missing", dir: dir, names: []string{"DEPLOY_TOKEN", "NOPE"}, wantErr: "secret NOPE is not on this bot"},
-		{name: "no directory", names: []string{"DEPLOY_TOKEN"}, wantErr: "secret DEPLOY_TOKEN is not on this bot: it has no secrets directory"},
-		{name: "path in name", dir: dir, names: []string{"../DEPLOY_TOKEN"}, wantErr: "bad secret name"},
-		{name: "too large", dir: dir, names: []string{"HUGE"}, wantErr: "read secret HUGE: larger than"},
-		{name: "not a file", dir: dir, names: []string{"ADIR"}, wantErr: "read secret ADIR: not a regular file"},
+		{name: "missing", dir: dir, names: []string{"DEPLOY_TOKEN", "NOPE"}, wantErr: "secret NOPE is not on this bot: no file NOPE", reason: "secret NOPE is not on this bot"},
+		{name: "no directory", names: []string{"DEPLOY_TOKEN"}, wantErr: "secret DEPLOY_TOKEN is not on this bot: it has no secrets directory",
+			reason: "secret DEPLOY_TOKEN is not on this bot"},
+		{name: "path in name", dir: dir, names: []string{"../DEPLOY_TOKEN"}, wantErr: `secret name "../DEPLOY_TOKEN" is not valid`, reason: `secret name "../DEPLOY_TOKEN" is not valid`},
+		{name: "too large", dir: dir, names: []string{"HUGE"}, wantErr: "read secret HUGE: larger than", reason: "the bot could not read secret HUGE"},
+		{name: "not a file", dir: dir, names: []string{"ADIR"}, wantErr: "read secret ADIR: not a regular file", reason: "the bot could not read secret ADIR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := resolveSecrets(tt.dir, tt.names)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !turtles.IsInfra(err) {
-					t.Fatalf("err = %v, want infra error containing %q", err, tt.wantErr)
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				if f, ok := turtles.FaultOf(err); !ok || f.Class != turtles.Infra || f.Reason != tt.reason {
+					t.Errorf("Fault %+v, %v; want class infra, reason %q", f, ok, tt.reason)
 				}
 				if strings.Contains(err.Error(), secretValue) {
 					t.Errorf("error quotes the value: %v", err)

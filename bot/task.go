@@ -35,18 +35,38 @@ var errCancelled = errors.New("task cancelled")
 // reportTimeout bounds storing results and emitting events after a run.
 const reportTimeout = 2 * time.Minute
 
+// Reasons, for people, of failures to keep an attempt's files.
+const (
+	reasonStore = "the bot could not write to the log store"
+	reasonLog   = "the bot could not write the task's log"
+)
+
+// Labels of turtles_bot_tasks_total for attempts this bot stopped without
+// an outcome, besides the outcome classes: the task goes on elsewhere.
+const (
+	// labelLost: the lease ran out and the queue gave the task to
+	// another bot (queue.ErrLeaseLost).
+	labelLost = "lost"
+	// labelReleased: the bot drained and handed the task back.
+	labelReleased = "released"
+)
+
 // handle runs one delivery to its end: an acked outcome, a Nack for an
 // infra failure, a Release when draining, or nothing when the lease was
 // lost. The workspace is removed whatever happens.
+//
+// An error that stops the attempt becomes its outcome by its Fault
+// (turtles.OutcomeOf): the reason goes to the status, result.json and the
+// task's log, the error itself only to the bot's log.
 func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	t := d.Task()
 	log := b.log.With("task", t.Key(), "attempt", t.Attempt, "delivery", d.Count())
 	started := time.Now()
 	b.m.busy.Inc()
 	defer b.m.busy.Dec()
-	class := turtles.Cancelled
+	label := string(turtles.Infra) // what turtles_bot_tasks_total counts
 	defer func() {
-		b.m.tasks.WithLabelValues(b.cfg.Pool, string(class)).Inc()
+		b.m.tasks.WithLabelValues(b.cfg.Pool, label).Inc()
 		b.m.duration.WithLabelValues(b.cfg.Pool).Observe(time.Since(started).Seconds())
 	}()
 	log.Info("task claimed")
@@ -63,8 +83,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	d, err := b.claimPrefix(report, d)
 	if err != nil {
 		log.Error("claim a store prefix", "err", err)
-		b.retry(report, d, infraOutcome(err), log)
-		class = turtles.Infra
+		b.retry(report, d, turtles.OutcomeOf(err), log)
 		return
 	}
 	if queued := t.Attempt; d.Task().Attempt != queued {
@@ -77,8 +96,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	ws, out, err := b.prepare(prefix, log)
 	if err != nil {
 		log.Error("no workspace or live log", "err", err)
-		b.retry(report, d, infraOutcome(err), log)
-		class = turtles.Infra
+		b.retry(report, d, turtles.OutcomeOf(err), log)
 		return
 	}
 	defer func() {
@@ -117,23 +135,23 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		if err := closeLog(); err != nil {
 			log.Warn("store log", "err", err)
 		}
-		b.stopped(report, d, cause, log)
+		label = b.stopped(report, d, cause, log)
 		return
 	}
-	if err == nil && outcome.Class != turtles.Cancelled {
+	if err == nil {
 		ctx, c := context.WithTimeout(report, reportTimeout)
 		err = b.uploadArtifacts(ctx, prefix, ws.artifacts, out.Scrubber(), out)
 		c()
 	}
 	if err != nil {
-		outcome = infraFailure(outcome, err, out, log)
+		outcome = b.failed(err, out, log)
 	}
-	class = outcome.Class
+	label = string(outcome.Class)
 	b.addResults(report, prefix, ws.artifacts, out, &res)
 
 	// The reason may quote the command's output (a TAP bail out, an
-	// error message): it goes to result.json and to the forge.
-	outcome.Reason = out.Scrubber().String(outcome.Reason)
+	// artifact's name): it goes to result.json and to the forge.
+	outcome.Reason = truncate(out.Scrubber().String(outcome.Reason))
 	res.Outcome = outcome
 	res.Finished = time.Now()
 	res.Duration = res.Finished.Sub(res.Started).Seconds()
@@ -142,14 +160,17 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	// crash in between delivers the task again rather than losing it.
 	if err := b.putResult(report, prefix, res); err != nil {
 		log.Error("store result", "err", err)
-		outcome, class = infraOutcome(err), turtles.Infra
+		outcome = turtles.OutcomeOf(err)
+		label = string(outcome.Class)
 	}
 	if err := closeLog(); err != nil {
 		log.Error("store log", "err", err)
-		outcome, class = infraOutcome(err), turtles.Infra
+		outcome = turtles.OutcomeOf(turtles.InfraFault(reasonStore, err))
+		label = string(outcome.Class)
 	}
 	if c := context.Cause(runCtx); c == errLeaseLost || c == errCancelled {
 		log.Warn("lease lost while reporting; not reporting", "cause", c)
+		label = labelOf(c)
 		return
 	}
 	if outcome.Class == turtles.Infra {
@@ -175,31 +196,28 @@ func (b *Bot) prepare(prefix string, log *slog.Logger) (workspace, *liveLog, err
 		if err := removeAll(ws.dir); err != nil {
 			log.Error("remove workspace", "path", ws.dir, "err", err)
 		}
-		return workspace{}, nil, fmt.Errorf("live log: %w", turtles.MarkInfra(err))
+		return workspace{}, nil, turtles.InfraFault(reasonStore, fmt.Errorf("live log: %w", err))
 	}
 	return ws, out, nil
 }
 
-// infraFailure is the outcome of an attempt that failed on our side (err,
-// marked infra if it is not yet): the outcome the attempt gave if it is
-// already an infra one with a reason, else one made of err. Both the bot's
-// log and the task's log say so.
-func infraFailure(outcome turtles.Outcome, err error, out io.Writer, log *slog.Logger) turtles.Outcome {
-	if !turtles.IsInfra(err) {
-		err = turtles.MarkInfra(err)
+// failed is the outcome of an attempt that err stopped before it had one:
+// err's class and reason (turtles.OutcomeOf). The error, which may name
+// the bot's paths and hosts, goes to the bot's log only; the task's log
+// says where to find it.
+func (b *Bot) failed(err error, out io.Writer, log *slog.Logger) turtles.Outcome {
+	o := turtles.OutcomeOf(err)
+	log.Warn("attempt failed", "class", o.Class, "reason", o.Reason, "err", err)
+	if o.Class == turtles.Infra {
+		logf(out, "not a test failure: turtles could not complete this attempt (the cause is in the log of bot %s)", b.cfg.Name)
 	}
-	if outcome.Class != turtles.Infra || outcome.Reason == "" {
-		outcome = infraOutcome(err)
-	}
-	log.Warn("infra failure", "err", err)
-	logf(out, "infrastructure error (not a test failure): %v", err)
-	return outcome
+	return o
 }
 
 // stopped ends a delivery whose attempt was stopped from outside, by
 // cause: a lost lease or a cancel leave it to whoever owns the task now; a
-// drain releases it for another bot.
-func (b *Bot) stopped(report context.Context, d queue.Delivery, cause error, log *slog.Logger) {
+// drain releases it for another bot. It returns the metrics label.
+func (b *Bot) stopped(report context.Context, d queue.Delivery, cause error, log *slog.Logger) (label string) {
 	switch {
 	case errors.Is(cause, errLeaseLost):
 		log.Warn("lease lost; not reporting")
@@ -214,6 +232,19 @@ func (b *Bot) stopped(report context.Context, d queue.Delivery, cause error, log
 			log.Info("task released for another bot")
 		}
 	}
+	return labelOf(cause)
+}
+
+// labelOf is the metrics label of an attempt stopped from outside by
+// cause.
+func labelOf(cause error) string {
+	switch {
+	case errors.Is(cause, errLeaseLost):
+		return labelLost
+	case errors.Is(cause, errCancelled):
+		return string(turtles.Cancelled)
+	}
+	return labelReleased
 }
 
 func reasonSuffix(r string) string {
@@ -316,8 +347,8 @@ func (b *Bot) heartbeat(d queue.Delivery, lost context.CancelCauseFunc, log *slo
 
 // attempt checks the task's commit out and runs it.
 func (b *Bot) attempt(ctx context.Context, t turtles.Task, ws workspace, out io.Writer, spawns *planned) (turtles.Outcome, error) {
-	if o, err := b.run.checkout(ctx, t, ws, out); err != nil {
-		return o, err
+	if err := b.run.checkout(ctx, t, ws, out); err != nil {
+		return turtles.Outcome{}, err
 	}
 	if t.Kind == turtles.KindPlan {
 		return b.plan(ctx, t, ws, out, spawns)
@@ -331,7 +362,7 @@ func (b *Bot) attempt(ctx context.Context, t turtles.Task, ws workspace, out io.
 func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Writer, spawns *planned) (turtles.Outcome, error) {
 	cfg, bad, err := readConfig(ws.src)
 	if err != nil {
-		return infraOutcome(err), err
+		return turtles.Outcome{}, err
 	}
 	if _, serr := os.Lstat(filepath.Join(ws.src, config.FileName)); bad != nil && errors.Is(serr, fs.ErrNotExist) && b.cfg.Default != nil {
 		logf(out, "no %s in this commit: using the server's default configuration", config.FileName)
@@ -367,7 +398,7 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 		}
 		tt.Created = time.Now()
 		if err := tt.Validate(); err != nil {
-			return infraOutcome(err), turtles.MarkInfra(fmt.Errorf("queue %s: %w", tt.Key(), err))
+			return turtles.Outcome{}, turtles.InfraFault("the plan could not queue context "+tt.Context, fmt.Errorf("queue %s: %w", tt.Key(), err))
 		}
 		spawns.tasks = append(spawns.tasks, queue.Spawn{Task: tt, Queued: b.event(turtles.EventQueued, tt, "", nil)})
 		logf(out, "queuing %s in pool %s: %s", tt.Context, tt.Pool, tt.Command)
@@ -431,10 +462,10 @@ func (b *Bot) putResult(ctx context.Context, prefix string, res turtles.Result) 
 	defer cancel()
 	data, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
-		return turtles.MarkInfra(fmt.Errorf("encode result: %w", err))
+		return fmt.Errorf("encode result: %w", err)
 	}
 	if err := b.cfg.Store.Put(ctx, prefix+store.ResultName, bytes.NewReader(data), "application/json"); err != nil {
-		return turtles.MarkInfra(fmt.Errorf("store result: %w", err))
+		return turtles.InfraFault(reasonStore, fmt.Errorf("store result: %w", err))
 	}
 	return nil
 }

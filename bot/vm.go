@@ -72,13 +72,9 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	if err != nil {
 		if ctx.Err() != nil {
 			logf(out, "stopped while fetching the image: %v", context.Cause(ctx))
-			return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+			return turtles.Outcome{}, cancelled(ctx)
 		}
-		err = turtles.MarkInfra(fmt.Errorf("this bot cannot boot image %s: %w", v.image, err))
-		logf(out, "%v", err)
-		o := infraOutcome(err)
-		o.Reason = truncate("image " + v.image + ": " + firstLine(err.Error()))
-		return o, err
+		return turtles.Outcome{}, imageFault(v.image, err)
 	}
 	defer release()
 	console := &lineEnd{w: out}
@@ -105,12 +101,9 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	if err != nil {
 		if ctx.Err() != nil {
 			logf(out, "stopped while the VM booted: %v", context.Cause(ctx))
-			return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+			return turtles.Outcome{}, cancelled(ctx)
 		}
-		logf(out, "VM did not boot: %v", err)
-		o := infraOutcome(err)
-		o.Reason = truncate("VM did not boot: " + firstLine(err.Error()))
-		return o, err
+		return turtles.Outcome{}, err // vm.Start says why, for people
 	}
 	defer func() {
 		stopped := time.Now()
@@ -123,10 +116,9 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	logf(out, "VM %s (%s) accepts SSH on 127.0.0.1:%d after %s", m.Name, m.Accel, m.SSHPort, time.Since(began).Round(100*time.Millisecond))
 	if _, err := m.Output(ctx, "mkdir -p "+GuestArtifacts); err != nil {
 		if ctx.Err() != nil {
-			return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+			return turtles.Outcome{}, cancelled(ctx)
 		}
-		err = turtles.MarkInfra(fmt.Errorf("prepare VM: %w", err))
-		return infraOutcome(err), err
+		return turtles.Outcome{}, turtles.InfraFault("the bot could not prepare the VM for the task", fmt.Errorf("prepare VM: %w", err))
 	}
 
 	var o turtles.Outcome
@@ -137,14 +129,13 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 			// The VM's own directory is hidden from the task: its key is
 			// handed over in the workspace.
 			if key, err = copyKey(m.KeyFile(), filepath.Join(ws.dir, "vm-key")); err != nil {
-				err = turtles.MarkInfra(err)
-				return infraOutcome(err), err
+				return turtles.Outcome{}, turtles.InfraFault("the bot could not hand the VM's SSH key to the task", err)
 			}
 			key = filepath.Join(sandbox.Root, "vm-key")
 		}
 		var spec execSpec
 		if spec, err = r.onBot(t, ws, command, timeout, out, vmEnv(m, key)...); err != nil {
-			return infraOutcome(err), err
+			return turtles.Outcome{}, err
 		}
 		o, err = execute(ctx, spec)
 	} else {
@@ -216,10 +207,9 @@ func copyKey(from, to string) (string, error) {
 func (r runner) guest(ctx context.Context, t turtles.Task, m *vm.Machine, ws workspace, out io.Writer, command string, timeout time.Duration) (turtles.Outcome, error) {
 	if err := m.CopyTo(ctx, ws.src, GuestSrc); err != nil {
 		if ctx.Err() != nil {
-			return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+			return turtles.Outcome{}, cancelled(ctx)
 		}
-		err = turtles.MarkInfra(err)
-		return infraOutcome(err), err
+		return turtles.Outcome{}, turtles.InfraFault("the checkout could not be copied into the VM", err)
 	}
 	pr := ""
 	if t.PR > 0 {
@@ -247,14 +237,15 @@ func (r runner) guest(ctx context.Context, t turtles.Task, m *vm.Machine, ws wor
 	switch {
 	case ctx.Err() != nil:
 		logf(out, "command stopped after %s: %v", elapsed, context.Cause(ctx))
-		return turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: "cancelled"}, context.Cause(ctx)
+		return turtles.Outcome{}, cancelled(ctx)
 	case cctx.Err() != nil:
 		logf(out, "timed out after %s; stopping the VM", timeout)
 		return turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: fmt.Sprintf("timed out after %s", timeout)}, nil
 	case err != nil:
-		// The guest died or the connection broke under the command.
-		logf(out, "lost the VM after %s: %v\nserial console (last lines):\n%s", elapsed, err, m.ConsoleTail())
-		return infraOutcome(err), turtles.MarkInfra(err)
+		// The guest died or the connection broke under the command; vm
+		// says which, for people.
+		logf(out, "lost the VM after %s\nserial console (last lines):\n%s", elapsed, m.ConsoleTail())
+		return turtles.Outcome{}, err
 	case code == 0:
 		logf(out, "exit status 0 after %s", elapsed)
 		return turtles.Outcome{Class: turtles.Success}, nil
@@ -287,9 +278,17 @@ func collect(m *vm.Machine, ws workspace, out io.Writer) {
 	}
 }
 
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
+// imageFault says for people why the image named name could not be had:
+// the cache's reason for a pinned image, or that this bot lacks it.
+func imageFault(name string, err error) error {
+	err = fmt.Errorf("this bot cannot boot image %s: %w", name, err)
+	if _, ok := turtles.FaultOf(err); ok {
+		return err
+	}
+	if errors.Is(err, image.ErrNotFound) {
+		return turtles.InfraFault("this bot does not have image "+name, err)
+	}
+	return turtles.InfraFault("this bot cannot boot image "+name, err)
 }
 
 func (c VMConfig) withDefaults(workDir string, log *slog.Logger) VMConfig {

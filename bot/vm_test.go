@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/image/debian"
 	"github.com/turtles-ci/turtles/queue"
@@ -190,8 +192,9 @@ func TestVMCancelAndMissingImage(t *testing.T) {
 	t.Run("missing-image", func(t *testing.T) {
 		var buf bytes.Buffer
 		o, err := RunLocal(context.Background(), LocalOptions{Dir: repo, Context: "guest", WorkDir: t.TempDir(), Out: &buf, VM: VMConfig{ImagesDir: t.TempDir()}})
-		if o.Class != turtles.Infra || !turtles.IsInfra(err) || !strings.Contains(buf.String(), "cannot boot image debian-12") {
-			t.Errorf("outcome %+v, %v; want infra\n%s", o, err, buf.String())
+		want := turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: "this bot does not have image debian-12"}
+		if diff := cmp.Diff(want, o); diff != "" || err == nil || !strings.Contains(err.Error(), "cannot boot image debian-12") {
+			t.Errorf("error %v, outcome (-want +got):\n%s\n%s", err, diff, buf.String())
 		}
 	})
 }
