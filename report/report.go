@@ -194,6 +194,9 @@ func statusFor(ev turtles.Event, planRed bool) (forge.Status, bool) {
 		// The event carries the attempt that failed; name the one to come.
 		st.State = forge.Pending
 		st.Description = fmt.Sprintf("Infrastructure problem, retrying (attempt %d)", ev.Task.Attempt+1)
+		if ev.Outcome != nil && strings.TrimSpace(ev.Outcome.Reason) != "" {
+			st.Description += ": " + strings.TrimSpace(ev.Outcome.Reason)
+		}
 	case turtles.EventFinished:
 		st.State, st.Description = finished(ev)
 	default:
@@ -202,6 +205,11 @@ func statusFor(ev turtles.Event, planRed bool) (forge.Status, bool) {
 	return st, true
 }
 
+// finished is the state and description of a task's final status. It is
+// the one place a class is put into words for people: an outcome's reason
+// never says its class (turtles.Fault), so an infra or cancelled status
+// leads with it, and a failure's reason ("exit status 1", ".turtles.yaml:7:
+// ...") stands alone, the red mark saying the rest.
 func finished(ev turtles.Event) (forge.State, string) {
 	o := ev.Outcome
 	if o == nil {

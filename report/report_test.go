@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/forge/github"
@@ -80,7 +81,7 @@ func started(c string, a int) turtles.Event { return event(turtles.EventStarted,
 
 func retrying(c string, a int) turtles.Event {
 	ev := event(turtles.EventRetrying, c, a)
-	ev.Outcome = &turtles.Outcome{Class: turtles.Infra, Reason: "VM did not boot"}
+	ev.Outcome = &turtles.Outcome{Class: turtles.Infra, Reason: "the VM did not boot within 5m0s"}
 	return ev
 }
 
@@ -112,15 +113,15 @@ func TestReporter(t *testing.T) {
 		{name: "started", events: []turtles.Event{started("linux", 1)},
 			want: []githubtest.Status{status("linux", "pending", logLinux, "Running on bot-1")}},
 		{name: "retrying names the next attempt", events: []turtles.Event{retrying("linux", 1)},
-			want: []githubtest.Status{status("linux", "pending", logLinux, "Infrastructure problem, retrying (attempt 2)")}},
+			want: []githubtest.Status{status("linux", "pending", logLinux, "Infrastructure problem, retrying (attempt 2): the VM did not boot within 5m0s")}},
 		{name: "success", events: []turtles.Event{finished("linux", 1, turtles.Success, "")},
 			want: []githubtest.Status{status("linux", "success", logLinux, "Tests passed")}},
 		{name: "failure with reason", events: []turtles.Event{finished("linux", 1, turtles.Failure, "3 tests failed")},
 			want: []githubtest.Status{status("linux", "failure", logLinux, "3 tests failed")}},
 		{name: "failure without reason", events: []turtles.Event{finished("linux", 1, turtles.Failure, "")},
 			want: []githubtest.Status{status("linux", "failure", logLinux, "Tests failed")}},
-		{name: "infra", events: []turtles.Event{finished("linux", 3, turtles.Infra, "image fetch failed")},
-			want: []githubtest.Status{status("linux", "error", logLinux, "Infrastructure failure: image fetch failed")}},
+		{name: "infra", events: []turtles.Event{finished("linux", 3, turtles.Infra, "image debian-12-0123456789ab could not be fetched")},
+			want: []githubtest.Status{status("linux", "error", logLinux, "Infrastructure failure: image debian-12-0123456789ab could not be fetched")}},
 		{name: "cancelled", events: []turtles.Event{finished("linux", 1, turtles.Cancelled, "superseded by a newer push")},
 			want: []githubtest.Status{status("linux", "error", logLinux, "Cancelled: superseded by a newer push")}},
 		{name: "cancelled without reason", events: []turtles.Event{finished("linux", 1, turtles.Cancelled, "")},
@@ -138,7 +139,7 @@ func TestReporter(t *testing.T) {
 			want: []githubtest.Status{
 				status("linux", "pending", "", "Queued"),
 				status("linux", "pending", logLinux, "Running on bot-1"),
-				status("linux", "pending", logLinux, "Infrastructure problem, retrying (attempt 2)"),
+				status("linux", "pending", logLinux, "Infrastructure problem, retrying (attempt 2): the VM did not boot within 5m0s"),
 				status("linux", "pending", logLinux, "Running on bot-1"),
 				status("linux", "success", logLinux, "Tests passed"),
 			},
@@ -203,8 +204,8 @@ func TestReporter(t *testing.T) {
 		},
 		{
 			name:   "plan infra",
-			events: []turtles.Event{finished(plan, 5, turtles.Infra, "clone failed")},
-			want:   []githubtest.Status{status(plan, "error", logPlan, "Infrastructure failure: clone failed")},
+			events: []turtles.Event{finished(plan, 5, turtles.Infra, "the repository could not be fetched")},
+			want:   []githubtest.Status{status(plan, "error", logPlan, "Infrastructure failure: the repository could not be fetched")},
 		},
 		{
 			name: "a fixed plan clears its red status",
@@ -279,14 +280,17 @@ func TestReporterMetrics(t *testing.T) {
 	if err := e.rep.Handle(ctx, finished("bsd", 1, turtles.Success, "")); err == nil {
 		t.Fatal("Handle with a 404 succeeded")
 	}
-	want := map[string]float64{
-		`turtles_forge_errors_total{kind="permanent"}`: 1,
-		`turtles_forge_errors_total{kind="retryable"}`: 1,
-		`turtles_statuses_total{state="failure"}`:      1,
-		`turtles_statuses_total{state="pending"}`:      2,
-	}
-	if diff := cmp.Diff(want, counters(t, e.reg)); diff != "" {
-		t.Errorf("metrics (-want +got):\n%s", diff)
+	const help = `# HELP turtles_forge_errors_total Failed attempts to set a commit status, by kind: permanent, rate_limit, retryable.
+# TYPE turtles_forge_errors_total counter
+turtles_forge_errors_total{kind="permanent"} 1
+turtles_forge_errors_total{kind="retryable"} 1
+# HELP turtles_statuses_total Commit statuses set on the forge, by state.
+# TYPE turtles_statuses_total counter
+turtles_statuses_total{state="failure"} 1
+`
+	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(help+`turtles_statuses_total{state="pending"} 2
+`)); err != nil {
+		t.Errorf("metrics: %v", err)
 	}
 	// A second reporter on the same registry shares the counters.
 	gh, err := github.New(github.Config{BaseURL: e.srv.URL, Token: token})
@@ -297,27 +301,8 @@ func TestReporterMetrics(t *testing.T) {
 	if err := rep2.Handle(ctx, queued("arm", 1)); err != nil {
 		t.Fatal(err)
 	}
-	if got := counters(t, e.reg)[`turtles_statuses_total{state="pending"}`]; got != 3 {
-		t.Errorf("pending statuses after a second reporter = %v, want 3", got)
+	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(help+`turtles_statuses_total{state="pending"} 3
+`)); err != nil {
+		t.Errorf("metrics after a second reporter: %v", err)
 	}
-}
-
-// counters flattens the counters in reg to "name{label="value"}" -> value.
-func counters(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("Gather: %v", err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			out[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = m.GetCounter().GetValue()
-		}
-	}
-	return out
 }
