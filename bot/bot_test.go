@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -232,13 +234,35 @@ func (h *harness) events(until func(turtles.Event) bool) []turtles.Event {
 	}
 }
 
-// quiet checks that no event arrives for a while.
-func (h *harness) quiet(d time.Duration) {
+// quiet checks that the event log holds no event but heartbeats and
+// those of the types allowed. Call it once the bot emits no more (its Run
+// returned, or waitIdle saw its slots idle): it emits a barrier event of
+// its own and receives up to it, so what came before is all there is, and
+// no wait can pass for an event that comes late.
+func (h *harness) quiet(allowed ...turtles.EventType) {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if ev, err := h.db.Receive(ctx); err == nil {
-		h.t.Errorf("unexpected event %s of %s", ev.Event().Type, ev.Event().Task.Key())
+	barrier := turtles.Event{ID: "barrier-" + strconv.FormatInt(time.Now().UnixNano(), 10), Type: turtles.EventHeartbeat,
+		Task: h.task(turtles.KindTest, "barrier", ""), Bot: "test", Time: time.Now()}
+	if err := h.db.Emit(ctx, barrier); err != nil {
+		h.t.Fatal(err)
+	}
+	for {
+		d, err := h.db.Receive(ctx)
+		if err != nil {
+			h.t.Fatalf("the barrier event never came: %v", err)
+		}
+		ev := d.Event()
+		if err := d.Ack(ctx); err != nil {
+			h.t.Fatal(err)
+		}
+		if ev.ID == barrier.ID {
+			return
+		}
+		if ev.Type != turtles.EventHeartbeat && !slices.Contains(allowed, ev.Type) {
+			h.t.Errorf("unexpected event %s of %s", ev.Type, ev.Task.Key())
+		}
 	}
 }
 
@@ -640,7 +664,7 @@ func TestDrainReleasesRunningTask(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Errorf("drain took %s", elapsed)
 	}
-	h.quiet(200 * time.Millisecond)
+	h.quiet() // Run returned: the bot emitted all it will
 	if _, ok := h.object(store.AttemptPrefix(task) + store.ResultName); ok {
 		t.Errorf("a drained attempt stored a result")
 	}
@@ -674,18 +698,22 @@ func TestStopWaitsForRunningTask(t *testing.T) {
 	r := h.start()
 	task := h.startedAndLogging(`echo running now; while [ ! -e ` + gate + ` ]; do sleep 0.05; done`)
 	r.cancel() // stop claiming, keep running
-	select {
-	case err := <-r.done:
-		t.Fatalf("Run returned (%v) with a task still running", err)
-	case <-time.After(300 * time.Millisecond):
-	}
 	os.WriteFile(gate, nil, 0o644)
-	evs := h.events(finishedFor(task.Key()))
-	if c := evs[len(evs)-1].Outcome.Class; c != turtles.Success {
-		t.Errorf("outcome %s, want success", c)
-	}
 	if err := r.stop(t, false); err != nil {
 		t.Fatal(err)
+	}
+	// Run returned only after the task finished: its finished event is
+	// in the log already, before any event emitted now. A Run that
+	// returned at the cancel would have left the task to finish later.
+	barrier := h.task(turtles.KindTest, "barrier", "")
+	if err := h.db.Emit(context.Background(), turtles.Event{ID: "barrier", Type: turtles.EventQueued, Task: barrier}); err != nil {
+		t.Fatal(err)
+	}
+	evs := h.events(func(ev turtles.Event) bool { return finishedFor(task.Key())(ev) || ev.ID == "barrier" })
+	if last := evs[len(evs)-1]; last.ID == "barrier" {
+		t.Fatalf("Run returned before its running task finished: events %v", summarize(evs))
+	} else if c := last.Outcome.Class; c != turtles.Success {
+		t.Errorf("outcome %s, want success", c)
 	}
 }
 
@@ -730,7 +758,7 @@ func TestLeaseLostReportsNothing(t *testing.T) {
 			t.Errorf("unexpected event %s of %s", ev.Type, ev.Task.Key())
 		}
 	}
-	h.quiet(300 * time.Millisecond)
+	h.quiet() // Run returned: the bot emitted all it will
 	if _, ok := h.object(store.AttemptPrefix(task) + store.ResultName); ok {
 		t.Errorf("the bot that lost its lease stored a result")
 	}

@@ -34,7 +34,7 @@ func TestCancelStopsRunningTask(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > 5*time.Second {
 		t.Errorf("the cancelled task ran on for %s", elapsed)
 	}
-	h.quiet(300 * time.Millisecond)
+	h.quiet() // waitIdle: the attempt's handling ended
 	if _, ok := h.object(store.AttemptPrefix(task) + store.ResultName); ok {
 		t.Errorf("the cancelled attempt stored a result")
 	}
