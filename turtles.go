@@ -396,17 +396,3 @@ func OutcomeOf(err error) Outcome {
 	}
 	return o
 }
-
-// Deprecated: MarkInfra is being replaced by Fail and InfraFault.
-func MarkInfra(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &Fault{Class: Infra, Reason: UnclassifiedReason, Err: err}
-}
-
-// Deprecated: IsInfra is being replaced by FaultOf.
-func IsInfra(err error) bool {
-	f, ok := FaultOf(err)
-	return ok && f.Class == Infra
-}
