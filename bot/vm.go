@@ -281,7 +281,6 @@ func collect(m *vm.Machine, ws workspace, out io.Writer) {
 // imageFault says for people why the image named name could not be had:
 // the cache's reason for a pinned image, or that this bot lacks it.
 func imageFault(name string, err error) error {
-	err = fmt.Errorf("this bot cannot boot image %s: %w", name, err)
 	if _, ok := turtles.FaultOf(err); ok {
 		return err
 	}
