@@ -1,5 +1,5 @@
-// Package sqlite is the embedded queue backend: tasks and events in one
-// SQLite file (pure Go, modernc.org/sqlite), so that `turtles serve` needs
+// Package sqlite is the embedded queue backend: tasks, events and inbox
+// messages in one SQLite file (pure Go, modernc.org/sqlite), so that `turtles serve` needs
 // no broker. Several processes may share the file; every state change is a
 // write transaction, so a task is never held by two claimers at once.
 //
@@ -31,9 +31,6 @@ const (
 	// eventLease is how long a received event stays invisible to other
 	// receivers before it is received again.
 	eventLease = 30 * time.Second
-	// deliveryTTL is how long FirstDelivery remembers a webhook delivery.
-	// Forges redeliver within hours; a week is plenty.
-	deliveryTTL = 7 * 24 * time.Hour
 	// maxSkip bounds the dead-lettering one Claim does in one transaction,
 	// so a flood of bad messages cannot hold the write lock for long.
 	maxSkip = 64
@@ -90,6 +87,9 @@ var migrations = []string{
 		body     BLOB    NOT NULL,
 		avail_at INTEGER NOT NULL DEFAULT 0
 	);`,
+	// The webhook delivery log moved out of the queue (cmd/turtles keeps
+	// it apart until package state holds it).
+	`DROP TABLE deliveries;`,
 }
 
 // DB is a queue.Queue and a queue.Events on one SQLite file.
@@ -107,9 +107,7 @@ type DB struct {
 
 	wal *walSync // makes what the queue accepts durable (durable.go)
 
-	mu         sync.Mutex
-	wakeups    queue.Wakeups // keyed by pool, and eventsKey for events
-	lastPruned time.Time
+	wakeups queue.Wakeups // keyed by pool, eventsKey and inboxKey
 }
 
 var (
@@ -494,56 +492,4 @@ func moveDead(ctx context.Context, tx *sql.Tx, id int64, t *turtles.Task, reason
 		return fmt.Errorf("dead-letter task %d: its final event: %w", id, err)
 	}
 	return nil
-}
-
-// FirstDelivery records a webhook delivery ID and reports whether it is
-// new, so that the receiver can ignore a forge's replays. IDs are
-// forgotten after a week.
-func (db *DB) FirstDelivery(ctx context.Context, id string) (bool, error) {
-	if db.closed() {
-		return false, queue.ErrClosed
-	}
-	now := time.Now()
-	db.mu.Lock()
-	prune := now.Sub(db.lastPruned) > time.Hour
-	if prune {
-		db.lastPruned = now
-	}
-	db.mu.Unlock()
-	if prune {
-		if _, err := db.sql.ExecContext(ctx, `DELETE FROM deliveries WHERE seen < ?`, nanos(now.Add(-deliveryTTL))); err != nil {
-			return false, fmt.Errorf("prune webhook deliveries: %w", db.check(err))
-		}
-	}
-	var n int64
-	err := db.durable(ctx, func(ctx context.Context) error {
-		res, err := db.sql.ExecContext(ctx, `INSERT INTO deliveries (id, seen) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, nanos(now))
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("record webhook delivery %q: %w", id, db.check(err))
-	}
-	return n == 1, nil
-}
-
-// Seen reports whether a webhook delivery ID was recorded by
-// FirstDelivery, without recording it: the receiver checks before it
-// publishes and records only after, so a failed publish can be redelivered.
-func (db *DB) Seen(ctx context.Context, id string) (bool, error) {
-	if db.closed() {
-		return false, queue.ErrClosed
-	}
-	var one int
-	err := db.sql.QueryRowContext(ctx, `SELECT 1 FROM deliveries WHERE id = ? AND seen >= ?`, id, nanos(time.Now().Add(-deliveryTTL))).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("look up webhook delivery %q: %w", id, db.check(err))
-	}
-	return true, nil
 }

@@ -40,48 +40,6 @@ func TestContract(t *testing.T) {
 	})
 }
 
-func TestFirstDelivery(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
-	ctx := t.Context()
-	tests := []struct {
-		id   string
-		want bool
-	}{
-		{id: "d-1", want: true},
-		{id: "d-1", want: false},
-		{id: "d-2", want: true},
-		{id: "d-1", want: false},
-	}
-	if seen, err := db.Seen(ctx, "d-1"); err != nil || seen {
-		t.Errorf("Seen(d-1) before FirstDelivery = %v, %v; want false, nil", seen, err)
-	}
-	for _, tt := range tests {
-		got, err := db.FirstDelivery(ctx, tt.id)
-		if err != nil || got != tt.want {
-			t.Errorf("FirstDelivery(%q) = %v, %v; want %v, nil", tt.id, got, err, tt.want)
-		}
-		if seen, err := db.Seen(ctx, tt.id); err != nil || !seen {
-			t.Errorf("Seen(%q) after FirstDelivery = %v, %v; want true, nil", tt.id, seen, err)
-		}
-	}
-
-	// A week later the ID is forgotten: a replay that old is a new event.
-	old := time.Now().Add(-deliveryTTL - time.Minute).UnixNano()
-	if _, err := db.sql.Exec(`UPDATE deliveries SET seen = ? WHERE id = 'd-1'`, old); err != nil {
-		t.Fatal(err)
-	}
-	db.lastPruned = time.Time{}
-	for _, tt := range []struct {
-		id   string
-		want bool
-	}{{id: "d-2", want: false}, {id: "d-1", want: true}} {
-		got, err := db.FirstDelivery(ctx, tt.id)
-		if err != nil || got != tt.want {
-			t.Errorf("after pruning: FirstDelivery(%q) = %v, %v; want %v, nil", tt.id, got, err, tt.want)
-		}
-	}
-}
-
 // Two handles on one file behave like two processes: they share the tasks
 // and never hand one task to both.
 func TestTwoProcesses(t *testing.T) {
