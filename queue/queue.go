@@ -27,7 +27,30 @@ var (
 	ErrLeaseLost = errors.New("lease lost")
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("queue closed")
+	// ErrUnavailable is wrapped by the error of any method whose backend
+	// could not be reached or did not answer in time: the broker is down
+	// or unresponsive, the connection broke, the database is locked past
+	// its timeout or failed to write. It is our failure, not the caller's
+	// input; the operation may be tried again later (a webhook answers
+	// 503 so that the forge redelivers). When ctx ended while waiting for
+	// the backend, the error wraps ctx's error too. Whether the operation
+	// took effect is unknown unless its method says otherwise.
+	ErrUnavailable = errors.New("queue unavailable")
 )
+
+// Unavailable marks err, a backend's failure, as ErrUnavailable; its
+// message is err's. Nil and ErrClosed stay as they are.
+func Unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) {
+		return err
+	}
+	return unavailable{err}
+}
+
+type unavailable struct{ err error }
+
+func (u unavailable) Error() string   { return u.err.Error() }
+func (u unavailable) Unwrap() []error { return []error{ErrUnavailable, u.err} }
 
 // Options tune a queue backend. Zero values mean the defaults below.
 type Options struct {

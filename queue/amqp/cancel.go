@@ -102,7 +102,7 @@ func (q *Queue) Cancel(ctx context.Context, repo, sha string, pr int, reason str
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("cancel tasks of %s@%s: %w", repo, sha, turtles.MarkInfra(err))
+		return 0, fmt.Errorf("cancel tasks of %s@%s: %w", repo, sha, queue.Unavailable(err))
 	}
 	q.cancels.add(rec)
 	n := 0

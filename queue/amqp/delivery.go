@@ -142,7 +142,7 @@ func (d *delivery) endWith(ctx context.Context, msg amqp.Publishing) error {
 		err = d.settle(ctx, nil, true)
 	}
 	if err != nil {
-		return turtles.MarkInfra(err)
+		return queue.Unavailable(err)
 	}
 	return nil
 }
@@ -220,7 +220,7 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, err
 					d.finish(stateLost)
 					return queue.ErrLeaseLost
 				}
-				return turtles.MarkInfra(err)
+				return queue.Unavailable(err)
 			}
 		}
 		if err := d.wc.commit(ctx, d.tag, pubs, lock); err != nil {
@@ -246,7 +246,7 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, err
 		return d.endLease(l)
 	})
 	if err != nil {
-		return turtles.MarkInfra(err)
+		return queue.Unavailable(err)
 	}
 	if final {
 		d.q.unlock(d.lock)

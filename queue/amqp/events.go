@@ -47,7 +47,7 @@ func (e *Events) Emit(ctx context.Context, ev turtles.Event) error {
 	}
 	err := e.c.retry(ctx, func(l *link) error { return emitOn(ctx, l, e.n, ev) })
 	if err != nil {
-		return fmt.Errorf("emit event %s: %w", ev.ID, turtles.MarkInfra(err))
+		return fmt.Errorf("emit event %s: %w", ev.ID, queue.Unavailable(err))
 	}
 	return nil
 }
@@ -148,7 +148,7 @@ func (d *eventDelivery) Event() turtles.Event { return d.ev }
 // event is gone, the event comes again (consumers drop duplicates).
 func (d *eventDelivery) Ack(ctx context.Context) error {
 	if err := d.m.Ack(false); err != nil {
-		return fmt.Errorf("ack event %s: %w", d.ev.ID, turtles.MarkInfra(err))
+		return fmt.Errorf("ack event %s: %w", d.ev.ID, queue.Unavailable(err))
 	}
 	return nil
 }

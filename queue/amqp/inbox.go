@@ -9,7 +9,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
 )
 
@@ -37,7 +36,7 @@ func (q *Queue) Put(ctx context.Context, body []byte) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("put inbox message: %w", turtles.MarkInfra(err))
+		return fmt.Errorf("put inbox message: %w", queue.Unavailable(err))
 	}
 	q.wake.Wake(inboxKey)
 	return nil
@@ -70,7 +69,7 @@ func (q *Queue) Take(ctx context.Context) (queue.InboxMessage, error) {
 				return nil, queue.ErrClosed
 			}
 			if l.alive() && !ch.IsClosed() {
-				return nil, fmt.Errorf("take inbox message: %w", turtles.MarkInfra(err))
+				return nil, fmt.Errorf("take inbox message: %w", queue.Unavailable(err))
 			}
 			select { // reconnecting, or the channel is reopened next time
 			case <-ctx.Done():

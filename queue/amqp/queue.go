@@ -145,7 +145,7 @@ func (q *Queue) publishTask(ctx context.Context, pool string, t *turtles.Task, b
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("publish to pool %s: %w", pool, turtles.MarkInfra(err))
+		return fmt.Errorf("publish to pool %s: %w", pool, queue.Unavailable(err))
 	}
 	q.wakeUp(pool)
 	if lock.slot == "" || locked {
@@ -266,7 +266,7 @@ func (q *Queue) Claim(ctx context.Context, pool string) (queue.Delivery, error) 
 				return nil, queue.ErrClosed
 			}
 			if l.alive() {
-				return nil, fmt.Errorf("claim from pool %s: %w", pool, turtles.MarkInfra(err))
+				return nil, fmt.Errorf("claim from pool %s: %w", pool, queue.Unavailable(err))
 			}
 			continue // reconnecting
 		}

@@ -70,7 +70,7 @@ func (d *delivery) spawnHeld(ctx context.Context, spawns []queue.Spawn, events [
 			d.finish(stateLost)
 			return nil, fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 		}
-		return nil, turtles.MarkInfra(err)
+		return nil, queue.Unavailable(err)
 	}
 	if err := d.wc.commit(ctx, d.tag, append(pubs, evs...), &d.lock); err != nil {
 		d.finish(stateLost)
@@ -178,12 +178,12 @@ func (d *delivery) spawnParked(ctx context.Context, spawns []queue.Spawn, events
 			err = emit(s.Queued)
 		}
 		if err != nil {
-			return nil, turtles.MarkInfra(err)
+			return nil, queue.Unavailable(err)
 		}
 	}
 	for _, ev := range events {
 		if err := emit(ev); err != nil {
-			return nil, turtles.MarkInfra(err)
+			return nil, queue.Unavailable(err)
 		}
 	}
 	if err := d.settle(ctx, nil, true); err != nil {

@@ -226,12 +226,19 @@ func (db *DB) closed() bool {
 	}
 }
 
-// check turns errors caused by a concurrent Close into ErrClosed.
+// check classifies an error of the database: ErrClosed when a concurrent
+// Close caused it, the queue's own errors as they are, any other
+// (locked past busy_timeout, I/O, a full disk) ErrUnavailable.
 func (db *DB) check(err error) error {
-	if err != nil && db.closed() {
+	switch {
+	case err == nil:
+		return nil
+	case db.closed():
 		return queue.ErrClosed
+	case errors.Is(err, queue.ErrLeaseLost), errors.Is(err, queue.ErrCancelled):
+		return err
 	}
-	return err
+	return queue.Unavailable(err)
 }
 
 func newToken() string {
