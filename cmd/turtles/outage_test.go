@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
@@ -102,7 +104,8 @@ func TestHookBrokerOutage(t *testing.T) {
 
 	// Every plan task is in the broker once: a sentinel published after
 	// them is claimed after them (same priority, first in first out).
-	q, err := amqp.Open(amqp.Config{URL: broker.URL, Options: queue.Options{Lease: time.Minute}})
+	q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: brokerPrefix, ParkAfter: parkAfter,
+		Options: queue.Options{Lease: time.Minute, MaxDeliveries: 5, Poll: queuePoll, Clock: clockwork.NewRealClock()}})
 	if err != nil {
 		t.Fatalf("open queue: %v", err)
 	}
@@ -117,7 +120,7 @@ func TestHookBrokerOutage(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Claim: %v", err)
 		}
-		if err := d.Ack(t.Context()); err != nil {
+		if _, err := d.AckWithTasks(t.Context(), nil, nil); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}
 		if d.Task().Key() == sentinel.Key() {

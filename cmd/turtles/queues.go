@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/turtles-ci/turtles/hook"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
@@ -24,7 +26,8 @@ import (
 // file path is the embedded SQLite queue, an amqp:// or amqps:// URL is
 // RabbitMQ (docs/distributed.md).
 type queues struct {
-	queue  queue.Queue
+	queue queue.Queue
+	// events is queue: the event log lives on the queue's storage.
 	events queue.Events
 	// deliveries remembers webhook deliveries, in a small SQLite file in
 	// the data dir (opened only by processes that receive webhooks).
@@ -44,47 +47,52 @@ func redactQueue(q string) string {
 	return q
 }
 
-// brokerStillDownEvery is how often a process logs that the broker is
-// still away, between the lines that say it was lost and that it is back:
-// a 10-minute outage is a dozen lines, not one per reconnect try.
-const brokerStillDownEvery = time.Minute
+// Queue settings that are not flags; the queue packages decide none.
+const (
+	// brokerStillDownEvery is how often a process logs that the broker is
+	// still away, between the lines that say it was lost and that it is
+	// back: a 10-minute outage is a dozen lines, not one per reconnect
+	// try.
+	brokerStillDownEvery = time.Minute
+	// queuePoll is how often a waiting claim looks for work that another
+	// process queued (a publish in the same process wakes it at once).
+	queuePoll = 200 * time.Millisecond
+	// brokerPrefix starts the names of everything turtles declares on
+	// RabbitMQ.
+	brokerPrefix = "turtles"
+	// parkAfter is how long a bot holds a task as an unacked delivery
+	// before parking it, well below RabbitMQ's consumer_timeout (30
+	// minutes by default).
+	parkAfter = 5 * time.Minute
+)
 
 func openQueues(s Settings, log *slog.Logger) (*queues, error) {
-	opts := queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries}
+	opts := queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries, Poll: queuePoll, Clock: clockwork.NewRealClock()}
+	qs := &queues{}
 	// TEMPORARY (issue 14): the delivery log left the queue; package state
 	// will hold it (issue 15), and the coordinator wires it in here.
-	deliveries := func(qs *queues) func() (hook.DeliveryLog, error) {
-		return func() (hook.DeliveryLog, error) {
-			l, err := openDeliveryLog(filepath.Join(s.DataDir, "deliveries.db"))
-			if err != nil {
-				return nil, err
-			}
-			qs.closers = append(qs.closers, l.Close)
-			return l, nil
+	qs.deliveries = func() (hook.DeliveryLog, error) {
+		l, err := openDeliveryLog(filepath.Join(s.DataDir, "deliveries.db"))
+		if err != nil {
+			return nil, err
 		}
+		qs.closers = append(qs.closers, l.Close)
+		return l, nil
 	}
 	if !isAMQP(s.Queue) {
 		db, err := sqlite.Open(s.Queue, opts, log.With("part", "queue"))
 		if err != nil {
 			return nil, err
 		}
-		qs := &queues{queue: db, events: db, closers: []func() error{db.Close}}
-		qs.deliveries = deliveries(qs)
+		qs.queue, qs.events, qs.closers = db, db, []func() error{db.Close}
 		return qs, nil
 	}
-	cfg := amqp.Config{URL: s.Queue, Options: opts, Pools: []string{s.Pool}, Name: "turtles " + s.BotName,
-		StillDownEvery: brokerStillDownEvery, Log: log.With("part", "queue")}
-	q, err := amqp.Open(cfg)
+	q, err := amqp.Open(amqp.Config{URL: s.Queue, Prefix: brokerPrefix, Options: opts, ParkAfter: parkAfter,
+		Pools: []string{s.Pool}, Name: "turtles " + s.BotName, StillDownEvery: brokerStillDownEvery, Log: log.With("part", "queue")})
 	if err != nil {
 		return nil, err
 	}
-	e, err := amqp.OpenEvents(cfg)
-	if err != nil {
-		q.Close()
-		return nil, err
-	}
-	qs := &queues{queue: q, events: e, closers: []func() error{q.Close, e.Close}}
-	qs.deliveries = deliveries(qs)
+	qs.queue, qs.events, qs.closers = q, q, []func() error{q.Close}
 	return qs, nil
 }
 

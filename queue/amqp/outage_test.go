@@ -67,7 +67,7 @@ func TestPublishDuringOutage(t *testing.T) {
 			if err := q.Publish(t.Context(), first); err != nil {
 				t.Fatalf("Publish before the outage: %v", err)
 			}
-			claimKey(t, q, first.Key()).Ack(t.Context())
+			ack(t, claimKey(t, q, first.Key()))
 
 			tt.outage(proxy)
 			task := queuetest.Task(2, "public")
@@ -91,11 +91,8 @@ func TestPublishDuringOutage(t *testing.T) {
 			if err := q.Publish(ctxFor(t, 30*time.Second), task); err != nil && !errors.Is(err, queue.ErrDuplicate) {
 				t.Fatalf("Publish after the outage = %v, want nil (or ErrDuplicate if the first got in)", err)
 			}
-			d := claimKey(t, q, task.Key())
-			if err := d.Ack(t.Context()); err != nil {
-				t.Fatalf("Ack: %v", err)
-			}
-			noClaim(t, q, time.Second, "a second copy of a task published during an outage and after it")
+			ack(t, claimKey(t, q, task.Key()))
+			claimBarrier(t, q, "a second copy of a task published during an outage and after it")
 		})
 	}
 }

@@ -26,7 +26,7 @@ func (d *delivery) Task() turtles.Task { return d.task }
 func (d *delivery) Count() int         { return d.count }
 
 // exec runs a statement that must touch this delivery's row, mapping "no
-// row" to ErrLeaseLost.
+// row" to ErrLeaseLost (or ErrCancelled).
 func (d *delivery) exec(ctx context.Context, what, query string, args ...any) error {
 	if d.db.closed() {
 		return queue.ErrClosed
@@ -47,16 +47,12 @@ func (d *delivery) exec(ctx context.Context, what, query string, args ...any) er
 
 func (d *delivery) Heartbeat(ctx context.Context) error {
 	return d.exec(ctx, "heartbeat", `UPDATE tasks SET avail_at = ? WHERE id = ? AND token = ?`,
-		nanos(time.Now().Add(d.db.opts.Lease)), d.id, d.token)
-}
-
-func (d *delivery) Ack(ctx context.Context) error {
-	return d.exec(ctx, "ack", `DELETE FROM tasks WHERE id = ? AND token = ?`, d.id, d.token)
+		nanos(d.db.clock.Now().Add(d.db.opts.Lease)), d.id, d.token)
 }
 
 func (d *delivery) Release(ctx context.Context) error {
 	err := d.exec(ctx, "release", `UPDATE tasks SET token = NULL, avail_at = ?, deliveries = deliveries - 1
-		WHERE id = ? AND token = ?`, nanos(time.Now()), d.id, d.token)
+		WHERE id = ? AND token = ?`, nanos(d.db.clock.Now()), d.id, d.token)
 	if err == nil {
 		d.db.wake(d.task.Pool)
 	}
@@ -81,7 +77,7 @@ func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string)
 }
 
 func (d *delivery) nack(ctx context.Context, delay time.Duration, reason string) (dead bool, err error) {
-	now := time.Now()
+	now := d.db.clock.Now()
 	tx, err := d.db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
@@ -96,9 +92,8 @@ func (d *delivery) nack(ctx context.Context, delay time.Duration, reason string)
 	if err != nil {
 		return false, err
 	}
-	if deliveries >= int64(d.db.opts.MaxDeliveries) {
-		why := fmt.Sprintf("gave up after %d deliveries: %s", deliveries, reason)
-		if err := moveDead(ctx, tx, d.id, &d.task, why, now); err != nil {
+	if end := d.db.opts.Nacked(d.task, int(deliveries), reason); end.Dead {
+		if err := moveDead(ctx, tx, d.id, end.Reason, end.Event, now); err != nil {
 			return false, err
 		}
 		dead = true
@@ -115,10 +110,8 @@ func (d *delivery) AckWithTasks(ctx context.Context, spawns []queue.Spawn, event
 	if d.db.closed() {
 		return nil, queue.ErrClosed
 	}
-	for _, s := range spawns {
-		if err := s.Task.Validate(); err != nil {
-			return nil, fmt.Errorf("ack task %s with its tasks: %s: %w", d.task.Key(), s.Task.Key(), err)
-		}
+	if err := queue.ValidateSpawns(spawns); err != nil {
+		return nil, fmt.Errorf("ack task %s with its tasks: %w", d.task.Key(), err)
 	}
 	dups, err := d.ackWithTasks(ctx, spawns, events)
 	if err != nil {
@@ -127,7 +120,9 @@ func (d *delivery) AckWithTasks(ctx context.Context, spawns []queue.Spawn, event
 	for _, s := range spawns {
 		d.db.wake(s.Task.Pool)
 	}
-	d.db.wakeEvents()
+	if len(spawns) > 0 || len(events) > 0 {
+		d.db.wakeEvents()
+	}
 	return dups, nil
 }
 
@@ -147,7 +142,7 @@ func (d *delivery) ackWithTasks(ctx context.Context, spawns []queue.Spawn, event
 		tx.Rollback()
 		return nil, d.lost(ctx)
 	}
-	now := nanos(time.Now())
+	now := nanos(d.db.clock.Now())
 	var dups []string
 	for _, s := range spawns {
 		body, err := json.Marshal(s.Task)

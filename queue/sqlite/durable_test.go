@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/queue"
 )
 
 // TestDurableWrites: what the queue accepts from outside (a webhook's
@@ -23,8 +22,9 @@ import (
 // sync that "covers" the write cannot have run before its commit.
 func TestDurableWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
-	db := openT(t, path, queue.Options{})
-	peek, err := Open(path, queue.Options{}, nil)
+	opts, _ := testOpts()
+	db := openT(t, path, opts)
+	peek, err := Open(path, opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,8 @@ func TestDurableWrites(t *testing.T) {
 // TestDurableSyncFails: a write whose sync fails is reported as failed,
 // so the forge is not told it was accepted.
 func TestDurableSyncFails(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
+	opts, _ := testOpts()
+	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), opts)
 	broken := errors.New("disk gone")
 	db.wal.syncFile = func(*os.File) error { return broken }
 	if err := db.Publish(context.Background(), durableTask(1)); !errors.Is(err, broken) {
@@ -81,7 +82,8 @@ func TestDurableSyncFails(t *testing.T) {
 // TestGroupSync: concurrent publishes share syncs (never more syncs than
 // publishes), and each still returns only after one.
 func TestGroupSync(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
+	opts, _ := testOpts()
+	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), opts)
 	var syncs atomic.Int64
 	db.wal.syncFile = func(f *os.File) error {
 		syncs.Add(1)

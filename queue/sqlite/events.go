@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
 )
 
-// Emit implements queue.Events.
+// Emit implements queue.Queue.
 func (db *DB) Emit(ctx context.Context, ev turtles.Event) error {
 	if db.closed() {
 		return queue.ErrClosed
@@ -28,7 +27,7 @@ func (db *DB) Emit(ctx context.Context, ev turtles.Event) error {
 	return nil
 }
 
-// Receive implements queue.Events. Only the oldest unacked event of each
+// Receive implements queue.Queue. Only the oldest unacked event of each
 // task is receivable, so a task's events are handled in order even when
 // one is received and not acked.
 func (db *DB) Receive(ctx context.Context) (queue.EventDelivery, error) {
@@ -46,7 +45,7 @@ func (db *DB) Receive(ctx context.Context) (queue.EventDelivery, error) {
 }
 
 func (db *DB) tryReceive(ctx context.Context) (ed *eventDelivery, next int64, err error) {
-	now := time.Now()
+	now := db.clock.Now()
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, 0, err

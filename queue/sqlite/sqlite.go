@@ -1,10 +1,12 @@
 // Package sqlite is the embedded queue backend: tasks, events and inbox
-// messages in one SQLite file (pure Go, modernc.org/sqlite), so that `turtles serve` needs
-// no broker. Several processes may share the file; every state change is a
-// write transaction, so a task is never held by two claimers at once.
+// messages in one SQLite file (pure Go, modernc.org/sqlite), so that
+// `turtles serve` needs no broker. Several processes may share the file;
+// every state change is a write transaction, so a task is never held by
+// two claimers at once, and what the queue emits with a change (a dead
+// task's final event, a cancelled task's) is in the same transaction.
 //
-// Only the wiring in cmd/ should import it; everything else takes the
-// queue.Queue and queue.Events interfaces.
+// Only the wiring in cmd/ (and bench/) should import it; everything else
+// takes the queue.Queue interface.
 package sqlite
 
 import (
@@ -12,7 +14,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
@@ -92,10 +95,11 @@ var migrations = []string{
 	`DROP TABLE deliveries;`,
 }
 
-// DB is a queue.Queue and a queue.Events on one SQLite file.
+// DB is a queue.Queue on one SQLite file.
 type DB struct {
 	sql   *sql.DB
 	opts  queue.Options
+	clock clockwork.Clock // opts.Clock
 	log   *slog.Logger
 	owner string // identifies this handle's event leases, released on Close
 
@@ -110,14 +114,14 @@ type DB struct {
 	wakeups queue.Wakeups // keyed by pool, eventsKey and inboxKey
 }
 
-var (
-	_ queue.Queue  = (*DB)(nil)
-	_ queue.Events = (*DB)(nil)
-)
+var _ queue.Queue = (*DB)(nil)
 
 // Open opens or creates the queue file at path and brings its schema up to
-// date. A nil log discards.
+// date. Every field of opts is required. A nil log discards.
 func Open(path string, opts queue.Options, log *slog.Logger) (*DB, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -146,7 +150,8 @@ func Open(path string, opts queue.Options, log *slog.Logger) (*DB, error) {
 	sdb.SetConnMaxLifetime(0)
 	db := &DB{
 		sql:        sdb,
-		opts:       opts.WithDefaults(),
+		opts:       opts,
+		clock:      opts.Clock,
 		log:        log,
 		owner:      newToken(),
 		eventLease: eventLease,
@@ -235,7 +240,7 @@ func (db *DB) check(err error) error {
 		return nil
 	case db.closed():
 		return queue.ErrClosed
-	case errors.Is(err, queue.ErrLeaseLost), errors.Is(err, queue.ErrCancelled):
+	case errors.Is(err, queue.ErrLeaseLost), errors.Is(err, queue.ErrCancelled), errors.Is(err, queue.ErrInvalid):
 		return err
 	}
 	return queue.Unavailable(err)
@@ -258,17 +263,16 @@ func (db *DB) wake(pool string)                     { db.wakeups.Wake(pool) }
 func (db *DB) eventWakeChan() <-chan struct{}       { return db.wakeups.Chan(eventsKey) }
 func (db *DB) wakeEvents()                          { db.wakeups.Wake(eventsKey) }
 
-// Publish implements queue.Queue.
+// Publish implements queue.Queue. The tasks table's unique key is the
+// dedupe: a live task holds its row until it is acked, dead-lettered or
+// cancelled.
 func (db *DB) Publish(ctx context.Context, t turtles.Task) error {
 	if db.closed() {
 		return queue.ErrClosed
 	}
-	if err := t.Validate(); err != nil {
-		return fmt.Errorf("publish %s: %w", t.Key(), err)
-	}
-	body, err := json.Marshal(t)
+	body, err := queue.EncodeTask(t)
 	if err != nil {
-		return fmt.Errorf("publish %s: encode: %w", t.Key(), err)
+		return fmt.Errorf("publish %s: %w", t.Key(), err)
 	}
 	return db.insert(ctx, t.Pool, sql.NullString{String: t.Key(), Valid: true}, t.Priority, body)
 }
@@ -292,7 +296,7 @@ func (db *DB) PublishRaw(ctx context.Context, pool string, body []byte) error {
 func (db *DB) insert(ctx context.Context, pool string, key sql.NullString, prio int, body []byte) error {
 	var n int64
 	err := db.durable(ctx, func(ctx context.Context) error {
-		now := nanos(time.Now())
+		now := nanos(db.clock.Now())
 		res, err := db.sql.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`, pool, key, prio, body, now, now)
 		if err != nil {
@@ -331,12 +335,12 @@ func (db *DB) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
 
 // waitFor calls try until it finds something. Between tries it waits for
 // an in-process wakeup (wakeChan is taken before trying, so no wakeup is
-// missed), for the next known availability time try returned, or for
-// opts.Poll, which finds work written by other processes.
+// missed), for the next availability time try returned (unix nanoseconds
+// on the queue's clock; 0 for none known), or for opts.Poll of real time,
+// which finds work written by other processes.
 func waitFor[T any](ctx context.Context, db *DB, wakeChan func() <-chan struct{}, try func() (*T, int64, error)) (*T, error) {
-	timer := time.NewTimer(0)
-	<-timer.C
-	defer timer.Stop()
+	poll := time.NewTimer(db.opts.Poll)
+	defer poll.Stop()
 	for {
 		if db.closed() {
 			return nil, queue.ErrClosed
@@ -355,13 +359,17 @@ func waitFor[T any](ctx context.Context, db *DB, wakeChan func() <-chan struct{}
 		if found != nil {
 			return found, nil
 		}
-		wait := db.opts.Poll
+		var due <-chan time.Time
 		if next > 0 {
-			if until := time.Until(time.Unix(0, next)); until < wait {
-				wait = max(until, time.Millisecond)
+			until := time.Unix(0, next).Sub(db.clock.Now())
+			if until <= 0 {
+				continue // available since the try looked
 			}
+			timer := db.clock.NewTimer(until)
+			defer timer.Stop()
+			due = timer.Chan()
 		}
-		timer.Reset(wait)
+		poll.Reset(db.opts.Poll)
 		if db.onWait != nil {
 			db.onWait()
 		}
@@ -371,10 +379,8 @@ func waitFor[T any](ctx context.Context, db *DB, wakeChan func() <-chan struct{}
 		case <-db.done:
 			return nil, queue.ErrClosed
 		case <-wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
-		case <-timer.C:
+		case <-due:
+		case <-poll.C:
 		}
 	}
 }
@@ -388,14 +394,14 @@ type deadMsg struct {
 // undeliverable ones it meets on the way. With none, it returns when the
 // next task of the pool becomes available (0 if none is known).
 func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int64, err error) {
-	now := time.Now()
+	now := db.clock.Now()
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer tx.Rollback()
 	var dead []deadMsg
-	lostEvents := 0
+	emitted := false
 	for range maxSkip {
 		var (
 			id, deliveries, availAt int64
@@ -412,35 +418,32 @@ func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int6
 			return nil, 0, err
 		}
 		t, derr := turtles.DecodeTask(body)
-		reason, final := "", (*turtles.Task)(nil)
-		switch {
-		case derr != nil:
-			reason = derr.Error()
-		case deliveries >= int64(db.opts.MaxDeliveries):
-			reason = fmt.Sprintf("gave up after %d deliveries: the bot running it stopped answering", deliveries)
-			last := t
-			last.Attempt += int(deliveries) - 1
-			final = &last
-		}
-		if reason != "" {
-			if err := moveDead(ctx, tx, id, final, reason, now); err != nil {
+		if derr != nil {
+			if err := moveDead(ctx, tx, id, derr.Error(), nil, now); err != nil {
 				return nil, 0, err
 			}
-			dead = append(dead, deadMsg{id, reason})
+			dead = append(dead, deadMsg{id, derr.Error()})
 			continue
 		}
-		if held.Valid {
+		if held.Valid || db.opts.Exhausted(int(deliveries)) {
 			// An expired lease: its holder stopped heart-beating and
 			// reports nothing more, so its attempt ends here, once, with
-			// the delivery that replaces it.
+			// the change that replaces it.
 			lost := t
 			lost.Attempt += int(deliveries) - 1
 			beat := time.Unix(0, availAt).Add(-db.opts.Lease)
-			ev := queue.LostEvent(lost, lostReason(beat), now)
-			if err := insertEvent(ctx, tx, ev); err != nil {
+			end := db.opts.Lost(lost, int(deliveries), queue.StoppedBeating(beat))
+			emitted = true
+			if end.Dead {
+				if err := moveDead(ctx, tx, id, end.Reason, end.Event, now); err != nil {
+					return nil, 0, err
+				}
+				dead = append(dead, deadMsg{id, end.Reason})
+				continue
+			}
+			if err := insertEvent(ctx, tx, *end.Event); err != nil {
 				return nil, 0, fmt.Errorf("take back task %d: %w", id, err)
 			}
-			lostEvents++
 		}
 		token := newToken()
 		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET token = ?, avail_at = ?, deliveries = deliveries + 1
@@ -465,24 +468,16 @@ func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int6
 	for _, m := range dead {
 		db.log.Warn("dead-lettered queued message", "pool", pool, "id", m.id, "reason", m.reason)
 	}
-	if len(dead) > 0 || lostEvents > 0 {
+	if emitted {
 		db.wakeEvents()
 	}
 	return d, next, nil
 }
 
-// lostReason says what the queue saw of a holder whose lease ran out:
-// its last heartbeat (or claim) was at beat.
-func lostReason(beat time.Time) string {
-	return "the bot stopped heart-beating at " + beat.UTC().Format("15:04:05 UTC")
-}
-
-// moveDead moves task row id to the dead-letter table. When the message
-// is a valid task t (its Attempt the last one delivered), the task's final
-// infra event is emitted in the same transaction: whoever dead-letters it,
-// a Nack or a claim after a dead bot's last lease, its status must not stay
-// pending.
-func moveDead(ctx context.Context, tx *sql.Tx, id int64, t *turtles.Task, reason string, now time.Time) error {
+// moveDead moves task row id to the dead-letter table with reason, and
+// emits final (the task's final event, nil for a body that is no task) in
+// the same transaction.
+func moveDead(ctx context.Context, tx *sql.Tx, id int64, reason string, final *turtles.Event, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO dead (pool, body, reason, time)
 		SELECT pool, body, ?, ? FROM tasks WHERE id = ?`, reason, nanos(now), id); err != nil {
 		return fmt.Errorf("dead-letter task %d: %w", id, err)
@@ -490,12 +485,10 @@ func moveDead(ctx context.Context, tx *sql.Tx, id int64, t *turtles.Task, reason
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("dead-letter task %d: %w", id, err)
 	}
-	if t == nil {
+	if final == nil {
 		return nil
 	}
-	ev := turtles.Event{ID: "dead-" + newToken(), Type: turtles.EventFinished, Task: *t, Time: now,
-		Outcome: &turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}}
-	if err := insertEvent(ctx, tx, ev); err != nil {
+	if err := insertEvent(ctx, tx, *final); err != nil {
 		return fmt.Errorf("dead-letter task %d: its final event: %w", id, err)
 	}
 	return nil

@@ -54,7 +54,7 @@ func (db *DB) Stats(ctx context.Context) ([]queue.Stat, error) {
 		FROM tasks GROUP BY 1, 2
 		UNION ALL
 		SELECT pool, 'dead', COUNT(*) FROM dead GROUP BY 1
-		ORDER BY 1, 2`, nanos(time.Now()))
+		ORDER BY 1, 2`, nanos(db.clock.Now()))
 	if err != nil {
 		return nil, fmt.Errorf("queue stats: %w", db.check(err))
 	}
