@@ -9,7 +9,6 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/queuetest"
@@ -91,21 +90,11 @@ func TestLongTask(t *testing.T) {
 	// a task parked after it, whose holder dies, comes back first. Only
 	// the rival reaps from now on, in the order the copies were parked.
 	holder.Close()
-	barrier := parkedBarrier(t, prefix, "long")
-	got, err := rival.Claim(ctxFor(t, 6*longLease), "long")
-	if err != nil {
-		t.Fatalf("the parked barrier did not come back: %v", err)
-	}
-	if got.Task().Key() != barrier.Key() {
-		t.Fatalf("after the ack, rival claimed %s (count %d), want the parked barrier", got.Task().Key(), got.Count())
-	}
-	if err := queuetest.Ack(t.Context(), got); err != nil {
-		t.Fatalf("Ack: %v", err)
-	}
+	parkedBarrier(t, rival, prefix, "long", "after the ack, the parked copy came back")
 	if dls, err := rival.DeadLetters(t.Context()); err != nil || len(dls) != 0 {
 		t.Fatalf("DeadLetters = %v, %v; want none", dls, err)
 	}
-	if err := holder.Publish(t.Context(), task); err != nil {
+	if err := rival.Publish(t.Context(), task); err != nil {
 		t.Errorf("Publish after the ack (the key must be free): %v", err)
 	}
 }
@@ -146,37 +135,6 @@ func TestLongTaskHolderDies(t *testing.T) {
 	}
 }
 
-// parkedBarrier parks a fresh task of pool through a handle of its own
-// (parking after 1s, with the lease of openLong) and closes that handle,
-// as if its bot died, and returns the task. The reaper handles parked
-// copies in the order they were parked, so when the task comes back
-// (queued again, counted), every copy parked before it was decided: with
-// a single reaping handle, a copy that was to come back too is queued
-// ahead of it.
-func parkedBarrier(t *testing.T, prefix, pool string) turtles.Task {
-	t.Helper()
-	h := openLong(t, prefix, time.Second)
-	b := queuetest.Task(999_999, pool)
-	b.Context = "parked-barrier"
-	if err := h.Publish(t.Context(), b); err != nil {
-		t.Fatalf("Publish of the parked barrier: %v", err)
-	}
-	d, err := h.Claim(ctxFor(t, 10*time.Second), pool)
-	if err != nil {
-		t.Fatalf("Claim of the parked barrier: %v", err)
-	}
-	if d.Task().Key() != b.Key() {
-		t.Fatalf("claimed %s, want the parked barrier", d.Task().Key())
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // parked after 1s
-	defer cancel()
-	if err := beat(ctx, d); err != nil {
-		t.Fatalf("heartbeat of the parked barrier: %v", err)
-	}
-	h.Close()
-	return b
-}
-
 // TestConsumerTimeoutAppliesToGet checks the broker behaviour the parking
 // exists for: an unacked basic.get delivery held past consumer_timeout is
 // taken back (RabbitMQ 3.10 closes the channel), so the holder loses it.
@@ -198,4 +156,44 @@ func TestConsumerTimeoutAppliesToGet(t *testing.T) {
 		t.Fatalf("held past consumer_timeout for %s: Heartbeat = %v, want ErrLeaseLost", longTask, err)
 	}
 	t.Logf("lost the unparked delivery after %s", time.Since(start).Round(time.Second))
+}
+
+// parkedBarrier fails with why if a parked copy comes back ahead of a
+// task parked now: it parks a fresh task of pool through a handle of its
+// own (parking after 1s, with the lease of openLong), closes that handle
+// as if its bot died, and claims through q until the task comes back. The
+// reaper handles parked copies in the order they were parked, so with a
+// single reaping handle (q) a copy parked earlier that was to come back
+// too is queued ahead of it.
+func parkedBarrier(t *testing.T, q queue.Queue, prefix, pool, why string) {
+	t.Helper()
+	h := openLong(t, prefix, time.Second)
+	b := queuetest.Task(999_999, pool)
+	b.Context = "parked-barrier"
+	if err := h.Publish(t.Context(), b); err != nil {
+		t.Fatalf("Publish of the parked barrier: %v", err)
+	}
+	d, err := h.Claim(ctxFor(t, 10*time.Second), pool)
+	if err != nil {
+		t.Fatalf("Claim of the parked barrier: %v", err)
+	}
+	if d.Task().Key() != b.Key() {
+		t.Fatalf("claimed %s, want the parked barrier", d.Task().Key())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // parked after 1s
+	defer cancel()
+	if err := beat(ctx, d); err != nil {
+		t.Fatalf("heartbeat of the parked barrier: %v", err)
+	}
+	h.Close()
+	got, err := q.Claim(ctxFor(t, 6*longLease), pool)
+	if err != nil {
+		t.Fatalf("the parked barrier did not come back: %v", err)
+	}
+	if got.Task().Key() != b.Key() {
+		t.Fatalf("claimed %s (count %d) before the parked barrier: %s", got.Task().Key(), got.Count(), why)
+	}
+	if err := queuetest.Ack(t.Context(), got); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
 }
