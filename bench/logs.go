@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/bot"
 	"github.com/turtles-ci/turtles/queue"
@@ -66,7 +68,7 @@ func (e *logEnv) run(ctx context.Context, st store.Store, name, command string, 
 	if err != nil {
 		return 0, err
 	}
-	db, err := sqlite.Open(filepath.Join(qdir, "queue.db"), queue.Options{Lease: time.Minute, Poll: 5 * time.Millisecond}, nil)
+	db, err := sqlite.Open(filepath.Join(qdir, "queue.db"), queue.Options{Lease: time.Minute, MaxDeliveries: 5, Poll: 5 * time.Millisecond, Clock: clockwork.NewRealClock()}, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/turtles-ci/turtles/queue"
@@ -108,7 +109,8 @@ func medianRate(xs []float64) float64 {
 
 func turtlesLoop(ctx context.Context, url string, cfg amqp.Config, n, publishers, claimers int) (time.Duration, error) {
 	cfg.URL = url
-	cfg.Options = queue.Options{Lease: time.Minute, Poll: 20 * time.Millisecond}
+	cfg.Options = queue.Options{Lease: time.Minute, MaxDeliveries: 5, Poll: 20 * time.Millisecond, Clock: clockwork.NewRealClock()}
+	cfg.ParkAfter = 5 * time.Minute
 	q, err := amqp.Open(cfg)
 	if err != nil {
 		return 0, err

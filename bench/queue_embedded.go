@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/sqlite"
@@ -31,7 +33,7 @@ func queueEmbedded(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	db, err := sqlite.Open(filepath.Join(dir, "queue.db"), queue.Options{Lease: time.Minute}, nil)
+	db, err := sqlite.Open(filepath.Join(dir, "queue.db"), queue.Options{Lease: time.Minute, MaxDeliveries: 5, Poll: 200 * time.Millisecond, Clock: clockwork.NewRealClock()}, nil)
 	if err != nil {
 		return err
 	}
@@ -76,7 +78,7 @@ func pumpTasks(ctx context.Context, q queue.Queue, n, publishers, claimers int) 
 					}
 					return
 				}
-				if err := d.Ack(ctx); err != nil {
+				if _, err := d.AckWithTasks(ctx, nil, nil); err != nil {
 					fail(fmt.Errorf("ack %s: %w", d.Task().Key(), err))
 					return
 				}

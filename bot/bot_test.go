@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -86,7 +87,14 @@ func newHarness(t *testing.T, files map[string]string, opts queue.Options) *harn
 		files = map[string]string{".turtles.yaml": testConfig}
 	}
 	repo, sha := newRepo(t, files)
-	opts.Poll = 10 * time.Millisecond
+	// What cmd/turtles would pass, where a test sets nothing else.
+	opts.Poll, opts.Clock = 10*time.Millisecond, clockwork.NewRealClock()
+	if opts.Lease == 0 {
+		opts.Lease = 2 * time.Minute
+	}
+	if opts.MaxDeliveries == 0 {
+		opts.MaxDeliveries = 5
+	}
 	db, err := sqlite.Open(filepath.Join(t.TempDir(), "queue.db"), opts, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -495,7 +503,7 @@ func TestPlan(t *testing.T) {
 	if diff := cmp.Diff(wantTask, got, cmpIgnoreCreated); diff != "" {
 		t.Errorf("published task (-want +got):\n%s", diff)
 	}
-	d.Ack(ctx)
+	d.AckWithTasks(ctx, nil, nil)
 	// "ok" went to this bot's pool and runs there.
 	h.events(finishedFor(wantTask.Key()[:len(wantTask.Key())-len("fail")] + "ok"))
 	if log := h.log(plan); !strings.Contains(log, "turtles: queuing ok in pool public") {
@@ -764,7 +772,7 @@ func TestLeaseLostReportsNothing(t *testing.T) {
 	}
 	// Lost, not cancelled: the attempt goes on with the new holder.
 	h.wantTaskCounts(`turtles_bot_tasks_total{class="lost",pool="public"} 1`)
-	if err := d.Ack(ctx); err != nil {
+	if _, err := d.AckWithTasks(ctx, nil, nil); err != nil {
 		t.Errorf("Ack by the new holder: %v", err)
 	}
 }

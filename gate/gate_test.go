@@ -19,6 +19,7 @@ import (
 	"github.com/turtles-ci/turtles/forge/gitlab"
 	"github.com/turtles-ci/turtles/forge/gitlab/gitlabtest"
 	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/queue/queuetest"
 	"github.com/turtles-ci/turtles/queue/sqlite"
 )
 
@@ -252,7 +253,7 @@ func TestRetestAndTest(t *testing.T) {
 // handled, and garbage is dropped rather than retried forever.
 func TestRun(t *testing.T) {
 	f := newFixture(t)
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{Poll: 10 * time.Millisecond}, nil)
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "q.db"), queuetest.Options(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -303,6 +303,7 @@ func TestAttackReplay(t *testing.T) {
 // slowQueue holds every Publish until release is closed, and says when
 // the first one arrived.
 type slowQueue struct {
+	fakeQueue // for Cancel and the inbox
 	once      sync.Once
 	first     chan struct{}
 	release   chan struct{}

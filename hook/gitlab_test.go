@@ -19,13 +19,11 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/command"
 	"github.com/turtles-ci/turtles/gate"
-	"github.com/turtles-ci/turtles/queue"
 )
 
-func newTestGitLab(t *testing.T, q Publisher) *GitLab {
+func newTestGitLab(t *testing.T, q testQueue) *GitLab {
 	t.Helper()
-	inbox, _ := q.(queue.Inbox)
-	h, err := NewGitLab(Config{Secret: testSecret, Queue: q, Inbox: inbox, Deliveries: &MemoryDeliveries{}, Budget: testBudget(t),
+	h, err := NewGitLab(Config{Secret: testSecret, Queue: q, Inbox: q, Deliveries: &MemoryDeliveries{}, Budget: testBudget(t),
 		Now: func() time.Time { return testNow }, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -234,10 +232,13 @@ func TestGitLabRequests(t *testing.T) {
 	})
 }
 
-// publishOnly is a queue that is neither an inbox nor a canceller.
+// publishOnly is a queue given to a receiver without an inbox.
 type publishOnly struct{ q fakeQueue }
 
 func (p *publishOnly) Publish(ctx context.Context, t turtles.Task) error { return p.q.Publish(ctx, t) }
+func (p *publishOnly) Cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error) {
+	return p.q.Cancel(ctx, repo, sha, pr, reason)
+}
 
 // TestGitLabConformance replays GitLab payloads shared beside the
 // repository (../shared/testdata/gitlab-webhooks), if there are any, and

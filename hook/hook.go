@@ -5,7 +5,7 @@
 // deliveries that were not queued. What the signed payload cannot decide
 // (a pull request by an author it does not vouch for, comment commands)
 // goes to the gate through a queue.Inbox; a new push to a pull request
-// cancels the old head's tasks when the queue is a queue.Canceller.
+// cancels the old head's tasks.
 //
 // It does no I/O beyond the request and the queue. cmd/turtles mounts it;
 // tools and tests may import it too.
@@ -29,10 +29,12 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 )
 
-// Publisher puts a task on the queue; queue.Queue satisfies it. It returns
-// queue.ErrDuplicate when the same task is already queued or running.
-type Publisher interface {
+// Queue is what the receiver needs of the queue; queue.Queue satisfies it.
+// Publish returns queue.ErrDuplicate when the same task is already queued
+// or running; Cancel withdraws the tasks of a pull request's old head.
+type Queue interface {
 	Publish(ctx context.Context, t turtles.Task) error
+	Cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error)
 }
 
 // DefaultMaxBody is the largest payload accepted when Config.MaxBody is 0.
@@ -44,7 +46,7 @@ type Config struct {
 	// Secret is the webhook secret shared with GitHub. Required.
 	Secret []byte
 	// Queue receives the plan tasks. Required.
-	Queue Publisher
+	Queue Queue
 	// Deliveries remembers handled deliveries. Required.
 	Deliveries DeliveryLog
 	// PublishTimeout bounds how long a delivery waits for the queue (to
@@ -76,7 +78,7 @@ type Config struct {
 // GitHub is an http.Handler for GitHub webhook deliveries.
 type GitHub struct {
 	secret         []byte
-	queue          Publisher
+	queue          Queue
 	inbox          queue.Inbox
 	deliveries     DeliveryLog
 	inflight       keyLock
@@ -375,16 +377,14 @@ func (h *GitHub) actWithin(ctx context.Context, log *slog.Logger, p parsed) (str
 func (h *GitHub) act(ctx context.Context, log *slog.Logger, p parsed) (string, error) {
 	var parts []string
 	if c := p.cancel; c != nil {
-		if cq, ok := h.queue.(queue.Canceller); ok {
-			n, err := cq.Cancel(ctx, c.repo, c.sha, c.pr, "superseded by a newer push")
-			if err != nil {
-				log.Error("cancel superseded tasks", "sha", c.sha, "err", err)
-				return "", fmt.Errorf("cancel tasks of %s: %w", c.sha, err)
-			}
-			if n > 0 {
-				log.Info("superseded tasks cancelled", "sha", c.sha, "pr", c.pr, "count", n)
-				parts = append(parts, fmt.Sprintf("cancelled %d superseded task(s)", n))
-			}
+		n, err := h.queue.Cancel(ctx, c.repo, c.sha, c.pr, "superseded by a newer push")
+		if err != nil {
+			log.Error("cancel superseded tasks", "sha", c.sha, "err", err)
+			return "", fmt.Errorf("cancel tasks of %s: %w", c.sha, err)
+		}
+		if n > 0 {
+			log.Info("superseded tasks cancelled", "sha", c.sha, "pr", c.pr, "count", n)
+			parts = append(parts, fmt.Sprintf("cancelled %d superseded task(s)", n))
 		}
 	}
 	if len(p.tasks) > 0 {

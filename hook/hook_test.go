@@ -44,7 +44,7 @@ type fakeQueue struct {
 	requests []gate.Request
 }
 
-// Cancel records a cancellation, as queue.Canceller.
+// Cancel records a cancellation.
 func (q *fakeQueue) Cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -52,7 +52,7 @@ func (q *fakeQueue) Cancel(ctx context.Context, repo, sha string, pr int, reason
 	return 1, nil
 }
 
-// Put records a request for the gate, as queue.Inbox.
+// Put records a request for the gate.
 func (q *fakeQueue) Put(ctx context.Context, body []byte) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -124,13 +124,18 @@ func testBudget(t testing.TB) *Budget {
 	return b
 }
 
-func newTestHook(t *testing.T, q Publisher, maxBody int64) *GitHub {
+// testQueue is a fake queue with an inbox.
+type testQueue interface {
+	Queue
+	queue.Inbox
+}
+
+func newTestHook(t *testing.T, q testQueue, maxBody int64) *GitHub {
 	t.Helper()
-	inbox, _ := q.(queue.Inbox)
 	h, err := NewGitHub(Config{
 		Secret:     testSecret,
 		Queue:      q,
-		Inbox:      inbox,
+		Inbox:      q,
 		Deliveries: &MemoryDeliveries{},
 		MaxBody:    maxBody,
 		Budget:     testBudget(t),

@@ -17,7 +17,7 @@ import (
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/gate"
-	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/queue/queuetest"
 	"github.com/turtles-ci/turtles/queue/sqlite"
 )
 
@@ -82,7 +82,7 @@ func newFixture(t *testing.T) *fixture {
 // scanner returns a scanner on a queue file of its own: a fresh file is a
 // queue that lost every task.
 func (f *fixture) scanner(t *testing.T, queueFile string) (*Scanner, *sqlite.DB) {
-	db, err := sqlite.Open(filepath.Join(f.dir, queueFile), queue.Options{Poll: 10 * time.Millisecond}, nil)
+	db, err := sqlite.Open(filepath.Join(f.dir, queueFile), queuetest.Options(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestScanPathFilters(t *testing.T) {
 	srv.SetPermission("o/r", "member", "write")
 	ctx := context.Background()
 	c.SetStatus(ctx, "o/r", seenSHA, forge.Status{Context: "unit", State: forge.Success})
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{Poll: 10 * time.Millisecond}, nil)
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "q.db"), queuetest.Options(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

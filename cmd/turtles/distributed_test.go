@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/queue"
@@ -157,7 +159,8 @@ func TestDistributed(t *testing.T) {
 	waitHTTP(t, "http://"+repAddr+"/healthz")
 
 	// Malformed messages first: the bots must dead-letter them and go on.
-	raw, err := amqp.Open(amqp.Config{URL: broker.URL, Options: queue.Options{}})
+	raw, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: brokerPrefix, ParkAfter: parkAfter,
+		Options: queue.Options{Lease: time.Minute, MaxDeliveries: 5, Poll: queuePoll, Clock: clockwork.NewRealClock()}})
 	if err != nil {
 		t.Fatalf("open queue: %v", err)
 	}

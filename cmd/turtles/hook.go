@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/turtles-ci/turtles/hook"
-	"github.com/turtles-ci/turtles/queue"
 )
 
 func hookCmd() *cobra.Command {
@@ -75,11 +74,10 @@ func runHook(s Settings) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Requests that need forge lookups go to the gate, which runs in the
 	// reporter (it holds the forge token), through the queue's inbox.
-	inbox, _ := qs.queue.(queue.Inbox)
 	hookName, receiver, err := webhookReceiver(s, hook.Config{
 		Secret:     []byte(secretValue),
 		Queue:      qs.queue,
-		Inbox:      inbox,
+		Inbox:      qs.queue,
 		Deliveries: deliveries,
 		Pool:       s.Pool,
 		Log:        log.With("part", "hook"),

@@ -54,7 +54,7 @@ func openReporting(s Settings, qs *queues, st store.Store, reg prometheus.Regist
 		return nil, err
 	}
 	if r.gate != nil {
-		r.inbox, _ = qs.queue.(queue.Inbox)
+		r.inbox = qs.queue
 	}
 	r.rep = report.New(report.Config{Forge: r.forge, Log: log.With("part", "reporter"), Registerer: reg})
 	return r, nil

@@ -5,7 +5,7 @@
 // the topology it declares and the long-task mechanism.
 //
 // Only the wiring in cmd/ (and bench/) should import it; everything else
-// takes the queue.Queue and queue.Events interfaces.
+// takes the queue.Queue interface.
 package amqp
 
 import (
@@ -27,18 +27,23 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 )
 
-// Config configures a handle. Zero values get the defaults documented here.
+// Config configures a handle. URL, Prefix, Options and ParkAfter are
+// required (cmd/turtles decides them); the others may be zero.
 type Config struct {
-	// URL is amqp://user:pass@host:port/vhost or amqps://. Required.
+	// URL is amqp://user:pass@host:port/vhost or amqps://.
 	URL string
-	// Prefix starts every exchange and queue name. Default "turtles".
+	// Prefix starts every exchange and queue name; every process of one
+	// turtles uses the same.
 	Prefix string
-	// Options are the queue options (lease, max deliveries, poll).
+	// Options are the queue options (lease, max deliveries, poll, clock).
+	// The clock times leases held by this process (lease expiry, inbox
+	// leases); what the broker times (delays, parked copies, markers)
+	// runs on real time.
 	Options queue.Options
 	// ParkAfter is how long a claimed task is held as an unacked delivery
 	// before it is parked (acked, with a copy parked in the broker and a
 	// lease queue held by this connection). It must be well below the
-	// broker's consumer_timeout (30 minutes by default). Default 5m.
+	// broker's consumer_timeout (30 minutes by default). Real time.
 	ParkAfter time.Duration
 	// Pools are reported by Stats even when this handle never used them.
 	Pools []string
@@ -453,29 +458,38 @@ type client struct {
 	onUp  func(*link)   // after every reconnect (not the first dial)
 }
 
-// newClient connects for a handle of kind ("queue", "events"), which
-// its log lines name: one process holds a connection of each.
-func newClient(cfg Config, kind string) (*client, error) {
-	if cfg.URL == "" {
-		return nil, errors.New("amqp: no URL")
+// validate returns an error naming the first required field that is
+// unset or invalid.
+func (cfg Config) validate() error {
+	switch {
+	case cfg.URL == "":
+		return errors.New("amqp: no URL")
+	case cfg.Prefix == "":
+		return errors.New("amqp: no Prefix")
+	case cfg.ParkAfter <= 0:
+		return fmt.Errorf("amqp: ParkAfter is %s, want > 0", cfg.ParkAfter)
 	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = "turtles"
+	if err := cfg.Options.Validate(); err != nil {
+		return fmt.Errorf("amqp: %w", err)
+	}
+	return nil
+}
+
+// newClient connects for a handle.
+func newClient(cfg Config) (*client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Log == nil {
 		cfg.Log = discard()
 	}
-	if cfg.ParkAfter <= 0 {
-		cfg.ParkAfter = 5 * time.Minute
-	}
-	cfg.Options = cfg.Options.WithDefaults()
-	c := &client{cfg: cfg, n: names{cfg.Prefix}, log: cfg.Log.With("broker", Redact(cfg.URL), "conn", kind),
+	c := &client{cfg: cfg, n: names{cfg.Prefix}, log: cfg.Log.With("broker", Redact(cfg.URL)),
 		done: make(chan struct{}), ended: make(chan struct{}), ready: make(chan struct{})}
 	// The first dial fails loudly: a wrong URL or password is a
 	// configuration error, not an outage to wait out.
 	l, err := c.dial()
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", Redact(cfg.URL), err)
+		return nil, fmt.Errorf("connect to %s: %w", Redact(cfg.URL), queue.Unavailable(err))
 	}
 	c.set(l)
 	go c.loop(l)
@@ -687,27 +701,31 @@ func (c *client) closed() bool {
 // client is closed; it retries only when the link died under op, so that
 // an outage is waited out and a broker error is returned. It returns
 // when ctx ends even if op is still waiting for the broker (see try).
+// Its errors are ErrClosed or wrap ErrUnavailable.
 func (c *client) retry(ctx context.Context, op func(l *link) error) error {
 	for {
 		l, err := c.link(ctx)
 		if err != nil {
-			return err
+			if errors.Is(err, queue.ErrClosed) {
+				return err
+			}
+			return queue.Unavailable(err)
 		}
 		err = try(ctx, l, op)
 		if err == nil || l.alive() || c.closed() {
 			if err != nil && c.closed() {
 				return queue.ErrClosed
 			}
-			return err
+			return queue.Unavailable(err)
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w (while the broker connection was down)", err)
+			return queue.Unavailable(fmt.Errorf("%w (while the broker connection was down)", err))
 		}
 		select {
 		case <-c.done:
 			return queue.ErrClosed
 		case <-ctx.Done():
-			return err
+			return queue.Unavailable(err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
@@ -42,43 +44,60 @@ func freshPrefix(t *testing.T) string {
 	return fmt.Sprintf("t%d-%d", os.Getpid(), prefixes.Add(1))
 }
 
-func openEvents(t *testing.T, prefix string) *amqp.Events {
-	e, err := amqp.OpenEvents(amqp.Config{URL: broker.URL, Prefix: prefix})
-	if err != nil {
-		t.Fatalf("OpenEvents: %v", err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
-}
+// parkAfter is the tests' Config.ParkAfter where they do not test
+// parking: past any test, below the broker's consumer timeout.
+const parkAfter = 50 * time.Second
 
 func TestContract(t *testing.T) {
-	var (
-		mu       sync.Mutex
-		prefixOf = map[queue.Queue]string{}
-	)
-	queuetest.Run(t, queuetest.Backend{
-		Queue: func(t *testing.T) queuetest.Opener {
+	queuetest.Run(t, queuetest.Backend[*amqp.Queue]{
+		Storage: func(t *testing.T) func(t *testing.T, opts queue.Options) *amqp.Queue {
 			prefix := freshPrefix(t)
-			return func(t *testing.T, opts queue.Options) queue.Queue {
-				q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: prefix, Options: opts})
+			return func(t *testing.T, opts queue.Options) *amqp.Queue {
+				q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: prefix, Options: opts, ParkAfter: parkAfter})
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
 				t.Cleanup(func() { q.Close() })
-				mu.Lock()
-				prefixOf[q] = prefix
-				mu.Unlock()
 				return q
 			}
 		},
-		EventsOf: func(t *testing.T, q queue.Queue) queue.Events {
-			mu.Lock()
-			defer mu.Unlock()
-			return openEvents(t, prefixOf[q])
-		},
-		Events: func(t *testing.T) queuetest.EventsOpener {
-			prefix := freshPrefix(t)
-			return func(t *testing.T) queue.Events { return openEvents(t, prefix) }
-		},
+		PublishRaw: (*amqp.Queue).PublishRaw,
 	})
+}
+
+// Open refuses a configuration that cmd/turtles did not fill in, naming
+// the field, before it dials.
+func TestOpenRequiresConfig(t *testing.T) {
+	good := amqp.Config{URL: broker.URL, Prefix: freshPrefix(t), ParkAfter: parkAfter, Options: realOpts()}
+	tests := []struct {
+		name   string
+		mutate func(*amqp.Config)
+		want   string
+	}{
+		{"no URL", func(c *amqp.Config) { c.URL = "" }, "URL"},
+		{"no prefix", func(c *amqp.Config) { c.Prefix = "" }, "Prefix"},
+		{"no park after", func(c *amqp.Config) { c.ParkAfter = 0 }, "ParkAfter"},
+		{"zero options", func(c *amqp.Config) { c.Options = queue.Options{} }, "Lease"},
+		{"no clock", func(c *amqp.Config) { c.Options.Clock = nil }, "Clock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := good
+			tt.mutate(&cfg)
+			q, err := amqp.Open(cfg)
+			if err == nil {
+				q.Close()
+				t.Fatalf("Open succeeded, want an error naming %s", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Open = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// realOpts are queue options on real time, for the tests of this package
+// that are about the broker's own timing.
+func realOpts() queue.Options {
+	return queue.Options{Lease: time.Minute, MaxDeliveries: 5, Poll: 20 * time.Millisecond, Clock: clockwork.NewRealClock()}
 }

@@ -25,8 +25,6 @@ import (
 // in one transaction, instead of returning it; a holder learns it at its
 // next Heartbeat, which does the same and returns queue.ErrCancelled.
 
-var _ queue.Canceller = (*Queue)(nil)
-
 const (
 	// cancelsKept bounds PREFIX.cancels; older records are dropped first.
 	cancelsKept = 10000
@@ -81,13 +79,15 @@ func (s *cancelSet) match(t turtles.Task) (cancelRecord, bool) {
 	return r, true
 }
 
-// Cancel implements queue.Canceller. The count is of the running tasks
+// Cancel implements queue.Queue. The count is of the running tasks
 // this handle holds; tasks queued or held by other processes are cancelled
 // too, when a bot meets them, but cannot be counted here.
 func (q *Queue) Cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error) {
 	if q.c.closed() {
 		return 0, queue.ErrClosed
 	}
+	// Real time, not the queue's clock: tasks are matched by their
+	// creation time, which the webhook receiver stamps.
 	rec := cancelRecord{Repo: repo, SHA: sha, PR: pr, Reason: reason, Time: time.Now()}
 	body, err := json.Marshal(rec)
 	if err != nil {
@@ -102,7 +102,7 @@ func (q *Queue) Cancel(ctx context.Context, repo, sha string, pr int, reason str
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("cancel tasks of %s@%s: %w", repo, sha, turtles.MarkInfra(err))
+		return 0, fmt.Errorf("cancel tasks of %s@%s: %w", repo, sha, err)
 	}
 	q.cancels.add(rec)
 	n := 0
@@ -210,21 +210,6 @@ func (q *Queue) waitCancels(ctx context.Context) error {
 	}
 }
 
-// cancelledEvent is t's final event when cancelled by rec.
-func cancelledEvent(t turtles.Task, rec cancelRecord) (amqp.Publishing, error) {
-	ev := turtles.Event{ID: "cancel-" + newToken(), Type: turtles.EventFinished, Task: t, Time: time.Now(),
-		Outcome: &turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: rec.Reason}}
-	return eventMessage(ev)
-}
-
-func eventMessage(ev turtles.Event) (amqp.Publishing, error) {
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return amqp.Publishing{}, fmt.Errorf("encode event %s: %w", ev.ID, err)
-	}
-	return amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: ev.ID, Body: body}, nil
-}
-
 // cancelled ends a held or parked delivery whose commit was cancelled,
 // with its final cancelled event, and returns ErrCancelled; it returns
 // nil for a delivery that is not cancelled. d.mu is held.
@@ -236,11 +221,11 @@ func (d *delivery) cancelled(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	msg, err := cancelledEvent(d.task, rec)
+	r, err := d.q.n.eventOf(queue.CancelledEvent(d.task, rec.Reason, d.q.clock.Now()))
 	if err != nil {
 		return err
 	}
-	if err := d.endWith(ctx, msg); err != nil {
+	if err := d.endWith(ctx, r); err != nil {
 		return fmt.Errorf("cancel %s: %w", d.task.Key(), err)
 	}
 	d.finish(stateCancelled)

@@ -147,9 +147,7 @@ func TestLostConfirm(t *testing.T) {
 	if err := q.Publish(t.Context(), task); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
-	if err := claimKey(t, q, task.Key()).Ack(t.Context()); err != nil {
-		t.Fatalf("Ack: %v", err)
-	}
+	ack(t, claimKey(t, q, task.Key()))
 
 	proxy.armed.Store(true)
 	err := q.Publish(ctxFor(t, 30*time.Second), task)
@@ -160,11 +158,9 @@ func TestLostConfirm(t *testing.T) {
 		t.Fatalf("the proxy cut %d connections, want 1: the test did not test that", proxy.cuts.Load())
 	}
 	d := claimKey(t, q, task.Key())
-	noClaim(t, q, 2*time.Second, "a second copy while the first runs")
-	if err := d.Ack(t.Context()); err != nil {
-		t.Fatalf("Ack: %v", err)
-	}
-	noClaim(t, q, 2*time.Second, "the other copy ran too, after the ack")
+	claimBarrier(t, q, "a second copy while the first runs")
+	ack(t, d)
+	claimBarrier(t, q, "the other copy ran too, after the ack")
 }
 
 // TestNackReplacedWithItsAck: the next attempt that a Nack queues and the
@@ -191,9 +187,7 @@ func TestNackReplacedWithItsAck(t *testing.T) {
 	if d.Count() != 2 {
 		t.Errorf("Count() = %d after one Nack, want 2", d.Count())
 	}
-	noClaim(t, q, 2*time.Second, "a second copy of a nacked task")
-	if err := d.Ack(t.Context()); err != nil {
-		t.Fatalf("Ack: %v", err)
-	}
-	noClaim(t, q, 2*time.Second, "a second copy of a nacked task, after the ack")
+	claimBarrier(t, q, "a second copy of a nacked task")
+	ack(t, d)
+	claimBarrier(t, q, "a second copy of a nacked task, after the ack")
 }

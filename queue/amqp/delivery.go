@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/turtles-ci/turtles"
@@ -45,8 +46,9 @@ type delivery struct {
 	wc      *workChan // held: the channel it came on
 	tag     uint64    // held: its delivery tag
 	leaseID string    // parked
-	expiry  *time.Timer
-	park    *time.Timer
+	beat    time.Time // the claim or last heartbeat, on the queue's clock
+	expiry  clockwork.Timer
+	park    *time.Timer // real time: the broker's consumer_timeout is
 }
 
 var _ queue.Delivery = (*delivery)(nil)
@@ -57,7 +59,7 @@ func (d *delivery) Count() int         { return d.count }
 func (d *delivery) arm() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.expiry = time.AfterFunc(d.q.opts.Lease, d.expire)
+	d.expiry = d.q.clock.AfterFunc(d.q.opts.Lease, d.expire)
 	d.park = time.AfterFunc(d.q.c.cfg.ParkAfter, d.parkNow)
 }
 
@@ -107,44 +109,28 @@ func (d *delivery) Heartbeat(ctx context.Context) error {
 		return err
 	}
 	d.expiry.Reset(d.q.opts.Lease)
+	d.beat = d.q.clock.Now()
 	return nil
 }
 
-// Ack implements queue.Delivery.
-func (d *delivery) Ack(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.check(ctx); err != nil {
-		return err
-	}
-	if err := d.settle(ctx, nil, true); err != nil {
-		return fmt.Errorf("ack %s: %w", d.task.Key(), err)
-	}
-	d.finish(stateDone)
-	return nil
-}
-
-// endWith publishes the task's final event msg and ends the delivery: a
+// endWith publishes the task's final event ev and ends the delivery: a
 // held task's event and ack in one transaction (ErrLeaseLost if it
 // failed: the broker hands the task out again and the event was not
 // published); a parked task's event first, then its lease. The caller
 // sets the final state. d.mu is held.
-func (d *delivery) endWith(ctx context.Context, msg amqp.Publishing) error {
+func (d *delivery) endWith(ctx context.Context, ev routed) error {
 	if d.state == stateHeld {
-		if err := d.wc.commit(ctx, d.tag, []routed{d.q.n.event(msg)}, &d.lock); err != nil {
+		if err := d.wc.commit(ctx, d.tag, []routed{ev}, &d.lock); err != nil {
 			d.finish(stateLost)
 			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 		}
 		return nil
 	}
-	err := d.emit(ctx, msg)
+	err := d.q.c.retry(ctx, func(l *link) error { return l.publishAll(ctx, []routed{ev}) })
 	if err == nil {
 		err = d.settle(ctx, nil, true)
 	}
-	if err != nil {
-		return turtles.MarkInfra(err)
-	}
-	return nil
+	return err
 }
 
 // Nack implements queue.Delivery.
@@ -154,16 +140,16 @@ func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string)
 	if err := d.check(ctx); err != nil {
 		return false, err
 	}
-	dead := d.count >= d.q.opts.MaxDeliveries
-	err := d.settle(ctx, d.next(dead, delay, reason), dead)
+	end := d.q.opts.Nacked(d.task, d.count, reason)
+	err := d.settle(ctx, d.next(end, delay), end.Dead)
 	if err != nil {
 		return false, fmt.Errorf("nack %s: %w", d.task.Key(), err)
 	}
 	d.finish(stateDone)
-	if dead {
-		d.q.c.log.Warn("dead-lettering a task", "task", d.task.Key(), "reason", reason)
+	if end.Dead {
+		d.q.c.log.Warn("dead-lettering a task", "task", d.task.Key(), "reason", end.Reason)
 	}
-	return dead, nil
+	return end.Dead, nil
 }
 
 // Release implements queue.Delivery.
@@ -184,17 +170,11 @@ func (d *delivery) Release(ctx context.Context) error {
 	return nil
 }
 
-// next returns what replaces the task after a failed delivery: its next
-// attempt after delay, or, if dead, its dead letter and final event.
-func (d *delivery) next(dead bool, delay time.Duration, reason string) func(l *link) ([]routed, error) {
+// next returns what replaces the task after a failed delivery, as end
+// decided: its next attempt after delay, or its dead letter.
+func (d *delivery) next(end queue.End, delay time.Duration) func(l *link) ([]routed, error) {
 	return func(l *link) ([]routed, error) {
-		if dead {
-			return d.q.deadLettered(d.pool, d.body, &d.task, reason)
-		}
-		t := d.task
-		t.Attempt++
-		r, err := d.q.requeued(l, d.pool, t, d.count, delay, d.token)
-		return []routed{r}, err
+		return d.q.replaced(l, d.pool, d.body, d.task, d.count, end, delay, d.token)
 	}
 }
 
@@ -220,7 +200,7 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, err
 					d.finish(stateLost)
 					return queue.ErrLeaseLost
 				}
-				return turtles.MarkInfra(err)
+				return queue.Unavailable(err)
 			}
 		}
 		if err := d.wc.commit(ctx, d.tag, pubs, lock); err != nil {
@@ -246,7 +226,7 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, err
 		return d.endLease(l)
 	})
 	if err != nil {
-		return turtles.MarkInfra(err)
+		return err
 	}
 	if final {
 		d.q.unlock(d.lock)
@@ -284,24 +264,13 @@ func (d *delivery) expire() {
 		return
 	}
 	l := d.link
-	dead := d.count >= d.q.opts.MaxDeliveries
+	// This holder reports nothing more (its Heartbeat returns
+	// ErrLeaseLost): its attempt ends here, with what replaces it.
+	end := d.q.opts.Lost(d.task, d.count, queue.StoppedBeating(d.beat))
+	dead := end.Dead
 	var err error
 	if l.alive() {
-		next := d.next(dead, 0, fmt.Sprintf("lease expired on delivery %d", d.count))
-		if !dead {
-			// This holder reports nothing more (its Heartbeat returns
-			// ErrLeaseLost): its attempt ends here, with the next one.
-			then := next
-			next = func(l *link) ([]routed, error) {
-				pubs, err := then(l)
-				if err != nil {
-					return nil, err
-				}
-				lost, err := d.q.lostMessage(d.task, "the bot stopped heart-beating")
-				return append(pubs, lost), err
-			}
-		}
-		err = d.settle(ctx, next, dead)
+		err = d.settle(ctx, d.next(end, 0), dead)
 	}
 	if err != nil {
 		// The broker hands the message out again, counted, when the
@@ -484,21 +453,12 @@ func (q *Queue) reapOne(ctx context.Context, l *link, r reaper, m amqp.Delivery)
 		r.commit(ctx, m, nil, false)
 		return
 	}
-	dead := count >= q.opts.MaxDeliveries
-	var pubs []routed
-	if dead {
-		pubs, err = q.deadLettered(pool, m.Body, &t, fmt.Sprintf("holder lost on delivery %d", count))
-	} else {
+	end := q.opts.Lost(t, count, "the bot holding the long task is gone")
+	dead := end.Dead
+	if !dead {
 		log.Warn("reaper: holder of a parked task is gone; queueing it again")
-		var lost routed
-		lost, err = q.lostMessage(t, "the bot holding the long task is gone")
-		t.Attempt++
-		var next routed
-		if err == nil {
-			next, err = q.requeued(l, pool, t, count, 0, headerString(m.Headers, hToken))
-		}
-		pubs = []routed{next, lost}
 	}
+	pubs, err := q.replaced(l, pool, m.Body, t, count, end, 0, headerString(m.Headers, hToken))
 	if err == nil {
 		err = r.commit(ctx, m, pubs, false)
 	}

@@ -12,68 +12,66 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 )
 
+// The event log: one durable queue behind the events exchange, with a
+// single active consumer so that a task's events are handled in the order
+// emitted even with several reporters running (the others stand by). The
+// queue's own events (a dead task's, a cancelled one's, a lost attempt's)
+// go to the same exchange in the transaction that causes them.
+
 // eventPrefetch bounds the events a receiver holds unacked; they come back
 // if it dies, and consumers drop duplicates by Event.ID.
 const eventPrefetch = 16
 
-// Events is a queue.Events on RabbitMQ: one durable queue behind the
-// events exchange, with a single active consumer so that a task's events
-// are handled in the order emitted even with several reporters running
-// (the others stand by).
-type Events struct {
-	c *client
-	n names
-
+// consumer is Receive's subscription to the events queue, consumed anew
+// after a reconnect.
+type consumer struct {
 	mu   sync.Mutex
 	ch   *amqp.Channel
 	msgs <-chan amqp.Delivery
 }
 
-var _ queue.Events = (*Events)(nil)
-
-// OpenEvents connects to the broker for emitting and receiving events.
-func OpenEvents(cfg Config) (*Events, error) {
-	c, err := newClient(cfg, "events")
+func eventMessage(ev turtles.Event) (amqp.Publishing, error) {
+	body, err := json.Marshal(ev)
 	if err != nil {
-		return nil, err
+		return amqp.Publishing{}, fmt.Errorf("encode event %s: %w", ev.ID, err)
 	}
-	return &Events{c: c, n: c.n}, nil
+	return amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: ev.ID, Body: body}, nil
 }
 
-// Emit implements queue.Events.
-func (e *Events) Emit(ctx context.Context, ev turtles.Event) error {
-	if e.c.closed() {
+// eventOf encodes ev and routes it to the events exchange.
+func (n names) eventOf(ev turtles.Event) (routed, error) {
+	msg, err := eventMessage(ev)
+	if err != nil {
+		return routed{}, err
+	}
+	return n.event(msg), nil
+}
+
+// Emit implements queue.Queue.
+func (q *Queue) Emit(ctx context.Context, ev turtles.Event) error {
+	if q.c.closed() {
 		return queue.ErrClosed
 	}
-	err := e.c.retry(ctx, func(l *link) error { return emitOn(ctx, l, e.n, ev) })
+	r, err := q.n.eventOf(ev)
 	if err != nil {
-		return fmt.Errorf("emit event %s: %w", ev.ID, turtles.MarkInfra(err))
+		return fmt.Errorf("emit event %s: %w", ev.ID, err)
+	}
+	if err := q.c.retry(ctx, func(l *link) error { return l.publishAll(ctx, []routed{r}) }); err != nil {
+		return fmt.Errorf("emit event %s: %w", ev.ID, err)
 	}
 	return nil
 }
 
-func emitOn(ctx context.Context, l *link, n names, ev turtles.Event) error {
-	msg, err := eventMessage(ev)
-	if err != nil {
-		return err
-	}
-	return publishEvent(ctx, l, n, msg)
-}
-
-// publishEvent publishes an encoded event and waits for its confirm.
-func publishEvent(ctx context.Context, l *link, n names, msg amqp.Publishing) error {
-	return l.publishAll(ctx, []routed{n.event(msg)})
-}
-
-// consumer returns the current delivery channel, consuming anew after a
-// reconnect.
-func (e *Events) consumer(ctx context.Context) (<-chan amqp.Delivery, error) {
+// subscription returns the current delivery channel, consuming anew
+// after a reconnect.
+func (q *Queue) subscription(ctx context.Context) (<-chan amqp.Delivery, error) {
+	e := &q.events
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.ch != nil && !e.ch.IsClosed() {
 		return e.msgs, nil
 	}
-	l, err := e.c.link(ctx)
+	l, err := q.c.link(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +81,7 @@ func (e *Events) consumer(ctx context.Context) (<-chan amqp.Delivery, error) {
 	}
 	var msgs <-chan amqp.Delivery
 	if err == nil {
-		msgs, err = ch.Consume(e.n.events(), "", false, false, false, false, nil)
+		msgs, err = ch.Consume(q.n.events(), "", false, false, false, false, nil)
 	}
 	if err != nil {
 		if ch != nil {
@@ -95,37 +93,37 @@ func (e *Events) consumer(ctx context.Context) (<-chan amqp.Delivery, error) {
 	return msgs, nil
 }
 
-// Receive implements queue.Events. An event received and not acked comes
+// Receive implements queue.Queue. An event received and not acked comes
 // back when this handle's connection ends (not after a lease: RabbitMQ
 // has no per-message lease).
-func (e *Events) Receive(ctx context.Context) (queue.EventDelivery, error) {
+func (q *Queue) Receive(ctx context.Context) (queue.EventDelivery, error) {
 	for {
-		if e.c.closed() {
+		if q.c.closed() {
 			return nil, queue.ErrClosed
 		}
-		msgs, err := e.consumer(ctx)
+		msgs, err := q.subscription(ctx)
 		if err != nil {
-			if e.c.closed() {
+			if q.c.closed() {
 				return nil, queue.ErrClosed
 			}
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			e.c.log.Warn("events: consume failed; retrying", "err", err)
+			q.c.log.Warn("events: consume failed; retrying", "err", err)
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-e.c.done:
+		case <-q.c.done:
 			return nil, queue.ErrClosed
 		case m, ok := <-msgs:
 			if !ok {
-				continue // channel closed; consumer() starts another
+				continue // channel closed; subscription() starts another
 			}
 			var ev turtles.Event
 			if err := json.Unmarshal(m.Body, &ev); err != nil {
-				e.c.log.Error("events: dropping an event that does not decode", "err", err, "id", m.MessageId)
+				q.c.log.Error("events: dropping an event that does not decode", "err", err, "id", m.MessageId)
 				m.Nack(false, false)
 				continue
 			}
@@ -133,9 +131,6 @@ func (e *Events) Receive(ctx context.Context) (queue.EventDelivery, error) {
 		}
 	}
 }
-
-// Close implements queue.Events.
-func (e *Events) Close() error { return e.c.close() }
 
 type eventDelivery struct {
 	m  amqp.Delivery
@@ -148,7 +143,7 @@ func (d *eventDelivery) Event() turtles.Event { return d.ev }
 // event is gone, the event comes again (consumers drop duplicates).
 func (d *eventDelivery) Ack(ctx context.Context) error {
 	if err := d.m.Ack(false); err != nil {
-		return fmt.Errorf("ack event %s: %w", d.ev.ID, turtles.MarkInfra(err))
+		return fmt.Errorf("ack event %s: %w", d.ev.ID, queue.Unavailable(err))
 	}
 	return nil
 }

@@ -7,13 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
 )
-
-var _ queue.Inbox = (*Queue)(nil)
 
 // inboxLease is how long a taken inbox message may stay unacked before
 // it goes back to the queue (as in queue/sqlite).
@@ -22,7 +20,7 @@ const inboxLease = time.Minute
 // inboxKey is the Wakeups key of the inbox (pools cannot contain spaces).
 const inboxKey = "inbox messages"
 
-// Put implements queue.Inbox: a persistent message on the durable inbox
+// Put implements queue.Queue: a persistent message on the durable inbox
 // queue, confirmed by the broker.
 func (q *Queue) Put(ctx context.Context, body []byte) error {
 	if q.c.closed() {
@@ -37,13 +35,13 @@ func (q *Queue) Put(ctx context.Context, body []byte) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("put inbox message: %w", turtles.MarkInfra(err))
+		return fmt.Errorf("put inbox message: %w", err)
 	}
 	q.wake.Wake(inboxKey)
 	return nil
 }
 
-// Take implements queue.Inbox. It polls with basic.get on a channel of
+// Take implements queue.Queue. It polls with basic.get on a channel of
 // its own; a message not acked within the lease is rejected back to the
 // queue (and any taken message comes back when the connection ends).
 func (q *Queue) Take(ctx context.Context) (queue.InboxMessage, error) {
@@ -70,7 +68,7 @@ func (q *Queue) Take(ctx context.Context) (queue.InboxMessage, error) {
 				return nil, queue.ErrClosed
 			}
 			if l.alive() && !ch.IsClosed() {
-				return nil, fmt.Errorf("take inbox message: %w", turtles.MarkInfra(err))
+				return nil, fmt.Errorf("take inbox message: %w", queue.Unavailable(err))
 			}
 			select { // reconnecting, or the channel is reopened next time
 			case <-ctx.Done():
@@ -81,7 +79,7 @@ func (q *Queue) Take(ctx context.Context) (queue.InboxMessage, error) {
 		}
 		if ok {
 			im := &inboxMessage{m: m}
-			im.timer = time.AfterFunc(inboxLease, func() { im.settle(func() error { return m.Reject(true) }) })
+			im.timer = q.clock.AfterFunc(inboxLease, func() { im.settle(func() error { return m.Reject(true) }) })
 			return im, nil
 		}
 		select {
@@ -114,7 +112,7 @@ func (l *link) inboxChannel() (*amqp.Channel, error) {
 
 type inboxMessage struct {
 	m     amqp.Delivery
-	timer *time.Timer
+	timer clockwork.Timer
 
 	mu      sync.Mutex
 	settled bool

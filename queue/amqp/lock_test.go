@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 func openLock(t *testing.T, cfg amqp.Config) *amqp.Queue {
 	t.Helper()
 	cfg.URL, cfg.Prefix = cmp.Or(cfg.URL, broker.URL), cmp.Or(cfg.Prefix, freshPrefix(t))
-	cfg.Options = queue.Options{Lease: time.Minute, Poll: 20 * time.Millisecond}
+	cfg.Options, cfg.ParkAfter = realOpts(), parkAfter
 	q, err := amqp.Open(cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -46,24 +47,48 @@ func rawChannel(t *testing.T) (*amqp091.Connection, *amqp091.Channel) {
 	return conn, ch
 }
 
-// claimKey claims from pool public and fails unless it gets key.
-func claimKey(t *testing.T, q queue.Queue, key string) queue.Delivery {
+// claimKey claims from pool public and fails unless it gets key; why,
+// if given, says what another task would mean.
+func claimKey(t *testing.T, q queue.Queue, key string, why ...string) queue.Delivery {
 	t.Helper()
 	d, err := q.Claim(ctxFor(t, 10*time.Second), "public")
 	if err != nil {
 		t.Fatalf("Claim: %v", err)
 	}
 	if d.Task().Key() != key {
-		t.Fatalf("claimed %s, want %s", d.Task().Key(), key)
+		t.Fatalf("claimed %s (count %d), want %s %v", d.Task().Key(), d.Count(), key, why)
 	}
 	return d
 }
 
-// noClaim fails if a claim from pool public gets anything within wait.
-func noClaim(t *testing.T, q queue.Queue, wait time.Duration, why string) {
+var barriers atomic.Int64
+
+// barrierTask is a fresh task of pool public.
+func barrierTask() turtles.Task {
+	b := queuetest.Task(int(1_000_000+barriers.Add(1)), "public")
+	b.Context = "barrier"
+	return b
+}
+
+// claimBarrier fails with why if anything claimable from pool public is
+// ahead of a task published now: it publishes one and claims it. A copy
+// that must not run (a withdrawn duplicate, a nacked task queued twice)
+// would be met first, and run.
+func claimBarrier(t *testing.T, q queue.Queue, why string) {
 	t.Helper()
-	if got, err := q.Claim(ctxFor(t, wait), "public"); err == nil {
-		t.Fatalf("claimed %s (count %d): %s", got.Task().Key(), got.Count(), why)
+	b := barrierTask()
+	if err := q.Publish(t.Context(), b); err != nil {
+		t.Fatalf("Publish of the barrier: %v", err)
+	}
+	d := claimKey(t, q, b.Key(), why)
+	ack(t, d)
+}
+
+// ack acks d.
+func ack(t *testing.T, d queue.Delivery) {
+	t.Helper()
+	if err := queuetest.Ack(t.Context(), d); err != nil {
+		t.Fatalf("ack of %s: %v", d.Task().Key(), err)
 	}
 }
 
@@ -90,12 +115,8 @@ func TestDuplicateDroppedAfterOriginalFinished(t *testing.T) {
 	if err := q.Publish(t.Context(), task); !errors.Is(err, queue.ErrDuplicate) {
 		t.Fatalf("Publish while running = %v, want ErrDuplicate", err)
 	}
-	if err := d.Ack(t.Context()); err != nil {
-		t.Fatalf("Ack: %v", err)
-	}
-	if got, err := q.Claim(ctxFor(t, time.Second), "public"); err == nil {
-		t.Fatalf("claimed %s (count %d): the withdrawn duplicate ran", got.Task().Key(), got.Count())
-	}
+	ack(t, d)
+	claimBarrier(t, q, "the withdrawn duplicate ran")
 	if err := q.Publish(t.Context(), task); err != nil {
 		t.Fatalf("Publish after the ack: %v", err)
 	}
@@ -117,7 +138,7 @@ func TestTaskWithoutMarker(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Claim: %v", err)
 	}
-	d.Ack(t.Context())
+	ack(t, d)
 	_, ch := rawChannel(t)
 	body, _ := json.Marshal(task)
 	err = ch.PublishWithContext(t.Context(), prefix+".work", "public", false, false, amqp091.Publishing{
@@ -133,13 +154,9 @@ func TestTaskWithoutMarker(t *testing.T) {
 	if err := q.Publish(t.Context(), task); !errors.Is(err, queue.ErrDuplicate) {
 		t.Errorf("Publish while it runs = %v, want ErrDuplicate", err)
 	}
-	if err := d.Ack(t.Context()); err != nil {
-		t.Fatalf("Ack: %v", err)
-	}
+	ack(t, d)
 	// The refused Publish's copy is dropped; a new one is accepted.
-	if got, err := q.Claim(ctxFor(t, time.Second), "public"); err == nil {
-		t.Fatalf("claimed %s: the withdrawn duplicate ran", got.Task().Key())
-	}
+	claimBarrier(t, q, "the withdrawn duplicate ran")
 	if err := q.Publish(t.Context(), task); err != nil {
 		t.Errorf("Publish after the ack: %v", err)
 	}
@@ -167,9 +184,7 @@ func TestDuplicateRefusedRightAfterClaim(t *testing.T) {
 		if err := q.Publish(t.Context(), again); !errors.Is(err, queue.ErrDuplicate) {
 			t.Fatalf("round %d: Publish right after the claim = %v, want ErrDuplicate", i, err)
 		}
-		if err := d.Ack(t.Context()); err != nil {
-			t.Fatalf("Ack: %v", err)
-		}
+		ack(t, d)
 	}
 }
 
@@ -178,16 +193,19 @@ func TestDuplicateRefusedRightAfterClaim(t *testing.T) {
 // default, given keys that do not collide (the contract's keys do not
 // share a slot among 4096).
 func TestContractLockSlots(t *testing.T) {
-	queuetest.RunQueue(t, func(t *testing.T) queuetest.Opener {
-		prefix := freshPrefix(t)
-		return func(t *testing.T, opts queue.Options) queue.Queue {
-			q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: prefix, Options: opts, LockSlots: 4096})
-			if err != nil {
-				t.Fatalf("Open: %v", err)
+	queuetest.RunQueue(t, queuetest.Backend[*amqp.Queue]{
+		Storage: func(t *testing.T) func(t *testing.T, opts queue.Options) *amqp.Queue {
+			prefix := freshPrefix(t)
+			return func(t *testing.T, opts queue.Options) *amqp.Queue {
+				q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: prefix, Options: opts, ParkAfter: parkAfter, LockSlots: 4096})
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				t.Cleanup(func() { q.Close() })
+				return q
 			}
-			t.Cleanup(func() { q.Close() })
-			return q
-		}
+		},
+		PublishRaw: (*amqp.Queue).PublishRaw,
 	})
 }
 
@@ -196,7 +214,8 @@ func TestContractLockSlots(t *testing.T) {
 // slot is free; then it runs, and holds the lock against its duplicates.
 func TestLockSlotCollision(t *testing.T) {
 	t.Parallel()
-	q := openLock(t, amqp.Config{LockSlots: 1})
+	prefix := freshPrefix(t)
+	q := openLock(t, amqp.Config{Prefix: prefix, LockSlots: 1})
 	a, b := queuetest.Task(1, "public"), queuetest.Task(2, "public")
 	for _, task := range []turtles.Task{a, b} {
 		if err := q.Publish(t.Context(), task); err != nil {
@@ -207,10 +226,18 @@ func TestLockSlotCollision(t *testing.T) {
 		t.Errorf("Publish of the slot's holder again = %v, want ErrDuplicate", err)
 	}
 	da := claimKey(t, q, a.Key())
-	noClaim(t, q, 1500*time.Millisecond, "the other key holds the only slot")
-	if err := da.Ack(t.Context()); err != nil {
-		t.Fatalf("Ack: %v", err)
+	// A barrier that takes no lock (a message without a token, as a
+	// publisher older than the locks sent): the claim meets b first, which
+	// must wait for the slot.
+	_, ch := rawChannel(t)
+	free := barrierTask()
+	body, _ := json.Marshal(free)
+	if err := ch.PublishWithContext(t.Context(), prefix+".work", "public", false, false, amqp091.Publishing{
+		DeliveryMode: amqp091.Persistent, Body: body, Headers: amqp091.Table{"x-turtles-deliveries": int32(0)}}); err != nil {
+		t.Fatal(err)
 	}
+	ack(t, claimKey(t, q, free.Key(), "while the other key holds the only slot"))
+	ack(t, da)
 	db := claimKey(t, q, b.Key()) // once the slot is free
 	if db.Count() != 1 {
 		t.Errorf("Count() = %d after waiting for the slot, want 1 (waiting is not a delivery)", db.Count())
@@ -218,10 +245,8 @@ func TestLockSlotCollision(t *testing.T) {
 	if err := q.Publish(t.Context(), b); !errors.Is(err, queue.ErrDuplicate) {
 		t.Errorf("Publish of the running key = %v, want ErrDuplicate", err)
 	}
-	if err := db.Ack(t.Context()); err != nil {
-		t.Fatalf("Ack: %v", err)
-	}
-	noClaim(t, q, 1500*time.Millisecond, "a withdrawn duplicate ran")
+	ack(t, db)
+	claimBarrier(t, q, "a withdrawn duplicate ran")
 	if err := q.Publish(t.Context(), b); err != nil {
 		t.Errorf("Publish after the ack: %v", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/queuetest"
@@ -24,7 +26,7 @@ const (
 func openLong(t *testing.T, prefix string, parkAfter time.Duration) *amqp.Queue {
 	t.Helper()
 	q, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: prefix, ParkAfter: parkAfter,
-		Options: queue.Options{Lease: longLease, MaxDeliveries: 3, Poll: 100 * time.Millisecond}})
+		Options: queue.Options{Lease: longLease, MaxDeliveries: 3, Poll: 100 * time.Millisecond, Clock: clockwork.NewRealClock()}})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -81,19 +83,18 @@ func TestLongTask(t *testing.T) {
 	if rivalGot != nil {
 		t.Fatalf("rival claimed %s (count %d) while the holder was running it", rivalGot.Task().Key(), rivalGot.Count())
 	}
-	if err := d.Ack(t.Context()); err != nil {
+	if err := queuetest.Ack(t.Context(), d); err != nil {
 		t.Fatalf("Ack after %s: %v", longTask, err)
 	}
-	// The parked copy comes back to a reaper and must be dropped, not run.
-	cctx, ccancel := context.WithTimeout(t.Context(), 3*longLease)
-	defer ccancel()
-	if got, err := rival.Claim(cctx, "long"); err == nil {
-		t.Fatalf("after the ack, rival claimed %s (count %d)", got.Task().Key(), got.Count())
-	}
+	// The parked copy comes back to a reaper and must be dropped, not run:
+	// a task parked after it, whose holder dies, comes back first. Only
+	// the rival reaps from now on, in the order the copies were parked.
+	holder.Close()
+	parkedBarrier(t, rival, prefix, "long", "after the ack, the parked copy came back")
 	if dls, err := rival.DeadLetters(t.Context()); err != nil || len(dls) != 0 {
 		t.Fatalf("DeadLetters = %v, %v; want none", dls, err)
 	}
-	if err := holder.Publish(t.Context(), task); err != nil {
+	if err := rival.Publish(t.Context(), task); err != nil {
 		t.Errorf("Publish after the ack (the key must be free): %v", err)
 	}
 }
@@ -129,7 +130,7 @@ func TestLongTaskHolderDies(t *testing.T) {
 	if got.Count() != 2 || got.Task().Attempt != 2 {
 		t.Errorf("Count, Attempt = %d, %d; want 2, 2", got.Count(), got.Task().Attempt)
 	}
-	if err := got.Ack(t.Context()); err != nil {
+	if err := queuetest.Ack(t.Context(), got); err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
 }
@@ -155,4 +156,44 @@ func TestConsumerTimeoutAppliesToGet(t *testing.T) {
 		t.Fatalf("held past consumer_timeout for %s: Heartbeat = %v, want ErrLeaseLost", longTask, err)
 	}
 	t.Logf("lost the unparked delivery after %s", time.Since(start).Round(time.Second))
+}
+
+// parkedBarrier fails with why if a parked copy comes back ahead of a
+// task parked now: it parks a fresh task of pool through a handle of its
+// own (parking after 1s, with the lease of openLong), closes that handle
+// as if its bot died, and claims through q until the task comes back. The
+// reaper handles parked copies in the order they were parked, so with a
+// single reaping handle (q) a copy parked earlier that was to come back
+// too is queued ahead of it.
+func parkedBarrier(t *testing.T, q queue.Queue, prefix, pool, why string) {
+	t.Helper()
+	h := openLong(t, prefix, time.Second)
+	b := queuetest.Task(999_999, pool)
+	b.Context = "parked-barrier"
+	if err := h.Publish(t.Context(), b); err != nil {
+		t.Fatalf("Publish of the parked barrier: %v", err)
+	}
+	d, err := h.Claim(ctxFor(t, 10*time.Second), pool)
+	if err != nil {
+		t.Fatalf("Claim of the parked barrier: %v", err)
+	}
+	if d.Task().Key() != b.Key() {
+		t.Fatalf("claimed %s, want the parked barrier", d.Task().Key())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // parked after 1s
+	defer cancel()
+	if err := beat(ctx, d); err != nil {
+		t.Fatalf("heartbeat of the parked barrier: %v", err)
+	}
+	h.Close()
+	got, err := q.Claim(ctxFor(t, 6*longLease), pool)
+	if err != nil {
+		t.Fatalf("the parked barrier did not come back: %v", err)
+	}
+	if got.Task().Key() != b.Key() {
+		t.Fatalf("claimed %s (count %d) before the parked barrier: %s", got.Task().Key(), got.Count(), why)
+	}
+	if err := queuetest.Ack(t.Context(), got); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/turtles-ci/turtles"
@@ -16,32 +17,34 @@ import (
 
 // Queue is a queue.Queue on RabbitMQ. It is safe for concurrent use.
 type Queue struct {
-	c    *client
-	n    names
-	opts queue.Options
+	c     *client
+	n     names
+	opts  queue.Options
+	clock clockwork.Clock // opts.Clock
 
 	mu     sync.Mutex
 	pools  map[string]bool    // pools this handle used, for Stats
 	held   map[*delivery]bool // unacked or parked deliveries of this handle
-	wake   queue.Wakeups      // keyed by pool
+	wake   queue.Wakeups      // keyed by pool, and inboxKey
 	reaper sync.Once
 
 	cancels  *cancelSet
 	listener sync.Once
+
+	events consumer // Receive's (events.go)
 }
 
-var (
-	_ queue.Queue = (*Queue)(nil)
-)
+var _ queue.Queue = (*Queue)(nil)
 
 // Open connects to the broker and declares the fixed topology. It fails
-// if the broker cannot be reached now; later outages are waited out.
+// if cfg lacks a required field or the broker cannot be reached now;
+// later outages are waited out.
 func Open(cfg Config) (*Queue, error) {
-	c, err := newClient(cfg, "queue")
+	c, err := newClient(cfg)
 	if err != nil {
 		return nil, err
 	}
-	q := &Queue{c: c, n: c.n, opts: c.cfg.Options, pools: map[string]bool{},
+	q := &Queue{c: c, n: c.n, opts: c.cfg.Options, clock: c.cfg.Options.Clock, pools: map[string]bool{},
 		held: map[*delivery]bool{}, cancels: newCancelSet()}
 	for _, p := range cfg.Pools {
 		q.pools[p] = true
@@ -78,18 +81,15 @@ func (q *Queue) usePool(l *link, pool string) error {
 func (q *Queue) wakeChan(pool string) <-chan struct{} { return q.wake.Chan(pool) }
 func (q *Queue) wakeUp(pool string)                   { q.wake.Wake(pool) }
 
-// Publish implements queue.Queue. The task's key is locked first (see
-// keySpec), then the task is published; both wait for broker confirms.
+// Publish implements queue.Queue. The task is published, then its key's
+// dedupe marker (lock.go); both wait for broker confirms.
 func (q *Queue) Publish(ctx context.Context, t turtles.Task) error {
 	if q.c.closed() {
 		return queue.ErrClosed
 	}
-	if err := t.Validate(); err != nil {
-		return fmt.Errorf("publish %s: %w", t.Key(), err)
-	}
-	body, err := json.Marshal(t)
+	body, err := queue.EncodeTask(t)
 	if err != nil {
-		return fmt.Errorf("publish %s: encode: %w", t.Key(), err)
+		return fmt.Errorf("publish %s: %w", t.Key(), err)
 	}
 	return q.publishTask(ctx, t.Pool, &t, body)
 }
@@ -145,7 +145,7 @@ func (q *Queue) publishTask(ctx context.Context, pool string, t *turtles.Task, b
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("publish to pool %s: %w", pool, turtles.MarkInfra(err))
+		return fmt.Errorf("publish to pool %s: %w", pool, err)
 	}
 	q.wakeUp(pool)
 	if lock.slot == "" || locked {
@@ -266,7 +266,7 @@ func (q *Queue) Claim(ctx context.Context, pool string) (queue.Delivery, error) 
 				return nil, queue.ErrClosed
 			}
 			if l.alive() {
-				return nil, fmt.Errorf("claim from pool %s: %w", pool, turtles.MarkInfra(err))
+				return nil, fmt.Errorf("claim from pool %s: %w", pool, queue.Unavailable(err))
 			}
 			continue // reconnecting
 		}
@@ -310,7 +310,7 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 	t, decodeErr := turtles.DecodeTask(m.Body)
 	if decodeErr != nil {
 		q.c.log.Warn("dead-lettering a malformed message", "pool", pool, "reason", decodeErr.Error())
-		pubs, err := q.deadLettered(pool, m.Body, nil, decodeErr.Error())
+		pubs, err := q.deadLettered(pool, m.Body, decodeErr.Error(), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -318,36 +318,38 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 	}
 	lock := q.lockOf(m.Headers, t)
 	if rec, ok := q.cancels.match(t); ok {
-		msg, err := cancelledEvent(t, rec)
+		r, err := q.n.eventOf(queue.CancelledEvent(t, rec.Reason, q.clock.Now()))
 		if err != nil {
 			return nil, err
 		}
-		return nil, wc.commit(ctx, m.DeliveryTag, []routed{q.n.event(msg)}, &lock)
+		return nil, wc.commit(ctx, m.DeliveryTag, []routed{r}, &lock)
 	}
 	if m.Redelivered {
 		// RabbitMQ put it back because a holder's connection ended: that
-		// was a delivery. Count it in the message, at the back of the
-		// line ahead of fresh tasks.
-		// Its holder reports nothing more: the lost attempt ends with the
-		// message that replaces it.
-		lost, err := q.lostMessage(t, "the bot's connection to the broker ended")
-		if err != nil {
-			return nil, err
-		}
-		t.Attempt++
-		r, err := q.requeued(l, pool, t, prev+1, 0, lock.token)
+		// was a delivery, and its holder reports nothing more. Its
+		// attempt ends here, with the message that replaces it.
+		end := q.opts.Lost(t, prev+1, "the bot's connection to the broker ended")
+		pubs, err := q.replaced(l, pool, m.Body, t, prev+1, end, 0, lock.token)
 		if err == nil {
-			err = wc.commit(ctx, m.DeliveryTag, []routed{r, lost}, nil)
+			var unlock *lockRef
+			if end.Dead {
+				q.c.log.Warn("dead-lettering a task", "task", t.Key(), "reason", end.Reason)
+				unlock = &lock
+			}
+			err = wc.commit(ctx, m.DeliveryTag, pubs, unlock)
 		}
 		if err == nil {
 			q.wakeUp(pool)
 		}
 		return nil, err
 	}
-	if prev >= q.opts.MaxDeliveries {
-		reason := fmt.Sprintf("delivered %d times without an outcome", prev)
+	if q.opts.Exhausted(prev) {
+		// Only when MaxDeliveries was lowered: every other path
+		// dead-letters a task at its last delivery.
+		reason := queue.GaveUp(prev, "no delivery left")
 		q.c.log.Warn("dead-lettering a task", "task", t.Key(), "reason", reason)
-		pubs, err := q.deadLettered(pool, m.Body, &t, reason)
+		final := queue.DeadEvent(t, reason, q.clock.Now())
+		pubs, err := q.deadLettered(pool, m.Body, reason, &final)
 		if err != nil {
 			return nil, err
 		}
@@ -367,7 +369,7 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 		return nil, wc.ack(m.DeliveryTag)
 	}
 	d := &delivery{q: q, pool: pool, task: t, body: m.Body, count: prev + 1, token: token, lock: lock,
-		state: stateHeld, link: l, wc: wc, tag: m.DeliveryTag}
+		state: stateHeld, link: l, wc: wc, tag: m.DeliveryTag, beat: q.clock.Now()}
 	q.mu.Lock()
 	q.held[d] = true
 	q.mu.Unlock()
@@ -407,39 +409,50 @@ func (q *Queue) requeued(l *link, pool string, t turtles.Task, prev int, delay t
 	return r, nil
 }
 
-// deadLettered returns the messages that store body on the dead-letter
-// queue with reason; for a valid task also the task's final infra event,
-// so that its status does not stay pending.
-func (q *Queue) deadLettered(pool string, body []byte, t *turtles.Task, reason string) ([]routed, error) {
-	dead := routed{"", q.n.dead(), amqp.Publishing{
-		DeliveryMode: amqp.Persistent,
-		Timestamp:    time.Now(),
-		Headers: amqp.Table{hPool: pool, hReason: reason,
-			hTime: time.Now().UnixNano()},
-		Body: body,
-	}}
-	if t == nil {
-		return []routed{dead}, nil
+// replaced returns the messages that replace the count-th delivery of t
+// (body as it came) once it ended without an ack, as end decided: its
+// dead letter, or its next attempt after delay; with end's event.
+func (q *Queue) replaced(l *link, pool string, body []byte, t turtles.Task, count int, end queue.End, delay time.Duration, token string) ([]routed, error) {
+	if end.Dead {
+		return q.deadLettered(pool, body, end.Reason, end.Event)
 	}
-	ev := turtles.Event{ID: "dead-" + newToken(), Type: turtles.EventFinished, Task: *t, Time: time.Now(),
-		Outcome: &turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}}
-	msg, err := eventMessage(ev)
+	next := t
+	next.Attempt++
+	r, err := q.requeued(l, pool, next, count, delay, token)
 	if err != nil {
 		return nil, err
 	}
-	return []routed{dead, q.n.event(msg)}, nil
+	pubs := []routed{r}
+	if end.Event != nil {
+		ev, err := q.n.eventOf(*end.Event)
+		if err != nil {
+			return nil, err
+		}
+		pubs = append(pubs, ev)
+	}
+	return pubs, nil
 }
 
-// lostMessage is the event that ends the attempt of t (as its lost
-// delivery had it) whose holder stopped heart-beating: see
-// queue.LostEvent. It goes in the transaction that queues the next
-// delivery, so that it is emitted once.
-func (q *Queue) lostMessage(t turtles.Task, reason string) (routed, error) {
-	msg, err := eventMessage(queue.LostEvent(t, reason, time.Now()))
-	if err != nil {
-		return routed{}, err
+// deadLettered returns the messages that store body on the dead-letter
+// queue with reason, and the task's final event (nil for a body that is
+// no task).
+func (q *Queue) deadLettered(pool string, body []byte, reason string, final *turtles.Event) ([]routed, error) {
+	now := q.clock.Now()
+	dead := routed{"", q.n.dead(), amqp.Publishing{
+		DeliveryMode: amqp.Persistent,
+		Timestamp:    now,
+		Headers: amqp.Table{hPool: pool, hReason: reason,
+			hTime: now.UnixNano()},
+		Body: body,
+	}}
+	if final == nil {
+		return []routed{dead}, nil
 	}
-	return q.n.event(msg), nil
+	ev, err := q.n.eventOf(*final)
+	if err != nil {
+		return nil, err
+	}
+	return []routed{dead, ev}, nil
 }
 
 // reconnected runs after a reconnect, before the link is handed out:

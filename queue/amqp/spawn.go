@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
 )
@@ -36,10 +34,8 @@ func (d *delivery) AckWithTasks(ctx context.Context, spawns []queue.Spawn, event
 	if err := d.check(ctx); err != nil {
 		return nil, err
 	}
-	for _, s := range spawns {
-		if err := s.Task.Validate(); err != nil {
-			return nil, fmt.Errorf("ack %s with its tasks: %s: %w", d.task.Key(), s.Task.Key(), err)
-		}
+	if err := queue.ValidateSpawns(spawns); err != nil {
+		return nil, fmt.Errorf("ack %s with its tasks: %w", d.task.Key(), err)
 	}
 	spawn := d.spawnHeld
 	if d.state == stateParked {
@@ -57,11 +53,11 @@ func (d *delivery) AckWithTasks(ctx context.Context, spawns []queue.Spawn, event
 func (d *delivery) spawnHeld(ctx context.Context, spawns []queue.Spawn, events []turtles.Event) ([]string, error) {
 	var evs []routed
 	for _, ev := range events {
-		msg, err := eventMessage(ev)
+		r, err := d.q.n.eventOf(ev)
 		if err != nil {
 			return nil, err
 		}
-		evs = append(evs, d.q.n.event(msg))
+		evs = append(evs, r)
 	}
 	l := d.link
 	pubs, locks, dups, err := d.q.spawned(l, spawns)
@@ -70,7 +66,7 @@ func (d *delivery) spawnHeld(ctx context.Context, spawns []queue.Spawn, events [
 			d.finish(stateLost)
 			return nil, fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 		}
-		return nil, turtles.MarkInfra(err)
+		return nil, queue.Unavailable(err)
 	}
 	if err := d.wc.commit(ctx, d.tag, append(pubs, evs...), &d.lock); err != nil {
 		d.finish(stateLost)
@@ -146,11 +142,11 @@ func (q *Queue) spawned(l *link, spawns []queue.Spawn) (pubs []routed, locks []l
 				continue
 			}
 		}
-		ev, err := eventMessage(s.Queued)
+		ev, err := q.n.eventOf(s.Queued)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		pubs = append(pubs, routed{q.n.workExchange(), t.Pool, taskMessage(body, 2*t.Priority, 0, lock.token)}, q.n.event(ev))
+		pubs = append(pubs, routed{q.n.workExchange(), t.Pool, taskMessage(body, 2*t.Priority, 0, lock.token)}, ev)
 		if lock.slot != "" {
 			locks = append(locks, lock)
 		}
@@ -161,13 +157,6 @@ func (q *Queue) spawned(l *link, spawns []queue.Spawn) (pubs []routed, locks []l
 // spawnParked is AckWithTasks of a parked task. d.mu is held.
 func (d *delivery) spawnParked(ctx context.Context, spawns []queue.Spawn, events []turtles.Event) ([]string, error) {
 	var dups []string
-	emit := func(ev turtles.Event) error {
-		msg, err := eventMessage(ev)
-		if err != nil {
-			return err
-		}
-		return d.emit(ctx, msg)
-	}
 	for _, s := range spawns {
 		err := d.q.Publish(ctx, s.Task)
 		if errors.Is(err, queue.ErrDuplicate) {
@@ -175,25 +164,19 @@ func (d *delivery) spawnParked(ctx context.Context, spawns []queue.Spawn, events
 			continue
 		}
 		if err == nil {
-			err = emit(s.Queued)
+			err = d.q.Emit(ctx, s.Queued)
 		}
 		if err != nil {
-			return nil, turtles.MarkInfra(err)
+			return nil, err
 		}
 	}
 	for _, ev := range events {
-		if err := emit(ev); err != nil {
-			return nil, turtles.MarkInfra(err)
+		if err := d.q.Emit(ctx, ev); err != nil {
+			return nil, err
 		}
 	}
 	if err := d.settle(ctx, nil, true); err != nil {
 		return nil, err
 	}
 	return dups, nil
-}
-
-// emit publishes the event message msg with a confirm, through
-// reconnects.
-func (d *delivery) emit(ctx context.Context, msg amqp.Publishing) error {
-	return d.q.c.retry(ctx, func(l *link) error { return publishEvent(ctx, l, d.q.n, msg) })
 }

@@ -47,6 +47,10 @@ func (q *Queue) DeadLetters(ctx context.Context) ([]queue.DeadLetter, error) {
 		}
 		out = append(out, dl)
 	}
+	// The queue holds them oldest first; messages put back by an earlier
+	// reader may have moved, so the times decide, and among equal times
+	// the queue's order, reversed.
+	slices.Reverse(out)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
 	return out, nil
 }

@@ -12,39 +12,9 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 )
 
-// RunOptional runs the contract tests of the optional interfaces
-// (queue.Canceller, queue.Inbox), each skipped when the backend's queue
-// does not implement its interface, and of Delivery.AckWithTasks, which
-// every backend has but whose tests need the backend's event log.
-func RunOptional(t *testing.T, b Backend) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, b Backend)
-	}{
-		{"Cancel", testCancel},
-		{"Inbox", testInbox},
-		{"Spawn", testSpawn},
-		{"SpawnLeaseLost", testSpawnLeaseLost},
-		{"LostLease", testLost},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			tt.fn(t, b)
-		})
-	}
-}
-
-// eventsOf returns the event log on q's storage.
-func (b Backend) eventsOf(t *testing.T, q queue.Queue) queue.Events {
-	if b.EventsOf != nil {
-		return b.EventsOf(t, q)
-	}
-	e, ok := q.(queue.Events)
-	if !ok {
-		t.Fatalf("%T is no queue.Events and the backend has no EventsOf", q)
-	}
-	return e
+var cancelTests = []contractTest{
+	{"Cancel", testCancel},
+	{"Inbox", testInbox},
 }
 
 func cancelTask(i int, sha string, pr int, context string) turtles.Task {
@@ -58,13 +28,9 @@ func cancelTask(i int, sha string, pr int, context string) turtles.Task {
 // the holder learns it from Heartbeat, the queued task never reaches a
 // claimer, both get one final cancelled event, and other commits, pull
 // requests and repositories are untouched.
-func testCancel(t *testing.T, b Backend) {
-	open := b.Queue(t)
-	q := open(t, opts())
-	if _, ok := q.(queue.Canceller); !ok {
-		t.Skip("backend cannot cancel")
-	}
-	events := b.eventsOf(t, q)
+func testCancel(t *testing.T, open opener) {
+	o, _ := opts()
+	q := open(t, o)
 	old := "1111111111111111111111111111111111111111"
 	other := "2222222222222222222222222222222222222222"
 	running := cancelTask(1, old, 7, "running")
@@ -83,7 +49,7 @@ func testCancel(t *testing.T, b Backend) {
 		t.Fatalf("claimed %s, want the first published %s", d.Task().Key(), running.Key())
 	}
 
-	hook := open(t, opts()).(queue.Canceller)
+	hook := open(t, o)
 	const reason = "superseded by a newer push"
 	n, err := hook.Cancel(ctxT(t, patient), running.Repo.Name, old, 7, reason)
 	if err != nil {
@@ -91,19 +57,14 @@ func testCancel(t *testing.T, b Backend) {
 	}
 	t.Logf("Cancel counted %d task(s)", n)
 	// The holder may learn it a little later (another process).
-	deadline := time.Now().Add(patient)
-	for {
-		err := d.Heartbeat(ctxT(t, patient))
-		if errors.Is(err, queue.ErrCancelled) {
-			break
+	eventually(t, func() error {
+		if err := d.Heartbeat(ctxT(t, patient)); !errors.Is(err, queue.ErrCancelled) {
+			return errors.New("Heartbeat after Cancel = " + errString(err) + ", want ErrCancelled")
 		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("Heartbeat after Cancel = %v, want ErrCancelled", err)
-		}
-		time.Sleep(poll)
-	}
-	if err := d.Ack(ctxT(t, patient)); !errors.Is(err, queue.ErrCancelled) {
-		t.Errorf("Ack after Cancel = %v, want ErrCancelled", err)
+		return nil
+	})
+	if _, err := d.AckWithTasks(ctxT(t, patient), nil, nil); !errors.Is(err, queue.ErrCancelled) {
+		t.Errorf("ack after Cancel = %v, want ErrCancelled", err)
 	}
 
 	var left []string
@@ -115,11 +76,11 @@ func testCancel(t *testing.T, b Backend) {
 	if diff := cmp.Diff(keys(untouched), left); diff != "" {
 		t.Errorf("tasks claimed after Cancel (-want +got):\n%s", diff)
 	}
-	noClaim(t, q, "public", nothing)
+	claimBarrier(t, q, "public", "a cancelled task was delivered")
 
 	got := map[string]int{}
 	for range 2 {
-		ed := receive(t, events)
+		ed := receive(t, q)
 		ev := ed.Event()
 		if ev.Type != turtles.EventFinished || ev.Outcome == nil || ev.Outcome.Class != turtles.Cancelled || ev.Outcome.Reason != reason {
 			t.Errorf("event %+v, want finished, cancelled, %q", ev, reason)
@@ -130,7 +91,7 @@ func testCancel(t *testing.T, b Backend) {
 	if diff := cmp.Diff(map[string]int{running.Key(): 1, queued.Key(): 1}, got); diff != "" {
 		t.Errorf("cancelled tasks' final events (-want +got):\n%s", diff)
 	}
-	noReceive(t, events)
+	receiveBarrier(t, q, "a cancelled task had a second final event")
 
 	// A retest of the cancelled commit, published after the Cancel, runs.
 	retest := queued
@@ -143,13 +104,16 @@ func testCancel(t *testing.T, b Backend) {
 	ack(t, d)
 }
 
-func testInbox(t *testing.T, b Backend) {
-	open := b.Queue(t)
-	q := open(t, opts())
-	inbox, ok := q.(queue.Inbox)
-	if !ok {
-		t.Skip("backend has no inbox")
+func errString(err error) string {
+	if err == nil {
+		return "nil"
 	}
+	return err.Error()
+}
+
+func testInbox(t *testing.T, open opener) {
+	o, _ := opts()
+	inbox := open(t, o)
 	put := func(in queue.Inbox, body string) {
 		t.Helper()
 		if err := in.Put(ctxT(t, patient), []byte(body)); err != nil {
@@ -171,15 +135,17 @@ func testInbox(t *testing.T, b Backend) {
 	put(inbox, "two")
 	m := take(inbox, "one")
 	// Not acked: another handle does not get it while it is taken.
-	other := open(t, opts()).(queue.Inbox)
+	other := open(t, o)
 	m2 := take(other, "two")
 	for _, m := range []queue.InboxMessage{m, m2} {
 		if err := m.Ack(ctxT(t, patient)); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}
 	}
-	if m, err := inbox.Take(ctxT(t, nothing)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Take on an empty inbox = %v, %v; want context.DeadlineExceeded", m, err)
+	// Acked messages are gone: one put now is the next one taken.
+	put(inbox, "barrier")
+	if err := take(inbox, "barrier").Ack(ctxT(t, patient)); err != nil {
+		t.Fatalf("Ack: %v", err)
 	}
 
 	// Put wakes a waiting Take.

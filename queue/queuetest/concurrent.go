@@ -44,7 +44,7 @@ func ClaimAll(t *testing.T, qs []queue.Queue, pool string, claimers, n int) map[
 				mu.Lock()
 				seen[d.Task().Key()]++
 				mu.Unlock()
-				if err := d.Ack(ctx); err != nil {
+				if err := Ack(ctx, d); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -69,9 +69,8 @@ func ClaimAll(t *testing.T, qs []queue.Queue, pool string, claimers, n int) map[
 	return seen
 }
 
-func testConcurrent(t *testing.T, open Opener) {
-	o := opts()
-	o.Lease = time.Minute // no redelivery: any duplicate is a bug
+func testConcurrent(t *testing.T, open opener) {
+	o, _ := opts() // leases end only when the test says: any duplicate is a bug
 	q := open(t, o)
 	const n = 200
 	want := map[string]int{}
@@ -97,9 +96,8 @@ func testConcurrent(t *testing.T, open Opener) {
 	}
 }
 
-func testStats(t *testing.T, open Opener) {
-	o := opts()
-	o.Lease = time.Minute
+func testStats(t *testing.T, open opener) {
+	o, _ := opts()
 	o.MaxDeliveries = 2
 	q := open(t, o)
 	publish(t, q, Task(1, "a"), Task(2, "a"), Task(3, "a"), Task(4, "a"), Task(5, "b"))

@@ -2,6 +2,7 @@ package queuetest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/turtles-ci/turtles"
 )
@@ -10,25 +11,26 @@ import (
 // MaxDeliveries: each lost attempt ends with exactly one event, a lost
 // event for the one whose task runs again and the final infra event for
 // the one that is dead-lettered, each naming the attempt that was lost.
-func testLost(t *testing.T, b Backend) {
-	open := b.Queue(t)
-	o := opts()
+func testLost(t *testing.T, open opener) {
+	o, clock := opts()
 	o.MaxDeliveries = 2
 	q := open(t, o)
-	events := b.eventsOf(t, q)
 	task := Task(1, "public")
 	publish(t, q, task)
 	claim(t, q, "public") // its holder dies
+	clock.Advance(o.Lease + time.Second)
 	d := claim(t, q, "public")
 	if got := d.Task().Attempt; got != 2 {
 		t.Fatalf("redelivered Attempt = %d, want 2", got)
 	}
-	// The second holder dies too; the next claim dead-letters the task.
-	noClaim(t, q, "public", 2*o.Lease)
+	// The second holder dies too; the task is dead-lettered.
+	clock.Advance(o.Lease + time.Second)
+	claimBarrier(t, q, "public", "a task was delivered past MaxDeliveries")
+	eventually(t, func() error { return deadAre(q, []string{task.Key()}) })
 
 	// A barrier: everything the queue emitted is before it.
 	barrier := Event("barrier", 2, turtles.EventQueued)
-	emit(t, events, barrier)
+	emit(t, q, barrier)
 	type seen struct {
 		typ     turtles.EventType
 		attempt int
@@ -36,7 +38,7 @@ func testLost(t *testing.T, b Backend) {
 	}
 	var got []seen
 	for {
-		ed := receive(t, events)
+		ed := receive(t, q)
 		ev := ed.Event()
 		ackEvent(t, ed)
 		if ev.ID == barrier.ID {
@@ -66,5 +68,4 @@ func testLost(t *testing.T, b Backend) {
 			t.Errorf("event %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	checkDead(t, q, []string{task.Key()})
 }

@@ -23,9 +23,10 @@ func SpawnOf(task turtles.Task, id string) queue.Spawn {
 // testSpawn: a task (a plan) ends by queuing others. The new ones are
 // queued once with their Queued events, a key already queued is left
 // alone and reported, the final event is emitted, and the task is gone.
-func testSpawn(t *testing.T, b Backend) {
-	q := b.Queue(t)(t, opts())
-	events := b.eventsOf(t, q)
+func testSpawn(t *testing.T, open opener) {
+	o, _ := opts()
+	q := open(t, o)
+	events := q
 	plan, live := Task(1, "public"), Task(2, "linux")
 	publish(t, q, plan, live)
 	d := claim(t, q, "public")
@@ -54,7 +55,7 @@ func testSpawn(t *testing.T, b Backend) {
 		if diff := cmp.Diff(keys(want), keys(got)); diff != "" {
 			t.Errorf("pool %s after AckWithTasks (-want +got):\n%s", pool, diff)
 		}
-		noClaim(t, q, pool, nothing)
+		claimBarrier(t, q, pool, "a task was queued twice")
 	}
 	var ids []string
 	for range 3 {
@@ -62,27 +63,27 @@ func testSpawn(t *testing.T, b Backend) {
 		ids = append(ids, ed.Event().ID)
 		ackEvent(t, ed)
 	}
-	noReceive(t, events)
+	receiveBarrier(t, events, "an event was emitted twice")
 	slices.Sort(ids)
 	if diff := cmp.Diff([]string{"final", "queued-3", "queued-4"}, ids); diff != "" {
 		t.Errorf("events of AckWithTasks (-want +got):\n%s", diff)
 	}
-	if err := d.Ack(ctxT(t, patient)); !errors.Is(err, queue.ErrLeaseLost) {
-		t.Errorf("Ack after AckWithTasks = %v, want ErrLeaseLost", err)
+	if _, err := d.AckWithTasks(ctxT(t, patient), nil, nil); !errors.Is(err, queue.ErrLeaseLost) {
+		t.Errorf("ack after AckWithTasks = %v, want ErrLeaseLost", err)
 	}
 }
 
 // testSpawnLeaseLost: a holder whose lease was taken over queues nothing
 // and emits nothing; the task runs again. The only event is the queue's
 // own, which ends the lost attempt.
-func testSpawnLeaseLost(t *testing.T, b Backend) {
-	open := b.Queue(t)
-	q := open(t, opts())
-	events := b.eventsOf(t, q)
+func testSpawnLeaseLost(t *testing.T, open opener) {
+	o, clock := opts()
+	q := open(t, o)
+	events := q
 	publish(t, q, Task(1, "public"))
 	d := claim(t, q, "public")
-	time.Sleep(2 * lease) // no heartbeat: the bot seems dead
-	again := claim(t, open(t, opts()), "public")
+	clock.Advance(o.Lease + time.Second) // no heartbeat: the bot seems dead
+	again := claim(t, open(t, o), "public")
 	if again.Count() != 2 {
 		t.Fatalf("claim after the lease: Count() = %d, want 2", again.Count())
 	}
@@ -92,11 +93,11 @@ func testSpawnLeaseLost(t *testing.T, b Backend) {
 	if !errors.Is(err, queue.ErrLeaseLost) {
 		t.Fatalf("AckWithTasks after the lease was taken = %v, want ErrLeaseLost", err)
 	}
-	noClaim(t, q, "linux", nothing)
+	claimBarrier(t, q, "linux", "a lost holder's spawn was queued")
 	ed := receive(t, events)
 	if ev := ed.Event(); ev.Type != turtles.EventLost || ev.Task.Attempt != 1 {
 		t.Errorf("event after the lease was taken = %s of attempt %d, want %s of attempt 1", ev.Type, ev.Task.Attempt, turtles.EventLost)
 	}
 	ackEvent(t, ed)
-	noReceive(t, events)
+	receiveBarrier(t, events, "a lost holder's events were emitted")
 }

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -16,8 +15,6 @@ import (
 // past the lease of the bot that held it.
 const cancelledTTL = 24 * time.Hour
 
-var _ queue.Canceller = (*DB)(nil)
-
 // lost is the error for a delivery whose row is gone or leased by someone
 // else: ErrCancelled when Cancel took it, else ErrLeaseLost.
 func (d *delivery) lost(ctx context.Context) error {
@@ -29,7 +26,7 @@ func (d *delivery) lost(ctx context.Context) error {
 	return queue.ErrLeaseLost
 }
 
-// Cancel implements queue.Canceller. Queued and running tasks are removed
+// Cancel implements queue.Queue. Queued and running tasks are removed
 // alike, each with its final event in the same transaction; the lease
 // tokens of running ones are kept so that their Heartbeat says why.
 func (db *DB) Cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error) {
@@ -47,7 +44,7 @@ func (db *DB) Cancel(ctx context.Context, repo, sha string, pr int, reason strin
 }
 
 func (db *DB) cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error) {
-	now := time.Now()
+	now := db.clock.Now()
 	prefix := repo + "@" + sha + ":"
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
@@ -109,13 +106,7 @@ func (db *DB) cancel(ctx context.Context, repo, sha string, pr int, reason strin
 				return 0, err
 			}
 		}
-		ev := turtles.Event{ID: "cancel-" + newToken(), Type: turtles.EventFinished, Task: v.task, Time: now,
-			Outcome: &turtles.Outcome{Class: turtles.Cancelled, ExitCode: -1, Reason: reason}}
-		body, err := json.Marshal(ev)
-		if err != nil {
-			return 0, err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO events (task_key, body) VALUES (?, ?)`, v.task.Key(), body); err != nil {
+		if err := insertEvent(ctx, tx, queue.CancelledEvent(v.task, reason, now)); err != nil {
 			return 0, err
 		}
 	}

@@ -16,7 +16,7 @@ import (
 // drop the last transactions. That is right for claims, acks, heartbeats
 // and events: losing one on power loss delivers a task again (at least
 // once, as always). It is wrong for what the queue accepts from outside
-// (Publish, PublishRaw, Inbox.Put, FirstDelivery): the webhook was already
+// (Publish, PublishRaw, Put): the webhook was already
 // answered 2xx, and a forge does not redeliver by itself.
 //
 // Those writes return only once the WAL that holds their commit is on

@@ -12,19 +12,19 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/queue"
 )
 
 // TestDurableWrites: what the queue accepts from outside (a webhook's
-// task, inbox message and delivery id) returns only after a sync of the
+// task and inbox message) returns only after a sync of the
 // WAL that started once the write was committed, so that a power loss
 // cannot take back a webhook already answered 2xx. The fake sync reads
 // the table on its own connection, which sees only committed rows: so a
 // sync that "covers" the write cannot have run before its commit.
 func TestDurableWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
-	db := openT(t, path, queue.Options{})
-	peek, err := Open(path, queue.Options{}, nil)
+	opts, _ := testOpts()
+	db := openT(t, path, opts)
+	peek, err := Open(path, opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,6 @@ func TestDurableWrites(t *testing.T) {
 		{name: "Publish", query: `SELECT COUNT(*) FROM tasks WHERE key IS NOT NULL`, write: func() error { return db.Publish(ctx, durableTask(1)) }},
 		{name: "PublishRaw", query: `SELECT COUNT(*) FROM tasks WHERE key IS NULL`, write: func() error { return db.PublishRaw(ctx, "public", []byte("not a task")) }},
 		{name: "Inbox.Put", query: `SELECT COUNT(*) FROM inbox`, write: func() error { return db.Put(ctx, []byte(`{}`)) }},
-		{name: "FirstDelivery", query: `SELECT COUNT(*) FROM deliveries`, write: func() error { _, err := db.FirstDelivery(ctx, "delivery-1"); return err }},
 	}
 	for _, w := range writes {
 		t.Run(w.name, func(t *testing.T) {
@@ -71,7 +70,8 @@ func TestDurableWrites(t *testing.T) {
 // TestDurableSyncFails: a write whose sync fails is reported as failed,
 // so the forge is not told it was accepted.
 func TestDurableSyncFails(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
+	opts, _ := testOpts()
+	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), opts)
 	broken := errors.New("disk gone")
 	db.wal.syncFile = func(*os.File) error { return broken }
 	if err := db.Publish(context.Background(), durableTask(1)); !errors.Is(err, broken) {
@@ -82,7 +82,8 @@ func TestDurableSyncFails(t *testing.T) {
 // TestGroupSync: concurrent publishes share syncs (never more syncs than
 // publishes), and each still returns only after one.
 func TestGroupSync(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
+	opts, _ := testOpts()
+	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), opts)
 	var syncs atomic.Int64
 	db.wal.syncFile = func(f *os.File) error {
 		syncs.Add(1)

@@ -10,12 +10,10 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 )
 
-var _ queue.Inbox = (*DB)(nil)
-
 // inboxLease is how long a taken inbox message stays invisible.
 const inboxLease = time.Minute
 
-// Put implements queue.Inbox.
+// Put implements queue.Queue.
 func (db *DB) Put(ctx context.Context, body []byte) error {
 	if db.closed() {
 		return queue.ErrClosed
@@ -31,7 +29,7 @@ func (db *DB) Put(ctx context.Context, body []byte) error {
 	return nil
 }
 
-// Take implements queue.Inbox.
+// Take implements queue.Queue.
 func (db *DB) Take(ctx context.Context) (queue.InboxMessage, error) {
 	m, err := waitFor(ctx, db, db.inboxWakeChan, func() (*inboxMessage, int64, error) {
 		m, next, err := db.tryTake(ctx)
@@ -47,7 +45,7 @@ func (db *DB) Take(ctx context.Context) (queue.InboxMessage, error) {
 }
 
 func (db *DB) tryTake(ctx context.Context) (*inboxMessage, int64, error) {
-	now := nanos(time.Now())
+	now := nanos(db.clock.Now())
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, 0, err

@@ -1,10 +1,12 @@
-// Package sqlite is the embedded queue backend: tasks and events in one
-// SQLite file (pure Go, modernc.org/sqlite), so that `turtles serve` needs
-// no broker. Several processes may share the file; every state change is a
-// write transaction, so a task is never held by two claimers at once.
+// Package sqlite is the embedded queue backend: tasks, events and inbox
+// messages in one SQLite file (pure Go, modernc.org/sqlite), so that
+// `turtles serve` needs no broker. Several processes may share the file;
+// every state change is a write transaction, so a task is never held by
+// two claimers at once, and what the queue emits with a change (a dead
+// task's final event, a cancelled task's) is in the same transaction.
 //
-// Only the wiring in cmd/ should import it; everything else takes the
-// queue.Queue and queue.Events interfaces.
+// Only the wiring in cmd/ (and bench/) should import it; everything else
+// takes the queue.Queue interface.
 package sqlite
 
 import (
@@ -12,7 +14,6 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
@@ -31,9 +34,6 @@ const (
 	// eventLease is how long a received event stays invisible to other
 	// receivers before it is received again.
 	eventLease = 30 * time.Second
-	// deliveryTTL is how long FirstDelivery remembers a webhook delivery.
-	// Forges redeliver within hours; a week is plenty.
-	deliveryTTL = 7 * 24 * time.Hour
 	// maxSkip bounds the dead-lettering one Claim does in one transaction,
 	// so a flood of bad messages cannot hold the write lock for long.
 	maxSkip = 64
@@ -90,12 +90,16 @@ var migrations = []string{
 		body     BLOB    NOT NULL,
 		avail_at INTEGER NOT NULL DEFAULT 0
 	);`,
+	// The webhook delivery log moved out of the queue (cmd/turtles keeps
+	// it apart until package state holds it).
+	`DROP TABLE deliveries;`,
 }
 
-// DB is a queue.Queue and a queue.Events on one SQLite file.
+// DB is a queue.Queue on one SQLite file.
 type DB struct {
 	sql   *sql.DB
 	opts  queue.Options
+	clock clockwork.Clock // opts.Clock
 	log   *slog.Logger
 	owner string // identifies this handle's event leases, released on Close
 
@@ -107,19 +111,17 @@ type DB struct {
 
 	wal *walSync // makes what the queue accepts durable (durable.go)
 
-	mu         sync.Mutex
-	wakeups    queue.Wakeups // keyed by pool, and eventsKey for events
-	lastPruned time.Time
+	wakeups queue.Wakeups // keyed by pool, eventsKey and inboxKey
 }
 
-var (
-	_ queue.Queue  = (*DB)(nil)
-	_ queue.Events = (*DB)(nil)
-)
+var _ queue.Queue = (*DB)(nil)
 
 // Open opens or creates the queue file at path and brings its schema up to
-// date. A nil log discards.
+// date. Every field of opts is required. A nil log discards.
 func Open(path string, opts queue.Options, log *slog.Logger) (*DB, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("open queue %s: %w", path, err)
+	}
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -148,7 +150,8 @@ func Open(path string, opts queue.Options, log *slog.Logger) (*DB, error) {
 	sdb.SetConnMaxLifetime(0)
 	db := &DB{
 		sql:        sdb,
-		opts:       opts.WithDefaults(),
+		opts:       opts,
+		clock:      opts.Clock,
 		log:        log,
 		owner:      newToken(),
 		eventLease: eventLease,
@@ -228,12 +231,19 @@ func (db *DB) closed() bool {
 	}
 }
 
-// check turns errors caused by a concurrent Close into ErrClosed.
+// check classifies an error of the database: ErrClosed when a concurrent
+// Close caused it, the queue's own errors as they are, any other
+// (locked past busy_timeout, I/O, a full disk) ErrUnavailable.
 func (db *DB) check(err error) error {
-	if err != nil && db.closed() {
+	switch {
+	case err == nil:
+		return nil
+	case db.closed():
 		return queue.ErrClosed
+	case errors.Is(err, queue.ErrLeaseLost), errors.Is(err, queue.ErrCancelled), errors.Is(err, queue.ErrInvalid):
+		return err
 	}
-	return err
+	return queue.Unavailable(err)
 }
 
 func newToken() string {
@@ -253,17 +263,16 @@ func (db *DB) wake(pool string)                     { db.wakeups.Wake(pool) }
 func (db *DB) eventWakeChan() <-chan struct{}       { return db.wakeups.Chan(eventsKey) }
 func (db *DB) wakeEvents()                          { db.wakeups.Wake(eventsKey) }
 
-// Publish implements queue.Queue.
+// Publish implements queue.Queue. The tasks table's unique key is the
+// dedupe: a live task holds its row until it is acked, dead-lettered or
+// cancelled.
 func (db *DB) Publish(ctx context.Context, t turtles.Task) error {
 	if db.closed() {
 		return queue.ErrClosed
 	}
-	if err := t.Validate(); err != nil {
-		return fmt.Errorf("publish %s: %w", t.Key(), err)
-	}
-	body, err := json.Marshal(t)
+	body, err := queue.EncodeTask(t)
 	if err != nil {
-		return fmt.Errorf("publish %s: encode: %w", t.Key(), err)
+		return fmt.Errorf("publish %s: %w", t.Key(), err)
 	}
 	return db.insert(ctx, t.Pool, sql.NullString{String: t.Key(), Valid: true}, t.Priority, body)
 }
@@ -287,7 +296,7 @@ func (db *DB) PublishRaw(ctx context.Context, pool string, body []byte) error {
 func (db *DB) insert(ctx context.Context, pool string, key sql.NullString, prio int, body []byte) error {
 	var n int64
 	err := db.durable(ctx, func(ctx context.Context) error {
-		now := nanos(time.Now())
+		now := nanos(db.clock.Now())
 		res, err := db.sql.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`, pool, key, prio, body, now, now)
 		if err != nil {
@@ -326,12 +335,12 @@ func (db *DB) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
 
 // waitFor calls try until it finds something. Between tries it waits for
 // an in-process wakeup (wakeChan is taken before trying, so no wakeup is
-// missed), for the next known availability time try returned, or for
-// opts.Poll, which finds work written by other processes.
+// missed), for the next availability time try returned (unix nanoseconds
+// on the queue's clock; 0 for none known), or for opts.Poll of real time,
+// which finds work written by other processes.
 func waitFor[T any](ctx context.Context, db *DB, wakeChan func() <-chan struct{}, try func() (*T, int64, error)) (*T, error) {
-	timer := time.NewTimer(0)
-	<-timer.C
-	defer timer.Stop()
+	poll := time.NewTimer(db.opts.Poll)
+	defer poll.Stop()
 	for {
 		if db.closed() {
 			return nil, queue.ErrClosed
@@ -350,13 +359,17 @@ func waitFor[T any](ctx context.Context, db *DB, wakeChan func() <-chan struct{}
 		if found != nil {
 			return found, nil
 		}
-		wait := db.opts.Poll
+		var due <-chan time.Time
 		if next > 0 {
-			if until := time.Until(time.Unix(0, next)); until < wait {
-				wait = max(until, time.Millisecond)
+			until := time.Unix(0, next).Sub(db.clock.Now())
+			if until <= 0 {
+				continue // available since the try looked
 			}
+			timer := db.clock.NewTimer(until)
+			defer timer.Stop()
+			due = timer.Chan()
 		}
-		timer.Reset(wait)
+		poll.Reset(db.opts.Poll)
 		if db.onWait != nil {
 			db.onWait()
 		}
@@ -366,10 +379,8 @@ func waitFor[T any](ctx context.Context, db *DB, wakeChan func() <-chan struct{}
 		case <-db.done:
 			return nil, queue.ErrClosed
 		case <-wake:
-			if !timer.Stop() {
-				<-timer.C
-			}
-		case <-timer.C:
+		case <-due:
+		case <-poll.C:
 		}
 	}
 }
@@ -383,14 +394,14 @@ type deadMsg struct {
 // undeliverable ones it meets on the way. With none, it returns when the
 // next task of the pool becomes available (0 if none is known).
 func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int64, err error) {
-	now := time.Now()
+	now := db.clock.Now()
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer tx.Rollback()
 	var dead []deadMsg
-	lostEvents := 0
+	emitted := false
 	for range maxSkip {
 		var (
 			id, deliveries, availAt int64
@@ -407,35 +418,32 @@ func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int6
 			return nil, 0, err
 		}
 		t, derr := turtles.DecodeTask(body)
-		reason, final := "", (*turtles.Task)(nil)
-		switch {
-		case derr != nil:
-			reason = derr.Error()
-		case deliveries >= int64(db.opts.MaxDeliveries):
-			reason = fmt.Sprintf("gave up after %d deliveries: the bot running it stopped answering", deliveries)
-			last := t
-			last.Attempt += int(deliveries) - 1
-			final = &last
-		}
-		if reason != "" {
-			if err := moveDead(ctx, tx, id, final, reason, now); err != nil {
+		if derr != nil {
+			if err := moveDead(ctx, tx, id, derr.Error(), nil, now); err != nil {
 				return nil, 0, err
 			}
-			dead = append(dead, deadMsg{id, reason})
+			dead = append(dead, deadMsg{id, derr.Error()})
 			continue
 		}
-		if held.Valid {
+		if held.Valid || db.opts.Exhausted(int(deliveries)) {
 			// An expired lease: its holder stopped heart-beating and
 			// reports nothing more, so its attempt ends here, once, with
-			// the delivery that replaces it.
+			// the change that replaces it.
 			lost := t
 			lost.Attempt += int(deliveries) - 1
 			beat := time.Unix(0, availAt).Add(-db.opts.Lease)
-			ev := queue.LostEvent(lost, lostReason(beat), now)
-			if err := insertEvent(ctx, tx, ev); err != nil {
+			end := db.opts.Lost(lost, int(deliveries), queue.StoppedBeating(beat))
+			emitted = true
+			if end.Dead {
+				if err := moveDead(ctx, tx, id, end.Reason, end.Event, now); err != nil {
+					return nil, 0, err
+				}
+				dead = append(dead, deadMsg{id, end.Reason})
+				continue
+			}
+			if err := insertEvent(ctx, tx, *end.Event); err != nil {
 				return nil, 0, fmt.Errorf("take back task %d: %w", id, err)
 			}
-			lostEvents++
 		}
 		token := newToken()
 		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET token = ?, avail_at = ?, deliveries = deliveries + 1
@@ -460,24 +468,16 @@ func (db *DB) tryClaim(ctx context.Context, pool string) (d *delivery, next int6
 	for _, m := range dead {
 		db.log.Warn("dead-lettered queued message", "pool", pool, "id", m.id, "reason", m.reason)
 	}
-	if len(dead) > 0 || lostEvents > 0 {
+	if emitted {
 		db.wakeEvents()
 	}
 	return d, next, nil
 }
 
-// lostReason says what the queue saw of a holder whose lease ran out:
-// its last heartbeat (or claim) was at beat.
-func lostReason(beat time.Time) string {
-	return "the bot stopped heart-beating at " + beat.UTC().Format("15:04:05 UTC")
-}
-
-// moveDead moves task row id to the dead-letter table. When the message
-// is a valid task t (its Attempt the last one delivered), the task's final
-// infra event is emitted in the same transaction: whoever dead-letters it,
-// a Nack or a claim after a dead bot's last lease, its status must not stay
-// pending.
-func moveDead(ctx context.Context, tx *sql.Tx, id int64, t *turtles.Task, reason string, now time.Time) error {
+// moveDead moves task row id to the dead-letter table with reason, and
+// emits final (the task's final event, nil for a body that is no task) in
+// the same transaction.
+func moveDead(ctx context.Context, tx *sql.Tx, id int64, reason string, final *turtles.Event, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO dead (pool, body, reason, time)
 		SELECT pool, body, ?, ? FROM tasks WHERE id = ?`, reason, nanos(now), id); err != nil {
 		return fmt.Errorf("dead-letter task %d: %w", id, err)
@@ -485,332 +485,11 @@ func moveDead(ctx context.Context, tx *sql.Tx, id int64, t *turtles.Task, reason
 	if _, err := tx.ExecContext(ctx, `DELETE FROM tasks WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("dead-letter task %d: %w", id, err)
 	}
-	if t == nil {
+	if final == nil {
 		return nil
 	}
-	ev := turtles.Event{ID: "dead-" + newToken(), Type: turtles.EventFinished, Task: *t, Time: now,
-		Outcome: &turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}}
-	if err := insertEvent(ctx, tx, ev); err != nil {
+	if err := insertEvent(ctx, tx, *final); err != nil {
 		return fmt.Errorf("dead-letter task %d: its final event: %w", id, err)
 	}
-	return nil
-}
-
-// delivery is a leased task. Every method checks the lease token, so a
-// holder whose lease ran out and was taken over changes nothing.
-type delivery struct {
-	db    *DB
-	id    int64
-	token string
-	task  turtles.Task
-	count int
-}
-
-func (d *delivery) Task() turtles.Task { return d.task }
-func (d *delivery) Count() int         { return d.count }
-
-// exec runs a statement that must touch this delivery's row, mapping "no
-// row" to ErrLeaseLost.
-func (d *delivery) exec(ctx context.Context, what, query string, args ...any) error {
-	if d.db.closed() {
-		return queue.ErrClosed
-	}
-	res, err := d.db.sql.ExecContext(ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("%s task %s: %w", what, d.task.Key(), d.db.check(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("%s task %s: %w", what, d.task.Key(), d.db.check(err))
-	}
-	if n == 0 {
-		return fmt.Errorf("%s task %s: %w", what, d.task.Key(), d.lost(ctx))
-	}
-	return nil
-}
-
-func (d *delivery) Heartbeat(ctx context.Context) error {
-	return d.exec(ctx, "heartbeat", `UPDATE tasks SET avail_at = ? WHERE id = ? AND token = ?`,
-		nanos(time.Now().Add(d.db.opts.Lease)), d.id, d.token)
-}
-
-func (d *delivery) Ack(ctx context.Context) error {
-	return d.exec(ctx, "ack", `DELETE FROM tasks WHERE id = ? AND token = ?`, d.id, d.token)
-}
-
-func (d *delivery) Release(ctx context.Context) error {
-	err := d.exec(ctx, "release", `UPDATE tasks SET token = NULL, avail_at = ?, deliveries = deliveries - 1
-		WHERE id = ? AND token = ?`, nanos(time.Now()), d.id, d.token)
-	if err == nil {
-		d.db.wake(d.task.Pool)
-	}
-	return err
-}
-
-func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string) (dead bool, err error) {
-	if d.db.closed() {
-		return false, queue.ErrClosed
-	}
-	dead, err = d.nack(ctx, delay, reason)
-	if err != nil {
-		return false, fmt.Errorf("nack task %s: %w", d.task.Key(), d.db.check(err))
-	}
-	if dead {
-		d.db.log.Warn("dead-lettered task", "key", d.task.Key(), "pool", d.task.Pool, "deliveries", d.count, "reason", reason)
-		d.db.wakeEvents()
-	} else {
-		d.db.wake(d.task.Pool) // waiters recompute their sleep for the delay
-	}
-	return dead, nil
-}
-
-func (d *delivery) nack(ctx context.Context, delay time.Duration, reason string) (dead bool, err error) {
-	now := time.Now()
-	tx, err := d.db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return false, err
-	}
-	defer tx.Rollback()
-	var deliveries int64
-	err = tx.QueryRowContext(ctx, `SELECT deliveries FROM tasks WHERE id = ? AND token = ?`, d.id, d.token).Scan(&deliveries)
-	if errors.Is(err, sql.ErrNoRows) {
-		tx.Rollback()
-		return false, d.lost(ctx)
-	}
-	if err != nil {
-		return false, err
-	}
-	if deliveries >= int64(d.db.opts.MaxDeliveries) {
-		why := fmt.Sprintf("gave up after %d deliveries: %s", deliveries, reason)
-		if err := moveDead(ctx, tx, d.id, &d.task, why, now); err != nil {
-			return false, err
-		}
-		dead = true
-	} else if _, err := tx.ExecContext(ctx, `UPDATE tasks SET token = NULL, avail_at = ? WHERE id = ?`,
-		nanos(now.Add(max(delay, 0))), d.id); err != nil {
-		return false, err
-	}
-	return dead, tx.Commit()
-}
-
-// DeadLetters implements queue.Queue.
-func (db *DB) DeadLetters(ctx context.Context) ([]queue.DeadLetter, error) {
-	if db.closed() {
-		return nil, queue.ErrClosed
-	}
-	rows, err := db.sql.QueryContext(ctx, `SELECT pool, body, reason, time FROM dead ORDER BY id DESC`)
-	if err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", db.check(err))
-	}
-	defer rows.Close()
-	var out []queue.DeadLetter
-	for rows.Next() {
-		var (
-			dl   queue.DeadLetter
-			body []byte
-			at   int64
-		)
-		if err := rows.Scan(&dl.Pool, &body, &dl.Reason, &at); err != nil {
-			return nil, fmt.Errorf("list dead letters: %w", db.check(err))
-		}
-		dl.Body = string(body)
-		dl.Time = time.Unix(0, at)
-		dl.Task, _ = turtles.DecodeTask(body) // zero when undecodable, as documented
-		out = append(out, dl)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", db.check(err))
-	}
-	return out, nil
-}
-
-// Stats implements queue.Queue. A task whose lease ran out counts as ready:
-// the next Claim takes it.
-func (db *DB) Stats(ctx context.Context) ([]queue.Stat, error) {
-	if db.closed() {
-		return nil, queue.ErrClosed
-	}
-	rows, err := db.sql.QueryContext(ctx, `
-		SELECT pool, CASE
-			WHEN avail_at <= ?1 THEN 'ready'
-			WHEN token IS NOT NULL THEN 'leased'
-			ELSE 'delayed' END AS state, COUNT(*)
-		FROM tasks GROUP BY 1, 2
-		UNION ALL
-		SELECT pool, 'dead', COUNT(*) FROM dead GROUP BY 1
-		ORDER BY 1, 2`, nanos(time.Now()))
-	if err != nil {
-		return nil, fmt.Errorf("queue stats: %w", db.check(err))
-	}
-	defer rows.Close()
-	var out []queue.Stat
-	for rows.Next() {
-		var s queue.Stat
-		if err := rows.Scan(&s.Pool, &s.State, &s.Count); err != nil {
-			return nil, fmt.Errorf("queue stats: %w", db.check(err))
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("queue stats: %w", db.check(err))
-	}
-	return out, nil
-}
-
-// FirstDelivery records a webhook delivery ID and reports whether it is
-// new, so that the receiver can ignore a forge's replays. IDs are
-// forgotten after a week.
-func (db *DB) FirstDelivery(ctx context.Context, id string) (bool, error) {
-	if db.closed() {
-		return false, queue.ErrClosed
-	}
-	now := time.Now()
-	db.mu.Lock()
-	prune := now.Sub(db.lastPruned) > time.Hour
-	if prune {
-		db.lastPruned = now
-	}
-	db.mu.Unlock()
-	if prune {
-		if _, err := db.sql.ExecContext(ctx, `DELETE FROM deliveries WHERE seen < ?`, nanos(now.Add(-deliveryTTL))); err != nil {
-			return false, fmt.Errorf("prune webhook deliveries: %w", db.check(err))
-		}
-	}
-	var n int64
-	err := db.durable(ctx, func(ctx context.Context) error {
-		res, err := db.sql.ExecContext(ctx, `INSERT INTO deliveries (id, seen) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, id, nanos(now))
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("record webhook delivery %q: %w", id, db.check(err))
-	}
-	return n == 1, nil
-}
-
-// Seen reports whether a webhook delivery ID was recorded by
-// FirstDelivery, without recording it: the receiver checks before it
-// publishes and records only after, so a failed publish can be redelivered.
-func (db *DB) Seen(ctx context.Context, id string) (bool, error) {
-	if db.closed() {
-		return false, queue.ErrClosed
-	}
-	var one int
-	err := db.sql.QueryRowContext(ctx, `SELECT 1 FROM deliveries WHERE id = ? AND seen >= ?`, id, nanos(time.Now().Add(-deliveryTTL))).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("look up webhook delivery %q: %w", id, db.check(err))
-	}
-	return true, nil
-}
-
-// Emit implements queue.Events.
-func (db *DB) Emit(ctx context.Context, ev turtles.Event) error {
-	if db.closed() {
-		return queue.ErrClosed
-	}
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("emit event %s: encode: %w", ev.ID, err)
-	}
-	if _, err := db.sql.ExecContext(ctx, `INSERT INTO events (task_key, body) VALUES (?, ?)`, ev.Task.Key(), body); err != nil {
-		return fmt.Errorf("emit event %s: %w", ev.ID, db.check(err))
-	}
-	db.wakeEvents()
-	return nil
-}
-
-// Receive implements queue.Events. Only the oldest unacked event of each
-// task is receivable, so a task's events are handled in order even when
-// one is received and not acked.
-func (db *DB) Receive(ctx context.Context) (queue.EventDelivery, error) {
-	ed, err := waitFor(ctx, db, db.eventWakeChan, func() (*eventDelivery, int64, error) {
-		ed, next, err := db.tryReceive(ctx)
-		if err != nil {
-			err = fmt.Errorf("receive event: %w", db.check(err))
-		}
-		return ed, next, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return ed, nil
-}
-
-func (db *DB) tryReceive(ctx context.Context) (ed *eventDelivery, next int64, err error) {
-	now := time.Now()
-	tx, err := db.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer tx.Rollback()
-	const heads = `FROM events e WHERE NOT EXISTS (
-		SELECT 1 FROM events p WHERE p.task_key = e.task_key AND p.seq < e.seq)`
-	for range maxSkip {
-		var (
-			seq  int64
-			body []byte
-		)
-		err := tx.QueryRowContext(ctx, `SELECT seq, body `+heads+` AND e.avail_at <= ? ORDER BY seq LIMIT 1`,
-			nanos(now)).Scan(&seq, &body)
-		if errors.Is(err, sql.ErrNoRows) {
-			break
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		var ev turtles.Event
-		if err := json.Unmarshal(body, &ev); err != nil {
-			// Only Emit writes events, so this is a corrupt file; drop
-			// the event rather than block its task's later ones forever.
-			db.log.Error("dropping undecodable event", "seq", seq, "err", err)
-			if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq = ?`, seq); err != nil {
-				return nil, 0, err
-			}
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE events SET avail_at = ?, owner = ? WHERE seq = ?`,
-			nanos(now.Add(db.eventLease)), db.owner, seq); err != nil {
-			return nil, 0, err
-		}
-		ed = &eventDelivery{db: db, seq: seq, ev: ev}
-		break
-	}
-	if ed == nil {
-		var n sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MIN(e.avail_at) `+heads).Scan(&n); err != nil {
-			return nil, 0, err
-		}
-		next = n.Int64
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, 0, err
-	}
-	return ed, next, nil
-}
-
-// eventDelivery is a received event. Ack deletes it whoever holds it now:
-// the event was handled, and consumers drop duplicates by Event.ID.
-type eventDelivery struct {
-	db  *DB
-	seq int64
-	ev  turtles.Event
-}
-
-func (e *eventDelivery) Event() turtles.Event { return e.ev }
-
-func (e *eventDelivery) Ack(ctx context.Context) error {
-	if e.db.closed() {
-		return queue.ErrClosed
-	}
-	if _, err := e.db.sql.ExecContext(ctx, `DELETE FROM events WHERE seq = ?`, e.seq); err != nil {
-		return fmt.Errorf("ack event %s: %w", e.ev.ID, e.db.check(err))
-	}
-	e.db.wakeEvents() // the task's next event may be receivable now
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
@@ -27,58 +28,48 @@ func openT(t *testing.T, path string, opts queue.Options) *DB {
 	return db
 }
 
+// testOpts are options for tests of this package, on a fake clock.
+func testOpts() (queue.Options, *clockwork.FakeClock) {
+	clock := clockwork.NewFakeClock()
+	return queue.Options{Lease: time.Minute, MaxDeliveries: 5, Poll: 10 * time.Millisecond, Clock: clock}, clock
+}
+
 func TestContract(t *testing.T) {
-	queuetest.Run(t, queuetest.Backend{
-		Queue: func(t *testing.T) queuetest.Opener {
+	queuetest.Run(t, queuetest.Backend[*DB]{
+		Storage: func(t *testing.T) func(t *testing.T, opts queue.Options) *DB {
 			path := filepath.Join(t.TempDir(), "queue.db")
-			return func(t *testing.T, opts queue.Options) queue.Queue { return openT(t, path, opts) }
+			return func(t *testing.T, opts queue.Options) *DB { return openT(t, path, opts) }
 		},
-		Events: func(t *testing.T) queuetest.EventsOpener {
-			path := filepath.Join(t.TempDir(), "queue.db")
-			return func(t *testing.T) queue.Events { return openT(t, path, queue.Options{Poll: 20 * time.Millisecond}) }
-		},
+		PublishRaw: (*DB).PublishRaw,
 	})
 }
 
-func TestFirstDelivery(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
-	ctx := t.Context()
+// Open refuses options that cmd/turtles did not fill in, naming the field.
+func TestOpenRequiresOptions(t *testing.T) {
+	good, _ := testOpts()
 	tests := []struct {
-		id   string
-		want bool
+		name   string
+		mutate func(*queue.Options)
+		want   string
 	}{
-		{id: "d-1", want: true},
-		{id: "d-1", want: false},
-		{id: "d-2", want: true},
-		{id: "d-1", want: false},
-	}
-	if seen, err := db.Seen(ctx, "d-1"); err != nil || seen {
-		t.Errorf("Seen(d-1) before FirstDelivery = %v, %v; want false, nil", seen, err)
+		{"zero", func(o *queue.Options) { *o = queue.Options{} }, "Lease"},
+		{"no max deliveries", func(o *queue.Options) { o.MaxDeliveries = 0 }, "MaxDeliveries"},
+		{"negative poll", func(o *queue.Options) { o.Poll = -time.Second }, "Poll"},
+		{"no clock", func(o *queue.Options) { o.Clock = nil }, "Clock"},
 	}
 	for _, tt := range tests {
-		got, err := db.FirstDelivery(ctx, tt.id)
-		if err != nil || got != tt.want {
-			t.Errorf("FirstDelivery(%q) = %v, %v; want %v, nil", tt.id, got, err, tt.want)
-		}
-		if seen, err := db.Seen(ctx, tt.id); err != nil || !seen {
-			t.Errorf("Seen(%q) after FirstDelivery = %v, %v; want true, nil", tt.id, seen, err)
-		}
-	}
-
-	// A week later the ID is forgotten: a replay that old is a new event.
-	old := time.Now().Add(-deliveryTTL - time.Minute).UnixNano()
-	if _, err := db.sql.Exec(`UPDATE deliveries SET seen = ? WHERE id = 'd-1'`, old); err != nil {
-		t.Fatal(err)
-	}
-	db.lastPruned = time.Time{}
-	for _, tt := range []struct {
-		id   string
-		want bool
-	}{{id: "d-2", want: false}, {id: "d-1", want: true}} {
-		got, err := db.FirstDelivery(ctx, tt.id)
-		if err != nil || got != tt.want {
-			t.Errorf("after pruning: FirstDelivery(%q) = %v, %v; want %v, nil", tt.id, got, err, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			o := good
+			tt.mutate(&o)
+			db, err := Open(filepath.Join(t.TempDir(), "queue.db"), o, nil)
+			if err == nil {
+				db.Close()
+				t.Fatalf("Open with %+v succeeded, want an error naming %s", o, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Open with %+v = %v, want an error naming %s", o, err, tt.want)
+			}
+		})
 	}
 }
 
@@ -86,7 +77,7 @@ func TestFirstDelivery(t *testing.T) {
 // and never hand one task to both.
 func TestTwoProcesses(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
-	opts := queue.Options{Lease: time.Minute, Poll: 10 * time.Millisecond}
+	opts, _ := testOpts()
 	a, b := openT(t, path, opts), openT(t, path, opts)
 	const n = 200
 	want := map[string]int{}
@@ -112,21 +103,30 @@ func TestTwoProcesses(t *testing.T) {
 }
 
 // A Claim waiting in one process finds work published by another by
-// polling, since no in-process wakeup reaches it.
+// polling, since no in-process wakeup reaches it. The poll is real time,
+// whatever the queue's clock.
 func TestClaimPollsOtherProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
-	opts := queue.Options{Poll: 10 * time.Millisecond}
+	opts, _ := testOpts()
 	a, b := openT(t, path, opts), openT(t, path, opts)
+	waiting := make(chan struct{}, 1)
+	a.onWait = func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	}
 	ch := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		d, err := a.Claim(ctx, "public")
 		if err == nil {
-			err = d.Ack(ctx)
+			err = queuetest.Ack(ctx, d)
 		}
 		ch <- err
 	}()
+	<-waiting // a found nothing and sleeps
 	if err := b.Publish(t.Context(), queuetest.Task(1, "public")); err != nil {
 		t.Fatal(err)
 	}
@@ -136,54 +136,59 @@ func TestClaimPollsOtherProcess(t *testing.T) {
 }
 
 // Only the oldest unacked event of a task is receivable, so a reporter
-// never sees "finished" before the "started" it has not acked.
+// never sees "finished" before the "started" it has not acked; one not
+// acked within the event lease is received again, still first.
 func TestEventsHeadOfLine(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{Poll: 10 * time.Millisecond})
-	db.eventLease = 300 * time.Millisecond
+	opts, clock := testOpts()
+	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), opts)
 	ctx := t.Context()
-	for _, ev := range []turtles.Event{
-		queuetest.Event("a1", 1, turtles.EventStarted),
-		queuetest.Event("a2", 1, turtles.EventFinished),
-		queuetest.Event("b1", 2, turtles.EventStarted),
-	} {
-		if err := db.Emit(ctx, ev); err != nil {
-			t.Fatal(err)
+	emit := func(evs ...turtles.Event) {
+		t.Helper()
+		for _, ev := range evs {
+			if err := db.Emit(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	recv := func(timeout time.Duration) (queue.EventDelivery, error) {
-		ctx, cancel := context.WithTimeout(ctx, timeout)
+	recv := func() queue.EventDelivery {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return db.Receive(ctx)
+		d, err := db.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
+	emit(queuetest.Event("a1", 1, turtles.EventStarted),
+		queuetest.Event("a2", 1, turtles.EventFinished),
+		queuetest.Event("b1", 2, turtles.EventStarted))
 	var got []string
-	a1, err := recv(time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a1 := recv()
 	got = append(got, a1.Event().ID)
-	b1, err := recv(time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b1 := recv()
 	got = append(got, b1.Event().ID)
 	if err := b1.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := recv(100 * time.Millisecond); err == nil {
-		t.Fatalf("received %s while a1 is held", d.Event().ID)
+	// A barrier of another task: a2 would come before it, were it
+	// receivable while a1 is held.
+	emit(queuetest.Event("c1", 3, turtles.EventStarted))
+	c1 := recv()
+	got = append(got, c1.Event().ID)
+	if err := c1.Ack(ctx); err != nil {
+		t.Fatal(err)
 	}
 	// a1 is not acked within its lease: it comes again, still before a2.
+	clock.Advance(eventLease + time.Second)
 	for range 2 {
-		d, err := recv(5 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := recv()
 		got = append(got, d.Event().ID)
 		if err := d.Ack(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if diff := cmp.Diff([]string{"a1", "b1", "a1", "a2"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"a1", "b1", "c1", "a1", "a2"}, got); diff != "" {
 		t.Errorf("received (-want +got):\n%s", diff)
 	}
 }
@@ -191,7 +196,8 @@ func TestEventsHeadOfLine(t *testing.T) {
 // Several receivers (reporter replicas) still see each task's events in
 // emit order.
 func TestEventsConcurrentReceivers(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{Poll: 10 * time.Millisecond})
+	opts, _ := testOpts()
+	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), opts)
 	evs := queuetest.EventsOfManyTasks(10, 8)
 	for _, ev := range evs {
 		if err := db.Emit(t.Context(), ev); err != nil {
@@ -244,7 +250,8 @@ func TestEventsConcurrentReceivers(t *testing.T) {
 
 func TestSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queue.db")
-	db := openT(t, path, queue.Options{})
+	opts, _ := testOpts()
+	db := openT(t, path, opts)
 	if err := db.Publish(t.Context(), queuetest.Task(1, "public")); err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +260,7 @@ func TestSchema(t *testing.T) {
 	}
 
 	// Reopening migrates nothing and keeps the data.
-	db = openT(t, path, queue.Options{})
+	db = openT(t, path, opts)
 	var v int
 	if err := db.sql.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil || v != len(migrations) {
 		t.Errorf("schema version = %d, %v; want %d", v, err, len(migrations))
@@ -270,7 +277,7 @@ func TestSchema(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if db, err := Open(path, queue.Options{}, nil); err == nil || !strings.Contains(err.Error(), "newer") {
+	if db, err := Open(path, opts, nil); err == nil || !strings.Contains(err.Error(), "newer") {
 		if err == nil {
 			db.Close()
 		}
@@ -278,23 +285,12 @@ func TestSchema(t *testing.T) {
 	}
 }
 
-func TestPublishRawDedupesValidTasks(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
-	task := queuetest.Task(1, "public")
-	if err := db.Publish(t.Context(), task); err != nil {
-		t.Fatal(err)
-	}
-	body := []byte(`{"version":1,"kind":"test","repo":{"name":"turtles/example","clone_url":"x"},` +
-		`"sha":"` + task.SHA + `","context":"test","pool":"public","attempt":1}`)
-	if err := db.PublishRaw(t.Context(), "public", body); !errors.Is(err, queue.ErrDuplicate) {
-		t.Errorf("PublishRaw of a live task = %v, want ErrDuplicate", err)
-	}
-}
-
 // Waiters in this process are woken by publishes, emits and acks, not by
 // the poll, which is set to an hour here.
 func TestInProcessWakeup(t *testing.T) {
-	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{Poll: time.Hour})
+	opts, _ := testOpts()
+	opts.Poll = time.Hour
+	db := openT(t, filepath.Join(t.TempDir(), "queue.db"), opts)
 	waiting := make(chan struct{}, 1)
 	db.onWait = func() {
 		select {
@@ -321,7 +317,7 @@ func TestInProcessWakeup(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return d.Ack(ctx)
+		return queuetest.Ack(ctx, d)
 	})
 	if err := db.Publish(ctx, queuetest.Task(1, "public")); err != nil {
 		t.Fatal(err)
@@ -369,6 +365,39 @@ func TestInProcessWakeup(t *testing.T) {
 	if err := <-received; err != nil {
 		t.Errorf("Receive waiting behind an unacked event: %v", err)
 	}
+
+	// A Claim waiting for a delayed task wakes when the queue's clock
+	// reaches the delay, not at the poll.
+	fake, clock := testOpts()
+	fake.Poll = time.Hour
+	db = openT(t, filepath.Join(t.TempDir(), "queue.db"), fake)
+	db.onWait = func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+	}
+	if err := db.Publish(ctx, queuetest.Task(2, "public")); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Claim(ctx, "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Nack(ctx, time.Minute, "later"); err != nil {
+		t.Fatal(err)
+	}
+	claimed = inBackground(func() error {
+		d, err := db.Claim(ctx, "public")
+		if err != nil {
+			return err
+		}
+		return queuetest.Ack(ctx, d)
+	})
+	clock.Advance(time.Minute)
+	if err := <-claimed; err != nil {
+		t.Errorf("Claim waiting for a delay to pass: %v", err)
+	}
 }
 
 // A dead-lettered task's final event comes from the queue itself, in the
@@ -378,24 +407,26 @@ func TestInProcessWakeup(t *testing.T) {
 func TestDeadLetterEmitsFinalEvent(t *testing.T) {
 	tests := []struct {
 		name       string
-		kill       func(t *testing.T, d queue.Delivery) // ends the last delivery
+		kill       func(t *testing.T, clock *clockwork.FakeClock, d queue.Delivery) // ends the last delivery
 		wantReason string
 	}{{
 		name: "nack",
-		kill: func(t *testing.T, d queue.Delivery) {
+		kill: func(t *testing.T, clock *clockwork.FakeClock, d queue.Delivery) {
 			if dead, err := d.Nack(t.Context(), 0, "git fetch failed"); err != nil || !dead {
 				t.Fatalf("Nack = %v, %v; want dead", dead, err)
 			}
 		},
-		wantReason: "git fetch failed",
+		wantReason: "gave up after 2 deliveries: git fetch failed",
 	}, {
 		name:       "lease expiry",
-		kill:       func(t *testing.T, d queue.Delivery) { time.Sleep(150 * time.Millisecond) },
-		wantReason: "stopped answering",
+		kill:       func(t *testing.T, clock *clockwork.FakeClock, d queue.Delivery) { clock.Advance(2 * time.Minute) },
+		wantReason: "gave up after 2 deliveries: the bot stopped heart-beating at ",
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db := openT(t, filepath.Join(t.TempDir(), "queue.db"), queue.Options{Lease: 100 * time.Millisecond, MaxDeliveries: 2})
+			opts, clock := testOpts()
+			opts.MaxDeliveries = 2
+			db := openT(t, filepath.Join(t.TempDir(), "queue.db"), opts)
 			ctx := t.Context()
 			task := queuetest.Task(1, "public")
 			if err := db.Publish(ctx, task); err != nil {
@@ -412,17 +443,19 @@ func TestDeadLetterEmitsFinalEvent(t *testing.T) {
 					}
 					continue
 				}
-				tt.kill(t, d)
+				tt.kill(t, clock, d)
 			}
-			if tt.name == "lease expiry" {
-				// The next claim finds the expired last delivery.
-				short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-				defer cancel()
-				if d, err := db.Claim(short, "public"); err == nil {
-					t.Fatalf("claimed %s past MaxDeliveries", d.Task().Key())
-				}
+			// A barrier task: the claim that gets it passes the dead
+			// one (and dead-letters it, if its lease ran out).
+			barrier := queuetest.Task(2, "public")
+			if err := db.Publish(ctx, barrier); err != nil {
+				t.Fatal(err)
 			}
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			d, err := db.Claim(ctx, "public")
+			if err != nil || d.Task().Key() != barrier.Key() {
+				t.Fatalf("Claim = %v, %v; want the barrier task, not one past MaxDeliveries", d, err)
+			}
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			ed, err := db.Receive(rctx)
 			if err != nil {
@@ -430,14 +463,16 @@ func TestDeadLetterEmitsFinalEvent(t *testing.T) {
 			}
 			ev := ed.Event()
 			if ev.Type != turtles.EventFinished || ev.Outcome == nil || ev.Outcome.Class != turtles.Infra ||
-				!strings.Contains(ev.Outcome.Reason, tt.wantReason) || ev.Task.Key() != task.Key() || ev.Task.Attempt != 2 {
-				t.Errorf("event %+v (outcome %+v), want finished infra for attempt 2 naming %q", ev, ev.Outcome, tt.wantReason)
+				!strings.HasPrefix(ev.Outcome.Reason, tt.wantReason) || ev.Task.Key() != task.Key() || ev.Task.Attempt != 2 {
+				t.Errorf("event %+v (outcome %+v), want finished infra for attempt 2 saying %q", ev, ev.Outcome, tt.wantReason)
 			}
 			ed.Ack(ctx)
-			short, cancel2 := context.WithTimeout(ctx, 200*time.Millisecond)
-			defer cancel2()
-			if ed, err := db.Receive(short); err == nil {
-				t.Errorf("a second event %+v, want exactly one", ed.Event())
+			// A barrier event: a second final event would come before it.
+			if err := db.Emit(ctx, queuetest.Event("barrier", 2, turtles.EventQueued)); err != nil {
+				t.Fatal(err)
+			}
+			if ed, err := db.Receive(rctx); err != nil || ed.Event().ID != "barrier" {
+				t.Errorf("Receive = %v, %v; want the barrier event, exactly one final event before it", ed, err)
 			}
 		})
 	}
