@@ -127,6 +127,11 @@ var (
 	repoRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
 )
 
+// IsSHA reports whether s is a commit ID as turtles takes them: 40 (SHA-1)
+// or 64 (SHA-256) lowercase hex digits. It is the one definition of a
+// commit ID; the store finds attempts by it.
+func IsSHA(s string) bool { return shaRe.MatchString(s) }
+
 // Validate reports the first thing wrong with a task, so that a bad task is
 // refused at the door (publish) or dead-lettered (claim), never half-run.
 func (t Task) Validate() error {
