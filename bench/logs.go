@@ -130,12 +130,12 @@ func (r *liveReader) get(ctx context.Context, k string) ([]byte, error) {
 }
 
 func (r *liveReader) read(ctx context.Context) ([]byte, error) {
-	idxData, err := r.get(ctx, r.key+bot.ChunkDir+bot.ChunkIndex)
+	idxData, err := r.get(ctx, store.ChunkIndexKey(r.key))
 	if err == nil {
-		var idx bot.ChunkIndexData
+		var idx store.ChunkIndex
 		if json.Unmarshal(idxData, &idx) == nil {
 			for i := len(r.chunks); i < len(idx.Offsets); i++ {
-				c, err := r.get(ctx, bot.ChunkName(r.key, i+1))
+				c, err := r.get(ctx, store.ChunkKey(r.key, i+1))
 				if err != nil {
 					break // gone: the whole log is there
 				}
