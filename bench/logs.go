@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/bot"
 	"github.com/turtles-ci/turtles/queue"
@@ -72,7 +74,8 @@ func (e *logEnv) run(ctx context.Context, st store.Store, name, command string, 
 	}
 	defer db.Close()
 	b, err := bot.New(bot.Config{Name: "bench", Queue: db, Events: db, Store: st, WorkDir: filepath.Join(qdir, "work"),
-		Heartbeat: 10 * time.Second, RetryDelays: []time.Duration{time.Second}})
+		Pool: turtles.DefaultPool, Slots: 1, Heartbeat: 10 * time.Second, Clock: clockwork.NewRealClock(),
+		RetryDelays: []time.Duration{time.Second}, KillGrace: 10 * time.Second})
 	if err != nil {
 		return 0, err
 	}

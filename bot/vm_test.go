@@ -172,7 +172,7 @@ func TestVMCancelAndMissingImage(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			cancel()
 		}()
-		o, err := RunLocal(ctx, LocalOptions{Dir: repo, Context: "guest", WorkDir: work, Out: out, VM: VMConfig{ImagesDir: images}})
+		o, err := RunLocal(ctx, LocalOptions{Dir: repo, Rev: "HEAD", KillGrace: 10 * time.Second, Context: "guest", WorkDir: work, Out: out, VM: VMConfig{ImagesDir: images}})
 		cancelled := time.Now()
 		if o.Class != turtles.Cancelled || err == nil {
 			t.Errorf("outcome %+v, %v; want cancelled\n%s", o, err, buf.String())
@@ -189,7 +189,7 @@ func TestVMCancelAndMissingImage(t *testing.T) {
 	})
 	t.Run("missing-image", func(t *testing.T) {
 		var buf bytes.Buffer
-		o, err := RunLocal(context.Background(), LocalOptions{Dir: repo, Context: "guest", WorkDir: t.TempDir(), Out: &buf, VM: VMConfig{ImagesDir: t.TempDir()}})
+		o, err := RunLocal(context.Background(), LocalOptions{Dir: repo, Rev: "HEAD", KillGrace: 10 * time.Second, Context: "guest", WorkDir: t.TempDir(), Out: &buf, VM: VMConfig{ImagesDir: t.TempDir()}})
 		if o.Class != turtles.Infra || !turtles.IsInfra(err) || !strings.Contains(buf.String(), "cannot boot image debian-12") {
 			t.Errorf("outcome %+v, %v; want infra\n%s", o, err, buf.String())
 		}

@@ -45,7 +45,7 @@ func redactQueue(q string) string {
 const brokerStillDownEvery = time.Minute
 
 func openQueues(s Settings, log *slog.Logger) (*queues, error) {
-	opts := queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries}
+	opts := queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries, Poll: queuePoll}
 	if !isAMQP(s.Queue) {
 		db, err := sqlite.Open(s.Queue, opts, log.With("part", "queue"))
 		if err != nil {

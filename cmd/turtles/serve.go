@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -84,7 +85,9 @@ func (sys *system) bot() (*bot.Bot, error) {
 		Pool:          s.Pool,
 		Slots:         s.Slots,
 		WorkDir:       s.WorkDir,
-		Heartbeat:     s.Lease / 3,
+		Heartbeat:     s.heartbeat(),
+		Clock:         clockwork.NewRealClock(),
+		KillGrace:     killGrace,
 		RetryDelays:   s.RetryDelays,
 		SecretsDir:    s.SecretsDir,
 		VM:            bot.VMConfig{ImagesDir: s.ImagesDir, Images: images},

@@ -117,6 +117,19 @@ type Settings struct {
 	PublicURLHostname bool `yaml:"-"`
 }
 
+// heartbeat is how often a bot extends the lease of a running task: three
+// beats per lease, so that one lost or late beat does not lose the task.
+func (s Settings) heartbeat() time.Duration { return s.Lease / 3 }
+
+// killGrace is how long a task's command has from SIGTERM to SIGKILL (a
+// timeout, a cancel, a drain that ran out): long enough to write a core
+// or flush a log, short enough that a stuck one does not hold a slot.
+const killGrace = 10 * time.Second
+
+// queuePoll is how often the embedded queue looks for work another
+// process published, which it cannot be woken up for.
+const queuePoll = 200 * time.Millisecond
+
 func defaults() Settings {
 	s := Settings{
 		DataDir:       "./turtles-data",
