@@ -20,28 +20,11 @@ import (
 	"github.com/turtles-ci/turtles/scan"
 )
 
-// strs is a comma-separated list setting.
-func strs(p func(*Settings) *[]string) accessor {
-	return accessor{
-		get: func(s *Settings) string { return strings.Join(*p(s), ",") },
-		set: func(s *Settings, v string) error {
-			var out []string
-			for _, part := range strings.Split(v, ",") {
-				if part = strings.TrimSpace(part); part != "" {
-					out = append(out, part)
-				}
-			}
-			*p(s) = out
-			return nil
-		},
-	}
-}
-
 // trustFlags are the options of the gate and the scanner.
 var trustFlags = []string{"trusted-orgs", "trusted-users", "scan-repos", "scan-branches", "scan-interval", "clone-base-url", "default-config"}
 
-func init() {
-	for _, o := range []option{
+func trustOptions() []option {
+	return []option{
 		opt("trusted-orgs", "comma-separated GitHub organizations (GitLab: groups) whose members' pull requests run without /ok-to-test", strs(func(s *Settings) *[]string { return &s.TrustedOrgs })),
 		opt("trusted-users", "comma-separated logins whose pull requests and commands are trusted without asking GitHub", strs(func(s *Settings) *[]string { return &s.TrustedUsers })),
 		opt("scan-repos", "comma-separated OWNER/NAME repositories the scanner checks for work that webhooks lost", strs(func(s *Settings) *[]string { return &s.ScanRepos })),
@@ -49,8 +32,6 @@ func init() {
 		opt("scan-interval", "how often serve scans --scan-repos (0: only at start)", dur(func(s *Settings) *time.Duration { return &s.ScanInterval })),
 		opt("clone-base-url", "URL under which OWNER/NAME.git is cloned, for scanned repositories", str(func(s *Settings) *string { return &s.CloneBaseURL })),
 		opt("default-config", ".turtles.yaml used for repositories that carry none (default: they run nothing)", str(func(s *Settings) *string { return &s.DefaultConfig })),
-	} {
-		allOptions[o.name] = o
 	}
 }
 
@@ -183,9 +164,5 @@ outage; serve runs it at start and every --scan-interval.`,
 // addTrustFlags registers the gate's and scanner's options on a command
 // that addFlags already gave --config.
 func addTrustFlags(fs *pflag.FlagSet) {
-	d := defaults()
-	for _, n := range trustFlags {
-		o := allOptions[n]
-		fs.String(n, o.get(&d), o.usage)
-	}
+	addOptions(fs, trustFlags...)
 }
