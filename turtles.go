@@ -300,6 +300,12 @@ const (
 	// a higher one (a bot renumbers an attempt whose store prefix is
 	// taken), which the recorder finds by the attempt still running.
 	EventLost EventType = "lost"
+	// EventMark is no task's progress: a process that stops emits one
+	// after its bot stopped, and handles events until its mark comes
+	// back, so that every event before it was handled (a barrier, not a
+	// wait). Consumers ack marks and pass them to no handler; Task is
+	// empty.
+	EventMark EventType = "mark"
 )
 
 // Event carries progress from bots and hooks to the reporter and the
