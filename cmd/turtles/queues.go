@@ -1,31 +1,16 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/turtles-ci/turtles/hook"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/sqlite"
 )
-
-// queues is the queue backend a process works on, chosen by --queue: a
-// file path is the embedded SQLite queue, an amqp:// or amqps:// URL is
-// RabbitMQ (docs/distributed.md).
-type queues struct {
-	queue  queue.Queue
-	events queue.Events
-	// deliveries remembers webhook deliveries: the SQLite queue itself,
-	// or with RabbitMQ a small SQLite file in the data dir (opened only
-	// by processes that receive webhooks).
-	deliveries func() (hook.DeliveryLog, error)
-	closers    []func() error
-}
 
 func isAMQP(q string) bool {
 	return strings.HasPrefix(q, "amqp://") || strings.HasPrefix(q, "amqps://")
@@ -44,44 +29,64 @@ func redactQueue(q string) string {
 // a 10-minute outage is a dozen lines, not one per reconnect try.
 const brokerStillDownEvery = time.Minute
 
-func openQueues(s Settings, log *slog.Logger) (*queues, error) {
+// openQueue opens the queue backend --queue names: a file path is the
+// embedded SQLite queue, an amqp:// or amqps:// URL is RabbitMQ
+// (docs/distributed.md). One backend is the queue, the event log and the
+// inbox; the SQLite queue also remembers webhook deliveries.
+func (sys *system) openQueue() error {
+	s, log := sys.s, sys.log
 	opts := queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries, Poll: queuePoll}
+	var q queue.Queue
 	if !isAMQP(s.Queue) {
+		if err := os.MkdirAll(filepath.Dir(s.Queue), 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", filepath.Dir(s.Queue), err)
+		}
 		db, err := sqlite.Open(s.Queue, opts, log.With("part", "queue"))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return &queues{queue: db, events: db, closers: []func() error{db.Close},
-			deliveries: func() (hook.DeliveryLog, error) { return db, nil }}, nil
-	}
-	cfg := amqp.Config{URL: s.Queue, Options: opts, Pools: []string{s.Pool}, Name: "turtles " + s.BotName,
-		StillDownEvery: brokerStillDownEvery, Log: log.With("part", "queue")}
-	q, err := amqp.Open(cfg)
-	if err != nil {
-		return nil, err
-	}
-	e, err := amqp.OpenEvents(cfg)
-	if err != nil {
-		q.Close()
-		return nil, err
-	}
-	qs := &queues{queue: q, events: e, closers: []func() error{q.Close, e.Close}}
-	qs.deliveries = func() (hook.DeliveryLog, error) {
-		path := filepath.Join(s.DataDir, "deliveries.db")
-		db, err := sqlite.Open(path, opts, log.With("part", "deliveries"))
+		sys.onClose(db.Close)
+		q = db
+		sys.Events.Set(db)
+		sys.Deliveries.Set(db)
+	} else {
+		cfg := amqp.Config{URL: s.Queue, Options: opts, Pools: []string{s.Pool}, Name: "turtles " + s.BotName,
+			StillDownEvery: brokerStillDownEvery, Log: log.With("part", "queue")}
+		aq, err := amqp.Open(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("open webhook delivery log: %w", err)
+			return err
 		}
-		qs.closers = append(qs.closers, db.Close)
-		return db, nil
+		sys.onClose(aq.Close)
+		e, err := amqp.OpenEvents(cfg)
+		if err != nil {
+			return err
+		}
+		sys.onClose(e.Close)
+		q = aq
+		sys.Events.Set(e)
 	}
-	return qs, nil
+	sys.Queue.Set(q)
+	if inbox, ok := q.(queue.Inbox); ok {
+		sys.Inbox.Set(inbox)
+	} else {
+		sys.Inbox.absent("the queue backend has no inbox")
+	}
+	sys.reg.MustRegister(queueCollector{q})
+	return nil
 }
 
-func (qs *queues) Close() error {
-	var errs []error
-	for _, c := range qs.closers {
-		errs = append(errs, c())
+// openDeliveries opens the webhook delivery log: with RabbitMQ a small
+// SQLite file in the data dir (the SQLite queue is its own).
+func (sys *system) openDeliveries() error {
+	if err := os.MkdirAll(sys.s.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", sys.s.DataDir, err)
 	}
-	return errors.Join(errs...)
+	opts := queue.Options{Lease: sys.s.Lease, MaxDeliveries: sys.s.MaxDeliveries, Poll: queuePoll}
+	db, err := sqlite.Open(filepath.Join(sys.s.DataDir, "deliveries.db"), opts, sys.log.With("part", "deliveries"))
+	if err != nil {
+		return fmt.Errorf("open webhook delivery log: %w", err)
+	}
+	sys.onClose(db.Close)
+	sys.Deliveries.Set(db)
+	return nil
 }

@@ -242,6 +242,9 @@ func (s *Settings) validate() error {
 	if s.DrainTimeout < 0 {
 		bad("drain-timeout: negative")
 	}
+	if s.ScanInterval < 0 {
+		bad("scan-interval: negative; 0 scans only at start")
+	}
 	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 		bad("listen: %q is not HOST:PORT", s.Listen)
 	}
