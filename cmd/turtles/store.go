@@ -117,12 +117,13 @@ to them.`,
 				return err
 			}
 			log := newLogger(s, os.Stderr)
-			st, err := openStore(s, log)
+			sys, err := openSystem(s, log, pruneParts)
 			if err != nil {
 				return err
 			}
+			defer sys.Close()
 			cutoff := time.Now().Add(-age)
-			pruned, err := store.Prune(cmd.Context(), st, cutoff, dryRun)
+			pruned, err := store.Prune(cmd.Context(), sys.Store.Get(), cutoff, dryRun)
 			verb := "deleted"
 			if dryRun {
 				verb = "would delete"
@@ -144,6 +145,10 @@ to them.`,
 	cmd.AddCommand(prune)
 	return cmd
 }
+
+// pruneParts: the store. The results database is opened only if it
+// exists (pruneResults), so it is no part: the part creates one.
+var pruneParts = spec{need: []partID{partStore}}
 
 // pruneResults deletes the per-test results that finished before cutoff
 // from DATA-DIR/results.db, if that database exists: prune never creates
