@@ -127,6 +127,11 @@ var (
 	repoRe    = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
 )
 
+// IsSHA reports whether s is a commit ID as turtles takes them: 40 (SHA-1)
+// or 64 (SHA-256) lowercase hex digits. It is the one definition of a
+// commit ID; the store finds attempts by it.
+func IsSHA(s string) bool { return shaRe.MatchString(s) }
+
 // Validate reports the first thing wrong with a task, so that a bad task is
 // refused at the door (publish) or dead-lettered (claim), never half-run.
 func (t Task) Validate() error {
@@ -297,6 +302,12 @@ const (
 	// a higher one (a bot renumbers an attempt whose store prefix is
 	// taken), which the recorder finds by the attempt still running.
 	EventLost EventType = "lost"
+	// EventMark is no task's progress: a process that stops emits one
+	// after its bot stopped, and handles events until its mark comes
+	// back, so that every event before it was handled (a barrier, not a
+	// wait). Consumers ack marks and pass them to no handler; Task is
+	// empty.
+	EventMark EventType = "mark"
 )
 
 // Event carries progress from bots and hooks to the reporter and the

@@ -74,7 +74,8 @@ func (e *logEnv) run(ctx context.Context, st store.Store, name, command string, 
 	}
 	defer db.Close()
 	b, err := bot.New(bot.Config{Name: "bench", Queue: db, Events: db, Store: st, WorkDir: filepath.Join(qdir, "work"),
-		Heartbeat: 10 * time.Second, RetryDelays: []time.Duration{time.Second}})
+		Pool: turtles.DefaultPool, Slots: 1, Heartbeat: 10 * time.Second, Clock: clockwork.NewRealClock(),
+		RetryDelays: []time.Duration{time.Second}, KillGrace: 10 * time.Second})
 	if err != nil {
 		return 0, err
 	}
@@ -132,12 +133,12 @@ func (r *liveReader) get(ctx context.Context, k string) ([]byte, error) {
 }
 
 func (r *liveReader) read(ctx context.Context) ([]byte, error) {
-	idxData, err := r.get(ctx, r.key+bot.ChunkDir+bot.ChunkIndex)
+	idxData, err := r.get(ctx, store.ChunkIndexKey(r.key))
 	if err == nil {
-		var idx bot.ChunkIndexData
+		var idx store.ChunkIndex
 		if json.Unmarshal(idxData, &idx) == nil {
 			for i := len(r.chunks); i < len(idx.Offsets); i++ {
-				c, err := r.get(ctx, bot.ChunkName(r.key, i+1))
+				c, err := r.get(ctx, store.ChunkKey(r.key, i+1))
 				if err != nil {
 					break // gone: the whole log is there
 				}

@@ -15,11 +15,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/turtles-ci/turtles/metrics"
@@ -31,7 +33,9 @@ import (
 	"github.com/turtles-ci/turtles/store"
 )
 
-// Config configures a Bot. Zero values get the defaults documented here.
+// Config configures a Bot. The bot decides no setting itself: New refuses
+// a Config that lacks one, naming the field (cmd/turtles holds the
+// defaults).
 type Config struct {
 	// Name identifies the bot in events and results. Required.
 	Name string
@@ -42,9 +46,9 @@ type Config struct {
 	Events queue.Events
 	// Store keeps logs, results and artifacts. Required.
 	Store store.Store
-	// Pool is the pool tasks are claimed from. Default turtles.DefaultPool.
+	// Pool is the pool tasks are claimed from. Required.
 	Pool string
-	// Slots is how many tasks run at once. Default 1.
+	// Slots is how many tasks run at once, at least 1. Required.
 	Slots int
 	// WorkDir holds one workspace per running task. It belongs to this bot
 	// alone (it is locked): leftovers in it are removed at start. Required.
@@ -54,12 +58,15 @@ type Config struct {
 	// pages knows where they are, and it links events (report.Linked).
 	LogURL func(t turtles.Task) string
 	// RetryDelays are the delays before an infra failure is retried, by
-	// delivery count; the last one repeats. Default 10s, 30s, 1m30s, 5m.
+	// delivery count; the last one repeats. Required, none negative.
 	RetryDelays []time.Duration
 	// Heartbeat is how often a running task's lease is extended; keep it
-	// under a third of the queue's lease. Default 30s.
+	// under a third of the queue's lease. Required.
 	Heartbeat time.Duration
-	// KillGrace is the time from SIGTERM to SIGKILL. Default 10s.
+	// Clock times the heartbeats (clockwork.NewRealClock(); tests pass a
+	// fake one). Required.
+	Clock clockwork.Clock
+	// KillGrace is the time from SIGTERM to SIGKILL. Required.
 	KillGrace time.Duration
 	// Env is extra environment for task commands, "KEY=value". It may set
 	// PATH; it cannot change HOME or the TURTLES_* variables.
@@ -112,23 +119,18 @@ func New(cfg Config) (*Bot, error) {
 		return nil, errors.New("bot: no store")
 	case cfg.WorkDir == "":
 		return nil, errors.New("bot: no work directory")
-	case cfg.Slots < 0:
-		return nil, fmt.Errorf("bot: %d slots", cfg.Slots)
-	}
-	if cfg.Pool == "" {
-		cfg.Pool = turtles.DefaultPool
-	}
-	if cfg.Slots == 0 {
-		cfg.Slots = 1
-	}
-	if len(cfg.RetryDelays) == 0 {
-		cfg.RetryDelays = []time.Duration{10 * time.Second, 30 * time.Second, 90 * time.Second, 5 * time.Minute}
-	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 30 * time.Second
-	}
-	if cfg.KillGrace <= 0 {
-		cfg.KillGrace = 10 * time.Second
+	case cfg.Pool == "":
+		return nil, errors.New("bot: no pool")
+	case cfg.Slots < 1:
+		return nil, fmt.Errorf("bot: Slots is %d, want at least 1", cfg.Slots)
+	case len(cfg.RetryDelays) == 0 || slices.ContainsFunc(cfg.RetryDelays, func(d time.Duration) bool { return d < 0 }):
+		return nil, fmt.Errorf("bot: RetryDelays %v, want at least one, none negative", cfg.RetryDelays)
+	case cfg.Heartbeat <= 0:
+		return nil, fmt.Errorf("bot: Heartbeat is %s, want more than 0", cfg.Heartbeat)
+	case cfg.Clock == nil:
+		return nil, errors.New("bot: no clock")
+	case cfg.KillGrace <= 0:
+		return nil, fmt.Errorf("bot: KillGrace is %s, want more than 0", cfg.KillGrace)
 	}
 	for _, kv := range cfg.Env {
 		if !strings.Contains(kv, "=") {

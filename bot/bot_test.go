@@ -112,8 +112,11 @@ func newHarness(t *testing.T, files map[string]string, opts queue.Options) *harn
 		Store:       st,
 		WorkDir:     h.workDir,
 		LogURL:      func(t turtles.Task) string { return "https://ci.example/logs/" + store.AttemptPrefix(t) },
+		Pool:        turtles.DefaultPool,
+		Slots:       1,
 		RetryDelays: []time.Duration{10 * time.Millisecond},
 		Heartbeat:   time.Second,
+		Clock:       clockwork.NewRealClock(),
 		KillGrace:   300 * time.Millisecond,
 		Registerer:  h.reg,
 		// Tasks here are untrusted and image-less: they run isolated,
@@ -727,7 +730,10 @@ func TestStopWaitsForRunningTask(t *testing.T) {
 
 func TestLeaseLostReportsNothing(t *testing.T) {
 	h := newHarness(t, nil, queue.Options{Lease: 300 * time.Millisecond})
-	h.cfg.Heartbeat = 2 * time.Second // too slow on purpose: the lease runs out
+	// The bot's clock stands still, so it sends no heartbeat and the
+	// queue's lease runs out; the test then makes it beat once.
+	clock := clockwork.NewFakeClock()
+	h.cfg.Clock = clock
 	r := h.start()
 	task := h.startedAndLogging("echo running now; sleep 60")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -742,6 +748,7 @@ func TestLeaseLostReportsNothing(t *testing.T) {
 	// Stop claiming (the test's own lease will run out too), but do not
 	// drain: the bot must give up at its next heartbeat by itself.
 	r.cancel()
+	heartbeat(t, clock, h.cfg.Heartbeat)
 	select {
 	case err := <-r.done:
 		r.done <- err // for the cleanup's stop
@@ -775,6 +782,18 @@ func TestLeaseLostReportsNothing(t *testing.T) {
 	if _, err := d.AckWithTasks(ctx, nil, nil); err != nil {
 		t.Errorf("Ack by the new holder: %v", err)
 	}
+}
+
+// heartbeat makes a bot on clock send the heartbeat of its one running
+// task: it waits for the task's ticker, then moves the clock past it.
+func heartbeat(t *testing.T, clock *clockwork.FakeClock, every time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatalf("no running task waits for its heartbeat: %v", err)
+	}
+	clock.Advance(every)
 }
 
 func TestEnvironment(t *testing.T) {
@@ -877,6 +896,41 @@ func TestNewValidates(t *testing.T) {
 			tt.change(&cfg)
 			if _, err := New(cfg); err == nil {
 				t.Errorf("New accepted a config with %s", tt.name)
+			}
+		})
+	}
+}
+
+// TestNewNamesWhatIsMissing: the bot decides no setting itself; New
+// refuses a Config that lacks one and says which.
+func TestNewNamesWhatIsMissing(t *testing.T) {
+	h := newHarness(t, nil, queue.Options{})
+	tests := []struct {
+		name    string
+		change  func(*Config)
+		wantErr string
+	}{
+		{name: "complete", change: func(*Config) {}},
+		{name: "no pool", change: func(c *Config) { c.Pool = "" }, wantErr: "no pool"},
+		{name: "no slots", change: func(c *Config) { c.Slots = 0 }, wantErr: "Slots is 0"},
+		{name: "no retry delays", change: func(c *Config) { c.RetryDelays = nil }, wantErr: "RetryDelays"},
+		{name: "negative retry delay", change: func(c *Config) { c.RetryDelays = []time.Duration{-time.Second} }, wantErr: "RetryDelays"},
+		{name: "no heartbeat", change: func(c *Config) { c.Heartbeat = 0 }, wantErr: "Heartbeat"},
+		{name: "no clock", change: func(c *Config) { c.Clock = nil }, wantErr: "no clock"},
+		{name: "no kill grace", change: func(c *Config) { c.KillGrace = 0 }, wantErr: "KillGrace"},
+		{name: "no work dir", change: func(c *Config) { c.WorkDir = "" }, wantErr: "no work directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := h.cfg
+			cfg.Registerer = nil
+			tt.change(&cfg)
+			_, err := New(cfg)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("New: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("New: %v, want an error containing %q", err, tt.wantErr)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
@@ -18,7 +19,8 @@ import (
 // since the queue already emitted the cancelled outcome.
 func TestCancelStopsRunningTask(t *testing.T) {
 	h := newHarness(t, nil, queue.Options{})
-	h.cfg.Heartbeat = 100 * time.Millisecond
+	clock := clockwork.NewFakeClock()
+	h.cfg.Clock = clock
 	h.start()
 	task := h.startedAndLogging("echo running now; sleep 60")
 	start := time.Now()
@@ -26,6 +28,7 @@ func TestCancelStopsRunningTask(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Cancel = %d, %v", n, err)
 	}
+	heartbeat(t, clock, h.cfg.Heartbeat)
 	evs := h.events(finishedFor(task.Key()))
 	if got := evs[len(evs)-1].Outcome; got.Class != turtles.Cancelled || got.Reason != "superseded by a newer push" {
 		t.Errorf("final outcome %+v, want cancelled, superseded", got)

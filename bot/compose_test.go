@@ -50,7 +50,7 @@ func TestComposeParts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			idx := ChunkIndexData{Offsets: tt.offsets, Size: tt.chunked}
+			idx := store.ChunkIndex{Offsets: tt.offsets, Size: tt.chunked}
 			parts := composeParts("k", idx, tt.size, bytes.NewReader(nil))
 			var got []part
 			var pos int64
@@ -62,7 +62,7 @@ func TestComposeParts(t *testing.T) {
 				if p.Key != "" {
 					n := 0
 					for i := range tt.offsets {
-						if ChunkName("k", i+1) == p.Key {
+						if store.ChunkKey("k", i+1) == p.Key {
 							n = i + 1
 						}
 					}
@@ -192,7 +192,7 @@ func TestLiveLogCompose(t *testing.T) {
 	if st.uploaded != store.MinPartSize+13*mib {
 		t.Errorf("compose uploaded %d bytes, want %d", st.uploaded, store.MinPartSize+13*mib)
 	}
-	if left, _ := st.List(ctx, key+ChunkDir); len(left) != 0 {
+	if left, _ := st.List(ctx, key+store.ChunkDir); len(left) != 0 {
 		t.Errorf("chunks left after Close: %v", left)
 	}
 }

@@ -3,8 +3,6 @@ package bot
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,31 +35,6 @@ var maxChunk int64 = store.MinPartSize
 
 const logType = "text/plain; charset=utf-8"
 
-// The chunk scheme, for stores whose objects are not local files (S3).
-// While the task runs, KEY.chunks/NNNNNN holds the bytes from
-// Offsets[N-1] on, and KEY.chunks/index.json (a ChunkIndex) is rewritten
-// after each chunk. At the end KEY is stored whole: composed by the store
-// from the chunks where it can (store.Composer: the chunks are not
-// uploaded again), else put from the bot's local copy. Then the index and
-// the chunks are deleted. A reader polls the index; when it is gone, KEY
-// is complete. The static log page (web/logpage) follows a live log this
-// way.
-const (
-	ChunkDir   = ".chunks/"
-	ChunkIndex = "index.json"
-)
-
-// ChunkIndexData is the content of the chunk index.
-type ChunkIndexData struct {
-	// Offsets[i] is where chunk i+1 starts in the log.
-	Offsets []int64 `json:"offsets"`
-	// Size is the log size the chunks add up to.
-	Size int64 `json:"size"`
-}
-
-// ChunkName is the key of chunk n (from 1) of the log at key.
-func ChunkName(key string, n int) string { return fmt.Sprintf("%s%s%06d", key, ChunkDir, n) }
-
 // logMode is how an attempt's log reaches the store.
 type logMode int
 
@@ -69,7 +42,8 @@ const (
 	// inPlace: the store's object is a local file (store.Creator) and the
 	// log is written into it, once; readers see it grow.
 	inPlace logMode = iota
-	// chunked: a local copy, uploaded in chunks while the task runs.
+	// chunked: a local copy, uploaded in chunks while the task runs (the
+	// layout of store.ChunkIndex), then stored whole by Close.
 	chunked
 	// finalOnly: a local copy, stored when the attempt ends.
 	finalOnly
@@ -104,7 +78,7 @@ type liveLog struct {
 
 	// Upload state of chunked logs, under flushMu.
 	flushMu sync.Mutex
-	index   ChunkIndexData
+	index   store.ChunkIndex
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -275,12 +249,11 @@ func (l *liveLog) putChunk(ctx context.Context, size int64) error {
 	}
 	size = min(size, from+maxChunk)
 	n := len(l.index.Offsets) + 1
-	if err := l.st.Put(ctx, ChunkName(l.key, n), io.NewSectionReader(l.f, from, size-from), logType); err != nil {
+	if err := l.st.Put(ctx, store.ChunkKey(l.key, n), io.NewSectionReader(l.f, from, size-from), logType); err != nil {
 		return err
 	}
-	next := ChunkIndexData{Offsets: append(l.index.Offsets, from), Size: size}
-	data, _ := json.Marshal(next)
-	if err := l.st.Put(ctx, l.key+ChunkDir+ChunkIndex, bytes.NewReader(data), "application/json"); err != nil {
+	next := store.ChunkIndex{Offsets: append(l.index.Offsets, from), Size: size}
+	if err := store.PutChunkIndex(ctx, l.st, l.key, next); err != nil {
 		// The chunk is there but unnamed; the next index names it or the
 		// next chunk replaces it.
 		l.index.Offsets = l.index.Offsets[:n-1]
@@ -313,13 +286,7 @@ func (l *liveLog) Close(ctx context.Context) error {
 		return fmt.Errorf("store log: %w", err)
 	}
 	if len(l.index.Offsets) > 0 {
-		// The index first: a reader that finds it gone reads the log.
-		var errs []error
-		errs = append(errs, l.st.Delete(ctx, l.key+ChunkDir+ChunkIndex))
-		for i := range l.index.Offsets {
-			errs = append(errs, l.st.Delete(ctx, ChunkName(l.key, i+1)))
-		}
-		if err := errors.Join(errs...); err != nil {
+		if err := store.DeleteChunks(ctx, l.st, l.key, l.index); err != nil {
 			l.log.Warn("delete live log chunks", "key", l.key, "err", err)
 		}
 	}
@@ -354,7 +321,7 @@ func (l *liveLog) storeWhole(ctx context.Context, size int64) error {
 // A task that prints fast makes big chunks, so almost nothing is uploaded
 // twice; one that prints slowly makes small ones, re-uploaded, but then
 // the log is small for the time the task takes.
-func composeParts(key string, idx ChunkIndexData, size int64, local io.ReaderAt) []store.Part {
+func composeParts(key string, idx store.ChunkIndex, size int64, local io.ReaderAt) []store.Part {
 	// chunkAt finds the chunk holding byte pos: its number (0: none), start
 	// and end.
 	chunkAt := func(pos int64) (int, int64, int64) {
@@ -372,7 +339,7 @@ func composeParts(key string, idx ChunkIndexData, size int64, local io.ReaderAt)
 	for pos := int64(0); pos < size; {
 		n, start, end := chunkAt(pos)
 		if n > 0 && (end-pos >= store.MinPartSize || end == size) {
-			parts = append(parts, store.Part{Key: ChunkName(key, n), Offset: pos - start, Size: end - pos})
+			parts = append(parts, store.Part{Key: store.ChunkKey(key, n), Offset: pos - start, Size: end - pos})
 			pos = end
 			continue
 		}

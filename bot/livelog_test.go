@@ -33,11 +33,11 @@ func readKey(st store.Store, key string) (string, error) {
 // readChunks reads a live log as the viewer does: the index, then the
 // chunks it names.
 func readChunks(st store.Store, key string) (string, error) {
-	data, err := readKey(st, key+ChunkDir+ChunkIndex)
+	data, err := readKey(st, store.ChunkIndexKey(key))
 	if err != nil {
 		return "", err
 	}
-	var idx ChunkIndexData
+	var idx store.ChunkIndex
 	if err := json.Unmarshal([]byte(data), &idx); err != nil {
 		return "", err
 	}
@@ -46,7 +46,7 @@ func readChunks(st store.Store, key string) (string, error) {
 		if int64(b.Len()) != off {
 			return "", errors.New("chunks do not follow each other")
 		}
-		c, err := readKey(st, ChunkName(key, i+1))
+		c, err := readKey(st, store.ChunkKey(key, i+1))
 		if err != nil {
 			return "", err
 		}
@@ -117,7 +117,7 @@ func testLiveLogChunks(t *testing.T, st store.Store) {
 	if got, want := mustRead(t, st, key), "first\nsecond\nok 1 - a test\nnot ok 2 - another\n"; got != want {
 		t.Errorf("final log %q, want %q", got, want)
 	}
-	if left, _ := st.List(context.Background(), key+ChunkDir); len(left) != 0 {
+	if left, _ := st.List(context.Background(), key+store.ChunkDir); len(left) != 0 {
 		t.Errorf("chunks left after Close: %v", left)
 	}
 	info, err := st.Stat(context.Background(), key)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -19,19 +18,19 @@ import (
 // LocalOptions says what RunLocal runs.
 type LocalOptions struct {
 	// Dir is a local git repository. Uncommitted changes are not part of
-	// the run: a commit is what CI runs. Default ".".
+	// the run: a commit is what CI runs. Required.
 	Dir string
-	// Rev names the commit to run. Default HEAD.
+	// Rev names the commit to run, such as HEAD. Required.
 	Rev string
 	// Context is the .turtles.yaml context to run. Required.
 	Context string
 	// Out gets the log, as a bot would store it. Nil discards.
 	Out io.Writer
-	// WorkDir holds the temporary workspace. Default os.TempDir().
+	// WorkDir holds the temporary workspace. Required.
 	WorkDir string
 	// Timeout overrides the context's timeout when positive.
 	Timeout time.Duration
-	// KillGrace is the time from SIGTERM to SIGKILL. Default 10s.
+	// KillGrace is the time from SIGTERM to SIGKILL. Required.
 	KillGrace time.Duration
 	// Env is extra environment for the command, as Config.Env.
 	Env []string
@@ -50,20 +49,17 @@ type LocalOptions struct {
 // outcome is turtles.OutcomeOf(err). Its text is the reason and the
 // cause, for the person at the terminal.
 func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
-	if opts.Context == "" {
+	switch {
+	case opts.Context == "":
 		return turtles.Outcome{}, errors.New("no context to run")
-	}
-	if opts.Dir == "" {
-		opts.Dir = "."
-	}
-	if opts.Rev == "" {
-		opts.Rev = "HEAD"
-	}
-	if opts.WorkDir == "" {
-		opts.WorkDir = os.TempDir()
-	}
-	if opts.KillGrace <= 0 {
-		opts.KillGrace = 10 * time.Second
+	case opts.Dir == "":
+		return turtles.Outcome{}, errors.New("no repository directory")
+	case opts.Rev == "":
+		return turtles.Outcome{}, errors.New("no revision to run")
+	case opts.WorkDir == "":
+		return turtles.Outcome{}, errors.New("no work directory")
+	case opts.KillGrace <= 0:
+		return turtles.Outcome{}, fmt.Errorf("KillGrace is %s, want more than 0", opts.KillGrace)
 	}
 	if opts.Out == nil {
 		opts.Out = io.Discard

@@ -83,6 +83,12 @@ func TestRunLocal(t *testing.T) {
 			var out bytes.Buffer
 			workDir := t.TempDir()
 			tt.opts.Dir, tt.opts.Out, tt.opts.WorkDir = repo, &out, workDir
+			if tt.opts.Rev == "" {
+				tt.opts.Rev = "HEAD"
+			}
+			if tt.opts.KillGrace == 0 {
+				tt.opts.KillGrace = 10 * time.Second
+			}
 			got, err := RunLocal(context.Background(), tt.opts)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

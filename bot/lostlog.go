@@ -41,7 +41,7 @@ func EndLog(ctx context.Context, st store.Store, prefix, line string) error {
 	key := prefix + store.LogName
 	var buf bytes.Buffer
 	rc, _, err := st.Get(ctx, key)
-	var chunks []string
+	var chunks *store.ChunkIndex
 	switch {
 	case err == nil:
 		_, err = io.Copy(&buf, io.LimitReader(rc, maxLogSize))
@@ -63,44 +63,26 @@ func EndLog(ctx context.Context, st store.Store, prefix, line string) error {
 	if err := st.Put(ctx, key, &buf, logType); err != nil {
 		return fmt.Errorf("store log %s: %w", key, err)
 	}
-	for _, c := range chunks {
-		if err := st.Delete(ctx, c); err != nil {
-			return fmt.Errorf("remove log chunk %s: %w", c, err)
+	if chunks != nil {
+		if err := store.DeleteChunks(ctx, st, key, *chunks); err != nil {
+			return fmt.Errorf("remove log chunks of %s: %w", key, err)
 		}
 	}
 	return nil
 }
 
 // appendChunks copies the chunks of the live log at key into w and returns
-// their keys, the index last; none when there is no index.
-func appendChunks(ctx context.Context, st store.Store, key string, w io.Writer) ([]string, error) {
-	index := key + ChunkDir + ChunkIndex
-	rc, _, err := st.Get(ctx, index)
+// its index; nil when there is none.
+func appendChunks(ctx context.Context, st store.Store, key string, w io.Writer) (*store.ChunkIndex, error) {
+	idx, err := store.GetChunkIndex(ctx, st, key)
 	if errors.Is(err, store.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read log index %s: %w", index, err)
+		return nil, err
 	}
-	var idx ChunkIndexData
-	err = json.NewDecoder(rc).Decode(&idx)
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read log index %s: %w", index, err)
+	if _, err := store.CopyChunks(ctx, st, key, idx, w); err != nil {
+		return nil, err
 	}
-	var keys []string
-	for n := 1; n <= len(idx.Offsets); n++ {
-		c := ChunkName(key, n)
-		rc, _, err := st.Get(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("read log chunk %s: %w", c, err)
-		}
-		_, err = io.Copy(w, rc)
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read log chunk %s: %w", c, err)
-		}
-		keys = append(keys, c)
-	}
-	return append(keys, index), nil
+	return &idx, nil
 }

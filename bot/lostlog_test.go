@@ -31,10 +31,10 @@ func TestEndLog(t *testing.T) {
 	}, {
 		name: "a log still in chunks",
 		setup: func(t *testing.T, st store.Store) {
-			put(t, st, ChunkName(key, 1), "one\n")
-			put(t, st, ChunkName(key, 2), "two\n")
-			idx, _ := json.Marshal(ChunkIndexData{Offsets: []int64{0, 4}, Size: 8})
-			put(t, st, key+ChunkDir+ChunkIndex, string(idx))
+			put(t, st, store.ChunkKey(key, 1), "one\n")
+			put(t, st, store.ChunkKey(key, 2), "two\n")
+			idx, _ := json.Marshal(store.ChunkIndex{Offsets: []int64{0, 4}, Size: 8})
+			put(t, st, store.ChunkIndexKey(key), string(idx))
 		},
 		want: "one\ntwo\nturtles: " + line + "\n",
 	}, {
@@ -61,7 +61,7 @@ func TestEndLog(t *testing.T) {
 			if string(b) != tt.want {
 				t.Errorf("log = %q, want %q", b, tt.want)
 			}
-			infos, err := st.List(t.Context(), key+ChunkDir)
+			infos, err := st.List(t.Context(), key+store.ChunkDir)
 			if err != nil || len(infos) != 0 {
 				t.Errorf("chunks left: %v (%v)", infos, err)
 			}

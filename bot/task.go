@@ -305,13 +305,13 @@ func (b *Bot) heartbeat(d queue.Delivery, lost context.CancelCauseFunc, log *slo
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
-		tick := time.NewTicker(b.cfg.Heartbeat)
+		tick := b.cfg.Clock.NewTicker(b.cfg.Heartbeat)
 		defer tick.Stop()
 		for {
 			select {
 			case <-done:
 				return
-			case <-tick.C:
+			case <-tick.Chan():
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Heartbeat)
 			err := d.Heartbeat(ctx)

@@ -174,7 +174,7 @@ func TestVMCancelAndMissingImage(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			cancel()
 		}()
-		o, err := RunLocal(ctx, LocalOptions{Dir: repo, Context: "guest", WorkDir: work, Out: out, VM: VMConfig{ImagesDir: images}})
+		o, err := RunLocal(ctx, LocalOptions{Dir: repo, Rev: "HEAD", KillGrace: 10 * time.Second, Context: "guest", WorkDir: work, Out: out, VM: VMConfig{ImagesDir: images}})
 		cancelled := time.Now()
 		if o.Class != turtles.Cancelled || err == nil {
 			t.Errorf("outcome %+v, %v; want cancelled\n%s", o, err, buf.String())
@@ -191,7 +191,7 @@ func TestVMCancelAndMissingImage(t *testing.T) {
 	})
 	t.Run("missing-image", func(t *testing.T) {
 		var buf bytes.Buffer
-		o, err := RunLocal(context.Background(), LocalOptions{Dir: repo, Context: "guest", WorkDir: t.TempDir(), Out: &buf, VM: VMConfig{ImagesDir: t.TempDir()}})
+		o, err := RunLocal(context.Background(), LocalOptions{Dir: repo, Rev: "HEAD", KillGrace: 10 * time.Second, Context: "guest", WorkDir: t.TempDir(), Out: &buf, VM: VMConfig{ImagesDir: t.TempDir()}})
 		want := turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: "this bot does not have image debian-12"}
 		if diff := cmp.Diff(want, o); diff != "" || err == nil || !strings.Contains(err.Error(), `image "debian-12" in `) {
 			t.Errorf("error %v, outcome (-want +got):\n%s\n%s", err, diff, buf.String())

@@ -5,7 +5,9 @@
 // Objects are named by slash-separated keys. Every attempt lives under the
 // stable prefix AttemptPrefix(task): OWNER/REPO/SHA/CONTEXT/ATTEMPT/, holding
 // "claim.json" (ClaimAttempt: one attempt per prefix, ever), "log",
-// "result.json" and "artifacts/...".
+// "result.json" and "artifacts/...", and while a task runs on a store that
+// is not a local directory, its live log in chunks (ChunkIndex). Prune
+// deletes old attempts by that layout (AttemptOf).
 package store
 
 import (

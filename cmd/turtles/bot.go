@@ -25,17 +25,13 @@ Several bots on one host can share the embedded queue file of a
 			log := newLogger(s, os.Stderr)
 			ctx, again, stop := signals()
 			defer stop()
-			sys, err := openSystem(s, log)
+			sys, err := openSystem(s, log, botParts)
 			if err != nil {
 				return err
 			}
 			defer sys.Close()
-			b, err := sys.bot()
-			if err != nil {
-				return err
-			}
 			log.Info("bot running", "name", s.BotName, "pool", s.Pool, "slots", s.Slots, "queue", redactQueue(s.Queue))
-			return runBot(ctx, again, b, s, log)
+			return sys.run(ctx, again)
 		},
 	}
 	addFlags(cmd.Flags(), "data-dir", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool", "slots",
@@ -47,3 +43,6 @@ Several bots on one host can share the embedded queue file of a
 	addIsolationFlags(cmd.Flags(), true)
 	return cmd
 }
+
+// botParts: a worker, which holds no forge credentials and serves nothing.
+var botParts = spec{need: []partID{partQueue, partEvents, partStore, partBot}}

@@ -27,30 +27,24 @@ const (
 // beyond github-api and github-token-file.
 var forgeFlags = []string{"forge", "gitlab-url", "gitlab-token-file", "github-app-id", "github-app-key-file", "github-installation-id"}
 
-func init() {
-	for _, o := range []option{
+func forgeOptions() []option {
+	return []option{
 		opt("forge", "github or gitlab: where webhooks come from (/hook/FORGE) and statuses go", str(func(s *Settings) *string { return &s.Forge })),
 		opt("gitlab-url", "GitLab instance URL, such as https://gitlab.example.com/", str(func(s *Settings) *string { return &s.GitLabURL })),
 		opt("gitlab-token-file", "file holding the GitLab access token (api scope, Developer) for statuses and lookups (or set TURTLES_GITLAB_TOKEN)", str(func(s *Settings) *string { return &s.GitLabTokenFile })),
 		opt("github-app-id", "GitHub App ID: authenticate as the App's installation instead of with a token (0: use the token)", num(func(s *Settings) *int { return &s.GitHubAppID })),
 		opt("github-app-key-file", "PEM file holding the GitHub App's private key", str(func(s *Settings) *string { return &s.GitHubAppKeyFile })),
 		opt("github-installation-id", "the GitHub App installation to act as (0: each repository owner's installation, looked up)", num(func(s *Settings) *int { return &s.GitHubInstallationID })),
-	} {
-		allOptions[o.name] = o
 	}
 }
 
 // addForgeFlags registers the forge options on a command that addFlags
 // already gave --config.
 func addForgeFlags(fs *pflag.FlagSet, names ...string) {
-	d := defaults()
 	if len(names) == 0 {
 		names = forgeFlags
 	}
-	for _, n := range names {
-		o := allOptions[n]
-		fs.String(n, o.get(&d), o.usage)
-	}
+	addOptions(fs, names...)
 }
 
 // validateForge checks the forge settings that need no file read.

@@ -33,13 +33,10 @@ func TestForgeSettings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-			addFlags(fs, "data-dir")
-			addForgeFlags(fs)
-			if err := fs.Parse(tt.args); err != nil {
-				t.Fatal(err)
-			}
-			s, err := loadSettings(fs)
+			s, err := parseSettings(func(fs *pflag.FlagSet) {
+				addFlags(fs, "data-dir")
+				addForgeFlags(fs)
+			}, tt.args...)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("loadSettings(%v) = %v, want error containing %q", tt.args, err, tt.wantErr)
 			}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 )
 
@@ -14,15 +13,13 @@ import (
 // connections for long.
 var httpFlags = []string{"http-read-timeout", "http-idle-timeout", "webhook-body-budget", "webhook-body-wait", "webhook-publish-timeout"}
 
-func init() {
-	for _, o := range []option{
+func httpOptions() []option {
+	return []option{
 		opt("http-read-timeout", "how long a client may take to send a whole request, headers and body; a webhook trickled slower is cut off", dur(func(s *Settings) *time.Duration { return &s.HTTPReadTimeout })),
 		opt("http-idle-timeout", "how long an idle keep-alive connection stays open", dur(func(s *Settings) *time.Duration { return &s.HTTPIdleTimeout })),
 		opt("webhook-body-budget", "webhook body bytes held in memory at once across all requests, such as 64MiB; must exceed the 25 MB GitHub payload limit", byteSize(func(s *Settings) *ByteSize { return &s.WebhookBodyBudget })),
 		opt("webhook-body-wait", "how long a webhook waits for room in the body budget before it is answered 503 (the forge delivers it again)", dur(func(s *Settings) *time.Duration { return &s.WebhookBodyWait })),
 		opt("webhook-publish-timeout", "how long a webhook waits for the queue to take its tasks (a broker outage) before it is answered 503 (the forge delivers it again); keep it under the forge's 10 s", dur(func(s *Settings) *time.Duration { return &s.WebhookPublishTimeout })),
-	} {
-		allOptions[o.name] = o
 	}
 }
 
@@ -45,14 +42,10 @@ func httpDefaults(s *Settings) {
 // addHTTPFlags registers httpFlags on a command that addFlags already
 // gave --config; names chooses some of them.
 func addHTTPFlags(fs *pflag.FlagSet, names ...string) {
-	d := defaults()
 	if len(names) == 0 {
 		names = httpFlags
 	}
-	for _, n := range names {
-		o := allOptions[n]
-		fs.String(n, o.get(&d), o.usage)
-	}
+	addOptions(fs, names...)
 }
 
 func (s *Settings) validateHTTP() error {
@@ -84,26 +77,5 @@ func newHTTPServer(h http.Handler, s Settings) *http.Server {
 		ReadHeaderTimeout: min(10*time.Second, s.HTTPReadTimeout),
 		ReadTimeout:       s.HTTPReadTimeout,
 		IdleTimeout:       s.HTTPIdleTimeout,
-	}
-}
-
-// ByteSize is a size in bytes, written 67108864 or 64MiB in flags and
-// config files alike.
-type ByteSize int64
-
-// UnmarshalText implements encoding.TextUnmarshaler, for config files.
-func (b *ByteSize) UnmarshalText(text []byte) error {
-	n, err := humanize.ParseBytes(string(text))
-	if err != nil || n > 1<<40 {
-		return fmt.Errorf("want a size such as 64MiB, got %q", text)
-	}
-	*b = ByteSize(n)
-	return nil
-}
-
-func byteSize(p func(*Settings) *ByteSize) accessor {
-	return accessor{
-		get: func(s *Settings) string { return humanize.IBytes(uint64(*p(s))) },
-		set: func(s *Settings, v string) error { return p(s).UnmarshalText([]byte(v)) },
 	}
 }

@@ -121,19 +121,16 @@ func TestHTTPSettings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-			addFlags(fs, "data-dir")
-			addHTTPFlags(fs)
 			args := append([]string{"--data-dir", t.TempDir()}, tt.args...)
 			if tt.file != "" {
 				p := filepath.Join(t.TempDir(), "turtles.yaml")
 				os.WriteFile(p, []byte(tt.file), 0o600)
 				args = append(args, "--config", p)
 			}
-			if err := fs.Parse(args); err != nil {
-				t.Fatal(err)
-			}
-			s, err := loadSettings(fs)
+			s, err := parseSettings(func(fs *pflag.FlagSet) {
+				addFlags(fs, "data-dir")
+				addHTTPFlags(fs)
+			}, args...)
 			switch {
 			case tt.wantErr != "":
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

@@ -25,13 +25,11 @@ import (
 	"github.com/turtles-ci/turtles/store/s3"
 )
 
-func init() {
-	for _, o := range []option{
+func imageOptions() []option {
+	return []option{
 		opt("image-mirrors", "comma-separated mirrors of pinned images: http(s)://HOST/PATH/ or s3://BUCKET/PREFIX?endpoint=URL", strs(func(s *Settings) *[]string { return &s.ImageMirrors })),
 		opt("image-peers", "DNS name (and :PORT, default 8080) that resolves to every peer running 'turtles image serve', e.g. images.turtles.svc.cluster.local", str(func(s *Settings) *string { return &s.ImagePeers })),
 		opt("image-max-size", "largest image (all its files) a fetch accepts, such as 64GiB: a pin names the manifest, and anyone who can push a .turtles.yaml can pin one that claims a petabyte", byteSize(func(s *Settings) *ByteSize { return &s.ImageMaxSize })),
-	} {
-		allOptions[o.name] = o
 	}
 }
 
@@ -46,11 +44,7 @@ func imageDefaults(s *Settings) {
 }
 
 func addImageFlags(fs *pflag.FlagSet) {
-	d := defaults()
-	for _, n := range imageFlags {
-		o := allOptions[n]
-		fs.String(n, o.get(&d), o.usage)
-	}
+	addOptions(fs, imageFlags...)
 }
 
 // newImageCache opens the host's image cache in the images directory with

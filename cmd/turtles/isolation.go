@@ -23,8 +23,8 @@ var policyFlags = []string{"untrusted-pools", "untrusted-host-pools", "untrusted
 // sandboxFlags say how a bot isolates the commands it runs itself.
 var sandboxFlags = []string{"sandbox", "sandbox-uid-base"}
 
-func init() {
-	for _, o := range []option{
+func isolationOptions() []option {
+	return []option{
 		opt("untrusted-pools", "comma-separated pools untrusted work (an approved stranger's pull request) may be queued in; never internal", strs(func(s *Settings) *[]string { return &s.UntrustedPools })),
 		opt("untrusted-host-pools", "comma-separated pools whose bots are dedicated to untrusted work outside guest VMs (host mode, no image); elsewhere untrusted work runs only in guest-mode VMs", strs(func(s *Settings) *[]string { return &s.UntrustedHostPools })),
 		opt("untrusted-max-timeout", "the longest timeout untrusted work may ask for", dur(func(s *Settings) *time.Duration { return &s.UntrustedMaxTimeout })),
@@ -34,8 +34,6 @@ func init() {
 		opt("max-contexts", "the most contexts one commit's .turtles.yaml may have, for everyone", num(func(s *Settings) *int { return &s.MaxContexts })),
 		opt("sandbox", "isolate commands run on the bot (bubblewrap): auto (isolate when the host can; without, run no untrusted work outside guest VMs), required (refuse to start without) or off (trusted work only)", str(func(s *Settings) *string { return &s.Sandbox })),
 		opt("sandbox-uid-base", "a root bot runs each slot's command as its own uid from this one up (one per slot); pick ids no one else uses", num(func(s *Settings) *int { return &s.SandboxUIDBase })),
-	} {
-		allOptions[o.name] = o
 	}
 }
 
@@ -125,13 +123,9 @@ func openSandbox(s Settings, log *slog.Logger) (*sandbox.Sandbox, error) {
 // addIsolationFlags registers policyFlags, and sandboxFlags too when
 // withSandbox, on a command that addFlags already gave --config.
 func addIsolationFlags(fs *pflag.FlagSet, withSandbox bool) {
-	d := defaults()
 	names := policyFlags
 	if withSandbox {
 		names = append(slices.Clone(names), sandboxFlags...)
 	}
-	for _, n := range names {
-		o := allOptions[n]
-		fs.String(n, o.get(&d), o.usage)
-	}
+	addOptions(fs, names...)
 }

@@ -5,8 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,26 +14,12 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
-	"github.com/turtles-ci/turtles/hook"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/sqlite"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (deliveryLog)
 )
-
-// queues is the queue backend a process works on, chosen by --queue: a
-// file path is the embedded SQLite queue, an amqp:// or amqps:// URL is
-// RabbitMQ (docs/distributed.md).
-type queues struct {
-	queue queue.Queue
-	// events is queue: the event log lives on the queue's storage.
-	events queue.Events
-	// deliveries remembers webhook deliveries, in a small SQLite file in
-	// the data dir (opened only by processes that receive webhooks).
-	deliveries func() (hook.DeliveryLog, error)
-	closers    []func() error
-}
 
 func isAMQP(q string) bool {
 	return strings.HasPrefix(q, "amqp://") || strings.HasPrefix(q, "amqps://")
@@ -66,42 +52,53 @@ const (
 	parkAfter = 5 * time.Minute
 )
 
-func openQueues(s Settings, log *slog.Logger) (*queues, error) {
+// openQueue opens the queue backend --queue names: a file path is the
+// embedded SQLite queue, an amqp:// or amqps:// URL is RabbitMQ
+// (docs/distributed.md). One backend is the queue, the event log and the
+// inbox.
+func (sys *system) openQueue() error {
+	s, log := sys.s, sys.log
 	opts := queue.Options{Lease: s.Lease, MaxDeliveries: s.MaxDeliveries, Poll: queuePoll, Clock: clockwork.NewRealClock()}
-	qs := &queues{}
-	// TEMPORARY (issue 14): the delivery log left the queue; package state
-	// will hold it (issue 15), and the coordinator wires it in here.
-	qs.deliveries = func() (hook.DeliveryLog, error) {
-		l, err := openDeliveryLog(filepath.Join(s.DataDir, "deliveries.db"))
-		if err != nil {
-			return nil, err
-		}
-		qs.closers = append(qs.closers, l.Close)
-		return l, nil
-	}
+	var q queue.Queue
 	if !isAMQP(s.Queue) {
+		if err := os.MkdirAll(filepath.Dir(s.Queue), 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", filepath.Dir(s.Queue), err)
+		}
 		db, err := sqlite.Open(s.Queue, opts, log.With("part", "queue"))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		qs.queue, qs.events, qs.closers = db, db, []func() error{db.Close}
-		return qs, nil
+		sys.onClose(db.Close)
+		q = db
+	} else {
+		aq, err := amqp.Open(amqp.Config{URL: s.Queue, Prefix: brokerPrefix, Options: opts, ParkAfter: parkAfter,
+			Pools: []string{s.Pool}, Name: "turtles " + s.BotName, StillDownEvery: brokerStillDownEvery, Log: log.With("part", "queue")})
+		if err != nil {
+			return err
+		}
+		sys.onClose(aq.Close)
+		q = aq
 	}
-	q, err := amqp.Open(amqp.Config{URL: s.Queue, Prefix: brokerPrefix, Options: opts, ParkAfter: parkAfter,
-		Pools: []string{s.Pool}, Name: "turtles " + s.BotName, StillDownEvery: brokerStillDownEvery, Log: log.With("part", "queue")})
-	if err != nil {
-		return nil, err
-	}
-	qs.queue, qs.events, qs.closers = q, q, []func() error{q.Close}
-	return qs, nil
+	sys.Queue.Set(q)
+	sys.Events.Set(q)
+	sys.Inbox.Set(q)
+	sys.reg.MustRegister(queueCollector{q})
+	return nil
 }
 
-func (qs *queues) Close() error {
-	var errs []error
-	for _, c := range qs.closers {
-		errs = append(errs, c())
+// openDeliveries opens the webhook delivery log, a small SQLite file in
+// the data dir.
+func (sys *system) openDeliveries() error {
+	if err := os.MkdirAll(sys.s.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", sys.s.DataDir, err)
 	}
-	return errors.Join(errs...)
+	l, err := openDeliveryLog(filepath.Join(sys.s.DataDir, "deliveries.db"))
+	if err != nil {
+		return err
+	}
+	sys.onClose(l.Close)
+	sys.Deliveries.Set(l)
+	return nil
 }
 
 // deliveryLog is a hook.DeliveryLog in a SQLite file of its own.

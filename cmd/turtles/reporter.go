@@ -1,16 +1,9 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-
-	"github.com/turtles-ci/turtles/web"
 )
 
 func reporterCmd() *cobra.Command {
@@ -45,44 +38,25 @@ consumes at a time (single active consumer), the others stand by.`,
 	return cmd
 }
 
+// reporterParts: the part that holds the forge token. It takes the
+// requests in the inbox whether or not it has a gate (without forge
+// lookups it drops them, with a warning), since a hook puts them there
+// without knowing.
+var reporterParts = spec{
+	need: []partID{partQueue, partEvents, partStore, partResults, partForge, partReporter, partHTTP},
+	may:  []partID{partInbox, partGate, partScanner},
+}
+
 func runReporter(s Settings) error {
 	log := newLogger(s, os.Stderr)
-	ctx, _, stop := signals()
+	ctx, again, stop := signals()
 	defer stop()
-	for _, d := range []string{s.DataDir, s.StoreDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", d, err)
-		}
-	}
-	qs, err := openQueues(s, log)
+	sys, err := openSystem(s, log, reporterParts)
 	if err != nil {
 		return err
 	}
-	defer qs.Close()
-	st, err := openStore(s, log)
-	if err != nil {
-		return err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		queueCollector{qs.queue})
-	rp, err := openReporting(s, qs, st, reg, log)
-	if err != nil {
-		return err
-	}
-	defer rp.Close()
-	h := web.New(web.Config{Results: rp.res, Store: st, Queue: qs.queue, Gatherer: reg, Log: log.With("part", "web")})
-
-	var wg sync.WaitGroup
-	events, stopEvents := context.WithCancel(context.Background())
-	defer wg.Wait()
-	defer stopEvents()
-	// The gate needs the forge token, so it runs here, on the requests the
-	// hook puts in the queue's inbox.
-	if err := rp.run(events, &wg, s, log); err != nil {
-		return err
-	}
+	defer sys.Close()
 	log.Info("turtles reporter running", "version", buildVersion(), "url", s.PublicURL, "queue", redactQueue(s.Queue))
 	announcePublicURL(s, log)
-	return serveHTTP(ctx, s, h, log)
+	return sys.run(ctx, again)
 }

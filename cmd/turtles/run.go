@@ -72,7 +72,7 @@ func runLocal(cmd *cobra.Command, context, dir, rev string, timeout time.Duratio
 	defer stop()
 	defer bar.done()
 	return bot.RunLocal(ctx, bot.LocalOptions{Dir: dir, Rev: rev, Context: context, Out: cmd.OutOrStdout(), Timeout: timeout,
-		VM: bot.VMConfig{ImagesDir: s.ImagesDir, Images: images}, SecretsDir: s.SecretsDir})
+		WorkDir: os.TempDir(), KillGrace: killGrace, VM: bot.VMConfig{ImagesDir: s.ImagesDir, Images: images}, SecretsDir: s.SecretsDir})
 }
 
 func describe(o turtles.Outcome) string {

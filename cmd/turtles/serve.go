@@ -1,118 +1,12 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"slices"
-	"sync"
-	"time"
+	"path/filepath"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-
-	"github.com/turtles-ci/turtles/bot"
-	"github.com/turtles-ci/turtles/hook"
-	"github.com/turtles-ci/turtles/queue"
-	"github.com/turtles-ci/turtles/store"
-	"github.com/turtles-ci/turtles/web"
 )
-
-// system holds the parts one process runs, wired once (as tailscale's
-// tsd does), so that serve and bot build them the same way.
-type system struct {
-	s     Settings
-	log   *slog.Logger
-	reg   *prometheus.Registry
-	queue queue.Queue
-	store store.Store
-	qs    *queues // queue, events and webhook deliveries of --queue
-}
-
-func openSystem(s Settings, log *slog.Logger) (*system, error) {
-	for _, d := range []string{s.DataDir, s.WorkDir, s.StoreDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("create %s: %w", d, err)
-		}
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	qs, err := openQueues(s, log)
-	if err != nil {
-		return nil, err
-	}
-	q := qs.queue
-	reg.MustRegister(queueCollector{q})
-	st, err := openStore(s, log)
-	if err != nil {
-		qs.Close()
-		return nil, err
-	}
-	return &system{s: s, log: log, reg: reg, queue: q, store: st, qs: qs}, nil
-}
-
-func (sys *system) Close() error { return sys.qs.Close() }
-
-func (sys *system) bot() (*bot.Bot, error) {
-	s := sys.s
-	def, err := loadDefaultConfig(s)
-	if err != nil {
-		return nil, err
-	}
-	images, err := newImageCache(s, sys.log, sys.reg, nil)
-	if err != nil {
-		return nil, err
-	}
-	box, err := openSandbox(s, sys.log)
-	if err != nil {
-		return nil, err
-	}
-	return bot.New(bot.Config{
-		Sandbox:       box,
-		Policy:        s.policy(),
-		UntrustedHost: slices.Contains(s.UntrustedHostPools, s.Pool),
-		Default:       def,
-		Name:          s.BotName,
-		Queue:         sys.queue,
-		Events:        sys.qs.events,
-		Store:         sys.store,
-		Pool:          s.Pool,
-		Slots:         s.Slots,
-		WorkDir:       s.WorkDir,
-		Heartbeat:     s.Lease / 3,
-		RetryDelays:   s.RetryDelays,
-		SecretsDir:    s.SecretsDir,
-		VM:            bot.VMConfig{ImagesDir: s.ImagesDir, Images: images},
-		Log:           sys.log.With("part", "bot"),
-		Registerer:    sys.reg,
-	})
-}
-
-// runBot runs b until ctx ends, then drains: running tasks get the drain
-// timeout or until again fires, then are put back on the queue.
-func runBot(ctx context.Context, again <-chan os.Signal, b *bot.Bot, s Settings, log *slog.Logger) error {
-	drain, stop := context.WithCancel(context.Background())
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		log.Info("draining: taking no new tasks; running tasks may finish", "timeout", s.DrainTimeout,
-			"hint", "press Ctrl-C again to stop now and put them back on the queue")
-		select {
-		case <-again:
-			log.Info("stopping now: running tasks go back on the queue")
-		case <-time.After(s.DrainTimeout):
-			log.Info("drain timeout: running tasks go back on the queue")
-		case <-drain.Done():
-		}
-		stop()
-	}()
-	return b.Run(ctx, drain)
-}
 
 func serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -124,7 +18,8 @@ secret in the data dir and, without a GitHub token, logs the statuses it
 would set.
 
 Ctrl-C (SIGINT) or SIGTERM drains: no new task starts, running tasks finish
-(up to --drain-timeout), a second Ctrl-C puts them back on the queue at once.
+(up to --drain-timeout), a second Ctrl-C puts them back on the queue at once;
+then the statuses of what ran are reported, and the pages stop.
 Nothing is lost: what did not finish runs again at the next start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -146,105 +41,42 @@ Nothing is lost: what did not finish runs again at the next start.`,
 	return cmd
 }
 
+// serveParts: everything, in one process. The gate needs forge
+// credentials; the scanner --scan-repos too.
+var serveParts = spec{
+	need: []partID{partQueue, partEvents, partDeliveries, partStore, partResults, partForge, partReporter, partBot, partReceiver, partHTTP},
+	may:  []partID{partInbox, partGate, partScanner},
+}
+
 func serve(s Settings) error {
 	log := newLogger(s, os.Stderr)
 	ctx, again, stopSignals := signals()
 	defer stopSignals()
-
-	sys, err := openSystem(s, log)
+	sys, err := openSystem(s, log, serveParts)
 	if err != nil {
 		return err
 	}
 	defer sys.Close()
-	rp, err := openReporting(s, sys.qs, sys.store, sys.reg, log)
-	if err != nil {
-		return err
-	}
-	defer rp.Close()
-
-	secretValue, secretPath, err := webhookSecret(s)
-	if err != nil {
-		return err
-	}
-	deliveries, err := sys.qs.deliveries()
-	if err != nil {
-		return err
-	}
-	hookName, receiver, err := webhookReceiver(s, hook.Config{
-		Secret:     []byte(secretValue),
-		Queue:      sys.queue,
-		Inbox:      rp.inbox,
-		Deliveries: deliveries,
-		Pool:       s.Pool,
-		Log:        log.With("part", "hook"),
-		Registerer: sys.reg,
-	})
-	if err != nil {
-		return err
-	}
-	b, err := sys.bot()
-	if err != nil {
-		return err
-	}
-	srv := newHTTPServer(web.New(web.Config{
-		Results:  rp.res,
-		Store:    sys.store,
-		Queue:    sys.queue,
-		Hooks:    map[string]http.Handler{hookName: receiver},
-		Gatherer: sys.reg,
-		Log:      log.With("part", "web"),
-	}), s)
-	ln, err := net.Listen("tcp", s.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	log.Info("turtles serving", "version", buildVersion(), "url", s.PublicURL, "webhook", s.PublicURL+"/hook/"+hookName,
-		"webhook_secret", secretPath, "data_dir", s.DataDir, "slots", s.Slots, "pool", s.Pool)
+	rcv := sys.Receiver.Get()
+	log.Info("turtles serving", "version", buildVersion(), "url", s.PublicURL, "webhook", s.PublicURL+"/hook/"+rcv.name,
+		"webhook_secret", rcv.secretPath, "data_dir", s.DataDir, "slots", s.Slots, "pool", s.Pool)
 	announcePublicURL(s, log)
-
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("web server stopped", "err", err)
-		}
-	}()
-	// Events outlive the bot by a little so that its last results are
-	// reported; what is left is durable and reported at the next start.
-	events, stopEvents := context.WithCancel(context.Background())
-	if err := rp.run(events, &wg, s, log); err != nil {
-		stopEvents()
-		return err
-	}
-
-	botErr := runBot(ctx, again, b, s, log)
-	time.Sleep(time.Second)
-	stopEvents()
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shutdown)
-	wg.Wait()
-	log.Info("stopped")
-	return botErr
+	return sys.run(ctx, again)
 }
 
-// queueCollector exports queue depth per pool and state.
-type queueCollector struct{ q queue.Queue }
+// publicURLFile, in the data dir, holds the public URL of the last serve
+// or reporter that used it, so that `turtles submit` there can link.
+const publicURLFile = "public-url"
 
-var queueDesc = prometheus.NewDesc("turtles_queue_tasks", "Tasks in the queue by pool and state.", []string{"pool", "state"}, nil)
-
-func (c queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueDesc }
-
-func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	stats, err := c.q.Stats(ctx)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(queueDesc, err)
-		return
+// announcePublicURL warns when the links were made from a wildcard listen
+// address and the host's name, and records the URL for `turtles submit`.
+func announcePublicURL(s Settings, log *slog.Logger) {
+	if s.PublicURLHostname {
+		log.Warn("log links in statuses and the API use "+s.PublicURL+", made from --listen "+s.Listen+
+			" and this host's name; if people or the forge reach the pages at another address, set it with --public-url, TURTLES_PUBLIC_URL or public_url in the --config file",
+			"url", s.PublicURL)
 	}
-	for _, st := range stats {
-		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(st.Count), st.Pool, st.State)
+	if err := os.WriteFile(filepath.Join(s.DataDir, publicURLFile), []byte(s.PublicURL+"\n"), 0o644); err != nil {
+		log.Warn("cannot record the public URL for turtles submit", "err", err)
 	}
 }

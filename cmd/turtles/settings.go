@@ -12,12 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/spf13/pflag"
 
 	"github.com/turtles-ci/turtles/config"
 )
@@ -117,6 +114,15 @@ type Settings struct {
 	PublicURLHostname bool `yaml:"-"`
 }
 
+// heartbeat is how often a bot extends the lease of a running task: three
+// beats per lease, so that one lost or late beat does not lose the task.
+func (s Settings) heartbeat() time.Duration { return s.Lease / 3 }
+
+// killGrace is how long a task's command has from SIGTERM to SIGKILL (a
+// timeout, a cancel, a drain that ran out): long enough to write a core
+// or flush a log, short enough that a stuck one does not hold a slot.
+const killGrace = 10 * time.Second
+
 func defaults() Settings {
 	s := Settings{
 		DataDir:       "./turtles-data",
@@ -142,86 +148,9 @@ func defaults() Settings {
 	return s
 }
 
-// option is one setting as a flag and an environment variable.
-type option struct {
-	name  string // flag name; env is TURTLES_ + upper snake case
-	usage string
-	accessor
-}
-
-// accessor reads a setting as text and parses text into it.
-type accessor struct {
-	get func(*Settings) string
-	set func(*Settings, string) error
-}
-
-func str(p func(*Settings) *string) accessor {
-	return accessor{
-		get: func(s *Settings) string { return *p(s) },
-		set: func(s *Settings, v string) error { *p(s) = v; return nil },
-	}
-}
-
-func num(p func(*Settings) *int) accessor {
-	return accessor{
-		get: func(s *Settings) string { return strconv.Itoa(*p(s)) },
-		set: func(s *Settings, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return fmt.Errorf("want a whole number, got %q", v)
-			}
-			*p(s) = n
-			return nil
-		},
-	}
-}
-
-func dur(p func(*Settings) *time.Duration) accessor {
-	return accessor{
-		get: func(s *Settings) string { return p(s).String() },
-		set: func(s *Settings, v string) error {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				return fmt.Errorf("want a duration such as 90s or 10m, got %q", v)
-			}
-			*p(s) = d
-			return nil
-		},
-	}
-}
-
-func durs(p func(*Settings) *[]time.Duration) accessor {
-	return accessor{
-		get: func(s *Settings) string {
-			var parts []string
-			for _, d := range *p(s) {
-				parts = append(parts, d.String())
-			}
-			return strings.Join(parts, ",")
-		},
-		set: func(s *Settings, v string) error {
-			var out []time.Duration
-			for _, part := range strings.Split(v, ",") {
-				d, err := time.ParseDuration(strings.TrimSpace(part))
-				if err != nil || d < 0 {
-					return fmt.Errorf("want durations separated by commas, such as 10s,1m; got %q", v)
-				}
-				out = append(out, d)
-			}
-			*p(s) = out
-			return nil
-		},
-	}
-}
-
-func opt(name, usage string, a accessor) option {
-	return option{name: name, usage: usage, accessor: a}
-}
-
-var allOptions = map[string]option{}
-
-func init() {
-	for _, o := range []option{
+// coreOptions are the settings most commands share.
+func coreOptions() []option {
+	return []option{
 		opt("data-dir", "where queue, results, logs and workspaces live", str(func(s *Settings) *string { return &s.DataDir })),
 		opt("listen", "address of the web server (webhooks, API, logs, metrics); one specific address such as 192.0.2.10:8080 (or a reverse proxy) to accept webhooks from other hosts", str(func(s *Settings) *string { return &s.Listen })),
 		opt("public-url", "URL people and forges reach the log pages at, for log links (default http://LISTEN, with the host's name for a wildcard such as :8081)", str(func(s *Settings) *string { return &s.PublicURL })),
@@ -244,62 +173,7 @@ func init() {
 		opt("webhook-secret-file", "file holding the webhook secret (or set TURTLES_WEBHOOK_SECRET; default: generated in DATA-DIR/webhook-secret)", str(func(s *Settings) *string { return &s.WebhookSecretFile })),
 		opt("log-level", "debug, info, warn or error", str(func(s *Settings) *string { return &s.LogLevel })),
 		opt("log-format", "text or json", str(func(s *Settings) *string { return &s.LogFormat })),
-	} {
-		allOptions[o.name] = o
 	}
-}
-
-// addFlags registers the named options, plus --config, on fs.
-func addFlags(fs *pflag.FlagSet, names ...string) {
-	d := defaults()
-	fs.String("config", "", "YAML file with settings (keys as the flags, with _ for -)")
-	for _, n := range names {
-		o, ok := allOptions[n]
-		if !ok {
-			panic("unknown option " + n)
-		}
-		fs.String(n, o.get(&d), o.usage)
-	}
-}
-
-func envName(flag string) string {
-	return "TURTLES_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
-
-// loadSettings applies, in order, defaults, the config file, environment
-// variables and flags that were set, then fills derived defaults and
-// validates.
-func loadSettings(fs *pflag.FlagSet) (Settings, error) {
-	s := defaults()
-	if path, _ := fs.GetString("config"); path != "" {
-		if err := readConfigFile(path, &s); err != nil {
-			return s, err
-		}
-		s.ConfigFile = path
-	}
-	var errs []error
-	fs.VisitAll(func(f *pflag.Flag) {
-		o, ok := allOptions[f.Name]
-		if !ok {
-			return
-		}
-		val, from := "", ""
-		if f.Changed {
-			val, from = f.Value.String(), "--"+f.Name
-		} else if v, ok := os.LookupEnv(envName(f.Name)); ok {
-			val, from = v, envName(f.Name)
-		} else {
-			return
-		}
-		if err := o.set(&s, val); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", from, err))
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
-		return s, err
-	}
-	s.fill()
-	return s, s.validate()
 }
 
 func readConfigFile(path string, s *Settings) error {
@@ -363,6 +237,9 @@ func (s *Settings) validate() error {
 	}
 	if s.DrainTimeout < 0 {
 		bad("drain-timeout: negative")
+	}
+	if s.ScanInterval < 0 {
+		bad("scan-interval: negative; 0 scans only at start")
 	}
 	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 		bad("listen: %q is not HOST:PORT", s.Listen)

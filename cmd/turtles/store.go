@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -119,17 +117,18 @@ to them.`,
 				return err
 			}
 			log := newLogger(s, os.Stderr)
-			st, err := openStore(s, log)
+			sys, err := openSystem(s, log, pruneParts)
 			if err != nil {
 				return err
 			}
+			defer sys.Close()
 			cutoff := time.Now().Add(-age)
-			n, files, err := pruneStore(cmd.Context(), st, cutoff, dryRun)
+			pruned, err := store.Prune(cmd.Context(), sys.Store.Get(), cutoff, dryRun)
 			verb := "deleted"
 			if dryRun {
 				verb = "would delete"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %d files of %d attempts older than %s\n", verb, files, n, olderThan)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d files of %d attempts older than %s\n", verb, pruned.Files, pruned.Attempts, olderThan)
 			if err != nil {
 				return err
 			}
@@ -147,6 +146,10 @@ to them.`,
 	return cmd
 }
 
+// pruneParts: the store. The results database is opened only if it
+// exists (pruneResults), so it is no part: the part creates one.
+var pruneParts = spec{need: []partID{partStore}}
+
 // pruneResults deletes the per-test results that finished before cutoff
 // from DATA-DIR/results.db, if that database exists: prune never creates
 // one. It returns the rows deleted and the database's path ("" if none).
@@ -162,61 +165,4 @@ func pruneResults(ctx context.Context, dataDir string, cutoff time.Time, dryRun 
 	defer db.Close()
 	n, err := db.PruneTests(ctx, cutoff, dryRun)
 	return n, path, err
-}
-
-var shaSegment = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
-
-// attemptOf returns the attempt prefix of key (.../SHA/CONTEXT/N/), or ""
-// for a key that is not an attempt's file.
-func attemptOf(key string) string {
-	seg := strings.Split(key, "/")
-	for i := 2; i+3 < len(seg); i++ {
-		if shaSegment.MatchString(seg[i]) {
-			if _, err := strconv.Atoi(seg[i+2]); err != nil {
-				return ""
-			}
-			return strings.Join(seg[:i+3], "/") + "/"
-		}
-	}
-	return ""
-}
-
-// pruneStore deletes the files of attempts whose newest file is older
-// than cutoff. It returns how many attempts and files it deleted.
-func pruneStore(ctx context.Context, st store.Store, cutoff time.Time, dryRun bool) (attempts, files int, err error) {
-	all, err := st.List(ctx, "")
-	if err != nil {
-		return 0, 0, fmt.Errorf("prune: %w", err)
-	}
-	newest := map[string]time.Time{}
-	keys := map[string][]string{}
-	for _, info := range all {
-		p := attemptOf(info.Key)
-		if p == "" {
-			continue
-		}
-		if info.Modified.After(newest[p]) {
-			newest[p] = info.Modified
-		}
-		keys[p] = append(keys[p], info.Key)
-	}
-	var old []string
-	for p, t := range newest {
-		if t.Before(cutoff) {
-			old = append(old, p)
-		}
-	}
-	sort.Strings(old)
-	for _, p := range old {
-		for _, k := range keys[p] {
-			if !dryRun {
-				if err := st.Delete(ctx, k); err != nil {
-					return attempts, files, fmt.Errorf("prune %s: %w", k, err)
-				}
-			}
-			files++
-		}
-		attempts++
-	}
-	return attempts, files, nil
 }

@@ -9,70 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/results"
-	"github.com/turtles-ci/turtles/store"
 )
-
-func TestAttemptOf(t *testing.T) {
-	sha := strings.Repeat("ab", 20)
-	tests := []struct{ key, want string }{
-		{"o/r/" + sha + "/unit/1/log", "o/r/" + sha + "/unit/1/"},
-		{"o/r/" + sha + "/unit/2/artifacts/a/b.txt", "o/r/" + sha + "/unit/2/"},
-		{"org/group/r/" + sha + "/debian-12~x/3/result.json", "org/group/r/" + sha + "/debian-12~x/3/"},
-		{"o/r/" + sha + "/unit/x/log", ""},
-		{"o/r/notasha/unit/1/log", ""},
-		{"stray", ""},
-	}
-	for _, tt := range tests {
-		if got := attemptOf(tt.key); got != tt.want {
-			t.Errorf("attemptOf(%q) = %q, want %q", tt.key, got, tt.want)
-		}
-	}
-}
-
-func TestPruneStore(t *testing.T) {
-	ctx := context.Background()
-	root := t.TempDir()
-	st, err := store.NewDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sha := strings.Repeat("cd", 20)
-	old := time.Now().Add(-100 * 24 * time.Hour)
-	files := map[string]time.Time{
-		"o/r/" + sha + "/unit/1/log":                 old,
-		"o/r/" + sha + "/unit/1/artifacts/core.dump": old,
-		"o/r/" + sha + "/unit/2/log":                 old,
-		"o/r/" + sha + "/unit/2/result.json":         time.Now(), // a newer file keeps the attempt
-		"o/r/" + sha + "/lint/1/log":                 time.Now(),
-		"unrelated/file":                             old,
-	}
-	for k, mt := range files {
-		if err := st.Put(ctx, k, strings.NewReader("x"), "text/plain"); err != nil {
-			t.Fatal(err)
-		}
-		os.Chtimes(filepath.Join(root, k), mt, mt)
-	}
-	n, f, err := pruneStore(ctx, st, time.Now().Add(-90*24*time.Hour), true)
-	if err != nil || n != 1 || f != 2 {
-		t.Fatalf("dry run = %d attempts, %d files, %v; want 1, 2", n, f, err)
-	}
-	if n, f, err = pruneStore(ctx, st, time.Now().Add(-90*24*time.Hour), false); err != nil || n != 1 || f != 2 {
-		t.Fatalf("prune = %d attempts, %d files, %v; want 1, 2", n, f, err)
-	}
-	list, _ := st.List(ctx, "")
-	var left []string
-	for _, i := range list {
-		left = append(left, i.Key)
-	}
-	want := []string{"o/r/" + sha + "/lint/1/log", "o/r/" + sha + "/unit/2/log", "o/r/" + sha + "/unit/2/result.json", "unrelated/file"}
-	if diff := cmp.Diff(want, left); diff != "" {
-		t.Errorf("left after prune (-want +got):\n%s", diff)
-	}
-}
 
 func TestS3Config(t *testing.T) {
 	t.Setenv("TURTLES_S3_ACCESS_KEY", "AK")

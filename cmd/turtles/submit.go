@@ -51,14 +51,14 @@ repository (HEAD, a branch), resolved here.`,
 			}
 			// Quiet: a submit is one publish; the queue's own chatter
 			// (reconnects) would only hide the result line.
-			qs, err := openQueues(s, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+			sys, err := openSystem(s, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})), submitParts)
 			if err != nil {
 				return err
 			}
-			defer qs.Close()
+			defer sys.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			err = qs.queue.Publish(ctx, t)
+			err = sys.Queue.Get().Publish(ctx, t)
 			if errors.Is(err, queue.ErrDuplicate) {
 				fmt.Fprintf(cmd.OutOrStdout(), "already queued or running: %s\n", t.Key())
 				return nil
@@ -68,7 +68,7 @@ repository (HEAD, a branch), resolved here.`,
 			}
 			if t.Kind == turtles.KindTest {
 				ev := turtles.Event{ID: newID(), Type: turtles.EventQueued, Task: t, Time: time.Now()}
-				if err := qs.events.Emit(ctx, ev); err != nil {
+				if err := sys.Events.Get().Emit(ctx, ev); err != nil {
 					return fmt.Errorf("task queued, but its queued event was not: %w", err)
 				}
 			}
@@ -93,6 +93,9 @@ repository (HEAD, a branch), resolved here.`,
 	addFlags(f, "data-dir", "queue", "public-url", "pool", "lease", "max-deliveries")
 	return cmd
 }
+
+// submitParts: a publish and its queued event.
+var submitParts = spec{need: []partID{partQueue, partEvents}}
 
 // serverURL is the public URL of the server whose pages show the task: the
 // one given, or the one a serve or reporter recorded in the data dir. A

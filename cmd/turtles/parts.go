@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/bot"
+	"github.com/turtles-ci/turtles/config"
+	"github.com/turtles-ci/turtles/forge"
+	"github.com/turtles-ci/turtles/gate"
+	"github.com/turtles-ci/turtles/hook"
+	"github.com/turtles-ci/turtles/report"
+	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/scan"
+	"github.com/turtles-ci/turtles/web"
+)
+
+// The builders of the system's parts (openQueue and openDeliveries are in
+// queues.go). Each sets its part, or records why the process cannot have
+// it and returns nil, or returns what is wrong with the settings.
+
+func (sys *system) openStore() error {
+	if !strings.HasPrefix(sys.s.Store, "s3://") {
+		if err := os.MkdirAll(sys.s.StoreDir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", sys.s.StoreDir, err)
+		}
+	}
+	st, err := openStore(sys.s, sys.log)
+	if err != nil {
+		return err
+	}
+	sys.Store.Set(st)
+	return nil
+}
+
+// openResults opens the results DB in the data dir, reading results.json
+// files from the store.
+func (sys *system) openResults() error {
+	if err := os.MkdirAll(sys.s.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", sys.s.DataDir, err)
+	}
+	res, err := results.Open(filepath.Join(sys.s.DataDir, "results.db"), sys.log.With("part", "results"))
+	if err != nil {
+		return err
+	}
+	sys.onClose(res.Close)
+	st := sys.Store.Get()
+	res.ReadResultsFrom(st)
+	// A bot that died cannot end its log; the recorder does, with why.
+	res.EndLostLogs(func(ctx context.Context, r turtles.Result) error { return bot.EndLost(ctx, st, r) })
+	sys.Results.Set(res)
+	return nil
+}
+
+func (sys *system) openForge() error {
+	f, err := newForge(sys.s, sys.log)
+	if err != nil {
+		return err
+	}
+	sys.Forge.Set(f)
+	return nil
+}
+
+// openGate builds the gate, which needs forge lookups (credentials).
+func (sys *system) openGate() error {
+	f := sys.Forge.Get()
+	lookup, ok := f.(forge.Lookup)
+	if !ok {
+		sys.Gate.absent("forge credentials: GitHub: --github-token-file, TURTLES_GITHUB_TOKEN or --github-app-id; GitLab: --gitlab-token-file or TURTLES_GITLAB_TOKEN")
+		sys.log.Warn("no forge lookups: pull requests by untrusted authors and comment commands are ignored")
+		return nil
+	}
+	def, err := loadDefaultConfig(sys.s)
+	if err != nil {
+		return err
+	}
+	g, err := gate.New(gate.Config{Lookup: lookup, Forge: f, Queue: sys.Queue.Get(), Events: sys.Events.Get(),
+		Orgs: sys.s.TrustedOrgs, Allow: sys.s.TrustedUsers, Policy: sys.s.policy(), Default: def, Log: sys.log.With("part", "gate")})
+	if err != nil {
+		return err
+	}
+	sys.Gate.Set(g)
+	return nil
+}
+
+func (sys *system) openReporter() error {
+	sys.Reporter.Set(report.New(report.Config{Forge: sys.Forge.Get(), Log: sys.log.With("part", "reporter"), Registerer: sys.reg}))
+	return nil
+}
+
+// openScanner builds the scanner of --scan-repos, which asks the forge
+// through the gate's lookups.
+func (sys *system) openScanner() error {
+	s := sys.s
+	if len(s.ScanRepos) == 0 {
+		sys.Scanner.absent("no repositories: set --scan-repos OWNER/NAME,...")
+		return nil
+	}
+	g, ok := sys.Gate.GetOK()
+	if !ok {
+		return errors.New("scan: needs " + sys.Gate.why)
+	}
+	cloneBase := s.CloneBaseURL
+	if s.Forge == forgeGitLab && cloneBase == defaults().CloneBaseURL {
+		cloneBase = s.GitLabURL // GitLab's default, as github.com is GitHub's
+	}
+	var repos []scan.Repo
+	for _, r := range s.ScanRepos {
+		repos = append(repos, scan.Repo{Name: r, CloneURL: strings.TrimRight(cloneBase, "/") + "/" + r + ".git", Branches: s.ScanBranches})
+	}
+	sc, err := scan.New(scan.Config{Lookup: sys.Forge.Get().(forge.Lookup), Gate: g, Queue: sys.Queue.Get(), Events: sys.Events.Get(),
+		Repos: repos, Pool: s.Pool, Policy: s.policy(), Log: sys.log.With("part", "scan")})
+	if err != nil {
+		return err
+	}
+	sys.Scanner.Set(sc)
+	return nil
+}
+
+// loadDefaultConfig parses --default-config; nil without one.
+func loadDefaultConfig(s Settings) (*config.Config, error) {
+	if s.DefaultConfig == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(s.DefaultConfig)
+	if err != nil {
+		return nil, fmt.Errorf("default config: %w", err)
+	}
+	return config.Parse(s.DefaultConfig, data)
+}
+
+func (sys *system) openBot() error {
+	s := sys.s
+	if err := os.MkdirAll(s.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", s.WorkDir, err)
+	}
+	def, err := loadDefaultConfig(s)
+	if err != nil {
+		return err
+	}
+	images, err := newImageCache(s, sys.log, sys.reg, nil)
+	if err != nil {
+		return err
+	}
+	box, err := openSandbox(s, sys.log)
+	if err != nil {
+		return err
+	}
+	b, err := bot.New(bot.Config{
+		Sandbox:       box,
+		Policy:        s.policy(),
+		UntrustedHost: slices.Contains(s.UntrustedHostPools, s.Pool),
+		Default:       def,
+		Name:          s.BotName,
+		Queue:         sys.Queue.Get(),
+		Events:        sys.Events.Get(),
+		Store:         sys.Store.Get(),
+		Pool:          s.Pool,
+		Slots:         s.Slots,
+		WorkDir:       s.WorkDir,
+		Heartbeat:     s.heartbeat(),
+		Clock:         clockwork.NewRealClock(),
+		KillGrace:     killGrace,
+		RetryDelays:   s.RetryDelays,
+		SecretsDir:    s.SecretsDir,
+		VM:            bot.VMConfig{ImagesDir: s.ImagesDir, Images: images},
+		Log:           sys.log.With("part", "bot"),
+		Registerer:    sys.reg,
+	})
+	if err != nil {
+		return err
+	}
+	sys.Bot.Set(b)
+	return nil
+}
+
+// openReceiver builds the webhook receiver of --forge. What needs forge
+// lookups (pull requests of untrusted authors, comment commands) goes to
+// the inbox, for the gate of the process that holds the forge token:
+// in a process that holds it (serve) only if it has a gate, else such
+// webhooks are ignored at the door; a hook alone cannot know, and the
+// reporter takes every request (lifecycle.go: takeGateRequests).
+func (sys *system) openReceiver() error {
+	s := sys.s
+	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", s.DataDir, err)
+	}
+	secretValue, secretPath, err := webhookSecret(s)
+	if err != nil {
+		return err
+	}
+	inbox, _ := sys.Inbox.GetOK()
+	if sys.Forge.isSet() && !sys.Gate.isSet() {
+		inbox = nil
+	}
+	name, h, err := webhookReceiver(s, hook.Config{
+		Secret:     []byte(secretValue),
+		Queue:      sys.Queue.Get(),
+		Inbox:      inbox,
+		Deliveries: sys.Deliveries.Get(),
+		Pool:       s.Pool,
+		Log:        sys.log.With("part", "hook"),
+		Registerer: sys.reg,
+	})
+	if err != nil {
+		return err
+	}
+	sys.Receiver.Set(receiver{name: name, handler: h, secretPath: secretPath})
+	return nil
+}
+
+// openHTTP listens on --listen with the pages, the API, the webhook
+// receiver and /metrics, as far as the process has them: a process with
+// results serves the web package's pages and API; a webhook receiver
+// alone serves only itself, /metrics and /healthz.
+func (sys *system) openHTTP() error {
+	var h http.Handler
+	rcv, hasReceiver := sys.Receiver.GetOK()
+	if res, ok := sys.Results.GetOK(); ok {
+		var hooks map[string]http.Handler
+		if hasReceiver {
+			hooks = map[string]http.Handler{rcv.name: rcv.handler}
+		}
+		st, _ := sys.Store.GetOK()
+		q, _ := sys.Queue.GetOK()
+		h = web.New(web.Config{Results: res, Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web")})
+	} else {
+		mux := http.NewServeMux()
+		if hasReceiver {
+			mux.Handle("/hook/"+rcv.name, rcv.handler)
+		}
+		mux.Handle("GET /metrics", promhttp.HandlerFor(sys.reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+		h = mux
+	}
+	ln, err := net.Listen("tcp", sys.s.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	sys.onClose(func() error {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	})
+	sys.HTTP.Set(httpServer{srv: newHTTPServer(h, sys.s), ln: ln})
+	return nil
+}
