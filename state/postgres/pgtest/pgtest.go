@@ -107,7 +107,7 @@ func Start(opts Options) (*Server, error) {
 	if err := Install(); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "turtles-postgres-")
+	dir, err := os.MkdirTemp(tempRoot(), "turtles-postgres-")
 	if err != nil {
 		return nil, err
 	}
@@ -362,6 +362,25 @@ func (s *Server) tail() string {
 		data = data[len(data)-3000:]
 	}
 	return "== postgres.log\n" + string(data)
+}
+
+// tempRoot is where the server's directory goes: the temporary
+// directory, unless we are root and "nobody" could not reach a directory
+// in it (TMPDIR=/root/tmp), then /tmp.
+func tempRoot() string {
+	root := os.TempDir()
+	if os.Geteuid() != 0 {
+		return root
+	}
+	for p := root; ; p = filepath.Dir(p) {
+		info, err := os.Stat(p)
+		if err != nil || info.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if p == filepath.Dir(p) {
+			return root
+		}
+	}
 }
 
 func freePort() (int, error) {
