@@ -36,7 +36,6 @@ import (
 // DB is a state.DB on a PostgreSQL database.
 type DB struct {
 	*sqlstate.DB
-	pool *pgxpool.Pool
 }
 
 var _ state.DB = (*DB)(nil)
@@ -71,7 +70,7 @@ func Open(ctx context.Context, url string, opts state.Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("open state database on %s: %w", where, hide.wrap(err))
 	}
-	return &DB{DB: sqlstate.New(d, opts), pool: pool}, nil
+	return &DB{DB: sqlstate.New(d, opts)}, nil
 }
 
 // ParseURL parses a database URL into a pool's configuration. Its error
@@ -140,7 +139,7 @@ func Describe(cfg *pgxpool.Config) string {
 	return fmt.Sprintf("PostgreSQL at %s (database %q, user %q)", where, c.Database, c.User)
 }
 
-// secrets are the strings no error may show.
+// secretList holds the strings no error may show.
 type secretList []string
 
 func secrets(cfg *pgxpool.Config) secretList {
@@ -176,9 +175,6 @@ func (h *hidden) Error() string {
 }
 
 func (h *hidden) Unwrap() error { return h.err }
-
-// Close closes the pool.
-func (db *DB) Close() error { return db.DB.Close() }
 
 // driver is the sqlstate.Driver of a pgx pool.
 type driver struct {

@@ -30,7 +30,6 @@ import (
 // DB is a state.DB on one SQLite file.
 type DB struct {
 	*sqlstate.DB
-	path string
 }
 
 var _ state.DB = (*DB)(nil)
@@ -65,7 +64,7 @@ func Open(ctx context.Context, path string, opts state.Options) (*DB, error) {
 		}
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
-	return &DB{DB: sqlstate.New(d, opts), path: path}, nil
+	return &DB{DB: sqlstate.New(d, opts)}, nil
 }
 
 // driver is the sqlstate.Driver of database/sql over modernc.org/sqlite.
