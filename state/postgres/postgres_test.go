@@ -62,9 +62,41 @@ func open(t *testing.T, url string) *postgres.DB {
 	return db
 }
 
+// template is a database migrated once, which TestContract's databases
+// copy (TestConcurrentMigrations migrates empty ones).
+var template struct {
+	once sync.Once
+	name string
+	err  error
+}
+
+// newMigrated returns the URL of a migrated database for t, or skips t
+// under -short.
+func newMigrated(t *testing.T) string {
+	t.Helper()
+	if server == nil {
+		t.Skip("-short starts no PostgreSQL")
+	}
+	template.once.Do(func() {
+		ctx := context.Background()
+		name, url, err := server.CreateDatabase(ctx, "")
+		if err == nil {
+			var db *postgres.DB
+			if db, err = postgres.Open(ctx, url, state.Options{}); err == nil {
+				err = db.Close()
+			}
+		}
+		template.name, template.err = name, err
+	})
+	if template.err != nil {
+		t.Fatalf("make the template database: %v", template.err)
+	}
+	return server.NewDatabaseFrom(t, template.name)
+}
+
 func TestContract(t *testing.T) {
 	statetest.Run(t, func(t *testing.T) statetest.Open {
-		url := newDatabase(t)
+		url := newMigrated(t)
 		return func(opts state.Options) (state.DB, error) {
 			return postgres.Open(context.Background(), url, opts)
 		}

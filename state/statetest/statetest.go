@@ -18,7 +18,9 @@ import (
 // may be called from any goroutine.
 type Open func(opts state.Options) (state.DB, error)
 
-// Fresh makes an empty database for t and returns how to open it.
+// Fresh makes a database for t with nothing in it (no schema, or the
+// schema alone: a backend may copy a migrated template) and returns how
+// to open it.
 type Fresh func(t *testing.T) Open
 
 // Run runs the contract suite, each test on a database of its own made
