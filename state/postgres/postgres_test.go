@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,4 +257,40 @@ func closedPort(t *testing.T) int {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	return port
+}
+
+// BenchmarkReserveFree measures the dedupe a hook and a recorder add per
+// task: Reserve before the publish, Free at the final event, from 8
+// goroutines on one handle.
+func BenchmarkReserveFree(b *testing.B) {
+	if server == nil {
+		b.Skip("-short starts no PostgreSQL")
+	}
+	name, url, err := server.CreateDatabase(b.Context(), "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer server.DropDatabase(context.Background(), name)
+	db, err := postgres.Open(b.Context(), url, state.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var n atomic.Int64
+	b.SetParallelism(4) // 4 × GOMAXPROCS goroutines
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := fmt.Sprintf("octo/hello@%d:unit", n.Add(1))
+			if ok, _, err := db.Reserve(b.Context(), key, "tok"); err != nil || !ok {
+				b.Errorf("Reserve = %v, %v", ok, err)
+				return
+			}
+			if ok, err := db.Free(b.Context(), key, "tok"); err != nil || !ok {
+				b.Errorf("Free = %v, %v", ok, err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/turtles-ci/turtles/state"
@@ -107,4 +109,32 @@ func TestUnavailable(t *testing.T) {
 	if !errors.Is(err, state.ErrUnavailable) || !strings.Contains(err.Error(), path) {
 		t.Errorf("Open in a missing directory = %v, want ErrUnavailable naming %s", err, path)
 	}
+}
+
+// BenchmarkReserveFree measures the dedupe a hook and a recorder add per
+// task: Reserve before the publish, Free at the final event, from 8
+// goroutines on one handle.
+func BenchmarkReserveFree(b *testing.B) {
+	db, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "state.db"), state.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var n atomic.Int64
+	b.SetParallelism(4) // 4 × GOMAXPROCS goroutines
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			key := fmt.Sprintf("octo/hello@%d:unit", n.Add(1))
+			if ok, _, err := db.Reserve(b.Context(), key, "tok"); err != nil || !ok {
+				b.Errorf("Reserve = %v, %v", ok, err)
+				return
+			}
+			if ok, err := db.Free(b.Context(), key, "tok"); err != nil || !ok {
+				b.Errorf("Free = %v, %v", ok, err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }
