@@ -118,12 +118,26 @@ func parseReason(err error) string {
 }
 
 // Describe names the server and database of cfg for people, without the
-// password: `PostgreSQL at host:port (database "d", user "u")`.
+// password: `PostgreSQL at host:port (database "d", user "u")`. A name
+// made of more than letters, digits and "._-" (and ":/[]" in a host) is
+// not shown: it comes from a URL split in the wrong place, and may hold
+// the password (postgres://us/er:pw@h makes ":pw@h" part of the database
+// name; "user= password=pw" makes the user "password=pw").
 func Describe(cfg *pgxpool.Config) string {
 	c := cfg.ConnConfig
-	where := net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))
-	if strings.HasPrefix(c.Host, "/") {
-		where = fmt.Sprintf("%s/.s.PGSQL.%d", c.Host, c.Port) // a unix socket
+	host, database, user := c.Host, strconv.Quote(c.Database), strconv.Quote(c.User)
+	if !plain(c.Host, ":/[]") {
+		host = "(not shown)"
+	}
+	if !plain(c.Database, "") {
+		database = "(not shown)"
+	}
+	if !plain(c.User, "") {
+		user = "(not shown)"
+	}
+	where := net.JoinHostPort(host, strconv.Itoa(int(c.Port)))
+	if strings.HasPrefix(host, "/") {
+		where = fmt.Sprintf("%s/.s.PGSQL.%d", host, c.Port) // a unix socket
 	}
 	// The fallbacks repeat the host once per TLS mode to try (sslmode
 	// prefer: TLS, then plain); count the other hosts.
@@ -136,7 +150,17 @@ func Describe(cfg *pgxpool.Config) string {
 	if n := len(others); n > 0 {
 		where += fmt.Sprintf(" (and %d more hosts)", n)
 	}
-	return fmt.Sprintf("PostgreSQL at %s (database %q, user %q)", where, c.Database, c.User)
+	return fmt.Sprintf("PostgreSQL at %s (database %s, user %s)", where, database, user)
+}
+
+// plain reports whether s has only letters, digits, "._-" and extra.
+func plain(s, extra string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-"+extra, r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // secretList holds the strings no error may show.

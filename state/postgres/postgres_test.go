@@ -26,7 +26,10 @@ var server *pgtest.Server
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if !testing.Short() {
+	// Fuzzing (the coordinator and each worker run TestMain) needs no
+	// server.
+	fuzzing := flag.Lookup("test.fuzz").Value.String() != "" || flag.Lookup("test.fuzzworker").Value.String() == "true"
+	if !testing.Short() && !fuzzing {
 		s, err := pgtest.Start(pgtest.Options{})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "start PostgreSQL:", err)
