@@ -254,26 +254,34 @@ func (s *Server) signal(sig syscall.Signal) error {
 	if s.cmd == nil {
 		return nil
 	}
-	pgid := s.cmd.Process.Pid
+	pid := s.cmd.Process.Pid
+	// Every child of the postmaster makes itself a process group leader
+	// (setsid), so a signal to the postmaster's group misses them. A
+	// crash kills them all at once: a backend left behind would answer
+	// a query or two before it noticed, and hold the shared memory a
+	// new postmaster needs.
+	var children []int
 	if sig == syscall.SIGKILL {
-		syscall.Kill(-pgid, sig)
-	} else {
-		syscall.Kill(pgid, sig) // the postmaster stops its children
+		syscall.Kill(pid, syscall.SIGSTOP) // no new children meanwhile
+		children = childrenOf(pid)
+		for _, c := range children {
+			syscall.Kill(c, syscall.SIGKILL)
+		}
 	}
+	syscall.Kill(pid, sig) // on SIGINT, the postmaster stops its children
 	var err error
 	select {
 	case err = <-s.exit:
 	case <-time.After(30 * time.Second):
-		syscall.Kill(-pgid, syscall.SIGKILL)
+		children = childrenOf(pid)
+		for _, c := range children {
+			syscall.Kill(c, syscall.SIGKILL)
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
 		err = <-s.exit
 	}
-	// Backends outlive a killed postmaster for a moment; wait for them,
-	// or a new postmaster finds their shared memory in use.
-	for range 100 {
-		if syscall.Kill(-pgid, 0) != nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	for _, c := range children {
+		waitGone(c)
 	}
 	s.cmd = nil
 	var ee *exec.ExitError
@@ -284,6 +292,49 @@ func (s *Server) signal(sig syscall.Signal) error {
 		return fmt.Errorf("postgres: %w\n%s", err, s.tail())
 	}
 	return nil
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var out []int
+	for _, p := range stats {
+		if ppid, _, ok := procStat(p); ok && ppid == pid {
+			c, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// procStat reads the parent and state of a process from its stat file.
+func procStat(path string) (ppid int, state byte, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, false
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return ppid, f[0][0], err == nil
+}
+
+// waitGone waits up to 10s for process pid to end (or be a zombie).
+func waitGone(pid int) {
+	for range 500 {
+		_, state, ok := procStat(fmt.Sprintf("/proc/%d/stat", pid))
+		if !ok || state == 'Z' {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Restart stops the server cleanly and starts it again on the same data

@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -69,8 +70,27 @@ func TestServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec(`INSERT INTO t VALUES (2)`)
+	// A connection open across the crash: its backend dies with the
+	// server, it does not answer once more.
+	held, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(context.Background())
+	kids := childrenOf(s.cmd.Process.Pid)
+	if len(kids) == 0 {
+		t.Fatal("found no children of the postmaster")
+	}
 	if err := s.Kill(); err != nil {
 		t.Fatal(err)
+	}
+	for _, pid := range kids {
+		if _, state, ok := procStat(fmt.Sprintf("/proc/%d/stat", pid)); ok && state != 'Z' {
+			t.Errorf("process %d of the server outlived its crash", pid)
+		}
+	}
+	if _, err := held.Exec(ctx, `INSERT INTO t VALUES (3)`); err == nil {
+		t.Error("a connection made before the crash still works after it")
 	}
 	if _, err := pgx.Connect(ctx, url); err == nil {
 		t.Fatal("connected to a killed server")
