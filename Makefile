@@ -54,7 +54,8 @@ FUZZTIME ?= 20s
 fuzz:
 	@for f in hook:FuzzParseGitHub hook:FuzzParseGitLab config:FuzzParse command:FuzzParse \
 		tap:FuzzParse junit:FuzzParse scrub:FuzzWriter image/cache:FuzzManifest \
-		image/cache:FuzzParseID image/cache:FuzzContentRange image/cache:FuzzParsePeers; do \
+		image/cache:FuzzParseID image/cache:FuzzContentRange image/cache:FuzzParsePeers \
+		state/postgres:FuzzURLError; do \
 		echo "==> fuzz $$f for $(FUZZTIME)"; \
 		$(GO) test -run XXX -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) ./$${f%%:*} || exit 1; \
 	done

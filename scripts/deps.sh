@@ -14,6 +14,9 @@ done
 # RabbitMQ: the tests of queue/amqp start a private node of it (never the
 # system-wide one the package may start).
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_pkgs+=(rabbitmq-server)
+# PostgreSQL 15: the tests of state/postgres start a private server of it
+# (never the system-wide cluster the package may start).
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql-15)
 # Test VMs: QEMU boots them (KVM when /dev/kvm is usable, TCG otherwise),
 # qemu-img makes their overlays, debootstrap and mkfs.ext4 build the Debian
 # image the vm, bot and cmd tests boot (built once, cached outside the repo).

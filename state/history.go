@@ -1,0 +1,107 @@
+package state
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/turtles-ci/turtles"
+)
+
+// The history of tasks, attempts and tests: what the JSON API and the
+// pages answer from ("what ran for this commit, how did it end, where is
+// its log, which tests flake").
+
+// TaskState is where a task is in its life.
+type TaskState string
+
+const (
+	Queued   TaskState = "queued"
+	Running  TaskState = "running"
+	Retrying TaskState = "retrying"
+	Finished TaskState = "finished"
+)
+
+// Task is the record of one task key across its attempts.
+type Task struct {
+	ID       string           `json:"id"`
+	Key      string           `json:"key"`
+	Kind     turtles.Kind     `json:"kind"`
+	Repo     string           `json:"repo"`
+	SHA      string           `json:"sha"`
+	Ref      string           `json:"ref,omitempty"`
+	PR       int              `json:"pr,omitempty"`
+	Context  string           `json:"context"`
+	Pool     string           `json:"pool"`
+	State    TaskState        `json:"state"`
+	Outcome  *turtles.Outcome `json:"outcome,omitempty"`
+	LogURL   string           `json:"log_url,omitempty"`
+	Created  time.Time        `json:"created"`
+	Updated  time.Time        `json:"updated"`
+	Attempts []Attempt        `json:"attempts"`
+}
+
+// Attempt is one run of a task by a bot.
+type Attempt struct {
+	Number   int              `json:"number"`
+	Bot      string           `json:"bot,omitempty"`
+	State    TaskState        `json:"state"`
+	Outcome  *turtles.Outcome `json:"outcome,omitempty"`
+	LogURL   string           `json:"log_url,omitempty"`
+	Started  *time.Time       `json:"started,omitempty"`
+	Finished *time.Time       `json:"finished,omitempty"`
+}
+
+// Filter selects tasks for List; empty fields match everything.
+type Filter struct {
+	State TaskState
+	Repo  string
+	SHA   string
+	Limit int // default 100, at most 1000
+}
+
+// TestFilter selects tests for Tests; empty fields match everything.
+type TestFilter struct {
+	Repo    string
+	Context string
+	Since   time.Time
+	// FlakyOnly keeps tests that were retried-then-passed at least once.
+	FlakyOnly bool
+	Limit     int // default 500, at most 5000
+}
+
+// TestStats is the history of one test in one context.
+type TestStats struct {
+	Repo    string `json:"repo"`
+	Context string `json:"context"`
+	Name    string `json:"name"`
+	// Runs counts attempts that passed or failed the test.
+	Runs     int `json:"runs"`
+	Failures int `json:"failures"`
+	Skipped  int `json:"skipped"`
+	// RetriedThenPassed counts commits on which the test failed in one
+	// attempt and passed in a later one: flakes.
+	RetriedThenPassed int      `json:"retried_then_passed"`
+	MeanDuration      float64  `json:"mean_duration_seconds,omitempty"`
+	LastFailure       *Failure `json:"last_failure,omitempty"`
+}
+
+// Failure points at one failed run of a test.
+type Failure struct {
+	SHA     string    `json:"sha"`
+	Attempt int       `json:"attempt"`
+	Time    time.Time `json:"time"`
+	Message string    `json:"message,omitempty"`
+	// LogURL links the attempt's log, at the line that reported the
+	// failure when it came from the log.
+	LogURL string `json:"log_url,omitempty"`
+}
+
+// LostReason is the sentence for people that ends an attempt whose bot
+// stopped heart-beating, last heard of at beat.
+func LostReason(bot string, beat time.Time) string {
+	who := "the bot"
+	if bot != "" {
+		who = "bot " + bot
+	}
+	return fmt.Sprintf("%s stopped heart-beating at %s", who, beat.UTC().Format("15:04:05 UTC"))
+}

@@ -1,0 +1,4 @@
+package sqlite
+
+// SchemaVersion is the version a migrated database is at.
+func SchemaVersion() int { return len(migrations) }

@@ -1,0 +1,111 @@
+package sqlite
+
+// migrations[i] takes the schema from version i to i+1. Append only: a
+// released migration is never edited. state/postgres has the same tables
+// in its own types; a change here needs its twin there.
+//
+// Times are unix milliseconds.
+var migrations = []string{
+	`CREATE TABLE deliveries (
+		id   TEXT    PRIMARY KEY,
+		seen INTEGER NOT NULL
+	);
+	CREATE INDEX deliveries_seen ON deliveries(seen);
+
+	CREATE TABLE reservations (
+		key   TEXT    PRIMARY KEY,
+		token TEXT    NOT NULL,
+		since INTEGER NOT NULL
+	);
+	CREATE INDEX reservations_since ON reservations(since, key);
+
+	CREATE TABLE finals (
+		key      TEXT    NOT NULL,
+		attempt  INTEGER NOT NULL,
+		event    TEXT    NOT NULL, -- the winning event, JSON
+		recorded INTEGER NOT NULL,
+		posted   INTEGER,
+		PRIMARY KEY (key, attempt)
+	);
+	CREATE INDEX finals_unposted ON finals(recorded, key, attempt) WHERE posted IS NULL;
+	CREATE INDEX finals_recorded ON finals(recorded);
+
+	CREATE TABLE approvals (
+		repo     TEXT    NOT NULL,
+		sha      TEXT    NOT NULL,
+		pr       INTEGER NOT NULL DEFAULT 0,
+		approver TEXT    NOT NULL,
+		at       INTEGER NOT NULL,
+		PRIMARY KEY (repo, sha)
+	);
+	CREATE INDEX approvals_at ON approvals(at);
+
+	CREATE TABLE etags (
+		key     TEXT    PRIMARY KEY,
+		etag    TEXT    NOT NULL,
+		updated INTEGER NOT NULL
+	);
+
+	CREATE TABLE tasks (
+		id        TEXT    PRIMARY KEY,
+		key       TEXT    NOT NULL,
+		kind      TEXT    NOT NULL,
+		repo      TEXT    NOT NULL,
+		sha       TEXT    NOT NULL,
+		ref       TEXT    NOT NULL DEFAULT '',
+		pr        INTEGER NOT NULL DEFAULT 0,
+		context   TEXT    NOT NULL,
+		pool      TEXT    NOT NULL,
+		state     TEXT    NOT NULL,
+		class     TEXT    NOT NULL DEFAULT '',
+		exit_code INTEGER NOT NULL DEFAULT 0,
+		reason    TEXT    NOT NULL DEFAULT '',
+		log_url   TEXT    NOT NULL DEFAULT '',
+		attempt   INTEGER NOT NULL DEFAULT 0,
+		created   INTEGER NOT NULL,
+		updated   INTEGER NOT NULL
+	);
+	CREATE INDEX tasks_repo_sha ON tasks(repo, sha);
+	CREATE INDEX tasks_state ON tasks(state, updated);
+	CREATE INDEX tasks_updated ON tasks(updated, id);
+
+	CREATE TABLE attempts (
+		task_id   TEXT    NOT NULL REFERENCES tasks(id),
+		number    INTEGER NOT NULL,
+		bot       TEXT    NOT NULL DEFAULT '',
+		state     TEXT    NOT NULL,
+		class     TEXT    NOT NULL DEFAULT '',
+		exit_code INTEGER NOT NULL DEFAULT 0,
+		reason    TEXT    NOT NULL DEFAULT '',
+		log_url   TEXT    NOT NULL DEFAULT '',
+		started   INTEGER,
+		finished  INTEGER,
+		beat      INTEGER, -- the last heartbeat
+		PRIMARY KEY (task_id, number)
+	);
+
+	CREATE TABLE events_seen (
+		id TEXT    PRIMARY KEY,
+		at INTEGER NOT NULL
+	);
+	CREATE INDEX events_seen_at ON events_seen(at);
+
+	CREATE TABLE test_results (
+		task_id  TEXT    NOT NULL,
+		attempt  INTEGER NOT NULL,
+		repo     TEXT    NOT NULL,
+		sha      TEXT    NOT NULL,
+		context  TEXT    NOT NULL,
+		name     TEXT    NOT NULL,
+		outcome  TEXT    NOT NULL,
+		duration REAL    NOT NULL DEFAULT 0,
+		line     INTEGER NOT NULL DEFAULT 0,
+		source   TEXT    NOT NULL DEFAULT '',
+		message  TEXT    NOT NULL DEFAULT '',
+		log_url  TEXT    NOT NULL DEFAULT '',
+		finished INTEGER NOT NULL
+	);
+	CREATE INDEX test_results_attempt ON test_results(task_id, attempt);
+	CREATE INDEX test_results_name ON test_results(repo, context, name, finished);
+	CREATE INDEX test_results_finished ON test_results(finished);`,
+}
