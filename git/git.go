@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/turtles-ci/turtles"
@@ -265,6 +266,10 @@ func command(ctx context.Context, dir string, args ...string) *exec.Cmd {
 	// git's helpers (remote-https, ssh) may outlive a killed git and hold
 	// its output open; do not wait for them forever.
 	cmd.WaitDelay = 5 * time.Second
+	// A bot killed with SIGKILL cannot stop its git: without this, git
+	// goes on writing into a workspace the next bot (or a cleanup) is
+	// removing.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
 
