@@ -33,13 +33,10 @@ vet:
 
 # The whole suite: unit, contract, fuzz seeds, end-to-end (real binaries,
 # real git, kill -9 of a server). Slow tests are real tests, here too.
-# The attack suite runs last, so that its count of attacks tried and held
-# is the last line.
+# The attack suite runs alongside; its count of attacks tried and held is
+# the last line (scripts/test.sh says how the packages are scheduled).
 test: deps vet
-	@echo "==> go test (all packages, including end-to-end)"
-	@$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/attack$$')
-	@echo "==> attack suite (docs/trust.md): every attack on the real binary must fail"
-	@cd attack && $(GO) test -count=1 -timeout 10m
+	@GO=$(GO) scripts/test.sh
 
 test-short:
 	@$(GO) test -short -count=1 $$($(GO) list ./... | grep -v '/attack$$')

@@ -76,8 +76,13 @@ func TestAttackWebhookLostOnPowerLoss(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("push: %d %s", code, out)
 	}
+	// strace detaches on SIGINT and writes out its trace; on a loaded
+	// machine detaching from every thread of the server once took minutes,
+	// so it gets 10 s, then SIGKILL (the kernel detaches its tracees).
 	st.Process.Signal(syscall.SIGINT)
+	stopped := time.AfterFunc(10*time.Second, func() { st.Process.Kill() })
 	st.Wait()
+	stopped.Stop()
 
 	b, err := os.ReadFile(trace)
 	if err != nil {
