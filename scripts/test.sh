@@ -11,7 +11,7 @@
 # end. TEST_PROCS sets how many test binaries run at once.
 set -u
 GO=${GO:-go}
-procs=${TEST_PROCS:-4}
+procs=${TEST_PROCS:-3}
 start=$(date +%s)
 
 # Longest first (docs/benchmarks.md has the times).
