@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 )
 
 func resultsCmd() *cobra.Command {
@@ -49,9 +50,9 @@ in a later one, and prints them worst first with their last failure's log.`,
 	return cmd
 }
 
-func fetchTests(ctx context.Context, u string) ([]results.TestStats, error) {
+func fetchTests(ctx context.Context, u string) ([]state.TestStats, error) {
 	var body struct {
-		Tests []results.TestStats `json:"tests"`
+		Tests []state.TestStats `json:"tests"`
 	}
 	if err := askTurtles(ctx, u, &body); err != nil {
 		return nil, err
@@ -59,7 +60,7 @@ func fetchTests(ctx context.Context, u string) ([]results.TestStats, error) {
 	return body.Tests, nil
 }
 
-func printFlakes(w io.Writer, tests []results.TestStats) {
+func printFlakes(w io.Writer, tests []state.TestStats) {
 	if len(tests) == 0 {
 		fmt.Fprintln(w, "no flaky tests")
 		return
