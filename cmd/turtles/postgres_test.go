@@ -20,6 +20,7 @@ import (
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/queue/amqp/amqptest"
 	"github.com/turtles-ci/turtles/state"
+	"github.com/turtles-ci/turtles/state/postgres"
 	"github.com/turtles-ci/turtles/state/postgres/pgtest"
 )
 
@@ -142,6 +143,18 @@ func TestPostgres(t *testing.T) {
 		t.Errorf("hook 1 did not answer the delivery as a duplicate; its metrics:\n%s", m)
 	}
 	e2e.WaitFinal(t, gh, "octo/hello", sha1, 120*time.Second, contexts...)
+	// A reporter marks a final posted just after the forge took it; the
+	// database going away in between would have it posted again (the
+	// documented duplicate of a crash there), which is not this test's.
+	db, err := postgres.Open(t.Context(), database, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2e.WaitFor(t, 30*time.Second, "the finals marked posted", func() bool {
+		left, err := db.Unposted(t.Context(), 0)
+		return err == nil && len(left) == 0
+	})
+	db.Close()
 
 	// The database goes away: a webhook is answered 503, not recorded.
 	if err := pg.Down(); err != nil {
