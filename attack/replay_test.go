@@ -12,7 +12,7 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
-	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -56,9 +56,9 @@ func TestAttackReplayOverwritesLog(t *testing.T) {
 		return string(body)
 	}
 	// finished waits for a finished attempt numbered n of the context.
-	finished := func(n int) results.Attempt {
+	finished := func(n int) state.Attempt {
 		t.Helper()
-		var got results.Attempt
+		var got state.Attempt
 		e2e.WaitFor(t, 90*time.Second, fmt.Sprintf("attempt %d finished", n), func() bool {
 			for _, tk := range s.Tasks(sha) {
 				for _, a := range tk.Attempts {

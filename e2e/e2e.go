@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
-	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 	"github.com/turtles-ci/turtles/syncio"
 )
 
@@ -225,7 +225,7 @@ func (s *Server) Get(path string) (*http.Response, []byte) {
 }
 
 // Tasks lists the server's tasks of sha through its API.
-func (s *Server) Tasks(sha string) []results.Task {
+func (s *Server) Tasks(sha string) []state.Task {
 	s.T.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -241,7 +241,7 @@ func (s *Server) Tasks(sha string) []results.Task {
 		s.T.Fatalf("list tasks: %s: %s", resp.Status, b)
 	}
 	var out struct {
-		Tasks []results.Task `json:"tasks"`
+		Tasks []state.Task `json:"tasks"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		s.T.Fatalf("list tasks: %v", err)

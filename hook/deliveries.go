@@ -58,7 +58,8 @@ type DeliveryLog interface {
 	// nothing. An error means the log could not be read.
 	Seen(ctx context.Context, id string) (bool, error)
 	// FirstDelivery records id and reports whether it was new: false when
-	// it had been recorded before. An error means it was not recorded.
+	// it had been recorded before. An error means it was not recorded:
+	// the receiver answers 503, so that the forge sends it again.
 	FirstDelivery(ctx context.Context, id string) (bool, error)
 }
 

@@ -350,11 +350,14 @@ func (h *GitHub) handle(ctx context.Context, log *slog.Logger, reply replier, la
 		return
 	}
 	// Recorded only now, so that a delivery that failed above is handled
-	// in full when it comes again. Failing here only risks a republish,
-	// which the queue turns into ErrDuplicate while the task is live.
+	// in full when it comes again. One that is not recorded is never
+	// answered 2xx: the forge sends it again, and the republish is one
+	// the queue turns into ErrDuplicate while the task is live.
 	for _, k := range []string{keys.id, keys.body} {
 		if _, err := h.deliveries.FirstDelivery(ctx, k); err != nil {
-			log.Error("record delivery", "key", k, "err", err)
+			log.Error("record delivery; answering 503 so that it comes again", "key", k, "err", err)
+			reply(http.StatusServiceUnavailable, label, resultUnavailable, "delivery log unavailable, retry later", nil)
+			return
 		}
 	}
 	reply(http.StatusOK, label, resultQueued, msg, ids)

@@ -494,8 +494,9 @@ func TestGitHubDeliveryLogFails(t *testing.T) {
 	}{
 		// Unknown whether it was handled: let GitHub retry later.
 		{name: "seen fails", log: &failingLog{seenErr: errors.New("disk gone")}, wantCode: 503},
-		// Published already: say so; a redelivery would be deduplicated by the queue.
-		{name: "record fails", log: &failingLog{recordErr: errors.New("disk gone")}, wantCode: 200, want: []turtles.Task{pushMainTask}},
+		// Published, but not recorded: never 2xx, so that the forge
+		// sends it again (the queue refuses the task while it is live).
+		{name: "record fails", log: &failingLog{recordErr: errors.New("disk gone")}, wantCode: 503, want: []turtles.Task{pushMainTask}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/forge"
+	"github.com/turtles-ci/turtles/state"
 )
 
 // Handler consumes task events.
@@ -33,40 +34,57 @@ type Handler interface {
 	Handle(ctx context.Context, ev turtles.Event) error
 }
 
+// Finals is the part of the state database (state.DB) where a Reporter
+// keeps the final event of each attempt and whether it was posted: the
+// memory that makes "one final status per attempt" hold across restarts
+// and across reporters sharing the database.
+type Finals interface {
+	RecordFinal(ctx context.Context, ev turtles.Event) (winner state.Final, first bool, err error)
+	LastFinal(ctx context.Context, key string) (state.Final, error)
+	MarkPosted(ctx context.Context, key string, attempt int) error
+	Unposted(ctx context.Context, limit int) ([]state.Final, error)
+}
+
 // DefaultRemember is how many task keys a Reporter remembers by default.
 const DefaultRemember = 10000
 
-// Config configures a Reporter. Forge is required.
+// Config configures a Reporter. Forge and Finals are required.
 type Config struct {
-	Forge forge.Forge
+	Forge  forge.Forge
+	Finals Finals
 	// Log receives one record per dropped or failed status; nil discards.
 	Log *slog.Logger
 	// Registerer gets turtles_statuses_total{state} and
 	// turtles_forge_errors_total{kind}; nil means no metrics.
 	Registerer prometheus.Registerer
-	// Remember bounds the task keys kept to refuse regressions (see
-	// Reporter). Default DefaultRemember.
+	// Remember bounds the task keys kept in memory to order non-final
+	// statuses (see Reporter). Default DefaultRemember.
 	Remember int
 }
 
 // Reporter is a Handler that sets one commit status per task, with the
 // task's context as the status context.
 //
-// A status never goes back: once a final status (success, failure, error)
-// was set for attempt N of a task key, events of attempts <= N are dropped,
-// so a late "started" from a bot that lost its lease cannot turn a green
-// status pending again. Events of an attempt older than the newest seen are
-// dropped too. A higher attempt (a retry, a retest) reports again.
+// Final statuses (success, failure, error) are exact, through Finals: the
+// first final event recorded for an attempt wins, whichever reporter
+// handles it and however often it comes, and the winner is posted once,
+// only while its attempt is the task key's latest; a final of an older
+// attempt never replaces a newer attempt's. A reporter that takes over
+// posts what the one before recorded and did not post (PostUnposted).
+// One case posts a final twice: a reporter that dies after the forge
+// took the status and before it was marked posted; GitHub treats the
+// second as a no-op.
 //
-// That memory is in process and bounded (least recently used keys are
-// forgotten first). After a restart, or for a forgotten key, the event log
-// is replayed from the first unacked event: a final status may be set
-// again, which GitHub treats as a no-op, and a stale non-final event whose
-// final status was set before the restart could still be posted. Delivery
-// is at least once, never exactly once.
+// Non-final statuses (queued, running, retrying) are best effort: never
+// posted over a final of the same or a newer attempt (asked of Finals),
+// and ordered among themselves by a bounded memory in process (least
+// recently used keys are forgotten first), so that a late "started" of an
+// older attempt or a "queued" after "started" is dropped while the key is
+// remembered.
 type Reporter struct {
-	forge forge.Forge
-	log   *slog.Logger
+	forge  forge.Forge
+	finals Finals
+	log    *slog.Logger
 
 	statuses *prometheus.CounterVec
 	errors   *prometheus.CounterVec
@@ -77,12 +95,16 @@ type Reporter struct {
 
 var _ Handler = (*Reporter)(nil)
 
-// New returns a Reporter for cfg. It panics if cfg.Forge is nil or the
-// metrics clash with others of the same name, as prometheus.MustRegister
-// does: both are wiring mistakes, not run-time conditions.
+// New returns a Reporter for cfg. It panics if cfg.Forge or cfg.Finals is
+// nil or the metrics clash with others of the same name, as
+// prometheus.MustRegister does: all are wiring mistakes, not run-time
+// conditions.
 func New(cfg Config) *Reporter {
 	if cfg.Forge == nil {
 		panic("report: New without a Forge")
+	}
+	if cfg.Finals == nil {
+		panic("report: New without Finals")
 	}
 	log := cfg.Log
 	if log == nil {
@@ -94,6 +116,7 @@ func New(cfg Config) *Reporter {
 	}
 	r := &Reporter{
 		forge:  cfg.Forge,
+		finals: cfg.Finals,
 		log:    log,
 		recent: newRecent(n),
 		statuses: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -125,6 +148,9 @@ func mustRegister(reg prometheus.Registerer, c *prometheus.CounterVec) *promethe
 // Handle implements Handler. Events of one task key must not be handled
 // concurrently; Consume calls it serially.
 func (r *Reporter) Handle(ctx context.Context, ev turtles.Event) error {
+	if ev.Type == turtles.EventFinished && ev.Outcome != nil {
+		return r.final(ctx, ev)
+	}
 	t := ev.Task
 	key, attempt := t.Key(), t.Attempt
 	r.mu.Lock()
@@ -134,40 +160,140 @@ func (r *Reporter) Handle(ctx context.Context, ev turtles.Event) error {
 	}
 	// "queued" comes from the planner, "started" from a bot: a late
 	// "queued" must not show Queued over Running.
-	stale := attempt <= st.final || attempt < st.seen ||
-		ev.Type == turtles.EventQueued && attempt <= st.started
+	stale := attempt < st.seen || ev.Type == turtles.EventQueued && attempt <= st.started
 	if ev.Type != turtles.EventQueued && attempt > st.started {
 		st.started = attempt
 	}
-	red := st.planRed
 	r.recent.put(key, st)
 	r.mu.Unlock()
 	if stale {
-		r.log.Debug("status dropped: a later or final status was already set",
+		r.log.Debug("status dropped: a later status was already set",
 			"task", key, "attempt", attempt, "event", ev.Type, "event_id", ev.ID)
 		return nil
 	}
-
-	status, ok := statusFor(ev, red)
+	status, ok := statusFor(ev, false)
 	if !ok {
 		return nil
 	}
+	last, err := r.finals.LastFinal(ctx, key)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("report %s of %s attempt %d: %w", ev.Type, key, attempt, err)
+	case last.Attempt >= attempt:
+		r.log.Debug("status dropped: a final status of this or a later attempt was recorded",
+			"task", key, "attempt", attempt, "event", ev.Type, "event_id", ev.ID, "final_attempt", last.Attempt)
+		return nil
+	}
+	return r.set(ctx, ev, status)
+}
+
+// final records ev, a final event, and posts the winner of its attempt
+// unless that was posted or a later attempt has a final.
+func (r *Reporter) final(ctx context.Context, ev turtles.Event) error {
+	key, attempt := ev.Task.Key(), ev.Task.Attempt
+	prev, err := r.finals.LastFinal(ctx, key)
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return fmt.Errorf("report final of %s attempt %d: %w", key, attempt, err)
+	}
+	had := err == nil
+	w, first, err := r.finals.RecordFinal(ctx, ev)
+	if err != nil {
+		return fmt.Errorf("record final of %s attempt %d: %w", key, attempt, err)
+	}
+	if !w.Posted.IsZero() {
+		r.log.Debug("final status dropped: posted before", "task", key, "attempt", attempt, "event_id", ev.ID)
+		return nil
+	}
+	if !first && w.Event.ID != ev.ID {
+		r.log.Debug("another final event of this attempt won; posting that one", "task", key, "attempt", attempt,
+			"event_id", ev.ID, "winner", w.Event.ID)
+	}
+	// A plan speaks up on success only to clear the red status of an
+	// earlier attempt. When the final before is unknown (this attempt's
+	// own was recorded before: a retry after a failure to post), a
+	// needless green status is better than a red one left standing.
+	red := false
+	if ev.Task.Context == turtles.PlanContext && had {
+		if prev.Attempt < attempt {
+			red = prev.Event.Outcome == nil || prev.Event.Outcome.Class != turtles.Success
+		} else {
+			red = attempt > 1
+		}
+	}
+	return r.post(ctx, w, red)
+}
+
+// post posts w, the winning final of its attempt, if that attempt is still
+// the latest of its key, and marks it posted: also when a later attempt
+// superseded it, or the forge refused it for good.
+func (r *Reporter) post(ctx context.Context, w state.Final, planRed bool) error {
+	last, err := r.finals.LastFinal(ctx, w.Key)
+	if err != nil {
+		return fmt.Errorf("report final of %s attempt %d: %w", w.Key, w.Attempt, err)
+	}
+	if last.Attempt > w.Attempt {
+		r.log.Debug("final status dropped: a later attempt's final was recorded", "task", w.Key, "attempt", w.Attempt,
+			"final_attempt", last.Attempt)
+	} else if status, ok := statusFor(w.Event, planRed); ok {
+		if err := r.set(ctx, w.Event, status); err != nil {
+			if !errors.Is(err, forge.ErrPermanent) {
+				return err
+			}
+			if merr := r.finals.MarkPosted(ctx, w.Key, w.Attempt); merr != nil {
+				return fmt.Errorf("%w; and mark it given up: %w", err, merr)
+			}
+			return err
+		}
+	}
+	if err := r.finals.MarkPosted(ctx, w.Key, w.Attempt); err != nil {
+		return fmt.Errorf("mark the final of %s attempt %d posted: %w", w.Key, w.Attempt, err)
+	}
+	return nil
+}
+
+// set posts status for ev.
+func (r *Reporter) set(ctx context.Context, ev turtles.Event, status forge.Status) error {
+	t := ev.Task
 	status.Description = forge.Truncate(status.Description, forge.MaxDescription)
 	if err := r.forge.SetStatus(ctx, t.Repo.Name, t.SHA, status); err != nil {
 		r.errors.WithLabelValues(errorKind(err)).Inc()
-		return fmt.Errorf("report %s %s of %s attempt %d: %w", status.State, ev.Type, key, attempt, err)
+		return fmt.Errorf("report %s %s of %s attempt %d: %w", status.State, ev.Type, t.Key(), t.Attempt, err)
 	}
 	r.statuses.WithLabelValues(string(status.State)).Inc()
-
-	if status.State != forge.Pending {
-		r.mu.Lock()
-		st := r.recent.get(key)
-		st.final = max(st.final, attempt)
-		st.planRed = t.Context == turtles.PlanContext && status.State != forge.Success
-		r.recent.put(key, st)
-		r.mu.Unlock()
-	}
 	return nil
+}
+
+// unpostedBatch is how many unposted finals PostUnposted asks for at once.
+const unpostedBatch = 100
+
+// PostUnposted posts the finals recorded and not posted, oldest first:
+// what a reporter that died left, and what a forge outage held back. A
+// reporter that takes over calls it at start. A final the forge refuses
+// for good is logged and marked; any other error stops it (the events
+// behind those finals come again and are posted then).
+func (r *Reporter) PostUnposted(ctx context.Context) (posted int, err error) {
+	for {
+		finals, err := r.finals.Unposted(ctx, unpostedBatch)
+		if err != nil {
+			return posted, fmt.Errorf("list unposted finals: %w", err)
+		}
+		for _, f := range finals {
+			red := f.Event.Task.Context == turtles.PlanContext && f.Attempt > 1
+			err := r.post(ctx, f, red)
+			switch {
+			case errors.Is(err, forge.ErrPermanent):
+				r.log.Error("final status given up after a permanent error", "task", f.Key, "attempt", f.Attempt, "err", err)
+			case err != nil:
+				return posted, err
+			default:
+				posted++
+			}
+		}
+		if len(finals) < unpostedBatch {
+			return posted, nil
+		}
+	}
 }
 
 // statusFor maps an event to the status people should see, or false when
@@ -266,10 +392,8 @@ func errorKind(err error) string {
 
 // keyState is what the Reporter remembers of one task key.
 type keyState struct {
-	seen    int  // highest attempt an event was seen for
-	started int  // highest attempt a non-queued event was seen for
-	final   int  // highest attempt a final status was set for
-	planRed bool // a plan task's last final status was not success
+	seen    int // highest attempt an event was seen for
+	started int // highest attempt a non-queued event was seen for
 }
 
 // recent is an LRU map of task keys to their state.

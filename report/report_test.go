@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,6 +16,8 @@ import (
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/report"
+	"github.com/turtles-ci/turtles/state"
+	"github.com/turtles-ci/turtles/state/sqlite"
 	"github.com/turtles-ci/turtles/syncio"
 )
 
@@ -26,6 +29,8 @@ const (
 
 type env struct {
 	srv  *githubtest.Server
+	db   state.DB
+	gh   *github.Client
 	rep  *report.Reporter
 	logs *syncio.Buffer
 	log  *slog.Logger
@@ -43,7 +48,13 @@ func setup(t *testing.T, clientToken string) *env {
 	if err != nil {
 		t.Fatalf("github.New: %v", err)
 	}
-	e.rep = report.New(report.Config{Forge: gh, Log: e.log, Registerer: e.reg})
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	e.db, e.gh = db, gh
+	e.rep = report.New(report.Config{Forge: gh, Finals: db, Log: e.log, Registerer: e.reg})
 	t.Cleanup(func() {
 		if out := e.logs.String(); strings.Contains(out, token) || strings.Contains(out, clientToken) {
 			t.Errorf("a token appears in the log:\n%s", out)
@@ -234,33 +245,97 @@ func TestReporter(t *testing.T) {
 	}
 }
 
-// The memory of final statuses is bounded: a forgotten key reports again,
-// which is the documented at-least-once behaviour after a restart.
-func TestReporterForgets(t *testing.T) {
+// Finals live in the state database: a reporter that restarts, or a
+// second one on the same database, posts no final status again, nor a
+// stale non-final one over it.
+func TestReporterRemembersFinals(t *testing.T) {
 	e := setup(t, token)
-	gh, err := github.New(github.Config{BaseURL: e.srv.URL, Token: token})
-	if err != nil {
+	ctx := t.Context()
+	fin := finished("linux", 1, turtles.Success, "")
+	if err := e.rep.Handle(ctx, fin); err != nil {
 		t.Fatal(err)
 	}
-	rep := report.New(report.Config{Forge: gh, Remember: 2})
-	ctx := context.Background()
-	for _, ev := range []turtles.Event{
-		finished("a", 1, turtles.Success, ""), finished("b", 1, turtles.Success, ""),
-		finished("a", 1, turtles.Success, ""), // remembered: dropped, and a is now the most recent
-		finished("c", 1, turtles.Success, ""), // evicts b
-		finished("a", 1, turtles.Success, ""), // still remembered: dropped
-		finished("b", 1, turtles.Success, ""), // forgotten: set again
-	} {
-		if err := rep.Handle(ctx, ev); err != nil {
+	again := report.New(report.Config{Forge: e.gh, Finals: e.db, Log: e.log})
+	for _, ev := range []turtles.Event{fin, finished("linux", 1, turtles.Failure, "a duplicate run"), started("linux", 1), queued("linux", 1)} {
+		if err := again.Handle(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var got []string
-	for _, s := range e.srv.Statuses() {
-		got = append(got, s.Context)
+	if n, err := again.PostUnposted(ctx); err != nil || n != 0 {
+		t.Errorf("PostUnposted = %d, %v; want 0, nil", n, err)
 	}
-	if diff := cmp.Diff([]string{"a", "b", "c", "b"}, got); diff != "" {
-		t.Errorf("contexts reported (-want +got):\n%s", diff)
+	want := []githubtest.Status{status("linux", "success", logLinux, "Tests passed")}
+	if diff := cmp.Diff(want, e.srv.Statuses()); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+}
+
+// TestTwoReportersOneFinal: two reporters on one state database receive
+// the same final events, each a different run's of the same attempt (a
+// duplicate delivery ran twice), in either order: the forge gets exactly
+// one final status per attempt, the first one recorded, also when the
+// first reporter died before it posted.
+func TestTwoReportersOneFinal(t *testing.T) {
+	e := setup(t, token)
+	ctx := t.Context()
+	other := report.New(report.Config{Forge: e.gh, Finals: e.db, Log: e.log})
+	passed, failed := finished("linux", 1, turtles.Success, ""), finished("linux", 1, turtles.Failure, "a duplicate run")
+	for _, step := range []struct {
+		rep *report.Reporter
+		ev  turtles.Event
+	}{{e.rep, passed}, {other, failed}, {other, passed}, {e.rep, failed}} {
+		if err := step.rep.Handle(ctx, step.ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A reporter dies after recording the final of attempt 2: the
+	// forge answers 502, and it is never tried again by this one.
+	e.srv.FailNext(1, 502)
+	fin2 := finished("linux", 2, turtles.Failure, "tests failed")
+	if err := e.rep.Handle(ctx, fin2); err == nil {
+		t.Fatal("Handle with a 502 succeeded")
+	}
+	// The other one takes over: the unposted final is posted once, and
+	// the event, delivered again, posts nothing more.
+	if n, err := other.PostUnposted(ctx); err != nil || n != 1 {
+		t.Fatalf("PostUnposted = %d, %v; want 1, nil", n, err)
+	}
+	if err := other.Handle(ctx, fin2); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.PostUnposted(ctx); err != nil || n != 0 {
+		t.Errorf("PostUnposted again = %d, %v; want 0, nil", n, err)
+	}
+	want := []githubtest.Status{
+		status("linux", "success", logLinux, "Tests passed"),
+		status("linux", "failure", logLinux, "tests failed"),
+	}
+	if diff := cmp.Diff(want, e.srv.Statuses()); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
+	}
+}
+
+// A final of an older attempt recorded after a newer one's is never
+// posted, also by PostUnposted, and is marked so that it is not listed
+// again.
+func TestUnpostedOlderAttempt(t *testing.T) {
+	e := setup(t, token)
+	ctx := t.Context()
+	if _, _, err := e.db.RecordFinal(ctx, finished("linux", 1, turtles.Failure, "old")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.db.RecordFinal(ctx, finished("linux", 2, turtles.Success, "")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.rep.PostUnposted(ctx); err != nil || n != 2 {
+		t.Fatalf("PostUnposted = %d, %v; want 2 handled, nil", n, err)
+	}
+	if left, err := e.db.Unposted(ctx, 0); err != nil || len(left) != 0 {
+		t.Errorf("Unposted after PostUnposted = %+v, %v; want none", left, err)
+	}
+	want := []githubtest.Status{status("linux", "success", logLinux, "Tests passed")}
+	if diff := cmp.Diff(want, e.srv.Statuses()); diff != "" {
+		t.Errorf("statuses (-want +got):\n%s", diff)
 	}
 }
 
@@ -293,11 +368,7 @@ turtles_statuses_total{state="failure"} 1
 		t.Errorf("metrics: %v", err)
 	}
 	// A second reporter on the same registry shares the counters.
-	gh, err := github.New(github.Config{BaseURL: e.srv.URL, Token: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep2 := report.New(report.Config{Forge: gh, Registerer: e.reg})
+	rep2 := report.New(report.Config{Forge: e.gh, Finals: e.db, Registerer: e.reg})
 	if err := rep2.Handle(ctx, queued("arm", 1)); err != nil {
 		t.Fatal(err)
 	}

@@ -1,17 +1,21 @@
 package results
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/state"
+	"github.com/turtles-ci/turtles/state/sqlite"
+	"github.com/turtles-ci/turtles/store"
 )
 
 func testTask(attempt int) turtles.Task {
@@ -31,138 +35,159 @@ func ev(id string, typ turtles.EventType, attempt int, class turtles.Class) turt
 	return e
 }
 
-type summary struct {
-	State    State
-	Class    turtles.Class
-	Attempts []string // "N:state:class"
-}
-
-func summarize(t Task) summary {
-	s := summary{State: t.State}
-	if t.Outcome != nil {
-		s.Class = t.Outcome.Class
-	}
-	for _, a := range t.Attempts {
-		c := ""
-		if a.Outcome != nil {
-			c = string(a.Outcome.Class)
-		}
-		s.Attempts = append(s.Attempts, fmt.Sprintf("%d:%s:%s", a.Number, a.State, c))
-	}
-	return s
-}
-
-func TestHandle(t *testing.T) {
-	tests := []struct {
-		name   string
-		events []turtles.Event
-		want   summary
-	}{{
-		name:   "queued",
-		events: []turtles.Event{ev("q", turtles.EventQueued, 1, "")},
-		want:   summary{State: Queued},
-	}, {
-		name:   "success",
-		events: []turtles.Event{ev("q", turtles.EventQueued, 1, ""), ev("s1", turtles.EventStarted, 1, ""), ev("f1x", turtles.EventFinished, 1, turtles.Success)},
-		want:   summary{State: Finished, Class: turtles.Success, Attempts: []string{"1:finished:success"}},
-	}, {
-		name: "infra retry then failure",
-		events: []turtles.Event{ev("s1", turtles.EventStarted, 1, ""), ev("r1x", turtles.EventRetrying, 1, turtles.Infra),
-			ev("s2xxx", turtles.EventStarted, 2, ""), ev("f2xxxx", turtles.EventFinished, 2, turtles.Failure)},
-		want: summary{State: Finished, Class: turtles.Failure, Attempts: []string{"1:retrying:infra", "2:finished:failure"}},
-	}, {
-		name: "late start of a lost lease does not reopen",
-		events: []turtles.Event{ev("s1", turtles.EventStarted, 1, ""), ev("f1x", turtles.EventFinished, 1, turtles.Success),
-			ev("s1-late", turtles.EventStarted, 1, "")},
-		want: summary{State: Finished, Class: turtles.Success, Attempts: []string{"1:finished:success"}},
-	}, {
-		name: "older attempt's events are history only",
-		events: []turtles.Event{ev("s2xxx", turtles.EventStarted, 2, ""),
-			ev("f1x", turtles.EventFinished, 1, turtles.Infra)},
-		want: summary{State: Running, Attempts: []string{"1:finished:infra", "2:running:"}},
-	}, {
-		name:   "queued arriving after started",
-		events: []turtles.Event{ev("s1", turtles.EventStarted, 1, ""), ev("q", turtles.EventQueued, 1, "")},
-		want:   summary{State: Running, Attempts: []string{"1:running:"}},
-	}, {
-		name:   "queued arriving after finished",
-		events: []turtles.Event{ev("s1", turtles.EventStarted, 1, ""), ev("f1x", turtles.EventFinished, 1, turtles.Success), ev("q", turtles.EventQueued, 1, "")},
-		want:   summary{State: Finished, Class: turtles.Success, Attempts: []string{"1:finished:success"}},
-	}, {
-		name:   "duplicate event applied once",
-		events: []turtles.Event{ev("s1", turtles.EventStarted, 1, ""), ev("s1", turtles.EventStarted, 1, "")},
-		want:   summary{State: Running, Attempts: []string{"1:running:"}},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			db, err := Open(filepath.Join(t.TempDir(), "r.db"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			ctx := context.Background()
-			for _, e := range tt.events {
-				if err := db.Handle(ctx, e); err != nil {
-					t.Fatalf("Handle(%s): %v", e.ID, err)
-				}
-			}
-			got, err := db.Get(ctx, testTask(1).ID())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.want, summarize(got)); diff != "" {
-				t.Errorf("task (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestListAndGet(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "r.db"), nil)
+func openState(t *testing.T) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "state.db"), state.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	ctx := context.Background()
-	other := ev("o", turtles.EventQueued, 1, "")
-	other.Task.Context = "integration"
-	for _, e := range []turtles.Event{ev("s1", turtles.EventStarted, 1, ""), other} {
-		if err := db.Handle(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestLostEndsLogOnce: an attempt whose bot died is ended in the store
+// with the reason the history records, once however often the event
+// comes; one that had not started ends nothing.
+func TestLostEndsLogOnce(t *testing.T) {
+	t0 := time.Date(2024, 5, 1, 16, 2, 0, 0, time.UTC)
+	started := ev("s1", turtles.EventStarted, 1, "")
+	started.Time, started.Bot = t0, "bot2"
+	lost := ev("l1", turtles.EventLost, 1, turtles.Infra)
+	lost.Time, lost.Bot, lost.LogURL = t0.Add(90*time.Second), "", ""
+	queued := ev("q", turtles.EventQueued, 1, "")
 	tests := []struct {
-		name string
-		f    Filter
-		want []string
+		name   string
+		events []turtles.Event
+		want   []string
 	}{
-		{"all", Filter{}, []string{"unit", "integration"}},
-		{"by state", Filter{State: Queued}, []string{"integration"}},
-		{"by sha", Filter{SHA: testTask(1).SHA, Repo: "octo/hello"}, []string{"unit", "integration"}},
-		{"other repo", Filter{Repo: "octo/other"}, nil},
+		{name: "delivered twice", events: []turtles.Event{started, lost, lost},
+			want: []string{"1: bot bot2 stopped heart-beating at 16:02:00 UTC"}},
+		{name: "not started", events: []turtles.Event{queued, lost}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := db.List(ctx, tt.f)
-			if err != nil {
-				t.Fatal(err)
+			db := openState(t)
+			var ended []string
+			r := New(Config{History: db, EndLog: func(ctx context.Context, res turtles.Result) error {
+				if res.Task.Key() != testTask(1).Key() || res.Outcome.Class != turtles.Infra || res.Finished.IsZero() {
+					t.Errorf("lost attempt's result = %+v, want the task's, infra, with a finish time", res)
+				}
+				ended = append(ended, fmt.Sprintf("%d: %s", res.Task.Attempt, res.Outcome.Reason))
+				return nil
+			}})
+			for _, e := range tt.events {
+				if err := r.Handle(t.Context(), e); err != nil {
+					t.Fatalf("Handle(%s): %v", e.ID, err)
+				}
 			}
-			var names []string
-			for _, x := range got {
-				names = append(names, x.Context)
-			}
-			if diff := cmp.Diff(tt.want, names, cmp.Transformer("sort", sorted)); diff != "" {
-				t.Errorf("List(%+v) (-want +got):\n%s", tt.f, diff)
+			if diff := cmp.Diff(tt.want, ended); diff != "" {
+				t.Errorf("logs ended (-want +got):\n%s", diff)
 			}
 		})
 	}
-	if _, err := db.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get(unknown) = %v, want ErrNotFound", err)
+}
+
+// TestFlakes records three attempts through events and result.json in a
+// store, as serve wires it: attempt 1 fails "login" and "db", attempt 2
+// (a retry of the same commit) passes "login" and fails "db" again.
+func TestFlakes(t *testing.T) {
+	ctx := t.Context()
+	db := openState(t)
+	st, err := store.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(Config{History: db, Store: st})
+	now := time.Now()
+	attempt := func(n int, class turtles.Class, tests ...turtles.TestResult) {
+		task := testTask(n)
+		res := turtles.Result{Task: task, Outcome: turtles.Outcome{Class: class}, Finished: now.Add(time.Duration(n) * time.Minute),
+			// An older bot's link, to its default URL: the event's wins.
+			LogURL: "http://localhost:8080/tasks/t/" + string(rune('0'+n)), Tests: tests}
+		b, _ := json.Marshal(res)
+		if err := st.Put(ctx, store.AttemptPrefix(task)+store.ResultName, bytes.NewReader(b), "application/json"); err != nil {
+			t.Fatal(err)
+		}
+		typ := turtles.EventFinished
+		if class == turtles.Infra {
+			typ = turtles.EventRetrying
+		}
+		e := ev("e"+string(rune('0'+n)), typ, n, class)
+		for range 2 { // delivered twice: recorded once
+			if err := r.Handle(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pass := func(name string) turtles.TestResult {
+		return turtles.TestResult{Name: name, Outcome: turtles.TestPassed, Source: "log", Duration: 2}
+	}
+	fail := func(name string, line int) turtles.TestResult {
+		return turtles.TestResult{Name: name, Outcome: turtles.TestFailed, Source: "log", Line: line, Message: "boom"}
+	}
+	attempt(1, turtles.Infra, fail("login", 12), fail("db", 20), pass("ok"))
+	attempt(2, turtles.Failure, pass("login"), fail("db", 30), pass("ok"),
+		turtles.TestResult{Name: "later", Outcome: turtles.TestSkipped, Source: "artifacts/junit.xml"})
+	// An attempt that died before writing a result.json: nothing to read.
+	if err := r.Handle(ctx, ev("e3", turtles.EventFinished, 3, turtles.Infra)); err != nil {
+		t.Fatalf("Handle without a result.json: %v", err)
+	}
+
+	got, err := db.Tests(ctx, state.TestFilter{Repo: "octo/hello", Since: now.Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []state.TestStats{
+		{Repo: "octo/hello", Context: "unit", Name: "login", Runs: 2, Failures: 1, RetriedThenPassed: 1, MeanDuration: 2,
+			LastFailure: &state.Failure{SHA: testTask(1).SHA, Attempt: 1, Time: now.Add(time.Minute).Truncate(time.Millisecond).UTC(), Message: "boom", LogURL: "http://x/tasks/t/1#L12"}},
+		{Repo: "octo/hello", Context: "unit", Name: "db", Runs: 2, Failures: 2,
+			LastFailure: &state.Failure{SHA: testTask(1).SHA, Attempt: 2, Time: now.Add(2 * time.Minute).Truncate(time.Millisecond).UTC(), Message: "boom", LogURL: "http://x/tasks/t/2#L30"}},
+		{Repo: "octo/hello", Context: "unit", Name: "later", Skipped: 1},
+		{Repo: "octo/hello", Context: "unit", Name: "ok", Runs: 2, MeanDuration: 2},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Tests (-want +got):\n%s", diff)
 	}
 }
 
-func sorted(in []string) []string {
-	out := slices.Clone(in)
-	slices.Sort(out)
-	return out
+// failing is a History whose database is away.
+type failing struct{}
+
+var errAway = fmt.Errorf("%w: connection refused", state.ErrUnavailable)
+
+func (failing) Record(context.Context, turtles.Event) (state.Recorded, error) {
+	return state.Recorded{}, errAway
+}
+func (failing) RecordTests(context.Context, turtles.Result) error { return errAway }
+
+// TestUnavailable: an event the database did not take is an error, so
+// that the consumer keeps it and tries again.
+func TestUnavailable(t *testing.T) {
+	r := New(Config{History: failing{}})
+	err := r.Handle(t.Context(), ev("f1", turtles.EventFinished, 1, turtles.Success))
+	if !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("Handle with the database away = %v, want state.ErrUnavailable", err)
+	}
+}
+
+func TestParseAge(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"14d", 14 * 24 * time.Hour, true},
+		{"36h", 36 * time.Hour, true},
+		{"90m", 90 * time.Minute, true},
+		{"0d", 0, true},
+		{"-1d", 0, false},
+		{"d", 0, false},
+		{"2w", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseAge(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseAge(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/store"
 	"github.com/turtles-ci/turtles/web/logpage"
 )
@@ -28,7 +27,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // script (web/logpage, tested in a browser by package bot) is left out.
 func TestTaskPageGolden(t *testing.T) {
 	dir := t.TempDir()
-	res, err := results.Open(filepath.Join(dir, "results.db"), nil)
+	res, err := openHistory(t, filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +82,7 @@ func TestTaskPageGolden(t *testing.T) {
 	put(prefix+"artifacts/junit.xml", `<testsuite><testcase name="TestParse"><failure/></testcase></testsuite>`, "application/xml")
 	put(prefix+store.ResultName, result(second, failed, "bot-b", at.Add(3*time.Minute), 2.3), "application/json")
 
-	srv := httptest.NewServer(New(Config{Results: res, Store: st}))
+	srv := httptest.NewServer(New(Config{History: res, Store: st}))
 	t.Cleanup(srv.Close)
 	for _, attempt := range []string{"1", "2"} {
 		t.Run("attempt "+attempt, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 )
 
 // listTests answers GET /api/v1/tests?repo=&context=&since=14d&flaky=1:
@@ -13,7 +14,7 @@ import (
 // failure with its log link.
 func (s *Server) listTests(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := results.TestFilter{Repo: q.Get("repo"), Context: q.Get("context")}
+	f := state.TestFilter{Repo: q.Get("repo"), Context: q.Get("context")}
 	if v := q.Get("since"); v != "" {
 		age, err := results.ParseAge(v)
 		if err != nil {
@@ -36,7 +37,7 @@ func (s *Server) listTests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Limit = limit
-	tests, err := s.cfg.Results.Tests(r.Context(), f)
+	tests, err := s.cfg.History.Tests(r.Context(), f)
 	if err != nil {
 		s.internal(w, r, err)
 		return

@@ -9,13 +9,12 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/results"
 )
 
 func TestTestsAPI(t *testing.T) {
 	srv, task := fixture(t)
 	// The fixture's database is private; record into a second server's.
-	res, err := results.Open(filepath.Join(t.TempDir(), "r.db"), nil)
+	res, err := openHistory(t, filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +28,7 @@ func TestTestsAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv.Config.Handler = New(Config{Results: res})
+	srv.Config.Handler = New(Config{History: res})
 	tests := []struct {
 		name, query string
 		code        int

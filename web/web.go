@@ -28,14 +28,22 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/queue"
-	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 	"github.com/turtles-ci/turtles/store"
 	"github.com/turtles-ci/turtles/web/logpage"
 )
 
+// History is the part of the state database (state.DB) the pages and
+// the API read: with PostgreSQL, every replica shows the same.
+type History interface {
+	List(ctx context.Context, f state.Filter) ([]state.Task, error)
+	Get(ctx context.Context, id string) (state.Task, error)
+	Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats, error)
+}
+
 // Config is what the server shows and where it finds it.
 type Config struct {
-	Results *results.DB
+	History History
 	Store   store.Store
 	// Queue, if set, answers /api/v1/deadletters.
 	Queue queue.Queue
@@ -101,9 +109,9 @@ func LogURL(base string, t turtles.Task) string {
 
 func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := results.Filter{State: results.State(q.Get("state")), Repo: q.Get("repo"), SHA: q.Get("sha")}
+	f := state.Filter{State: state.TaskState(q.Get("state")), Repo: q.Get("repo"), SHA: q.Get("sha")}
 	switch f.State {
-	case "", results.Queued, results.Running, results.Retrying, results.Finished:
+	case "", state.Queued, state.Running, state.Retrying, state.Finished:
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown state %q: want queued, running, retrying or finished", f.State))
 		return
@@ -114,7 +122,7 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Limit = limit
-	tasks, err := s.cfg.Results.List(r.Context(), f)
+	tasks, err := s.cfg.History.List(r.Context(), f)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -123,8 +131,8 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
-	t, err := s.cfg.Results.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, results.ErrNotFound) {
+	t, err := s.cfg.History.Get(r.Context(), r.PathValue("id"))
+	if errors.Is(err, state.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no such task")
 		return
 	}
@@ -152,7 +160,7 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
-	tasks, err := s.cfg.Results.List(r.Context(), results.Filter{Limit: 200})
+	tasks, err := s.cfg.History.List(r.Context(), state.Filter{Limit: 200})
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -161,7 +169,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 }
 
 type taskView struct {
-	Task    results.Task
+	Task    state.Task
 	Attempt int
 	Live    bool
 	LogKey  string
@@ -178,8 +186,8 @@ const maxInlineLog = 4 << 20
 
 func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	t, err := s.cfg.Results.Get(ctx, r.PathValue("id"))
-	if errors.Is(err, results.ErrNotFound) {
+	t, err := s.cfg.History.Get(ctx, r.PathValue("id"))
+	if errors.Is(err, state.ErrNotFound) {
 		http.Error(w, "No such task. It may not have been picked up yet: try again in a moment.", http.StatusNotFound)
 		return
 	}
@@ -199,7 +207,7 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, a := range t.Attempts {
 		if a.Number == v.Attempt {
-			v.Live = a.State == results.Running
+			v.Live = a.State == state.Running
 		}
 	}
 	if v.Attempt > 0 {

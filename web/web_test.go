@@ -13,13 +13,15 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
+	"github.com/turtles-ci/turtles/state/sqlite"
 	"github.com/turtles-ci/turtles/store"
 )
 
 func fixture(t *testing.T) (*httptest.Server, turtles.Task) {
 	t.Helper()
 	dir := t.TempDir()
-	res, err := results.Open(filepath.Join(dir, "results.db"), nil)
+	res, err := openHistory(t, filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func fixture(t *testing.T) (*httptest.Server, turtles.Task) {
 	}
 	put(store.LogName, "line one\n\x1b[31mred line\x1b[0m\n", "text/plain; charset=utf-8")
 	put("artifacts/evil.html", "<script>alert(1)</script>", "text/html")
-	srv := httptest.NewServer(New(Config{Results: res, Store: st}))
+	srv := httptest.NewServer(New(Config{History: res, Store: st}))
 	t.Cleanup(srv.Close)
 	return srv, task
 }
@@ -128,7 +130,7 @@ func TestPagesAndFiles(t *testing.T) {
 			t.Errorf("GET %s = %d, want %d", path, code, want)
 		}
 	}
-	var task2 results.Task
+	var task2 state.Task
 	_, _, body = get(t, srv.URL+"/api/v1/tasks/"+task.ID())
 	if err := json.Unmarshal([]byte(body), &task2); err != nil || len(task2.Attempts) != 1 {
 		t.Errorf("task JSON: %v, %d attempts, want 1", err, len(task2.Attempts))
@@ -154,4 +156,21 @@ func TestStripANSI(t *testing.T) {
 			t.Errorf("stripANSI(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// history is the state database as serve wires it: the pages read it,
+// the recorder writes events into it.
+type history struct {
+	*sqlite.DB
+	rec *results.Recorder
+}
+
+func (h history) Handle(ctx context.Context, ev turtles.Event) error { return h.rec.Handle(ctx, ev) }
+
+func openHistory(t *testing.T, path string) (history, error) {
+	db, err := sqlite.Open(t.Context(), path, state.Options{})
+	if err != nil {
+		return history{}, err
+	}
+	return history{DB: db, rec: results.New(results.Config{History: db})}, nil
 }

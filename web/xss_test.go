@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -85,7 +84,7 @@ func TestArtifactsCannotRunScript(t *testing.T) {
 // markup: the pages show them as text, in HTML and in the inline script.
 func TestPagesEscapeTaskText(t *testing.T) {
 	dir := t.TempDir()
-	res, err := results.Open(filepath.Join(dir, "results.db"), nil)
+	res, err := openHistory(t, filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +120,7 @@ func TestPagesEscapeTaskText(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv := New(Config{Results: res, Store: st})
+	srv := New(Config{History: res, Store: st})
 	for _, path := range []string{"/", "/tasks/" + task.ID(), "/tasks/" + task.ID() + "/1"} {
 		rec := httptest.NewRecorder()
 		srv.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))

@@ -33,7 +33,7 @@ import (
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/queue/amqp/amqptest"
-	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 )
 
 const docsFile = "../../docs/distributed.md"
@@ -225,7 +225,7 @@ func TestDocsFromZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var answer struct{ Tasks []results.Task }
+	var answer struct{ Tasks []state.Task }
 	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
 		t.Fatalf("decode API answer: %v", err)
 	}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
-	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 )
 
 func TestMain(m *testing.M) { os.Exit(e2e.Run(m)) }
@@ -97,7 +97,7 @@ func TestServeEndToEnd(t *testing.T) {
 		tasks := s.Tasks(sha)
 		got := map[string]string{}
 		for _, x := range tasks {
-			if x.State != results.Finished || x.Outcome == nil {
+			if x.State != state.Finished || x.Outcome == nil {
 				t.Errorf("%s: state %s, want finished with an outcome", x.Context, x.State)
 				continue
 			}
@@ -213,7 +213,7 @@ func TestCrashRestart(t *testing.T) {
 	s.Webhook("pull_request", "crash-1", body, e2e.Sign(body))
 	e2e.WaitFor(t, 30*time.Second, "slow task running", func() bool {
 		for _, x := range s.Tasks(sha) {
-			if x.Context == "slow" && x.State == results.Running {
+			if x.Context == "slow" && x.State == state.Running {
 				return true
 			}
 		}
@@ -258,7 +258,7 @@ func TestDrain(t *testing.T) {
 	s.Webhook("pull_request", "drain-1", body, e2e.Sign(body))
 	e2e.WaitFor(t, 30*time.Second, "slow task running", func() bool {
 		for _, x := range s.Tasks(sha) {
-			if x.Context == "slow" && x.State == results.Running {
+			if x.Context == "slow" && x.State == state.Running {
 				return true
 			}
 		}

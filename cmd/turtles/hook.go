@@ -17,9 +17,12 @@ to --queue. It needs no forge token. A publish that fails or takes longer
 than --webhook-publish-timeout (the broker is down) answers 503, so the
 forge can deliver again.
 
-Delivery IDs and the SHA-256 of each body are remembered in
-DATA-DIR/deliveries.db so that a redelivered webhook, or a payload replayed
-under a new delivery ID, is not queued twice; run one hook per data dir.
+Delivery IDs and the SHA-256 of each body are remembered in the state
+database (--database) so that a redelivered webhook, or a payload replayed
+under a new delivery ID, is not queued twice. With --database
+postgres://..., run as many hooks as you like behind a load balancer: they
+share what they remember. When the database is away, webhooks are answered
+503 as when the broker is, never 2xx for a delivery that was not recorded.
 Unsigned bodies are bounded by --http-read-timeout and --webhook-body-budget.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -34,6 +37,7 @@ Unsigned bodies are bounded by --http-read-timeout and --webhook-body-budget.`,
 		"bot-name", "log-level", "log-format")
 	addForgeFlags(cmd.Flags(), "forge")
 	addHTTPFlags(cmd.Flags())
+	addOptions(cmd.Flags(), stateFlags...)
 	return cmd
 }
 
@@ -41,7 +45,7 @@ Unsigned bodies are bounded by --http-read-timeout and --webhook-body-budget.`,
 // the inbox, when the backend has one: whether the reporter has a gate it
 // cannot know, and the reporter takes every request.
 var hookParts = spec{
-	need: []partID{partQueue, partDeliveries, partReceiver, partHTTP},
+	need: []partID{partQueue, partState, partDeliveries, partReceiver, partHTTP},
 	may:  []partID{partInbox},
 }
 
@@ -56,6 +60,6 @@ func runHook(s Settings) error {
 	defer sys.Close()
 	rcv := sys.Receiver.Get()
 	log.Info("turtles hook receiving", "version", buildVersion(), "listen", s.Listen, "queue", redactQueue(s.Queue),
-		"webhook", "/hook/"+rcv.name, "webhook_secret", rcv.secretPath, "pool", s.Pool)
+		"database", describeDatabase(s.Database), "webhook", "/hook/"+rcv.name, "webhook_secret", rcv.secretPath, "pool", s.Pool)
 	return sys.run(ctx, again)
 }

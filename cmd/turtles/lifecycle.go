@@ -81,6 +81,9 @@ func (sys *system) run(ctx context.Context, again <-chan os.Signal) error {
 			sc.Run(intake, sys.s.ScanInterval)
 		})
 	}
+	if db, ok := sys.State.GetOK(); ok {
+		intakeWG.Go(func() { sys.runPruner(intake, db) })
+	}
 
 	// The event consumer, stopped at step 3.
 	events, stopEvents := context.WithCancel(context.Background())
@@ -92,10 +95,20 @@ func (sys *system) run(ctx context.Context, again <-chan os.Signal) error {
 		// Bots do not know where the pages are served; this process does.
 		link := func(t turtles.Task) string { return web.LogURL(sys.s.PublicURL, t) }
 		handlers := []report.Handler{report.Linked(res, link)}
-		if rep, ok := sys.Reporter.GetOK(); ok {
+		rep, hasReporter := sys.Reporter.GetOK()
+		if hasReporter {
 			handlers = append(handlers, report.Linked(rep, link))
 		}
 		eventsWG.Go(func() {
+			if hasReporter {
+				// What a reporter before this one recorded and did not
+				// post (it died, the forge was down).
+				if n, err := rep.PostUnposted(events); err != nil && events.Err() == nil {
+					log.Warn("post the final statuses left unposted; their events post them when they come again", "posted", n, "err", err)
+				} else if n > 0 {
+					log.Info("posted final statuses left unposted", "posted", n)
+				}
+			}
 			if err := report.Consume(events, marked, log.With("part", "events"), handlers...); err != nil {
 				fail(err)
 			}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
-	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 )
 
 // TestKilledBotAttemptEnds: serve is SIGKILLed while a task sleeps. No
@@ -37,11 +37,11 @@ func TestKilledBotAttemptEnds(t *testing.T) {
 	e2e.WaitFor(t, 5*time.Second, "the task's processes to die with the bot", func() bool { return len(sleepers(marker)) == 0 })
 
 	s.Start()
-	var lost results.Attempt
+	var lost state.Attempt
 	e2e.WaitFor(t, 30*time.Second, "the lost attempt to end", func() bool {
 		for _, x := range s.Tasks(sha) {
 			for _, a := range x.Attempts {
-				if x.Context == "slow" && a.Number == 1 && a.State != results.Running {
+				if x.Context == "slow" && a.Number == 1 && a.State != state.Running {
 					lost = a
 					return true
 				}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -45,22 +44,17 @@ func (sys *system) openStore() error {
 	return nil
 }
 
-// openResults opens the results DB in the data dir, reading results.json
-// files from the store.
+// openResults builds the recorder of events into the state's history,
+// reading results.json files from the store.
 func (sys *system) openResults() error {
-	if err := os.MkdirAll(sys.s.DataDir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", sys.s.DataDir, err)
-	}
-	res, err := results.Open(filepath.Join(sys.s.DataDir, "results.db"), sys.log.With("part", "results"))
-	if err != nil {
-		return err
-	}
-	sys.onClose(res.Close)
 	st := sys.Store.Get()
-	res.ReadResultsFrom(st)
-	// A bot that died cannot end its log; the recorder does, with why.
-	res.EndLostLogs(func(ctx context.Context, r turtles.Result) error { return bot.EndLost(ctx, st, r) })
-	sys.Results.Set(res)
+	sys.Results.Set(results.New(results.Config{
+		History: sys.State.Get(),
+		Store:   st,
+		// A bot that died cannot end its log; the recorder does, with why.
+		EndLog: func(ctx context.Context, r turtles.Result) error { return bot.EndLost(ctx, st, r) },
+		Log:    sys.log.With("part", "results"),
+	}))
 	return nil
 }
 
@@ -96,7 +90,8 @@ func (sys *system) openGate() error {
 }
 
 func (sys *system) openReporter() error {
-	sys.Reporter.Set(report.New(report.Config{Forge: sys.Forge.Get(), Log: sys.log.With("part", "reporter"), Registerer: sys.reg}))
+	sys.Reporter.Set(report.New(report.Config{Forge: sys.Forge.Get(), Finals: sys.State.Get(),
+		Log: sys.log.With("part", "reporter"), Registerer: sys.reg}))
 	return nil
 }
 
@@ -222,20 +217,21 @@ func (sys *system) openReceiver() error {
 }
 
 // openHTTP listens on --listen with the pages, the API, the webhook
-// receiver and /metrics, as far as the process has them: a process with
-// results serves the web package's pages and API; a webhook receiver
-// alone serves only itself, /metrics and /healthz.
+// receiver and /metrics, as far as the process has them: a process that
+// records results serves the web package's pages and API from the state
+// database; a webhook receiver alone serves only itself, /metrics and
+// /healthz.
 func (sys *system) openHTTP() error {
 	var h http.Handler
 	rcv, hasReceiver := sys.Receiver.GetOK()
-	if res, ok := sys.Results.GetOK(); ok {
+	if sys.Results.isSet() {
 		var hooks map[string]http.Handler
 		if hasReceiver {
 			hooks = map[string]http.Handler{rcv.name: rcv.handler}
 		}
 		st, _ := sys.Store.GetOK()
 		q, _ := sys.Queue.GetOK()
-		h = web.New(web.Config{Results: res, Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web")})
+		h = web.New(web.Config{History: sys.State.Get(), Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web")})
 	} else {
 		mux := http.NewServeMux()
 		if hasReceiver {

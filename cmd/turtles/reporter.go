@@ -11,15 +11,18 @@ func reporterCmd() *cobra.Command {
 		Use:   "reporter",
 		Short: "Consume task events: record results, set commit statuses, serve the API, log pages and metrics",
 		Long: `reporter consumes the events that bots and the queue emit on --queue,
-records them in DATA-DIR/results.db and sets commit statuses on the forge
-(it is the only process that needs the forge token). It also runs the trust
+records them in the state database (--database) and sets commit statuses on
+the forge (it is the only process that needs the forge token). It also runs the trust
 gate on what the hook could not decide alone (pull requests of untrusted
 authors, comment commands such as /ok-to-test), which the hook passes
 through the queue's inbox. It serves the JSON API
 (/api/v1/...), the log pages of --store-dir and /metrics on --listen.
 
-With RabbitMQ, run one reporter, or several on different data dirs: only one
-consumes at a time (single active consumer), the others stand by.`,
+With RabbitMQ, run several reporters on one --database postgres://...: one
+consumes at a time (single active consumer), the others stand by and serve
+the same history. The final status of each task attempt is recorded there
+before it is posted, so that it is posted once, whichever reporter handles
+it; one that takes over posts what the one before left unposted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := loadSettings(cmd.Flags())
@@ -35,6 +38,7 @@ consumes at a time (single active consumer), the others stand by.`,
 	addIsolationFlags(cmd.Flags(), false)
 	addForgeFlags(cmd.Flags())
 	addHTTPFlags(cmd.Flags(), "http-read-timeout", "http-idle-timeout")
+	addOptions(cmd.Flags(), stateFlags...)
 	return cmd
 }
 
@@ -43,7 +47,7 @@ consumes at a time (single active consumer), the others stand by.`,
 // lookups it drops them, with a warning), since a hook puts them there
 // without knowing.
 var reporterParts = spec{
-	need: []partID{partQueue, partEvents, partStore, partResults, partForge, partReporter, partHTTP},
+	need: []partID{partQueue, partEvents, partState, partStore, partResults, partForge, partReporter, partHTTP},
 	may:  []partID{partInbox, partGate, partScanner},
 }
 
@@ -56,7 +60,8 @@ func runReporter(s Settings) error {
 		return err
 	}
 	defer sys.Close()
-	log.Info("turtles reporter running", "version", buildVersion(), "url", s.PublicURL, "queue", redactQueue(s.Queue))
+	log.Info("turtles reporter running", "version", buildVersion(), "url", s.PublicURL, "queue", redactQueue(s.Queue),
+		"database", describeDatabase(s.Database))
 	announcePublicURL(s, log)
 	return sys.run(ctx, again)
 }

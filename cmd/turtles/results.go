@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 )
 
 func resultsCmd() *cobra.Command {
@@ -45,13 +48,57 @@ in a later one, and prints them worst first with their last failure's log.`,
 	flakes.Flags().StringVar(&since, "since", "14d", "how far back to look, such as 14d or 48h")
 	flakes.Flags().StringVar(&repo, "repo", "", "only this repository")
 	flakes.Flags().StringVar(&context_, "context", "", "only this context")
-	cmd.AddCommand(flakes)
+	cmd.AddCommand(flakes, resultsPruneCmd())
 	return cmd
 }
 
-func fetchTests(ctx context.Context, u string) ([]results.TestStats, error) {
+func resultsPruneCmd() *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "prune [--dry-run]",
+		Short: "Forget what the retention settings let go from the state database, now",
+		Long: `prune does once what serve, hook and reporter do every hour: it deletes
+from the state database (--database) the webhook deliveries, event IDs,
+final statuses and finished tasks older than --retain-deliveries,
+--retain-events, --retain-finals and --retain-tasks, and says how many rows
+it deleted (with --dry-run, would delete). Per-test results go with their
+logs: see turtles store prune.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := loadSettings(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			log := newLogger(s, os.Stderr)
+			sys, err := openSystem(s, log, spec{need: []partID{partState}})
+			if err != nil {
+				return err
+			}
+			defer sys.Close()
+			p := s.prune(time.Now())
+			p.DryRun = dryRun
+			n, err := sys.State.Get().Prune(cmd.Context(), p)
+			if err != nil {
+				return err
+			}
+			verb := "deleted"
+			if dryRun {
+				verb = "would delete"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d deliveries, %d event IDs, %d finals, %d tasks with %d attempts in %s\n",
+				verb, n.Deliveries, n.Events, n.Finals, n.Tasks, n.Attempts, describeDatabase(s.Database))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only count what would be deleted")
+	addFlags(cmd.Flags(), "data-dir", "log-level", "log-format")
+	addOptions(cmd.Flags(), stateFlags...)
+	return cmd
+}
+
+func fetchTests(ctx context.Context, u string) ([]state.TestStats, error) {
 	var body struct {
-		Tests []results.TestStats `json:"tests"`
+		Tests []state.TestStats `json:"tests"`
 	}
 	if err := askTurtles(ctx, u, &body); err != nil {
 		return nil, err
@@ -59,7 +106,7 @@ func fetchTests(ctx context.Context, u string) ([]results.TestStats, error) {
 	return body.Tests, nil
 }
 
-func printFlakes(w io.Writer, tests []results.TestStats) {
+func printFlakes(w io.Writer, tests []state.TestStats) {
 	if len(tests) == 0 {
 		fmt.Fprintln(w, "no flaky tests")
 		return

@@ -15,7 +15,9 @@ func serveCmd() *cobra.Command {
 		Long: `serve runs all of turtles in one process, on an embedded queue, storing
 everything under --data-dir. With no flags it works: it generates a webhook
 secret in the data dir and, without a GitHub token, logs the statuses it
-would set.
+would set. What it remembers (webhook deliveries, the history of tasks
+the pages and API show, the final status of each attempt) is in the state
+database, DATA-DIR/state.db unless --database says otherwise.
 
 Ctrl-C (SIGINT) or SIGTERM drains: no new task starts, running tasks finish
 (up to --drain-timeout), a second Ctrl-C puts them back on the queue at once;
@@ -38,13 +40,14 @@ Nothing is lost: what did not finish runs again at the next start.`,
 	addImageFlags(cmd.Flags())
 	addForgeFlags(cmd.Flags())
 	addHTTPFlags(cmd.Flags())
+	addOptions(cmd.Flags(), stateFlags...)
 	return cmd
 }
 
 // serveParts: everything, in one process. The gate needs forge
 // credentials; the scanner --scan-repos too.
 var serveParts = spec{
-	need: []partID{partQueue, partEvents, partDeliveries, partStore, partResults, partForge, partReporter, partBot, partReceiver, partHTTP},
+	need: []partID{partQueue, partEvents, partState, partDeliveries, partStore, partResults, partForge, partReporter, partBot, partReceiver, partHTTP},
 	may:  []partID{partInbox, partGate, partScanner},
 }
 
@@ -59,7 +62,8 @@ func serve(s Settings) error {
 	defer sys.Close()
 	rcv := sys.Receiver.Get()
 	log.Info("turtles serving", "version", buildVersion(), "url", s.PublicURL, "webhook", s.PublicURL+"/hook/"+rcv.name,
-		"webhook_secret", rcv.secretPath, "data_dir", s.DataDir, "slots", s.Slots, "pool", s.Pool)
+		"webhook_secret", rcv.secretPath, "data_dir", s.DataDir,
+		"database", describeDatabase(s.Database), "slots", s.Slots, "pool", s.Pool)
 	announcePublicURL(s, log)
 	return sys.run(ctx, again)
 }

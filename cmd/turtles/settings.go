@@ -28,15 +28,22 @@ type Settings struct {
 	PublicURL string `yaml:"public_url"`
 	// Queue is the embedded queue's SQLite file, or an amqp:// or amqps://
 	// URL for RabbitMQ (docs/distributed.md).
-	Queue         string        `yaml:"queue"`
-	Lease         time.Duration `yaml:"lease"`
-	MaxDeliveries int           `yaml:"max_deliveries"`
-	BotName       string        `yaml:"bot_name"`
-	Pool          string        `yaml:"pool"`
-	Slots         int           `yaml:"slots"`
-	WorkDir       string        `yaml:"work_dir"`
-	StoreDir      string        `yaml:"store_dir"`
-	DrainTimeout  time.Duration `yaml:"drain_timeout"`
+	Queue string `yaml:"queue"`
+	// Database is the state database's SQLite file, or a postgres:// URL
+	// (state.go); the Retain* settings say what it forgets when.
+	Database         string        `yaml:"database"`
+	RetainDeliveries time.Duration `yaml:"retain_deliveries"`
+	RetainEvents     time.Duration `yaml:"retain_events"`
+	RetainFinals     time.Duration `yaml:"retain_finals"`
+	RetainTasks      time.Duration `yaml:"retain_tasks"`
+	Lease            time.Duration `yaml:"lease"`
+	MaxDeliveries    int           `yaml:"max_deliveries"`
+	BotName          string        `yaml:"bot_name"`
+	Pool             string        `yaml:"pool"`
+	Slots            int           `yaml:"slots"`
+	WorkDir          string        `yaml:"work_dir"`
+	StoreDir         string        `yaml:"store_dir"`
+	DrainTimeout     time.Duration `yaml:"drain_timeout"`
 	// RetryDelays are the waits before retrying an infrastructure failure,
 	// by attempt; the last one repeats until max-deliveries.
 	RetryDelays []time.Duration `yaml:"retry_delays"`
@@ -145,6 +152,7 @@ func defaults() Settings {
 	httpDefaults(&s)
 	imageDefaults(&s)
 	isolationDefaults(&s)
+	stateDefaults(&s)
 	return s
 }
 
@@ -187,6 +195,9 @@ func readConfigFile(path string, s *Settings) error {
 func (s *Settings) fill() {
 	if s.Queue == "" {
 		s.Queue = filepath.Join(s.DataDir, "queue.db")
+	}
+	if s.Database == "" {
+		s.Database = filepath.Join(s.DataDir, "state.db")
 	}
 	if s.WorkDir == "" {
 		s.WorkDir = filepath.Join(s.DataDir, "work")
@@ -267,6 +278,9 @@ func (s *Settings) validate() error {
 		errs = append(errs, err)
 	}
 	if err := s.validateIsolation(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.validateState(); err != nil {
 		errs = append(errs, err)
 	}
 	if isAMQP(s.Queue) {

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 )
 
 func statusCmd() *cobra.Command {
@@ -53,9 +53,9 @@ the server could not be asked).`,
 
 // showStatus prints the selected tasks, after waiting for them to finish
 // if wait is set; then it exits with their verdict.
-func showStatus(cmd *cobra.Command, server, sha, repo, state string, wait time.Duration, expect int) error {
+func showStatus(cmd *cobra.Command, server, sha, repo, taskState string, wait time.Duration, expect int) error {
 	q := url.Values{}
-	for k, v := range map[string]string{"sha": sha, "repo": repo, "state": state} {
+	for k, v := range map[string]string{"sha": sha, "repo": repo, "state": taskState} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -70,7 +70,7 @@ func showStatus(cmd *cobra.Command, server, sha, repo, state string, wait time.D
 		}
 		done := len(tasks) >= expect
 		for _, t := range tasks {
-			done = done && t.State == results.Finished
+			done = done && t.State == state.Finished
 		}
 		if wait == 0 || done {
 			printTasks(cmd.OutOrStdout(), tasks)
@@ -88,8 +88,8 @@ func showStatus(cmd *cobra.Command, server, sha, repo, state string, wait time.D
 	}
 }
 
-func fetchTasks(ctx context.Context, u string) ([]results.Task, error) {
-	var r struct{ Tasks []results.Task }
+func fetchTasks(ctx context.Context, u string) ([]state.Task, error) {
+	var r struct{ Tasks []state.Task }
 	if err := askTurtles(ctx, u, &r); err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func askTurtles(ctx context.Context, u string, v any) error {
 	return nil
 }
 
-func printTasks(w io.Writer, tasks []results.Task) {
+func printTasks(w io.Writer, tasks []state.Task) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONTEXT\tSTATE\tOUTCOME\tATTEMPTS\tLOG")
 	for _, t := range tasks {
@@ -135,7 +135,7 @@ func printTasks(w io.Writer, tasks []results.Task) {
 }
 
 // exitCode: 0 all succeeded, 1 a test failed, 2 anything else.
-func exitCode(tasks []results.Task) int {
+func exitCode(tasks []state.Task) int {
 	code := 0
 	for _, t := range tasks {
 		switch {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 	"github.com/turtles-ci/turtles/store"
 	"github.com/turtles-ci/turtles/store/s3"
 )
@@ -101,11 +101,12 @@ func storeCmd() *cobra.Command {
 whose newest file is older than --older-than, in the store of --store or
 --store-dir. Attempts still being written are newer, so they stay.
 
-When DATA-DIR/results.db exists (the results database of serve and
-reporter), prune also deletes its per-test results of attempts that
-finished before the same cutoff, so that no test result links to a
-deleted log. Tasks and attempts stay: they are small, and statuses link
-to them.`,
+When the state database exists (--database: DATA-DIR/state.db, the one of
+serve, or the PostgreSQL database of hooks and reporters), prune also
+deletes its per-test results of attempts that finished before the same
+cutoff, so that no test result links to a deleted log. Tasks and attempts
+stay: they are small, statuses link to them, and --retain-tasks of the
+long-running processes decides how long.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			age, err := results.ParseAge(olderThan)
@@ -132,37 +133,39 @@ to them.`,
 			if err != nil {
 				return err
 			}
-			rows, path, err := pruneResults(cmd.Context(), s.DataDir, cutoff, dryRun, log)
-			if path != "" && err == nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %d test results older than %s in %s\n", verb, rows, olderThan, path)
+			rows, ok, err := pruneTests(cmd.Context(), s, cutoff, dryRun, log)
+			if ok && err == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %d test results older than %s in %s\n", verb, rows, olderThan, describeDatabase(s.Database))
 			}
 			return err
 		},
 	}
 	prune.Flags().StringVar(&olderThan, "older-than", "90d", "age of the attempts to delete, such as 90d or 720h")
 	prune.Flags().BoolVar(&dryRun, "dry-run", false, "only count what would be deleted")
-	addFlags(prune.Flags(), "data-dir", "store", "store-dir", "s3-credentials-file", "log-level", "log-format")
+	addFlags(prune.Flags(), "data-dir", "database", "store", "store-dir", "s3-credentials-file", "log-level", "log-format")
 	cmd.AddCommand(prune)
 	return cmd
 }
 
-// pruneParts: the store. The results database is opened only if it
-// exists (pruneResults), so it is no part: the part creates one.
+// pruneParts: the store. The state database is opened only if it exists
+// (pruneTests), so it is no part: the part creates one.
 var pruneParts = spec{need: []partID{partStore}}
 
-// pruneResults deletes the per-test results that finished before cutoff
-// from DATA-DIR/results.db, if that database exists: prune never creates
-// one. It returns the rows deleted and the database's path ("" if none).
-func pruneResults(ctx context.Context, dataDir string, cutoff time.Time, dryRun bool, log *slog.Logger) (int64, string, error) {
-	path := filepath.Join(dataDir, "results.db")
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return 0, "", nil
+// pruneTests deletes the per-test results that finished before cutoff
+// from the state database, if there is one: prune never creates an
+// SQLite file. It returns the rows deleted and whether there was a
+// database.
+func pruneTests(ctx context.Context, s Settings, cutoff time.Time, dryRun bool, log *slog.Logger) (int64, bool, error) {
+	if !isPostgres(s.Database) {
+		if _, err := os.Stat(s.Database); errors.Is(err, fs.ErrNotExist) {
+			return 0, false, nil
+		}
 	}
-	db, err := results.Open(path, log.With("part", "results"))
+	db, err := openStateDB(s, log)
 	if err != nil {
-		return 0, path, err
+		return 0, true, err
 	}
 	defer db.Close()
-	n, err := db.PruneTests(ctx, cutoff, dryRun)
-	return n, path, err
+	n, err := db.Prune(ctx, state.Prune{Tests: cutoff, DryRun: dryRun})
+	return n.Tests, true, err
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
-	"github.com/turtles-ci/turtles/results"
+	"github.com/turtles-ci/turtles/state"
 )
 
 func TestS3Config(t *testing.T) {
@@ -40,18 +40,19 @@ func TestS3Config(t *testing.T) {
 	}
 }
 
-func TestPruneResults(t *testing.T) {
+func TestPruneTests(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
+	s := Settings{Database: filepath.Join(dir, "state.db")}
 	log := slog.New(slog.DiscardHandler)
 	// No database: nothing to do, and none is created.
-	if n, path, err := pruneResults(ctx, dir, time.Now(), false, log); n != 0 || path != "" || err != nil {
-		t.Fatalf("without a database: %d, %q, %v", n, path, err)
+	if n, ok, err := pruneTests(ctx, s, time.Now(), false, log); n != 0 || ok || err != nil {
+		t.Fatalf("without a database: %d, %v, %v", n, ok, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "results.db")); err == nil {
-		t.Fatal("prune created a results database")
+	if _, err := os.Stat(s.Database); err == nil {
+		t.Fatal("prune created a state database")
 	}
-	db, err := results.Open(filepath.Join(dir, "results.db"), nil)
+	db, err := openStateDB(s, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,21 +68,21 @@ func TestPruneResults(t *testing.T) {
 	}
 	db.Close()
 	cutoff := time.Now().Add(-90 * 24 * time.Hour)
-	if n, _, err := pruneResults(ctx, dir, cutoff, true, log); n != 2 || err != nil {
+	if n, _, err := pruneTests(ctx, s, cutoff, true, log); n != 2 || err != nil {
 		t.Fatalf("dry run = %d, %v; want 2", n, err)
 	}
-	if n, _, err := pruneResults(ctx, dir, cutoff, false, log); n != 2 || err != nil {
+	if n, _, err := pruneTests(ctx, s, cutoff, false, log); n != 2 || err != nil {
 		t.Fatalf("prune = %d, %v; want 2", n, err)
 	}
-	if n, _, err := pruneResults(ctx, dir, cutoff, false, log); n != 0 || err != nil {
+	if n, _, err := pruneTests(ctx, s, cutoff, false, log); n != 0 || err != nil {
 		t.Fatalf("second prune = %d, %v; want 0", n, err)
 	}
-	db, err = results.Open(filepath.Join(dir, "results.db"), nil)
+	db, err = openStateDB(s, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	left, err := db.Tests(ctx, results.TestFilter{})
+	left, err := db.Tests(ctx, state.TestFilter{})
 	if err != nil || len(left) != 1 || left[0].Runs != 1 {
 		t.Errorf("left after prune: %+v, %v; want test a with 1 run", left, err)
 	}

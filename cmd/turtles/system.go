@@ -23,6 +23,7 @@ import (
 	"github.com/turtles-ci/turtles/report"
 	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/scan"
+	"github.com/turtles-ci/turtles/state"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -41,17 +42,21 @@ type system struct {
 	Events part[queue.Events]
 	// Inbox carries what needs forge lookups from the webhook receiver
 	// to the gate, in the process that holds the forge token.
-	Inbox      part[queue.Inbox]
+	Inbox part[queue.Inbox]
+	// State is the state database (state.go): the delivery log, the
+	// history the pages and the API show, the reporter's finals.
+	State      part[state.DB]
 	Deliveries part[hook.DeliveryLog]
 	Store      part[store.Store]
-	Results    part[*results.DB]
-	Forge      part[forge.Forge]
-	Gate       part[*gate.Gate]
-	Reporter   part[*report.Reporter]
-	Scanner    part[*scan.Scanner]
-	Bot        part[*bot.Bot]
-	Receiver   part[receiver]
-	HTTP       part[httpServer]
+	// Results records events in the state's history.
+	Results  part[*results.Recorder]
+	Forge    part[forge.Forge]
+	Gate     part[*gate.Gate]
+	Reporter part[*report.Reporter]
+	Scanner  part[*scan.Scanner]
+	Bot      part[*bot.Bot]
+	Receiver part[receiver]
+	HTTP     part[httpServer]
 
 	closers []func() error // in the order opened; Close runs them backwards
 }
@@ -94,6 +99,7 @@ const (
 	partQueue partID = iota
 	partEvents
 	partInbox
+	partState
 	partDeliveries
 	partStore
 	partResults
@@ -110,14 +116,15 @@ const (
 // deps are the parts each part is built from (beyond optional ones it
 // uses when they are there: the receiver the inbox, HTTP the others).
 var deps = map[partID][]partID{
-	partEvents:   {partQueue},
-	partInbox:    {partQueue},
-	partResults:  {partStore},
-	partGate:     {partForge, partQueue, partEvents},
-	partReporter: {partForge},
-	partScanner:  {partGate, partQueue, partEvents},
-	partBot:      {partQueue, partEvents, partStore},
-	partReceiver: {partQueue, partDeliveries},
+	partEvents:     {partQueue},
+	partInbox:      {partQueue},
+	partDeliveries: {partState},
+	partResults:    {partStore, partState},
+	partGate:       {partForge, partQueue, partEvents},
+	partReporter:   {partForge, partState},
+	partScanner:    {partGate, partQueue, partEvents},
+	partBot:        {partQueue, partEvents, partStore},
+	partReceiver:   {partQueue, partDeliveries},
 }
 
 // spec is what a command needs of a system.
@@ -141,14 +148,14 @@ func (p *part[T]) absence() string  { return cmp.Or(p.why, "not built") }
 
 // parts are the system's parts by ID.
 func (sys *system) parts() [numParts]anyPart {
-	return [numParts]anyPart{&sys.Queue, &sys.Events, &sys.Inbox, &sys.Deliveries, &sys.Store, &sys.Results,
+	return [numParts]anyPart{&sys.Queue, &sys.Events, &sys.Inbox, &sys.State, &sys.Deliveries, &sys.Store, &sys.Results,
 		&sys.Forge, &sys.Gate, &sys.Reporter, &sys.Scanner, &sys.Bot, &sys.Receiver, &sys.HTTP}
 }
 
 // builders build the parts by ID; nil for parts another one's builder
 // sets (one queue backend is the queue, the events and the inbox).
 func (sys *system) builders() [numParts]func() error {
-	return [numParts]func() error{sys.openQueue, nil, nil, sys.openDeliveries, sys.openStore, sys.openResults,
+	return [numParts]func() error{sys.openQueue, nil, nil, sys.openState, sys.openDeliveries, sys.openStore, sys.openResults,
 		sys.openForge, sys.openGate, sys.openReporter, sys.openScanner, sys.openBot, sys.openReceiver, sys.openHTTP}
 }
 
@@ -157,6 +164,7 @@ func newSystem(s Settings, log *slog.Logger) *system {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sys := &system{s: s, log: log, reg: reg}
 	sys.Queue.name, sys.Events.name, sys.Inbox.name, sys.Deliveries.name = "queue", "events", "inbox", "webhook delivery log"
+	sys.State.name = "state database"
 	sys.Store.name, sys.Results.name, sys.Forge.name, sys.Gate.name = "store", "results", "forge", "gate"
 	sys.Reporter.name, sys.Scanner.name, sys.Bot.name = "reporter", "scanner", "bot"
 	sys.Receiver.name, sys.HTTP.name = "webhook receiver", "HTTP server"
