@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +26,6 @@ import (
 	"github.com/turtles-ci/turtles/syncio"
 )
 
-var shaRe = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
 // allowedSchemes are the transports Checkout fetches over. ext:: and fd::
 // would let a clone URL run commands on the bot.
@@ -174,7 +172,7 @@ func ResolveRev(ctx context.Context, dir, rev string) (string, error) {
 // CheckSHA refuses anything but a full commit ID (SHA-1 or SHA-256), so
 // that a SHA can never be taken for an option or a ref name.
 func CheckSHA(sha string) error {
-	if !shaRe.MatchString(sha) {
+	if !turtles.IsSHA(sha) {
 		return fmt.Errorf("bad commit SHA %q: want 40 lowercase hex digits", sha)
 	}
 	return nil

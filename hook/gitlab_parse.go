@@ -111,7 +111,7 @@ func parseGitLabPush(event string, body []byte, pool string, now time.Time) (par
 	}
 	t := planTask(repo, sha, pool, now)
 	t.Ref = p.Ref
-	if event == GitLabPush && shaRe.MatchString(p.Before) && p.Before != zeroSHA {
+	if event == GitLabPush && turtles.IsSHA(p.Before) && p.Before != zeroSHA {
 		t.BaseSHA = p.Before // zero for a new branch: nothing to compare with
 	}
 	// Only members who may push to the project itself push to it.
@@ -179,14 +179,14 @@ func parseGitLabMR(body []byte, pool string) (parsed, error) {
 	t.PR = a.IID
 	t.Ref = fmt.Sprintf("refs/merge-requests/%d/head", a.IID)
 	t.Base = a.TargetBranch
-	if a.DiffRefs != nil && shaRe.MatchString(a.DiffRefs.BaseSHA) {
+	if a.DiffRefs != nil && turtles.IsSHA(a.DiffRefs.BaseSHA) {
 		t.BaseSHA = a.DiffRefs.BaseSHA
 	}
 	if err := t.Validate(); err != nil {
 		return parsed{}, fmt.Errorf("merge request: %w", err)
 	}
 	var out parsed
-	if newCommits && shaRe.MatchString(a.Oldrev) {
+	if newCommits && turtles.IsSHA(a.Oldrev) {
 		out.cancel = &superseded{repo: repo.Name, sha: a.Oldrev, pr: a.IID}
 	}
 	if p.User == nil || p.User.Username == "" || p.User.ID != a.AuthorID {

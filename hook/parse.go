@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/turtles-ci/turtles"
@@ -88,8 +87,6 @@ type pushPayload struct {
 	Repository *repository `json:"repository"`
 }
 
-// shaRe is turtles.Task's rule for commit SHAs.
-var shaRe = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
 // zeroSHA is what GitHub sends as "after" when a ref was deleted.
 const zeroSHA = "0000000000000000000000000000000000000000"
@@ -108,7 +105,7 @@ func parsePush(body []byte, pool string, now time.Time) (parsed, error) {
 	}
 	t := planTask(repo, p.After, pool, now)
 	t.Ref = p.Ref
-	if shaRe.MatchString(p.Before) && p.Before != zeroSHA {
+	if turtles.IsSHA(p.Before) && p.Before != zeroSHA {
 		t.BaseSHA = p.Before // zero for a new branch: nothing to compare with
 	}
 	// Only people with write access can push to the repository itself.
@@ -178,14 +175,14 @@ func parsePullRequest(body []byte, pool string, now time.Time) (parsed, error) {
 	t.Ref = fmt.Sprintf("refs/pull/%d/head", number)
 	t.PR = number
 	t.Base = p.PullRequest.Base.Ref
-	if shaRe.MatchString(p.PullRequest.Base.SHA) {
+	if turtles.IsSHA(p.PullRequest.Base.SHA) {
 		t.BaseSHA = p.PullRequest.Base.SHA
 	}
 	if err := t.Validate(); err != nil {
 		return parsed{}, fmt.Errorf("pull_request: %w", err)
 	}
 	var out parsed
-	if p.Action == "synchronize" && p.Before != t.SHA && shaRe.MatchString(p.Before) {
+	if p.Action == "synchronize" && p.Before != t.SHA && turtles.IsSHA(p.Before) {
 		out.cancel = &superseded{repo: repo.Name, sha: p.Before, pr: number}
 	}
 	// The payload cannot prove the author trusted: author_association says
