@@ -26,7 +26,6 @@ import (
 	"github.com/turtles-ci/turtles/syncio"
 )
 
-
 // allowedSchemes are the transports Checkout fetches over. ext:: and fd::
 // would let a clone URL run commands on the bot.
 var allowedSchemes = map[string]bool{"https": true, "http": true, "file": true, "ssh": true, "git": true}

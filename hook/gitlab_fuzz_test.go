@@ -37,11 +37,11 @@ func FuzzParseGitLab(f *testing.F) {
 			if probe.Validate() != nil || r.PR <= 0 || r.User == "" || (r.SHA == "") == (len(r.Commands) == 0) {
 				t.Errorf("bad gate request %+v", r)
 			}
-			if r.SHA != "" && !shaRe.MatchString(r.SHA) {
+			if r.SHA != "" && !turtles.IsSHA(r.SHA) {
 				t.Errorf("gate request with bad SHA %q", r.SHA)
 			}
 		}
-		if c := p.cancel; c != nil && (!shaRe.MatchString(c.sha) || c.pr <= 0) {
+		if c := p.cancel; c != nil && (!turtles.IsSHA(c.sha) || c.pr <= 0) {
 			t.Errorf("bad cancel %+v", c)
 		}
 	})

@@ -87,7 +87,6 @@ type pushPayload struct {
 	Repository *repository `json:"repository"`
 }
 
-
 // zeroSHA is what GitHub sends as "after" when a ref was deleted.
 const zeroSHA = "0000000000000000000000000000000000000000"
 
