@@ -130,6 +130,14 @@ func (s Settings) heartbeat() time.Duration { return s.Lease / 3 }
 // or flush a log, short enough that a stuck one does not hold a slot.
 const killGrace = 10 * time.Second
 
+// The retry backoff of the event consumer (report.Consumer): a handler's
+// error (the forge is down, the results store is busy) is retried after
+// a second, then after twice as long each time, up to once a minute.
+const (
+	eventRetryMin = time.Second
+	eventRetryMax = time.Minute
+)
+
 func defaults() Settings {
 	s := Settings{
 		DataDir:       "./turtles-data",
