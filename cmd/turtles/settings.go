@@ -87,6 +87,11 @@ type Settings struct {
 	// ImageMaxSize caps the bytes a pinned image's manifest may claim
 	// before a fetch starts.
 	ImageMaxSize ByteSize `yaml:"image_max_size"`
+	// VMCPUs, VMMemory and VMBootTimeout size and time the VMs of tasks
+	// whose context does not say (options registered in machines.go).
+	VMCPUs        int           `yaml:"vm_cpus"`
+	VMMemory      ByteSize      `yaml:"vm_memory"`
+	VMBootTimeout time.Duration `yaml:"vm_boot_timeout"`
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
 	// file per name holding the value, as Kubernetes mounts a secret.
 	SecretsDir string `yaml:"secrets_dir"`
@@ -161,6 +166,7 @@ func defaults() Settings {
 	imageDefaults(&s)
 	isolationDefaults(&s)
 	stateDefaults(&s)
+	machineDefaults(&s)
 	return s
 }
 
@@ -289,6 +295,9 @@ func (s *Settings) validate() error {
 		errs = append(errs, err)
 	}
 	if err := s.validateState(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.validateMachines(); err != nil {
 		errs = append(errs, err)
 	}
 	if isAMQP(s.Queue) {
