@@ -32,6 +32,8 @@ const (
 	benchMemoryMB    = 1024
 	benchBootTimeout = 5 * time.Minute
 	benchStopGrace   = time.Second
+	// benchDebianMirror is where the test image is built from.
+	benchDebianMirror = "http://deb.debian.org/debian"
 )
 
 // vmOverlay measures vm.CreateOverlay on sparse raw bases of 1 GiB and
@@ -76,7 +78,7 @@ func vmOverlay(ctx context.Context) error {
 // same point: sshd sends its banner. Runs alternate, in the same process,
 // so that the load of the machine hits both alike.
 func vmBoot(ctx context.Context) error {
-	manifest, err := debian.Cached(ctx, debian.CacheDir(), "debian-12", os.Stderr, slog.Default())
+	manifest, err := debian.Cached(ctx, debian.CacheDir(), "debian-12", benchDebianMirror, os.Stderr, slog.Default())
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@ func vmImages(t *testing.T) string {
 	if os.Geteuid() != 0 {
 		t.Skip("building the Debian test image needs root")
 	}
-	m, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", nil, slog.Default())
+	m, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", "http://deb.debian.org/debian", nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

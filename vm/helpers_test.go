@@ -9,6 +9,9 @@ import (
 	"github.com/turtles-ci/turtles/image"
 )
 
+// testMirror is the Debian mirror the test image is built from.
+const testMirror = "http://deb.debian.org/debian"
+
 // testConfig is a complete Config for img in dir, sized as cmd/turtles
 // sizes a machine whose context does not say.
 func testConfig(img *image.Manifest, dir string) Config {

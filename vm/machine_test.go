@@ -42,7 +42,7 @@ func debianImage(t *testing.T) *image.Manifest {
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
-	path, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", nil, slog.Default())
+	path, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", testMirror, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ func machineOptions() []option {
 		opt("vm-cpus", "virtual CPUs of a task's VM whose context does not say (cpus:)", num(func(s *Settings) *int { return &s.VMCPUs })),
 		opt("vm-memory", "memory of a task's VM whose context does not say (memory:), in whole MiB, such as 1GiB", byteSize(func(s *Settings) *ByteSize { return &s.VMMemory })),
 		opt("vm-boot-timeout", "how long a task's VM may take to accept SSH; longer is an infrastructure failure", dur(func(s *Settings) *time.Duration { return &s.VMBootTimeout })),
+		opt("debian-mirror", "Debian mirror that 'turtles image build' installs from", str(func(s *Settings) *string { return &s.DebianMirror })),
 	}
 }
 
@@ -32,6 +33,9 @@ const (
 	defaultVMMemoryMB    = 1024
 	defaultVMBootTimeout = 5 * time.Minute
 )
+
+// defaultDebianMirror is Debian's own mirror network (deb.debian.org).
+const defaultDebianMirror = "http://deb.debian.org/debian"
 
 // qemuBinary is the emulator of every VM: the guests are x86-64.
 const qemuBinary = "qemu-system-x86_64"
@@ -48,6 +52,7 @@ func machineDefaults(s *Settings) {
 	s.VMCPUs = defaultVMCPUs
 	s.VMMemory = defaultVMMemoryMB << 20
 	s.VMBootTimeout = defaultVMBootTimeout
+	s.DebianMirror = defaultDebianMirror
 }
 
 func (s *Settings) validateMachines() error {
@@ -60,6 +65,9 @@ func (s *Settings) validateMachines() error {
 	}
 	if s.VMBootTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("vm-boot-timeout: %s, want more than 0", s.VMBootTimeout))
+	}
+	if s.DebianMirror == "" {
+		errs = append(errs, errors.New("debian-mirror: empty"))
 	}
 	return errors.Join(errs...)
 }

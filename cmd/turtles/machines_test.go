@@ -80,11 +80,12 @@ func TestMachineSettingsErrors(t *testing.T) {
 		{name: "memory not in MiB", args: []string{"--vm-memory", "1000000000"}, wantErr: "vm-memory: 1000000000 is not a whole number of MiB"},
 		{name: "too little memory", args: []string{"--vm-memory", "64MiB"}, wantErr: "vm-memory: 64MiB is not a whole number of MiB between 128MiB"},
 		{name: "no boot timeout", args: []string{"--vm-boot-timeout", "0s"}, wantErr: "vm-boot-timeout: 0s, want more than 0"},
+		{name: "no mirror", args: []string{"--debian-mirror", ""}, wantErr: "debian-mirror: empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseSettings(func(fs *pflag.FlagSet) {
-				addFlags(fs, "data-dir")
+				addFlags(fs, "data-dir", "debian-mirror")
 				addOptions(fs, vmFlags...)
 			}, append([]string{"--data-dir", t.TempDir()}, tt.args...)...)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -94,8 +95,8 @@ func TestMachineSettingsErrors(t *testing.T) {
 	}
 }
 
-// TestMachineHelp: the commands that decide a machine's size or times
-// show the setting with its type and default.
+// TestMachineHelp: the commands that decide a machine's size, times or
+// mirror show the setting with its type and default.
 func TestMachineHelp(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -105,6 +106,7 @@ func TestMachineHelp(t *testing.T) {
 		{name: "serve", flags: serveCmd().Flags(), want: []string{"--vm-cpus int", "(default 2)", "--vm-memory size", "(default 1GiB)", "--vm-boot-timeout duration", "(default 5m0s)"}},
 		{name: "bot", flags: botCmd().Flags(), want: []string{"--vm-cpus int", "--vm-memory size", "--vm-boot-timeout duration"}},
 		{name: "run", flags: runCmd().Flags(), want: []string{"--vm-cpus int", "--vm-memory size", "--vm-boot-timeout duration"}},
+		{name: "image build", flags: imageBuildCmd().Flags(), want: []string{"--debian-mirror string", `(default "http://deb.debian.org/debian")`}},
 		{name: "vm start", flags: vmStartCmd().Flags(), want: []string{"--cpus int", "(default 2)", "--memory int", "(default 1024)", "--boot-timeout duration", "(default 5m0s)"}},
 	}
 	for _, tt := range tests {

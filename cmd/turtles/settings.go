@@ -92,6 +92,8 @@ type Settings struct {
 	VMCPUs        int           `yaml:"vm_cpus"`
 	VMMemory      ByteSize      `yaml:"vm_memory"`
 	VMBootTimeout time.Duration `yaml:"vm_boot_timeout"`
+	// DebianMirror is where `turtles image build` installs from.
+	DebianMirror string `yaml:"debian_mirror"`
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
 	// file per name holding the value, as Kubernetes mounts a secret.
 	SecretsDir string `yaml:"secrets_dir"`
