@@ -94,7 +94,7 @@ func imagePull(ctx context.Context) error {
 		cdir := filepath.Join(dir, fmt.Sprintf("pull-%d", i))
 		c, err := cache.New(cache.Config{Dir: cdir, Log: slog.New(slog.DiscardHandler), Peers: &cache.Peers{
 			Name: "peers.bench", Port: p, Resolver: staticResolver{"127.0.0.1"},
-		}})
+		}, ProbeTimeout: 2 * time.Second, StallTimeout: 30 * time.Second})
 		if err != nil {
 			return err
 		}

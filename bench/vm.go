@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +23,18 @@ func init() {
 	register("vm-boot", vmBoot)
 	register("vm-overlay", vmOverlay)
 }
+
+// The machines of the benchmarks, turtles' and bare qemu's alike: the
+// size, binary and boot bound cmd/turtles gives a task's VM by default.
+const (
+	benchQEMU        = "qemu-system-x86_64"
+	benchCPUs        = 2
+	benchMemoryMB    = 1024
+	benchBootTimeout = 5 * time.Minute
+	benchStopGrace   = time.Second
+	// benchDebianMirror is where the test image is built from.
+	benchDebianMirror = "http://deb.debian.org/debian"
+)
 
 // vmOverlay measures vm.CreateOverlay on sparse raw bases of 1 GiB and
 // 20 GiB: it must not depend on the base's size.
@@ -65,7 +78,7 @@ func vmOverlay(ctx context.Context) error {
 // same point: sshd sends its banner. Runs alternate, in the same process,
 // so that the load of the machine hits both alike.
 func vmBoot(ctx context.Context) error {
-	manifest, err := debian.Cached(ctx, debian.CacheDir(), "debian-12", os.Stderr, slog.Default())
+	manifest, err := debian.Cached(ctx, debian.CacheDir(), "debian-12", benchDebianMirror, os.Stderr, slog.Default())
 	if err != nil {
 		return err
 	}
@@ -108,7 +121,8 @@ func vmBoot(ctx context.Context) error {
 
 func bootTurtles(ctx context.Context, img *image.Manifest, dir string) (time.Duration, error) {
 	start := time.Now()
-	m, err := vm.Start(ctx, vm.Config{Image: img, Dir: filepath.Join(dir, "vms")})
+	m, err := vm.Start(ctx, vm.Config{Image: img, Dir: filepath.Join(dir, "vms"), CPUs: benchCPUs, MemoryMB: benchMemoryMB,
+		BootTimeout: benchBootTimeout, StopGrace: benchStopGrace, QEMU: benchQEMU})
 	if err != nil {
 		return 0, err
 	}
@@ -131,8 +145,8 @@ func bootBare(ctx context.Context, img *image.Manifest, seed string) (time.Durat
 		accel, cpu = "kvm", "host"
 	}
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-nodefaults", "-display", "none", "-accel", accel, "-cpu", cpu, "-smp", "2", "-m", "1024",
+	cmd := exec.CommandContext(ctx, benchQEMU,
+		"-nodefaults", "-display", "none", "-accel", accel, "-cpu", cpu, "-smp", strconv.Itoa(benchCPUs), "-m", strconv.Itoa(benchMemoryMB),
 		"-snapshot", "-drive", "file="+img.Disk+",if=virtio,format=qcow2",
 		"-drive", "file="+seed+",if=virtio,format=raw,readonly=on",
 		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22", port), "-device", "virtio-net-pci,netdev=n0",
@@ -143,7 +157,7 @@ func bootBare(ctx context.Context, img *image.Manifest, seed string) (time.Durat
 		return 0, err
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	deadline := time.Now().Add(vm.DefaultBootTimeout)
+	deadline := time.Now().Add(benchBootTimeout)
 	for time.Now().Before(deadline) {
 		if sshBanner(port) {
 			return time.Since(start), nil
@@ -154,7 +168,7 @@ func bootBare(ctx context.Context, img *image.Manifest, seed string) (time.Durat
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return 0, fmt.Errorf("bare qemu: no sshd within %s", vm.DefaultBootTimeout)
+	return 0, fmt.Errorf("bare qemu: no sshd within %s", benchBootTimeout)
 }
 
 // sshBanner reports whether sshd answers on port (user-mode networking

@@ -132,6 +132,9 @@ func New(cfg Config) (*Bot, error) {
 	case cfg.KillGrace <= 0:
 		return nil, fmt.Errorf("bot: KillGrace is %s, want more than 0", cfg.KillGrace)
 	}
+	if err := cfg.VM.check(); err != nil {
+		return nil, fmt.Errorf("bot: %w", err)
+	}
 	for _, kv := range cfg.Env {
 		if !strings.Contains(kv, "=") {
 			return nil, fmt.Errorf("bot: environment entry %q is not KEY=value", kv)
@@ -151,7 +154,7 @@ func New(cfg Config) (*Bot, error) {
 	}
 	return &Bot{
 		cfg: cfg,
-		run: runner{killGrace: cfg.KillGrace, env: cfg.Env, vm: cfg.VM.withDefaults(cfg.WorkDir, cfg.Log), secretsDir: cfg.SecretsDir,
+		run: runner{killGrace: cfg.KillGrace, env: cfg.Env, vm: cfg.VM.withLog(cfg.Log), secretsDir: cfg.SecretsDir,
 			sandbox: cfg.Sandbox, untrustedHost: cfg.UntrustedHost},
 		log: cfg.Log.With("bot", cfg.Name, "pool", cfg.Pool),
 		m:   m,

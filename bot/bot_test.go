@@ -118,6 +118,7 @@ func newHarness(t *testing.T, files map[string]string, opts queue.Options) *harn
 		Heartbeat:   time.Second,
 		Clock:       clockwork.NewRealClock(),
 		KillGrace:   300 * time.Millisecond,
+		VM:          testVM("", h.workDir),
 		Registerer:  h.reg,
 		// Tasks here are untrusted and image-less: they run isolated,
 		// as on a pool the operator dedicated to such work.
@@ -919,6 +920,13 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 		{name: "no clock", change: func(c *Config) { c.Clock = nil }, wantErr: "no clock"},
 		{name: "no kill grace", change: func(c *Config) { c.KillGrace = 0 }, wantErr: "KillGrace"},
 		{name: "no work dir", change: func(c *Config) { c.WorkDir = "" }, wantErr: "no work directory"},
+		{name: "no VM dir", change: func(c *Config) { c.VM.Dir = "" }, wantErr: "VM: no machines directory"},
+		{name: "no VM CPUs", change: func(c *Config) { c.VM.CPUs = 0 }, wantErr: "VM.CPUs is 0"},
+		{name: "no VM memory", change: func(c *Config) { c.VM.MemoryMB = 0 }, wantErr: "VM.MemoryMB is 0"},
+		{name: "no VM boot timeout", change: func(c *Config) { c.VM.BootTimeout = 0 }, wantErr: "VM.BootTimeout is 0s"},
+		{name: "no VM stop grace", change: func(c *Config) { c.VM.StopGrace = 0 }, wantErr: "VM.StopGrace is 0s"},
+		{name: "no QEMU", change: func(c *Config) { c.VM.QEMU = "" }, wantErr: "VM: no QEMU binary"},
+		{name: "no images dir is allowed", change: func(c *Config) { c.VM.ImagesDir = "" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -58,7 +58,7 @@ func TestPinnedImageFromPeer(t *testing.T) {
 	dir := t.TempDir()
 	images, err := cache.New(cache.Config{Dir: dir, Peers: &cache.Peers{
 		Name: "images.turtles.test", Port: p, Resolver: fakeResolver{"images.turtles.test": {host}},
-	}})
+	}, ProbeTimeout: 2 * time.Second, StallTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,6 +61,9 @@ func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
 	case opts.KillGrace <= 0:
 		return turtles.Outcome{}, fmt.Errorf("KillGrace is %s, want more than 0", opts.KillGrace)
 	}
+	if err := opts.VM.check(); err != nil {
+		return turtles.Outcome{}, err
+	}
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}

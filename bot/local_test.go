@@ -77,12 +77,17 @@ func TestRunLocal(t *testing.T) {
 		},
 		{name: "unknown rev", opts: LocalOptions{Context: "ok", Rev: "no-such-branch"}, wantErr: "no-such-branch"},
 		{name: "no context", opts: LocalOptions{}, wantErr: "no context"},
+		{name: "no VM settings", opts: LocalOptions{Context: "ok", VM: VMConfig{ImagesDir: "images"}}, wantErr: "VM: no machines directory"},
+		{name: "no VM boot timeout", opts: LocalOptions{Context: "ok", VM: VMConfig{Dir: "vms", CPUs: 1, MemoryMB: 512, StopGrace: time.Second, QEMU: "qemu"}}, wantErr: "VM.BootTimeout is 0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			workDir := t.TempDir()
 			tt.opts.Dir, tt.opts.Out, tt.opts.WorkDir = repo, &out, workDir
+			if tt.opts.VM == (VMConfig{}) {
+				tt.opts.VM = testVM("", workDir)
+			}
 			if tt.opts.Rev == "" {
 				tt.opts.Rev = "HEAD"
 			}

@@ -24,6 +24,8 @@ import (
 )
 
 // VMConfig configures the VMs of tasks whose context names an image.
+// Dir, CPUs, MemoryMB, BootTimeout, StopGrace and QEMU are required
+// (check): cmd/turtles decides them.
 type VMConfig struct {
 	// ImagesDir is where image names resolve (image.Resolve). Tasks with
 	// an image fail as infra on a bot without one.
@@ -32,15 +34,39 @@ type VMConfig struct {
 	// images (NAME-SHA256) are fetched into it when missing and held in
 	// use while their VM runs, so that prune spares them.
 	Images *cache.Cache
-	// Dir holds the machines' directories. Default WORKDIR/vms; a bot
-	// sweeps leftovers of dead bots in it at start.
+	// Dir holds the machines' directories; a bot sweeps leftovers of
+	// dead bots in it at start.
 	Dir string
-	// CPUs and MemoryMB size VMs whose context does not. Default 2, 1024.
+	// CPUs and MemoryMB size VMs whose context does not.
 	CPUs     int
 	MemoryMB int
-	// BootTimeout bounds the wait for SSH. Default vm.DefaultBootTimeout.
+	// BootTimeout bounds the wait for SSH.
 	BootTimeout time.Duration
-	Log         *slog.Logger
+	// StopGrace is how long a task's VM has to power down before QEMU
+	// quits.
+	StopGrace time.Duration
+	// QEMU is the emulator binary (vm.Config.QEMU).
+	QEMU string
+	Log  *slog.Logger
+}
+
+// check says which required field c lacks.
+func (c VMConfig) check() error {
+	switch {
+	case c.Dir == "":
+		return errors.New("VM: no machines directory")
+	case c.CPUs <= 0:
+		return fmt.Errorf("VM.CPUs is %d, want at least 1", c.CPUs)
+	case c.MemoryMB <= 0:
+		return fmt.Errorf("VM.MemoryMB is %d, want more than 0", c.MemoryMB)
+	case c.BootTimeout <= 0:
+		return fmt.Errorf("VM.BootTimeout is %s, want more than 0", c.BootTimeout)
+	case c.StopGrace <= 0:
+		return fmt.Errorf("VM.StopGrace is %s, want more than 0", c.StopGrace)
+	case c.QEMU == "":
+		return errors.New("VM: no QEMU binary")
+	}
+	return nil
 }
 
 // Guest paths of a guest-mode task.
@@ -80,12 +106,10 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	console := &lineEnd{w: out}
 	cfg := vm.Config{
 		Image: img, Dir: r.vm.Dir, CPUs: v.cpus, MemoryMB: v.memoryMB, Forwards: v.forward,
-		Console: console, BootTimeout: r.vm.BootTimeout, StopGrace: time.Second,
+		Console: console, BootTimeout: r.vm.BootTimeout, StopGrace: r.vm.StopGrace, QEMU: r.vm.QEMU,
 		Log: log.With("task", t.Key()),
 	}
-	if cfg.Dir == "" {
-		cfg.Dir = filepath.Join(filepath.Dir(ws.dir), "vms")
-	}
+	// The context's size, else the bot's.
 	if cfg.CPUs == 0 {
 		cfg.CPUs = r.vm.CPUs
 	}
@@ -290,10 +314,7 @@ func imageFault(name string, err error) error {
 	return turtles.InfraFault("this bot cannot boot image "+name, err)
 }
 
-func (c VMConfig) withDefaults(workDir string, log *slog.Logger) VMConfig {
-	if c.Dir == "" {
-		c.Dir = filepath.Join(workDir, "vms")
-	}
+func (c VMConfig) withLog(log *slog.Logger) VMConfig {
 	if c.Log == nil {
 		c.Log = log
 	}

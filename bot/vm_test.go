@@ -47,6 +47,15 @@ const vmConfig = `contexts:
 
 // vmImages returns the images directory holding the cached Debian image,
 // building it the first time.
+// testVM is a complete VMConfig for images, with the machines in
+// workDir/vms, sized and timed as cmd/turtles does by default.
+func testVM(images, workDir string) VMConfig {
+	return VMConfig{
+		ImagesDir: images, Dir: filepath.Join(workDir, "vms"), CPUs: 2, MemoryMB: 1024,
+		BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64",
+	}
+}
+
 func vmImages(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -60,7 +69,7 @@ func vmImages(t *testing.T) string {
 	if os.Geteuid() != 0 {
 		t.Skip("building the Debian test image needs root")
 	}
-	m, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", nil, slog.Default())
+	m, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", "http://deb.debian.org/debian", nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +97,7 @@ var kernelLine = regexp.MustCompile(`(?m)^\[\s*\d+\.\d+\] `)
 func TestVMTasks(t *testing.T) {
 	images := vmImages(t)
 	h := newHarness(t, map[string]string{".turtles.yaml": vmConfig}, queue.Options{})
-	h.cfg.VM = VMConfig{ImagesDir: images}
+	h.cfg.VM = testVM(images, h.workDir)
 	tasks := map[string]turtles.Task{}
 	for _, name := range []string{"guest", "host", "slow"} {
 		tasks[name] = h.task(turtles.KindTest, name, "")
@@ -174,7 +183,7 @@ func TestVMCancelAndMissingImage(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			cancel()
 		}()
-		o, err := RunLocal(ctx, LocalOptions{Dir: repo, Rev: "HEAD", KillGrace: 10 * time.Second, Context: "guest", WorkDir: work, Out: out, VM: VMConfig{ImagesDir: images}})
+		o, err := RunLocal(ctx, LocalOptions{Dir: repo, Rev: "HEAD", KillGrace: 10 * time.Second, Context: "guest", WorkDir: work, Out: out, VM: testVM(images, work)})
 		cancelled := time.Now()
 		if o.Class != turtles.Cancelled || err == nil {
 			t.Errorf("outcome %+v, %v; want cancelled\n%s", o, err, buf.String())
@@ -191,7 +200,8 @@ func TestVMCancelAndMissingImage(t *testing.T) {
 	})
 	t.Run("missing-image", func(t *testing.T) {
 		var buf bytes.Buffer
-		o, err := RunLocal(context.Background(), LocalOptions{Dir: repo, Rev: "HEAD", KillGrace: 10 * time.Second, Context: "guest", WorkDir: t.TempDir(), Out: &buf, VM: VMConfig{ImagesDir: t.TempDir()}})
+		work := t.TempDir()
+		o, err := RunLocal(context.Background(), LocalOptions{Dir: repo, Rev: "HEAD", KillGrace: 10 * time.Second, Context: "guest", WorkDir: work, Out: &buf, VM: testVM(t.TempDir(), work)})
 		want := turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: "this bot does not have image debian-12"}
 		if diff := cmp.Diff(want, o); diff != "" || err == nil || !strings.Contains(err.Error(), `image "debian-12" in `) {
 			t.Errorf("error %v, outcome (-want +got):\n%s\n%s", err, diff, buf.String())

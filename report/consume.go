@@ -12,13 +12,6 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 )
 
-// Consume runs a Consumer with default backoff until ctx ends. See
-// Consumer.Run.
-func Consume(ctx context.Context, events queue.Events, log *slog.Logger, handlers ...Handler) error {
-	c := &Consumer{Events: events, Handlers: handlers, Log: log}
-	return c.Run(ctx)
-}
-
 // Consumer drains an event log into handlers, one event at a time so that
 // each task's events reach the forge in the order they were emitted.
 type Consumer struct {
@@ -33,7 +26,8 @@ type Consumer struct {
 	// time.Now.
 	Now func() time.Time
 	// MinBackoff is the first delay after a retryable error, doubled on
-	// each further error up to MaxBackoff. Defaults 1s and 1m.
+	// each further error up to MaxBackoff. Both required, MaxBackoff no
+	// less than MinBackoff.
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -49,8 +43,12 @@ const maxRateWait = time.Hour
 // help, and the event must not block the log.
 //
 // Run returns nil when ctx ends, leaving the current event unacked to be
-// received again, and an error only when the event log is closed.
+// received again, and an error only when the event log is closed or c
+// lacks a setting (it then receives nothing).
 func (c *Consumer) Run(ctx context.Context) error {
+	if err := c.check(); err != nil {
+		return err
+	}
 	c.defaults()
 	receiveFailures := 0
 	for {
@@ -86,6 +84,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
+// check says which required setting c lacks.
+func (c *Consumer) check() error {
+	switch {
+	case c.Events == nil:
+		return errors.New("report: consumer has no Events")
+	case c.MinBackoff <= 0:
+		return fmt.Errorf("report: consumer's MinBackoff is %s, want more than 0", c.MinBackoff)
+	case c.MaxBackoff < c.MinBackoff:
+		return fmt.Errorf("report: consumer's MaxBackoff %s is less than its MinBackoff %s", c.MaxBackoff, c.MinBackoff)
+	}
+	return nil
+}
+
 func (c *Consumer) defaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -96,13 +107,6 @@ func (c *Consumer) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = time.Second
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = time.Minute
-	}
-	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
 }
 
 // handle runs every handler on ev, retrying retryable errors. It returns

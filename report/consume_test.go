@@ -99,7 +99,7 @@ func consume(t *testing.T, e *env, sl *fakeSleep, events []turtles.Event, handle
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	q := &fakeEvents{events: events, stop: cancel}
-	c := &report.Consumer{Events: q, Handlers: handlers, Log: e.log, Sleep: sl.Sleep}
+	c := &report.Consumer{Events: q, Handlers: handlers, Log: e.log, Sleep: sl.Sleep, MinBackoff: time.Second, MaxBackoff: time.Minute}
 	if err := c.Run(ctx); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -261,7 +261,7 @@ func TestConsumeBackoffAndCancel(t *testing.T) {
 		}
 	}}
 	fail := handlerFunc(func(context.Context, turtles.Event) error { return errors.New("forge down") })
-	c := &report.Consumer{Events: q, Handlers: []report.Handler{fail}, Log: e.log, Sleep: sl.Sleep}
+	c := &report.Consumer{Events: q, Handlers: []report.Handler{fail}, Log: e.log, Sleep: sl.Sleep, MinBackoff: time.Second, MaxBackoff: time.Minute}
 
 	if err := c.Run(ctx); err != nil {
 		t.Fatalf("Run = %v, want nil on cancellation", err)
@@ -284,8 +284,40 @@ func (*closedEvents) Receive(context.Context) (queue.EventDelivery, error) {
 }
 
 func TestConsumeClosed(t *testing.T) {
-	err := report.Consume(context.Background(), &closedEvents{}, nil)
-	if !errors.Is(err, queue.ErrClosed) {
-		t.Errorf("Consume = %v, want ErrClosed", err)
+	c := &report.Consumer{Events: &closedEvents{}, MinBackoff: time.Second, MaxBackoff: time.Minute}
+	if err := c.Run(context.Background()); !errors.Is(err, queue.ErrClosed) {
+		t.Errorf("Run = %v, want ErrClosed", err)
+	}
+}
+
+// TestConsumerNamesWhatIsMissing: the consumer decides no backoff itself;
+// Run refuses a Consumer that lacks a setting, says which, and receives
+// nothing.
+func TestConsumerNamesWhatIsMissing(t *testing.T) {
+	tests := []struct {
+		name    string
+		change  func(*report.Consumer)
+		wantErr string
+	}{
+		{name: "no events", change: func(c *report.Consumer) { c.Events = nil }, wantErr: "no Events"},
+		{name: "no min backoff", change: func(c *report.Consumer) { c.MinBackoff = 0 }, wantErr: "MinBackoff is 0s"},
+		{name: "no max backoff", change: func(c *report.Consumer) { c.MaxBackoff = 0 }, wantErr: "MaxBackoff 0s is less than its MinBackoff 1s"},
+		{name: "max below min", change: func(c *report.Consumer) { c.MaxBackoff = time.Millisecond }, wantErr: "MaxBackoff 1ms is less"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			q := &fakeEvents{events: []turtles.Event{queued("linux", 1)}, stop: cancel}
+			c := &report.Consumer{Events: q, MinBackoff: time.Second, MaxBackoff: time.Minute}
+			tt.change(c)
+			err := c.Run(ctx)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Run: %v, want an error containing %q", err, tt.wantErr)
+			}
+			if acked := q.Acked(); len(acked) != 0 {
+				t.Errorf("acked %v, want nothing", acked)
+			}
+		})
 	}
 }

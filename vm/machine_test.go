@@ -42,7 +42,7 @@ func debianImage(t *testing.T) *image.Manifest {
 	if testing.Short() {
 		t.Skip("boots a VM")
 	}
-	path, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", nil, slog.Default())
+	path, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", testMirror, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,9 @@ func TestMachine(t *testing.T) {
 	var console syncio.Buffer
 	ctx := context.Background()
 	start := time.Now()
-	m, err := Start(ctx, Config{Image: img, Dir: dir, Name: "t1", Forwards: []int{9090}, Console: &console, Log: slog.Default()})
+	cfg := testConfig(img, dir)
+	cfg.Name, cfg.Forwards, cfg.Console, cfg.Log = "t1", []int{9090}, &console, slog.Default()
+	m, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,8 +194,9 @@ func TestBootFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			vms := filepath.Join(dir, "vms")
-			_, err := Start(context.Background(), Config{Image: &tc.img, Dir: vms, BootTimeout: 3 * time.Second, MemoryMB: 128,
-				Detach: tc.detach, Owner: os.Getpid()})
+			cfg := testConfig(&tc.img, vms)
+			cfg.BootTimeout, cfg.MemoryMB, cfg.Detach, cfg.Owner = 3*time.Second, 128, tc.detach, os.Getpid()
+			_, err := Start(context.Background(), cfg)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Start = %v; want an error saying %q", err, tc.want)
 			}
@@ -221,7 +224,9 @@ func TestKilledOwner(t *testing.T) {
 		if err != nil {
 			os.Exit(2)
 		}
-		Start(context.Background(), Config{Image: img, Dir: dir, Name: "victim"})
+		cfg := testConfig(img, dir)
+		cfg.Name = "victim"
+		Start(context.Background(), cfg)
 		os.Exit(0)
 	}
 	needQEMU(t)

@@ -17,7 +17,49 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kdomanski/iso9660"
+
+	"github.com/turtles-ci/turtles/image"
 )
+
+// TestStartNamesWhatIsMissing: vm decides no size or time itself; Start
+// refuses a Config that lacks one, says which, and leaves nothing behind.
+func TestStartNamesWhatIsMissing(t *testing.T) {
+	tests := []struct {
+		name    string
+		change  func(*Config)
+		wantErr string
+	}{
+		{name: "no image", change: func(c *Config) { c.Image = nil }, wantErr: "no image"},
+		{name: "no disk", change: func(c *Config) { c.Image = &image.Manifest{} }, wantErr: "no image"},
+		{name: "no dir", change: func(c *Config) { c.Dir = "" }, wantErr: "no directory"},
+		{name: "no CPUs", change: func(c *Config) { c.CPUs = 0 }, wantErr: "CPUs is 0"},
+		{name: "negative CPUs", change: func(c *Config) { c.CPUs = -1 }, wantErr: "CPUs is -1"},
+		{name: "no memory", change: func(c *Config) { c.MemoryMB = 0 }, wantErr: "MemoryMB is 0"},
+		{name: "no boot timeout", change: func(c *Config) { c.BootTimeout = 0 }, wantErr: "BootTimeout is 0s"},
+		{name: "no stop grace", change: func(c *Config) { c.StopGrace = 0 }, wantErr: "StopGrace is 0s"},
+		{name: "no QEMU", change: func(c *Config) { c.QEMU = "" }, wantErr: "no QEMU binary"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "vms")
+			cfg := testConfig(&image.Manifest{Disk: "base.qcow2"}, dir)
+			tt.change(&cfg)
+			m, err := Start(context.Background(), cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				if m != nil {
+					m.Stop(context.Background())
+				}
+				t.Fatalf("Start: %v, want an error containing %q", err, tt.wantErr)
+			}
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				t.Errorf("Start made %s: %v", dir, err)
+			}
+		})
+	}
+	if err := testConfig(&image.Manifest{Disk: "base.qcow2"}, "vms").check(); err != nil {
+		t.Errorf("check of a complete Config: %v", err)
+	}
+}
 
 // fakeQMP serves the QMP protocol on a unix socket: a greeting, replies
 // to the commands it knows, an event before each reply (clients must skip

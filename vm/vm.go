@@ -48,17 +48,18 @@ type Config struct {
 	// Dir holds one directory per machine (Dir/NAME); Sweep cleans it.
 	Dir string
 	// Name is unique within Dir; random when empty.
-	Name     string
-	CPUs     int // default 2
-	MemoryMB int // default 1024
+	Name string
+	// CPUs and MemoryMB size the machine; both required.
+	CPUs     int
+	MemoryMB int
 	// Forwards are guest TCP ports made reachable on 127.0.0.1.
 	Forwards []int
 	// Console receives the serial console (the task log); may be nil.
 	Console io.Writer
-	// BootTimeout bounds the wait for SSH; default DefaultBootTimeout.
+	// BootTimeout bounds the wait for SSH; required.
 	BootTimeout time.Duration
 	// StopGrace is how long Stop waits for an ACPI powerdown before it
-	// quits QEMU; default 3s. Test machines have nothing worth saving.
+	// quits QEMU; required.
 	StopGrace time.Duration
 	// Detach lets qemu outlive this process (turtles vm start); its console
 	// then goes to DIR/NAME/console.log. Otherwise qemu dies with us.
@@ -66,22 +67,45 @@ type Config struct {
 	// Owner, with Detach, is a process whose death ends the machine at
 	// the next Sweep (a script, a test); 0 for none.
 	Owner int
-	// QEMU is the emulator binary; default qemu-system-x86_64.
+	// QEMU is the emulator binary, a name looked up in PATH or a path;
+	// required.
 	QEMU string
 	Log  *slog.Logger
 }
 
-// DefaultBootTimeout bounds boots: a Debian guest needs 20-50 s under TCG.
-const DefaultBootTimeout = 5 * time.Minute
+// check says which required setting cfg lacks: the machine's size and
+// times are the caller's to decide (cmd/turtles decides them).
+func (cfg Config) check() error {
+	switch {
+	case cfg.Image == nil || cfg.Image.Disk == "":
+		return errors.New("vm: no image")
+	case cfg.Dir == "":
+		return errors.New("vm: no directory")
+	case cfg.CPUs <= 0:
+		return fmt.Errorf("vm: CPUs is %d, want at least 1", cfg.CPUs)
+	case cfg.MemoryMB <= 0:
+		return fmt.Errorf("vm: MemoryMB is %d, want more than 0", cfg.MemoryMB)
+	case cfg.BootTimeout <= 0:
+		return fmt.Errorf("vm: BootTimeout is %s, want more than 0", cfg.BootTimeout)
+	case cfg.StopGrace <= 0:
+		return fmt.Errorf("vm: StopGrace is %s, want more than 0", cfg.StopGrace)
+	case cfg.QEMU == "":
+		return errors.New("vm: no QEMU binary")
+	}
+	return nil
+}
 
 // Machine is a running (or attached) QEMU machine.
 type Machine struct {
 	State
 	// Dir is the machine's directory: overlay, seed, key, sockets.
 	Dir string
+	// StopGrace is how long Stop waits for an ACPI powerdown before it
+	// quits QEMU: Config.StopGrace for a machine Start started, 0 (quit
+	// at once) for an attached one unless its caller sets it.
+	StopGrace time.Duration
 
 	log    *slog.Logger
-	grace  time.Duration
 	signer ssh.Signer
 	tail   *tail
 
@@ -136,8 +160,8 @@ func KVMUsable() bool {
 // failed carries the tail of the serial console. On error nothing is left
 // behind.
 func Start(ctx context.Context, cfg Config) (*Machine, error) {
-	if cfg.Image == nil || cfg.Image.Disk == "" {
-		return nil, errors.New("vm: no image")
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	if cfg.Name == "" {
 		b := make([]byte, 4)
@@ -146,21 +170,6 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	}
 	if !nameRe.MatchString(cfg.Name) {
 		return nil, fmt.Errorf("vm: bad machine name %q", cfg.Name)
-	}
-	if cfg.CPUs <= 0 {
-		cfg.CPUs = 2
-	}
-	if cfg.MemoryMB <= 0 {
-		cfg.MemoryMB = 1024
-	}
-	if cfg.BootTimeout <= 0 {
-		cfg.BootTimeout = DefaultBootTimeout
-	}
-	if cfg.StopGrace <= 0 {
-		cfg.StopGrace = 3 * time.Second
-	}
-	if cfg.QEMU == "" {
-		cfg.QEMU = "qemu-system-x86_64"
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -176,7 +185,7 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		return nil, turtles.InfraFault("the bot could not set up the VM", fmt.Errorf("vm %s: %w", cfg.Name, err))
 	}
 	if err := m.boot(ctx, cfg); err != nil {
-		m.grace = 0 // a guest that did not boot has nothing to shut down
+		m.StopGrace = 0 // a guest that did not boot has nothing to shut down
 		m.Stop(context.Background())
 		return nil, bootFault(ctx, cfg, fmt.Errorf("vm %s: %w", cfg.Name, err))
 	}
@@ -212,7 +221,7 @@ func prepare(ctx context.Context, cfg Config) (*Machine, error) {
 		}
 		return nil, err
 	}
-	m := &Machine{Dir: dir, log: cfg.Log.With("vm", cfg.Name), grace: cfg.StopGrace, tail: &tail{}}
+	m := &Machine{Dir: dir, log: cfg.Log.With("vm", cfg.Name), StopGrace: cfg.StopGrace, tail: &tail{}}
 	m.Name = cfg.Name
 	m.User = cfg.Image.User
 	if m.User == "" {
@@ -380,7 +389,8 @@ func (m *Machine) writeState() error {
 }
 
 // Attach returns a handle on a machine another process started in dir
-// (Detach), for Exec, Copy and Stop.
+// (Detach), for Exec, Copy and Stop. Its StopGrace is 0: set it before
+// Stop to give the guest time to power down.
 func Attach(dir, name string) (*Machine, error) {
 	if !nameRe.MatchString(name) {
 		return nil, fmt.Errorf("bad machine name %q", name)
@@ -390,7 +400,7 @@ func Attach(dir, name string) (*Machine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: %w", name, err)
 	}
-	m := &Machine{Dir: d, log: slog.New(slog.DiscardHandler), grace: 3 * time.Second, tail: &tail{}}
+	m := &Machine{Dir: d, log: slog.New(slog.DiscardHandler), tail: &tail{}}
 	if err := json.Unmarshal(b, &m.State); err != nil {
 		return nil, fmt.Errorf("machine %s: %w", name, err)
 	}
@@ -444,7 +454,7 @@ func (m *Machine) Stop(ctx context.Context) error {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		q, err := DialQMP(qctx, filepath.Join(m.Dir, qmpSocket))
 		if err == nil {
-			if err := q.Powerdown(qctx); err == nil && m.wait(ctx, m.grace) {
+			if err := q.Powerdown(qctx); err == nil && m.wait(ctx, m.StopGrace) {
 				m.log.Info("stopped by ACPI powerdown")
 			} else if !m.exited() {
 				q.Quit(qctx)

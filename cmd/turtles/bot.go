@@ -40,6 +40,7 @@ Several bots on one host can share the embedded queue file of a
 	// by the process that serves the pages.
 	cmd.Flags().MarkDeprecated("public-url", "the reporter (or serve) builds log links from its own --public-url; bots ignore it")
 	addImageFlags(cmd.Flags())
+	addOptions(cmd.Flags(), vmFlags...)
 	addIsolationFlags(cmd.Flags(), true)
 	return cmd
 }

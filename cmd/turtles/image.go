@@ -49,6 +49,9 @@ It prints the path of the manifest.`,
 			if out == "" {
 				out = s.ImagesDir
 			}
+			if cmd.Flags().Changed("mirror") {
+				s.DebianMirror = mirror
+			}
 			ctx, _, stop := signals()
 			defer stop()
 			log := newLogger(s, cmd.ErrOrStderr())
@@ -57,10 +60,10 @@ It prints the path of the manifest.`,
 				if _, ok := debian.Recipes[args[0]]; !ok {
 					return fmt.Errorf("unknown image recipe %q", args[0])
 				}
-				manifest, err = debian.Cached(ctx, debian.CacheDir(), args[0], cmd.ErrOrStderr(), log)
+				manifest, err = debian.Cached(ctx, debian.CacheDir(), args[0], s.DebianMirror, cmd.ErrOrStderr(), log)
 			} else {
 				manifest, err = debian.Build(ctx, debian.Options{
-					Recipe: args[0], Out: out, Mirror: mirror, Output: cmd.ErrOrStderr(), Log: log,
+					Recipe: args[0], Out: out, Mirror: s.DebianMirror, Output: cmd.ErrOrStderr(), Log: log,
 				})
 			}
 			if err != nil {
@@ -72,8 +75,11 @@ It prints the path of the manifest.`,
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "directory to write the image to (default: the images directory)")
-	cmd.Flags().StringVar(&mirror, "mirror", debian.DefaultMirror, "Debian mirror")
+	// --mirror was the flag before --debian-mirror, which has the
+	// environment variable and the config key too.
+	cmd.Flags().StringVar(&mirror, "mirror", "", "Debian mirror")
+	cmd.Flags().MarkDeprecated("mirror", "use --debian-mirror")
 	cmd.Flags().BoolVar(&cached, "cached", false, "use (or fill) the shared cache the tests use ($TURTLES_IMAGE_CACHE, $XDG_CACHE_HOME/turtles/images or /var/tmp/turtles-cache/images), keyed by the recipe's version")
-	addFlags(cmd.Flags(), "data-dir", "images-dir", "log-level", "log-format")
+	addFlags(cmd.Flags(), "data-dir", "images-dir", "debian-mirror", "log-level", "log-format")
 	return cmd
 }

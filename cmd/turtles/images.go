@@ -43,6 +43,15 @@ func imageDefaults(s *Settings) {
 	s.ImageMaxSize = 64 << 30
 }
 
+// The image cache's patience with a source (cache.Config): a mirror or
+// peer that does not answer the latency probe within imageProbeTimeout is
+// taken for down; one that sends nothing for imageStallTimeout while a
+// file downloads is abandoned for the next.
+const (
+	imageProbeTimeout = 2 * time.Second
+	imageStallTimeout = 30 * time.Second
+)
+
 func addImageFlags(fs *pflag.FlagSet) {
 	addOptions(fs, imageFlags...)
 }
@@ -50,7 +59,8 @@ func addImageFlags(fs *pflag.FlagSet) {
 // newImageCache opens the host's image cache in the images directory with
 // the configured mirrors and peers.
 func newImageCache(s Settings, log *slog.Logger, reg prometheus.Registerer, progress func(cache.Progress)) (*cache.Cache, error) {
-	cfg := cache.Config{Dir: s.ImagesDir, MaxImageSize: int64(s.ImageMaxSize), Log: log.With("part", "images"), Registerer: reg, Progress: progress}
+	cfg := cache.Config{Dir: s.ImagesDir, MaxImageSize: int64(s.ImageMaxSize), ProbeTimeout: imageProbeTimeout, StallTimeout: imageStallTimeout,
+		Log: log.With("part", "images"), Registerer: reg, Progress: progress}
 	for _, m := range s.ImageMirrors {
 		src, err := imageSource(s, m, log)
 		if err != nil {

@@ -109,7 +109,8 @@ func (sys *system) run(ctx context.Context, again <-chan os.Signal) error {
 					log.Info("posted final statuses left unposted", "posted", n)
 				}
 			}
-			if err := report.Consume(events, marked, log.With("part", "events"), handlers...); err != nil {
+			c := &report.Consumer{Events: marked, Handlers: handlers, Log: log.With("part", "events"), MinBackoff: eventRetryMin, MaxBackoff: eventRetryMax}
+			if err := c.Run(events); err != nil {
 				fail(err)
 			}
 		})

@@ -170,7 +170,7 @@ func (sys *system) openBot() error {
 		KillGrace:     killGrace,
 		RetryDelays:   s.RetryDelays,
 		SecretsDir:    s.SecretsDir,
-		VM:            bot.VMConfig{ImagesDir: s.ImagesDir, Images: images},
+		VM:            s.taskVMs(taskVMDir(s.WorkDir), images),
 		Log:           sys.log.With("part", "bot"),
 		Registerer:    sys.reg,
 	})

@@ -52,6 +52,7 @@ itself could not run the task (infrastructure).`,
 	cmd.Flags().StringVar(&rev, "rev", "HEAD", "revision to run")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "override the context's timeout")
 	addFlags(cmd.Flags(), append([]string{"data-dir", "images-dir", "secrets-dir", "s3-credentials-file", "log-level", "log-format"}, imageFlags...)...)
+	addOptions(cmd.Flags(), vmFlags...)
 	return cmd
 }
 
@@ -72,7 +73,7 @@ func runLocal(cmd *cobra.Command, context, dir, rev string, timeout time.Duratio
 	defer stop()
 	defer bar.done()
 	return bot.RunLocal(ctx, bot.LocalOptions{Dir: dir, Rev: rev, Context: context, Out: cmd.OutOrStdout(), Timeout: timeout,
-		WorkDir: os.TempDir(), KillGrace: killGrace, VM: bot.VMConfig{ImagesDir: s.ImagesDir, Images: images}, SecretsDir: s.SecretsDir})
+		WorkDir: os.TempDir(), KillGrace: killGrace, VM: s.taskVMs(taskVMDir(os.TempDir()), images), SecretsDir: s.SecretsDir})
 }
 
 func describe(o turtles.Outcome) string {

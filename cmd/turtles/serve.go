@@ -38,6 +38,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 	addTrustFlags(cmd.Flags())
 	addIsolationFlags(cmd.Flags(), true)
 	addImageFlags(cmd.Flags())
+	addOptions(cmd.Flags(), vmFlags...)
 	addForgeFlags(cmd.Flags())
 	addHTTPFlags(cmd.Flags())
 	addOptions(cmd.Flags(), stateFlags...)

@@ -87,6 +87,13 @@ type Settings struct {
 	// ImageMaxSize caps the bytes a pinned image's manifest may claim
 	// before a fetch starts.
 	ImageMaxSize ByteSize `yaml:"image_max_size"`
+	// VMCPUs, VMMemory and VMBootTimeout size and time the VMs of tasks
+	// whose context does not say (options registered in machines.go).
+	VMCPUs        int           `yaml:"vm_cpus"`
+	VMMemory      ByteSize      `yaml:"vm_memory"`
+	VMBootTimeout time.Duration `yaml:"vm_boot_timeout"`
+	// DebianMirror is where `turtles image build` installs from.
+	DebianMirror string `yaml:"debian_mirror"`
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
 	// file per name holding the value, as Kubernetes mounts a secret.
 	SecretsDir string `yaml:"secrets_dir"`
@@ -130,6 +137,14 @@ func (s Settings) heartbeat() time.Duration { return s.Lease / 3 }
 // or flush a log, short enough that a stuck one does not hold a slot.
 const killGrace = 10 * time.Second
 
+// The retry backoff of the event consumer (report.Consumer): a handler's
+// error (the forge is down, the results store is busy) is retried after
+// a second, then after twice as long each time, up to once a minute.
+const (
+	eventRetryMin = time.Second
+	eventRetryMax = time.Minute
+)
+
 func defaults() Settings {
 	s := Settings{
 		DataDir:       "./turtles-data",
@@ -153,6 +168,7 @@ func defaults() Settings {
 	imageDefaults(&s)
 	isolationDefaults(&s)
 	stateDefaults(&s)
+	machineDefaults(&s)
 	return s
 }
 
@@ -281,6 +297,9 @@ func (s *Settings) validate() error {
 		errs = append(errs, err)
 	}
 	if err := s.validateState(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.validateMachines(); err != nil {
 		errs = append(errs, err)
 	}
 	if isAMQP(s.Queue) {

@@ -188,7 +188,8 @@ func TestDrainEvents(t *testing.T) {
 	rec := &recorder{slow: "three"}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- report.Consume(ctx, marked, log, rec) }()
+	c := &report.Consumer{Events: marked, Handlers: []report.Handler{rec}, Log: log, MinBackoff: eventRetryMin, MaxBackoff: eventRetryMax}
+	go func() { done <- c.Run(ctx) }()
 	task := turtles.Task{Repo: turtles.Repo{Name: "o/r"}, SHA: strings.Repeat("a", 40), Pool: "public", Attempt: 1}
 	var want []string
 	for _, c := range []string{"one", "two", "three"} {

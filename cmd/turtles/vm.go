@@ -75,7 +75,7 @@ DATA-DIR/vms/NAME/console.log.`,
 			defer stop()
 			m, err := vm.Start(ctx, vm.Config{
 				Image: img, Dir: dir, Name: name, CPUs: cpus, MemoryMB: memory,
-				Forwards: forwards, BootTimeout: bootTimeout, Detach: true, Owner: owner,
+				Forwards: forwards, BootTimeout: bootTimeout, StopGrace: personVMStopGrace, QEMU: qemuBinary, Detach: true, Owner: owner,
 				Console: cmd.ErrOrStderr(), Log: newLogger(s, cmd.ErrOrStderr()),
 			})
 			if err != nil {
@@ -89,9 +89,9 @@ DATA-DIR/vms/NAME/console.log.`,
 	}
 	cmd.Flags().StringVar(&name, "name", "", "machine name (default: random)")
 	cmd.Flags().IntSliceVar(&forwards, "forward", nil, "guest TCP port to forward to 127.0.0.1 (repeatable)")
-	cmd.Flags().IntVar(&cpus, "cpus", 2, "virtual CPUs")
-	cmd.Flags().IntVar(&memory, "memory", 1024, "memory in MiB")
-	cmd.Flags().DurationVar(&bootTimeout, "boot-timeout", vm.DefaultBootTimeout, "how long to wait for SSH")
+	cmd.Flags().IntVar(&cpus, "cpus", defaultVMCPUs, "virtual CPUs")
+	cmd.Flags().IntVar(&memory, "memory", defaultVMMemoryMB, "memory in MiB")
+	cmd.Flags().DurationVar(&bootTimeout, "boot-timeout", defaultVMBootTimeout, "how long to wait for SSH")
 	cmd.Flags().IntVar(&owner, "owner-pid", 0, "a process (a script, a test) whose death ends the VM at the next vm command's sweep")
 	return cmd
 }
@@ -235,6 +235,7 @@ func vmStopCmd() *cobra.Command {
 					errs = append(errs, err)
 					continue
 				}
+				m.StopGrace = personVMStopGrace
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				errs = append(errs, m.Stop(ctx))
 				cancel()

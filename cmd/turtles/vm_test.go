@@ -57,7 +57,7 @@ func TestVMCommands(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("building the Debian test image needs root")
 	}
-	manifest, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", nil, slog.Default())
+	manifest, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", defaultDebianMirror, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

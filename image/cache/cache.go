@@ -45,10 +45,11 @@ type Config struct {
 	Mirrors []Source
 	// Peers, if set, finds more sources through DNS.
 	Peers *Peers
-	// ProbeTimeout bounds the latency probe of each source. Default 2s.
-	ProbeTimeout time.Duration
+	// ProbeTimeout bounds the latency probe of each source.
 	// StallTimeout abandons a source that sends nothing for this long.
-	// Default 30s.
+	// Both are required when the cache has sources (Mirrors or Peers):
+	// a cache without any never fetches.
+	ProbeTimeout time.Duration
 	StallTimeout time.Duration
 	// MaxImageSize refuses to fetch an image whose manifest claims more
 	// bytes in all than this: a pin names the manifest, but anyone who
@@ -89,11 +90,13 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("image cache: no directory")
 	}
-	if cfg.ProbeTimeout <= 0 {
-		cfg.ProbeTimeout = 2 * time.Second
-	}
-	if cfg.StallTimeout <= 0 {
-		cfg.StallTimeout = 30 * time.Second
+	if len(cfg.Mirrors) > 0 || cfg.Peers != nil {
+		switch {
+		case cfg.ProbeTimeout <= 0:
+			return nil, fmt.Errorf("image cache: ProbeTimeout is %s, want more than 0", cfg.ProbeTimeout)
+		case cfg.StallTimeout <= 0:
+			return nil, fmt.Errorf("image cache: StallTimeout is %s, want more than 0", cfg.StallTimeout)
+		}
 	}
 	log := cfg.Log
 	if log == nil {

@@ -27,6 +27,43 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
+// TestNewNamesWhatIsMissing: the cache decides no timeout itself; New
+// refuses a Config with sources that lacks one, and says which. A cache
+// without sources never fetches and needs none.
+func TestNewNamesWhatIsMissing(t *testing.T) {
+	mirror, err := NewHTTP("http://127.0.0.1:1/images/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	complete := Config{Mirrors: []Source{mirror}, ProbeTimeout: 2 * time.Second, StallTimeout: 30 * time.Second}
+	tests := []struct {
+		name    string
+		change  func(*Config)
+		wantErr string
+	}{
+		{name: "complete", change: func(*Config) {}},
+		{name: "no dir", change: func(c *Config) { c.Dir = "" }, wantErr: "no directory"},
+		{name: "no probe timeout", change: func(c *Config) { c.ProbeTimeout = 0 }, wantErr: "ProbeTimeout is 0s"},
+		{name: "no stall timeout", change: func(c *Config) { c.StallTimeout = 0 }, wantErr: "StallTimeout is 0s"},
+		{name: "peers, no probe timeout", change: func(c *Config) { c.Mirrors, c.Peers, c.ProbeTimeout = nil, &Peers{Name: "images.example"}, 0 }, wantErr: "ProbeTimeout is 0s"},
+		{name: "no sources, no timeouts", change: func(c *Config) { c.Mirrors, c.ProbeTimeout, c.StallTimeout = nil, 0, 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := complete
+			cfg.Dir = t.TempDir()
+			tt.change(&cfg)
+			_, err := New(cfg)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("New: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("New: %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
 // One peer sends corrupted bytes, one dies mid-transfer, one is healthy:
 // the pull ends with the right image and blames the corrupted one.
 func TestPullFromPeers(t *testing.T) {

@@ -58,7 +58,7 @@ func newCache(t *testing.T, dir string, log *bytes.Buffer, sources ...Source) *C
 		w = syncio.NewWriter(log)
 	}
 	c, err := New(Config{
-		Dir: dir, Mirrors: sources, StallTimeout: 5 * time.Second,
+		Dir: dir, Mirrors: sources, ProbeTimeout: 2 * time.Second, StallTimeout: 5 * time.Second,
 		Log: slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/turtles-ci/turtles/image"
 )
@@ -192,7 +193,7 @@ func TestManifestSizeLimits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := New(Config{Dir: t.TempDir(), Mirrors: []Source{src}, MaxImageSize: tt.max})
+			c, err := New(Config{Dir: t.TempDir(), Mirrors: []Source{src}, MaxImageSize: tt.max, ProbeTimeout: 2 * time.Second, StallTimeout: 5 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}

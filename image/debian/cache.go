@@ -24,9 +24,9 @@ func CacheDir() string {
 }
 
 // Cached returns the manifest of the recipe's image in dir/RECIPE-vVERSION,
-// building it first if absent. A file lock makes parallel callers (test
-// binaries of several packages) build it once.
-func Cached(ctx context.Context, dir, recipe string, out io.Writer, log *slog.Logger) (string, error) {
+// building it first from mirror if absent. A file lock makes parallel
+// callers (test binaries of several packages) build it once.
+func Cached(ctx context.Context, dir, recipe, mirror string, out io.Writer, log *slog.Logger) (string, error) {
 	d := filepath.Join(dir, fmt.Sprintf("%s-v%d", recipe, Version))
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return "", err
@@ -44,5 +44,5 @@ func Cached(ctx context.Context, dir, recipe string, out io.Writer, log *slog.Lo
 	if _, err := os.Stat(manifest); err == nil {
 		return manifest, nil
 	}
-	return Build(ctx, Options{Recipe: recipe, Out: d, Output: out, Log: log})
+	return Build(ctx, Options{Recipe: recipe, Out: d, Mirror: mirror, Output: out, Log: log})
 }

@@ -33,9 +33,6 @@ const Version = 1
 // Recipes maps the names `turtles image build` accepts to Debian suites.
 var Recipes = map[string]string{"debian-12": "bookworm"}
 
-// DefaultMirror is used when Options.Mirror is empty.
-const DefaultMirror = "http://deb.debian.org/debian"
-
 // Append is the kernel command line: root on the first virtio disk, serial
 // console (captured into task logs), eth0 as the interface name.
 const Append = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
@@ -51,7 +48,8 @@ type Options struct {
 	// Recipe is a key of Recipes.
 	Recipe string
 	// Out is the directory the image files go to.
-	Out    string
+	Out string
+	// Mirror is the Debian mirror debootstrap installs from; required.
 	Mirror string
 	// Output receives the tools' progress (debootstrap is chatty).
 	Output io.Writer
@@ -67,7 +65,7 @@ func Build(ctx context.Context, o Options) (string, error) {
 		return "", fmt.Errorf("unknown image recipe %q (known: debian-12)", o.Recipe)
 	}
 	if o.Mirror == "" {
-		o.Mirror = DefaultMirror
+		return "", errors.New("debian: no Mirror to install from")
 	}
 	if o.Output == nil {
 		o.Output = io.Discard

@@ -11,6 +11,30 @@ import (
 	"github.com/turtles-ci/turtles/image"
 )
 
+// testMirror is the Debian mirror the test image is built from.
+const testMirror = "http://deb.debian.org/debian"
+
+// TestBuildNamesWhatIsMissing: Build decides no mirror itself; it refuses
+// Options that lack one, and says which, before it needs root or tools.
+func TestBuildNamesWhatIsMissing(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    Options
+		wantErr string
+	}{
+		{name: "no mirror", opts: Options{Recipe: "debian-12", Out: t.TempDir()}, wantErr: "no Mirror"},
+		{name: "unknown recipe", opts: Options{Recipe: "plan9", Out: t.TempDir(), Mirror: testMirror}, wantErr: `unknown image recipe "plan9"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Build(context.Background(), tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Build: %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
 // TestCached builds the real image once (or finds it in the cache) and
 // checks that its manifest points at a kernel, an initrd and a disk named
 // by its sha256. Booting it is the vm package's test.
@@ -21,7 +45,7 @@ func TestCached(t *testing.T) {
 	if _, err := exec.LookPath("debootstrap"); err != nil {
 		t.Skip("debootstrap missing: run scripts/deps.sh")
 	}
-	path, err := Cached(context.Background(), CacheDir(), "debian-12", testWriter{t}, slog.Default())
+	path, err := Cached(context.Background(), CacheDir(), "debian-12", testMirror, testWriter{t}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

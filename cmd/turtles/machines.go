@@ -1,0 +1,88 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/turtles-ci/turtles/bot"
+	"github.com/turtles-ci/turtles/config"
+	"github.com/turtles-ci/turtles/image/cache"
+)
+
+// vmFlags size and time the VMs of tasks whose context does not say: the
+// commands that run tasks take them (serve, bot, run).
+var vmFlags = []string{"vm-cpus", "vm-memory", "vm-boot-timeout"}
+
+func machineOptions() []option {
+	return []option{
+		opt("vm-cpus", "virtual CPUs of a task's VM whose context does not say (cpus:)", num(func(s *Settings) *int { return &s.VMCPUs })),
+		opt("vm-memory", "memory of a task's VM whose context does not say (memory:), in whole MiB, such as 1GiB", byteSize(func(s *Settings) *ByteSize { return &s.VMMemory })),
+		opt("vm-boot-timeout", "how long a task's VM may take to accept SSH; longer is an infrastructure failure", dur(func(s *Settings) *time.Duration { return &s.VMBootTimeout })),
+		opt("debian-mirror", "Debian mirror that 'turtles image build' installs from", str(func(s *Settings) *string { return &s.DebianMirror })),
+	}
+}
+
+// The VM a context gets when it does not say, also for `turtles vm
+// start`: two CPUs and 1 GiB run a Debian guest's tests, and a bot of a
+// few cores runs several. A Debian guest boots in 20-50 s under TCG;
+// five minutes leaves room for a loaded host.
+const (
+	defaultVMCPUs        = 2
+	defaultVMMemoryMB    = 1024
+	defaultVMBootTimeout = 5 * time.Minute
+)
+
+// defaultDebianMirror is Debian's own mirror network (deb.debian.org).
+const defaultDebianMirror = "http://deb.debian.org/debian"
+
+// qemuBinary is the emulator of every VM: the guests are x86-64.
+const qemuBinary = "qemu-system-x86_64"
+
+// How long Stop waits for a guest's ACPI powerdown before QEMU quits: a
+// task's VM is thrown away and has nothing worth saving; a person's
+// (turtles vm stop) gets a little longer to sync its disk.
+const (
+	taskVMStopGrace   = time.Second
+	personVMStopGrace = 3 * time.Second
+)
+
+func machineDefaults(s *Settings) {
+	s.VMCPUs = defaultVMCPUs
+	s.VMMemory = defaultVMMemoryMB << 20
+	s.VMBootTimeout = defaultVMBootTimeout
+	s.DebianMirror = defaultDebianMirror
+}
+
+func (s *Settings) validateMachines() error {
+	var errs []error
+	if s.VMCPUs < 1 || s.VMCPUs > config.MaxCPUs {
+		errs = append(errs, fmt.Errorf("vm-cpus: %d is not between 1 and %d", s.VMCPUs, config.MaxCPUs))
+	}
+	if mib := config.MiB(s.VMMemory >> 20); s.VMMemory%(1<<20) != 0 || mib < config.MinMemory || mib > config.MaxMemory {
+		errs = append(errs, fmt.Errorf("vm-memory: %s is not a whole number of MiB between %dMiB and %dMiB", &s.VMMemory, config.MinMemory, config.MaxMemory))
+	}
+	if s.VMBootTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("vm-boot-timeout: %s, want more than 0", s.VMBootTimeout))
+	}
+	if s.DebianMirror == "" {
+		errs = append(errs, errors.New("debian-mirror: empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// taskVMs is the VM configuration of the bot of this process, or of
+// turtles run: images from ImagesDir (and images, the cache, if not nil),
+// machines in dir.
+func (s Settings) taskVMs(dir string, images *cache.Cache) bot.VMConfig {
+	return bot.VMConfig{
+		ImagesDir: s.ImagesDir, Images: images, Dir: dir,
+		CPUs: s.VMCPUs, MemoryMB: int(s.VMMemory >> 20), BootTimeout: s.VMBootTimeout,
+		StopGrace: taskVMStopGrace, QEMU: qemuBinary,
+	}
+}
+
+// taskVMDir is where the VMs of tasks live: in the work directory, which
+// one bot at a time holds, so that it may sweep what a dead one left.
+func taskVMDir(workDir string) string { return filepath.Join(workDir, "vms") }
