@@ -152,6 +152,9 @@ func Task(i int, pool string) turtles.Task {
 		Trusted: true,
 		Secrets: []string{"TOKEN"},
 		Created: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		// The reservation token must travel with the task, into the
+		// final events the queue emits itself (cancel, dead letter).
+		Token: fmt.Sprintf("token-%d", i),
 	}
 }
 
