@@ -81,7 +81,9 @@ func (sys *system) run(ctx context.Context, again <-chan os.Signal) error {
 			sc.Run(intake, sys.s.ScanInterval)
 		})
 	}
-	if db, ok := sys.State.GetOK(); ok {
+	// Processes with the retention settings prune (a bot or scanner uses
+	// the database for dedupe only, and takes no --retain-* flags).
+	if db, ok := sys.State.GetOK(); ok && (sys.Deliveries.isSet() || sys.Results.isSet()) {
 		intakeWG.Go(func() { sys.runPruner(intake, db) })
 	}
 

@@ -12,6 +12,7 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/sqlite"
+	"github.com/turtles-ci/turtles/state"
 )
 
 func isAMQP(q string) bool {
@@ -72,7 +73,10 @@ func (sys *system) openQueue() error {
 		sys.onClose(aq.Close)
 		q = aq
 	}
-	sys.Queue.Set(q)
+	// One path for every process that publishes or ends tasks: the
+	// task's key is reserved in the state database before the backend
+	// sees it, and freed by its final event (results.Recorder).
+	sys.Queue.Set(queue.Dedupe(q, state.Reserver{DB: sys.State.Get()}))
 	sys.Events.Set(q)
 	sys.Inbox.Set(q)
 	sys.reg.MustRegister(queueCollector{q})
