@@ -72,6 +72,10 @@ func (sys *system) openQueue() error {
 		}
 		sys.onClose(aq.Close)
 		q = aq
+		if !isPostgres(s.Database) {
+			log.Warn("task keys are deduped in an SQLite file: every hook, bot and reporter on this broker must use the same file (one machine), or the same --database postgres://...",
+				"database", s.Database)
+		}
 	}
 	// One path for every process that publishes or ends tasks: the
 	// task's key is reserved in the state database before the backend
