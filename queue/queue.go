@@ -7,7 +7,9 @@
 // holds each to it. Policy that does not depend on the backend (what event
 // ends a dead-lettered, cancelled or lost attempt; validation; when a task
 // has been delivered too often) is written once here, as functions the
-// backends call (policy.go).
+// backends call (policy.go). So is the exact dedupe of task keys, in
+// front of any backend, over the state database (Dedupe, dedupe.go): the
+// backends carry work and dedupe nothing.
 //
 // Delivery is at least once: a task is removed only by AckWithTasks, after
 // its result is stored. A bot that dies loses its lease and the task is
