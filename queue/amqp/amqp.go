@@ -60,8 +60,9 @@ type Config struct {
 const (
 	hDeliveries = "x-turtles-deliveries" // earlier deliveries of this publish
 	// hToken identifies one publish of a task: its copies (parked,
-	// delayed, redelivered) carry it, and a cancel recorded for a
-	// running task matches it.
+	// delayed, redelivered) carry it. turtles reads it no more since
+	// dedupe left the broker (the reservation token is in the task); it
+	// tells copies of one publish apart for people looking at the queues.
 	hToken  = "x-turtles-token"
 	hPool   = "x-turtles-pool"
 	hReason = "x-turtles-reason"
