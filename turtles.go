@@ -94,6 +94,15 @@ type Task struct {
 	MemoryMB int `json:"memory_mb,omitempty"`
 	// Forward lists guest TCP ports forwarded to the bot's loopback.
 	Forward []int `json:"forward,omitempty"`
+	// Token is the reservation of Key the task was published under
+	// (queue.Dedupe): the one live task of a key holds it in the state
+	// database until its final event is recorded, which frees it. It
+	// travels with the task, and so with every event of the task
+	// (including the final events the queue emits for a cancelled or
+	// dead-lettered task), so that a late final event of an older run
+	// cannot free a newer run's reservation. Empty for a task published
+	// without dedupe.
+	Token string `json:"token,omitempty"`
 }
 
 // VM modes of a task with an Image.
@@ -106,7 +115,8 @@ const (
 )
 
 // Key is the stable identity of a task: the same repo, commit and context
-// are the same work, whatever the attempt. Queues deduplicate on it.
+// are the same work, whatever the attempt. Publishing deduplicates on it
+// (queue.Dedupe).
 func (t Task) Key() string {
 	return t.Repo.Name + "@" + t.SHA + ":" + t.Context
 }
@@ -162,6 +172,8 @@ func (t Task) Validate() error {
 		return fmt.Errorf("negative timeout %s", t.Timeout)
 	case t.Mode != "" && t.Mode != ModeGuest && t.Mode != ModeHost:
 		return fmt.Errorf("bad VM mode %q", t.Mode)
+	case len(t.Token) > 128:
+		return fmt.Errorf("reservation token of %d bytes, want at most 128", len(t.Token))
 	case t.CPUs < 0 || t.MemoryMB < 0:
 		return fmt.Errorf("negative VM size %d CPUs, %d MiB", t.CPUs, t.MemoryMB)
 	}

@@ -38,7 +38,7 @@ func queueEmbedded(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	elapsed, err := pumpTasks(ctx, db, tasks, publishers, claimers)
+	elapsed, err := pumpTasks(ctx, db, tasks, publishers, claimers, nil)
 	if err != nil {
 		return err
 	}
@@ -48,8 +48,10 @@ func queueEmbedded(ctx context.Context) error {
 
 // pumpTasks publishes n no-op tasks from publishers goroutines while
 // claimers goroutines claim and ack them through q, and returns the time
-// until the last ack. Other queue backends' benchmarks use it too.
-func pumpTasks(ctx context.Context, q queue.Queue, n, publishers, claimers int) (time.Duration, error) {
+// until the last ack. done, if set, is called with each task after its
+// ack (what the recorder does with its final event: free its key). Other
+// queue backends' benchmarks use it too.
+func pumpTasks(ctx context.Context, q queue.Queue, n, publishers, claimers int, done func(context.Context, turtles.Task) error) (time.Duration, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
@@ -81,6 +83,12 @@ func pumpTasks(ctx context.Context, q queue.Queue, n, publishers, claimers int) 
 				if _, err := d.AckWithTasks(ctx, nil, nil); err != nil {
 					fail(fmt.Errorf("ack %s: %w", d.Task().Key(), err))
 					return
+				}
+				if done != nil {
+					if err := done(ctx, d.Task()); err != nil {
+						fail(fmt.Errorf("after the ack of %s: %w", d.Task().Key(), err))
+						return
+					}
 				}
 				if acked.Add(1) == int64(n) {
 					cancel(nil) // all done; stop the waiting claimers

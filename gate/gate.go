@@ -81,7 +81,11 @@ func IsWaiting(st forge.Status) bool {
 	return st.Context == turtles.PlanContext && st.State == forge.Pending && strings.HasPrefix(st.Description, WaitingDescription)
 }
 
-// Publisher puts tasks on the queue; queue.Queue satisfies it.
+// Publisher puts tasks on the queue; queue.Queue satisfies it. Liveness
+// is the state database's: cmd/turtles gives the gate and the scanner a
+// queue.Dedupe queue, whose Publish reserves the task's key there first
+// and returns queue.ErrDuplicate while another run holds it (the broker
+// refuses nothing).
 type Publisher interface {
 	Publish(ctx context.Context, t turtles.Task) error
 }

@@ -7,7 +7,9 @@
 // holds each to it. Policy that does not depend on the backend (what event
 // ends a dead-lettered, cancelled or lost attempt; validation; when a task
 // has been delivered too often) is written once here, as functions the
-// backends call (policy.go).
+// backends call (policy.go). So is the exact dedupe of task keys, in
+// front of any backend, over the state database (Dedupe, dedupe.go): the
+// backends carry work and dedupe nothing.
 //
 // Delivery is at least once: a task is removed only by AckWithTasks, after
 // its result is stored. A bot that dies loses its lease and the task is
@@ -29,8 +31,9 @@ import (
 )
 
 var (
-	// ErrDuplicate is returned by Publish when a task with the same Key is
-	// live: queued, delayed or running. The caller has nothing to do.
+	// ErrDuplicate is returned by the Publish of a Dedupe queue when a
+	// task with the same Key is live: queued, delayed or running (its
+	// reservation is held). The caller has nothing to do.
 	ErrDuplicate = errors.New("task already queued or running")
 	// ErrLeaseLost is returned by a Delivery's methods when its lease
 	// expired and the task may have been given to someone else, and by
@@ -117,15 +120,13 @@ func (o Options) Validate() error {
 type Queue interface {
 	// Publish stores a valid task durably before returning.
 	//
-	// It returns ErrDuplicate if a task with the same Key is live
-	// (queued, delayed or running; dead-lettered, acked and cancelled
-	// tasks are not). Today each backend enforces this itself (a unique
-	// key in SQLite, lock queues in RabbitMQ); it may move in front of
-	// the backend (an insert-if-absent in a database, freed by the task's
-	// final event) without callers seeing a difference. An invalid task
-	// is an error wrapping ErrInvalid. On ErrUnavailable the task may
-	// have been stored all the same: publishing it again is safe (it is
-	// then ErrDuplicate).
+	// A backend dedupes nothing: every publish is queued, also one of a
+	// key that is live. Exact dedupe of task keys is one path in front of
+	// any backend, Dedupe (dedupe.go), which reserves the key in the
+	// state database and returns ErrDuplicate while another run holds
+	// it; the task's final event frees it. An invalid task is an error
+	// wrapping ErrInvalid. On ErrUnavailable the task may have been
+	// stored all the same.
 	Publish(ctx context.Context, t turtles.Task) error
 
 	// Claim blocks until a task of pool is available or ctx ends. Higher
@@ -201,17 +202,17 @@ type Delivery interface {
 	// Release returns the task at once without counting the delivery, for
 	// a bot that drains before starting it.
 	Release(ctx context.Context) error
-	// AckWithTasks ends the task: every spawn whose key is not live is
-	// queued with its Queued event (a plan queues the commit's test
-	// tasks), events are emitted (the task's final event last), and the
-	// task is removed, in one step: all of it or none. Done as separate
-	// publishes before the ack, a bot killed in between would run the
-	// plan again, which queues the tasks again, and a task that had
-	// finished meanwhile would run a second time (dedupe covers live keys
-	// only). dups are the keys that were live, neither queued again nor
-	// announced. With no spawns and no events it is a plain ack.
-	// ErrLeaseLost means the task is no longer held and none of it
-	// happened (the task runs again), or, when the connection broke
+	// AckWithTasks ends the task: every spawn is queued with its Queued
+	// event (a plan queues the commit's test tasks), events are emitted
+	// (the task's final event last), and the task is removed, in one
+	// step: all of it or none. Done as separate publishes before the ack,
+	// a bot killed in between would run the plan again, which queues the
+	// tasks again, and a task that had finished meanwhile would run a
+	// second time. A backend queues every spawn; Dedupe leaves out those
+	// whose key another run holds and returns them as dups, neither
+	// queued again nor announced. With no spawns and no events it is a
+	// plain ack. ErrLeaseLost means the task is no longer held and none
+	// of it happened (the task runs again), or, when the connection broke
 	// during the commit, all of it did; never a part. Other errors change
 	// nothing: the task is still held.
 	AckWithTasks(ctx context.Context, spawns []Spawn, events []turtles.Event) (dups []string, err error)

@@ -35,9 +35,19 @@ type History interface {
 	RecordTests(ctx context.Context, res turtles.Result) error
 }
 
+// Keys is the part of state.DB that frees task keys: Free ends token's
+// reservation of key, and does nothing (false) when another token holds
+// it or none does.
+type Keys interface {
+	Free(ctx context.Context, key, token string) (bool, error)
+}
+
 // Config configures a Recorder. History is required.
 type Config struct {
 	History History
+	// Keys, if set, is where the reservations of task keys are freed
+	// when a task's final event is recorded. Nil frees none.
+	Keys Keys
 	// Store, if set, is where the Recorder reads each ended attempt's
 	// result.json for its per-test results. Nil: tasks and attempts only.
 	Store store.Store
@@ -86,11 +96,29 @@ func (r *Recorder) Handle(ctx context.Context, ev turtles.Event) error {
 			}
 		}
 	}
+	if err := r.free(ctx, ev); err != nil {
+		return err
+	}
 	// Also for an event recorded before: a process that died between
 	// Record and here left the tests unrecorded, and RecordTests
 	// replaces what was recorded.
 	if ev.Type == turtles.EventFinished || ev.Type == turtles.EventRetrying {
 		return r.recordTests(ctx, ev)
+	}
+	return nil
+}
+
+// free frees the key of the task that ev ends, if it is a final event
+// of a run published with dedupe. Also for an event recorded before (a
+// process died between Record and here); freeing twice is harmless, and
+// the token keeps a late final of an older run from freeing a newer
+// run's reservation.
+func (r *Recorder) free(ctx context.Context, ev turtles.Event) error {
+	if r.cfg.Keys == nil || ev.Type != turtles.EventFinished || ev.Task.Token == "" {
+		return nil
+	}
+	if _, err := r.cfg.Keys.Free(ctx, ev.Task.Key(), ev.Task.Token); err != nil {
+		return fmt.Errorf("free the key %s: %w", ev.Task.Key(), err)
 	}
 	return nil
 }

@@ -191,3 +191,48 @@ func TestParseAge(t *testing.T) {
 		}
 	}
 }
+
+// TestFinalFreesKey: a task's final event frees its key for its own
+// token only; other events, and a late final of an older run, do not.
+func TestFinalFreesKey(t *testing.T) {
+	withToken := func(e turtles.Event, token string) turtles.Event {
+		e.Task.Token = token
+		return e
+	}
+	tests := []struct {
+		name     string
+		events   []turtles.Event
+		wantLive bool
+	}{
+		{name: "final frees", events: []turtles.Event{withToken(ev("f", turtles.EventFinished, 1, turtles.Success), "run")}},
+		{name: "final twice", events: []turtles.Event{
+			withToken(ev("f", turtles.EventFinished, 1, turtles.Success), "run"),
+			withToken(ev("f", turtles.EventFinished, 1, turtles.Success), "run")}},
+		{name: "cancelled frees", events: []turtles.Event{withToken(ev("c", turtles.EventFinished, 1, turtles.Cancelled), "run")}},
+		{name: "retrying keeps", wantLive: true, events: []turtles.Event{
+			withToken(ev("s", turtles.EventStarted, 1, ""), "run"),
+			withToken(ev("r", turtles.EventRetrying, 1, turtles.Infra), "run")}},
+		{name: "lost keeps", wantLive: true, events: []turtles.Event{withToken(ev("l", turtles.EventLost, 1, turtles.Infra), "run")}},
+		{name: "older run's final keeps", wantLive: true, events: []turtles.Event{
+			withToken(ev("old", turtles.EventFinished, 1, turtles.Success), "older run")}},
+		{name: "no token keeps", wantLive: true, events: []turtles.Event{ev("f", turtles.EventFinished, 1, turtles.Success)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openState(t)
+			key := testTask(1).Key()
+			if ok, _, err := db.Reserve(t.Context(), key, "run"); err != nil || !ok {
+				t.Fatalf("Reserve = %v, %v", ok, err)
+			}
+			r := New(Config{History: db, Keys: db})
+			for _, e := range tt.events {
+				if err := r.Handle(t.Context(), e); err != nil {
+					t.Fatalf("Handle(%s): %v", e.ID, err)
+				}
+			}
+			if _, live, err := db.Live(t.Context(), key); err != nil || live != tt.wantLive {
+				t.Errorf("Live = %v, %v; want %v", live, err, tt.wantLive)
+			}
+		})
+	}
+}

@@ -17,8 +17,11 @@ import (
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/gate"
+	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/queuetest"
 	"github.com/turtles-ci/turtles/queue/sqlite"
+	"github.com/turtles-ci/turtles/state"
+	ssqlite "github.com/turtles-ci/turtles/state/sqlite"
 )
 
 const (
@@ -87,11 +90,19 @@ func (f *fixture) scanner(t *testing.T, queueFile string) (*Scanner, *sqlite.DB)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	g, err := gate.New(gate.Config{Lookup: f.client, Forge: f.client, Queue: db, Events: db})
+	// Liveness is the state database's, as cmd/turtles wires it: a task
+	// key is reserved there until the task's final event.
+	st, err := ssqlite.Open(t.Context(), filepath.Join(f.dir, queueFile+".state"), state.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Lookup: f.client, Gate: g, Queue: db, Events: db, Policy: config.Policy{HostPools: []string{turtles.DefaultPool}},
+	t.Cleanup(func() { st.Close() })
+	q := queue.Dedupe(db, state.Reserver{DB: st})
+	g, err := gate.New(gate.Config{Lookup: f.client, Forge: f.client, Queue: q, Events: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{Lookup: f.client, Gate: g, Queue: q, Events: db, Policy: config.Policy{HostPools: []string{turtles.DefaultPool}},
 		Repos: []Repo{{Name: "o/r", CloneURL: "https://example/o/r.git", Branches: []string{"main", "gone"}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +187,9 @@ func TestScanRestoresLostWork(t *testing.T) {
 		t.Errorf("queued tasks (-want +got):\n%s", diff)
 	}
 
-	// The queue is lost as well: a fresh one gets the same work again.
+	// The queue is lost as well, and the state database with it: a fresh
+	// pair gets the same work again. (With the database kept, its
+	// reservations keep the keys live until their janitor frees them.)
 	s2, db2 := f.scanner(t, "q2.db")
 	if st, err := s2.Scan(ctx); err != nil || st.Queued != 8 {
 		t.Errorf("scan into an empty queue: %+v, %v; want 8 queued", st, err)

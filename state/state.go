@@ -252,3 +252,18 @@ type Prune struct {
 type Pruned struct {
 	Deliveries, Events, Finals, Tasks, Attempts, Tests, Approvals int64
 }
+
+// Reserver is db as the reservations of task keys that package queue's
+// dedupe takes (queue.Reserver), which knows nothing of Reservation.
+type Reserver struct{ DB DB }
+
+// Reserve is DB.Reserve without the holder.
+func (r Reserver) Reserve(ctx context.Context, key, token string) (bool, error) {
+	ok, _, err := r.DB.Reserve(ctx, key, token)
+	return ok, err
+}
+
+// Free is DB.Free.
+func (r Reserver) Free(ctx context.Context, key, token string) (bool, error) {
+	return r.DB.Free(ctx, key, token)
+}

@@ -39,6 +39,9 @@ Several bots on one host can share the embedded queue file of a
 	// Accepted so that older command lines still start; links are built
 	// by the process that serves the pages.
 	cmd.Flags().MarkDeprecated("public-url", "the reporter (or serve) builds log links from its own --public-url; bots ignore it")
+	// Plans' spawns are deduped in the state database, shared with the
+	// hooks and reporters.
+	addOptions(cmd.Flags(), "database")
 	addImageFlags(cmd.Flags())
 	addOptions(cmd.Flags(), vmFlags...)
 	addIsolationFlags(cmd.Flags(), true)

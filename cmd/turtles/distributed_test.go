@@ -28,6 +28,7 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/amqp/amqptest"
+	"github.com/turtles-ci/turtles/state/postgres/pgtest"
 	"github.com/turtles-ci/turtles/syncio"
 )
 
@@ -130,6 +131,14 @@ func TestDistributed(t *testing.T) {
 		t.Fatalf("start broker: %v", err)
 	}
 	t.Cleanup(func() { broker.Stop() })
+	// Task keys are deduped in the state database, which every process
+	// that publishes or ends tasks shares.
+	pg, err := pgtest.Start(pgtest.Options{Log: t.Logf})
+	if err != nil {
+		t.Fatalf("start PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { pg.Stop() })
+	database := pg.NewDatabase(t)
 	gh := githubtest.NewServer(t, e2e.Token)
 
 	var yaml strings.Builder
@@ -144,7 +153,7 @@ func TestDistributed(t *testing.T) {
 	}
 
 	store := t.TempDir() // shared by the processes, as NFS would be
-	common := []string{"--queue", broker.URL, "--log-level", "debug", "--lease", "3s",
+	common := []string{"--queue", broker.URL, "--database", database, "--log-level", "debug", "--lease", "3s",
 		"--max-deliveries", "10"}
 	hookAddr, repAddr := e2e.FreeAddr(t), e2e.FreeAddr(t)
 	hookP := startProc(t, "hook", append([]string{"hook", "--data-dir", t.TempDir(), "--listen", hookAddr}, common...)...)
@@ -376,7 +385,7 @@ func TestDistributed(t *testing.T) {
 	})
 	t.Run("submit publishes to RabbitMQ", func(t *testing.T) {
 		sha := e2e.GitRepo(t, repo, map[string]string{"submitted": "yes"})
-		args := []string{"submit", "--queue", broker.URL, "--data-dir", t.TempDir(), "--repo-url", repo, "--sha", sha,
+		args := []string{"submit", "--queue", broker.URL, "--database", database, "--data-dir", t.TempDir(), "--repo-url", repo, "--sha", sha,
 			"--repo", "octo/hello", "--context", "by-hand", "--command", "echo submitted"}
 		code, out := runTurtles(t, args...)
 		if code != 0 || !strings.Contains(out, "queued octo/hello@"+sha) {

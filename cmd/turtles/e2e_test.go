@@ -316,6 +316,23 @@ func TestCommands(t *testing.T) {
 			t.Errorf("status: exit %d, want the adhoc context:\n%s", code, out)
 		}
 	})
+	t.Run("a finished task's key may be queued again", func(t *testing.T) {
+		// The adhoc task finished above: its final event frees its key in
+		// the state database (the recorder runs just after the history
+		// shows it finished), so the same key is queued again, once.
+		args := []string{"submit", "--data-dir", data, "--repo-url", repo, "--sha", "HEAD", "--repo", "octo/hello",
+			"--context", "adhoc", "--command", "echo adhoc ran again"}
+		var last string
+		e2e.WaitFor(t, 10*time.Second, "the adhoc key to be free again", func() bool {
+			code, out := runTurtles(t, args...)
+			if code != 0 {
+				t.Fatalf("submit: %d %s", code, out)
+			}
+			last = out
+			return strings.Contains(out, "queued octo/hello@") && !strings.Contains(out, "already")
+		})
+		t.Logf("submit: %s", last)
+	})
 	t.Run("submit refuses bad input", func(t *testing.T) {
 		for _, args := range [][]string{
 			{"--repo-url", repo, "--sha", "no-such-rev"},

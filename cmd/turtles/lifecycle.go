@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/bot"
 	"github.com/turtles-ci/turtles/gate"
@@ -81,8 +83,15 @@ func (sys *system) run(ctx context.Context, again <-chan os.Signal) error {
 			sc.Run(intake, sys.s.ScanInterval)
 		})
 	}
-	if db, ok := sys.State.GetOK(); ok {
+	// Processes with the retention settings prune (a bot or scanner uses
+	// the database for dedupe only, and takes no --retain-* flags).
+	if db, ok := sys.State.GetOK(); ok && (sys.Deliveries.isSet() || sys.Results.isSet()) {
 		intakeWG.Go(func() { sys.runPruner(intake, db) })
+	}
+	// Where final events free task keys, stale reservations are freed too.
+	if db, ok := sys.State.GetOK(); ok && sys.Results.isSet() {
+		j := janitor{db: db, bound: sys.s.reservationBound(), clock: clockwork.NewRealClock(), log: log.With("part", "janitor")}
+		intakeWG.Go(func() { j.run(intake) })
 	}
 
 	// The event consumer, stopped at step 3.

@@ -50,7 +50,9 @@ func (sys *system) openResults() error {
 	st := sys.Store.Get()
 	sys.Results.Set(results.New(results.Config{
 		History: sys.State.Get(),
-		Store:   st,
+		// The final event of a task frees its key (queue.Dedupe).
+		Keys:  sys.State.Get(),
+		Store: st,
 		// A bot that died cannot end its log; the recorder does, with why.
 		EndLog: func(ctx context.Context, r turtles.Result) error { return bot.EndLost(ctx, st, r) },
 		Log:    sys.log.With("part", "results"),

@@ -122,7 +122,7 @@ func TestPostgres(t *testing.T) {
 		procs = append(procs, startProc(t, fmt.Sprintf("reporter-%d", i), append([]string{"reporter", "--data-dir", t.TempDir(), "--listen", addr,
 			"--github-api", gh.URL + "/", "--store-dir", store}, common...)...))
 	}
-	procs = append(procs, startProc(t, "bot", "bot", "--data-dir", t.TempDir(), "--bot-name", "bot-0", "--slots", "2",
+	procs = append(procs, startProc(t, "bot", "bot", "--database", database, "--data-dir", t.TempDir(), "--bot-name", "bot-0", "--slots", "2",
 		"--retry-delays", "200ms", "--store-dir", store, "--queue", broker.URL, "--log-level", "debug", "--lease", "5s"))
 	for _, h := range hooks {
 		waitHTTP(t, "http://"+h+"/metrics")
@@ -176,7 +176,7 @@ func TestPostgres(t *testing.T) {
 	// Barrier for late duplicates: a task submitted after everything
 	// above, whose final status comes after any status they would set.
 	sha3 := e2e.GitRepo(t, repo, map[string]string{"barrier": "yes"})
-	if code, out := runTurtles(t, "submit", "--queue", broker.URL, "--data-dir", t.TempDir(), "--repo-url", repo, "--sha", sha3,
+	if code, out := runTurtles(t, "submit", "--queue", broker.URL, "--database", database, "--data-dir", t.TempDir(), "--repo-url", repo, "--sha", sha3,
 		"--repo", "octo/hello", "--context", "barrier", "--command", "true"); code != 0 {
 		t.Fatalf("submit: exit %d: %s", code, out)
 	}

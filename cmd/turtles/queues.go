@@ -12,6 +12,7 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/queue/amqp"
 	"github.com/turtles-ci/turtles/queue/sqlite"
+	"github.com/turtles-ci/turtles/state"
 )
 
 func isAMQP(q string) bool {
@@ -71,8 +72,15 @@ func (sys *system) openQueue() error {
 		}
 		sys.onClose(aq.Close)
 		q = aq
+		if !isPostgres(s.Database) {
+			log.Warn("task keys are deduped in an SQLite file: every hook, bot and reporter on this broker must use the same file (one machine), or the same --database postgres://...",
+				"database", s.Database)
+		}
 	}
-	sys.Queue.Set(q)
+	// One path for every process that publishes or ends tasks: the
+	// task's key is reserved in the state database before the backend
+	// sees it, and freed by its final event (results.Recorder).
+	sys.Queue.Set(queue.Dedupe(q, state.Reserver{DB: sys.State.Get()}))
 	sys.Events.Set(q)
 	sys.Inbox.Set(q)
 	sys.reg.MustRegister(queueCollector{q})

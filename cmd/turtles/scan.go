@@ -53,6 +53,7 @@ outage; serve runs it at start and every --scan-interval.`,
 	}
 	addFlags(cmd.Flags(), "data-dir", "queue", "pool", "github-api", "github-token-file", "log-level", "log-format")
 	addTrustFlags(cmd.Flags())
+	addOptions(cmd.Flags(), "database") // task keys are deduped there
 	addIsolationFlags(cmd.Flags(), false)
 	addForgeFlags(cmd.Flags())
 	return cmd

@@ -91,6 +91,7 @@ repository (HEAD, a branch), resolved here.`,
 	cmd.MarkFlagRequired("repo-url")
 	cmd.MarkFlagRequired("sha")
 	addFlags(f, "data-dir", "queue", "public-url", "pool", "lease", "max-deliveries")
+	addOptions(f, "database") // task keys are deduped there
 	return cmd
 }
 

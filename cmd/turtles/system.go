@@ -38,6 +38,8 @@ type system struct {
 	log *slog.Logger
 	reg *prometheus.Registry
 
+	// Queue is the queue backend behind the dedupe of task keys in State
+	// (queue.Dedupe): the broker dedupes nothing.
 	Queue  part[queue.Queue]
 	Events part[queue.Events]
 	// Inbox carries what needs forge lookups from the webhook receiver
@@ -96,10 +98,10 @@ type partID int
 
 // The parts, in the order they are built: each only from those before.
 const (
-	partQueue partID = iota
+	partState partID = iota
+	partQueue
 	partEvents
 	partInbox
-	partState
 	partDeliveries
 	partStore
 	partResults
@@ -116,6 +118,8 @@ const (
 // deps are the parts each part is built from (beyond optional ones it
 // uses when they are there: the receiver the inbox, HTTP the others).
 var deps = map[partID][]partID{
+	// The queue dedupes task keys in the state database (queue.Dedupe).
+	partQueue:      {partState},
 	partEvents:     {partQueue},
 	partInbox:      {partQueue},
 	partDeliveries: {partState},
@@ -148,14 +152,14 @@ func (p *part[T]) absence() string  { return cmp.Or(p.why, "not built") }
 
 // parts are the system's parts by ID.
 func (sys *system) parts() [numParts]anyPart {
-	return [numParts]anyPart{&sys.Queue, &sys.Events, &sys.Inbox, &sys.State, &sys.Deliveries, &sys.Store, &sys.Results,
+	return [numParts]anyPart{&sys.State, &sys.Queue, &sys.Events, &sys.Inbox, &sys.Deliveries, &sys.Store, &sys.Results,
 		&sys.Forge, &sys.Gate, &sys.Reporter, &sys.Scanner, &sys.Bot, &sys.Receiver, &sys.HTTP}
 }
 
 // builders build the parts by ID; nil for parts another one's builder
 // sets (one queue backend is the queue, the events and the inbox).
 func (sys *system) builders() [numParts]func() error {
-	return [numParts]func() error{sys.openQueue, nil, nil, sys.openState, sys.openDeliveries, sys.openStore, sys.openResults,
+	return [numParts]func() error{sys.openState, sys.openQueue, nil, nil, sys.openDeliveries, sys.openStore, sys.openResults,
 		sys.openForge, sys.openGate, sys.openReporter, sys.openScanner, sys.openBot, sys.openReceiver, sys.openHTTP}
 }
 

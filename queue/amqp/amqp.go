@@ -37,7 +37,7 @@ type Config struct {
 	Prefix string
 	// Options are the queue options (lease, max deliveries, poll, clock).
 	// The clock times leases held by this process (lease expiry, inbox
-	// leases); what the broker times (delays, parked copies, markers)
+	// leases); what the broker times (delays, parked copies)
 	// runs on real time.
 	Options queue.Options
 	// ParkAfter is how long a claimed task is held as an unacked delivery
@@ -47,15 +47,6 @@ type Config struct {
 	ParkAfter time.Duration
 	// Pools are reported by Stats even when this handle never used them.
 	Pools []string
-	// NoDedupe skips the dedupe lock of task keys: Publish never returns
-	// ErrDuplicate (see lock.go and docs/distributed.md).
-	NoDedupe bool
-	// LockSlots chooses where the task keys' dedupe locks live: 0 (the
-	// default) gives every key a lock queue of its own, exact but created
-	// per task; N > 0 spreads them over N shared slot queues, created once,
-	// where keys that hash to the same slot wait for each other (see
-	// lock.go). Every process must use the same value.
-	LockSlots int
 	// Name identifies the connection in the broker's UI.
 	Name string
 	// StillDownEvery is how often a broker outage is logged again while
@@ -68,10 +59,15 @@ type Config struct {
 // Metadata headers on task messages.
 const (
 	hDeliveries = "x-turtles-deliveries" // earlier deliveries of this publish
-	hPool       = "x-turtles-pool"
-	hReason     = "x-turtles-reason"
-	hTime       = "x-turtles-time" // unix nanoseconds of dead-lettering
-	hLease      = "x-turtles-lease"
+	// hToken identifies one publish of a task: its copies (parked,
+	// delayed, redelivered) carry it. turtles reads it no more since
+	// dedupe left the broker (the reservation token is in the task); it
+	// tells copies of one publish apart for people looking at the queues.
+	hToken  = "x-turtles-token"
+	hPool   = "x-turtles-pool"
+	hReason = "x-turtles-reason"
+	hTime   = "x-turtles-time" // unix nanoseconds of dead-lettering
+	hLease  = "x-turtles-lease"
 )
 
 // maxPriority is the work queues' x-max-priority. Task priority p maps to
@@ -210,7 +206,6 @@ type link struct {
 	mu       sync.Mutex
 	decl     *amqp.Channel // declarations; reopened after a channel error
 	inbox    *amqp.Channel // inbox gets (Take); reopened after a channel error
-	slots    []slotLock    // looks into lock slots
 	declared map[string]bool
 }
 
@@ -333,16 +328,15 @@ func (l *link) get(name string) (amqp.Delivery, *workChan, bool, error) {
 
 // ack acks a message fetched on wc, and commits.
 func (wc *workChan) ack(tag uint64) error {
-	return wc.commit(context.Background(), tag, nil, nil)
+	return wc.commit(context.Background(), tag, nil)
 }
 
-// commit publishes pubs, acks tag and removes the marker of lock (if set)
-// in one transaction: all or nothing happens, whenever this process dies.
+// commit publishes pubs and acks tag in one transaction: all or nothing happens, whenever this process dies.
 // What replaces a message (its final event, its next delivery, its dead
 // letter) is never published without the message being acked, nor acked
 // without it: either would run or report a task twice, or lose it. A
 // commit returns once the broker has the publishes on disk.
-func (wc *workChan) commit(ctx context.Context, tag uint64, pubs []routed, lock *lockRef) error {
+func (wc *workChan) commit(ctx context.Context, tag uint64, pubs []routed) error {
 	wc.mu.Lock()
 	defer wc.mu.Unlock()
 	if err := publishTx(ctx, wc.ch, pubs); err != nil {
@@ -351,20 +345,7 @@ func (wc *workChan) commit(ctx context.Context, tag uint64, pubs []routed, lock 
 	if err := wc.ch.Ack(tag, false); err != nil {
 		return err
 	}
-	putBack := false
-	if lock != nil {
-		var err error
-		if putBack, err = wc.releaseTx(*lock); err != nil {
-			return err
-		}
-	}
-	if err := wc.ch.TxCommit(); err != nil {
-		return err
-	}
-	if putBack {
-		return settled(wc.ch, lock.slot)
-	}
-	return nil
+	return wc.ch.TxCommit()
 }
 
 // publishAll publishes pubs one by one and waits for each confirm: for
@@ -383,7 +364,7 @@ func (l *link) publishAll(ctx context.Context, pubs []routed) error {
 }
 
 // publish publishes msg and waits for the broker's confirm. ok is false
-// when the broker refused it (a full dedupe lock).
+// when the broker refused it.
 func (l *link) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) (ok bool, err error) {
 	dc, err := l.pub.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
 	if err != nil {
@@ -396,32 +377,6 @@ func (l *link) publish(ctx context.Context, exchange, key string, msg amqp.Publi
 	if !ok && !l.alive() || l.pub.IsClosed() {
 		// A closing channel nacks what it had not confirmed.
 		return false, fmt.Errorf("publish to %q/%q: connection lost before the confirm", exchange, key)
-	}
-	return ok, nil
-}
-
-// publishMany publishes pubs in order on the confirm channel, without
-// waiting in between, and waits for all their confirms: the broker routes
-// a channel's messages in order, so none is routed without those before
-// it. ok[i] is false when the broker refused pubs[i] (a full dedupe lock).
-func (l *link) publishMany(ctx context.Context, pubs []routed) (ok []bool, err error) {
-	dcs := make([]*amqp.DeferredConfirmation, len(pubs))
-	for i, p := range pubs {
-		if dcs[i], err = l.pub.PublishWithDeferredConfirmWithContext(ctx, p.exchange, p.key, false, false, p.msg); err != nil {
-			return nil, fmt.Errorf("publish to %q/%q: %w", p.exchange, p.key, err)
-		}
-	}
-	ok = make([]bool, len(pubs))
-	all := true
-	for i, dc := range dcs {
-		if ok[i], err = dc.WaitContext(ctx); err != nil {
-			return nil, fmt.Errorf("publish: wait for confirm: %w", err)
-		}
-		all = all && ok[i]
-	}
-	if !all && !l.alive() || l.pub.IsClosed() {
-		// A closing channel nacks what it had not confirmed.
-		return nil, fmt.Errorf("publish to %q/%q: connection lost before the confirm", pubs[0].exchange, pubs[0].key)
 	}
 	return ok, nil
 }
@@ -509,7 +464,7 @@ func (c *client) dial() (*link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &link{conn: conn, slots: make([]slotLock, workChans), up: time.Now(), dead: make(chan struct{}), declared: map[string]bool{}}
+	l := &link{conn: conn, up: time.Now(), dead: make(chan struct{}), declared: map[string]bool{}}
 	fail := func(err error) (*link, error) {
 		conn.Close()
 		return nil, err

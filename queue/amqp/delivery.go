@@ -37,8 +37,7 @@ type delivery struct {
 	task  turtles.Task
 	body  []byte
 	count int
-	token string  // the publish's token, carried by every copy
-	lock  lockRef // the key's lock this delivery holds; zero for none
+	token string // the publish's token, carried by every copy
 
 	mu      sync.Mutex
 	state   int
@@ -120,7 +119,7 @@ func (d *delivery) Heartbeat(ctx context.Context) error {
 // sets the final state. d.mu is held.
 func (d *delivery) endWith(ctx context.Context, ev routed) error {
 	if d.state == stateHeld {
-		if err := d.wc.commit(ctx, d.tag, []routed{ev}, &d.lock); err != nil {
+		if err := d.wc.commit(ctx, d.tag, []routed{ev}); err != nil {
 			d.finish(stateLost)
 			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 		}
@@ -128,7 +127,7 @@ func (d *delivery) endWith(ctx context.Context, ev routed) error {
 	}
 	err := d.q.c.retry(ctx, func(l *link) error { return l.publishAll(ctx, []routed{ev}) })
 	if err == nil {
-		err = d.settle(ctx, nil, true)
+		err = d.settle(ctx, nil)
 	}
 	return err
 }
@@ -141,7 +140,7 @@ func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string)
 		return false, err
 	}
 	end := d.q.opts.Nacked(d.task, d.count, reason)
-	err := d.settle(ctx, d.next(end, delay), end.Dead)
+	err := d.settle(ctx, d.next(end, delay))
 	if err != nil {
 		return false, fmt.Errorf("nack %s: %w", d.task.Key(), err)
 	}
@@ -162,7 +161,7 @@ func (d *delivery) Release(ctx context.Context) error {
 	err := d.settle(ctx, func(l *link) ([]routed, error) {
 		r, err := d.q.requeued(l, d.pool, d.task, d.count-1, 0, d.token)
 		return []routed{r}, err
-	}, false)
+	})
 	if err != nil {
 		return fmt.Errorf("release %s: %w", d.task.Key(), err)
 	}
@@ -181,14 +180,9 @@ func (d *delivery) next(end queue.End, delay time.Duration) func(l *link) ([]rou
 // settle publishes what replaces the task (if then is set: it returns
 // the messages, declaring what they need on l) and lets go of the
 // original: when held, both in one transaction with the ack; when
-// parked, the done marker and lease queue after the publishes. If final,
-// the task is over and its key's lock goes too (with the ack when held).
-// d.mu is held.
-func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, error), final bool) error {
-	var lock *lockRef
-	if final {
-		lock = &d.lock
-	}
+// parked, the done marker and lease queue after the publishes. d.mu is
+// held.
+func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, error)) error {
 	if d.state == stateHeld {
 		// The ack must go on the channel the message came on.
 		l := d.link
@@ -203,7 +197,7 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, err
 				return queue.Unavailable(err)
 			}
 		}
-		if err := d.wc.commit(ctx, d.tag, pubs, lock); err != nil {
+		if err := d.wc.commit(ctx, d.tag, pubs); err != nil {
 			d.finish(stateLost)
 			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 		}
@@ -225,13 +219,7 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, err
 		}
 		return d.endLease(l)
 	})
-	if err != nil {
-		return err
-	}
-	if final {
-		d.q.unlock(d.lock)
-	}
-	return nil
+	return err
 }
 
 // endLease marks a parked delivery done and drops its lease queue, in
@@ -270,7 +258,7 @@ func (d *delivery) expire() {
 	dead := end.Dead
 	var err error
 	if l.alive() {
-		err = d.settle(ctx, d.next(end, 0), dead)
+		err = d.settle(ctx, d.next(end, 0))
 	}
 	if err != nil {
 		// The broker hands the message out again, counted, when the
@@ -303,7 +291,7 @@ func (d *delivery) parkNow() {
 	if err == nil {
 		// The parked copy and the ack in one transaction: a death in
 		// between must not leave both the message and its copy queued.
-		err = d.wc.commit(ctx, d.tag, []routed{parked}, nil)
+		err = d.wc.commit(ctx, d.tag, []routed{parked})
 	}
 	if err != nil {
 		d.q.c.log.Warn("parking a long task failed; trying again", "task", d.task.Key(), "err", err)
@@ -467,7 +455,4 @@ func (q *Queue) reapOne(ctx context.Context, l *link, r reaper, m amqp.Delivery)
 		return
 	}
 	q.wakeUp(pool)
-	if dead {
-		q.unlock(q.lockOf(m.Headers, t))
-	}
 }

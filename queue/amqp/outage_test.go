@@ -26,7 +26,7 @@ func openProxied(t *testing.T, cfg amqp.Config) (*amqp.Queue, *amqptest.Proxy, *
 	t.Cleanup(func() { proxy.Close() })
 	logs := &syncio.Buffer{}
 	cfg.URL, cfg.Log = proxy.URL, slog.New(slog.NewTextHandler(logs, nil))
-	return openLock(t, cfg), proxy, logs
+	return openWith(t, cfg), proxy, logs
 }
 
 // waitUntil polls ok until it holds, failing after timeout.
@@ -61,8 +61,8 @@ func TestPublishDuringOutage(t *testing.T) {
 			t.Parallel()
 			q, proxy, _ := openProxied(t, amqp.Config{})
 			// The pool's queue is declared by a first publish, so that
-			// the silent case waits in a declaration of the task's own
-			// dedupe lock or in its confirm, not in the pool's.
+			// the silent case waits in the task's confirm, not in the
+			// pool's declaration.
 			first := queuetest.Task(1, "public")
 			if err := q.Publish(t.Context(), first); err != nil {
 				t.Fatalf("Publish before the outage: %v", err)
@@ -88,11 +88,15 @@ func TestPublishDuringOutage(t *testing.T) {
 			}
 
 			proxy.Up()
-			if err := q.Publish(ctxFor(t, 30*time.Second), task); err != nil && !errors.Is(err, queue.ErrDuplicate) {
-				t.Fatalf("Publish after the outage = %v, want nil (or ErrDuplicate if the first got in)", err)
+			if err := q.Publish(ctxFor(t, 30*time.Second), task); err != nil {
+				t.Fatalf("Publish after the outage = %v, want nil", err)
 			}
-			ack(t, claimKey(t, q, task.Key()))
-			claimBarrier(t, q, "a second copy of a task published during an outage and after it")
+			// The broker dedupes nothing: a copy of the publish during the
+			// outage may have got in before it failed (the caller then
+			// frees its reservation, queue.Dedupe); not more.
+			if n := copiesOf(t, q, task.Key()); n < 1 || n > 2 {
+				t.Errorf("%d copies of a task published during an outage and after it, want 1 or 2", n)
+			}
 		})
 	}
 }

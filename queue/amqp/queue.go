@@ -81,8 +81,9 @@ func (q *Queue) usePool(l *link, pool string) error {
 func (q *Queue) wakeChan(pool string) <-chan struct{} { return q.wake.Chan(pool) }
 func (q *Queue) wakeUp(pool string)                   { q.wake.Wake(pool) }
 
-// Publish implements queue.Queue. The task is published, then its key's
-// dedupe marker (lock.go); both wait for broker confirms.
+// Publish implements queue.Queue and waits for the broker's confirm. It
+// dedupes nothing: queue.Dedupe does, in the state database, so the
+// broker holds work only.
 func (q *Queue) Publish(ctx context.Context, t turtles.Task) error {
 	if q.c.closed() {
 		return queue.ErrClosed
@@ -91,97 +92,42 @@ func (q *Queue) Publish(ctx context.Context, t turtles.Task) error {
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", t.Key(), err)
 	}
-	return q.publishTask(ctx, t.Pool, &t, body)
+	return q.publishTask(ctx, t.Pool, t.Priority, body)
 }
 
 // PublishRaw queues body as it is, for tools and tests of malformed
-// messages. A body that is a valid task is deduplicated like Publish; any
-// other body is dead-lettered by the Claim that meets it.
+// messages. A body that is not a valid task is dead-lettered by the Claim
+// that meets it.
 func (q *Queue) PublishRaw(ctx context.Context, pool string, body []byte) error {
 	if q.c.closed() {
 		return queue.ErrClosed
 	}
-	var tp *turtles.Task
+	prio := 0
 	if t, err := turtles.DecodeTask(body); err == nil {
-		tp = &t
+		prio = t.Priority
 	}
-	return q.publishTask(ctx, pool, tp, body)
+	return q.publishTask(ctx, pool, prio, body)
 }
 
-func (q *Queue) publishTask(ctx context.Context, pool string, t *turtles.Task, body []byte) error {
-	prio := 0
-	var lock lockRef
-	if t != nil {
-		prio = t.Priority
-		if !q.c.cfg.NoDedupe {
-			lock.key, lock.slot = t.Key(), q.n.slotOf(t.Key(), q.c.cfg.LockSlots)
-		}
-	}
-	locked := false
+func (q *Queue) publishTask(ctx context.Context, pool string, prio int, body []byte) error {
 	err := q.c.retry(ctx, func(l *link) error {
-		// A token per try: a try whose confirms were lost with the
-		// connection may have queued its copy (and its marker) all the
-		// same. With a token of its own, the next try's copy is another
-		// copy, not the same one twice: the lock keeps one of them.
-		lock.token = newToken()
-		// The task first, then its marker (see lock.go).
-		pubs := []routed{{q.n.workExchange(), pool, taskMessage(body, 2*prio, 0, lock.token)}}
-		if lock.slot != "" {
-			pubs = append(pubs, routed{"", lock.slot, lock.marker()})
-		}
+		// A token per try: a try whose confirm was lost with the
+		// connection may have queued its copy all the same.
+		msg := taskMessage(body, 2*prio, 0, newToken())
 		if err := q.usePool(l, pool); err != nil {
 			return err
 		}
-		if lock.slot != "" {
-			if err := l.declare(slotSpec(lock.slot)); err != nil {
-				return err
-			}
-		}
-		ok, err := l.publishMany(ctx, pubs)
-		if err == nil && !ok[0] {
+		ok, err := l.publish(ctx, q.n.workExchange(), pool, msg)
+		if err == nil && !ok {
 			err = errors.New("broker refused the message")
 		}
-		locked = err == nil && ok[len(ok)-1]
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("publish to pool %s: %w", pool, err)
 	}
 	q.wakeUp(pool)
-	if lock.slot == "" || locked {
-		return nil
-	}
-	// The slot refused the marker: a duplicate, or a collision.
-	if q.withdrawIfLive(ctx, lock) {
-		return fmt.Errorf("publish %s: %w", lock.key, queue.ErrDuplicate)
-	}
 	return nil
-}
-
-// withdrawIfLive handles a marker that lock's slot refused: if another
-// marker of the key is there (the key is live), the copy just queued with
-// lock's token is withdrawn, so that its claimer drops it, and it reports
-// true. Otherwise (a collision in a shared slot) the copy stays queued
-// without a lock. On failure the task stays queued and its claimer
-// decides (see lock.go).
-func (q *Queue) withdrawIfLive(ctx context.Context, lock lockRef) bool {
-	withdrawn := false
-	err := q.c.retry(ctx, func(l *link) error {
-		st, err := l.look(lock, false)
-		if err != nil || st != lockOther {
-			return err
-		}
-		if err := l.declare(q.n.withdrawnSpec(lock.token)); err != nil {
-			return err
-		}
-		withdrawn = true
-		return nil
-	})
-	if err != nil {
-		q.c.log.Warn("looking into a refused lock failed; the claimer decides", "task", lock.key, "err", err)
-		return false // and op may still be running: withdrawn is not ours to read
-	}
-	return withdrawn
 }
 
 func taskMessage(body []byte, prio, deliveries int, token string) amqp.Publishing {
@@ -197,15 +143,6 @@ func taskMessage(body []byte, prio, deliveries int, token string) amqp.Publishin
 		Headers:      h,
 		Body:         body,
 	}
-}
-
-// lockOf is the lock of task message headers h, for task t.
-func (q *Queue) lockOf(h amqp.Table, t turtles.Task) lockRef {
-	token := headerString(h, hToken)
-	if token == "" || q.c.cfg.NoDedupe {
-		return lockRef{}
-	}
-	return lockRef{slot: q.n.slotOf(t.Key(), q.c.cfg.LockSlots), key: t.Key(), token: token}
 }
 
 func headerInt(h amqp.Table, k string) int {
@@ -314,29 +251,27 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 		if err != nil {
 			return nil, err
 		}
-		return nil, wc.commit(ctx, m.DeliveryTag, pubs, nil)
+		return nil, wc.commit(ctx, m.DeliveryTag, pubs)
 	}
-	lock := q.lockOf(m.Headers, t)
+	token := headerString(m.Headers, hToken)
 	if rec, ok := q.cancels.match(t); ok {
 		r, err := q.n.eventOf(queue.CancelledEvent(t, rec.Reason, q.clock.Now()))
 		if err != nil {
 			return nil, err
 		}
-		return nil, wc.commit(ctx, m.DeliveryTag, []routed{r}, &lock)
+		return nil, wc.commit(ctx, m.DeliveryTag, []routed{r})
 	}
 	if m.Redelivered {
 		// RabbitMQ put it back because a holder's connection ended: that
 		// was a delivery, and its holder reports nothing more. Its
 		// attempt ends here, with the message that replaces it.
 		end := q.opts.Lost(t, prev+1, "the bot's connection to the broker ended")
-		pubs, err := q.replaced(l, pool, m.Body, t, prev+1, end, 0, lock.token)
+		pubs, err := q.replaced(l, pool, m.Body, t, prev+1, end, 0, token)
 		if err == nil {
-			var unlock *lockRef
 			if end.Dead {
 				q.c.log.Warn("dead-lettering a task", "task", t.Key(), "reason", end.Reason)
-				unlock = &lock
 			}
-			err = wc.commit(ctx, m.DeliveryTag, pubs, unlock)
+			err = wc.commit(ctx, m.DeliveryTag, pubs)
 		}
 		if err == nil {
 			q.wakeUp(pool)
@@ -353,41 +288,15 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 		if err != nil {
 			return nil, err
 		}
-		return nil, wc.commit(ctx, m.DeliveryTag, pubs, &lock)
+		return nil, wc.commit(ctx, m.DeliveryTag, pubs)
 	}
-	token := lock.token
-	run, wait, lock, err := q.lockTask(ctx, l, lock)
-	if err != nil {
-		return nil, err
-	}
-	if wait {
-		// Another key holds the lock slot: back in line, not counted.
-		return nil, q.requeue(ctx, l, wc, m.DeliveryTag, pool, t, prev, slotWait, token)
-	}
-	if !run {
-		q.c.log.Info("dropping a duplicate copy of a task", "task", t.Key())
-		return nil, wc.ack(m.DeliveryTag)
-	}
-	d := &delivery{q: q, pool: pool, task: t, body: m.Body, count: prev + 1, token: token, lock: lock,
+	d := &delivery{q: q, pool: pool, task: t, body: m.Body, count: prev + 1, token: token,
 		state: stateHeld, link: l, wc: wc, tag: m.DeliveryTag, beat: q.clock.Now()}
 	q.mu.Lock()
 	q.held[d] = true
 	q.mu.Unlock()
 	d.arm()
 	return d, nil
-}
-
-// requeue queues t again (requeued) and acks the message tag it came in
-// on wc, in one transaction.
-func (q *Queue) requeue(ctx context.Context, l *link, wc *workChan, tag uint64, pool string, t turtles.Task, prev int, delay time.Duration, token string) error {
-	r, err := q.requeued(l, pool, t, prev, delay, token)
-	if err == nil {
-		err = wc.commit(ctx, tag, []routed{r}, nil)
-	}
-	if err == nil {
-		q.wakeUp(pool)
-	}
-	return err
 }
 
 // requeued returns the message that queues t again with prev earlier

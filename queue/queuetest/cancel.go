@@ -85,6 +85,9 @@ func testCancel(t *testing.T, open opener) {
 		if ev.Type != turtles.EventFinished || ev.Outcome == nil || ev.Outcome.Class != turtles.Cancelled || ev.Outcome.Reason != reason {
 			t.Errorf("event %+v, want finished, cancelled, %q", ev, reason)
 		}
+		if want := map[string]string{running.Key(): running.Token, queued.Key(): queued.Token}[ev.Task.Key()]; ev.Task.Token != want {
+			t.Errorf("cancelled event of %s has token %q, want the task's %q", ev.Task.Key(), ev.Task.Token, want)
+		}
 		got[ev.Task.Key()]++
 		ackEvent(t, ed)
 	}

@@ -47,6 +47,9 @@ func testLost(t *testing.T, open opener) {
 		if ev.Task.Key() != task.Key() {
 			continue
 		}
+		if ev.Task.Token != task.Token {
+			t.Errorf("%s event has token %q, want the task's %q", ev.Type, ev.Task.Token, task.Token)
+		}
 		s := seen{typ: ev.Type, attempt: ev.Task.Attempt}
 		if ev.Outcome != nil {
 			s.class = ev.Outcome.Class

@@ -104,8 +104,8 @@ func (d *delivery) nack(ctx context.Context, delay time.Duration, reason string)
 	return dead, tx.Commit()
 }
 
-// AckWithTasks implements queue.Delivery in one SQLite transaction; the
-// tasks table's unique key finds the live ones.
+// AckWithTasks implements queue.Delivery in one SQLite transaction. It
+// dedupes nothing (queue.Dedupe does): dups is always empty.
 func (d *delivery) AckWithTasks(ctx context.Context, spawns []queue.Spawn, events []turtles.Event) ([]string, error) {
 	if d.db.closed() {
 		return nil, queue.ErrClosed
@@ -143,22 +143,14 @@ func (d *delivery) ackWithTasks(ctx context.Context, spawns []queue.Spawn, event
 		return nil, d.lost(ctx)
 	}
 	now := nanos(d.db.clock.Now())
-	var dups []string
 	for _, s := range spawns {
 		body, err := json.Marshal(s.Task)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", s.Task.Key(), err)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
-			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`, s.Task.Pool, s.Task.Key(), s.Task.Priority, body, now, now)
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, s.Task.Pool, s.Task.Key(), s.Task.Priority, body, now, now); err != nil {
 			return nil, fmt.Errorf("queue %s: %w", s.Task.Key(), err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return nil, err
-		} else if n == 0 {
-			dups = append(dups, s.Task.Key())
-			continue
 		}
 		if err := insertEvent(ctx, tx, s.Queued); err != nil {
 			return nil, err
@@ -169,7 +161,7 @@ func (d *delivery) ackWithTasks(ctx context.Context, spawns []queue.Spawn, event
 			return nil, err
 		}
 	}
-	return dups, tx.Commit()
+	return nil, tx.Commit()
 }
 
 // insertEvent appends ev to the event log in tx.

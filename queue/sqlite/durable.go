@@ -36,7 +36,8 @@ import (
 // to pay for on the one connection) and returns once its commit is on
 // disk. A failed sync returns an error although the row may be
 // committed: the caller answers the forge with an error and the forge
-// (or a person) redelivers, which dedupes.
+// (or a person) redelivers, which queue.Dedupe lets through (a failed
+// publish frees its reservation): the task may run twice, never not.
 func (db *DB) durable(ctx context.Context, write func(ctx context.Context) error) error {
 	if err := write(ctx); err != nil {
 		return err

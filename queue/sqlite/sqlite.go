@@ -93,6 +93,25 @@ var migrations = []string{
 	// The webhook delivery log moved out of the queue (cmd/turtles keeps
 	// it apart until package state holds it).
 	`DROP TABLE deliveries;`,
+	// Task keys are deduped in the state database now (queue.Dedupe):
+	// the key column loses its uniqueness and stays for Cancel.
+	`CREATE TABLE tasks_v4 (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT,
+		pool       TEXT    NOT NULL,
+		key        TEXT, -- NULL for bodies that do not decode
+		priority   INTEGER NOT NULL,
+		body       BLOB    NOT NULL,
+		published  INTEGER NOT NULL,
+		avail_at   INTEGER NOT NULL,
+		token      TEXT,
+		deliveries INTEGER NOT NULL DEFAULT 0
+	);
+	INSERT INTO tasks_v4 (id, pool, key, priority, body, published, avail_at, token, deliveries)
+		SELECT id, pool, key, priority, body, published, avail_at, token, deliveries FROM tasks;
+	DROP TABLE tasks;
+	ALTER TABLE tasks_v4 RENAME TO tasks;
+	CREATE INDEX tasks_claim ON tasks(pool, priority DESC, id);
+	CREATE INDEX tasks_key ON tasks(key);`,
 }
 
 // DB is a queue.Queue on one SQLite file.
@@ -263,9 +282,8 @@ func (db *DB) wake(pool string)                     { db.wakeups.Wake(pool) }
 func (db *DB) eventWakeChan() <-chan struct{}       { return db.wakeups.Chan(eventsKey) }
 func (db *DB) wakeEvents()                          { db.wakeups.Wake(eventsKey) }
 
-// Publish implements queue.Queue. The tasks table's unique key is the
-// dedupe: a live task holds its row until it is acked, dead-lettered or
-// cancelled.
+// Publish implements queue.Queue. It dedupes nothing: queue.Dedupe does,
+// in the state database.
 func (db *DB) Publish(ctx context.Context, t turtles.Task) error {
 	if db.closed() {
 		return queue.ErrClosed
@@ -278,8 +296,8 @@ func (db *DB) Publish(ctx context.Context, t turtles.Task) error {
 }
 
 // PublishRaw queues body as it is, for tools and for tests of malformed
-// messages. A body that is a valid task is deduplicated like Publish; any
-// other body is dead-lettered by the Claim that meets it.
+// messages. A body that is not a valid task is dead-lettered by the Claim
+// that meets it.
 func (db *DB) PublishRaw(ctx context.Context, pool string, body []byte) error {
 	if db.closed() {
 		return queue.ErrClosed
@@ -294,22 +312,14 @@ func (db *DB) PublishRaw(ctx context.Context, pool string, body []byte) error {
 }
 
 func (db *DB) insert(ctx context.Context, pool string, key sql.NullString, prio int, body []byte) error {
-	var n int64
 	err := db.durable(ctx, func(ctx context.Context) error {
 		now := nanos(db.clock.Now())
-		res, err := db.sql.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
-			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`, pool, key, prio, body, now, now)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+		_, err := db.sql.ExecContext(ctx, `INSERT INTO tasks (pool, key, priority, body, published, avail_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, pool, key, prio, body, now, now)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("publish to pool %s: %w", pool, db.check(err))
-	}
-	if n == 0 {
-		return fmt.Errorf("publish %s: %w", key.String, queue.ErrDuplicate)
 	}
 	db.wake(pool)
 	return nil
