@@ -76,28 +76,24 @@ for i in $(seq 1 100); do
 done
 echo "    listening on $url (server log: $demo/serve.log)"
 
-say "Sending a signed GitHub pull_request webhook (opened, #1) to $url/hook/github"
-payload=$demo/pull_request.json
+# A push to main: its pusher has write access, so it runs without a trust
+# decision. (A pull request needs the gate, which looks the author up on
+# GitHub; the demo has no GitHub token.)
+say "Sending a signed GitHub push webhook (main at ${sha:0:12}) to $url/hook/github"
+payload=$demo/push.json
 cat > "$payload" <<JSON
 {
-  "action": "opened",
-  "number": 1,
-  "pull_request": {
-    "number": 1,
-    "state": "open",
-    "title": "Add unit tests",
-    "author_association": "OWNER",
-    "user": {"login": "demo"},
-    "head": {"ref": "add-tests", "sha": "$sha", "repo": {"full_name": "demo/hello", "clone_url": "file://$repo"}},
-    "base": {"ref": "main", "sha": "$sha", "repo": {"full_name": "demo/hello", "clone_url": "file://$repo"}}
-  },
+  "ref": "refs/heads/main",
+  "before": "0000000000000000000000000000000000000000",
+  "after": "$sha",
   "repository": {"full_name": "demo/hello", "name": "hello", "owner": {"login": "demo"}, "clone_url": "file://$repo"},
+  "pusher": {"name": "demo"},
   "sender": {"login": "demo"}
 }
 JSON
 sig=$(openssl dgst -sha256 -hmac "$secret" -r "$payload" | cut -d' ' -f1)
 curl -sS -X POST "$url/hook/github" \
-  -H "Content-Type: application/json" -H "X-GitHub-Event: pull_request" \
+  -H "Content-Type: application/json" -H "X-GitHub-Event: push" \
   -H "X-GitHub-Delivery: demo-$(date +%s%N)" -H "X-Hub-Signature-256: sha256=$sig" \
   --data-binary "@$payload" | sed 's/^/    /'
 echo
