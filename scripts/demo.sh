@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
-bin=$top/bin/turtles
-demo=$top/demo-data
+# DEMO_BIN, DEMO_DIR and DEMO_NO_VM=1 (no Debian VM context) are for
+# TestDemo in cmd/turtles, which runs this script as a user would.
+bin=${DEMO_BIN:-$top/bin/turtles}
+demo=${DEMO_DIR:-$top/demo-data}
 port=${DEMO_PORT:-18080}
 url=http://127.0.0.1:$port
 secret=demo-webhook-secret
@@ -44,7 +46,9 @@ chmod +x "$repo/test/unit.sh"
 # cached; without root or QEMU the demo runs without this context.
 expect=3
 images=
-if vm_manifest=$("$bin" image build debian-12 --cached 2>"$demo/image-build.log"); then
+if [ "${DEMO_NO_VM:-}" = 1 ]; then
+  echo "    (DEMO_NO_VM=1: no VM context)"
+elif vm_manifest=$("$bin" image build debian-12 --cached 2>"$demo/image-build.log"); then
   images=$(dirname "$vm_manifest")
   cat >> "$repo/.turtles.yaml" <<'YAML'
   - name: debian-vm
