@@ -2,19 +2,14 @@ package report_test
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/ with what the tests got")
 
 // TestStatusGolden renders the commit status people see in each
 // situation a task ends in, or waits in, with the reasons its producers
@@ -62,26 +57,8 @@ func TestStatusGolden(t *testing.T) {
 				}
 				fmt.Fprintf(&b, "context:     %s\nstate:       %s\ntarget:      %s\ndescription: %s\n", s.Context, s.State, target, s.Description)
 			}
-			golden(t, filepath.Join("testdata", "status", tt.name+".txt"), b.String())
+			golden.Check(t, filepath.Join("testdata", "status", tt.name+".txt"), b.String())
 		})
-	}
-}
-
-// golden compares got with the file at path, or writes it with -update.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if diff := cmp.Diff(strings.Split(string(want), "\n"), strings.Split(got, "\n")); diff != "" {
-		t.Errorf("%s differs (-want +got; go test -update rewrites it):\n%s", path, diff)
 	}
 }
 

@@ -3,22 +3,17 @@ package web
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/internal/golden"
 	"github.com/turtles-ci/turtles/store"
 	"github.com/turtles-ci/turtles/web/logpage"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/ with what the tests got")
 
 // TestTaskPageGolden renders the page of a task whose first attempt
 // failed on our side (retried) and whose second failed its tests, and
@@ -94,25 +89,7 @@ func TestTaskPageGolden(t *testing.T) {
 				t.Fatal("the page does not embed the log viewer")
 			}
 			page = strings.Replace(page, logpage.Script, "/* web/logpage/viewer.js */", 1)
-			golden(t, filepath.Join("testdata", "task-page-"+attempt+".html"), page)
+			golden.Check(t, filepath.Join("testdata", "task-page-"+attempt+".html"), page)
 		})
-	}
-}
-
-// golden compares got with the file at path, or writes it with -update.
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
-	}
-	if diff := cmp.Diff(strings.Split(string(want), "\n"), strings.Split(got, "\n")); diff != "" {
-		t.Errorf("%s differs (-want +got; go test -update rewrites it):\n%s", path, diff)
 	}
 }
