@@ -85,6 +85,13 @@ type PullRequest struct {
 	Author string
 }
 
+// StatusReader reads the statuses of a commit: what a reporter that
+// takes over from a dead one checks before it posts.
+type StatusReader interface {
+	// Statuses returns the newest status of each context on commit sha.
+	Statuses(ctx context.Context, repo, sha string) ([]Status, error)
+}
+
 // Lookup answers the questions the gate and the scanner ask before they
 // queue work: who may run code, what a pull request's head is, what a
 // commit carries. Every method only reads. repo is "owner/name". Errors
@@ -103,8 +110,7 @@ type Lookup interface {
 	PullRequests(ctx context.Context, repo string) ([]PullRequest, error)
 	// BranchHead returns the commit at the tip of branch.
 	BranchHead(ctx context.Context, repo, branch string) (string, error)
-	// Statuses returns the newest status of each context on commit sha.
-	Statuses(ctx context.Context, repo, sha string) ([]Status, error)
+	StatusReader
 	// File returns the content of path at commit sha, ErrNotFound if the
 	// commit has no such file.
 	File(ctx context.Context, repo, sha, path string) ([]byte, error)

@@ -41,6 +41,7 @@ type Handler interface {
 type Finals interface {
 	RecordFinal(ctx context.Context, ev turtles.Event) (winner state.Final, first bool, err error)
 	LastFinal(ctx context.Context, key string) (state.Final, error)
+	ClaimPost(ctx context.Context, key string, attempt int, holder string, lease time.Duration) (ok bool, prev string, err error)
 	MarkPosted(ctx context.Context, key string, attempt int) error
 	Unposted(ctx context.Context, limit int) ([]state.Final, error)
 }
@@ -48,10 +49,24 @@ type Finals interface {
 // DefaultRemember is how many task keys a Reporter remembers by default.
 const DefaultRemember = 10000
 
-// Config configures a Reporter. Forge and Finals are required.
+// Config configures a Reporter. Forge, Finals, Holder and Claim are
+// required.
 type Config struct {
 	Forge  forge.Forge
 	Finals Finals
+	// Holder names this reporter among those sharing Finals, uniquely
+	// (host and process): the holder of its claims to post.
+	Holder string
+	// Claim is how long a claim to post one final lasts (Finals.ClaimPost):
+	// a reporter that dies holds its finals that long, and one posting
+	// call may take at most half of it.
+	Claim time.Duration
+	// Statuses, when set, reads the statuses a commit has on the forge.
+	// A reporter that takes over a final whose poster died looks there
+	// first, and does not post it again if the forge has it. Without
+	// it, such a final is posted a second time (forges take it as a
+	// no-op update).
+	Statuses forge.StatusReader
 	// Log receives one record per dropped or failed status; nil discards.
 	Log *slog.Logger
 	// Registerer gets turtles_statuses_total{state} and
@@ -71,9 +86,12 @@ type Config struct {
 // only while its attempt is the task key's latest; a final of an older
 // attempt never replaces a newer attempt's. A reporter that takes over
 // posts what the one before recorded and did not post (PostUnposted).
-// One case posts a final twice: a reporter that dies after the forge
-// took the status and before it was marked posted; GitHub treats the
-// second as a no-op.
+// Of several live reporters, the one that claims a final (ClaimPost)
+// posts it; the others leave it, and post it only when the claim lapsed
+// unposted (PostUnposted, which a reporter runs at start and then
+// periodically). One that takes over from a poster that died first
+// reads the forge's statuses (Config.Statuses), so that a final the dead
+// one posted just before it died is not posted again.
 //
 // Non-final statuses (queued, running, retrying) are best effort: never
 // posted over a final of the same or a newer attempt (asked of Finals),
@@ -82,12 +100,15 @@ type Config struct {
 // older attempt or a "queued" after "started" is dropped while the key is
 // remembered.
 type Reporter struct {
-	forge  forge.Forge
-	finals Finals
-	log    *slog.Logger
+	forge    forge.Forge
+	finals   Finals
+	holder   string
+	claim    time.Duration
+	statuses forge.StatusReader
+	log      *slog.Logger
 
-	statuses *prometheus.CounterVec
-	errors   *prometheus.CounterVec
+	posted *prometheus.CounterVec
+	errors *prometheus.CounterVec
 
 	mu     sync.Mutex
 	recent *recent
@@ -106,6 +127,9 @@ func New(cfg Config) *Reporter {
 	if cfg.Finals == nil {
 		panic("report: New without Finals")
 	}
+	if cfg.Holder == "" || cfg.Claim <= 0 {
+		panic(fmt.Sprintf("report: New with holder %q and claim %s: want both", cfg.Holder, cfg.Claim))
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -115,11 +139,14 @@ func New(cfg Config) *Reporter {
 		n = DefaultRemember
 	}
 	r := &Reporter{
-		forge:  cfg.Forge,
-		finals: cfg.Finals,
-		log:    log,
-		recent: newRecent(n),
-		statuses: prometheus.NewCounterVec(prometheus.CounterOpts{
+		forge:    cfg.Forge,
+		finals:   cfg.Finals,
+		holder:   cfg.Holder,
+		claim:    cfg.Claim,
+		statuses: cfg.Statuses,
+		log:      log,
+		recent:   newRecent(n),
+		posted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "turtles_statuses_total",
 			Help: "Commit statuses set on the forge, by state.",
 		}, []string{"state"}),
@@ -129,7 +156,7 @@ func New(cfg Config) *Reporter {
 		}, []string{"kind"}),
 	}
 	if cfg.Registerer != nil {
-		r.statuses = mustRegister(cfg.Registerer, r.statuses)
+		r.posted = mustRegister(cfg.Registerer, r.posted)
 		r.errors = mustRegister(cfg.Registerer, r.errors)
 	}
 	return r
@@ -228,15 +255,32 @@ func (r *Reporter) final(ctx context.Context, ev turtles.Event) error {
 // the latest of its key, and marks it posted: also when a later attempt
 // superseded it, or the forge refused it for good.
 func (r *Reporter) post(ctx context.Context, w state.Final, planRed bool) error {
+	ok, prev, err := r.finals.ClaimPost(ctx, w.Key, w.Attempt, r.holder, r.claim)
+	if err != nil {
+		return fmt.Errorf("claim the final of %s attempt %d: %w", w.Key, w.Attempt, err)
+	}
+	if !ok {
+		r.log.Debug("final status left: posted, or claimed by another reporter", "task", w.Key, "attempt", w.Attempt)
+		return nil
+	}
 	last, err := r.finals.LastFinal(ctx, w.Key)
 	if err != nil {
 		return fmt.Errorf("report final of %s attempt %d: %w", w.Key, w.Attempt, err)
 	}
-	if last.Attempt > w.Attempt {
+	status, post := statusFor(w.Event, planRed)
+	switch {
+	case last.Attempt > w.Attempt:
 		r.log.Debug("final status dropped: a later attempt's final was recorded", "task", w.Key, "attempt", w.Attempt,
 			"final_attempt", last.Attempt)
-	} else if status, ok := statusFor(w.Event, planRed); ok {
-		if err := r.set(ctx, w.Event, status); err != nil {
+	case post && prev != "" && r.onForge(ctx, w, status):
+		r.log.Info("final status found on the forge, posted by a reporter that died", "task", w.Key, "attempt", w.Attempt,
+			"poster", prev)
+	case post:
+		// The call must end while the claim holds.
+		sctx, cancel := context.WithTimeout(ctx, r.claim/2)
+		err := r.set(sctx, w.Event, status)
+		cancel()
+		if err != nil {
 			if !errors.Is(err, forge.ErrPermanent) {
 				return err
 			}
@@ -252,6 +296,29 @@ func (r *Reporter) post(ctx context.Context, w state.Final, planRed bool) error 
 	return nil
 }
 
+// onForge reports whether the forge shows status as the newest of its
+// context on w's commit. An error reading is logged and counts as no:
+// posting again is the lesser harm.
+func (r *Reporter) onForge(ctx context.Context, w state.Final, status forge.Status) bool {
+	if r.statuses == nil {
+		return false
+	}
+	t := w.Event.Task
+	got, err := r.statuses.Statuses(ctx, t.Repo.Name, t.SHA)
+	if err != nil {
+		r.log.Warn("read the forge's statuses before posting a final again", "task", w.Key, "attempt", w.Attempt, "err", err)
+		return false
+	}
+	want := status
+	want.Description = forge.Truncate(want.Description, forge.MaxDescription)
+	for _, st := range got {
+		if st.Context == want.Context {
+			return st.State == want.State && st.Description == want.Description && st.TargetURL == want.TargetURL
+		}
+	}
+	return false
+}
+
 // set posts status for ev.
 func (r *Reporter) set(ctx context.Context, ev turtles.Event, status forge.Status) error {
 	t := ev.Task
@@ -260,7 +327,7 @@ func (r *Reporter) set(ctx context.Context, ev turtles.Event, status forge.Statu
 		r.errors.WithLabelValues(errorKind(err)).Inc()
 		return fmt.Errorf("report %s %s of %s attempt %d: %w", status.State, ev.Type, t.Key(), t.Attempt, err)
 	}
-	r.statuses.WithLabelValues(string(status.State)).Inc()
+	r.posted.WithLabelValues(string(status.State)).Inc()
 	return nil
 }
 

@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -28,13 +30,14 @@ const (
 )
 
 type env struct {
-	srv  *githubtest.Server
-	db   state.DB
-	gh   *github.Client
-	rep  *report.Reporter
-	logs *syncio.Buffer
-	log  *slog.Logger
-	reg  *prometheus.Registry
+	clock *clockwork.FakeClock // the state database's
+	srv   *githubtest.Server
+	db    state.DB
+	gh    *github.Client
+	rep   *report.Reporter
+	logs  *syncio.Buffer
+	log   *slog.Logger
+	reg   *prometheus.Registry
 }
 
 // setup wires a Reporter to the fake GitHub through the real client. The
@@ -48,19 +51,33 @@ func setup(t *testing.T, clientToken string) *env {
 	if err != nil {
 		t.Fatalf("github.New: %v", err)
 	}
-	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "state.db"), state.Options{})
+	e.clock = clockwork.NewFakeClock()
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "state.db"), state.Options{Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	e.db, e.gh = db, gh
-	e.rep = report.New(report.Config{Forge: gh, Finals: db, Log: e.log, Registerer: e.reg})
+	e.rep = report.New(report.Config{Forge: gh, Finals: db, Holder: "rep-a", Claim: claim, Statuses: gh, Log: e.log, Registerer: e.reg})
 	t.Cleanup(func() {
 		if out := e.logs.String(); strings.Contains(out, token) || strings.Contains(out, clientToken) {
 			t.Errorf("a token appears in the log:\n%s", out)
 		}
 	})
 	return e
+}
+
+// claim is how long a reporter's claim to post a final lasts.
+const claim = time.Minute
+
+// reporter returns another reporter on e's forge, named holder, with
+// finals in db; statuses says whether it reads the forge's statuses.
+func (e *env) reporter(holder string, db report.Finals, statuses bool) *report.Reporter {
+	cfg := report.Config{Forge: e.gh, Finals: db, Holder: holder, Claim: claim, Log: e.log}
+	if statuses {
+		cfg.Statuses = e.gh
+	}
+	return report.New(cfg)
 }
 
 func task(context string, attempt int) turtles.Task {
@@ -255,7 +272,7 @@ func TestReporterRemembersFinals(t *testing.T) {
 	if err := e.rep.Handle(ctx, fin); err != nil {
 		t.Fatal(err)
 	}
-	again := report.New(report.Config{Forge: e.gh, Finals: e.db, Log: e.log})
+	again := e.reporter("rep-b", e.db, true)
 	for _, ev := range []turtles.Event{fin, finished("linux", 1, turtles.Failure, "a duplicate run"), started("linux", 1), queued("linux", 1)} {
 		if err := again.Handle(ctx, ev); err != nil {
 			t.Fatal(err)
@@ -278,7 +295,7 @@ func TestReporterRemembersFinals(t *testing.T) {
 func TestTwoReportersOneFinal(t *testing.T) {
 	e := setup(t, token)
 	ctx := t.Context()
-	other := report.New(report.Config{Forge: e.gh, Finals: e.db, Log: e.log})
+	other := e.reporter("rep-b", e.db, true)
 	passed, failed := finished("linux", 1, turtles.Success, ""), finished("linux", 1, turtles.Failure, "a duplicate run")
 	for _, step := range []struct {
 		rep *report.Reporter
@@ -295,8 +312,13 @@ func TestTwoReportersOneFinal(t *testing.T) {
 	if err := e.rep.Handle(ctx, fin2); err == nil {
 		t.Fatal("Handle with a 502 succeeded")
 	}
-	// The other one takes over: the unposted final is posted once, and
-	// the event, delivered again, posts nothing more.
+	// The other one leaves it while the dead one's claim holds, then
+	// takes over: the unposted final is posted once, and the event,
+	// delivered again, posts nothing more.
+	if n, err := other.PostUnposted(ctx); err != nil || n != 0 {
+		t.Fatalf("PostUnposted while the claim holds = %d, %v; want 0, nil", n, err)
+	}
+	e.clock.Advance(claim)
 	if n, err := other.PostUnposted(ctx); err != nil || n != 1 {
 		t.Fatalf("PostUnposted = %d, %v; want 1, nil", n, err)
 	}
@@ -368,12 +390,103 @@ turtles_statuses_total{state="failure"} 1
 		t.Errorf("metrics: %v", err)
 	}
 	// A second reporter on the same registry shares the counters.
-	rep2 := report.New(report.Config{Forge: e.gh, Finals: e.db, Registerer: e.reg})
+	rep2 := report.New(report.Config{Forge: e.gh, Finals: e.db, Holder: "rep-b", Claim: claim, Registerer: e.reg})
 	if err := rep2.Handle(ctx, queued("arm", 1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := testutil.GatherAndCompare(e.reg, strings.NewReader(help+`turtles_statuses_total{state="pending"} 3
 `)); err != nil {
 		t.Errorf("metrics after a second reporter: %v", err)
+	}
+}
+
+// markFails is Finals whose MarkPosted fails: a reporter that dies after
+// the forge took its status and before it recorded that.
+type markFails struct{ report.Finals }
+
+func (markFails) MarkPosted(context.Context, string, int) error {
+	return fmt.Errorf("the reporter died")
+}
+
+// TestTakeover: a reporter claims a final and dies, at one of two
+// moments. Another takes over only when the claim lapsed, and reads the
+// forge first: what the dead one posted is not posted again; what it did
+// not post is. Without a way to read statuses, it is posted twice.
+func TestTakeover(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		posted   bool // the dead reporter's status reached the forge
+		statuses bool // the one taking over reads the forge's statuses
+		want     int  // final statuses on the forge, in the end
+	}{
+		{"died after posting", true, true, 1},
+		{"died before posting", false, true, 1},
+		{"died after posting, no status reader", true, false, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t, token)
+			ctx := t.Context()
+			dead := e.reporter("rep-dead", markFails{e.db}, true)
+			if !tt.posted {
+				e.srv.FailNext(1, 502)
+			}
+			if err := dead.Handle(ctx, finished("linux", 1, turtles.Failure, "tests failed")); err == nil {
+				t.Fatal("Handle by the dying reporter succeeded")
+			}
+			other := e.reporter("rep-b", e.db, tt.statuses)
+			e.clock.Advance(claim - time.Second)
+			if n, err := other.PostUnposted(ctx); err != nil || n != 0 {
+				t.Fatalf("PostUnposted while the claim holds = %d, %v; want 0", n, err)
+			}
+			e.clock.Advance(time.Second)
+			if n, err := other.PostUnposted(ctx); err != nil || n != 1 {
+				t.Fatalf("PostUnposted after the claim lapsed = %d, %v; want 1", n, err)
+			}
+			if n, err := e.rep.PostUnposted(ctx); err != nil || n != 0 {
+				t.Errorf("PostUnposted by a third reporter = %d, %v; want 0", n, err)
+			}
+			var got int
+			for _, st := range e.srv.Statuses() {
+				if st.State == "failure" {
+					got++
+				}
+			}
+			if got != tt.want {
+				t.Errorf("%d final statuses on the forge, want %d: %+v", got, tt.want, e.srv.Statuses())
+			}
+			if tt.posted && tt.statuses && !strings.Contains(e.logs.String(), "final status found on the forge") {
+				t.Errorf("the takeover did not log what it found:\n%s", e.logs.String())
+			}
+		})
+	}
+}
+
+// TestLiveReportersOneFinal: two live reporters get the two final events
+// of one attempt (a duplicate run) at the same moment, many times over:
+// the forge gets exactly one final status per attempt.
+func TestLiveReportersOneFinal(t *testing.T) {
+	e := setup(t, token)
+	ctx := t.Context()
+	reps := []*report.Reporter{e.rep, e.reporter("rep-b", e.db, true)}
+	const attempts = 20
+	for a := 1; a <= attempts; a++ {
+		evs := []turtles.Event{finished("linux", a, turtles.Success, ""), finished("linux", a, turtles.Failure, "a duplicate run")}
+		start := make(chan struct{})
+		errs := make(chan error, 2)
+		for i, rep := range reps {
+			go func() {
+				<-start
+				errs <- rep.Handle(ctx, evs[(i+a)%2])
+			}()
+		}
+		close(start)
+		for range reps {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := len(e.srv.Statuses()); n != attempts {
+		t.Errorf("%d statuses for %d attempts, want one each", n, attempts)
 	}
 }

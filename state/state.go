@@ -130,9 +130,19 @@ type DB interface {
 	// the forge (or given up on for good); Unposted no longer lists it.
 	// Marking it again is no error. ErrNotFound if it was never recorded.
 	MarkPosted(ctx context.Context, key string, attempt int) error
-	// Unposted lists finals recorded and not marked posted, oldest first,
-	// at most limit (default 100, at most 1000): what a reporter that
-	// takes over from a dead one posts.
+	// ClaimPost claims the posting of the final of (key, attempt) for
+	// holder, for lease from now: ok when the final is not marked posted
+	// and no other holder's claim is live (a holder may renew its own),
+	// so that of several live reporters exactly one posts it. prev is the
+	// holder of an earlier claim that lapsed with the final unposted, ""
+	// if none: that holder may have posted before it died, so the new one
+	// should look at the forge first. ErrNotFound if it was never
+	// recorded; ErrInvalid for an empty holder or a lease <= 0.
+	ClaimPost(ctx context.Context, key string, attempt int, holder string, lease time.Duration) (ok bool, prev string, err error)
+	// Unposted lists finals recorded and not marked posted whose claim
+	// (ClaimPost) is not live, oldest first, at most limit (default 100,
+	// at most 1000): what a reporter that takes over from a dead one
+	// posts.
 	Unposted(ctx context.Context, limit int) ([]Final, error)
 
 	// Approve records a maintainer's approval to run untrusted code at
@@ -198,6 +208,10 @@ type Final struct {
 	Recorded time.Time `json:"recorded"`
 	// Posted is when MarkPosted was called; zero if not yet.
 	Posted time.Time `json:"posted,omitzero"`
+	// Poster holds the claim to post it (ClaimPost) until ClaimedUntil;
+	// "" if never claimed.
+	Poster       string    `json:"poster,omitempty"`
+	ClaimedUntil time.Time `json:"claimed_until,omitzero"`
 }
 
 // Approval is a maintainer's permission to run untrusted code at one

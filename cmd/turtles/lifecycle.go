@@ -111,12 +111,28 @@ func (sys *system) run(ctx context.Context, again <-chan os.Signal) error {
 		eventsWG.Go(func() {
 			if hasReporter {
 				// What a reporter before this one recorded and did not
-				// post (it died, the forge was down).
-				if n, err := rep.PostUnposted(events); err != nil && events.Err() == nil {
-					log.Warn("post the final statuses left unposted; their events post them when they come again", "posted", n, "err", err)
-				} else if n > 0 {
-					log.Info("posted final statuses left unposted", "posted", n)
+				// post (it died, the forge was down), now and whenever
+				// a claim to post (one lease) may have lapsed since.
+				sweep := func() {
+					if n, err := rep.PostUnposted(events); err != nil && events.Err() == nil {
+						log.Warn("post the final statuses left unposted; their events post them when they come again", "posted", n, "err", err)
+					} else if n > 0 {
+						log.Info("posted final statuses left unposted", "posted", n)
+					}
 				}
+				sweep()
+				eventsWG.Go(func() {
+					tick := time.NewTicker(sys.s.Lease)
+					defer tick.Stop()
+					for {
+						select {
+						case <-events.Done():
+							return
+						case <-tick.C:
+							sweep()
+						}
+					}
+				})
 			}
 			c := &report.Consumer{Events: marked, Handlers: handlers, Log: log.With("part", "events"), MinBackoff: eventRetryMin, MaxBackoff: eventRetryMax}
 			if err := c.Run(events); err != nil {

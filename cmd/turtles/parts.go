@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -92,8 +93,10 @@ func (sys *system) openGate() error {
 }
 
 func (sys *system) openReporter() error {
-	sys.Reporter.Set(report.New(report.Config{Forge: sys.Forge.Get(), Finals: sys.State.Get(),
-		Log: sys.log.With("part", "reporter"), Registerer: sys.reg}))
+	f := sys.Forge.Get()
+	statuses, _ := f.(forge.StatusReader) // nil: a takeover may post a final twice
+	sys.Reporter.Set(report.New(report.Config{Forge: f, Finals: sys.State.Get(), Holder: holderName("reporter"),
+		Claim: sys.s.Lease, Statuses: statuses, Log: sys.log.With("part", "reporter"), Registerer: sys.reg}))
 	return nil
 }
 
@@ -255,4 +258,17 @@ func (sys *system) openHTTP() error {
 	})
 	sys.HTTP.Set(httpServer{srv: newHTTPServer(h, sys.s), ln: ln})
 	return nil
+}
+
+// holderName names this process among those sharing the state database:
+// role, host, process and a random part, so that a restarted process in
+// a container (same host name, pid 1) is not taken for the one before.
+func holderName(role string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s@%s:%d:%x", role, host, os.Getpid(), b)
 }

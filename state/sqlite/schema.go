@@ -108,4 +108,8 @@ var migrations = []string{
 	CREATE INDEX test_results_attempt ON test_results(task_id, attempt);
 	CREATE INDEX test_results_name ON test_results(repo, context, name, finished);
 	CREATE INDEX test_results_finished ON test_results(finished);`,
+	// 2: a claim on posting a final, so that of several live reporters
+	// exactly one posts it (report.Reporter), and one that died is known.
+	`ALTER TABLE finals ADD COLUMN poster TEXT NOT NULL DEFAULT '';
+	ALTER TABLE finals ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;`,
 }

@@ -162,6 +162,98 @@ func testFinalsRace(t *testing.T, o opener) {
 	}
 }
 
+// testFinalsClaim: of several reporters, one claims the posting of a
+// final; another takes it over only after the claim lapses, and is told
+// whose claim lapsed.
+func testFinalsClaim(t *testing.T, o opener) {
+	ctx := t.Context()
+	clock := NewClock(t0)
+	a := o.handle(t, state.Options{Now: clock.Now})
+	b := o.handle(t, state.Options{Now: clock.Now})
+	key := Task("unit", 1).Key()
+	if _, _, err := a.ClaimPost(ctx, key, 1, "rep-a", time.Minute); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("ClaimPost(unrecorded) = %v, want ErrNotFound", err)
+	}
+	if _, _, err := a.RecordFinal(ctx, finalEvent("f1", 1, turtles.Success)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		holder string
+		lease  time.Duration
+	}{{"", time.Minute}, {"rep-a", 0}, {"rep-a", -time.Second}} {
+		if _, _, err := a.ClaimPost(ctx, key, 1, bad.holder, bad.lease); !errors.Is(err, state.ErrInvalid) {
+			t.Errorf("ClaimPost(%q, %s) = %v, want ErrInvalid", bad.holder, bad.lease, err)
+		}
+	}
+	unposted := func(step string, want int) {
+		t.Helper()
+		got, err := b.Unposted(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != want {
+			t.Errorf("%s: Unposted lists %d finals, want %d: %+v", step, len(got), want, got)
+		}
+	}
+	steps := []struct {
+		name     string
+		db       state.DB
+		holder   string
+		advance  time.Duration // before the claim
+		wantOK   bool
+		wantPrev string
+		unposted int // listed after the claim
+	}{
+		{"first claim", a, "rep-a", 0, true, "", 0},
+		{"another holder while it is live", b, "rep-b", 30 * time.Second, false, "", 0},
+		{"its holder renews it", b, "rep-a", 0, true, "", 0},
+		{"still live one second before it lapses", b, "rep-b", 59 * time.Second, false, "", 0},
+		{"lapsed: taken over, naming the holder", b, "rep-b", 2 * time.Second, true, "rep-a", 0},
+		{"the old holder is now the other one", a, "rep-a", 0, false, "", 0},
+	}
+	for _, s := range steps {
+		clock.Advance(s.advance)
+		ok, prev, err := s.db.ClaimPost(ctx, key, 1, s.holder, time.Minute)
+		if err != nil || ok != s.wantOK || prev != s.wantPrev {
+			t.Errorf("%s: ClaimPost(%s) = %v, %q, %v; want %v, %q", s.name, s.holder, ok, prev, err, s.wantOK, s.wantPrev)
+		}
+		unposted(s.name, s.unposted)
+	}
+	clock.Advance(2 * time.Minute)
+	unposted("after the claim lapsed", 1)
+	if got, err := a.LastFinal(ctx, key); err != nil || got.Poster != "rep-b" || !got.ClaimedUntil.Equal(clock.Now().Add(-time.Minute)) {
+		t.Errorf("LastFinal = %+v, %v; want claimed by rep-b until %v", got, err, clock.Now().Add(-time.Minute))
+	}
+	if err := b.MarkPosted(ctx, key, 1); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := a.ClaimPost(ctx, key, 1, "rep-a", time.Minute); err != nil || ok {
+		t.Errorf("ClaimPost after MarkPosted = %v, %v; want not ok", ok, err)
+	}
+	unposted("posted", 0)
+
+	// A race of 12 claimers on 3 handles: exactly one wins.
+	dbs := o.handles(t, 3, state.Options{Now: clock.Now})
+	for attempt := 2; attempt <= 4; attempt++ {
+		if _, _, err := a.RecordFinal(ctx, finalEvent(fmt.Sprintf("f%d", attempt), attempt, turtles.Success)); err != nil {
+			t.Fatal(err)
+		}
+		var wins atomic.Int32
+		race(12, func(i int) {
+			ok, _, err := dbs[i%len(dbs)].ClaimPost(ctx, key, attempt, fmt.Sprintf("rep-%d", i), time.Minute)
+			if err != nil {
+				t.Errorf("ClaimPost: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		})
+		if n := wins.Load(); n != 1 {
+			t.Errorf("attempt %d: %d of 12 racing claims won, want exactly 1", attempt, n)
+		}
+	}
+}
+
 func testFinalsPrune(t *testing.T, o opener) {
 	ctx := t.Context()
 	clock := NewClock(t0)

@@ -47,6 +47,7 @@ func Run(t *testing.T, fresh Fresh) {
 		{"Record", testRecord},
 		{"RecordRace", testRecordRace},
 		{"RecordConcurrentEvents", testRecordConcurrentEvents},
+		{"FinalsClaim", testFinalsClaim},
 		{"ListAndGet", testListAndGet},
 		{"Lost", testLost},
 		{"Tests", testTests},

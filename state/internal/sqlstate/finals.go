@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/state"
@@ -12,14 +13,15 @@ import (
 
 // Finals, approvals and the scanner's ETags.
 
-const finalColumns = `key, attempt, event, recorded, posted`
+const finalColumns = `key, attempt, event, recorded, posted, poster, claimed_until`
 
 func scanFinal(r Row) (state.Final, error) {
 	var f state.Final
 	var body string
 	var recorded int64
 	var posted sql.NullInt64
-	if err := r.Scan(&f.Key, &f.Attempt, &body, &recorded, &posted); err != nil {
+	var until int64
+	if err := r.Scan(&f.Key, &f.Attempt, &body, &recorded, &posted, &f.Poster, &until); err != nil {
 		return state.Final{}, err
 	}
 	if err := json.Unmarshal([]byte(body), &f.Event); err != nil {
@@ -28,6 +30,9 @@ func scanFinal(r Row) (state.Final, error) {
 	f.Recorded = fromMS(recorded)
 	if posted.Valid {
 		f.Posted = fromMS(posted.Int64)
+	}
+	if until != 0 {
+		f.ClaimedUntil = fromMS(until)
 	}
 	return f, nil
 }
@@ -101,14 +106,59 @@ func (db *DB) MarkPosted(ctx context.Context, key string, attempt int) error {
 	return nil
 }
 
+// ClaimPost implements state.DB: a compare-and-set on the claim read
+// before, so that of concurrent claimers exactly one wins.
+func (db *DB) ClaimPost(ctx context.Context, key string, attempt int, holder string, lease time.Duration) (bool, string, error) {
+	const op = "claim the posting of a final status"
+	if err := db.check(op); err != nil {
+		return false, "", err
+	}
+	if holder == "" || lease <= 0 {
+		return false, "", invalid(op, fmt.Sprintf("holder %q, lease %s: want a holder and a lease > 0", holder, lease))
+	}
+	what := fmt.Sprintf("%s of %s attempt %d", op, key, attempt)
+	for range maxReserveTries {
+		f, err := scanFinal(db.d.QueryRow(ctx, `SELECT `+finalColumns+` FROM finals WHERE key = $1 AND attempt = $2`, key, attempt))
+		if noRows(err) {
+			return false, "", fmt.Errorf("%s: %w", what, state.ErrNotFound)
+		}
+		if err != nil {
+			return false, "", db.fail(what, err)
+		}
+		now := db.now()
+		if !f.Posted.IsZero() || f.Poster != "" && f.Poster != holder && f.ClaimedUntil.After(now) {
+			return false, "", nil
+		}
+		prev := ""
+		if f.Poster != holder {
+			prev = f.Poster
+		}
+		was := int64(0)
+		if !f.ClaimedUntil.IsZero() {
+			was = ms(f.ClaimedUntil)
+		}
+		n, err := db.d.Exec(ctx, `UPDATE finals SET poster = $3, claimed_until = $4
+			WHERE key = $1 AND attempt = $2 AND posted IS NULL AND poster = $5 AND claimed_until = $6`,
+			key, attempt, holder, ms(now.Add(lease)), f.Poster, was)
+		if err != nil {
+			return false, "", db.fail(what, err)
+		}
+		if n == 1 {
+			return true, prev, nil
+		}
+		// Claimed, posted or pruned since the read: look again.
+	}
+	return false, "", fmt.Errorf("%s: lost the race %d times in a row", what, maxReserveTries)
+}
+
 // Unposted implements state.DB.
 func (db *DB) Unposted(ctx context.Context, n int) ([]state.Final, error) {
 	const op = "list unposted final statuses"
 	if err := db.check(op); err != nil {
 		return nil, err
 	}
-	rows, err := db.d.Query(ctx, `SELECT `+finalColumns+` FROM finals WHERE posted IS NULL
-		ORDER BY recorded, key, attempt LIMIT $1`, limit(n, 100, 1000))
+	rows, err := db.d.Query(ctx, `SELECT `+finalColumns+` FROM finals WHERE posted IS NULL AND claimed_until <= $2
+		ORDER BY recorded, key, attempt LIMIT $1`, limit(n, 100, 1000), ms(db.now()))
 	if err != nil {
 		return nil, db.fail(op, err)
 	}
