@@ -29,10 +29,14 @@ import (
 	"github.com/turtles-ci/turtles/store"
 )
 
-// History is the part of state.DB the Recorder writes.
+// History is the part of state.DB the Recorder writes. RecordFinal is
+// the reporter's record of final events (state.DB.RecordFinal): the
+// Recorder records the final event that won there, so that the history
+// and the forge's statuses agree.
 type History interface {
 	Record(ctx context.Context, ev turtles.Event) (state.Recorded, error)
 	RecordTests(ctx context.Context, res turtles.Result) error
+	RecordFinal(ctx context.Context, ev turtles.Event) (winner state.Final, first bool, err error)
 }
 
 // Keys is the part of state.DB that frees task keys: Free ends token's
@@ -82,7 +86,7 @@ func New(cfg Config) *Recorder {
 // database is unavailable) makes the consumer try again; what was
 // recorded is not recorded twice.
 func (r *Recorder) Handle(ctx context.Context, ev turtles.Event) error {
-	rec, err := r.cfg.History.Record(ctx, ev)
+	rec, err := r.cfg.History.Record(ctx, r.winner(ctx, ev))
 	if err != nil {
 		return fmt.Errorf("record %s event %s of %s: %w", ev.Type, ev.ID, ev.Task.Key(), err)
 	}
@@ -106,6 +110,27 @@ func (r *Recorder) Handle(ctx context.Context, ev turtles.Event) error {
 		return r.recordTests(ctx, ev)
 	}
 	return nil
+}
+
+// winner returns the final event that won ev's attempt when ev is
+// final (two runs of one attempt, or a bot that finished after its
+// attempt was declared lost, end it twice): what the reporter posts is
+// what the history shows, whichever came first to which process. Any
+// other event is itself. When the winner cannot be known (the database
+// is away), ev is returned: Record fails the same way.
+func (r *Recorder) winner(ctx context.Context, ev turtles.Event) turtles.Event {
+	if ev.Type != turtles.EventFinished || ev.Outcome == nil {
+		return ev
+	}
+	w, _, err := r.cfg.History.RecordFinal(ctx, ev)
+	if err != nil {
+		return ev
+	}
+	if w.Event.ID != ev.ID {
+		r.cfg.Log.Info("another final event of this attempt won; recording that one", "task", ev.Task.Key(),
+			"attempt", ev.Task.Attempt, "event_id", ev.ID, "winner", w.Event.ID)
+	}
+	return w.Event
 }
 
 // free frees the key of the task that ev ends, if it is a final event

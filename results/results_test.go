@@ -159,6 +159,9 @@ func (failing) Record(context.Context, turtles.Event) (state.Recorded, error) {
 	return state.Recorded{}, errAway
 }
 func (failing) RecordTests(context.Context, turtles.Result) error { return errAway }
+func (failing) RecordFinal(context.Context, turtles.Event) (state.Final, bool, error) {
+	return state.Final{}, false, errAway
+}
 
 // TestUnavailable: an event the database did not take is an error, so
 // that the consumer keeps it and tries again.
@@ -232,6 +235,45 @@ func TestFinalFreesKey(t *testing.T) {
 			}
 			if _, live, err := db.Live(t.Context(), key); err != nil || live != tt.wantLive {
 				t.Errorf("Live = %v, %v; want %v", live, err, tt.wantLive)
+			}
+		})
+	}
+}
+
+// TestHistoryShowsTheWinningFinal: two final events of one attempt (a
+// bot that finished after its attempt was declared lost, two runs) reach
+// two processes in opposite orders: the history shows the one that won in
+// the finals, the one the reporter posts, whatever order the Recorder
+// sees them in.
+func TestHistoryShowsTheWinningFinal(t *testing.T) {
+	passed, failed := ev("passed", turtles.EventFinished, 1, turtles.Success), ev("failed", turtles.EventFinished, 1, turtles.Failure)
+	for _, tt := range []struct {
+		name   string
+		first  turtles.Event // recorded in the finals by the other process
+		events []turtles.Event
+	}{
+		{"loser first", failed, []turtles.Event{passed, failed}},
+		{"winner first", failed, []turtles.Event{failed, passed}},
+		{"the other way round", passed, []turtles.Event{failed, passed}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openState(t)
+			if _, _, err := db.RecordFinal(t.Context(), tt.first); err != nil {
+				t.Fatal(err)
+			}
+			r := New(Config{History: db})
+			for _, e := range tt.events {
+				if err := r.Handle(t.Context(), e); err != nil {
+					t.Fatalf("Handle(%s): %v", e.ID, err)
+				}
+			}
+			got, err := db.Get(t.Context(), testTask(1).ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Outcome == nil || got.Outcome.Class != tt.first.Outcome.Class || len(got.Attempts) != 1 ||
+				got.Attempts[0].Outcome == nil || got.Attempts[0].Outcome.Class != tt.first.Outcome.Class {
+				t.Errorf("history = %+v, want task and attempt 1 ended %s", got, tt.first.Outcome.Class)
 			}
 		})
 	}
