@@ -176,7 +176,7 @@ func measureLatency(ctx context.Context, name string, st state.DB, hookQ, botQ q
 	if err != nil {
 		return latencyStats{}, err
 	}
-	h, err := hook.NewGitHub(hook.Config{Secret: []byte(latencySecret), Queue: queue.Dedupe(hookQ, state.Reserver{DB: st}),
+	h, err := hook.NewGitHub(hook.Config{Secret: []byte(latencySecret), Queue: queue.Dedupe(hookQ, state.Reserver{DB: st}, 5*time.Second),
 		Deliveries: st, Pool: latencyPool, PublishTimeout: latencyPublishTimeout, Budget: budget})
 	if err != nil {
 		return latencyStats{}, err
@@ -213,7 +213,7 @@ func measureLatency(ctx context.Context, name string, st state.DB, hookQ, botQ q
 	// The idle bot: its slots claim, note the time, and ack (a plan
 	// task's planning is not measured). The reporter's recorder frees
 	// the key on the final event, off the bot's path.
-	bot := queue.Dedupe(botQ, state.Reserver{DB: st})
+	bot := queue.Dedupe(botQ, state.Reserver{DB: st}, 5*time.Second)
 	ended := make(chan turtles.Task, latencyWebhooks)
 	var wg sync.WaitGroup
 	defer wg.Wait()

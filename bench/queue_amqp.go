@@ -119,7 +119,7 @@ func turtlesLoop(ctx context.Context, url, prefix string, db state.DB, n, publis
 	// The keys are freed as the recorder frees them, off the bots' path:
 	// by freers beside the loop, on the final events (here: the acked
 	// tasks). The time counts until the last key is free.
-	q := queue.Dedupe(aq, state.Reserver{DB: db})
+	q := queue.Dedupe(aq, state.Reserver{DB: db}, 5*time.Second)
 	ended := make(chan turtles.Task, n)
 	errs := make(chan error, freers)
 	var wg sync.WaitGroup

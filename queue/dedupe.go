@@ -23,10 +23,12 @@ import (
 // Reserver holds reservations of task keys: the part of state.DB that
 // Dedupe needs (package queue does not import package state; see there
 // for the full contract). Reserve reports ok when token holds key after
-// the call, also when it held it already; Free ends token's reservation
-// and does nothing when another token holds the key.
+// the call, also when it held it already, and otherwise whether the
+// holder settled; Settle marks token's reservation published; Free ends
+// token's reservation and does nothing when another token holds the key.
 type Reserver interface {
-	Reserve(ctx context.Context, key, token string) (ok bool, err error)
+	Reserve(ctx context.Context, key, token string) (ok, settled bool, err error)
+	Settle(ctx context.Context, key, token string) error
 	Free(ctx context.Context, key, token string) (bool, error)
 }
 
@@ -35,15 +37,25 @@ type Reserver interface {
 // free, and return it as ErrDuplicate (for spawns, in dups) when another
 // run holds it. Everything else is q's.
 //
+// A key is a duplicate only once its holder's task is in the queue (the
+// reservation settled): while another process is still publishing it,
+// that publish may fail and free the key, so a publish waits up to wait
+// for it to settle or be freed, and then takes ErrUnavailable. Answering
+// "already queued" at once would let the forge's second delivery of a
+// webhook be answered 2xx while the first, whose publish then failed, is
+// answered 503: its redelivery is then "seen before", and the task is
+// lost.
+//
 // An error of r is returned wrapping ErrUnavailable: the caller tries
 // again later (a webhook answers 503), as when the broker is down.
-func Dedupe(q Queue, r Reserver) Queue {
-	return &deduped{Queue: q, r: r}
+func Dedupe(q Queue, r Reserver, wait time.Duration) Queue {
+	return &deduped{Queue: q, r: r, wait: wait}
 }
 
 type deduped struct {
 	Queue
-	r Reserver
+	r    Reserver
+	wait time.Duration
 }
 
 // Publish reserves t's key with a fresh token, then publishes t carrying
@@ -58,27 +70,53 @@ func (d *deduped) Publish(ctx context.Context, t turtles.Task) error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	t.Token = newToken()
-	if err := reserve(ctx, d.r, t); err != nil {
+	if err := reserve(ctx, d.r, t, d.wait); err != nil {
 		return err
 	}
 	if err := d.Queue.Publish(ctx, t); err != nil {
 		free(d.r, t)
 		return err
 	}
+	settle(ctx, d.r, t)
 	return nil
 }
 
+// settlePoll is how often reserve looks whether another process's
+// publish of the key settled.
+const settlePoll = 50 * time.Millisecond
+
 // reserve reserves t's key for t.Token: ErrDuplicate when another token
-// holds it.
-func reserve(ctx context.Context, r Reserver, t turtles.Task) error {
-	ok, err := r.Reserve(ctx, t.Key(), t.Token)
-	if err != nil {
-		return fmt.Errorf("reserve %s: %w", t.Key(), Unavailable(err))
+// holds it and its task is queued; ErrUnavailable when that task is not
+// queued after wait (or ctx ended first).
+func reserve(ctx context.Context, r Reserver, t turtles.Task, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		ok, settled, err := r.Reserve(ctx, t.Key(), t.Token)
+		switch {
+		case err != nil:
+			return fmt.Errorf("reserve %s: %w", t.Key(), Unavailable(err))
+		case ok:
+			return nil
+		case settled:
+			return fmt.Errorf("publish %s: %w", t.Key(), ErrDuplicate)
+		case !time.Now().Before(deadline):
+			return fmt.Errorf("publish %s: another process is publishing it and has not finished after %s: %w", t.Key(), wait, ErrUnavailable)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publish %s: another process is publishing it: %w", t.Key(), Unavailable(ctx.Err()))
+		case <-time.After(settlePoll):
+		}
 	}
-	if !ok {
-		return fmt.Errorf("publish %s: %w", t.Key(), ErrDuplicate)
-	}
-	return nil
+}
+
+// settle marks t's reservation settled, its task being queued, whatever
+// ctx says. If that fails, others that find the key wait and answer
+// "unavailable" until the janitor frees the reservation.
+func settle(ctx context.Context, r Reserver, t turtles.Task) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), freeTimeout)
+	defer cancel()
+	r.Settle(ctx, t.Key(), t.Token)
 }
 
 // free frees t's reservation after a failed publish, whatever ctx says:
@@ -95,12 +133,13 @@ func (d *deduped) Claim(ctx context.Context, pool string) (Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dedupedDelivery{Delivery: del, r: d.r}, nil
+	return &dedupedDelivery{Delivery: del, r: d.r, wait: d.wait}, nil
 }
 
 type dedupedDelivery struct {
 	Delivery
-	r Reserver
+	r    Reserver
+	wait time.Duration
 }
 
 // AckWithTasks reserves each spawn's key before the backend's commit,
@@ -121,7 +160,7 @@ func (d *dedupedDelivery) AckWithTasks(ctx context.Context, spawns []Spawn, even
 	var keep []Spawn
 	for _, s := range spawns {
 		s.Task.Token = SpawnToken(parent, s.Task)
-		if err := reserve(ctx, d.r, s.Task); errors.Is(err, ErrDuplicate) {
+		if err := reserve(ctx, d.r, s.Task, d.wait); errors.Is(err, ErrDuplicate) {
 			dups = append(dups, s.Task.Key())
 			continue
 		} else if err != nil {
@@ -139,6 +178,9 @@ func (d *dedupedDelivery) AckWithTasks(ctx context.Context, spawns []Spawn, even
 			d.freeAll(keep)
 		}
 		return nil, err
+	}
+	for _, s := range keep {
+		settle(ctx, d.r, s.Task)
 	}
 	return append(dups, more...), nil
 }

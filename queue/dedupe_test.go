@@ -96,7 +96,7 @@ func newFixture(t *testing.T, db state.DB, wrap func(queue.Queue) queue.Queue) f
 	if wrap != nil {
 		q = wrap(q)
 	}
-	return fixture{raw: raw, q: queue.Dedupe(q, state.Reserver{DB: db}), db: db}
+	return fixture{raw: raw, q: queue.Dedupe(q, state.Reserver{DB: db}, 5*time.Second), db: db}
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -359,4 +359,80 @@ func keys(tasks []turtles.Task) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// reserveCalls is a Reserver that tells of each Reserve call.
+type reserveCalls struct {
+	queue.Reserver
+	calls chan struct{}
+}
+
+func (r reserveCalls) Reserve(ctx context.Context, key, token string) (bool, bool, error) {
+	select {
+	case r.calls <- struct{}{}:
+	default:
+	}
+	return r.Reserver.Reserve(ctx, key, token)
+}
+
+// TestDedupeUnsettled: while another process is publishing a key (its
+// reservation not settled), a publish of the key waits: "already queued"
+// once the other's task is queued, queued itself if the other's publish
+// failed and freed the key, and unavailable (a webhook's 503, so that the
+// forge comes again) if neither happens in time. Answering "already
+// queued" at once lost the task when the other publish failed.
+func TestDedupeUnsettled(t *testing.T) {
+	tests := []struct {
+		name    string
+		context string
+		other   func(ctx context.Context, db state.DB, key string) error // what the other process does
+		want    error
+		queued  bool
+		waitFor time.Duration
+	}{
+		{"the other publish settles", "settles", func(ctx context.Context, db state.DB, key string) error { return db.Settle(ctx, key, "other") },
+			queue.ErrDuplicate, false, 5 * time.Second},
+		{"the other publish fails", "fails", func(ctx context.Context, db state.DB, key string) error { _, err := db.Free(ctx, key, "other"); return err },
+			nil, true, 5 * time.Second},
+		{"the other publish never ends", "never", nil, queue.ErrUnavailable, false, 300 * time.Millisecond},
+	}
+	forEachState(t, func(t *testing.T, db state.DB) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				f := newFixture(t, db, nil)
+				calls := make(chan struct{}, 100)
+				q := queue.Dedupe(f.raw, reserveCalls{state.Reserver{DB: db}, calls}, tt.waitFor)
+				task := queuetest.Task(1, "public")
+				task.Context = tt.context // a key of its own on the shared db
+				if ok, _, err := db.Reserve(ctxT(t), task.Key(), "other"); err != nil || !ok {
+					t.Fatalf("the other's Reserve = %v, %v", ok, err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- q.Publish(ctxT(t), task) }()
+				for range 2 { // a second look: it is waiting
+					select {
+					case <-calls:
+					case err := <-done:
+						t.Fatalf("Publish returned %v before it waited", err)
+					}
+				}
+				if tt.other != nil {
+					if err := tt.other(ctxT(t), db, task.Key()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				err := <-done
+				if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+					t.Fatalf("Publish = %v, want %v", err, tt.want)
+				}
+				got := keys(queued(t, f, "public"))
+				if queued := slices.Contains(got, task.Key()); queued != tt.queued {
+					t.Errorf("queued %v, want the task queued: %v", got, tt.queued)
+				}
+				if r, live, err := db.Live(ctxT(t), task.Key()); tt.queued && (err != nil || !live || !r.Settled || r.Token == "other") {
+					t.Errorf("reservation after queuing = %+v, %v, %v; want ours, settled", r, live, err)
+				}
+			})
+		}
+	})
 }

@@ -112,6 +112,11 @@ type Reporter struct {
 
 	mu     sync.Mutex
 	recent *recent
+
+	// posting serializes post: a claim is this reporter's, not one
+	// caller's, so the event consumer and the sweep (PostUnposted) must
+	// not both hold it at once.
+	posting sync.Mutex
 }
 
 var _ Handler = (*Reporter)(nil)
@@ -255,6 +260,8 @@ func (r *Reporter) final(ctx context.Context, ev turtles.Event) error {
 // the latest of its key, and marks it posted: also when a later attempt
 // superseded it, or the forge refused it for good.
 func (r *Reporter) post(ctx context.Context, w state.Final, planRed bool) error {
+	r.posting.Lock()
+	defer r.posting.Unlock()
 	ok, prev, err := r.finals.ClaimPost(ctx, w.Key, w.Attempt, r.holder, r.claim)
 	if err != nil {
 		return fmt.Errorf("claim the final of %s attempt %d: %w", w.Key, w.Attempt, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/forge"
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/report"
@@ -462,8 +463,9 @@ func TestTakeover(t *testing.T) {
 }
 
 // TestLiveReportersOneFinal: two live reporters get the two final events
-// of one attempt (a duplicate run) at the same moment, many times over:
-// the forge gets exactly one final status per attempt.
+// of one attempt (a duplicate run) at the same moment, while one of them
+// sweeps, many times over: the forge gets exactly one final status per
+// attempt.
 func TestLiveReportersOneFinal(t *testing.T) {
 	e := setup(t, token)
 	ctx := t.Context()
@@ -472,15 +474,20 @@ func TestLiveReportersOneFinal(t *testing.T) {
 	for a := 1; a <= attempts; a++ {
 		evs := []turtles.Event{finished("linux", a, turtles.Success, ""), finished("linux", a, turtles.Failure, "a duplicate run")}
 		start := make(chan struct{})
-		errs := make(chan error, 2)
+		errs := make(chan error, 3)
 		for i, rep := range reps {
 			go func() {
 				<-start
 				errs <- rep.Handle(ctx, evs[(i+a)%2])
 			}()
 		}
+		go func() { // and one reporter's own sweep, at the same time
+			<-start
+			_, err := reps[0].PostUnposted(ctx)
+			errs <- err
+		}()
 		close(start)
-		for range reps {
+		for range 3 {
 			if err := <-errs; err != nil {
 				t.Fatal(err)
 			}
@@ -488,5 +495,68 @@ func TestLiveReportersOneFinal(t *testing.T) {
 	}
 	if n := len(e.srv.Statuses()); n != attempts {
 		t.Errorf("%d statuses for %d attempts, want one each", n, attempts)
+	}
+}
+
+// gatedForge holds every SetStatus until release is closed, and tells of
+// the first on setting.
+type gatedForge struct {
+	forge.Forge
+	setting chan struct{}
+	release chan struct{}
+}
+
+func (g gatedForge) SetStatus(ctx context.Context, repo, sha string, st forge.Status) error {
+	select {
+	case g.setting <- struct{}{}:
+	default:
+	}
+	<-g.release
+	return g.Forge.SetStatus(ctx, repo, sha, st)
+}
+
+// listedFinals holds PostUnposted after it listed, until proceed closes.
+type listedFinals struct {
+	report.Finals
+	listed  chan struct{}
+	proceed chan struct{}
+}
+
+func (l listedFinals) Unposted(ctx context.Context, n int) ([]state.Final, error) {
+	fs, err := l.Finals.Unposted(ctx, n)
+	l.listed <- struct{}{}
+	<-l.proceed
+	return fs, err
+}
+
+// TestSweepWhilePosting: a reporter's sweep listed a final just before
+// its event consumer claimed and began to post it; the sweep must not
+// post it too (the claim is the reporter's, both goroutines hold it).
+func TestSweepWhilePosting(t *testing.T) {
+	e := setup(t, token)
+	ctx := t.Context()
+	gf := gatedForge{Forge: e.gh, setting: make(chan struct{}, 1), release: make(chan struct{})}
+	lf := listedFinals{Finals: e.db, listed: make(chan struct{}, 1), proceed: make(chan struct{})}
+	rep := report.New(report.Config{Forge: gf, Finals: lf, Holder: "rep-x", Claim: claim, Log: e.log})
+	fin := finished("linux", 1, turtles.Success, "")
+	if _, _, err := e.db.RecordFinal(ctx, fin); err != nil {
+		t.Fatal(err)
+	}
+	swept := make(chan error, 1)
+	go func() { _, err := rep.PostUnposted(ctx); swept <- err }()
+	<-lf.listed
+	handled := make(chan error, 1)
+	go func() { handled <- rep.Handle(ctx, fin) }()
+	<-gf.setting // the consumer is posting
+	close(lf.proceed)
+	close(gf.release)
+	if err := <-handled; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-swept; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.srv.Statuses()); n != 1 {
+		t.Errorf("%d statuses, want 1: %+v", n, e.srv.Statuses())
 	}
 }

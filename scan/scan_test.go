@@ -97,7 +97,7 @@ func (f *fixture) scanner(t *testing.T, queueFile string) (*Scanner, *sqlite.DB)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	q := queue.Dedupe(db, state.Reserver{DB: st})
+	q := queue.Dedupe(db, state.Reserver{DB: st}, 5*time.Second)
 	g, err := gate.New(gate.Config{Lookup: f.client, Forge: f.client, Queue: q, Events: db})
 	if err != nil {
 		t.Fatal(err)

@@ -97,6 +97,11 @@ type DB interface {
 	// key with different tokens, exactly one gets ok. ErrInvalid for an
 	// empty key or token.
 	Reserve(ctx context.Context, key, token string) (ok bool, holder Reservation, err error)
+	// Settle marks token's reservation of key published: its task is in
+	// the queue. Until then another hook that finds the key reserved
+	// cannot tell the forge "already queued", since the publish may still
+	// fail and free the key. Nothing when another token holds it.
+	Settle(ctx context.Context, key, token string) error
 	// Free ends token's reservation of key, once the task's final event
 	// is recorded, and reports whether it did: false when the key is free
 	// or held by another token (a late duplicate of an older run's final
@@ -111,6 +116,9 @@ type DB interface {
 	// against the queue, to free the keys of tasks that were never
 	// published (a hook killed between Reserve and publish).
 	Reservations(ctx context.Context, before time.Time, limit int) ([]Reservation, error)
+	// Unsettled is Reservations of those not settled (Settle): made
+	// before a publish that never ended, by a process that died.
+	Unsettled(ctx context.Context, before time.Time, limit int) ([]Reservation, error)
 
 	// RecordFinal records ev, a final event (EventFinished), as the final
 	// event of its task key and attempt, unless one was recorded already:
@@ -196,6 +204,8 @@ type Reservation struct {
 	Key   string    `json:"key"`
 	Token string    `json:"token"`
 	Since time.Time `json:"since"`
+	// Settled says the task was published (DB.Settle).
+	Settled bool `json:"settled"`
 }
 
 // Final is the final event recorded for one attempt of a task key.
@@ -271,10 +281,15 @@ type Pruned struct {
 // dedupe takes (queue.Reserver), which knows nothing of Reservation.
 type Reserver struct{ DB DB }
 
-// Reserve is DB.Reserve without the holder.
-func (r Reserver) Reserve(ctx context.Context, key, token string) (bool, error) {
-	ok, _, err := r.DB.Reserve(ctx, key, token)
-	return ok, err
+// Reserve is DB.Reserve, with only whether the holder settled.
+func (r Reserver) Reserve(ctx context.Context, key, token string) (ok, settled bool, err error) {
+	ok, holder, err := r.DB.Reserve(ctx, key, token)
+	return ok, holder.Settled, err
+}
+
+// Settle is DB.Settle.
+func (r Reserver) Settle(ctx context.Context, key, token string) error {
+	return r.DB.Settle(ctx, key, token)
 }
 
 // Free is DB.Free.

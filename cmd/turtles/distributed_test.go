@@ -1,10 +1,12 @@
 package main
 
 // Fault tests of distributed mode: the real binary as separate hook,
-// reporter and bot processes on a private RabbitMQ node (amqptest), a fake
-// GitHub, bots killed with SIGKILL and the broker restarted mid-run. One
-// broker and one set of processes serve all the assertions (2-6 minutes,
-// depending on how loaded the machine is).
+// reporter and bot processes on a private RabbitMQ node (amqptest) and a
+// private PostgreSQL (pgtest), a fake GitHub; two of every process but
+// the bots (four), every webhook delivered to both hooks, bots killed
+// with SIGKILL, a reporter killed, the broker and the database restarted
+// mid-run. One set of services and processes serves all the assertions
+// (2-6 minutes, depending on how loaded the machine is).
 
 import (
 	"bytes"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 	"github.com/turtles-ci/turtles/queue"
@@ -155,17 +158,29 @@ func TestDistributed(t *testing.T) {
 	store := t.TempDir() // shared by the processes, as NFS would be
 	common := []string{"--queue", broker.URL, "--database", database, "--log-level", "debug", "--lease", "3s",
 		"--max-deliveries", "10"}
-	hookAddr, repAddr := e2e.FreeAddr(t), e2e.FreeAddr(t)
-	hookP := startProc(t, "hook", append([]string{"hook", "--data-dir", t.TempDir(), "--listen", hookAddr}, common...)...)
-	rep := startProc(t, "reporter", append([]string{"reporter", "--data-dir", t.TempDir(), "--listen", repAddr,
-		"--github-api", gh.URL + "/", "--store-dir", store}, common...)...)
+	// Two of each, as behind a load balancer. Every webhook goes to both
+	// hooks; both reporters take events and serve the API.
+	var hookAddrs, repAddrs []string
+	var hooks, reps []*proc
+	for i := range 2 {
+		addr := e2e.FreeAddr(t)
+		hookAddrs = append(hookAddrs, addr)
+		hooks = append(hooks, startProc(t, fmt.Sprintf("hook-%d", i), append([]string{"hook", "--data-dir", t.TempDir(), "--listen", addr}, common...)...))
+		addr = e2e.FreeAddr(t)
+		repAddrs = append(repAddrs, addr)
+		reps = append(reps, startProc(t, fmt.Sprintf("reporter-%d", i), append([]string{"reporter", "--data-dir", t.TempDir(), "--listen", addr,
+			"--github-api", gh.URL + "/", "--store-dir", store}, common...)...))
+	}
+	repAddr := repAddrs[0]
 	var botProcs []*proc
 	for i := range bots {
 		botProcs = append(botProcs, startProc(t, fmt.Sprintf("bot-%d", i), append([]string{"bot", "--data-dir", t.TempDir(),
 			"--bot-name", fmt.Sprintf("bot-%d", i), "--slots", "4", "--retry-delays", "200ms", "--store-dir", store}, common...)...))
 	}
-	waitHTTP(t, "http://"+hookAddr+"/metrics")
-	waitHTTP(t, "http://"+repAddr+"/healthz")
+	for i := range 2 {
+		waitHTTP(t, "http://"+hookAddrs[i]+"/metrics")
+		waitHTTP(t, "http://"+repAddrs[i]+"/healthz")
+	}
 
 	// Malformed messages first: the bots must dead-letter them and go on.
 	raw, err := amqp.Open(amqp.Config{URL: broker.URL, Prefix: brokerPrefix, ParkAfter: parkAfter,
@@ -209,33 +224,65 @@ func TestDistributed(t *testing.T) {
 			b.start()
 		}
 	}()
-	// The broker restarts while webhooks arrive and plans publish their
-	// tasks: a publish during the outage waits for the reconnect or fails
-	// with 5xx, and the forge (here: deliver) sends the webhook again.
+	// The broker and then the database restart while webhooks arrive and
+	// plans publish their tasks: a publish during an outage waits for
+	// the reconnect or fails with 5xx, and the forge (here: deliver) sends
+	// the webhook again. Every webhook is sent to both hooks at once, as
+	// a forge's redelivery can overtake a slow first delivery.
 	start := time.Now()
 	deliver := func(i int, body []byte) {
-		for try := 0; ; try++ {
-			code := postWebhook(t, "http://"+hookAddr+"/hook/github", fmt.Sprintf("push-%d", i), body)
-			if code/100 == 2 {
-				return
-			}
-			if try == 60 {
-				t.Fatalf("webhook %d: status %d after %d tries", i, code, try+1)
-			}
-			time.Sleep(time.Second)
+		var wg sync.WaitGroup
+		for _, addr := range hookAddrs {
+			wg.Go(func() {
+				for try := 0; ; try++ {
+					code := postWebhook(t, "http://"+addr+"/hook/github", fmt.Sprintf("push-%d", i), body)
+					if code/100 == 2 {
+						return
+					}
+					if try == 60 {
+						t.Errorf("webhook %d to %s: status %d after %d tries", i, addr, code, try+1)
+						return
+					}
+					time.Sleep(time.Second)
+				}
+			})
 		}
+		wg.Wait()
 	}
-	brokerRestarted := false
+	var brokerRestarted, databaseRestarted, reporterKilled bool
 	for i, sha := range shas {
 		deliver(i, e2e.PushPayload("octo/hello", repo, sha))
-		if i == commits/2 {
+		switch i {
+		case commits / 4:
+			// A reporter dies; the other takes its events, and the
+			// finals it claimed once the claims lapse. It comes back
+			// later, as a supervisor would restart it.
+			reps[1].kill()
+			reporterKilled = true
+			t.Logf("reporter-1 killed after %d of %d webhooks", i+1, commits)
+		case commits / 2:
 			began := time.Now()
 			if err := broker.Restart(); err != nil {
 				t.Fatalf("restart broker: %v", err)
 			}
 			brokerRestarted = true
+			reps[1].start()
 			t.Logf("broker restarted in %s, after %d of %d webhooks", time.Since(began).Round(time.Millisecond), i+1, commits)
+		case 3 * commits / 4:
+			// Down for a few seconds, so that every process meets it.
+			if err := pg.Down(); err != nil {
+				t.Fatalf("stop PostgreSQL: %v", err)
+			}
+			time.Sleep(3 * time.Second)
+			if err := pg.Up(); err != nil {
+				t.Fatalf("start PostgreSQL: %v", err)
+			}
+			databaseRestarted = true
+			t.Logf("PostgreSQL down for 3s, after %d of %d webhooks", i+1, commits)
 		}
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 
 	finals := func() int {
@@ -253,7 +300,7 @@ func TestDistributed(t *testing.T) {
 	// failure below needs to be understood after the fact.
 	explain := func(t *testing.T, sha, context string) {
 		t.Helper()
-		for _, p := range append([]*proc{hookP, rep}, botProcs...) {
+		for _, p := range append(append(append([]*proc{}, hooks...), reps...), botProcs...) {
 			for _, line := range strings.Split(p.logs.String(), "\n") {
 				if strings.Contains(line, sha) && strings.Contains(line, context) {
 					t.Logf("%s: %s", p.name, line)
@@ -270,11 +317,16 @@ func TestDistributed(t *testing.T) {
 		if time.Now().After(deadline) {
 			endChaos()
 			for _, sha := range shas {
+				missing := 0
 				for c := range contexts {
 					if st, ok := gh.Final("octo/hello", sha, fmt.Sprintf("c%02d", c)); !ok || st.State == "pending" {
 						t.Errorf("no final status for %s:c%02d (last: %+v)", sha, c, st)
 						explain(t, sha, fmt.Sprintf("c%02d", c))
+						missing++
 					}
+				}
+				if missing == contexts {
+					explain(t, sha, "") // the plan's story
 				}
 			}
 			t.FailNow()
@@ -282,10 +334,10 @@ func TestDistributed(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	endChaos()
-	t.Logf("%d tasks final after %s, %d bot kills, broker restarted: %v",
-		commits*contexts, time.Since(start).Round(time.Second), kills, brokerRestarted)
-	if !brokerRestarted {
-		t.Errorf("the broker was never restarted: the test did not test that")
+	t.Logf("%d tasks final after %s, %d bot kills", commits*contexts, time.Since(start).Round(time.Second), kills)
+	if !brokerRestarted || !databaseRestarted || !reporterKilled {
+		t.Errorf("broker restarted %v, database restarted %v, reporter killed %v: the test did not test what it says",
+			brokerRestarted, databaseRestarted, reporterKilled)
 	}
 	time.Sleep(3 * time.Second) // duplicates would come now
 
@@ -350,6 +402,40 @@ func TestDistributed(t *testing.T) {
 		}
 		t.Logf("%d attempts lost with their bots ended as infra", lost)
 	})
+	t.Run("the history equals the forge's statuses on every reporter", func(t *testing.T) {
+		want := map[turtles.Class]string{turtles.Success: "success", turtles.Failure: "failure", turtles.Infra: "error"}
+		for _, sha := range shas {
+			var first []byte
+			for i, addr := range repAddrs {
+				tasks, err := fetchTasks(t.Context(), "http://"+addr+"/api/v1/tasks?sha="+sha)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := json.Marshal(tasks)
+				if i == 0 {
+					first = b
+				} else if !bytes.Equal(first, b) {
+					t.Errorf("%s: reporter-%d's history differs from reporter-0's:\n%s\n%s", sha[:8], i, b, first)
+				}
+				if i > 0 {
+					continue
+				}
+				for _, x := range tasks {
+					if x.Context == turtles.PlanContext {
+						continue
+					}
+					st, ok := gh.Final("octo/hello", sha, x.Context)
+					switch {
+					case !ok || x.Outcome == nil:
+						t.Errorf("%s %s: forge %+v (%v), history outcome %v", sha[:8], x.Context, st, ok, x.Outcome)
+					case st.State != want[x.Outcome.Class] || st.TargetURL != x.LogURL:
+						t.Errorf("%s %s: forge says %s at %s, the history %s at %s", sha[:8], x.Context, st.State, st.TargetURL,
+							x.Outcome.Class, x.LogURL)
+					}
+				}
+			}
+		}
+	})
 	t.Run("malformed messages dead-lettered with a reason", func(t *testing.T) {
 		resp, err := http.Get("http://" + repAddr + "/api/v1/deadletters")
 		if err != nil {
@@ -396,7 +482,7 @@ func TestDistributed(t *testing.T) {
 			return ok && st.State == "success"
 		})
 	})
-	for _, p := range append([]*proc{hookP, rep}, botProcs...) {
+	for _, p := range append(append(append([]*proc{}, hooks...), reps...), botProcs...) {
 		if strings.Contains(p.logs.String(), "guest:guest@") {
 			t.Errorf("%s logged the broker password", p.name)
 		}

@@ -23,28 +23,51 @@ import (
 // day-long runs) may then be queued a second time by a new webhook; both
 // runs report the same key, and the first final event of each attempt
 // wins, so no status is wrong, only work is done twice.
+//
+// A reservation whose publish never settled (state.DB.Settle) is freed
+// much sooner: other hooks answer 503 for its key meanwhile
+// (queue.Dedupe). Publishes end within the webhook publish timeout, so
+// one unsettled long after it belongs to a process that died mid-way.
 
 // janitorEvery is how often the janitor looks.
-const janitorEvery = 10 * time.Minute
+const janitorEvery = time.Minute
 
 // reservationBound is the age past which a reservation is freed.
 func (s Settings) reservationBound() time.Duration { return 2*config.MaxTimeout + s.Lease }
 
+// unsettledBound is the age past which an unsettled reservation is freed.
+func (s Settings) unsettledBound() time.Duration { return max(time.Minute, 4*s.WebhookPublishTimeout) }
+
 // janitor frees stale reservations of task keys.
 type janitor struct {
-	db    state.DB
-	bound time.Duration
-	clock clockwork.Clock
-	log   *slog.Logger
+	db        state.DB
+	bound     time.Duration // any reservation
+	unsettled time.Duration // one whose publish never settled
+	clock     clockwork.Clock
+	log       *slog.Logger
 }
 
-// sweep frees the reservations made before now - bound, each for its own
-// token (one freed and made again meanwhile is another run's, and stays),
-// and returns how many it freed.
+// sweep frees the reservations made before now - bound, and the
+// unsettled ones made before now - unsettled, each for its own token (one
+// freed and made again meanwhile is another run's, and stays), and
+// returns how many it freed.
 func (j janitor) sweep(ctx context.Context) (int, error) {
+	now := j.clock.Now()
+	n, err := j.free(ctx, "freed an unsettled reservation of a task key: the process publishing its task died", j.unsettled,
+		func() ([]state.Reservation, error) { return j.db.Unsettled(ctx, now.Add(-j.unsettled), 1000) })
+	if err != nil {
+		return n, err
+	}
+	m, err := j.free(ctx, "freed a stale reservation of a task key: its task never reached the queue, or never ended", j.bound,
+		func() ([]state.Reservation, error) { return j.db.Reservations(ctx, now.Add(-j.bound), 1000) })
+	return n + m, err
+}
+
+// free frees what list lists until it lists no more, and says why.
+func (j janitor) free(ctx context.Context, why string, bound time.Duration, list func() ([]state.Reservation, error)) (int, error) {
 	freed := 0
 	for {
-		rs, err := j.db.Reservations(ctx, j.clock.Now().Add(-j.bound), 1000)
+		rs, err := list()
 		if err != nil {
 			return freed, err
 		}
@@ -56,8 +79,7 @@ func (j janitor) sweep(ctx context.Context) (int, error) {
 			}
 			if ok {
 				n++
-				j.log.Warn("freed a stale reservation of a task key: its task never reached the queue, or never ended",
-					"key", r.Key, "since", r.Since, "bound", j.bound)
+				j.log.Warn(why, "key", r.Key, "since", r.Since, "bound", bound)
 			}
 		}
 		freed += n

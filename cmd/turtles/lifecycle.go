@@ -90,7 +90,7 @@ func (sys *system) run(ctx context.Context, again <-chan os.Signal) error {
 	}
 	// Where final events free task keys, stale reservations are freed too.
 	if db, ok := sys.State.GetOK(); ok && sys.Results.isSet() {
-		j := janitor{db: db, bound: sys.s.reservationBound(), clock: clockwork.NewRealClock(), log: log.With("part", "janitor")}
+		j := janitor{db: db, bound: sys.s.reservationBound(), unsettled: sys.s.unsettledBound(), clock: clockwork.NewRealClock(), log: log.With("part", "janitor")}
 		intakeWG.Go(func() { j.run(intake) })
 	}
 

@@ -80,7 +80,7 @@ func (sys *system) openQueue() error {
 	// One path for every process that publishes or ends tasks: the
 	// task's key is reserved in the state database before the backend
 	// sees it, and freed by its final event (results.Recorder).
-	sys.Queue.Set(queue.Dedupe(q, state.Reserver{DB: sys.State.Get()}))
+	sys.Queue.Set(queue.Dedupe(q, state.Reserver{DB: sys.State.Get()}, s.WebhookPublishTimeout))
 	sys.Events.Set(q)
 	sys.Inbox.Set(q)
 	sys.reg.MustRegister(queueCollector{q})

@@ -110,7 +110,12 @@ var migrations = []string{
 	CREATE INDEX test_results_name ON test_results(repo, context, name, finished);
 	CREATE INDEX test_results_finished ON test_results(finished);`,
 	// 2: a claim on posting a final, so that of several live reporters
-	// exactly one posts it (report.Reporter), and one that died is known.
+	// exactly one posts it (report.Reporter), and one that died is known;
+	// whether a reservation's task was published.
 	`ALTER TABLE finals ADD COLUMN poster TEXT COLLATE "C" NOT NULL DEFAULT '';
-	ALTER TABLE finals ADD COLUMN claimed_until BIGINT NOT NULL DEFAULT 0;`,
+	ALTER TABLE finals ADD COLUMN claimed_until BIGINT NOT NULL DEFAULT 0;
+
+	-- 1 once the reservation's task is published (Settle).
+	ALTER TABLE reservations ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX reservations_unsettled ON reservations(since, key) WHERE settled = 0;`,
 }

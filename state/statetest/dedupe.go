@@ -300,3 +300,58 @@ func testReserveChurn(t *testing.T, o opener) {
 		t.Errorf("%d turns taken, want 80", n)
 	}
 }
+
+// testSettle: a reservation is settled once its task is published, by
+// its holder only; Unsettled lists those left unsettled, oldest first.
+func testSettle(t *testing.T, o opener) {
+	ctx := t.Context()
+	clock := NewClock(t0)
+	a := o.handle(t, state.Options{Now: clock.Now})
+	b := o.handle(t, state.Options{Now: clock.Now})
+	for i, key := range []string{"k1", "k2", "k3"} {
+		if ok, holder, err := a.Reserve(ctx, key, "tok-"+key); err != nil || !ok || holder.Settled {
+			t.Fatalf("Reserve(%s) = %v, %+v, %v; want ok and unsettled", key, ok, holder, err)
+		}
+		clock.Advance(time.Duration(i+1) * time.Second)
+	}
+	unsettled := func(step string, want ...string) {
+		t.Helper()
+		rs, err := b.Unsettled(ctx, clock.Now(), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range rs {
+			got = append(got, r.Key)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: Unsettled (-want +got):\n%s", step, diff)
+		}
+	}
+	unsettled("none settled", "k1", "k2", "k3")
+	if err := b.Settle(ctx, "k2", "tok-k1"); err != nil { // not the holder
+		t.Fatal(err)
+	}
+	unsettled("settled by another token", "k1", "k2", "k3")
+	if err := b.Settle(ctx, "k2", "tok-k2"); err != nil {
+		t.Fatal(err)
+	}
+	unsettled("k2 settled", "k1", "k3")
+	if ok, holder, err := a.Reserve(ctx, "k2", "other"); err != nil || ok || !holder.Settled || holder.Token != "tok-k2" {
+		t.Errorf("Reserve of a settled key = %v, %+v, %v; want its settled holder", ok, holder, err)
+	}
+	if r, live, err := a.Live(ctx, "k2"); err != nil || !live || !r.Settled {
+		t.Errorf("Live(k2) = %+v, %v, %v; want settled", r, live, err)
+	}
+	if rs, err := b.Unsettled(ctx, t0.Add(time.Second), 0); err != nil || len(rs) != 1 || rs[0].Key != "k1" {
+		t.Errorf("Unsettled before t0+1s = %+v, %v; want k1 only", rs, err)
+	}
+	if all, err := b.Reservations(ctx, clock.Now(), 0); err != nil || len(all) != 3 || !all[1].Settled {
+		t.Errorf("Reservations = %+v, %v; want all three, k2 settled", all, err)
+	}
+	for _, bad := range []struct{ key, token string }{{"", "t"}, {"k", ""}} {
+		if err := a.Settle(ctx, bad.key, bad.token); !errors.Is(err, state.ErrInvalid) {
+			t.Errorf("Settle(%q, %q) = %v, want ErrInvalid", bad.key, bad.token, err)
+		}
+	}
+}

@@ -48,6 +48,7 @@ func Run(t *testing.T, fresh Fresh) {
 		{"RecordRace", testRecordRace},
 		{"RecordConcurrentEvents", testRecordConcurrentEvents},
 		{"FinalsClaim", testFinalsClaim},
+		{"Settle", testSettle},
 		{"ListAndGet", testListAndGet},
 		{"Lost", testLost},
 		{"Tests", testTests},

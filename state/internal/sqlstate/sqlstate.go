@@ -191,6 +191,21 @@ func (db *DB) Reserve(ctx context.Context, key, token string) (bool, state.Reser
 	return false, state.Reservation{}, fmt.Errorf("%s %s: held and freed %d times in a row", op, key, maxReserveTries)
 }
 
+// Settle implements state.DB.
+func (db *DB) Settle(ctx context.Context, key, token string) error {
+	const op = "settle task key"
+	if err := db.check(op); err != nil {
+		return err
+	}
+	if key == "" || token == "" {
+		return invalid(op, "empty key or token")
+	}
+	if _, err := db.d.Exec(ctx, `UPDATE reservations SET settled = 1 WHERE key = $1 AND token = $2`, key, token); err != nil {
+		return db.fail(op+" "+key, err)
+	}
+	return nil
+}
+
 // Free implements state.DB.
 func (db *DB) Free(ctx context.Context, key, token string) (bool, error) {
 	const op = "free task key"
@@ -223,24 +238,33 @@ func (db *DB) Live(ctx context.Context, key string) (state.Reservation, bool, er
 func (db *DB) live(ctx context.Context, key string) (state.Reservation, bool, error) {
 	r := state.Reservation{Key: key}
 	var since int64
-	err := db.d.QueryRow(ctx, `SELECT token, since FROM reservations WHERE key = $1`, key).Scan(&r.Token, &since)
+	var settled int
+	err := db.d.QueryRow(ctx, `SELECT token, since, settled FROM reservations WHERE key = $1`, key).Scan(&r.Token, &since, &settled)
 	if noRows(err) {
 		return state.Reservation{}, false, nil
 	}
 	if err != nil {
 		return state.Reservation{}, false, err
 	}
-	r.Since = fromMS(since)
+	r.Since, r.Settled = fromMS(since), settled == 1
 	return r, true, nil
 }
 
 // Reservations implements state.DB.
 func (db *DB) Reservations(ctx context.Context, before time.Time, n int) ([]state.Reservation, error) {
-	const op = "list reservations"
+	return db.reservations(ctx, "list reservations", "", before, n)
+}
+
+// Unsettled implements state.DB.
+func (db *DB) Unsettled(ctx context.Context, before time.Time, n int) ([]state.Reservation, error) {
+	return db.reservations(ctx, "list unsettled reservations", "AND settled = 0", before, n)
+}
+
+func (db *DB) reservations(ctx context.Context, op, and string, before time.Time, n int) ([]state.Reservation, error) {
 	if err := db.check(op); err != nil {
 		return nil, err
 	}
-	rows, err := db.d.Query(ctx, `SELECT key, token, since FROM reservations WHERE since < $1
+	rows, err := db.d.Query(ctx, `SELECT key, token, since, settled FROM reservations WHERE since < $1 `+and+`
 		ORDER BY since, key LIMIT $2`, ms(before), limit(n, 100, 1000))
 	if err != nil {
 		return nil, db.fail(op, err)
@@ -250,10 +274,11 @@ func (db *DB) Reservations(ctx context.Context, before time.Time, n int) ([]stat
 	for rows.Next() {
 		var r state.Reservation
 		var since int64
-		if err := rows.Scan(&r.Key, &r.Token, &since); err != nil {
+		var settled int
+		if err := rows.Scan(&r.Key, &r.Token, &since, &settled); err != nil {
 			return nil, db.fail(op, err)
 		}
-		r.Since = fromMS(since)
+		r.Since, r.Settled = fromMS(since), settled == 1
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
