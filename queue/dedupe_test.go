@@ -392,7 +392,10 @@ func TestDedupeUnsettled(t *testing.T) {
 	}{
 		{"the other publish settles", "settles", func(ctx context.Context, db state.DB, key string) error { return db.Settle(ctx, key, "other") },
 			queue.ErrDuplicate, false, 5 * time.Second},
-		{"the other publish fails", "fails", func(ctx context.Context, db state.DB, key string) error { _, err := db.Free(ctx, key, "other"); return err },
+		{"the other publish fails", "fails", func(ctx context.Context, db state.DB, key string) error {
+			_, err := db.Free(ctx, key, "other")
+			return err
+		},
 			nil, true, 5 * time.Second},
 		{"the other publish never ends", "never", nil, queue.ErrUnavailable, false, 300 * time.Millisecond},
 	}
