@@ -117,6 +117,7 @@ func (n names) parked(pool string, d time.Duration) string {
 func (n names) reap() string           { return n.p + ".reap" }
 func (n names) inbox() string          { return n.p + ".inbox" }
 func (n names) cancelExchange() string { return n.p + ".cancel" }
+func (n names) wakeExchange() string   { return n.p + ".wake" }
 func (n names) cancels() string        { return n.p + ".cancels" }
 func (n names) dead() string           { return n.p + ".dead" }
 func (n names) events() string         { return n.p + ".events" }
@@ -206,6 +207,7 @@ type link struct {
 	mu       sync.Mutex
 	decl     *amqp.Channel // declarations; reopened after a channel error
 	inbox    *amqp.Channel // inbox gets (Take); reopened after a channel error
+	wake     *amqp.Channel // wake-ups (wake.go); reopened after a channel error
 	declared map[string]bool
 }
 
@@ -492,7 +494,8 @@ func (c *client) dial() (*link, error) {
 		return fail(err)
 	}
 	for ex, kind := range map[string]string{c.n.workExchange(): amqp.ExchangeDirect,
-		c.n.eventsExchange(): amqp.ExchangeDirect, c.n.cancelExchange(): amqp.ExchangeFanout} {
+		c.n.eventsExchange(): amqp.ExchangeDirect, c.n.cancelExchange(): amqp.ExchangeFanout,
+		c.n.wakeExchange(): amqp.ExchangeFanout} {
 		if err := ch.ExchangeDeclare(ex, kind, true, false, false, false, nil); err != nil {
 			return fail(fmt.Errorf("declare exchange %s: %w", ex, err))
 		}

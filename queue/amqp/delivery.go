@@ -201,9 +201,7 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, err
 			d.finish(stateLost)
 			return fmt.Errorf("%w: %v", queue.ErrLeaseLost, err)
 		}
-		if pubs != nil {
-			d.q.wakeUp(d.pool)
-		}
+		d.q.signalRouted(pubs)
 		return nil
 	}
 	err := d.q.c.retry(ctx, func(l *link) error {
@@ -216,6 +214,7 @@ func (d *delivery) settle(ctx context.Context, then func(l *link) ([]routed, err
 				return err
 			}
 			then = nil // done once; a retry only ends the lease
+			d.q.signalRouted(pubs)
 		}
 		return d.endLease(l)
 	})
@@ -454,5 +453,5 @@ func (q *Queue) reapOne(ctx context.Context, l *link, r reaper, m amqp.Delivery)
 		fail(err)
 		return
 	}
-	q.wakeUp(pool)
+	q.signalRouted(pubs)
 }

@@ -31,6 +31,8 @@ type Queue struct {
 	cancels  *cancelSet
 	listener sync.Once
 
+	sender wakeSender
+
 	events consumer // Receive's (events.go)
 }
 
@@ -126,7 +128,7 @@ func (q *Queue) publishTask(ctx context.Context, pool string, prio int, body []b
 	if err != nil {
 		return fmt.Errorf("publish to pool %s: %w", pool, err)
 	}
-	q.wakeUp(pool)
+	q.signal(pool)
 	return nil
 }
 
@@ -172,7 +174,10 @@ func headerString(h amqp.Table, k string) string {
 // publish through this handle.
 func (q *Queue) Claim(ctx context.Context, pool string) (queue.Delivery, error) {
 	q.reaper.Do(func() { go q.reap() })
-	q.listener.Do(func() { go q.listenCancels() })
+	q.listener.Do(func() {
+		go q.listenCancels()
+		go q.listenWakes()
+	})
 	if err := q.waitCancels(ctx); err != nil {
 		return nil, err
 	}
@@ -274,7 +279,7 @@ func (q *Queue) accept(ctx context.Context, l *link, wc *workChan, pool string, 
 			err = wc.commit(ctx, m.DeliveryTag, pubs)
 		}
 		if err == nil {
-			q.wakeUp(pool)
+			q.signalRouted(pubs)
 		}
 		return nil, err
 	}
