@@ -52,6 +52,9 @@ func queueEmbedded(ctx context.Context) error {
 // ack (what the recorder does with its final event: free its key). Other
 // queue backends' benchmarks use it too.
 func pumpTasks(ctx context.Context, q queue.Queue, n, publishers, claimers int, done func(context.Context, turtles.Task) error) (time.Duration, error) {
+	// Publishes end on the caller's ctx, not when the last task is acked:
+	// a claim can ack a task before its publish has its confirm.
+	pubCtx := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
@@ -62,8 +65,8 @@ func pumpTasks(ctx context.Context, q queue.Queue, n, publishers, claimers int, 
 	start := time.Now()
 	for p := range publishers {
 		wg.Go(func() {
-			for i := p; i < n; i += publishers {
-				if err := q.Publish(ctx, benchTask(i)); err != nil {
+			for i := p; i < n && ctx.Err() == nil; i += publishers {
+				if err := q.Publish(pubCtx, benchTask(i)); err != nil {
 					fail(fmt.Errorf("publish %d: %w", i, err))
 					return
 				}
