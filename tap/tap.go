@@ -4,19 +4,22 @@
 // The bot imports it to fill result.json; it imports only the standard
 // library.
 //
-// Understood: plans (1..N, with a # SKIP reason), test points ("ok" and
-// "not ok", numbers, descriptions with \# escapes), # SKIP and # TODO
-// directives, YAML diagnostics blocks, "Bail out!", subtests both as
-// indented TAP 14 streams (with or without a "# Subtest: name" comment)
-// and in the older form where the "# Subtest:" comment sits at the
-// parent's level, node-tap's "# time=12ms" directive and "duration_ms" in
-// diagnostics, the file headers of Perl's prove -v ("t/a.t .."), and
-// ANSI colours around any of it.
+// What a line means is what Perl's TAP::Parser (the reader behind prove)
+// says it means: test points, directives, plans, "TAP version", "Bail
+// out!". differential_test.go runs TAP::Parser on the same streams and
+// requires the same names, outcomes and counts. On top of that turtles
+// reads what a whole log holds: several streams one after another (see
+// stream.go), the file headers of Perl's prove -v ("t/a.t .."), subtests
+// both as indented TAP 14 streams (with or without a "# Subtest: name"
+// comment) and in the older form where the "# Subtest:" comment sits at
+// the parent's level, YAML diagnostics after a test point, node-tap's
+// "# time=12ms" and "duration_ms", and ANSI colours around any of it.
 package tap
 
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"regexp"
 	"strconv"
@@ -32,10 +35,13 @@ type Test struct {
 	// enclosing subtests, joined with " / "; "#N" when it has none.
 	Name    string              `json:"name"`
 	Outcome turtles.TestOutcome `json:"outcome"`
-	Number  int                 `json:"number,omitempty"`
+	// Number is the test's number as written, or as TAP::Parser implies
+	// it from the test's place in its stream when the line has none.
+	Number int `json:"number,omitempty"`
 	// Line is the 1-based line of the test point in the input.
 	Line int `json:"line"`
-	// Reason is the text of a SKIP or TODO directive.
+	// Reason is the text of a SKIP or TODO directive, or why a test point
+	// that says "ok" failed (it ran past its stream's plan).
 	Reason string `json:"reason,omitempty"`
 	// Duration is from "# time=" or the diagnostics' duration_ms; zero
 	// when unknown.
@@ -58,13 +64,8 @@ type Report struct {
 }
 
 var (
-	versionRe = regexp.MustCompile(`^TAP version (\d+)\s*$`)
-	planRe    = regexp.MustCompile(`^1\.\.(\d+)\s*(?:#\s*(.*))?$`)
-	testRe    = regexp.MustCompile(`^(not )?ok\b(?:\s+(\d+))?\s*(.*)$`)
-	bailRe    = regexp.MustCompile(`^Bail out!\s*(.*)$`)
 	subtestRe = regexp.MustCompile(`^#\s*Subtest(?::\s*(.*))?$`)
 	proveRe   = regexp.MustCompile(`^(\S+\.\S+) \.{2,}\s*(?:$|ok$|skipped|\d)`)
-	timeRe    = regexp.MustCompile(`(?:^|\s)time=\s*([0-9.]+)\s*(ms|s)\b`)
 	ansiRe    = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`)
 	durYAMLRe = regexp.MustCompile(`(?m)^\s*duration_ms:\s*([0-9.]+)\s*$`)
 )
@@ -74,7 +75,7 @@ var (
 // must cost little.
 func maybeTAP(body string) bool {
 	switch body[0] {
-	case 'o', 'n', 'T', 'B', '#', '1':
+	case 'o', 'n', 'T', 't', '#', '1':
 		return true
 	}
 	return strings.Contains(body, " ..") // prove's file headers
@@ -84,6 +85,7 @@ func maybeTAP(body string) bool {
 type level struct {
 	name     string // from a "# Subtest: name" comment at this level
 	children []Test // results of the current subtest, waiting for its name
+	stream   stream
 }
 
 // Parser reads TAP a line at a time, so that results are known while a
@@ -154,93 +156,134 @@ func (p *Parser) Line(line string) {
 			return
 		}
 	}
-	indent := len(line) - len(strings.TrimLeft(line, " "))
-	body := line[indent:]
-	depth := indent / 4
-	if body == "" || !maybeTAP(body) {
+	// TAP::Parser takes "Bail out!" after any white space, at any depth.
+	if i := strings.Index(line, "Bail out!"); i >= 0 && strings.Trim(line[:i], space) == "" {
+		p.rep.Bailed = true
+		p.rep.BailOut = strings.Trim(line[i+len("Bail out!"):], space)
 		return
 	}
+	indent := len(line) - len(strings.TrimLeft(line, " "))
+	body := line[indent:]
+	// TAP indents subtests by four; anything else is not TAP.
+	if body == "" || indent%4 != 0 || !maybeTAP(body) {
+		return
+	}
+	depth := indent / 4
 	if depth == 0 {
-		if m := proveRe.FindStringSubmatch(body); m != nil && !testRe.MatchString(body) {
+		if m := proveRe.FindStringSubmatch(body); m != nil && !pointRe.MatchString(body) {
 			p.file = m[1]
 			p.levels = p.levels[:0]
 			return
 		}
 	}
-	switch {
-	case versionRe.MatchString(body):
-		if v, err := strconv.Atoi(versionRe.FindStringSubmatch(body)[1]); err == nil && depth == 0 {
+	lv := p.level(depth)
+	s := &lv.stream
+	if m := versionRe.FindStringSubmatch(body); m != nil {
+		if s.started {
+			*s = newStream()
+		}
+		v := atoi(m[1])
+		s.version = grammarVersion(v)
+		if depth == 0 {
 			p.rep.Version = v
 		}
-	case bailRe.MatchString(body):
-		p.rep.Bailed = true
-		p.rep.BailOut = strings.TrimSpace(bailRe.FindStringSubmatch(body)[1])
-	case planRe.MatchString(body):
-		if depth == 0 {
-			if n, err := strconv.Atoi(planRe.FindStringSubmatch(body)[1]); err == nil {
-				p.rep.Planned += n
+		return
+	}
+	if n, todo, ok := parsePlan(body, s.version); ok {
+		if s.hasPlan {
+			// A second plan begins a stream, read afresh as TAP 12.
+			*s = newStream()
+			if n, todo, ok = parsePlan(body, s.version); !ok {
+				return
 			}
 		}
-	case subtestRe.MatchString(body):
+		s.started, s.hasPlan, s.planned, s.trailing, s.todo = true, true, n, s.run > 0, todo
+		if depth == 0 {
+			p.rep.Planned = min(p.rep.Planned+n, int(^uint(0)>>1)) // n may be absurd
+			if p.rep.Planned < 0 {
+				p.rep.Planned = int(^uint(0) >> 1)
+			}
+		}
+		return
+	}
+	if m := subtestRe.FindStringSubmatch(body); m != nil {
 		// Perl puts "# Subtest: name" inside the child stream, TAP 14 and
 		// node-tap at the parent's level, before it. Record it where it
 		// sits; the test point that closes the subtest looks at both.
-		p.level(depth).name = strings.TrimSpace(subtestRe.FindStringSubmatch(body)[1])
-	case testRe.MatchString(body):
-		if indent%4 != 0 {
-			return // TAP indents subtests by four; anything else is not TAP
-		}
+		lv.name = strings.TrimSpace(m[1])
+		return
+	}
+	if pt, ok := parsePoint(body); ok {
 		if p.file != "" && depth == 0 && (body == "ok" || body == "not ok") {
 			p.file = "" // prove's verdict on the file, not a test point
 			p.levels = p.levels[:0]
 			return
 		}
-		p.testPoint(depth, body)
+		p.testPoint(depth, pt)
 	}
 }
 
 func (p *Parser) level(d int) *level {
 	for len(p.levels) <= d {
-		p.levels = append(p.levels, level{})
+		p.levels = append(p.levels, level{stream: newStream()})
 	}
 	return &p.levels[d]
 }
 
-func (p *Parser) testPoint(depth int, body string) {
-	m := testRe.FindStringSubmatch(body)
-	t := Test{Outcome: turtles.TestPassed, Line: p.rep.Lines}
-	if m[1] != "" {
+func (p *Parser) testPoint(depth int, pt point) {
+	s := &p.level(depth).stream
+	if s.startsNew(pt) {
+		*s = newStream()
+	}
+	s.started = true
+	s.run++
+	t := Test{Number: pt.number, Line: p.rep.Lines}
+	if !pt.hasNum {
+		t.Number = s.run
+	}
+	directive := pt.directive
+	if pt.hasNum && s.takeTodo(pt.number) {
+		directive = "TODO"
+	}
+	desc, explanation := pt.desc, pt.explanation
+	var v, unit string
+	if pt.directive == "" {
+		desc, v, unit = cutTime(desc)
+	} else {
+		explanation, v, unit = cutTime(explanation)
+	}
+	if v != "" {
+		t.Duration = parseDuration(v, unit)
+	}
+	// TAP::Parser's verdict: a TODO test never fails, unless it is past
+	// the plan; a "not ok" fails even with # SKIP.
+	unplanned := s.hasPlan && s.run > s.planned
+	switch {
+	case directive == "TODO" && !unplanned:
+		t.Outcome = turtles.TestTodo
+	case !pt.ok || unplanned:
 		t.Outcome = turtles.TestFailed
+	case directive == "SKIP":
+		t.Outcome = turtles.TestSkipped
+	default:
+		t.Outcome = turtles.TestPassed
 	}
-	t.Number, _ = strconv.Atoi(m[2])
-	desc, directive := splitDirective(m[3])
-	desc = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(desc), "- "))
-	if desc == "-" {
-		desc = ""
+	if unplanned {
+		t.Reason = fmt.Sprintf("test %d ran past the plan of %d", s.run, s.planned)
+	} else if directive != "" {
+		t.Reason = reasonText(explanation)
 	}
-	desc = strings.ReplaceAll(strings.ReplaceAll(desc, `\#`, "#"), `\\`, `\`)
-	if directive != "" {
-		word, rest, _ := strings.Cut(directive, " ")
-		switch w := strings.ToUpper(word); {
-		case strings.HasPrefix(w, "SKIP"):
-			t.Outcome, t.Reason = turtles.TestSkipped, strings.TrimSpace(strings.TrimLeft(rest, ":"))
-		case strings.HasPrefix(w, "TODO"):
-			t.Outcome, t.Reason = turtles.TestTodo, strings.TrimSpace(strings.TrimLeft(rest, ":"))
-		}
-		if tm := timeRe.FindStringSubmatch(directive); tm != nil {
-			t.Duration = parseDuration(tm[1], tm[2])
-		}
+	t.Name = displayName(desc)
+	unnamed := t.Name == ""
+	if unnamed {
+		t.Name = "#" + strconv.Itoa(t.Number)
 	}
-	if desc == "" {
-		desc = "#" + strconv.Itoa(t.Number)
-	}
-	t.Name = desc
 
 	// Children at depth+1 belong to this test point: name them.
 	var children []Test
 	if len(p.levels) > depth+1 {
 		child := &p.levels[depth+1]
-		if desc == "#"+strconv.Itoa(t.Number) {
+		if unnamed {
 			switch {
 			case child.name != "":
 				t.Name = child.name
@@ -338,19 +381,6 @@ func parseDuration(v, unit string) time.Duration {
 		f *= 1000
 	}
 	return time.Duration(f * float64(time.Millisecond))
-}
-
-// splitDirective splits "desc # SKIP why" at the first unescaped '#'.
-func splitDirective(s string) (desc, directive string) {
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			i++
-		case '#':
-			return s[:i], strings.TrimSpace(s[i+1:])
-		}
-	}
-	return s, ""
 }
 
 // Report returns the results so far. Subtests not closed by a parent test
