@@ -171,8 +171,8 @@ func (p *Parser) Line(line string) {
 	depth := indent / 4
 	if depth == 0 {
 		if m := proveRe.FindStringSubmatch(body); m != nil && !pointRe.MatchString(body) {
+			p.endFile()
 			p.file = m[1]
-			p.levels = p.levels[:0]
 			return
 		}
 	}
@@ -215,8 +215,8 @@ func (p *Parser) Line(line string) {
 	}
 	if pt, ok := parsePoint(body); ok {
 		if p.file != "" && depth == 0 && (body == "ok" || body == "not ok") {
-			p.file = "" // prove's verdict on the file, not a test point
-			p.levels = p.levels[:0]
+			p.endFile() // prove's verdict on the file, not a test point
+			p.file = ""
 			return
 		}
 		p.testPoint(depth, pt)
@@ -281,7 +281,8 @@ func (p *Parser) testPoint(depth int, pt point) {
 
 	// Children at depth+1 belong to this test point: name them.
 	var children []Test
-	if len(p.levels) > depth+1 {
+	closes := len(p.levels) > depth+1
+	if closes {
 		child := &p.levels[depth+1]
 		if unnamed {
 			switch {
@@ -299,7 +300,9 @@ func (p *Parser) testPoint(depth int, pt point) {
 		p.levels = p.levels[:depth+1]
 	}
 	lv := p.level(depth)
-	lv.name = ""
+	if closes {
+		lv.name = "" // a "# Subtest:" at this level named what just closed
+	}
 	lv.children = append(lv.children, children...)
 	lv.children = append(lv.children, t)
 	if depth == 0 {
@@ -383,19 +386,10 @@ func parseDuration(v, unit string) time.Duration {
 	return time.Duration(f * float64(time.Millisecond))
 }
 
-// Report returns the results so far. Subtests not closed by a parent test
-// point (a stream cut short) are reported under their "# Subtest" names.
-func (p *Parser) Report() *Report {
-	if len(p.partial) > 0 {
-		line := string(p.partial)
-		p.partial = nil
-		p.Line(line)
-	}
-	if p.yaml != nil && p.yaml.lines != nil {
-		p.finishYAML()
-	}
-	rep := p.rep
-	rep.Tests = append([]Test(nil), p.rep.Tests...)
+// orphans are the results of subtests that no parent test point closed
+// (a stream cut short), named after their "# Subtest" comments.
+func (p *Parser) orphans() []Test {
+	var out []Test
 	for d := len(p.levels) - 1; d >= 1; d-- {
 		for _, c := range p.levels[d].children {
 			name := p.levels[d].name
@@ -409,11 +403,43 @@ func (p *Parser) Report() *Report {
 			if p.file != "" {
 				c.Name = p.file + " / " + c.Name
 			}
-			if c.Outcome == turtles.TestFailed {
-				rep.Failures++
-			}
-			rep.Tests = append(rep.Tests, c)
+			out = append(out, c)
 		}
+	}
+	return out
+}
+
+// endFile ends prove's current file: what its subtests left unclosed is
+// reported now, under its name.
+func (p *Parser) endFile() {
+	p.yaml = nil
+	for _, c := range p.orphans() {
+		if c.Outcome == turtles.TestFailed {
+			p.rep.Failures++
+		}
+		p.rep.Tests = append(p.rep.Tests, c)
+	}
+	p.levels = p.levels[:0]
+}
+
+// Report returns the results so far. Subtests not closed by a parent test
+// point (a stream cut short) are reported under their "# Subtest" names.
+func (p *Parser) Report() *Report {
+	if len(p.partial) > 0 {
+		line := string(p.partial)
+		p.partial = nil
+		p.Line(line)
+	}
+	if p.yaml != nil && p.yaml.lines != nil {
+		p.finishYAML()
+	}
+	rep := p.rep
+	rep.Tests = append([]Test(nil), p.rep.Tests...)
+	for _, c := range p.orphans() {
+		if c.Outcome == turtles.TestFailed {
+			rep.Failures++
+		}
+		rep.Tests = append(rep.Tests, c)
 	}
 	return &rep
 }
