@@ -60,8 +60,14 @@ func splitDirective(s string) (desc, directive, explanation string) {
 	if len(rest) < 4 {
 		return s, "", ""
 	}
-	word := strings.ToUpper(rest[:4])
-	if word != "SKIP" && word != "TODO" || len(rest) > 4 && isWord(rest[4]) {
+	var word string
+	switch {
+	case equalFoldASCII(rest[:4], "SKIP"):
+		word = "SKIP"
+	case equalFoldASCII(rest[:4], "TODO"):
+		word = "TODO"
+	}
+	if word == "" || len(rest) > 4 && isWord(rest[4]) {
 		return s, "", ""
 	}
 	return s[:i], word, strings.TrimLeft(rest[4:], space)
@@ -79,6 +85,27 @@ func firstHash(s string) int {
 		}
 	}
 	return -1
+}
+
+// equalFoldASCII compares as Perl's /i does bytes that were not decoded:
+// only ASCII letters have a case.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'a' <= x && x <= 'z' {
+			x -= 'a' - 'A'
+		}
+		if 'a' <= y && y <= 'z' {
+			y -= 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // isWord is Perl's \w on a byte that was not decoded.

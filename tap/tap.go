@@ -17,7 +17,6 @@
 package tap
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -107,18 +106,11 @@ type yamlBlock struct {
 // NewParser returns a parser for one input.
 func NewParser() *Parser { return &Parser{rep: Report{Version: 12}} }
 
-// Parse reads all of r.
+// Parse reads all of r, as Write would take it.
 func Parse(r io.Reader) (*Report, error) {
 	p := NewParser()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		p.Line(sc.Text())
-	}
-	if err := sc.Err(); err != nil && err != bufio.ErrTooLong {
-		return p.Report(), err
-	}
-	return p.Report(), nil
+	_, err := io.Copy(p, r)
+	return p.Report(), err
 }
 
 // Write feeds raw output, split into lines; a final line without a

@@ -164,34 +164,6 @@ func TestBailOut(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
-	inputs, _ := filepath.Glob("testdata/*.tap")
-	for _, in := range inputs {
-		b, _ := os.ReadFile(in)
-		f.Add(string(b))
-	}
-	f.Fuzz(func(t *testing.T, in string) {
-		rep, err := Parse(strings.NewReader(in))
-		if err != nil {
-			return
-		}
-		lines := strings.Count(in, "\n") + 1
-		for _, tt := range rep.Tests {
-			if tt.Line < 1 || tt.Line > lines {
-				t.Errorf("test %q on line %d of %d", tt.Name, tt.Line, lines)
-			}
-			switch tt.Outcome {
-			case turtles.TestPassed, turtles.TestFailed, turtles.TestSkipped, turtles.TestTodo:
-			default:
-				t.Errorf("bad outcome %q", tt.Outcome)
-			}
-			if tt.Name == "" || tt.Duration < 0 {
-				t.Errorf("test %+v: no name or negative duration", tt)
-			}
-		}
-	})
-}
-
 func TestColoured(t *testing.T) {
 	rep, _ := Parse(strings.NewReader("\x1b[32mok 1 - green\x1b[0m\n\x1b[1;31mnot ok 2 - red\x1b[0m\n"))
 	if len(rep.Tests) != 2 || rep.Tests[1].Name != "red" || rep.Tests[1].Outcome != turtles.TestFailed {
