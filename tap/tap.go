@@ -94,13 +94,8 @@ type Parser struct {
 	levels  []level // levels[d] holds what sits at indentation d
 	file    string  // prove's current test file
 	yaml    *yamlBlock
-	partial []byte // an unfinished line, from Write
-}
-
-type yamlBlock struct {
-	indent string
-	test   *Test // where the block goes
-	lines  []string
+	last    *lastPoint // the last test point, for a YAML block after it
+	partial []byte     // an unfinished line, from Write
 }
 
 // NewParser returns a parser for one input.
@@ -143,10 +138,15 @@ func (p *Parser) Line(line string) {
 	if strings.Contains(line, "\x1b") {
 		line = ansiRe.ReplaceAllString(line, "") // coloured reporters
 	}
-	if p.yaml != nil {
-		if p.yamlLine(line) {
-			return
-		}
+	indent := len(line) - len(strings.TrimLeft(line, " "))
+	if indent < len(line) {
+		p.endRuns(indent / 4)
+	}
+	if p.yaml != nil && p.yamlLine(line, indent) {
+		return
+	}
+	if p.yamlStart(line, indent) {
+		return
 	}
 	// TAP::Parser takes "Bail out!" after any white space, at any depth.
 	if i := strings.Index(line, "Bail out!"); i >= 0 && strings.Trim(line[:i], space) == "" {
@@ -154,7 +154,6 @@ func (p *Parser) Line(line string) {
 		p.rep.BailOut = strings.Trim(line[i+len("Bail out!"):], space)
 		return
 	}
-	indent := len(line) - len(strings.TrimLeft(line, " "))
 	body := line[indent:]
 	// TAP indents subtests by four; anything else is not TAP.
 	if body == "" || indent%4 != 0 || !maybeTAP(body) {
@@ -171,11 +170,12 @@ func (p *Parser) Line(line string) {
 	lv := p.level(depth)
 	s := &lv.stream
 	if m := versionRe.FindStringSubmatch(body); m != nil {
+		p.last = nil
 		if s.started {
 			*s = newStream()
 		}
 		v := atoi(m[1])
-		s.version = grammarVersion(v)
+		s.version, s.started = grammarVersion(v), true
 		if depth == 0 {
 			p.rep.Version = v
 		}
@@ -190,6 +190,7 @@ func (p *Parser) Line(line string) {
 			}
 		}
 		s.started, s.hasPlan, s.planned, s.trailing, s.todo = true, true, n, s.run > 0, todo
+		p.last = nil
 		if depth == 0 {
 			p.rep.Planned = min(p.rep.Planned+n, int(^uint(0)>>1)) // n may be absurd
 			if p.rep.Planned < 0 {
@@ -212,6 +213,16 @@ func (p *Parser) Line(line string) {
 			return
 		}
 		p.testPoint(depth, pt)
+	}
+}
+
+// endRuns ends the streams of the subtests deeper than depth d: a line
+// that is not blank and indented less than a subtest's four spaces a
+// level ends its run of lines, and what follows is a new stream (its
+// results still wait for their parent test point).
+func (p *Parser) endRuns(d int) {
+	for k := d + 1; k < len(p.levels); k++ {
+		p.levels[k].stream = newStream()
 	}
 }
 
@@ -275,6 +286,13 @@ func (p *Parser) testPoint(depth int, pt point) {
 	var children []Test
 	closes := len(p.levels) > depth+1
 	if closes {
+		// Deeper results whose own parent never came are this one's too.
+		for k := len(p.levels) - 1; k > depth+1; k-- {
+			for _, c := range p.levels[k].children {
+				c.Name = p.orphanName(k) + " / " + c.Name
+				p.levels[k-1].children = append(p.levels[k-1].children, c)
+			}
+		}
 		child := &p.levels[depth+1]
 		if unnamed {
 			switch {
@@ -301,17 +319,12 @@ func (p *Parser) testPoint(depth int, pt point) {
 		p.emit(lv.children)
 		lv.children = nil
 	}
-	p.yaml = &yamlBlock{indent: strings.Repeat(" ", depth*4+2)}
-	p.yaml.test = p.lastTest(depth)
-}
-
-// lastTest is where the test point just added lives, for its YAML block.
-func (p *Parser) lastTest(depth int) *Test {
+	p.last = &lastPoint{depth: depth}
 	if depth == 0 {
-		return &p.rep.Tests[len(p.rep.Tests)-1]
+		p.last.test = &p.rep.Tests[len(p.rep.Tests)-1]
+	} else {
+		p.last.test = &lv.children[len(lv.children)-1]
 	}
-	c := p.levels[depth].children
-	return &c[len(c)-1]
 }
 
 func (p *Parser) emit(ts []Test) {
@@ -323,47 +336,6 @@ func (p *Parser) emit(ts []Test) {
 			p.rep.Failures++
 		}
 		p.rep.Tests = append(p.rep.Tests, t)
-	}
-}
-
-// yamlLine handles a line that may belong to a diagnostics block; false
-// means it does not, and the line is parsed as TAP.
-func (p *Parser) yamlLine(line string) bool {
-	y := p.yaml
-	if y.lines == nil {
-		if strings.TrimRight(line, " ") == y.indent+"---" {
-			y.lines = []string{}
-			return true
-		}
-		p.yaml = nil
-		return false
-	}
-	if strings.TrimRight(line, " ") == y.indent+"..." {
-		p.finishYAML()
-		return true
-	}
-	if strings.HasPrefix(line, y.indent) || strings.TrimSpace(line) == "" {
-		if len(y.lines) < 1000 {
-			y.lines = append(y.lines, strings.TrimPrefix(line, y.indent))
-		}
-		return true
-	}
-	// An unterminated block: keep what it had.
-	p.finishYAML()
-	return false
-}
-
-func (p *Parser) finishYAML() {
-	y := p.yaml
-	p.yaml = nil
-	if y.test == nil {
-		return
-	}
-	y.test.Diagnostics = strings.Join(y.lines, "\n")
-	if y.test.Duration == 0 {
-		if m := durYAMLRe.FindStringSubmatch(y.test.Diagnostics); m != nil {
-			y.test.Duration = parseDuration(m[1], "ms")
-		}
 	}
 }
 
@@ -384,14 +356,7 @@ func (p *Parser) orphans() []Test {
 	var out []Test
 	for d := len(p.levels) - 1; d >= 1; d-- {
 		for _, c := range p.levels[d].children {
-			name := p.levels[d].name
-			if name == "" {
-				name = p.levels[d-1].name
-			}
-			if name == "" {
-				name = "(unfinished subtest)"
-			}
-			c.Name = name + " / " + c.Name
+			c.Name = p.orphanName(d) + " / " + c.Name
 			if p.file != "" {
 				c.Name = p.file + " / " + c.Name
 			}
@@ -401,10 +366,22 @@ func (p *Parser) orphans() []Test {
 	return out
 }
 
+// orphanName names the results at level d whose parent test point never
+// came: after a "# Subtest" comment inside or before them, if any.
+func (p *Parser) orphanName(d int) string {
+	switch {
+	case p.levels[d].name != "":
+		return p.levels[d].name
+	case p.levels[d-1].name != "":
+		return p.levels[d-1].name
+	}
+	return "(unfinished subtest)"
+}
+
 // endFile ends prove's current file: what its subtests left unclosed is
 // reported now, under its name.
 func (p *Parser) endFile() {
-	p.yaml = nil
+	p.yaml, p.last = nil, nil
 	for _, c := range p.orphans() {
 		if c.Outcome == turtles.TestFailed {
 			p.rep.Failures++

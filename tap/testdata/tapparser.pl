@@ -9,7 +9,8 @@
 # after a complete stream) and gives each stream to a fresh TAP::Parser.
 # Subtests, which TAP::Parser takes for unknown lines, are read the same
 # way: each run of lines indented by four or more is a stream of its own,
-# one level down. Everything a test point says comes from TAP::Parser.
+# one level down (lines TAP::Parser read as a YAML block of the stream
+# above are in no run). Everything a test point says comes from TAP::Parser.
 #
 # Output, one record a line, fields separated by tabs, with "\", tab, CR
 # and LF in a field written as \\, \t, \r and \n:
@@ -27,6 +28,7 @@ use strict;
 use warnings;
 use TAP::Parser;
 use TAP::Parser::Iterator::Array;
+use List::Util qw(min);
 
 binmode STDOUT;
 my $path = shift or die "usage: $0 FILE\n";
@@ -137,15 +139,24 @@ sub report {
     my $it = TAP::Parser::Iterator::Array->new( [@$lines] );
     my $p  = TAP::Parser->new( { iterator => $it } );
     my ( $before, $aborted ) = ( 0, 0 );
+    my %yaml;    # lines TAP::Parser read as YAML of this stream
+    my $took = sub {    # the lines from $before on were one YAML token
+        return unless $lines->[$before] =~ /^(\s+)---/ && length($1) < 4;
+        $yaml{$_} = 1 for $before .. min( $it->{idx}, scalar @$lines ) - 1;
+    };
     while (1) {
         $before = $it->{idx};
         my $r = $p->next;
         if ( !$r ) {
             # A token that read lines and gave no result: TAP::Parser
             # failed on it (a YAML block) and stops there.
-            $aborted = $base + $before + 1 if $before < @$lines;
+            if ( $before < @$lines ) {
+                $aborted = $base + $before + 1;
+                $took->();
+            }
             last;
         }
+        $took->() if $r->is_yaml;
         my $line = $base + $it->{idx};    # 1-based
         if ( $r->is_test ) {
             my ( $name, $reason ) = shown( $r->description, $r->explanation, line_directive( $r->raw ) );
@@ -166,12 +177,13 @@ sub report {
         $p->tests_run, scalar $p->passed, scalar $p->failed, scalar $p->skipped, scalar $p->todo, $aborted );
 
     # Subtests: runs of lines indented by four or more (blank lines do not
-    # end a run), read one level down.
+    # end a run), read one level down. A YAML block of this stream (one
+    # indented by less than four) is no subtest's and ends a run.
     my $i = 0;
     while ( $i < @$lines ) {
-        if ( $lines->[$i] !~ /^    / ) { $i++; next }
+        if ( $lines->[$i] !~ /^    / || $yaml{$i} ) { $i++; next }
         my $start = $i;
-        $i++ while $i < @$lines && $lines->[$i] =~ /^(?:    | *\z)/;
+        $i++ while $i < @$lines && !$yaml{$i} && $lines->[$i] =~ /^(?:    | *\z)/;
         my @child = map { my $c = $_; $c =~ s/^    //; $c =~ s/^ +\z//; $c } @$lines[ $start .. $i - 1 ];
         streams( \@child, $base + $start, $depth + 1, $file );
     }
