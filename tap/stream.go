@@ -13,19 +13,22 @@ import (
 // stream as TAP::Parser would. A new stream begins, at any level of
 // nesting, with
 //   - a prove header ("t/a.t ..") at the top level;
-//   - a "TAP version" line, once the stream has had a plan or a test;
+//   - a "TAP version" line, once the stream has had a plan, a test or a
+//     version line;
 //   - a plan, when the stream already has one;
 //   - a test point numbered 1 or not numbered, once the stream is
 //     complete: its plan came after its tests, or it has run as many
 //     tests as its plan said.
+// and a subtest's stream ends with its run of lines: at a line, not
+// blank, indented less than the subtest (see Parser.endRuns).
 // Anything else is read as TAP::Parser reads it, so a test point past
 // the plan ("ok 4" after "1..3", or after a trailing "1..3") fails, as
 // prove says it does.
 
 // stream is the state TAP::Parser keeps for one stream.
 type stream struct {
-	version  int // the grammar: 12 or 13
-	started  bool
+	version  int  // the grammar: 12 or 13
+	started  bool // a plan, a test point or a version line was read
 	hasPlan  bool
 	planned  int
 	trailing bool // the plan came after tests
