@@ -171,7 +171,7 @@ func runTAPParser(t *testing.T, perl, name string, data []byte) reference {
 		n := func(i int) int {
 			v, err := strconv.Atoi(f[i])
 			if err != nil {
-				return -2 // an absurd number; compared as such
+				return atoi(f[i]) // too long for an int: as turtles reads it
 			}
 			return v
 		}
@@ -340,6 +340,9 @@ func compareWithTAPParser(t *testing.T, perl, name string, data []byte) {
 		counts.todo += s.todo
 		if s.planned > 0 {
 			planned += s.planned
+			if planned < 0 {
+				planned = int(^uint(0) >> 1) // as turtles adds absurd plans
+			}
 		}
 	}
 	type tally struct{ Passed, Failed, Skipped, Todo int }
