@@ -149,9 +149,9 @@ func (p *Parser) Line(line string) {
 		return
 	}
 	// TAP::Parser takes "Bail out!" after any white space, at any depth.
-	if i := strings.Index(line, "Bail out!"); i >= 0 && strings.Trim(line[:i], space) == "" {
+	if rest, ok := strings.CutPrefix(strings.TrimLeft(line, space), "Bail out!"); ok {
 		p.rep.Bailed = true
-		p.rep.BailOut = strings.Trim(line[i+len("Bail out!"):], space)
+		p.rep.BailOut = strings.Trim(rest, space)
 		return
 	}
 	body := line[indent:]
@@ -160,7 +160,7 @@ func (p *Parser) Line(line string) {
 		return
 	}
 	depth := indent / 4
-	if depth == 0 {
+	if depth == 0 && strings.Contains(body, " ..") {
 		if m := proveRe.FindStringSubmatch(body); m != nil && !pointRe.MatchString(body) {
 			p.endFile()
 			p.file = m[1]
@@ -169,7 +169,12 @@ func (p *Parser) Line(line string) {
 	}
 	lv := p.level(depth)
 	s := &lv.stream
-	if m := versionRe.FindStringSubmatch(body); m != nil {
+	switch body[0] {
+	case 'T', 't', '1', '#', 'o', 'n':
+	default:
+		return
+	}
+	if m := versionOf(body); m != nil {
 		p.last = nil
 		if s.started {
 			*s = newStream()
@@ -192,14 +197,18 @@ func (p *Parser) Line(line string) {
 		s.started, s.hasPlan, s.planned, s.trailing, s.todo = true, true, n, s.run > 0, todo
 		p.last = nil
 		if depth == 0 {
-			p.rep.Planned = min(p.rep.Planned+n, int(^uint(0)>>1)) // n may be absurd
-			if p.rep.Planned < 0 {
-				p.rep.Planned = int(^uint(0) >> 1)
+			if maxInt := int(^uint(0) >> 1); n > maxInt-p.rep.Planned {
+				p.rep.Planned = maxInt // n may be absurd
+			} else {
+				p.rep.Planned += n
 			}
 		}
 		return
 	}
-	if m := subtestRe.FindStringSubmatch(body); m != nil {
+	if body[0] != '#' && body[0] != 'o' && body[0] != 'n' {
+		return
+	}
+	if m := subtestOf(body); m != nil {
 		// Perl puts "# Subtest: name" inside the child stream, TAP 14 and
 		// node-tap at the parent's level, before it. Record it where it
 		// sits; the test point that closes the subtest looks at both.
@@ -224,6 +233,21 @@ func (p *Parser) endRuns(d int) {
 	for k := d + 1; k < len(p.levels); k++ {
 		p.levels[k].stream = newStream()
 	}
+}
+
+// versionOf and subtestOf match their expressions where they could.
+func versionOf(body string) []string {
+	if len(body) < 3 || !strings.EqualFold(body[:3], "TAP") {
+		return nil
+	}
+	return versionRe.FindStringSubmatch(body)
+}
+
+func subtestOf(body string) []string {
+	if body[0] != '#' {
+		return nil
+	}
+	return subtestRe.FindStringSubmatch(body)
 }
 
 func (p *Parser) level(d int) *level {
