@@ -50,7 +50,7 @@ bench: deps
 FUZZTIME ?= 20s
 fuzz:
 	@for f in hook:FuzzParseGitHub hook:FuzzParseGitLab config:FuzzParse command:FuzzParse \
-		tap:FuzzParse junit:FuzzParse scrub:FuzzWriter image/cache:FuzzManifest \
+		tap:FuzzParse tap:FuzzDirective junit:FuzzParse scrub:FuzzWriter image/cache:FuzzManifest \
 		image/cache:FuzzParseID image/cache:FuzzContentRange image/cache:FuzzParsePeers \
 		state/postgres:FuzzURLError; do \
 		echo "==> fuzz $$f for $(FUZZTIME)"; \

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -51,6 +52,33 @@ func (t *testTracker) results() []turtles.TestResult {
 	return out
 }
 
+// distinctNames renames the second and later tests of one name in an
+// attempt to "name (2)", "name (3)", ...: the same description in two
+// TAP streams, or twice in one, is two tests, and the results database
+// keeps each test's history (runs, failures, flakes) by name.
+func distinctNames(tests []turtles.TestResult) {
+	taken := make(map[string]bool, len(tests))
+	for _, t := range tests {
+		taken[t.Name] = true
+	}
+	seen := make(map[string]int, len(tests))
+	for i, t := range tests {
+		n := seen[t.Name] + 1
+		seen[t.Name] = n
+		if n == 1 {
+			continue
+		}
+		name := fmt.Sprintf("%s (%d)", t.Name, n)
+		for taken[name] {
+			n++
+			name = fmt.Sprintf("%s (%d)", t.Name, n)
+		}
+		seen[t.Name] = n
+		taken[name] = true
+		tests[i].Name = name
+	}
+}
+
 // junitResults reads the JUnit reports among the artifacts in dir.
 func junitResults(dir string, scr *scrub.Scrubber) []turtles.TestResult {
 	var out []turtles.TestResult
@@ -94,6 +122,7 @@ func (b *Bot) addResults(ctx context.Context, prefix, artifacts string, out *liv
 	// result and the whole log are stored.
 	out.flushEnd()
 	tests := append(out.tests.results(), junitResults(artifacts, out.Scrubber())...)
+	distinctNames(tests)
 	if len(tests) > maxTests {
 		tests = tests[:maxTests]
 	}

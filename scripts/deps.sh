@@ -11,6 +11,9 @@ for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromi
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 [ -e /etc/ssl/certs/ca-certificates.crt ] || need_pkgs+=(ca-certificates)
+# Perl's TAP::Parser (package perl; perl-base alone lacks it): the tap
+# package's differential test reads TAP with it, as prove does.
+perl -MTAP::Parser -e 1 >/dev/null 2>&1 || need_pkgs+=(perl)
 # RabbitMQ: the tests of queue/amqp start a private node of it (never the
 # system-wide one the package may start).
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_pkgs+=(rabbitmq-server)

@@ -4,19 +4,21 @@
 // The bot imports it to fill result.json; it imports only the standard
 // library.
 //
-// Understood: plans (1..N, with a # SKIP reason), test points ("ok" and
-// "not ok", numbers, descriptions with \# escapes), # SKIP and # TODO
-// directives, YAML diagnostics blocks, "Bail out!", subtests both as
-// indented TAP 14 streams (with or without a "# Subtest: name" comment)
-// and in the older form where the "# Subtest:" comment sits at the
-// parent's level, node-tap's "# time=12ms" directive and "duration_ms" in
-// diagnostics, the file headers of Perl's prove -v ("t/a.t .."), and
-// ANSI colours around any of it.
+// What a line means is what Perl's TAP::Parser (the reader behind prove)
+// says it means: test points, directives, plans, "TAP version", "Bail
+// out!". differential_test.go runs TAP::Parser on the same streams and
+// requires the same names, outcomes and counts. On top of that turtles
+// reads what a whole log holds: several streams one after another (see
+// stream.go), the file headers of Perl's prove -v ("t/a.t .."), subtests
+// both as indented TAP 14 streams (with or without a "# Subtest: name"
+// comment) and in the older form where the "# Subtest:" comment sits at
+// the parent's level, YAML diagnostics after a test point, node-tap's
+// "# time=12ms" and "duration_ms", and ANSI colours around any of it.
 package tap
 
 import (
-	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"regexp"
 	"strconv"
@@ -32,10 +34,13 @@ type Test struct {
 	// enclosing subtests, joined with " / "; "#N" when it has none.
 	Name    string              `json:"name"`
 	Outcome turtles.TestOutcome `json:"outcome"`
-	Number  int                 `json:"number,omitempty"`
+	// Number is the test's number as written, or as TAP::Parser implies
+	// it from the test's place in its stream when the line has none.
+	Number int `json:"number,omitempty"`
 	// Line is the 1-based line of the test point in the input.
 	Line int `json:"line"`
-	// Reason is the text of a SKIP or TODO directive.
+	// Reason is the text of a SKIP or TODO directive, or why a test point
+	// that says "ok" failed (it ran past its stream's plan).
 	Reason string `json:"reason,omitempty"`
 	// Duration is from "# time=" or the diagnostics' duration_ms; zero
 	// when unknown.
@@ -58,13 +63,8 @@ type Report struct {
 }
 
 var (
-	versionRe = regexp.MustCompile(`^TAP version (\d+)\s*$`)
-	planRe    = regexp.MustCompile(`^1\.\.(\d+)\s*(?:#\s*(.*))?$`)
-	testRe    = regexp.MustCompile(`^(not )?ok\b(?:\s+(\d+))?\s*(.*)$`)
-	bailRe    = regexp.MustCompile(`^Bail out!\s*(.*)$`)
 	subtestRe = regexp.MustCompile(`^#\s*Subtest(?::\s*(.*))?$`)
 	proveRe   = regexp.MustCompile(`^(\S+\.\S+) \.{2,}\s*(?:$|ok$|skipped|\d)`)
-	timeRe    = regexp.MustCompile(`(?:^|\s)time=\s*([0-9.]+)\s*(ms|s)\b`)
 	ansiRe    = regexp.MustCompile(`\x1b\[[0-9;?]*[ -/]*[@-~]`)
 	durYAMLRe = regexp.MustCompile(`(?m)^\s*duration_ms:\s*([0-9.]+)\s*$`)
 )
@@ -74,7 +74,7 @@ var (
 // must cost little.
 func maybeTAP(body string) bool {
 	switch body[0] {
-	case 'o', 'n', 'T', 'B', '#', '1':
+	case 'o', 'n', 'T', 't', '#', '1':
 		return true
 	}
 	return strings.Contains(body, " ..") // prove's file headers
@@ -84,6 +84,7 @@ func maybeTAP(body string) bool {
 type level struct {
 	name     string // from a "# Subtest: name" comment at this level
 	children []Test // results of the current subtest, waiting for its name
+	stream   stream
 }
 
 // Parser reads TAP a line at a time, so that results are known while a
@@ -93,30 +94,18 @@ type Parser struct {
 	levels  []level // levels[d] holds what sits at indentation d
 	file    string  // prove's current test file
 	yaml    *yamlBlock
-	partial []byte // an unfinished line, from Write
-}
-
-type yamlBlock struct {
-	indent string
-	test   *Test // where the block goes
-	lines  []string
+	last    *lastPoint // the last test point, for a YAML block after it
+	partial []byte     // an unfinished line, from Write
 }
 
 // NewParser returns a parser for one input.
 func NewParser() *Parser { return &Parser{rep: Report{Version: 12}} }
 
-// Parse reads all of r.
+// Parse reads all of r, as Write would take it.
 func Parse(r io.Reader) (*Report, error) {
 	p := NewParser()
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		p.Line(sc.Text())
-	}
-	if err := sc.Err(); err != nil && err != bufio.ErrTooLong {
-		return p.Report(), err
-	}
-	return p.Report(), nil
+	_, err := io.Copy(p, r)
+	return p.Report(), err
 }
 
 // Write feeds raw output, split into lines; a final line without a
@@ -149,98 +138,187 @@ func (p *Parser) Line(line string) {
 	if strings.Contains(line, "\x1b") {
 		line = ansiRe.ReplaceAllString(line, "") // coloured reporters
 	}
-	if p.yaml != nil {
-		if p.yamlLine(line) {
-			return
-		}
-	}
 	indent := len(line) - len(strings.TrimLeft(line, " "))
-	body := line[indent:]
-	depth := indent / 4
-	if body == "" || !maybeTAP(body) {
+	if indent < len(line) {
+		p.endRuns(indent / 4)
+	}
+	if p.yaml != nil && p.yamlLine(line, indent) {
 		return
 	}
-	if depth == 0 {
-		if m := proveRe.FindStringSubmatch(body); m != nil && !testRe.MatchString(body) {
+	if p.yamlStart(line, indent) {
+		return
+	}
+	// TAP::Parser takes "Bail out!" after any white space, at any depth.
+	if rest, ok := strings.CutPrefix(strings.TrimLeft(line, space), "Bail out!"); ok {
+		p.rep.Bailed = true
+		p.rep.BailOut = strings.Trim(rest, space)
+		return
+	}
+	body := line[indent:]
+	// TAP indents subtests by four; anything else is not TAP.
+	if body == "" || indent%4 != 0 || !maybeTAP(body) {
+		return
+	}
+	depth := indent / 4
+	if depth == 0 && strings.Contains(body, " ..") {
+		if m := proveRe.FindStringSubmatch(body); m != nil && !pointRe.MatchString(body) {
+			p.endFile()
 			p.file = m[1]
-			p.levels = p.levels[:0]
 			return
 		}
 	}
-	switch {
-	case versionRe.MatchString(body):
-		if v, err := strconv.Atoi(versionRe.FindStringSubmatch(body)[1]); err == nil && depth == 0 {
+	lv := p.level(depth)
+	s := &lv.stream
+	switch body[0] {
+	case 'T', 't', '1', '#', 'o', 'n':
+	default:
+		return
+	}
+	if m := versionOf(body); m != nil {
+		p.last = nil
+		if s.started {
+			*s = newStream()
+		}
+		v := atoi(m[1])
+		s.version, s.started = grammarVersion(v), true
+		if depth == 0 {
 			p.rep.Version = v
 		}
-	case bailRe.MatchString(body):
-		p.rep.Bailed = true
-		p.rep.BailOut = strings.TrimSpace(bailRe.FindStringSubmatch(body)[1])
-	case planRe.MatchString(body):
+		return
+	}
+	if n, todo, ok := parsePlan(body, s.version); ok {
+		if s.hasPlan {
+			// A second plan begins a stream, read afresh as TAP 12.
+			*s = newStream()
+			if n, todo, ok = parsePlan(body, s.version); !ok {
+				return
+			}
+		}
+		s.started, s.hasPlan, s.planned, s.trailing, s.todo = true, true, n, s.run > 0, todo
+		p.last = nil
 		if depth == 0 {
-			if n, err := strconv.Atoi(planRe.FindStringSubmatch(body)[1]); err == nil {
+			if maxInt := int(^uint(0) >> 1); n > maxInt-p.rep.Planned {
+				p.rep.Planned = maxInt // n may be absurd
+			} else {
 				p.rep.Planned += n
 			}
 		}
-	case subtestRe.MatchString(body):
+		return
+	}
+	if body[0] != '#' && body[0] != 'o' && body[0] != 'n' {
+		return
+	}
+	if m := subtestOf(body); m != nil {
 		// Perl puts "# Subtest: name" inside the child stream, TAP 14 and
 		// node-tap at the parent's level, before it. Record it where it
 		// sits; the test point that closes the subtest looks at both.
-		p.level(depth).name = strings.TrimSpace(subtestRe.FindStringSubmatch(body)[1])
-	case testRe.MatchString(body):
-		if indent%4 != 0 {
-			return // TAP indents subtests by four; anything else is not TAP
-		}
+		lv.name = strings.TrimSpace(m[1])
+		return
+	}
+	if pt, ok := parsePoint(body); ok {
 		if p.file != "" && depth == 0 && (body == "ok" || body == "not ok") {
-			p.file = "" // prove's verdict on the file, not a test point
-			p.levels = p.levels[:0]
+			p.endFile() // prove's verdict on the file, not a test point
+			p.file = ""
 			return
 		}
-		p.testPoint(depth, body)
+		p.testPoint(depth, pt)
 	}
+}
+
+// endRuns ends the streams of the subtests deeper than depth d: a line
+// that is not blank and indented less than a subtest's four spaces a
+// level ends its run of lines, and what follows is a new stream (its
+// results still wait for their parent test point).
+func (p *Parser) endRuns(d int) {
+	for k := d + 1; k < len(p.levels); k++ {
+		p.levels[k].stream = newStream()
+	}
+}
+
+// versionOf and subtestOf match their expressions where they could.
+func versionOf(body string) []string {
+	if len(body) < 3 || !strings.EqualFold(body[:3], "TAP") {
+		return nil
+	}
+	return versionRe.FindStringSubmatch(body)
+}
+
+func subtestOf(body string) []string {
+	if body[0] != '#' {
+		return nil
+	}
+	return subtestRe.FindStringSubmatch(body)
 }
 
 func (p *Parser) level(d int) *level {
 	for len(p.levels) <= d {
-		p.levels = append(p.levels, level{})
+		p.levels = append(p.levels, level{stream: newStream()})
 	}
 	return &p.levels[d]
 }
 
-func (p *Parser) testPoint(depth int, body string) {
-	m := testRe.FindStringSubmatch(body)
-	t := Test{Outcome: turtles.TestPassed, Line: p.rep.Lines}
-	if m[1] != "" {
+func (p *Parser) testPoint(depth int, pt point) {
+	s := &p.level(depth).stream
+	if s.startsNew(pt) {
+		*s = newStream()
+	}
+	s.started = true
+	s.run++
+	t := Test{Number: pt.number, Line: p.rep.Lines}
+	if !pt.hasNum {
+		t.Number = s.run
+	}
+	directive := pt.directive
+	if pt.hasNum && s.takeTodo(pt.number) {
+		directive = "TODO"
+	}
+	desc, explanation := pt.desc, pt.explanation
+	var v, unit string
+	if pt.directive == "" {
+		desc, v, unit = cutTime(desc)
+	} else {
+		explanation, v, unit = cutTime(explanation)
+	}
+	if v != "" {
+		t.Duration = parseDuration(v, unit)
+	}
+	// TAP::Parser's verdict: a TODO test never fails, unless it is past
+	// the plan; a "not ok" fails even with # SKIP.
+	unplanned := s.hasPlan && s.run > s.planned
+	switch {
+	case directive == "TODO" && !unplanned:
+		t.Outcome = turtles.TestTodo
+	case !pt.ok || unplanned:
 		t.Outcome = turtles.TestFailed
+	case directive == "SKIP":
+		t.Outcome = turtles.TestSkipped
+	default:
+		t.Outcome = turtles.TestPassed
 	}
-	t.Number, _ = strconv.Atoi(m[2])
-	desc, directive := splitDirective(m[3])
-	desc = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(desc), "- "))
-	if desc == "-" {
-		desc = ""
+	if unplanned {
+		t.Reason = fmt.Sprintf("test %d ran past the plan of %d", s.run, s.planned)
+	} else if directive != "" {
+		t.Reason = reasonText(explanation)
 	}
-	desc = strings.ReplaceAll(strings.ReplaceAll(desc, `\#`, "#"), `\\`, `\`)
-	if directive != "" {
-		word, rest, _ := strings.Cut(directive, " ")
-		switch w := strings.ToUpper(word); {
-		case strings.HasPrefix(w, "SKIP"):
-			t.Outcome, t.Reason = turtles.TestSkipped, strings.TrimSpace(strings.TrimLeft(rest, ":"))
-		case strings.HasPrefix(w, "TODO"):
-			t.Outcome, t.Reason = turtles.TestTodo, strings.TrimSpace(strings.TrimLeft(rest, ":"))
-		}
-		if tm := timeRe.FindStringSubmatch(directive); tm != nil {
-			t.Duration = parseDuration(tm[1], tm[2])
-		}
+	t.Name = displayName(desc)
+	unnamed := t.Name == ""
+	if unnamed {
+		t.Name = "#" + strconv.Itoa(t.Number)
 	}
-	if desc == "" {
-		desc = "#" + strconv.Itoa(t.Number)
-	}
-	t.Name = desc
 
 	// Children at depth+1 belong to this test point: name them.
 	var children []Test
-	if len(p.levels) > depth+1 {
+	closes := len(p.levels) > depth+1
+	if closes {
+		// Deeper results whose own parent never came are this one's too.
+		for k := len(p.levels) - 1; k > depth+1; k-- {
+			for _, c := range p.levels[k].children {
+				c.Name = p.orphanName(k) + " / " + c.Name
+				p.levels[k-1].children = append(p.levels[k-1].children, c)
+			}
+		}
 		child := &p.levels[depth+1]
-		if desc == "#"+strconv.Itoa(t.Number) {
+		if unnamed {
 			switch {
 			case child.name != "":
 				t.Name = child.name
@@ -256,24 +334,21 @@ func (p *Parser) testPoint(depth int, body string) {
 		p.levels = p.levels[:depth+1]
 	}
 	lv := p.level(depth)
-	lv.name = ""
+	if closes {
+		lv.name = "" // a "# Subtest:" at this level named what just closed
+	}
 	lv.children = append(lv.children, children...)
 	lv.children = append(lv.children, t)
 	if depth == 0 {
 		p.emit(lv.children)
 		lv.children = nil
 	}
-	p.yaml = &yamlBlock{indent: strings.Repeat(" ", depth*4+2)}
-	p.yaml.test = p.lastTest(depth)
-}
-
-// lastTest is where the test point just added lives, for its YAML block.
-func (p *Parser) lastTest(depth int) *Test {
+	p.last = &lastPoint{depth: depth}
 	if depth == 0 {
-		return &p.rep.Tests[len(p.rep.Tests)-1]
+		p.last.test = &p.rep.Tests[len(p.rep.Tests)-1]
+	} else {
+		p.last.test = &lv.children[len(lv.children)-1]
 	}
-	c := p.levels[depth].children
-	return &c[len(c)-1]
 }
 
 func (p *Parser) emit(ts []Test) {
@@ -288,47 +363,6 @@ func (p *Parser) emit(ts []Test) {
 	}
 }
 
-// yamlLine handles a line that may belong to a diagnostics block; false
-// means it does not, and the line is parsed as TAP.
-func (p *Parser) yamlLine(line string) bool {
-	y := p.yaml
-	if y.lines == nil {
-		if strings.TrimRight(line, " ") == y.indent+"---" {
-			y.lines = []string{}
-			return true
-		}
-		p.yaml = nil
-		return false
-	}
-	if strings.TrimRight(line, " ") == y.indent+"..." {
-		p.finishYAML()
-		return true
-	}
-	if strings.HasPrefix(line, y.indent) || strings.TrimSpace(line) == "" {
-		if len(y.lines) < 1000 {
-			y.lines = append(y.lines, strings.TrimPrefix(line, y.indent))
-		}
-		return true
-	}
-	// An unterminated block: keep what it had.
-	p.finishYAML()
-	return false
-}
-
-func (p *Parser) finishYAML() {
-	y := p.yaml
-	p.yaml = nil
-	if y.test == nil {
-		return
-	}
-	y.test.Diagnostics = strings.Join(y.lines, "\n")
-	if y.test.Duration == 0 {
-		if m := durYAMLRe.FindStringSubmatch(y.test.Diagnostics); m != nil {
-			y.test.Duration = parseDuration(m[1], "ms")
-		}
-	}
-}
-
 func parseDuration(v, unit string) time.Duration {
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil || f < 0 || f > 1e12 {
@@ -340,17 +374,45 @@ func parseDuration(v, unit string) time.Duration {
 	return time.Duration(f * float64(time.Millisecond))
 }
 
-// splitDirective splits "desc # SKIP why" at the first unescaped '#'.
-func splitDirective(s string) (desc, directive string) {
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			i++
-		case '#':
-			return s[:i], strings.TrimSpace(s[i+1:])
+// orphans are the results of subtests that no parent test point closed
+// (a stream cut short), named after their "# Subtest" comments.
+func (p *Parser) orphans() []Test {
+	var out []Test
+	for d := len(p.levels) - 1; d >= 1; d-- {
+		for _, c := range p.levels[d].children {
+			c.Name = p.orphanName(d) + " / " + c.Name
+			if p.file != "" {
+				c.Name = p.file + " / " + c.Name
+			}
+			out = append(out, c)
 		}
 	}
-	return s, ""
+	return out
+}
+
+// orphanName names the results at level d whose parent test point never
+// came: after a "# Subtest" comment inside or before them, if any.
+func (p *Parser) orphanName(d int) string {
+	switch {
+	case p.levels[d].name != "":
+		return p.levels[d].name
+	case p.levels[d-1].name != "":
+		return p.levels[d-1].name
+	}
+	return "(unfinished subtest)"
+}
+
+// endFile ends prove's current file: what its subtests left unclosed is
+// reported now, under its name.
+func (p *Parser) endFile() {
+	p.yaml, p.last = nil, nil
+	for _, c := range p.orphans() {
+		if c.Outcome == turtles.TestFailed {
+			p.rep.Failures++
+		}
+		p.rep.Tests = append(p.rep.Tests, c)
+	}
+	p.levels = p.levels[:0]
 }
 
 // Report returns the results so far. Subtests not closed by a parent test
@@ -366,24 +428,11 @@ func (p *Parser) Report() *Report {
 	}
 	rep := p.rep
 	rep.Tests = append([]Test(nil), p.rep.Tests...)
-	for d := len(p.levels) - 1; d >= 1; d-- {
-		for _, c := range p.levels[d].children {
-			name := p.levels[d].name
-			if name == "" {
-				name = p.levels[d-1].name
-			}
-			if name == "" {
-				name = "(unfinished subtest)"
-			}
-			c.Name = name + " / " + c.Name
-			if p.file != "" {
-				c.Name = p.file + " / " + c.Name
-			}
-			if c.Outcome == turtles.TestFailed {
-				rep.Failures++
-			}
-			rep.Tests = append(rep.Tests, c)
+	for _, c := range p.orphans() {
+		if c.Outcome == turtles.TestFailed {
+			rep.Failures++
 		}
+		rep.Tests = append(rep.Tests, c)
 	}
 	return &rep
 }
