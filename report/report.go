@@ -353,8 +353,7 @@ func (r *Reporter) PostUnposted(ctx context.Context) (posted int, err error) {
 			return posted, fmt.Errorf("list unposted finals: %w", err)
 		}
 		for _, f := range finals {
-			red := f.Event.Task.Context == turtles.PlanContext && f.Attempt > 1
-			err := r.post(ctx, f, red)
+			err := r.post(ctx, f, r.planRed(ctx, f))
 			switch {
 			case errors.Is(err, forge.ErrPermanent):
 				r.log.Error("final status given up after a permanent error", "task", f.Key, "attempt", f.Attempt, "err", err)
@@ -368,6 +367,33 @@ func (r *Reporter) PostUnposted(ctx context.Context) (posted int, err error) {
 			return posted, nil
 		}
 	}
+}
+
+// planRed says, for a sweep, whether f is a plan's final after an
+// attempt that may have left a red status, which a success must clear.
+// The forge knows (Config.Statuses); without it, any attempt after the
+// first may have. A needless green status is better than a red one left
+// standing, but it is a status people did not need: the sweep runs while
+// the event consumer handles the same final, which knew better.
+func (r *Reporter) planRed(ctx context.Context, f state.Final) bool {
+	if f.Event.Task.Context != turtles.PlanContext || f.Attempt <= 1 {
+		return false
+	}
+	if r.statuses == nil {
+		return true
+	}
+	t := f.Event.Task
+	sts, err := r.statuses.Statuses(ctx, t.Repo.Name, t.SHA)
+	if err != nil {
+		r.log.Warn("read the forge's statuses for a plan's final; posting it in case a red one stands", "task", f.Key, "err", err)
+		return true
+	}
+	for _, st := range sts {
+		if st.Context == turtles.PlanContext {
+			return st.State == forge.Failure || st.State == forge.Error
+		}
+	}
+	return false
 }
 
 // statusFor maps an event to the status people should see, or false when

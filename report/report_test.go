@@ -560,3 +560,41 @@ func TestSweepWhilePosting(t *testing.T) {
 		t.Errorf("%d statuses, want 1: %+v", n, e.srv.Statuses())
 	}
 }
+
+// TestSweepPlanSuccess: a sweep posts a plan's success (after a first
+// attempt) only to clear a red plan status the forge shows; the event
+// consumer, handling the same final at the same time, posted nothing for
+// a healthy commit, and neither must the sweep.
+func TestSweepPlanSuccess(t *testing.T) {
+	plan := turtles.PlanContext
+	for _, tt := range []struct {
+		name     string
+		before   []turtles.Event // handled first
+		statuses bool
+		want     int // plan statuses on the forge after the sweep
+	}{
+		{"nothing red on the forge", nil, true, 0},
+		{"a red plan status", []turtles.Event{finished(plan, 1, turtles.Infra, "planning failed")}, true, 2},
+		{"no status reader", nil, false, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := setup(t, token)
+			ctx := t.Context()
+			for _, ev := range tt.before {
+				if err := e.rep.Handle(ctx, ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, _, err := e.db.RecordFinal(ctx, finished(plan, 2, turtles.Success, "queued 3 of 3 contexts")); err != nil {
+				t.Fatal(err)
+			}
+			sweeper := e.reporter("rep-b", e.db, tt.statuses)
+			if n, err := sweeper.PostUnposted(ctx); err != nil || n != 1 {
+				t.Fatalf("PostUnposted = %d, %v; want 1 handled", n, err)
+			}
+			if got := len(e.srv.Statuses()); got != tt.want {
+				t.Errorf("%d plan statuses, want %d: %+v", got, tt.want, e.srv.Statuses())
+			}
+		})
+	}
+}
