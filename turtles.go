@@ -94,6 +94,12 @@ type Task struct {
 	MemoryMB int `json:"memory_mb,omitempty"`
 	// Forward lists guest TCP ports forwarded to the bot's loopback.
 	Forward []int `json:"forward,omitempty"`
+	// Retries is how many more attempts a test task gets after its tests
+	// failed (`retries:` of its context), to tell a flaky test from a
+	// regression: a failure on attempt a is retried while a <= Retries,
+	// and a pass after a failure is reported as flaky. Infrastructure
+	// retries are counted in the same attempts.
+	Retries int `json:"retries,omitempty"`
 	// Token is the reservation of Key the task was published under
 	// (queue.Dedupe): the one live task of a key holds it in the state
 	// database until its final event is recorded, which frees it. It
@@ -129,6 +135,10 @@ func (t Task) ID() string {
 
 // MaxPriority is the highest task priority.
 const MaxPriority = 9
+
+// MaxRetries bounds Task.Retries: more than a few retries hide a
+// regression behind luck.
+const MaxRetries = 5
 
 var (
 	shaRe     = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
@@ -166,6 +176,8 @@ func (t Task) Validate() error {
 		return fmt.Errorf("bad pool name %q", t.Pool)
 	case t.Priority < 0 || t.Priority > MaxPriority:
 		return fmt.Errorf("priority %d out of range 0..%d", t.Priority, MaxPriority)
+	case t.Retries < 0 || t.Retries > MaxRetries:
+		return fmt.Errorf("retries %d out of range 0..%d", t.Retries, MaxRetries)
 	case t.Attempt < 1:
 		return fmt.Errorf("attempt %d, want >= 1", t.Attempt)
 	case t.Timeout < 0:

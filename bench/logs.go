@@ -76,7 +76,7 @@ func (e *logEnv) run(ctx context.Context, st store.Store, name, command string, 
 	work := filepath.Join(qdir, "work")
 	b, err := bot.New(bot.Config{Name: "bench", Queue: db, Events: db, Store: st, WorkDir: work,
 		Pool: turtles.DefaultPool, Slots: 1, Heartbeat: 10 * time.Second, Clock: clockwork.NewRealClock(),
-		RetryDelays: []time.Duration{time.Second}, KillGrace: 10 * time.Second,
+		RetryDelays: []time.Duration{time.Second}, MaxDeliveries: 5, KillGrace: 10 * time.Second,
 		VM: bot.VMConfig{Dir: filepath.Join(work, "vms"), CPUs: benchCPUs, MemoryMB: benchMemoryMB,
 			BootTimeout: benchBootTimeout, StopGrace: benchStopGrace, QEMU: benchQEMU}})
 	if err != nil {

@@ -57,6 +57,10 @@ type Config struct {
 	// result.json. turtles leaves it nil: only the process that serves the
 	// pages knows where they are, and it links events (report.Linked).
 	LogURL func(t turtles.Task) string
+	// MaxDeliveries is the queue's (queue.Options.MaxDeliveries): a test
+	// failure is retried (Task.Retries) only while a delivery is left,
+	// so that the queue never dead-letters it as an infra failure.
+	MaxDeliveries int
 	// RetryDelays are the delays before an infra failure is retried, by
 	// delivery count; the last one repeats. Required, none negative.
 	RetryDelays []time.Duration
@@ -123,6 +127,8 @@ func New(cfg Config) (*Bot, error) {
 		return nil, errors.New("bot: no pool")
 	case cfg.Slots < 1:
 		return nil, fmt.Errorf("bot: Slots is %d, want at least 1", cfg.Slots)
+	case cfg.MaxDeliveries < 1:
+		return nil, fmt.Errorf("bot: MaxDeliveries is %d, want at least 1", cfg.MaxDeliveries)
 	case len(cfg.RetryDelays) == 0 || slices.ContainsFunc(cfg.RetryDelays, func(d time.Duration) bool { return d < 0 }):
 		return nil, fmt.Errorf("bot: RetryDelays %v, want at least one, none negative", cfg.RetryDelays)
 	case cfg.Heartbeat <= 0:

@@ -148,6 +148,13 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	}
 	label = string(outcome.Class)
 	b.addResults(report, prefix, ws.artifacts, out, &res)
+	if outcome.Class == turtles.Success {
+		ctx, c := context.WithTimeout(report, reportTimeout)
+		if why := b.earlierFailure(ctx, t); why != "" {
+			outcome.Reason = why
+		}
+		c()
+	}
 
 	// The reason may quote the command's output (a TAP bail out, an
 	// artifact's name): it goes to result.json and to the forge.
@@ -173,7 +180,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		label = labelOf(c)
 		return
 	}
-	if outcome.Class == turtles.Infra {
+	if outcome.Class == turtles.Infra || b.retriesFailure(t, d.Count(), outcome) {
 		b.retry(report, d, outcome, log)
 		return
 	}
@@ -254,8 +261,9 @@ func reasonSuffix(r string) string {
 	return " (" + r + ")"
 }
 
-// retry gives an infra failure back to the queue with the delay for its
-// delivery count, and tells the reporter whether it will be retried.
+// retry gives an infra failure, or a test failure to run again
+// (retriesFailure), back to the queue with the delay for its delivery
+// count, and tells the reporter whether it will be retried.
 func (b *Bot) retry(ctx context.Context, d queue.Delivery, outcome turtles.Outcome, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()

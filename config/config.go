@@ -61,6 +61,9 @@ type Context struct {
 	// Forward lists guest TCP ports made reachable on the bot's loopback
 	// (host mode: TURTLES_VM_PORT_<port> says where).
 	Forward []int `yaml:"forward"`
+	// Retries retries a failed test attempt up to this many times on the
+	// same commit, to tell a flake from a regression (turtles.Task.Retries).
+	Retries int `yaml:"retries"`
 
 	// Auto runs the context by itself (the default); false: only on
 	// request, with /test CONTEXT.
@@ -234,6 +237,8 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 			return bad("%q: bad pool name %q", x.Name, x.Pool)
 		case x.Priority < 0 || x.Priority > turtles.MaxPriority:
 			return bad("%q: priority %d out of range 0..%d", x.Name, x.Priority, turtles.MaxPriority)
+		case x.Retries < 0 || x.Retries > turtles.MaxRetries:
+			return bad("%q: retries %d out of range 0..%d", x.Name, x.Retries, turtles.MaxRetries)
 		case x.Image != "" && (!imageNameRe.MatchString(x.Image) || strings.Contains(x.Image, "..")):
 			return bad("%q: bad image name %q: use the name of an image the bots have, such as debian-12", x.Name, x.Image)
 		case x.Image == "" && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0):
@@ -325,6 +330,7 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 	t.CPUs = x.CPUs
 	t.MemoryMB = int(x.Memory)
 	t.Forward = x.Forward
+	t.Retries = x.Retries
 	if len(x.Secrets) > 0 {
 		t.Secrets = append([]string(nil), x.Secrets...)
 	}

@@ -62,10 +62,11 @@ contexts:
     mode: host
     memory: 1536
     forward: [9090, 80]
+    retries: 2
 `,
 			want: &Config{Contexts: []Context{
 				{Name: "kernel", Command: "make check", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "debian-12", Mode: turtles.ModeGuest, CPUs: 4, Memory: 2048},
-				{Name: "browser", Command: "npm test", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "debian-12", Mode: turtles.ModeHost, Memory: 1536, Forward: []int{9090, 80}},
+				{Name: "browser", Command: "npm test", Timeout: Duration(time.Hour), Pool: turtles.DefaultPool, Image: "debian-12", Mode: turtles.ModeHost, Memory: 1536, Forward: []int{9090, 80}, Retries: 2},
 			}},
 		},
 		{
@@ -255,6 +256,16 @@ contexts:
 			name:    "priority out of range",
 			data:    "contexts:\n  - name: unit\n    command: go test\n    priority: 10\n",
 			wantErr: `.turtles.yaml:2: context 1: "unit": priority 10 out of range 0..9`,
+		},
+		{
+			name:    "retries out of range",
+			data:    "contexts:\n  - name: unit\n    command: go test\n    retries: 6\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": retries 6 out of range 0..5`,
+		},
+		{
+			name:    "negative retries",
+			data:    "contexts:\n  - name: unit\n    command: go test\n    retries: -1\n",
+			wantErr: `.turtles.yaml:2: context 1: "unit": retries -1 out of range 0..5`,
 		},
 		{
 			name:    "wrong type",

@@ -420,6 +420,10 @@ func statusFor(ev turtles.Event, planRed bool) (forge.Status, bool) {
 		// The event carries the attempt that failed; name the one to come.
 		st.State = forge.Pending
 		st.Description = fmt.Sprintf("Infrastructure problem, retrying (attempt %d)", ev.Task.Attempt+1)
+		if ev.Outcome != nil && ev.Outcome.Class == turtles.Failure {
+			// retries: of the context, to tell a flake from a regression.
+			st.Description = fmt.Sprintf("Tests failed, running them again (attempt %d of %d)", ev.Task.Attempt+1, ev.Task.Retries+1)
+		}
 		if ev.Outcome != nil && strings.TrimSpace(ev.Outcome.Reason) != "" {
 			st.Description += ": " + strings.TrimSpace(ev.Outcome.Reason)
 		}

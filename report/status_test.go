@@ -36,6 +36,11 @@ func TestStatusGolden(t *testing.T) {
 		{"infra-dead-lettered-lost", []turtles.Event{finished("linux", 3, turtles.Infra,
 			"gave up after 3 deliveries: the bot running it stopped answering")}},
 		{"retrying", []turtles.Event{retryingBecause("linux", 1, "the repository could not be fetched")}},
+		// retries: 2 in .turtles.yaml: a test failure runs again, and a
+		// pass after it is reported as flaky.
+		{"retrying-test-failure", []turtles.Event{retriedFailure("linux", 1, 2)}},
+		{"success-flaky", []turtles.Event{retriedFailure("linux", 1, 2),
+			finished("linux", 2, turtles.Success, "Flaky: attempt 1 failed (t/login.sh: login as admin), attempt 2 passed")}},
 		// The queue took the task back from a silent bot and runs it
 		// again: the status stays as it was until the next attempt.
 		{"lost", []turtles.Event{started("linux", 1), lost("linux", 1, "the bot stopped heart-beating")}},
@@ -77,5 +82,14 @@ func retryingBecause(c string, a int, reason string) turtles.Event {
 func lost(c string, a int, reason string) turtles.Event {
 	ev := event(turtles.EventLost, c, a)
 	ev.Outcome = &turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}
+	return ev
+}
+
+// retriedFailure is the retrying event of a test failure of attempt of a
+// context with retries.
+func retriedFailure(context string, attempt, retries int) turtles.Event {
+	ev := finished(context, attempt, turtles.Failure, "exit status 1")
+	ev.Type = turtles.EventRetrying
+	ev.Task.Retries = retries
 	return ev
 }

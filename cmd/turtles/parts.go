@@ -174,6 +174,7 @@ func (sys *system) openBot() error {
 		Clock:         clockwork.NewRealClock(),
 		KillGrace:     killGrace,
 		RetryDelays:   s.RetryDelays,
+		MaxDeliveries: s.MaxDeliveries,
 		SecretsDir:    s.SecretsDir,
 		VM:            s.taskVMs(taskVMDir(s.WorkDir), images),
 		Log:           sys.log.With("part", "bot"),
