@@ -247,6 +247,42 @@ type Outcome struct {
 	// description, the line on a log page (see Fault.Reason). Never an
 	// error's text: causes go to the log.
 	Reason string `json:"reason,omitempty"`
+	// Verdict says why an attempt that did not simply pass ended as it
+	// did; empty where the class says it all (VerdictOf fills it in).
+	Verdict Verdict `json:"verdict,omitempty"`
+}
+
+// Verdict is the triage of an attempt: exactly one per failed attempt,
+// shown in the status, the log page, the API and the history.
+type Verdict string
+
+const (
+	// VerdictInfra: turtles or the machine failed (checkout, image, VM,
+	// SSH, a bot that died), or an infrastructure pattern matched.
+	VerdictInfra Verdict = "infra"
+	// VerdictKnownIssue: a known-issue pattern matched the attempt's
+	// log or artifacts (package triage).
+	VerdictKnownIssue Verdict = "known-issue"
+	// VerdictFlake: the tests failed and then passed on a retry of the
+	// same commit (Task.Retries).
+	VerdictFlake Verdict = "flake"
+	// VerdictRegression: the tests failed and nothing else explains it.
+	// Never hidden: a regression is never given another verdict.
+	VerdictRegression Verdict = "regression"
+)
+
+// VerdictOf returns o's verdict: the one set, else what its class
+// implies (infra for Infra, regression for Failure, none otherwise).
+func VerdictOf(o Outcome) Verdict {
+	switch {
+	case o.Verdict != "":
+		return o.Verdict
+	case o.Class == Infra:
+		return VerdictInfra
+	case o.Class == Failure:
+		return VerdictRegression
+	}
+	return ""
 }
 
 // TestOutcome is how one test of an attempt ended.

@@ -151,7 +151,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	if outcome.Class == turtles.Success {
 		ctx, c := context.WithTimeout(report, reportTimeout)
 		if why := b.earlierFailure(ctx, t); why != "" {
-			outcome.Reason = why
+			outcome.Reason, outcome.Verdict = why, turtles.VerdictFlake
 		}
 		c()
 	}

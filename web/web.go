@@ -71,6 +71,8 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		return string(o.Class)
 	},
 	"short": func(s string) string { return s[:min(len(s), 12)] },
+	// verdict is the triage of an outcome, "" where its class says all.
+	"verdict": func(o turtles.Outcome) string { return string(turtles.VerdictOf(o)) },
 	// The log viewer of web/logpage, shared with the static page.
 	"viewer": func() template.JS { return template.JS(logpage.Script) },
 }).ParseFS(templateFS, "templates/*.html"))

@@ -117,5 +117,9 @@ var migrations = []string{
 
 	-- 1 once the reservation's task is published (Settle).
 	ALTER TABLE reservations ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
-	CREATE INDEX reservations_unsettled ON reservations(since, key) WHERE settled = 0;`,
+	CREATE INDEX reservations_unsettled ON reservations(since, key) WHERE settled = 0;
+
+	-- The verdict of each attempt and task (turtles.Verdict).
+	ALTER TABLE tasks ADD COLUMN verdict TEXT COLLATE "C" NOT NULL DEFAULT '';
+	ALTER TABLE attempts ADD COLUMN verdict TEXT COLLATE "C" NOT NULL DEFAULT '';`,
 }

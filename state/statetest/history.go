@@ -374,3 +374,39 @@ func sorted(in []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// testVerdicts: an attempt's verdict is kept as set, or as its class
+// implies, for the task and the attempt.
+func testVerdicts(t *testing.T, o opener) {
+	ctx := t.Context()
+	db := o.db(t)
+	for _, tt := range []struct {
+		context string
+		outcome turtles.Outcome
+		want    turtles.Verdict
+	}{
+		{"known", turtles.Outcome{Class: turtles.Failure, Reason: "Known issue", Verdict: turtles.VerdictKnownIssue}, turtles.VerdictKnownIssue},
+		{"regression", turtles.Outcome{Class: turtles.Failure, Reason: "exit status 1"}, turtles.VerdictRegression},
+		{"flake", turtles.Outcome{Class: turtles.Success, Reason: "Flaky", Verdict: turtles.VerdictFlake}, turtles.VerdictFlake},
+		{"infra", turtles.Outcome{Class: turtles.Infra, Reason: "VM"}, turtles.VerdictInfra},
+		{"pass", turtles.Outcome{Class: turtles.Success}, ""},
+	} {
+		task := Task(tt.context, 1)
+		for i, ev := range []turtles.Event{
+			{ID: tt.context + "-s", Type: turtles.EventStarted, Task: task, Bot: "bot-1", Time: t0},
+			{ID: tt.context + "-f", Type: turtles.EventFinished, Task: task, Bot: "bot-1", Time: t0.Add(time.Minute), Outcome: &tt.outcome},
+		} {
+			if _, err := db.Record(ctx, ev); err != nil {
+				t.Fatalf("%s: Record %d: %v", tt.context, i, err)
+			}
+		}
+		got, err := db.Get(ctx, task.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Outcome == nil || got.Outcome.Verdict != tt.want || len(got.Attempts) != 1 || got.Attempts[0].Outcome == nil ||
+			got.Attempts[0].Outcome.Verdict != tt.want {
+			t.Errorf("%s: task %+v, attempts %+v; want verdict %q on both", tt.context, got.Outcome, got.Attempts, tt.want)
+		}
+	}
+}

@@ -50,6 +50,7 @@ func Run(t *testing.T, fresh Fresh) {
 		{"FinalsClaim", testFinalsClaim},
 		{"Settle", testSettle},
 		{"ListAndGet", testListAndGet},
+		{"Verdicts", testVerdicts},
 		{"Lost", testLost},
 		{"Tests", testTests},
 		{"TestsRace", testTestsRace},

@@ -122,9 +122,9 @@ func apply(ctx context.Context, tx Querier, ev turtles.Event) error {
 	}
 	_, err = tx.Exec(ctx, `UPDATE tasks SET state = $1, class = $2, exit_code = $3, reason = $4,
 		log_url = CASE WHEN CAST($5 AS TEXT) = '' THEN log_url ELSE CAST($5 AS TEXT) END,
-		attempt = $6, updated = $7, pool = $8
+		attempt = $6, updated = $7, pool = $8, verdict = $10
 		WHERE id = $9`,
-		string(st), string(o.Class), o.ExitCode, o.Reason, ev.LogURL, attempt, at, t.Pool, t.ID())
+		string(st), string(o.Class), o.ExitCode, o.Reason, ev.LogURL, attempt, at, t.Pool, t.ID(), string(turtles.VerdictOf(o)))
 	return err
 }
 
@@ -139,18 +139,20 @@ func upsertAttempt(ctx context.Context, tx Querier, ev turtles.Event, st state.T
 	} else {
 		finished = sql.NullInt64{Int64: at, Valid: true}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO attempts (task_id, number, bot, state, class, exit_code, reason, log_url, started, finished)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	_, err := tx.Exec(ctx, `INSERT INTO attempts (task_id, number, bot, state, class, exit_code, reason, log_url, started, finished, verdict)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (task_id, number) DO UPDATE SET
 			bot = CASE WHEN excluded.bot <> '' THEN excluded.bot ELSE attempts.bot END,
 			state = CASE WHEN attempts.state = 'finished' OR attempts.state = 'retrying' THEN attempts.state ELSE excluded.state END,
 			class = CASE WHEN excluded.class <> '' THEN excluded.class ELSE attempts.class END,
 			exit_code = CASE WHEN excluded.class <> '' THEN excluded.exit_code ELSE attempts.exit_code END,
 			reason = CASE WHEN excluded.reason <> '' THEN excluded.reason ELSE attempts.reason END,
+			verdict = CASE WHEN excluded.class <> '' THEN excluded.verdict ELSE attempts.verdict END,
 			log_url = CASE WHEN excluded.log_url <> '' THEN excluded.log_url ELSE attempts.log_url END,
 			started = COALESCE(attempts.started, excluded.started),
 			finished = COALESCE(excluded.finished, attempts.finished)`,
-		ev.Task.ID(), ev.Task.Attempt, ev.Bot, string(st), string(o.Class), o.ExitCode, o.Reason, ev.LogURL, started, finished)
+		ev.Task.ID(), ev.Task.Attempt, ev.Bot, string(st), string(o.Class), o.ExitCode, o.Reason, ev.LogURL, started, finished,
+		string(turtles.VerdictOf(o)))
 	return err
 }
 
@@ -198,18 +200,20 @@ func (db *DB) lost(ctx context.Context, tx Querier, ev turtles.Event) (*turtles.
 		db.opts.Log.Warn("attempt lost", "task", t.Key(), "attempt", number, "bot", bot, "queue", ev.Outcome.Reason)
 	}
 	fin := ev.Time
-	if _, err := tx.Exec(ctx, `UPDATE attempts SET state = $1, class = $2, exit_code = -1, reason = $3, finished = $4
-		WHERE task_id = $5 AND number = $6`, string(state.Retrying), string(turtles.Infra), reason, ms(fin), t.ID(), number); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE attempts SET state = $1, class = $2, exit_code = -1, reason = $3, finished = $4, verdict = $7
+		WHERE task_id = $5 AND number = $6`, string(state.Retrying), string(turtles.Infra), reason, ms(fin), t.ID(), number,
+		string(turtles.VerdictInfra)); err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE tasks SET state = $1, class = $2, exit_code = -1, reason = $3, updated = $4
+	if _, err := tx.Exec(ctx, `UPDATE tasks SET state = $1, class = $2, exit_code = -1, reason = $3, updated = $4, verdict = $8
 		WHERE id = $5 AND attempt = $6 AND state = $7`,
-		string(state.Retrying), string(turtles.Infra), reason, ms(fin), t.ID(), number, string(state.Running)); err != nil {
+		string(state.Retrying), string(turtles.Infra), reason, ms(fin), t.ID(), number, string(state.Running),
+		string(turtles.VerdictInfra)); err != nil {
 		return nil, err
 	}
 	t.Attempt = number
 	res := &turtles.Result{Task: t, Bot: bot, Finished: fin,
-		Outcome: turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason}}
+		Outcome: turtles.Outcome{Class: turtles.Infra, ExitCode: -1, Reason: reason, Verdict: turtles.VerdictInfra}}
 	if started.Valid {
 		res.Started = time.UnixMilli(started.Int64)
 		res.Duration = res.Finished.Sub(res.Started).Seconds()
@@ -217,7 +221,7 @@ func (db *DB) lost(ctx context.Context, tx Querier, ev turtles.Event) (*turtles.
 	return res, nil
 }
 
-const taskColumns = `id, key, kind, repo, sha, ref, pr, context, pool, state, class, exit_code, reason, log_url, created, updated`
+const taskColumns = `id, key, kind, repo, sha, ref, pr, context, pool, state, class, exit_code, reason, log_url, created, updated, verdict`
 
 // List implements state.DB.
 func (db *DB) List(ctx context.Context, f state.Filter) ([]state.Task, error) {
@@ -294,17 +298,17 @@ func (db *DB) Get(ctx context.Context, id string) (state.Task, error) {
 
 func scanTask(s Row) (state.Task, error) {
 	var t state.Task
-	var kind, st, class, reason string
+	var kind, st, class, reason, verdict string
 	var exit int
 	var created, updated int64
 	err := s.Scan(&t.ID, &t.Key, &kind, &t.Repo, &t.SHA, &t.Ref, &t.PR, &t.Context, &t.Pool, &st,
-		&class, &exit, &reason, &t.LogURL, &created, &updated)
+		&class, &exit, &reason, &t.LogURL, &created, &updated, &verdict)
 	if err != nil {
 		return state.Task{}, err
 	}
 	t.Kind, t.State = turtles.Kind(kind), state.TaskState(st)
 	if class != "" {
-		t.Outcome = &turtles.Outcome{Class: turtles.Class(class), ExitCode: exit, Reason: reason}
+		t.Outcome = &turtles.Outcome{Class: turtles.Class(class), ExitCode: exit, Reason: reason, Verdict: turtles.Verdict(verdict)}
 	}
 	t.Created = fromMS(created)
 	t.Updated = fromMS(updated)
@@ -312,7 +316,7 @@ func scanTask(s Row) (state.Task, error) {
 }
 
 func (db *DB) attempts(ctx context.Context, id string) ([]state.Attempt, error) {
-	rows, err := db.d.Query(ctx, `SELECT number, bot, state, class, exit_code, reason, log_url, started, finished
+	rows, err := db.d.Query(ctx, `SELECT number, bot, state, class, exit_code, reason, log_url, started, finished, verdict
 		FROM attempts WHERE task_id = $1 ORDER BY number`, id)
 	if err != nil {
 		return nil, fmt.Errorf("attempts of %s: %w", id, err)
@@ -321,15 +325,15 @@ func (db *DB) attempts(ctx context.Context, id string) ([]state.Attempt, error) 
 	out := []state.Attempt{}
 	for rows.Next() {
 		var a state.Attempt
-		var st, class, reason string
+		var st, class, reason, verdict string
 		var exit int
 		var started, finished sql.NullInt64
-		if err := rows.Scan(&a.Number, &a.Bot, &st, &class, &exit, &reason, &a.LogURL, &started, &finished); err != nil {
+		if err := rows.Scan(&a.Number, &a.Bot, &st, &class, &exit, &reason, &a.LogURL, &started, &finished, &verdict); err != nil {
 			return nil, fmt.Errorf("attempts of %s: %w", id, err)
 		}
 		a.State = state.TaskState(st)
 		if class != "" {
-			a.Outcome = &turtles.Outcome{Class: turtles.Class(class), ExitCode: exit, Reason: reason}
+			a.Outcome = &turtles.Outcome{Class: turtles.Class(class), ExitCode: exit, Reason: reason, Verdict: turtles.Verdict(verdict)}
 		}
 		if started.Valid {
 			ts := fromMS(started.Int64)
