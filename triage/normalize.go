@@ -391,7 +391,7 @@ func ipv4(s []byte, i int) int {
 		}
 		j = e
 	}
-	if !boundary(s, j) || (at(s, j) == '.' && isDigit(at(s, j+1))) {
+	if c := at(s, j+1); !boundary(s, j) || (at(s, j) == '.' && (isDigit(c) || c == '<')) {
 		return i
 	}
 	return j
@@ -441,23 +441,31 @@ func iso(s []byte, i int) int {
 			return i
 		}
 	}
+	if (at(s, j) == 'T' || at(s, j) == ' ') && at(s, j+1) == '<' {
+		return i // its time was normalized alone: so must the date be
+	}
 	if (at(s, j) == 'T' || at(s, j) == ' ') && isDigit(at(s, j+1)) {
-		if e := clock(s, j+1); e > j+1 {
-			j = e
-			switch c := at(s, j); {
-			case c == 'Z':
-				j++
-			case c == '+' || c == '-':
-				if e := twoDigits(s, j+1); e > 0 {
-					if at(s, e) == ':' {
-						if e2 := twoDigits(s, e+1); e2 > 0 {
-							e = e2
-						}
-					} else if e2 := twoDigits(s, e); e2 > 0 {
+		// A date and a time, or nothing: a date alone here would leave
+		// the time to be normalized alone, and the next pass to take the
+		// date then.
+		e := clock(s, j+1)
+		if e == j+1 {
+			return i
+		}
+		j = e
+		switch c := at(s, j); {
+		case c == 'Z':
+			j++
+		case c == '+' || c == '-':
+			if e := twoDigits(s, j+1); e > 0 {
+				if at(s, e) == ':' {
+					if e2 := twoDigits(s, e+1); e2 > 0 {
 						e = e2
 					}
-					j = e
+				} else if e2 := twoDigits(s, e); e2 > 0 {
+					e = e2
 				}
+				j = e
 			}
 		}
 	}
@@ -576,8 +584,8 @@ func pathDir(s []byte, i int) int {
 		}
 		j++
 	}
-	if lastSlash < 0 {
-		return i
+	if lastSlash < 0 || at(s, j) == '<' {
+		return i // or a placeholder took part of it, and this pass must not take the rest
 	}
 	return lastSlash
 }
