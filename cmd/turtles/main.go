@@ -46,6 +46,7 @@ task on a bot in a fresh checkout, streams its log and reports commit statuses.
 	root.AddCommand(vmCmd(), imageCmd())
 	root.AddCommand(scanCmd(), configCmd())
 	root.AddCommand(resultsCmd(), storeCmd())
+	root.AddCommand(triageCmd())
 	return root
 }
 
