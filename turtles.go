@@ -335,6 +335,28 @@ type Result struct {
 	// Artifacts lists what the attempt stored, so that a page served from
 	// the store alone (which cannot list) can link them.
 	Artifacts []Artifact `json:"artifacts,omitempty"`
+	// Triage lists the known-issue patterns that matched a failed
+	// attempt's log or artifacts, with where: the provenance of its
+	// verdict (package triage). The first decided the verdict.
+	Triage []TriageMatch `json:"triage,omitempty"`
+}
+
+// TriageMatch is one known-issue pattern's match in one file of an
+// attempt.
+type TriageMatch struct {
+	Pattern string `json:"pattern"` // the pattern file
+	Issue   string `json:"issue"`   // the issue's URL
+	Title   string `json:"title,omitempty"`
+	Action  string `json:"action"` // known-issue, retry, skip
+	// Blocking: a known issue that still fails the status.
+	Blocking bool `json:"blocking"`
+	// File is "log" or "artifacts/NAME"; Offset the byte offset of the
+	// match in it as stored, Line its 1-based line.
+	File   string `json:"file"`
+	Offset int64  `json:"offset"`
+	Line   int    `json:"line"`
+	// Lines are the lines matched, scrubbed of secrets.
+	Lines []string `json:"lines"`
 }
 
 // EventType says what happened to a task.

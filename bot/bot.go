@@ -31,6 +31,7 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/sandbox"
 	"github.com/turtles-ci/turtles/store"
+	"github.com/turtles-ci/turtles/triage"
 )
 
 // Config configures a Bot. The bot decides no setting itself: New refuses
@@ -57,6 +58,10 @@ type Config struct {
 	// result.json. turtles leaves it nil: only the process that serves the
 	// pages knows where they are, and it links events (report.Linked).
 	LogURL func(t turtles.Task) string
+	// Triage holds the server's known-issue patterns (package triage),
+	// searched in the log and artifacts of every failed test attempt,
+	// before the repository's own; nil: the repository's only.
+	Triage *triage.Set
 	// MaxDeliveries is the queue's (queue.Options.MaxDeliveries): a test
 	// failure is retried (Task.Retries) only while a delivery is left,
 	// so that the queue never dead-letters it as an infra failure.

@@ -42,6 +42,9 @@ func newRepo(t *testing.T, files map[string]string) (dir, sha string) {
 	t.Helper()
 	dir = t.TempDir()
 	for name, data := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}

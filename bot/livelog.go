@@ -386,3 +386,24 @@ func (l *liveLog) setSecrets(values []string) error {
 	l.sw = l.scr.NewWriter(rawWriter{l})
 	return nil
 }
+
+// contents reads the log written so far: what triage searches. A log
+// written in place in the store (write-only there) is read from the
+// store; a local one through the handle (ReadAt, so that writes and the
+// flusher are not disturbed).
+func (l *liveLog) contents(ctx context.Context) (io.ReadCloser, error) {
+	l.mu.Lock()
+	size := l.size
+	l.mu.Unlock()
+	if l.mode == inPlace {
+		rc, _, err := l.st.Get(ctx, l.key)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(rc, size), rc}, nil
+	}
+	return io.NopCloser(io.NewSectionReader(l.f, 0, size)), nil
+}

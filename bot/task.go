@@ -146,8 +146,29 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	if err != nil {
 		outcome = b.failed(err, out, log)
 	}
-	label = string(outcome.Class)
 	b.addResults(report, prefix, ws.artifacts, out, &res)
+	if outcome.Class == turtles.Failure && t.Kind == turtles.KindTest {
+		var failedTests []string
+		for _, x := range res.Tests {
+			if x.Outcome == turtles.TestFailed {
+				failedTests = append(failedTests, x.Name)
+			}
+		}
+		ctx, c := context.WithTimeout(report, reportTimeout)
+		var logR io.Reader
+		if rc, err := out.contents(ctx); err != nil {
+			log.Warn("read the log back for triage; searching the artifacts only", "err", err)
+		} else {
+			defer rc.Close()
+			logR = rc
+		}
+		res.Triage = b.triage(ctx, t, ws, logR, failedTests, &outcome, out.Scrubber(), log)
+		c()
+		if len(res.Triage) > 0 {
+			logf(out, "triage: %s", outcome.Reason)
+		}
+	}
+	label = string(outcome.Class)
 	if outcome.Class == turtles.Success {
 		ctx, c := context.WithTimeout(report, reportTimeout)
 		if why := b.earlierFailure(ctx, t); why != "" {

@@ -24,6 +24,7 @@ import (
 	"github.com/turtles-ci/turtles/report"
 	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/scan"
+	"github.com/turtles-ci/turtles/triage"
 	"github.com/turtles-ci/turtles/web"
 )
 
@@ -158,7 +159,14 @@ func (sys *system) openBot() error {
 	if err != nil {
 		return err
 	}
+	// turtles' own infrastructure patterns, embedded and tested
+	// (triage.Defaults): a broken one is a build that must not ship.
+	known, errs := triage.Defaults()
+	if len(errs) > 0 {
+		return fmt.Errorf("turtles' own known-issue patterns: %w", errors.Join(errs...))
+	}
 	b, err := bot.New(bot.Config{
+		Triage:        known,
 		Sandbox:       box,
 		Policy:        s.policy(),
 		UntrustedHost: slices.Contains(s.UntrustedHostPools, s.Pool),
