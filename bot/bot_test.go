@@ -405,13 +405,13 @@ func TestTestTaskOutcomes(t *testing.T) {
 			name:    "failure with exit code",
 			context: "fail",
 			command: "echo failing; exit 3",
-			want:    turtles.Outcome{Class: turtles.Failure, ExitCode: 3, Reason: "exit status 3"},
+			want:    turtles.Outcome{Class: turtles.Failure, ExitCode: 3, Reason: "exit status 3", Verdict: turtles.VerdictRegression},
 			wantLog: []string{"failing\n", "turtles: exit status 3 after"},
 		},
 		{
 			name:    "context missing from .turtles.yaml",
 			context: "nope",
-			want:    turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "context nope is not in .turtles.yaml"},
+			want:    turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "context nope is not in .turtles.yaml", Verdict: turtles.VerdictRegression},
 			wantLog: []string{"context nope is not in .turtles.yaml"},
 		},
 	}
@@ -474,7 +474,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	if elapsed := time.Since(start); elapsed > 8*time.Second {
 		t.Errorf("timed-out task took %s to finish", elapsed)
 	}
-	want := turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "timed out after 1s"}
+	want := turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "timed out after 1s", Verdict: turtles.VerdictRegression}
 	if diff := cmp.Diff(want, *evs[len(evs)-1].Outcome); diff != "" {
 		t.Errorf("outcome (-want +got):\n%s", diff)
 	}

@@ -142,7 +142,7 @@ func TestVMTasks(t *testing.T) {
 	}
 	check("host", turtles.Outcome{Class: turtles.Success},
 		"guest says turtles", "host has the checkout", "768 MiB", "port 9090 at 127.0.0.1:")
-	check("slow", turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "timed out after 10s"},
+	check("slow", turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: "timed out after 10s", Verdict: turtles.VerdictRegression},
 		"sleeping", "timed out after 10s; stopping the VM", "stopped in")
 
 	prefix := store.AttemptPrefix(tasks["guest"]) + store.ArtifactsName
