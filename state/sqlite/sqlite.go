@@ -20,8 +20,10 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/turtles-ci/turtles/state"
 	"github.com/turtles-ci/turtles/state/internal/sqlstate"
@@ -57,7 +59,7 @@ func Open(ctx context.Context, path string, opts state.Options) (*DB, error) {
 	sdb.SetConnMaxIdleTime(0)
 	sdb.SetConnMaxLifetime(0)
 	d := &driver{db: sdb, querier: querier{sdb}}
-	if err := sqlstate.Migrate(ctx, d, migrations, opts.Now); err != nil {
+	if err := migrate(ctx, d, opts); err != nil {
 		sdb.Close()
 		if d.Unavailable(err) {
 			err = fmt.Errorf("%w: %w", state.ErrUnavailable, err)
@@ -65,6 +67,33 @@ func Open(ctx context.Context, path string, opts state.Options) (*DB, error) {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
 	return &DB{DB: sqlstate.New(d, opts)}, nil
+}
+
+// openBusyFor bounds how long Open retries a database another process is
+// opening or closing at the same moment, as busy_timeout bounds a lock.
+const openBusyFor = 10 * time.Second
+
+// migrate runs the migrations, again while SQLite answers SQLITE_BUSY
+// without waiting: it does so, busy_timeout or not, to a connection that
+// opens a WAL file while another process's last connection checkpoints
+// and removes the WAL on close (seen by TestConcurrentMigrations about
+// once in 300 runs).
+func migrate(ctx context.Context, d *driver, opts state.Options) error {
+	deadline := time.Now().Add(openBusyFor)
+	wait := 5 * time.Millisecond
+	for {
+		err := sqlstate.Migrate(ctx, d, migrations, opts.Now)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
 }
 
 // driver is the sqlstate.Driver of database/sql over modernc.org/sqlite.
