@@ -100,6 +100,9 @@ type Task struct {
 	// and a pass after a failure is reported as flaky. Infrastructure
 	// retries are counted in the same attempts.
 	Retries int `json:"retries,omitempty"`
+	// Quarantine lists the repository's quarantined tests (globs): a
+	// failed attempt whose failed tests all match passes as a flake.
+	Quarantine []string `json:"quarantine,omitempty"`
 	// Token is the reservation of Key the task was published under
 	// (queue.Dedupe): the one live task of a key holds it in the state
 	// database until its final event is recorded, which frees it. It
@@ -176,6 +179,8 @@ func (t Task) Validate() error {
 		return fmt.Errorf("bad pool name %q", t.Pool)
 	case t.Priority < 0 || t.Priority > MaxPriority:
 		return fmt.Errorf("priority %d out of range 0..%d", t.Priority, MaxPriority)
+	case len(t.Quarantine) > 1000:
+		return fmt.Errorf("%d quarantined tests, want at most 1000", len(t.Quarantine))
 	case t.Retries < 0 || t.Retries > MaxRetries:
 		return fmt.Errorf("retries %d out of range 0..%d", t.Retries, MaxRetries)
 	case t.Attempt < 1:

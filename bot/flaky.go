@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path"
+	"slices"
 	"strings"
 
 	"github.com/turtles-ci/turtles"
@@ -79,4 +81,24 @@ func (b *Bot) readResult(ctx context.Context, key string) (turtles.Result, error
 		return turtles.Result{}, fmt.Errorf("decode %s: %w", key, err)
 	}
 	return res, nil
+}
+
+// quarantined returns the reason for a failed attempt of t whose failed
+// tests are all on the repository's quarantine list (config.Quarantine),
+// or "" when one is not, none failed by name, or t is not trusted: a
+// change must not quarantine its own failures.
+func quarantined(t turtles.Task, failed []string) string {
+	if !t.Trusted || len(t.Quarantine) == 0 || len(failed) == 0 {
+		return ""
+	}
+	for _, name := range failed {
+		if !slices.ContainsFunc(t.Quarantine, func(g string) bool { ok, _ := path.Match(g, name); return ok }) {
+			return ""
+		}
+	}
+	what := strings.Join(failed[:min(len(failed), 3)], ", ")
+	if len(failed) > 3 {
+		what += fmt.Sprintf(" and %d more", len(failed)-3)
+	}
+	return "Flaky: quarantined tests failed: " + what
 }

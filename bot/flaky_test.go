@@ -72,3 +72,40 @@ func TestRetriesTellFlakesFromRegressions(t *testing.T) {
 		})
 	}
 }
+
+// TestQuarantine: a failed attempt whose failed tests are all on the
+// repository's quarantine list passes as a flake, for trusted work only;
+// one more failed test, or an untrusted change, is a regression.
+func TestQuarantine(t *testing.T) {
+	tests := []struct {
+		name        string
+		command     string
+		trusted     bool
+		wantClass   turtles.Class
+		wantVerdict turtles.Verdict
+		wantReason  string
+	}{
+		{"all failed tests quarantined", `echo "ok 1 - TestLogin"; echo "not ok 2 - TestFlakyNetwork"; exit 1`, true,
+			turtles.Success, turtles.VerdictFlake, "Flaky: quarantined tests failed: TestFlakyNetwork"},
+		{"one failed test is not", `echo "not ok 1 - TestFlakyNetwork"; echo "not ok 2 - TestLogin"; exit 1`, true,
+			turtles.Failure, turtles.VerdictRegression, "exit status 1"},
+		{"no test names: nothing to match", "exit 1", true, turtles.Failure, turtles.VerdictRegression, "exit status 1"},
+		{"an untrusted change cannot quarantine", `echo "not ok 1 - TestFlakyNetwork"; exit 1`, false,
+			turtles.Failure, turtles.VerdictRegression, "exit status 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, nil, queue.Options{})
+			task := h.task(turtles.KindTest, "unit", tt.command)
+			task.Trusted, task.Quarantine = tt.trusted, []string{"TestFlaky*"}
+			h.publish(task)
+			h.start()
+			evs := h.events(finishedFor(task.Key()))
+			last := evs[len(evs)-1].Outcome
+			if last.Class != tt.wantClass || turtles.VerdictOf(*last) != tt.wantVerdict || last.Reason != tt.wantReason {
+				t.Errorf("outcome %+v, want %s, verdict %s, reason %q", *last, tt.wantClass, tt.wantVerdict, tt.wantReason)
+			}
+			h.waitIdle()
+		})
+	}
+}

@@ -147,35 +147,8 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		outcome = b.failed(err, out, log)
 	}
 	b.addResults(report, prefix, ws.artifacts, out, &res)
-	if outcome.Class == turtles.Failure && t.Kind == turtles.KindTest {
-		var failedTests []string
-		for _, x := range res.Tests {
-			if x.Outcome == turtles.TestFailed {
-				failedTests = append(failedTests, x.Name)
-			}
-		}
-		ctx, c := context.WithTimeout(report, reportTimeout)
-		var logR io.Reader
-		if rc, err := out.contents(ctx); err != nil {
-			log.Warn("read the log back for triage; searching the artifacts only", "err", err)
-		} else {
-			defer rc.Close()
-			logR = rc
-		}
-		res.Triage = b.triage(ctx, t, ws, logR, failedTests, &outcome, out.Scrubber(), log)
-		c()
-		if len(res.Triage) > 0 {
-			logf(out, "triage: %s", outcome.Reason)
-		}
-	}
+	b.judge(report, t, ws, out, &res, &outcome, log)
 	label = string(outcome.Class)
-	if outcome.Class == turtles.Success {
-		ctx, c := context.WithTimeout(report, reportTimeout)
-		if why := b.earlierFailure(ctx, t); why != "" {
-			outcome.Reason, outcome.Verdict = why, turtles.VerdictFlake
-		}
-		c()
-	}
 
 	// The reason may quote the command's output (a TAP bail out, an
 	// artifact's name): it goes to result.json and to the forge.
@@ -411,13 +384,13 @@ func (b *Bot) plan(ctx context.Context, t turtles.Task, ws workspace, out io.Wri
 			continue
 		}
 		// A status says so, or a scan would take it for lost work.
-		tt := x.Task(t)
+		tt := cfg.TaskOf(x, t)
 		o := &turtles.Outcome{Class: turtles.Success, Reason: skipReason(x)}
 		spawns.events = append(spawns.events, b.event(turtles.EventFinished, tt, "", o))
 		logf(out, "%s skipped: %s", tt.Context, o.Reason)
 	}
 	for _, x := range cfg.Select(ev) {
-		tt, refused := b.cfg.Policy.Restrict(x.Task(t))
+		tt, refused := b.cfg.Policy.Restrict(cfg.TaskOf(x, t))
 		if refused != "" {
 			// A status says why, so the author is not left waiting.
 			o := &turtles.Outcome{Class: turtles.Failure, ExitCode: -1, Reason: truncate("Not run: " + refused)}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -35,7 +36,29 @@ type Config struct {
 	// each context's Image by its pin.
 	Images map[string]string `yaml:"images"`
 
+	// Quarantine lists tests (globs over per-test result names, path.Match
+	// syntax) whose failures do not block: an attempt whose failed tests
+	// are all quarantined passes as a flake, still recorded. Trusted work
+	// only: a change cannot quarantine its own failures.
+	Quarantine []string `yaml:"quarantine"`
+
 	Contexts []Context `yaml:"contexts"`
+}
+
+// Quarantine limits.
+const (
+	MaxQuarantine     = 1000
+	maxQuarantineGlob = 200
+)
+
+// TaskOf is x.Task(plan) with what the whole configuration adds to each
+// context's task (the quarantine list).
+func (c *Config) TaskOf(x Context, plan turtles.Task) turtles.Task {
+	t := x.Task(plan)
+	if len(c.Quarantine) > 0 {
+		t.Quarantine = append([]string(nil), c.Quarantine...)
+	}
+	return t
 }
 
 // Context is one named job: a command run against a checkout.
@@ -215,6 +238,14 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 	}
 	if err := c.validateImages(file, imageLines); err != nil {
 		return err
+	}
+	if len(c.Quarantine) > MaxQuarantine {
+		return &Error{File: file, Msg: fmt.Sprintf("quarantine: %d tests, at most %d", len(c.Quarantine), MaxQuarantine)}
+	}
+	for _, g := range c.Quarantine {
+		if _, err := path.Match(g, ""); err != nil || g == "" || len(g) > maxQuarantineGlob {
+			return &Error{File: file, Msg: fmt.Sprintf("quarantine: bad test glob %q: want a non-empty glob of at most %d bytes (path.Match syntax)", g, maxQuarantineGlob)}
+		}
 	}
 	seen := map[string]int{}
 	for i := range c.Contexts {

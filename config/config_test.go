@@ -258,6 +258,11 @@ contexts:
 			wantErr: `.turtles.yaml:2: context 1: "unit": priority 10 out of range 0..9`,
 		},
 		{
+			name:    "bad quarantine glob",
+			data:    "quarantine: [\"Test[\"]\ncontexts:\n  - name: unit\n    command: go test\n",
+			wantErr: `.turtles.yaml: quarantine: bad test glob "Test[": want a non-empty glob of at most 200 bytes (path.Match syntax)`,
+		},
+		{
 			name:    "retries out of range",
 			data:    "contexts:\n  - name: unit\n    command: go test\n    retries: 6\n",
 			wantErr: `.turtles.yaml:2: context 1: "unit": retries 6 out of range 0..5`,
@@ -424,4 +429,17 @@ func FuzzParse(f *testing.F) {
 			x.Runs(Event{Branch: "release/1", Changed: []string{}})
 		}
 	})
+}
+
+// TestQuarantineReachesTasks: the quarantine list of .turtles.yaml goes
+// with every context's task.
+func TestQuarantineReachesTasks(t *testing.T) {
+	cfg, err := Parse(".turtles.yaml", []byte("quarantine: [TestFlaky*, \"pkg/net: *\"]\ncontexts:\n  - name: unit\n    command: go test\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.TaskOf(cfg.Contexts[0], turtles.Task{Attempt: 1}).Quarantine
+	if diff := cmp.Diff([]string{"TestFlaky*", "pkg/net: *"}, got); diff != "" {
+		t.Errorf("task quarantine (-want +got):\n%s", diff)
+	}
 }

@@ -380,7 +380,7 @@ func (g *Gate) rerun(ctx context.Context, log *slog.Logger, plan turtles.Task, p
 		if !pick(st, ok, x.Name) {
 			continue
 		}
-		t, refused := g.cfg.Policy.Restrict(x.Task(plan))
+		t, refused := g.cfg.Policy.Restrict(cfg.TaskOf(x, plan))
 		if refused != "" {
 			log.Warn("context not run: "+refused, "context", x.Name, "pool", t.Pool)
 			continue

@@ -219,7 +219,7 @@ func (s *Scanner) commit(ctx context.Context, plan turtles.Task, ev config.Event
 		if have[x.Name] {
 			continue
 		}
-		t, refused := s.cfg.Policy.Restrict(x.Task(plan))
+		t, refused := s.cfg.Policy.Restrict(cfg.TaskOf(x, plan))
 		if refused != "" {
 			continue // the plan reported it; a rescan would only repeat it
 		}
