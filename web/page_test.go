@@ -21,16 +21,7 @@ import (
 // page shows each outcome's reason, never an error's text. The viewer's
 // script (web/logpage, tested in a browser by package bot) is left out.
 func TestTaskPageGolden(t *testing.T) {
-	dir := t.TempDir()
-	res, err := openHistory(t, filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { res.Close() })
-	st, err := store.NewDir(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, st := historyAndStore(t)
 	ctx := context.Background()
 	at := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
 	task := turtles.Task{Version: turtles.TaskVersion, Kind: turtles.KindTest,

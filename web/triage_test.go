@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,16 +16,7 @@ import (
 // the issue it links and the lines that matched, where they are; a
 // matched line is the task's output and is shown as text, never markup.
 func TestTaskPageTriage(t *testing.T) {
-	dir := t.TempDir()
-	res, err := openHistory(t, filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { res.Close() })
-	st, err := store.NewDir(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, st := historyAndStore(t)
 	ctx := context.Background()
 	task := turtles.Task{Version: turtles.TaskVersion, Kind: turtles.KindTest,
 		Repo: turtles.Repo{Name: "octo/hello", CloneURL: "https://github.com/octo/hello.git"},

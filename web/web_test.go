@@ -20,16 +20,7 @@ import (
 
 func fixture(t *testing.T) (*httptest.Server, turtles.Task) {
 	t.Helper()
-	dir := t.TempDir()
-	res, err := openHistory(t, filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { res.Close() })
-	st, err := store.NewDir(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, st := historyAndStore(t)
 	task := turtles.Task{Version: turtles.TaskVersion, Kind: turtles.KindTest, Repo: turtles.Repo{Name: "octo/hello", CloneURL: "file:///x"},
 		SHA: strings.Repeat("ab", 20), Context: "debian-12/unit", Pool: "public", Attempt: 1}
 	ctx := context.Background()
@@ -166,6 +157,23 @@ type history struct {
 }
 
 func (h history) Handle(ctx context.Context, ev turtles.Event) error { return h.rec.Handle(ctx, ev) }
+
+// historyAndStore opens a fresh history and a directory store for a
+// test, closed when it ends.
+func historyAndStore(t *testing.T) (history, *store.Dir) {
+	t.Helper()
+	dir := t.TempDir()
+	res, err := openHistory(t, filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Close() })
+	st, err := store.NewDir(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, st
+}
 
 func openHistory(t *testing.T, path string) (history, error) {
 	db, err := sqlite.Open(t.Context(), path, state.Options{})

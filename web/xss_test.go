@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,16 +82,7 @@ func TestArtifactsCannotRunScript(t *testing.T) {
 // name, repository, failure reason, log lines and artifact names are
 // markup: the pages show them as text, in HTML and in the inline script.
 func TestPagesEscapeTaskText(t *testing.T) {
-	dir := t.TempDir()
-	res, err := openHistory(t, filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { res.Close() })
-	st, err := store.NewDir(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, st := historyAndStore(t)
 	const evil = `<script>alert(1)</script><img src=x onerror=alert(2)>"';alert(3)`
 	task := turtles.Task{Version: turtles.TaskVersion, Kind: turtles.KindTest,
 		Repo: turtles.Repo{Name: "octo/x" + evil, CloneURL: "file:///x"}, SHA: strings.Repeat("ab", 20),
