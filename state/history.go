@@ -105,3 +105,16 @@ func LostReason(bot string, beat time.Time) string {
 	}
 	return fmt.Sprintf("%s stopped heart-beating at %s", who, beat.UTC().Format("15:04:05 UTC"))
 }
+
+// Bot is what a bot last said of itself in its heartbeat: the "Now" page
+// lists bots from it, and a bot whose Seen is older than a few heartbeat
+// periods is not alive.
+type Bot struct {
+	Name    string    `json:"name"`
+	Pool    string    `json:"pool"`
+	Slots   int       `json:"slots"`
+	Busy    int       `json:"busy"`
+	Tasks   []string  `json:"tasks,omitempty"` // IDs of the tasks it runs now
+	Started time.Time `json:"started"`
+	Seen    time.Time `json:"seen"`
+}
