@@ -118,3 +118,13 @@ type Bot struct {
 	Started time.Time `json:"started"`
 	Seen    time.Time `json:"seen"`
 }
+
+// Action is one thing a person did from the dashboard: who, what, when,
+// on which task. Every action is recorded and shown on its task.
+type Action struct {
+	Task   string    `json:"task"` // the task's ID
+	Kind   string    `json:"kind"` // "rerun", "cancel", "approve", "requeue"
+	User   string    `json:"user"` // the forge login, "github:alice"
+	At     time.Time `json:"at"`
+	Result string    `json:"result"` // what came of it, for people
+}
