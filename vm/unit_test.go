@@ -411,3 +411,19 @@ func TestSweep(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelPanic(t *testing.T) {
+	for _, tc := range []struct{ console, want string }{
+		{"", ""},
+		{"[    1.0] Run /init as init process\nlogin: ", ""},
+		{"[    2.345678] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n[    2.35] CPU: 0 PID: 1",
+			"VFS: Unable to mount root fs on unknown-block(0,0)"},
+		{"Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\n", "Attempted to kill init! exitcode=0x00000100"},
+		{"Kernel panic - not syncing: " + strings.Repeat("x", 300), strings.Repeat("x", 200)},
+		{"Kernel panic - not syncing: bad \xff byte", "bad ? byte"},
+	} {
+		if got := KernelPanic(tc.console); got != tc.want {
+			t.Errorf("KernelPanic(%.60q) = %q, want %q", tc.console, got, tc.want)
+		}
+	}
+}

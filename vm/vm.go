@@ -186,23 +186,47 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	}
 	if err := m.boot(ctx, cfg); err != nil {
 		m.StopGrace = 0 // a guest that did not boot has nothing to shut down
+		console := m.ConsoleTail()
 		m.Stop(context.Background())
-		return nil, bootFault(ctx, cfg, fmt.Errorf("vm %s: %w", cfg.Name, err))
+		return nil, bootFault(ctx, cfg, console, fmt.Errorf("vm %s: %w", cfg.Name, err))
 	}
 	return m, nil
 }
 
-// bootFault classifies an error of boot.
-func bootFault(ctx context.Context, cfg Config, err error) error {
+// bootFault classifies an error of boot; console is the tail of the
+// serial console, where a guest kernel that panicked said why.
+func bootFault(ctx context.Context, cfg Config, console string, err error) error {
+	panicked := KernelPanic(console)
 	switch {
 	case ctx.Err() != nil:
 		return err // stopped: the caller knows why
+	case panicked != "":
+		return turtles.InfraFault("the guest kernel panicked before SSH came up: "+panicked, err)
 	case errors.Is(err, errQEMUExited):
 		return turtles.InfraFault("QEMU exited while the VM booted", err)
 	case errors.Is(err, errNoSSH):
 		return turtles.InfraFault(fmt.Sprintf("the VM did not boot within %s", cfg.BootTimeout), err)
 	}
 	return turtles.InfraFault("the bot could not start QEMU", err)
+}
+
+// panicLine is the line a Linux kernel prints when it panics.
+var panicLine = regexp.MustCompile(`Kernel panic - not syncing: ([^\r\n]*)`)
+
+// KernelPanic returns what a Linux kernel said when it panicked on the
+// serial console text console ("VFS: Unable to mount root fs on
+// unknown-block(0,0)"), or "" when it did not. The text comes from the
+// guest: it is cut to a line of at most 200 bytes.
+func KernelPanic(console string) string {
+	m := panicLine.FindStringSubmatch(console)
+	if m == nil {
+		return ""
+	}
+	why := strings.TrimSpace(m[1])
+	if len(why) > 200 {
+		why = why[:200]
+	}
+	return strings.ToValidUTF8(why, "?")
 }
 
 // prepare makes the machine directory: owner, key, seed, overlay, state.
