@@ -255,6 +255,10 @@ type Outcome struct {
 	// Verdict says why an attempt that did not simply pass ended as it
 	// did; empty where the class says it all (VerdictOf fills it in).
 	Verdict Verdict `json:"verdict,omitempty"`
+	// Issue is the known issue (its URL) whose pattern decided Verdict:
+	// known-issue, or infra for a retry pattern. The results database
+	// counts occurrences per issue from it (state.DB.KnownIssues).
+	Issue string `json:"issue,omitempty"`
 }
 
 // Verdict is the triage of an attempt: exactly one per failed attempt,

@@ -101,6 +101,7 @@ func (b *Bot) triage(ctx context.Context, t turtles.Task, ws workspace, logR io.
 	if first.Title != "" {
 		what = first.Title + " (" + first.Issue + ")"
 	}
+	outcome.Issue = first.Issue
 	switch triage.Action(first.Action) {
 	case triage.Retry:
 		outcome.Class, outcome.Verdict = turtles.Infra, turtles.VerdictInfra

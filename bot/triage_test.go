@@ -75,6 +75,13 @@ func TestTriageVerdicts(t *testing.T) {
 			if turtles.VerdictOf(*last) != tt.wantVerdict || !strings.HasPrefix(last.Reason, tt.wantReason) {
 				t.Errorf("outcome %+v, want verdict %q and a reason starting %q", *last, tt.wantVerdict, tt.wantReason)
 			}
+			wantIssue := ""
+			if tt.wantVerdict == turtles.VerdictKnownIssue {
+				wantIssue = "https://github.com/owner/repo/issues/77"
+			}
+			if last.Issue != wantIssue {
+				t.Errorf("outcome's issue %q, want %q", last.Issue, wantIssue)
+			}
 			res := h.result(evs[len(evs)-1].Task)
 			if tt.wantVerdict == turtles.VerdictKnownIssue {
 				if len(res.Triage) == 0 || res.Triage[0].File != "log" || res.Triage[0].Line == 0 ||

@@ -96,6 +96,40 @@ type Failure struct {
 	LogURL string `json:"log_url,omitempty"`
 }
 
+// IssueFilter selects the known issues KnownIssues counts; empty fields
+// match everything.
+type IssueFilter struct {
+	Repo  string
+	Since time.Time
+	Limit int // default 100, at most 1000
+}
+
+// IssueStats is how often one known issue decided an attempt's verdict
+// (turtles.Outcome.Issue): the issues that cost a team most come first.
+type IssueStats struct {
+	Issue string `json:"issue"`
+	Total int    `json:"total"`
+	// Weeks counts occurrences per week (UTC, weeks start on Monday),
+	// most recent first; weeks without any are left out.
+	Weeks []WeekCount `json:"weeks"`
+	// Last is the latest occurrence: when, which task, and its reason.
+	Last     time.Time `json:"last"`
+	LastTask string    `json:"last_task"`
+	Reason   string    `json:"reason"`
+}
+
+// WeekCount is a count in the week that starts on Week (Monday, 00:00 UTC).
+type WeekCount struct {
+	Week  time.Time `json:"week"`
+	Count int       `json:"count"`
+}
+
+// WeekOf returns the start of t's week: Monday, 00:00 UTC.
+func WeekOf(t time.Time) time.Time {
+	d := t.UTC().Truncate(24 * time.Hour)
+	return d.AddDate(0, 0, -((int(d.Weekday()) + 6) % 7))
+}
+
 // LostReason is the sentence for people that ends an attempt whose bot
 // stopped heart-beating, last heard of at beat.
 func LostReason(bot string, beat time.Time) string {

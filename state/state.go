@@ -189,6 +189,9 @@ type DB interface {
 	// Tests summarises per-test results, worst first: most flakes, then
 	// most failures, then by repo, context and name.
 	Tests(ctx context.Context, f TestFilter) ([]TestStats, error)
+	// KnownIssues counts, per known issue, the attempts whose verdict its
+	// pattern decided, most occurrences first.
+	KnownIssues(ctx context.Context, f IssueFilter) ([]IssueStats, error)
 
 	// Prune forgets what p says, and returns how many rows it deleted
 	// (with p.DryRun, how many it would delete).
@@ -274,7 +277,7 @@ type Prune struct {
 
 // Pruned counts the rows Prune deleted, by kind.
 type Pruned struct {
-	Deliveries, Events, Finals, Tasks, Attempts, Tests, Approvals int64
+	Deliveries, Events, Finals, Tasks, Attempts, Tests, Approvals, IssueHits int64
 }
 
 // Reserver is db as the reservations of task keys that package queue's

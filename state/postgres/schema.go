@@ -122,4 +122,18 @@ var migrations = []string{
 	-- The verdict of each attempt and task (turtles.Verdict).
 	ALTER TABLE tasks ADD COLUMN verdict TEXT COLLATE "C" NOT NULL DEFAULT '';
 	ALTER TABLE attempts ADD COLUMN verdict TEXT COLLATE "C" NOT NULL DEFAULT '';`,
+	// 3: which known issue decided an attempt's verdict, counted per week
+	// (KnownIssues).
+	`CREATE TABLE issue_hits (
+		task_id TEXT COLLATE "C"    NOT NULL,
+		number  INTEGER NOT NULL,
+		issue   TEXT COLLATE "C"    NOT NULL,
+		repo    TEXT COLLATE "C"    NOT NULL,
+		context TEXT COLLATE "C"    NOT NULL,
+		reason  TEXT COLLATE "C"    NOT NULL DEFAULT '',
+		at      BIGINT NOT NULL,
+		PRIMARY KEY (task_id, number)
+	);
+	CREATE INDEX issue_hits_at ON issue_hits(at);
+	CREATE INDEX issue_hits_repo ON issue_hits(repo, at);`,
 }

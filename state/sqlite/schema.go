@@ -121,4 +121,18 @@ var migrations = []string{
 	-- The verdict of each attempt and task (turtles.Verdict).
 	ALTER TABLE tasks ADD COLUMN verdict TEXT NOT NULL DEFAULT '';
 	ALTER TABLE attempts ADD COLUMN verdict TEXT NOT NULL DEFAULT '';`,
+	// 3: which known issue decided an attempt's verdict, counted per week
+	// (KnownIssues).
+	`CREATE TABLE issue_hits (
+		task_id TEXT    NOT NULL,
+		number  INTEGER NOT NULL,
+		issue   TEXT    NOT NULL,
+		repo    TEXT    NOT NULL,
+		context TEXT    NOT NULL,
+		reason  TEXT    NOT NULL DEFAULT '',
+		at      INTEGER NOT NULL,
+		PRIMARY KEY (task_id, number)
+	);
+	CREATE INDEX issue_hits_at ON issue_hits(at);
+	CREATE INDEX issue_hits_repo ON issue_hits(repo, at);`,
 }

@@ -51,6 +51,7 @@ func Run(t *testing.T, fresh Fresh) {
 		{"Settle", testSettle},
 		{"ListAndGet", testListAndGet},
 		{"Verdicts", testVerdicts},
+		{"KnownIssues", testKnownIssues},
 		{"Lost", testLost},
 		{"Tests", testTests},
 		{"TestsRace", testTestsRace},

@@ -105,6 +105,9 @@ func apply(ctx context.Context, tx Querier, ev turtles.Event) error {
 		if err := upsertAttempt(ctx, tx, ev, st, at); err != nil {
 			return err
 		}
+		if err := recordIssue(ctx, tx, ev, at); err != nil {
+			return err
+		}
 	}
 	if stale {
 		return nil
