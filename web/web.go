@@ -39,6 +39,7 @@ type History interface {
 	List(ctx context.Context, f state.Filter) ([]state.Task, error)
 	Get(ctx context.Context, id string) (state.Task, error)
 	Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats, error)
+	KnownIssues(ctx context.Context, f state.IssueFilter) ([]state.IssueStats, error)
 }
 
 // Config is what the server shows and where it finds it.
@@ -90,6 +91,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /api/v1/tasks/{id}", s.getTask)
 	s.mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
 	s.mux.HandleFunc("GET /api/v1/tests", s.listTests)
+	s.mux.HandleFunc("GET /api/v1/known-issues", s.listKnownIssues)
 	s.mux.HandleFunc("GET /tasks/{id}", s.taskPage)
 	s.mux.HandleFunc("GET /tasks/{id}/{attempt}", s.taskPage)
 	s.mux.HandleFunc("GET /logs/{key...}", s.file)

@@ -23,7 +23,7 @@ import (
 
 func triageCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "triage", Short: "Work with known-issue patterns"}
-	cmd.AddCommand(triageCheckCmd())
+	cmd.AddCommand(triageCheckCmd(), triageStatsCmd())
 	return cmd
 }
 
@@ -115,6 +115,26 @@ func loadPatterns(dir string) (*triage.Set, []error) {
 		}
 	}
 	return set, errs
+}
+
+// addKnownIssues adds the server's pattern directories to set. A file
+// that does not parse is left out and logged, naming the file and line,
+// and the others apply; a directory that cannot be read is an error.
+func addKnownIssues(set *triage.Set, dirs []string, log *slog.Logger) error {
+	for _, dir := range dirs {
+		if fi, err := os.Stat(dir); err != nil {
+			return fmt.Errorf("--known-issues: %w", err)
+		} else if !fi.IsDir() {
+			return fmt.Errorf("--known-issues: %s is not a directory", dir)
+		}
+		d, errs := loadPatterns(dir)
+		for _, err := range errs {
+			log.Error("a known-issue pattern of the server is left out", "err", err)
+		}
+		set.Add(d)
+		log.Info("known-issue patterns of the server", "dir", dir, "patterns", len(d.Patterns), "left_out", len(errs))
+	}
+	return nil
 }
 
 func errorLines(errs []error) []string {
