@@ -165,6 +165,9 @@ func (sys *system) openBot() error {
 	if len(errs) > 0 {
 		return fmt.Errorf("turtles' own known-issue patterns: %w", errors.Join(errs...))
 	}
+	if err := addKnownIssues(known, s.KnownIssues, sys.log); err != nil {
+		return err
+	}
 	b, err := bot.New(bot.Config{
 		Triage:        known,
 		Sandbox:       box,

@@ -97,6 +97,10 @@ type Settings struct {
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
 	// file per name holding the value, as Kubernetes mounts a secret.
 	SecretsDir string `yaml:"secrets_dir"`
+	// KnownIssues are directories of the server's known-issue patterns
+	// (package triage), searched for every repository's failed tests on
+	// top of turtles' own.
+	KnownIssues []string `yaml:"known_issues"`
 
 	// HTTP servers' and webhook receivers' limits (options registered in
 	// http.go).
@@ -190,6 +194,7 @@ func coreOptions() []option {
 		opt("s3-credentials-file", "file with the S3 access key and secret key on two lines (or set TURTLES_S3_ACCESS_KEY and TURTLES_S3_SECRET_KEY)", str(func(s *Settings) *string { return &s.S3CredentialsFile })),
 		opt("images-dir", "where VM images are kept and their names resolve (default DATA-DIR/images)", str(func(s *Settings) *string { return &s.ImagesDir })),
 		opt("secrets-dir", "directory of the secrets trusted tasks ask for by name: one file per name holding the value (a Kubernetes secret volume); default: none", str(func(s *Settings) *string { return &s.SecretsDir })),
+		opt("known-issues", "comma-separated directories of the server's known-issue patterns (docs/triage.md), for every repository, on top of turtles' own", strs(func(s *Settings) *[]string { return &s.KnownIssues })),
 		opt("drain-timeout", "on SIGTERM, how long running tasks may finish before they are put back", dur(func(s *Settings) *time.Duration { return &s.DrainTimeout })),
 		opt("retry-delays", "comma-separated waits before retrying an infrastructure failure, by attempt", durs(func(s *Settings) *[]time.Duration { return &s.RetryDelays })),
 		opt("github-api", "GitHub API base URL (GitHub Enterprise: https://HOST/api/v3/)", str(func(s *Settings) *string { return &s.GitHubAPI })),

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/store"
+	"github.com/turtles-ci/turtles/triage"
 )
 
 func TestTriageCheck(t *testing.T) {
@@ -104,5 +106,34 @@ func TestTriageCheck(t *testing.T) {
 				t.Error("check created a state database")
 			}
 		})
+	}
+}
+
+// TestAddKnownIssues: the server's pattern directories add to turtles'
+// own; a file that does not parse is left out, named with its line, and
+// the others still apply; a directory that is not there stops the bot.
+func TestAddKnownIssues(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "good.yaml"), []byte("issue: https://x/1\nmatch:\n  glob: \"mirror * is sync*\"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("issue: https://x/2\nmatch:\n  regex: \"(unclosed\"\n"), 0o644)
+	set, _ := triage.Defaults()
+	before := len(set.Patterns)
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	if err := addKnownIssues(set, []string{dir}, log); err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Patterns) != before+1 {
+		t.Errorf("%d patterns, want %d: the good file added", len(set.Patterns), before+1)
+	}
+	if !strings.Contains(logged.String(), "bad.yaml:") || !strings.Contains(logged.String(), "left out") {
+		t.Errorf("log does not name the bad file and line:\n%s", logged.String())
+	}
+	ms, err := set.Match(t.Context(), triage.Input{Files: map[string]io.Reader{"log": strings.NewReader("E: mirror deb.debian.org is syncing\n")}})
+	if err != nil || len(ms) != 1 || ms[0].Issue != "https://x/1" {
+		t.Errorf("Match = %+v, %v; want the server's pattern", ms, err)
+	}
+	if err := addKnownIssues(set, []string{filepath.Join(dir, "missing")}, log); err == nil {
+		t.Error("a missing directory: no error")
 	}
 }
