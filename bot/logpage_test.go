@@ -203,6 +203,8 @@ func TestLogPageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := turtles.Result{Task: task, Outcome: turtles.Outcome{Class: turtles.Failure, ExitCode: 1, Reason: "exit status 1"},
+		Triage: []turtles.TriageMatch{{Pattern: "5.yaml", Issue: "https://x.example/5", Title: "passwords expire", Action: "known-issue",
+			File: "log", Line: 28, Lines: []string{"  message: wrong password"}}},
 		Tests: l.tests.results(), Artifacts: []turtles.Artifact{{Name: "artifacts/journal.txt", Size: 7, ContentType: "text/plain"}}}
 	b, _ := json.Marshal(res)
 	if err := st.Put(context.Background(), prefix+store.ResultName, bytes.NewReader(b), "application/json"); err != nil {
@@ -224,6 +226,11 @@ func TestLogPageInChromium(t *testing.T) {
 		c.eval(t, "document.querySelectorAll('#log .line').length", &lines)
 		c.eval(t, "document.getElementById('status').textContent", &status)
 		c.eval(t, "document.getElementById('artifacts').innerText", &arts)
+		var marked []string
+		c.eval(t, `Array.from(document.querySelectorAll("#log .line.triage")).map(l => l.id + " " + l.title)`, &marked)
+		if want := []string{"L28 known issue: passwords expire"}; fmt.Sprint(marked) != fmt.Sprint(want) {
+			t.Errorf("lines marked as matched by a known issue: %q, want %q", marked, want)
+		}
 		if lines != 32 || status != "failure: exit status 1" || !strings.Contains(arts, "journal.txt") {
 			t.Errorf("finished page: %d lines, status %q, artifacts %q; want 32 lines, failure, journal.txt", lines, status, arts)
 		}

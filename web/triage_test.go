@@ -52,7 +52,7 @@ func TestTaskPageTriage(t *testing.T) {
 	for _, want := range []string{
 		`<strong class="verdict" id="verdict">known-issue</strong>`,
 		`<a href="https://github.com/octo/hello/issues/77">frobnicator times out</a> · known-issue, blocking`,
-		`<a href="/logs/` + prefix + `log">log</a> line 2 · pattern 77-frob.yaml`,
+		`<a href="#L2">log line 2</a> · pattern 77-frob.yaml`,
 		`frobnicator timed out after 2.1s &lt;script&gt;alert(1)&lt;/script&gt;`,
 	} {
 		if !strings.Contains(page, want) {

@@ -262,7 +262,24 @@
       else {
         body.dataset.state = "done";
         if (partialEl) { partialEl.id = "L" + (lineNo + 1); }
+        markTriage(result);
         if (location.hash) { var t = document.getElementById(location.hash.slice(1)); if (t) t.scrollIntoView(); }
+      }
+    });
+  }
+
+  // markTriage highlights the log lines that known-issue patterns matched
+  // (result.json's triage: first line and the matched lines), titled with
+  // the issue, so that a reader sees why the verdict is what it is.
+  function markTriage(res) {
+    ((res && res.triage) || []).forEach(function (m) {
+      if (m.file !== "log" || !m.line) return;
+      var n = Math.max(1, (m.lines || []).length);
+      for (var i = 0; i < n; i++) {
+        var el = document.getElementById("L" + (m.line + i));
+        if (!el) return;
+        el.classList.add("triage");
+        el.title = "known issue: " + (m.title || m.issue);
       }
     });
   }
