@@ -45,7 +45,7 @@ func triageCorpus(ctx context.Context) error {
 		n += c
 	}
 	fmt.Printf("==> %d tasks through a bot with 2 slots (VMs under %s)\n", n, map[bool]string{true: "KVM", false: "TCG"}[vm.KVMUsable()])
-	rep, err := corpus.Run(ctx, corpus.Config{Dir: dir, Images: filepath.Dir(m), Counts: triageCounts, Random: true,
+	rep, err := corpus.Run(ctx, corpus.Config{Dir: dir, Images: filepath.Dir(m), Counts: triageCounts, Random: true, Progress: os.Stderr,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		return err

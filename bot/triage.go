@@ -21,9 +21,11 @@ import (
 //
 //   - retry: an infrastructure problem in test's clothing; the attempt
 //     ends as infra and is retried like any.
-//   - known-issue, skip: the verdict is known-issue and the status names
-//     the issue; a blocking one stays a failure, one that does not block
-//     passes. An untrusted change's own patterns are never read, so a pull
+//   - known-issue: the verdict is known-issue and the status names the
+//     issue; a blocking one stays a failure, one that does not block
+//     passes.
+//   - skip: the test is known not to work there: known-issue, and the
+//     attempt passes whatever blocking says. An untrusted change's own patterns are never read, so a pull
 //     request cannot declare its regression a known issue.
 //
 // No match: the failure is a regression, and stays one.
@@ -109,7 +111,12 @@ func (b *Bot) triage(ctx context.Context, t turtles.Task, ws workspace, logR io.
 	default:
 		outcome.Verdict = turtles.VerdictKnownIssue
 		outcome.Reason = fmt.Sprintf("Known issue %s, %s line %d", what, first.File, first.Line)
-		if !first.Blocking {
+		switch {
+		case triage.Action(first.Action) == triage.Skip:
+			// The test is known not to work here: its failure never counts.
+			outcome.Class = turtles.Success
+			outcome.Reason = fmt.Sprintf("Known issue, skipped: %s, %s line %d", what, first.File, first.Line)
+		case !first.Blocking:
 			outcome.Class = turtles.Success
 			outcome.Reason = fmt.Sprintf("Known issue, not blocking: %s, %s line %d", what, first.File, first.Line)
 		}
