@@ -92,6 +92,9 @@ type Settings struct {
 	VMCPUs        int           `yaml:"vm_cpus"`
 	VMMemory      ByteSize      `yaml:"vm_memory"`
 	VMBootTimeout time.Duration `yaml:"vm_boot_timeout"`
+	// VMWarmStates is where saved VM states are kept for warm starts:
+	// "" for IMAGES-DIR/warm, "off" for none.
+	VMWarmStates string `yaml:"vm_warm_states"`
 	// DebianMirror is where `turtles image build` installs from.
 	DebianMirror string `yaml:"debian_mirror"`
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
