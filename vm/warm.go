@@ -2,10 +2,12 @@ package vm
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/turtles-ci/turtles/image"
 )
@@ -531,8 +535,9 @@ func (m *Machine) untilRunning(ctx context.Context) error {
 
 // refresh makes a restored guest its own, through the agent, before
 // anyone can log in: the host's time, a random seed for the kernel's RNG
-// (vmgenid makes it reseed too), a new machine-id and SSH host keys, and
-// this machine's key as the only one authorized.
+// (vmgenid makes it reseed too), a new machine-id and SSH host key
+// (ed25519, the only one), and this machine's key as the only one
+// authorized.
 //
 // The network card keeps the MAC it was saved with: a new one set in the
 // guest (ip link set address) cut the machine off QEMU's user-mode
@@ -541,31 +546,52 @@ func (m *Machine) untilRunning(ctx context.Context) error {
 // network of its own, so the MAC tells nothing apart; machines on one
 // shared network (several machines per test) will need their own.
 func (m *Machine) refresh(ctx context.Context, g *QGA) error {
+	// The clock first, by the agent itself: no process to start in
+	// between. QEMU 7.2's agent then runs hwclock, which minimal images
+	// lack; the system clock is set by then.
+	if _, err := g.Execute(ctx, "guest-set-time", map[string]any{"time": time.Now().UnixNano()}); err != nil &&
+		!strings.Contains(err.Error(), "hwclock") {
+		return fmt.Errorf("set the guest's clock: %w", err)
+	}
 	seed := make([]byte, 64)
 	rand.Read(seed)
-	now := time.Now()
+	// The host key is made here: an ed25519 key is instant in Go and
+	// takes seconds under TCG.
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return err
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return err
+	}
 	home := "/root"
 	if m.User != "root" {
 		home = "$(getent passwd " + Quote(m.User) + " | cut -d: -f6)"
 	}
 	script := fmt.Sprintf(`set -eu
-date -u -s @%d.%09d >/dev/null
 printf '%%s' %s > /dev/urandom
 od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > /etc/machine-id.new
 echo >> /etc/machine-id.new
 mv /etc/machine-id.new /etc/machine-id
 rm -f /etc/ssh/ssh_host_*
-ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
-ssh-keygen -q -t ecdsa -N '' -f /etc/ssh/ssh_host_ecdsa_key
+umask 077
+printf '%%s' %s > /etc/ssh/ssh_host_ed25519_key
+printf '%%s\n' %s > /etc/ssh/ssh_host_ed25519_key.pub
+chmod 644 /etc/ssh/ssh_host_ed25519_key.pub
 for h in /root %s; do
 	install -d -m 700 "$h/.ssh"
 	printf '%%s\n' %s > "$h/.ssh/authorized_keys.new"
-	chmod 600 "$h/.ssh/authorized_keys.new"
 	mv "$h/.ssh/authorized_keys.new" "$h/.ssh/authorized_keys"
 done
 systemctl restart ssh.service
 cat /sys/class/net/eth0/address
-`, now.Unix(), now.Nanosecond(), hex.EncodeToString(seed), home, Quote(m.authorized))
+`, hex.EncodeToString(seed), Quote(string(pem.EncodeToMemory(block))),
+		Quote(strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))), home, Quote(m.authorized))
 	out, err := g.Run(ctx, "/bin/sh", "-c", script)
 	if err != nil {
 		return err
