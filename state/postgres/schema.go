@@ -122,4 +122,18 @@ var migrations = []string{
 	-- The verdict of each attempt and task (turtles.Verdict).
 	ALTER TABLE tasks ADD COLUMN verdict TEXT COLLATE "C" NOT NULL DEFAULT '';
 	ALTER TABLE attempts ADD COLUMN verdict TEXT COLLATE "C" NOT NULL DEFAULT '';`,
+	// 3: what each bot last said of itself (state.Bot), for the pages
+	// and the count of live bots per pool on /metrics.
+	`-- issue 17: monitoring
+	CREATE TABLE bots (
+		name      TEXT COLLATE "C" PRIMARY KEY,
+		pool      TEXT COLLATE "C" NOT NULL,
+		slots     INTEGER NOT NULL,
+		busy      INTEGER NOT NULL,
+		tasks     TEXT COLLATE "C" NOT NULL DEFAULT '[]', -- IDs of the tasks it runs, JSON
+		started   BIGINT NOT NULL,
+		seen      BIGINT NOT NULL,
+		every     BIGINT NOT NULL -- its heartbeat period, milliseconds
+	);
+	CREATE INDEX bots_seen ON bots(seen);`,
 }
