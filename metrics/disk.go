@@ -34,11 +34,11 @@ func (d *Disk) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector. A directory that cannot be
-// read fails the scrape: no value is better than a wrong one.
+// read (not made yet) gives no sample: no value is better than a wrong
+// one, and failing the scrape would hide every other metric.
 func (d *Disk) Collect(ch chan<- prometheus.Metric) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(d.path, &st); err != nil {
-		ch <- prometheus.NewInvalidMetric(d.free, err)
 		return
 	}
 	bs := float64(st.Bsize)

@@ -127,7 +127,7 @@ var deps = map[partID][]partID{
 	partGate:       {partForge, partQueue, partEvents},
 	partReporter:   {partForge, partState},
 	partScanner:    {partGate, partQueue, partEvents},
-	partBot:        {partQueue, partEvents, partStore},
+	partBot:        {partState, partQueue, partEvents, partStore},
 	partReceiver:   {partQueue, partDeliveries},
 }
 
