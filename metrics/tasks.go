@@ -65,6 +65,11 @@ func NewTasks(reg prometheus.Registerer) (*Tasks, error) {
 func (m *Tasks) Observe(ev turtles.Event) {
 	pool := ev.Task.Pool
 	switch ev.Type {
+	case turtles.EventQueued:
+		// The pool's histogram exists, at 0, before its first start:
+		// Prometheus's rate() sees an increase only from a sample it
+		// scraped before.
+		m.wait.WithLabelValues(pool)
 	case turtles.EventStarted:
 		// The first attempt's start: later attempts waited for a retry
 		// delay on purpose. A drained task released unstarted runs

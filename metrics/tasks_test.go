@@ -34,7 +34,7 @@ func TestTasksObserve(t *testing.T) {
 		late,   // waited 10 min
 		skewed, // waited "less than 0": 0
 		event(turtles.EventStarted, "public", 2, nil),                                       // a retry: waited on purpose
-		event(turtles.EventQueued, "public", 1, nil),                                        // not a start
+		event(turtles.EventQueued, "arm", 1, nil),                                           // not a start; arm's histogram at 0
 		event(turtles.EventHeartbeat, "public", 1, nil),                                     // nothing to count
 		event(turtles.EventFinished, "public", 1, &turtles.Outcome{Class: turtles.Success}), // no verdict
 		event(turtles.EventFinished, "public", 2, &turtles.Outcome{Class: turtles.Success, Verdict: turtles.VerdictFlake}),
@@ -71,7 +71,7 @@ turtles_tasks_finished_total{class="success",pool="public",verdict="none"} 1
 	wantWait := `
 # HELP turtles_queue_wait_seconds Time from a task's publish to the start of its first attempt, by pool.
 # TYPE turtles_queue_wait_seconds histogram
-` + buckets("public", 90) + buckets("vm", 0, 600)
+` + buckets("arm") + buckets("public", 90) + buckets("vm", 0, 600)
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(wantWait), "turtles_queue_wait_seconds"); err != nil {
 		t.Error(err)
 	}
