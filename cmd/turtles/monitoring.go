@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/turtles-ci/turtles/metrics"
 	"github.com/turtles-ci/turtles/queue"
@@ -90,3 +93,52 @@ func (sys *system) forgeHTTPClient(forge string) (*http.Client, error) {
 // forgeTimeout bounds one forge API call, as the forge clients' own
 // default does.
 const forgeTimeout = 30 * time.Second
+
+// registry is the process's Prometheus registry, which also remembers
+// the collectors registered, so that what a process exports can be
+// listed before any metric has a sample (the tests of the dashboard and
+// the rules ask).
+type registry struct {
+	*prometheus.Registry
+	mu         sync.Mutex
+	collectors []prometheus.Collector
+}
+
+// Register implements prometheus.Registerer.
+func (r *registry) Register(c prometheus.Collector) error {
+	if err := r.Registry.Register(c); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.collectors = append(r.collectors, c)
+	return nil
+}
+
+// MustRegister implements prometheus.Registerer.
+func (r *registry) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// descs returns the descriptions of every metric registered.
+func (r *registry) descs() []*prometheus.Desc {
+	r.mu.Lock()
+	cs := slices.Clone(r.collectors)
+	r.mu.Unlock()
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		defer close(ch)
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+	}()
+	var out []*prometheus.Desc
+	for d := range ch {
+		out = append(out, d)
+	}
+	return out
+}

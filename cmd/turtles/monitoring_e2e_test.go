@@ -64,6 +64,18 @@ func TestPrometheusNoBotAlive(t *testing.T) {
 	if alerts := p.alerts(t); len(alerts) != 0 {
 		t.Fatalf("alerts with every bot alive: %+v", alerts)
 	}
+	// Every panel's query of the dashboard is PromQL this Prometheus
+	// runs, with Grafana's variables as Grafana would fill them.
+	grafana := strings.NewReplacer("$__rate_interval", "1m", "$__range", "5m", "$pool", ".*")
+	for where, expr := range dashboardExprs(t, filepath.Join(dashboardsDir, "turtles.json")) {
+		if strings.HasPrefix(where, "variable ") {
+			continue // label_values() is Grafana's, not PromQL
+		}
+		var data json.RawMessage
+		if err := p.try("/api/v1/query?query="+url.QueryEscape(grafana.Replace(expr)), &data); err != nil {
+			t.Errorf("dashboard panel %s: %q: %v", where, expr, err)
+		}
+	}
 
 	killed := time.Now()
 	bot.kill()
@@ -198,9 +210,17 @@ func shortenFor(t *testing.T, alert string) []byte {
 // get decodes the data of a Prometheus API answer into v.
 func (p *promServer) get(t *testing.T, path string, v any) {
 	t.Helper()
+	if err := p.try(path, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// try decodes the data of a Prometheus API answer into v, or returns
+// why it cannot.
+func (p *promServer) try(path string, v any) error {
 	resp, err := http.Get(p.url + path)
 	if err != nil {
-		t.Fatalf("prometheus %s: %v", path, err)
+		return fmt.Errorf("prometheus %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	var body struct {
@@ -209,11 +229,9 @@ func (p *promServer) get(t *testing.T, path string, v any) {
 		Error  string          `json:"error"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Status != "success" {
-		t.Fatalf("prometheus %s: %s %v %s", path, resp.Status, err, body.Error)
+		return fmt.Errorf("prometheus %s: %s %v %s", path, resp.Status, err, body.Error)
 	}
-	if err := json.Unmarshal(body.Data, v); err != nil {
-		t.Fatalf("prometheus %s: %v", path, err)
-	}
+	return json.Unmarshal(body.Data, v)
 }
 
 // waitQuery waits until the instant query q has one sample of value want.

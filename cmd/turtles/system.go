@@ -36,7 +36,7 @@ import (
 type system struct {
 	s   Settings
 	log *slog.Logger
-	reg *prometheus.Registry
+	reg *registry
 
 	// Queue is the queue backend behind the dedupe of task keys in State
 	// (queue.Dedupe): the broker dedupes nothing.
@@ -164,7 +164,7 @@ func (sys *system) builders() [numParts]func() error {
 }
 
 func newSystem(s Settings, log *slog.Logger) *system {
-	reg := prometheus.NewRegistry()
+	reg := &registry{Registry: prometheus.NewRegistry()}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sys := &system{s: s, log: log, reg: reg}
 	sys.Queue.name, sys.Events.name, sys.Inbox.name, sys.Deliveries.name = "queue", "events", "inbox", "webhook delivery log"
