@@ -75,13 +75,13 @@ func (m *ForgeRate) observe(h http.Header, now time.Time) {
 	if h.Get(prefix+"Remaining") == "" {
 		prefix = "RateLimit-"
 	}
-	remaining, err := strconv.ParseFloat(h.Get(prefix+"Remaining"), 64)
-	if err != nil || remaining < 0 {
+	remaining, ok := count(h.Get(prefix + "Remaining"))
+	if !ok {
 		return
 	}
 	resource := resourceLabel(h.Get(prefix + "Resource"))
 	m.remaining.WithLabelValues(m.forge, resource).Set(remaining)
-	if limit, err := strconv.ParseFloat(h.Get(prefix+"Limit"), 64); err == nil && limit > 0 {
+	if limit, ok := count(h.Get(prefix + "Limit")); ok && limit > 0 {
 		m.limit.WithLabelValues(m.forge, resource).Set(limit)
 	}
 	if reset, err := strconv.ParseInt(h.Get(prefix+"Reset"), 10, 64); err == nil && reset > 0 {
@@ -92,6 +92,16 @@ func (m *ForgeRate) observe(h http.Header, now time.Time) {
 		}
 		m.reset.WithLabelValues(m.forge, resource).Set(float64(reset))
 	}
+}
+
+// count reads a header's count of requests: a whole number, not
+// negative (ParseFloat would take "NaN" and "Inf" too).
+func count(v string) (float64, bool) {
+	n, err := strconv.ParseUint(v, 10, 63)
+	if err != nil {
+		return 0, false
+	}
+	return float64(n), true
 }
 
 // resourceLabel is the rate-limit resource an answer names: GitHub's

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -59,4 +60,48 @@ turtles_forge_rate_limit_reset_timestamp_seconds{forge="github",resource="search
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
+}
+
+// FuzzForgeRateHeaders: whatever a forge (or a proxy in front of it)
+// sends as rate-limit headers, reading them does not panic, sets no
+// negative count, and mints no resource label beyond a short word.
+func FuzzForgeRateHeaders(f *testing.F) {
+	f.Add("4990", "5000", "1714579320", "core", false)
+	f.Add("1999", "2000", "60", "", true)
+	f.Add("-1", "NaN", "99999999999999999999", "Not A Word", false)
+	f.Add("1e308", "+Inf", "-5", strings.Repeat("a", 41), true)
+	f.Add("NaN", "Inf", "NaN", "core", false)
+	f.Fuzz(func(t *testing.T, remaining, limit, reset, resource string, gitlab bool) {
+		reg := prometheus.NewRegistry()
+		m, err := NewForgeRate("github", reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefix := "X-RateLimit-"
+		if gitlab {
+			prefix = "RateLimit-"
+		}
+		h := http.Header{}
+		h.Set(prefix+"Remaining", remaining)
+		h.Set(prefix+"Limit", limit)
+		h.Set(prefix+"Reset", reset)
+		h.Set(prefix+"Resource", resource)
+		m.observe(h, t0)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, metric := range mf.GetMetric() {
+				if v := metric.GetGauge().GetValue(); v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+					t.Errorf("%s = %v from %q, %q, %q", mf.GetName(), v, remaining, limit, reset)
+				}
+				for _, l := range metric.GetLabel() {
+					if l.GetName() == "resource" && (len(l.GetValue()) > 40 || strings.Trim(l.GetValue(), "abcdefghijklmnopqrstuvwxyz_") != "") {
+						t.Errorf("resource label %q from %q", l.GetValue(), resource)
+					}
+				}
+			}
+		}
+	})
 }
