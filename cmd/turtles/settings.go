@@ -36,14 +36,18 @@ type Settings struct {
 	RetainEvents     time.Duration `yaml:"retain_events"`
 	RetainFinals     time.Duration `yaml:"retain_finals"`
 	RetainTasks      time.Duration `yaml:"retain_tasks"`
-	Lease            time.Duration `yaml:"lease"`
-	MaxDeliveries    int           `yaml:"max_deliveries"`
-	BotName          string        `yaml:"bot_name"`
-	Pool             string        `yaml:"pool"`
-	Slots            int           `yaml:"slots"`
-	WorkDir          string        `yaml:"work_dir"`
-	StoreDir         string        `yaml:"store_dir"`
-	DrainTimeout     time.Duration `yaml:"drain_timeout"`
+	// RetainBots and BotHeartbeat: bots' heartbeats in the state
+	// database (options registered in monitoring.go).
+	RetainBots    time.Duration `yaml:"retain_bots"`
+	BotHeartbeat  time.Duration `yaml:"bot_heartbeat"`
+	Lease         time.Duration `yaml:"lease"`
+	MaxDeliveries int           `yaml:"max_deliveries"`
+	BotName       string        `yaml:"bot_name"`
+	Pool          string        `yaml:"pool"`
+	Slots         int           `yaml:"slots"`
+	WorkDir       string        `yaml:"work_dir"`
+	StoreDir      string        `yaml:"store_dir"`
+	DrainTimeout  time.Duration `yaml:"drain_timeout"`
 	// RetryDelays are the waits before retrying an infrastructure failure,
 	// by attempt; the last one repeats until max-deliveries.
 	RetryDelays []time.Duration `yaml:"retry_delays"`
@@ -173,6 +177,7 @@ func defaults() Settings {
 	isolationDefaults(&s)
 	stateDefaults(&s)
 	machineDefaults(&s)
+	monitoringDefaults(&s)
 	return s
 }
 
@@ -305,6 +310,9 @@ func (s *Settings) validate() error {
 		errs = append(errs, err)
 	}
 	if err := s.validateMachines(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.validateMonitoring(); err != nil {
 		errs = append(errs, err)
 	}
 	if isAMQP(s.Queue) {

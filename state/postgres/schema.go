@@ -136,4 +136,18 @@ var migrations = []string{
 	);
 	CREATE INDEX issue_hits_at ON issue_hits(at);
 	CREATE INDEX issue_hits_repo ON issue_hits(repo, at);`,
+	// 4: what each bot last said of itself (state.Bot), for the pages
+	// and the count of live bots per pool on /metrics.
+	`-- issue 17: monitoring
+	CREATE TABLE bots (
+		name      TEXT COLLATE "C" PRIMARY KEY,
+		pool      TEXT COLLATE "C" NOT NULL,
+		slots     INTEGER NOT NULL,
+		busy      INTEGER NOT NULL,
+		tasks     TEXT COLLATE "C" NOT NULL DEFAULT '[]', -- IDs of the tasks it runs, JSON
+		started   BIGINT NOT NULL,
+		seen      BIGINT NOT NULL,
+		every     BIGINT NOT NULL -- its heartbeat period, milliseconds
+	);
+	CREATE INDEX bots_seen ON bots(seen);`,
 }

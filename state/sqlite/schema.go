@@ -135,4 +135,18 @@ var migrations = []string{
 	);
 	CREATE INDEX issue_hits_at ON issue_hits(at);
 	CREATE INDEX issue_hits_repo ON issue_hits(repo, at);`,
+	// 4: what each bot last said of itself (state.Bot), for the pages
+	// and the count of live bots per pool on /metrics.
+	`-- issue 17: monitoring
+	CREATE TABLE bots (
+		name    TEXT    PRIMARY KEY,
+		pool    TEXT    NOT NULL,
+		slots   INTEGER NOT NULL,
+		busy    INTEGER NOT NULL,
+		tasks   TEXT    NOT NULL DEFAULT '[]', -- IDs of the tasks it runs, JSON
+		started INTEGER NOT NULL,
+		seen    INTEGER NOT NULL,
+		every   INTEGER NOT NULL -- its heartbeat period, milliseconds
+	);
+	CREATE INDEX bots_seen ON bots(seen);`,
 }
