@@ -138,6 +138,8 @@ func (s Settings) prune(now time.Time) state.Prune {
 	p.Events = cut(s.RetainEvents)
 	p.Finals = cut(s.RetainFinals)
 	p.Tasks = cut(s.RetainTasks)
+	// What people did to a task is kept as long as its history.
+	p.Actions = p.Tasks
 	return p
 }
 
@@ -153,7 +155,7 @@ func (sys *system) runPruner(ctx context.Context, db state.DB) {
 			log.Warn("prune the state database; trying again later", "in", pruneEvery, "err", err)
 		case n != (state.Pruned{}):
 			log.Info("pruned the state database", "deliveries", n.Deliveries, "events", n.Events, "finals", n.Finals,
-				"tasks", n.Tasks, "attempts", n.Attempts)
+				"tasks", n.Tasks, "attempts", n.Attempts, "actions", n.Actions)
 		}
 		select {
 		case <-ctx.Done():

@@ -282,6 +282,10 @@ func testClosed(t *testing.T, o opener) {
 		"Get":         func() error { _, err := db.Get(ctx, "x"); return err },
 		"Tests":       func() error { _, err := db.Tests(ctx, state.TestFilter{}); return err },
 		"Prune":       func() error { _, err := db.Prune(ctx, state.Prune{Deliveries: t0}); return err },
+		"RecordAction": func() error {
+			return db.RecordAction(ctx, state.Action{Task: "t", Kind: "rerun", User: "github:a"})
+		},
+		"Actions": func() error { _, err := db.Actions(ctx, "t"); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, state.ErrClosed) {

@@ -32,6 +32,7 @@ func (db *DB) Prune(ctx context.Context, p state.Prune) (state.Pruned, error) {
 		{"tasks", p.Tasks, &out.Tasks, "tasks", "updated < $1 AND state = $2", []any{finished}},
 		{"test results", p.Tests, &out.Tests, "test_results", "finished < $1", nil},
 		{"approvals", p.Approvals, &out.Approvals, "approvals", "at < $1", nil},
+		{"actions", p.Actions, &out.Actions, "actions", "at < $1", nil},
 	}
 	err := db.d.InTx(ctx, func(tx Querier) error {
 		for _, s := range steps {
