@@ -120,6 +120,11 @@ func New(cfg Config) *Server {
 	if cfg.Gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
+	if cfg.Auth != nil {
+		for _, p := range []string{"/login", "/logout", "/oauth/", "/actions/"} {
+			s.mux.Handle(p, cfg.Auth)
+		}
+	}
 	return s
 }
 
