@@ -314,3 +314,38 @@ func TestNoGate(t *testing.T) {
 		t.Errorf("queue: %v", q)
 	}
 }
+
+// TestGitLab: the same with GitLab: a Developer signs in and reruns, a
+// Reporter is refused, and with --private a private project is shown to
+// its members only.
+func TestGitLab(t *testing.T) {
+	w := newWorld(t, options{gitlab: true, private: true})
+	unit := task(sha1, "unit", 0)
+	w.record(unit, turtles.Failure)
+	dev, reporter, stranger := w.browser(), w.browser(), w.browser()
+	dev.signIn("alice", "/")
+	reporter.signIn("bob", "/")
+	stranger.signIn("carol", "/")
+	if user, _ := dev.who(); user != "gitlab:alice" {
+		t.Fatalf("Who = %q, want gitlab:alice", user)
+	}
+	if code, _, body := reporter.act("rerun", unit.ID()); code != http.StatusForbidden {
+		t.Errorf("a Reporter's rerun: %d %s, want 403", code, body)
+	}
+	if q := w.queued(); len(q) != 0 {
+		t.Fatalf("queue after a refused rerun: %v", q)
+	}
+	if code, _, body := dev.act("rerun", unit.ID()); code != http.StatusSeeOther {
+		t.Fatalf("a Developer's rerun: %d %s", code, body)
+	}
+	if got := w.claimOne(); got.Key() != unit.Key() || got.Attempt != 2 {
+		t.Errorf("queued %s attempt %d, want %s attempt 2", got.Key(), got.Attempt, unit.Key())
+	}
+	w.gl.SetPrivate(repo)
+	if !w.auth.CanRead(reporter.request("GET", "/", nil), repo) {
+		t.Error("a member cannot read the private project")
+	}
+	if w.auth.CanRead(stranger.request("GET", "/", nil), repo) {
+		t.Error("a stranger reads the private project")
+	}
+}

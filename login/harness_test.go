@@ -18,8 +18,11 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/forge"
+	"github.com/turtles-ci/turtles/forge/forgetest"
 	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
+	"github.com/turtles-ci/turtles/forge/gitlab"
+	"github.com/turtles-ci/turtles/forge/gitlab/gitlabtest"
 	"github.com/turtles-ci/turtles/gate"
 	"github.com/turtles-ci/turtles/login"
 	"github.com/turtles-ci/turtles/queue"
@@ -66,6 +69,8 @@ func (c *clock) Advance(d time.Duration) {
 type world struct {
 	t     *testing.T
 	gh    *githubtest.Server
+	gl    *gitlabtest.Server // with options.gitlab, instead of gh
+	oauth *forgetest.OAuth
 	state state.DB
 	raw   *qsqlite.DB // the queue under the dedupe
 	q     queue.Queue
@@ -78,11 +83,13 @@ type world struct {
 type options struct {
 	private bool
 	noGate  bool
+	// gitlab: the forge is GitLab (w.gl), not GitHub (w.gh).
+	gitlab bool
 }
 
 func newWorld(t *testing.T, o options) *world {
 	t.Helper()
-	w := &world{t: t, gh: githubtest.NewServer(t, token), clock: &clock{now: time.Now().Truncate(time.Second)}}
+	w := &world{t: t, clock: &clock{now: time.Now().Truncate(time.Second)}}
 	dir := t.TempDir()
 	db, err := ssqlite.Open(context.Background(), filepath.Join(dir, "state.db"), state.Options{Now: w.clock.Now})
 	if err != nil {
@@ -99,43 +106,70 @@ func newWorld(t *testing.T, o options) *world {
 	w.raw = raw
 	w.q = queue.Dedupe(raw, state.Reserver{DB: db}, time.Second)
 
-	turtlesGH, err := github.New(github.Config{BaseURL: w.gh.URL, Token: token})
-	if err != nil {
-		t.Fatal(err)
+	var p login.Provider
+	var turtlesForge interface {
+		forge.Forge
+		forge.Lookup
 	}
+	if o.gitlab {
+		w.gl = gitlabtest.NewServer(t, token)
+		w.oauth = w.gl.OAuth()
+		c, err := gitlab.New(gitlab.Config{BaseURL: w.gl.URL, Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		turtlesForge = c
+		ep, err := gitlab.OAuthEndpoint(w.gl.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = login.Provider{Name: "gitlab", Title: "GitLab", OAuth: oauth2.Config{ClientID: clientID, ClientSecret: secret, Endpoint: ep},
+			Account: func(tok string) (forge.Account, error) {
+				return gitlab.NewAccount(gitlab.AccountConfig{BaseURL: w.gl.URL, Token: tok})
+			}}
+		w.gl.SetFile(repo, sha1, ".turtles.yaml", []byte(matrix))
+		w.gl.SetProjectAccess(repo, "alice", gitlabtest.Developer)
+		w.gl.SetProjectAccess(repo, "bob", gitlabtest.Reporter)
+	} else {
+		w.gh = githubtest.NewServer(t, token)
+		w.oauth = w.gh.OAuth()
+		c, err := github.New(github.Config{BaseURL: w.gh.URL, Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		turtlesForge = c
+		ep, err := github.OAuthEndpoint(w.gh.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = login.Provider{Name: "github", Title: "GitHub", OAuth: oauth2.Config{ClientID: clientID, ClientSecret: secret, Endpoint: ep},
+			Account: func(tok string) (forge.Account, error) {
+				return github.NewAccount(github.AccountConfig{BaseURL: w.gh.URL, Token: tok})
+			}}
+		w.gh.SetFile(repo, sha1, ".turtles.yaml", []byte(matrix))
+		w.gh.SetPermission(repo, "alice", "write")
+		w.gh.SetPermission(repo, "bob", "read")
+	}
+	p.Push = turtlesForge
 	var g login.Gate
 	if !o.noGate {
-		gt, err := gate.New(gate.Config{Lookup: turtlesGH, Forge: turtlesGH, Queue: w.q, Events: w.q, Now: w.clock.Now})
+		gt, err := gate.New(gate.Config{Lookup: turtlesForge, Forge: turtlesForge, Queue: w.q, Events: w.q, Now: w.clock.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
 		g = gt
 	}
-	w.gh.SetFile(repo, sha1, ".turtles.yaml", []byte(matrix))
-	w.gh.SetPermission(repo, "alice", "write")
-	w.gh.SetPermission(repo, "bob", "read")
 
 	var handler http.Handler
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { handler.ServeHTTP(rw, r) }))
 	t.Cleanup(w.srv.Close)
-	w.gh.OAuth().AddClient(clientID, secret, w.srv.URL+"/oauth/github/callback")
-	ep, err := github.OAuthEndpoint(w.gh.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w.oauth.AddClient(clientID, secret, w.srv.URL+"/oauth/"+p.Name+"/callback")
 	w.keys, err = session.NewKeys(keySecret)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.auth, err = login.New(login.Config{
-		Providers: []login.Provider{{
-			Name: "github", Title: "GitHub",
-			OAuth: oauth2.Config{ClientID: clientID, ClientSecret: secret, Endpoint: ep},
-			Account: func(tok string) (forge.Account, error) {
-				return github.NewAccount(github.AccountConfig{BaseURL: w.gh.URL, Token: tok})
-			},
-			Push: turtlesGH,
-		}},
+		Providers:  []login.Provider{p},
 		Keys:       w.keys,
 		PublicURL:  w.srv.URL,
 		Private:    o.private,
@@ -174,7 +208,7 @@ func (w *world) browser() *browser {
 // returns where the browser landed.
 func (b *browser) signIn(login, back string) *url.URL {
 	b.w.t.Helper()
-	b.w.gh.OAuth().SignIn(login)
+	b.w.oauth.SignIn(login)
 	resp, err := b.c.Get(b.w.srv.URL + "/login?return=" + url.QueryEscape(back))
 	if err != nil {
 		b.w.t.Fatal(err)
