@@ -232,6 +232,11 @@ func (a *Auth) session(r *http.Request) (session.Session, bool) {
 	if _, ok := a.providers[s.Forge]; !ok {
 		return session.Session{}, false
 	}
+	if a.cfg.Private && s.Token == "" {
+		// Signed in before the server went private: without the token,
+		// what the person may read cannot be asked. They sign in again.
+		return session.Session{}, false
+	}
 	return s, true
 }
 

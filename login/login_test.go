@@ -265,6 +265,15 @@ func TestCanRead(t *testing.T) {
 		}
 	}
 
+	// A session from before the server went private holds no token to
+	// ask with: it is nobody's.
+	old, _ := w.keys.Encode(session.Session{ID: "before", Forge: "github", Login: "bob", Expires: w.clock.Now().Add(time.Hour)})
+	tokenless := w.browser()
+	tokenless.setCookie(old)
+	if user, _ := tokenless.who(); user != "" || w.auth.CanRead(tokenless.request("GET", "/", nil), secret) {
+		t.Errorf("a session without a token under --private: Who %q, or it reads", user)
+	}
+
 	// The answer is kept briefly: one page lists many tasks of one
 	// repository. After ReadTTL the forge is asked again, and a revoked
 	// read access counts.
