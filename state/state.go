@@ -203,6 +203,15 @@ type DB interface {
 	// or not (Bot.Alive), by pool and then name.
 	Bots(ctx context.Context) ([]Bot, error)
 
+	// RecordAction records what a person did from the dashboard. A zero
+	// a.At is now. Every call adds one record, also one equal to an
+	// earlier one (a rerun clicked twice is two actions). ErrInvalid for
+	// an empty task, kind or user.
+	RecordAction(ctx context.Context, a Action) error
+	// Actions returns the actions recorded on task (its ID), oldest
+	// first, at most the newest 1000; none is no error.
+	Actions(ctx context.Context, task string) ([]Action, error)
+
 	// Prune forgets what p says, and returns how many rows it deleted
 	// (with p.DryRun, how many it would delete).
 	Prune(ctx context.Context, p Prune) (Pruned, error)
@@ -285,13 +294,16 @@ type Prune struct {
 	// that the pages and turtles_pool_bots_alive show its pool without a
 	// live bot rather than forget the pool.
 	Bots time.Time
+	// Actions taken before this time (`turtles serve` passes the cutoff
+	// of tasks: an action is kept as long as the history it acted on).
+	Actions time.Time
 	// DryRun counts and deletes nothing.
 	DryRun bool
 }
 
 // Pruned counts the rows Prune deleted, by kind.
 type Pruned struct {
-	Deliveries, Events, Finals, Tasks, Attempts, Tests, Approvals, IssueHits, Bots int64
+	Deliveries, Events, Finals, Tasks, Attempts, Tests, Approvals, IssueHits, Bots, Actions int64
 }
 
 // Reserver is db as the reservations of task keys that package queue's

@@ -15,6 +15,7 @@ import (
 var printOnly = map[string]bool{
 	"turtles config check":   true,
 	"turtles results flakes": true,
+	"turtles triage stats":   true,
 	"turtles status":         true,
 	"turtles version":        true,
 }

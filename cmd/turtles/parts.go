@@ -127,10 +127,7 @@ func (sys *system) openScanner() error {
 	if !ok {
 		return errors.New("scan: needs " + sys.Gate.why)
 	}
-	cloneBase := s.CloneBaseURL
-	if s.Forge == forgeGitLab && cloneBase == defaults().CloneBaseURL {
-		cloneBase = s.GitLabURL // GitLab's default, as github.com is GitHub's
-	}
+	cloneBase := s.cloneBase()
 	var repos []scan.Repo
 	for _, r := range s.ScanRepos {
 		repos = append(repos, scan.Repo{Name: r, CloneURL: strings.TrimRight(cloneBase, "/") + "/" + r + ".git", Branches: s.ScanBranches})
@@ -269,7 +266,12 @@ func (sys *system) openHTTP() error {
 		}
 		st, _ := sys.Store.GetOK()
 		q, _ := sys.Queue.GetOK()
-		h = web.New(web.Config{History: sys.State.Get(), Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web")})
+		auth, err := sys.newAuth()
+		if err != nil {
+			return err
+		}
+		h = web.New(web.Config{History: sys.State.Get(), Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web"),
+			Actions: sys.State.Get(), Auth: auth})
 	} else {
 		mux := http.NewServeMux()
 		if hasReceiver {

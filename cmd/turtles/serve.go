@@ -42,6 +42,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 	addForgeFlags(cmd.Flags())
 	addHTTPFlags(cmd.Flags())
 	addOptions(cmd.Flags(), stateFlags...)
+	addOptions(cmd.Flags(), loginFlags...)
 	return cmd
 }
 

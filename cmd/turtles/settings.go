@@ -127,6 +127,15 @@ type Settings struct {
 	Sandbox              string        `yaml:"sandbox"`
 	SandboxUIDBase       int           `yaml:"sandbox_uid_base"`
 
+	// The dashboard's sign-in and actions (options registered in
+	// login.go); secrets from files or the environment.
+	OAuthGitHubClientID         string `yaml:"oauth_github_client_id"`
+	OAuthGitHubClientSecretFile string `yaml:"oauth_github_client_secret_file"`
+	OAuthGitLabClientID         string `yaml:"oauth_gitlab_client_id"`
+	OAuthGitLabClientSecretFile string `yaml:"oauth_gitlab_client_secret_file"`
+	SessionKeyFile              string `yaml:"session_key_file"`
+	Private                     bool   `yaml:"private"`
+
 	// ConfigFile is the --config file read, if any: hidden from tasks.
 	ConfigFile string `yaml:"-"`
 	// PublicURLDerived says PublicURL was not given but made from Listen;
@@ -312,7 +321,7 @@ func (s *Settings) validate() error {
 	if err := s.validateMachines(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := s.validateMonitoring(); err != nil {
+	if err := errors.Join(s.validateMonitoring(), s.validateLogin()); err != nil {
 		errs = append(errs, err)
 	}
 	if isAMQP(s.Queue) {

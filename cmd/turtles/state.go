@@ -139,6 +139,8 @@ func (s Settings) prune(now time.Time) state.Prune {
 	p.Finals = cut(s.RetainFinals)
 	p.Tasks = cut(s.RetainTasks)
 	p.Bots = cut(s.RetainBots)
+	// What people did to a task is kept as long as its history.
+	p.Actions = p.Tasks
 	return p
 }
 
@@ -154,7 +156,7 @@ func (sys *system) runPruner(ctx context.Context, db state.DB) {
 			log.Warn("prune the state database; trying again later", "in", pruneEvery, "err", err)
 		case n != (state.Pruned{}):
 			log.Info("pruned the state database", "deliveries", n.Deliveries, "events", n.Events, "finals", n.Finals,
-				"tasks", n.Tasks, "attempts", n.Attempts, "bots", n.Bots)
+				"tasks", n.Tasks, "attempts", n.Attempts, "bots", n.Bots, "actions", n.Actions)
 		}
 		select {
 		case <-ctx.Done():

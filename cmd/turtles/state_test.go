@@ -21,7 +21,8 @@ func TestSettingsPrune(t *testing.T) {
 		t.Errorf("prune of the defaults (-want +got):\n%s", diff)
 	}
 	s.RetainTasks, s.RetainFinals, s.RetainBots = time.Hour, 0, 0
-	want.Tasks, want.Finals, want.Bots = now.Add(-time.Hour), time.Time{}, time.Time{}
+	// What people did to tasks goes with them.
+	want.Tasks, want.Actions, want.Finals, want.Bots = now.Add(-time.Hour), now.Add(-time.Hour), time.Time{}, time.Time{}
 	if diff := cmp.Diff(want, s.prune(now)); diff != "" {
 		t.Errorf("prune with tasks kept an hour and finals forever (-want +got):\n%s", diff)
 	}

@@ -150,4 +150,17 @@ var migrations = []string{
 		every     BIGINT NOT NULL -- its heartbeat period, milliseconds
 	);
 	CREATE INDEX bots_seen ON bots(seen);`,
+	// 5: what people did from the dashboard (state.Action), shown on
+	// the task.
+	`-- issue 17: login
+	CREATE TABLE actions (
+		id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		task      TEXT COLLATE "C" NOT NULL, -- the task's ID
+		kind      TEXT COLLATE "C" NOT NULL,
+		actor     TEXT COLLATE "C" NOT NULL, -- state.Action.User ("user" is reserved)
+		at        BIGINT NOT NULL,
+		result    TEXT COLLATE "C" NOT NULL DEFAULT ''
+	);
+	CREATE INDEX actions_task ON actions(task, at, id);
+	CREATE INDEX actions_at ON actions(at);`,
 }

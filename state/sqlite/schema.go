@@ -149,4 +149,17 @@ var migrations = []string{
 		every   INTEGER NOT NULL -- its heartbeat period, milliseconds
 	);
 	CREATE INDEX bots_seen ON bots(seen);`,
+	// 5: what people did from the dashboard (state.Action), shown on
+	// the task.
+	`-- issue 17: login
+	CREATE TABLE actions (
+		id     INTEGER PRIMARY KEY AUTOINCREMENT,
+		task   TEXT    NOT NULL, -- the task's ID
+		kind   TEXT    NOT NULL,
+		actor  TEXT    NOT NULL, -- state.Action.User ("user" is reserved in PostgreSQL)
+		at     INTEGER NOT NULL,
+		result TEXT    NOT NULL DEFAULT ''
+	);
+	CREATE INDEX actions_task ON actions(task, at, id);
+	CREATE INDEX actions_at ON actions(at);`,
 }

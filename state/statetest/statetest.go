@@ -62,6 +62,9 @@ func Run(t *testing.T, fresh Fresh) {
 		{"ConcurrentOpen", testConcurrentOpen},
 		{"Reopen", testReopen},
 		{"Closed", testClosed},
+		{"Actions", testActions},
+		{"ActionsOrder", testActionsOrder},
+		{"ActionsPrune", testActionsPrune},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

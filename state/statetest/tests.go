@@ -286,6 +286,10 @@ func testClosed(t *testing.T, o opener) {
 			return db.Heartbeat(ctx, state.Bot{Name: "b", Pool: "p", Slots: 1, Every: turtles.Duration(time.Second)})
 		},
 		"Bots": func() error { _, err := db.Bots(ctx); return err },
+		"RecordAction": func() error {
+			return db.RecordAction(ctx, state.Action{Task: "t", Kind: "rerun", User: "github:a"})
+		},
+		"Actions": func() error { _, err := db.Actions(ctx, "t"); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, state.ErrClosed) {

@@ -34,6 +34,7 @@ func (db *DB) Prune(ctx context.Context, p state.Prune) (state.Pruned, error) {
 		{"known-issue hits", p.Tasks, &out.IssueHits, "issue_hits", "at < $1", nil},
 		{"approvals", p.Approvals, &out.Approvals, "approvals", "at < $1", nil},
 		{"bots", p.Bots, &out.Bots, "bots", "seen < $1", nil},
+		{"actions", p.Actions, &out.Actions, "actions", "at < $1", nil},
 	}
 	err := db.d.InTx(ctx, func(tx Querier) error {
 		for _, s := range steps {
