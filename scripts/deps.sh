@@ -6,7 +6,11 @@ set -euo pipefail
 need_pkgs=()
 # strace: the attack suite watches the real server's fsyncs with it.
 # bwrap (bubblewrap): bots isolate the commands they run (docs/trust.md).
-for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap; do
+# promtool and prometheus (package prometheus): the tests of
+# deploy/prometheus check the rules with promtool, and cmd/turtles runs a
+# private Prometheus server against turtles serve (never the system-wide
+# one the package may start).
+for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap promtool:prometheus; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -35,7 +39,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 else
-  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap)"
+  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap, prometheus)"
 fi
 
 if ! command -v go >/dev/null 2>&1; then
