@@ -189,6 +189,11 @@ type DB interface {
 	// Tests summarises per-test results, worst first: most flakes, then
 	// most failures, then by repo, context and name.
 	Tests(ctx context.Context, f TestFilter) ([]TestStats, error)
+	// TestRuns returns the results of one test (f.Repo and f.Name; f.Context
+	// and f.Since narrow it), most recently finished first, then by
+	// context and attempt: the history a test's page draws as a grid.
+	// ErrInvalid without a repo or a name.
+	TestRuns(ctx context.Context, f TestFilter) ([]TestRun, error)
 
 	// Prune forgets what p says, and returns how many rows it deleted
 	// (with p.DryRun, how many it would delete).

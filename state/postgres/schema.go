@@ -122,4 +122,40 @@ var migrations = []string{
 	-- The verdict of each attempt and task (turtles.Verdict).
 	ALTER TABLE tasks ADD COLUMN verdict TEXT COLLATE "C" NOT NULL DEFAULT '';
 	ALTER TABLE attempts ADD COLUMN verdict TEXT COLLATE "C" NOT NULL DEFAULT '';`,
+	// Search and paging of the history; a test's history; flakes.
+	`-- issue 17: pages
+	-- An index per filter of List, each ending with (updated, id): List's
+	-- order and its cursor, so that any page of a search is a range scan.
+	DROP INDEX tasks_state;
+	CREATE INDEX tasks_state ON tasks(state, updated, id);
+	CREATE INDEX tasks_repo ON tasks(repo, updated, id);
+	CREATE INDEX tasks_repo_pr ON tasks(repo, pr, updated, id);
+	CREATE INDEX tasks_context ON tasks(context, updated, id);
+	CREATE INDEX tasks_class ON tasks(class, updated, id);
+	CREATE INDEX tasks_verdict ON tasks(verdict, updated, id);
+	CREATE INDEX tasks_sha ON tasks(sha);
+
+	-- A test's runs across contexts (TestRuns).
+	CREATE INDEX test_results_repo_name ON test_results(repo, name, finished);
+
+	-- A test that an attempt of a task failed and a later attempt passed,
+	-- timed by the first pass: the flakes, kept apart since they are rare
+	-- and the flakiest tests are asked for often.
+	CREATE TABLE test_flakes (
+		task_id   TEXT COLLATE "C" NOT NULL,
+		repo      TEXT COLLATE "C" NOT NULL,
+		sha       TEXT COLLATE "C" NOT NULL,
+		context   TEXT COLLATE "C" NOT NULL,
+		name      TEXT COLLATE "C" NOT NULL,
+		finished  BIGINT NOT NULL,
+		PRIMARY KEY (task_id, name)
+	);
+	CREATE INDEX test_flakes_name ON test_flakes(repo, context, name, finished);
+	CREATE INDEX test_flakes_finished ON test_flakes(finished);
+	INSERT INTO test_flakes (task_id, repo, sha, context, name, finished)
+		SELECT p.task_id, p.repo, p.sha, p.context, p.name, MIN(p.finished)
+		FROM test_results p
+		WHERE p.outcome = 'passed' AND p.attempt > 1 AND EXISTS (SELECT 1 FROM test_results f
+			WHERE f.task_id = p.task_id AND f.name = p.name AND f.attempt < p.attempt AND f.outcome = 'failed')
+		GROUP BY p.task_id, p.repo, p.sha, p.context, p.name;`,
 }

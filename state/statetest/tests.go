@@ -281,6 +281,7 @@ func testClosed(t *testing.T, o opener) {
 		"List":        func() error { _, err := db.List(ctx, state.Filter{}); return err },
 		"Get":         func() error { _, err := db.Get(ctx, "x"); return err },
 		"Tests":       func() error { _, err := db.Tests(ctx, state.TestFilter{}); return err },
+		"TestRuns":    func() error { _, err := db.TestRuns(ctx, state.TestFilter{Repo: "r", Name: "n"}); return err },
 		"Prune":       func() error { _, err := db.Prune(ctx, state.Prune{Deliveries: t0}); return err },
 	}
 	for name, call := range calls {

@@ -31,6 +31,8 @@ func (db *DB) Prune(ctx context.Context, p state.Prune) (state.Pruned, error) {
 		{"attempts", p.Tasks, &out.Attempts, "attempts", "task_id IN (SELECT id FROM tasks WHERE updated < $1 AND state = $2)", []any{finished}},
 		{"tasks", p.Tasks, &out.Tasks, "tasks", "updated < $1 AND state = $2", []any{finished}},
 		{"test results", p.Tests, &out.Tests, "test_results", "finished < $1", nil},
+		// Derived from the results: not counted apart.
+		{"test flakes", p.Tests, new(int64), "test_flakes", "finished < $1", nil},
 		{"approvals", p.Approvals, &out.Approvals, "approvals", "at < $1", nil},
 	}
 	err := db.d.InTx(ctx, func(tx Querier) error {
