@@ -124,7 +124,10 @@ type TestStats struct {
 	Context string `json:"context"`
 	Name    string `json:"name"`
 	// Runs counts attempts that passed or failed the test.
-	Runs     int `json:"runs"`
+	Runs int `json:"runs"`
+	// Tasks counts the tasks (a commit's context) that ran the test: a
+	// flake rate is RetriedThenPassed / Tasks.
+	Tasks    int `json:"tasks"`
 	Failures int `json:"failures"`
 	Skipped  int `json:"skipped"`
 	// RetriedThenPassed counts commits on which the test failed in one

@@ -256,9 +256,9 @@ func testTestRuns(t *testing.T, o opener) {
 	}
 	var got []string
 	for _, s := range stats {
-		got = append(got, fmt.Sprintf("%s %s runs %d failures %d flakes %d", s.Context, s.Name, s.Runs, s.Failures, s.RetriedThenPassed))
+		got = append(got, fmt.Sprintf("%s %s runs %d tasks %d failures %d flakes %d", s.Context, s.Name, s.Runs, s.Tasks, s.Failures, s.RetriedThenPassed))
 	}
-	want := []string{"unit login runs 3 failures 1 flakes 1", "integration login runs 1 failures 1 flakes 0"}
+	want := []string{"unit login runs 3 tasks 2 failures 1 flakes 1", "integration login runs 1 tasks 1 failures 1 flakes 0"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Tests by name (-want +got):\n%s", diff)
 	}

@@ -121,6 +121,7 @@ func (db *DB) Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats,
 			SUM(CASE WHEN s.outcome IN ('passed', 'failed') THEN 1 ELSE 0 END) AS runs,
 			SUM(CASE WHEN s.outcome = 'failed' THEN 1 ELSE 0 END) AS failures,
 			SUM(CASE WHEN s.outcome = 'skipped' THEN 1 ELSE 0 END) AS skipped,
+			COUNT(DISTINCT s.task_id) AS tasks,
 			MAX(fl.n) AS flakes,
 			COALESCE(AVG(CASE WHEN s.duration > 0 THEN s.duration END), 0) AS mean
 		FROM flaky fl JOIN test_results s ON s.repo = fl.repo AND s.context = fl.context AND s.name = fl.name AND %s
@@ -134,6 +135,7 @@ func (db *DB) Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats,
 			SUM(CASE WHEN s.outcome IN ('passed', 'failed') THEN 1 ELSE 0 END) AS runs,
 			SUM(CASE WHEN s.outcome = 'failed' THEN 1 ELSE 0 END) AS failures,
 			SUM(CASE WHEN s.outcome = 'skipped' THEN 1 ELSE 0 END) AS skipped,
+			COUNT(DISTINCT s.task_id) AS tasks,
 			COALESCE(MAX(fl.n), 0) AS flakes,
 			COALESCE(AVG(CASE WHEN s.duration > 0 THEN s.duration END), 0) AS mean
 		FROM test_results s LEFT JOIN flaky fl ON fl.repo = s.repo AND fl.context = s.context AND fl.name = s.name
@@ -150,11 +152,11 @@ func (db *DB) Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats,
 	out := []state.TestStats{}
 	for rows.Next() {
 		var s state.TestStats
-		var runs, failures, skipped, flakes int64
-		if err := rows.Scan(&s.Repo, &s.Context, &s.Name, &runs, &failures, &skipped, &flakes, &s.MeanDuration); err != nil {
+		var runs, failures, skipped, tasks, flakes int64
+		if err := rows.Scan(&s.Repo, &s.Context, &s.Name, &runs, &failures, &skipped, &tasks, &flakes, &s.MeanDuration); err != nil {
 			return nil, db.fail(op, err)
 		}
-		s.Runs, s.Failures, s.Skipped, s.RetriedThenPassed = int(runs), int(failures), int(skipped), int(flakes)
+		s.Runs, s.Failures, s.Skipped, s.Tasks, s.RetriedThenPassed = int(runs), int(failures), int(skipped), int(tasks), int(flakes)
 		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
