@@ -204,10 +204,10 @@
     testsEl.appendChild(ul);
     var det = document.createElement("details");
     var sum = document.createElement("summary");
-    sum.textContent = "All tests";
+    sum.textContent = "All tests, failed first";
     det.appendChild(sum);
     var tb = document.createElement("table");
-    tests.forEach(function (t) {
+    failed.concat(tests.filter(function (t) { return t.outcome !== "failed"; })).forEach(function (t) {
       var tr = tb.insertRow();
       tr.className = t.outcome;
       tr.insertCell().textContent = t.outcome;
