@@ -36,7 +36,7 @@ vet:
 # The attack suite runs alongside; its count of attacks tried and held is
 # the last line (scripts/test.sh says how the packages are scheduled).
 test: deps vet
-	@GO=$(GO) scripts/test.sh
+	@TURTLES_TEST_ARTIFACTS=$(CURDIR)/test-artifacts GO=$(GO) scripts/test.sh
 
 test-short:
 	@$(GO) test -short -count=1 $$($(GO) list ./... | grep -v '/attack$$')

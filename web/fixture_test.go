@@ -156,6 +156,7 @@ func newDash(t *testing.T) *dash {
 	d.event(turtles.EventQueued, p1, 10*time.Minute, "", nil)
 	d.event(turtles.EventStarted, p1, 11*time.Minute, "bot-b", nil)
 	d.tests(p1, 12*time.Minute, pass("TestDB"), fail("TestLogin"))
+	d.event(turtles.EventRetrying, p1, 12*time.Minute, "bot-b", failure)
 	p1b := p1
 	p1b.Attempt = 2
 	d.event(turtles.EventStarted, p1b, 13*time.Minute, "bot-b", nil)

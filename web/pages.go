@@ -188,6 +188,8 @@ func mark(word string) string {
 		return "↻"
 	case "queued":
 		return "…"
+	case "finished":
+		return "■"
 	}
 	return "·"
 }

@@ -207,8 +207,16 @@
     sum.textContent = "All tests, failed first";
     det.appendChild(sum);
     var tb = document.createElement("table");
+    var hr = tb.createTHead().insertRow();
+    ["Outcome", "Test", "Duration"].forEach(function (h) {
+      var th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = h;
+      hr.appendChild(th);
+    });
+    var rows = tb.createTBody();
     failed.concat(tests.filter(function (t) { return t.outcome !== "failed"; })).forEach(function (t) {
-      var tr = tb.insertRow();
+      var tr = rows.insertRow();
       tr.className = t.outcome;
       tr.insertCell().textContent = t.outcome;
       var c = tr.insertCell(), a = document.createElement("a");
