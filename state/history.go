@@ -125,8 +125,9 @@ type TestStats struct {
 	Name    string `json:"name"`
 	// Runs counts attempts that passed or failed the test.
 	Runs int `json:"runs"`
-	// Tasks counts the tasks (a commit's context) that ran the test: a
-	// flake rate is RetriedThenPassed / Tasks.
+	// Tasks counts the tasks (a commit's context) that passed or failed
+	// the test, each once, at the first attempt that did (in attempt
+	// order): a flake rate is RetriedThenPassed / Tasks.
 	Tasks    int `json:"tasks"`
 	Failures int `json:"failures"`
 	Skipped  int `json:"skipped"`

@@ -187,7 +187,7 @@ type DB interface {
 	// ErrNotFound if unknown.
 	Get(ctx context.Context, id string) (Task, error)
 	// Tests summarises per-test results, worst first: most flakes, then
-	// most failures, then by repo, context and name.
+	// most failures (not with FlakyOnly), then by repo, context and name.
 	Tests(ctx context.Context, f TestFilter) ([]TestStats, error)
 	// TestRuns returns the results of one test (f.Repo and f.Name; f.Context
 	// and f.Since narrow it), most recently finished first, then by

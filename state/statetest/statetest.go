@@ -54,6 +54,7 @@ func Run(t *testing.T, fresh Fresh) {
 		{"ListPages", testListPages},
 		{"TestRuns", testTestRuns},
 		{"FlakesAnyOrder", testFlakesAnyOrder},
+		{"TestStatsDays", testTestStatsDays},
 		{"Verdicts", testVerdicts},
 		{"Lost", testLost},
 		{"Tests", testTests},

@@ -15,7 +15,10 @@ import (
 // failed it and another (a retry, or a re-run of the same commit and
 // context) passed it.
 
-// RecordTests implements state.DB.
+// RecordTests implements state.DB. What the results imply for the
+// whole task (its flakes, its share of each test's days) is taken out and
+// computed again around the change: the attempts' results may arrive in
+// any order and again, and a task has a handful of rows.
 func (db *DB) RecordTests(ctx context.Context, res turtles.Result) error {
 	t := res.Task
 	op := fmt.Sprintf("record tests of %s attempt %d", t.Key(), t.Attempt)
@@ -27,9 +30,12 @@ func (db *DB) RecordTests(ctx context.Context, res turtles.Result) error {
 		fin = db.now()
 	}
 	err := db.d.InTx(ctx, func(tx Querier) error {
-		// Two recorders of one attempt must not both delete and then
-		// both insert.
-		if err := db.d.Lock(ctx, tx, fmt.Sprintf("tests %s %d", t.ID(), t.Attempt)); err != nil {
+		// Two recorders of one task must not both take its share out and
+		// then both put it back.
+		if err := db.d.Lock(ctx, tx, "tests "+t.ID()); err != nil {
+			return err
+		}
+		if err := days(ctx, tx, -1, "", `r.task_id = $2`, t.ID()); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM test_results WHERE task_id = $1 AND attempt = $2`, t.ID(), t.Attempt); err != nil {
@@ -44,12 +50,63 @@ func (db *DB) RecordTests(ctx context.Context, res turtles.Result) error {
 				return err
 			}
 		}
+		if err := days(ctx, tx, 1, "", `r.task_id = $2`, t.ID()); err != nil {
+			return err
+		}
 		return flakes(ctx, tx, t.ID())
 	})
 	if err != nil {
 		return db.fail(op, err)
 	}
 	return nil
+}
+
+// dayMS is the length of the days of test_days (UTC).
+const dayMS = 24 * 60 * 60 * 1000
+
+// firstRun is true for a result r that is its task's first pass or
+// failure of its test, in attempt order, among the earlier results e that
+// match the extra condition (%s). Each task counts once, on the day of
+// that result.
+const firstRun = `r.outcome IN ('passed', 'failed') AND NOT EXISTS (SELECT 1 FROM test_results e
+	WHERE e.task_id = r.task_id AND e.name = r.name AND e.attempt < r.attempt AND e.outcome IN ('passed', 'failed') %s)`
+
+// rowSums are what one result r adds to its test's day (the columns of
+// test_days), firstExtra the extra condition of firstRun.
+func rowSums(firstExtra string) []string {
+	return []string{
+		`CASE WHEN r.outcome IN ('passed', 'failed') THEN 1 ELSE 0 END`,
+		`CASE WHEN r.outcome = 'failed' THEN 1 ELSE 0 END`,
+		`CASE WHEN r.outcome = 'skipped' THEN 1 ELSE 0 END`,
+		`CASE WHEN ` + fmt.Sprintf(firstRun, firstExtra) + ` THEN 1 ELSE 0 END`,
+		`CASE WHEN r.duration > 0 THEN r.duration ELSE 0 END`,
+		`CASE WHEN r.duration > 0 THEN 1 ELSE 0 END`,
+	}
+}
+
+var dayNames = []string{"runs", "failures", "skipped", "tasks", "dur_sum", "dur_n"}
+
+// days adds sign times the share of the results r that match where to
+// their tests' days; where's arguments start at $2, and firstExtra is the
+// extra condition of firstRun.
+func days(ctx context.Context, tx Querier, sign int, firstExtra, where string, args ...any) error {
+	day := `r.finished / ` + strconv.Itoa(dayMS)
+	var sums, scaled, set []string
+	for i, e := range rowSums(firstExtra) {
+		n := dayNames[i]
+		sums = append(sums, "SUM("+e+") AS "+n)
+		scaled = append(scaled, "s * "+n)
+		set = append(set, n+" = test_days."+n+" + excluded."+n)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO test_days (repo, name, context, day, `+strings.Join(dayNames, ", ")+`)
+		SELECT repo, name, context, day, `+strings.Join(scaled, ", ")+` FROM (
+			SELECT r.repo, r.name, r.context, `+day+` AS day, CAST($1 AS BIGINT) AS s, `+strings.Join(sums, ", ")+`
+			FROM test_results r WHERE `+where+`
+			GROUP BY r.repo, r.name, r.context, `+day+`) AS sums
+		WHERE true
+		ON CONFLICT (repo, name, context, day) DO UPDATE SET `+strings.Join(set, ", "),
+		append([]any{sign}, args...)...)
+	return err
 }
 
 // flakes records again the flakes of task id, from all its attempts'
@@ -75,75 +132,78 @@ const flakesInsert = `INSERT INTO test_flakes (task_id, repo, sha, context, name
 	WHERE p.outcome = 'passed' AND p.attempt > 1 AND EXISTS (SELECT 1 FROM test_results f
 		WHERE f.task_id = p.task_id AND f.name = p.name AND f.attempt < p.attempt AND f.outcome = 'failed')`
 
-// Tests implements state.DB. Flakes come from test_flakes. With FlakyOnly
-// the query starts there, and reads the results of those tests alone
-// (by the index on repo, context, name and time), so that the flakiest
-// tests take time in proportion to the flaky tests' runs, not to every
-// result kept.
+// Tests implements state.DB. Flakes come from test_flakes (a row per
+// flake). The other counts come from test_days for the whole days after
+// Since's and from the results for the rest of Since's day, so that a
+// test's stats over weeks read a row a day. With FlakyOnly the query
+// starts from the flakiest tests and reads theirs alone.
 func (db *DB) Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats, error) {
 	const op = "test stats"
 	if err := db.check(op); err != nil {
 		return nil, err
 	}
 	var args []any
-	// cond is the filter on table alias a, for the results and the flakes
-	// alike.
-	cond := func(a string) string {
-		var where []string
-		add := func(col string, v any) {
-			args = append(args, v)
-			where = append(where, fmt.Sprintf("%s.%s $%d", a, col, len(args)))
-		}
-		if f.Repo != "" {
-			add("repo =", f.Repo)
-		}
-		if f.Context != "" {
-			add("context =", f.Context)
-		}
-		if f.Name != "" {
-			add("name =", f.Name)
-		}
-		if !f.Since.IsZero() {
-			add("finished >=", ms(f.Since))
-		}
-		if len(where) == 0 {
-			return "1 = 1"
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	// match is the filter on the test of alias a.
+	match := func(a string) string {
+		where := []string{"1 = 1"}
+		for _, c := range []struct{ col, val string }{{"repo", f.Repo}, {"context", f.Context}, {"name", f.Name}} {
+			if c.val != "" {
+				where = append(where, a+"."+c.col+" = "+arg(c.val))
+			}
 		}
 		return strings.Join(where, " AND ")
 	}
-	flaky := fmt.Sprintf(`SELECT fl.repo, fl.context, fl.name, COUNT(*) AS n FROM test_flakes fl WHERE %s
-		GROUP BY fl.repo, fl.context, fl.name`, cond("fl"))
-	var q string
-	if f.FlakyOnly {
-		q = fmt.Sprintf(`
-		WITH flaky AS (%s)
-		SELECT fl.repo, fl.context, fl.name,
-			SUM(CASE WHEN s.outcome IN ('passed', 'failed') THEN 1 ELSE 0 END) AS runs,
-			SUM(CASE WHEN s.outcome = 'failed' THEN 1 ELSE 0 END) AS failures,
-			SUM(CASE WHEN s.outcome = 'skipped' THEN 1 ELSE 0 END) AS skipped,
-			COUNT(DISTINCT s.task_id) AS tasks,
-			MAX(fl.n) AS flakes,
-			COALESCE(AVG(CASE WHEN s.duration > 0 THEN s.duration END), 0) AS mean
-		FROM flaky fl JOIN test_results s ON s.repo = fl.repo AND s.context = fl.context AND s.name = fl.name AND %s
-		GROUP BY fl.repo, fl.context, fl.name
-		ORDER BY flakes DESC, failures DESC, fl.repo, fl.context, fl.name
-		LIMIT %d`, flaky, cond("s"), limit(f.Limit, 500, 5000))
-	} else {
-		q = fmt.Sprintf(`
-		WITH flaky AS (%s)
-		SELECT s.repo, s.context, s.name,
-			SUM(CASE WHEN s.outcome IN ('passed', 'failed') THEN 1 ELSE 0 END) AS runs,
-			SUM(CASE WHEN s.outcome = 'failed' THEN 1 ELSE 0 END) AS failures,
-			SUM(CASE WHEN s.outcome = 'skipped' THEN 1 ELSE 0 END) AS skipped,
-			COUNT(DISTINCT s.task_id) AS tasks,
-			COALESCE(MAX(fl.n), 0) AS flakes,
-			COALESCE(AVG(CASE WHEN s.duration > 0 THEN s.duration END), 0) AS mean
-		FROM test_results s LEFT JOIN flaky fl ON fl.repo = s.repo AND fl.context = s.context AND fl.name = s.name
-		WHERE %s
-		GROUP BY s.repo, s.context, s.name
-		ORDER BY flakes DESC, failures DESC, s.repo, s.context, s.name
-		LIMIT %d`, flaky, cond("s"), limit(f.Limit, 500, 5000))
+	n := limit(f.Limit, 500, 5000)
+	flaky := `SELECT fl.repo, fl.context, fl.name, COUNT(*) AS n FROM test_flakes fl WHERE ` + match("fl")
+	if !f.Since.IsZero() {
+		flaky += ` AND fl.finished >= ` + arg(ms(f.Since))
 	}
+	flaky += ` GROUP BY fl.repo, fl.context, fl.name`
+	if f.FlakyOnly {
+		flaky += fmt.Sprintf(` ORDER BY n DESC, fl.repo, fl.context, fl.name LIMIT %d`, n)
+	}
+	// The whole days after dayFrom, and the rest of dayFrom from since.
+	dayFrom, since := int64(-1), int64(0)
+	if !f.Since.IsZero() {
+		since = ms(f.Since)
+		dayFrom = since / dayMS
+	}
+	join := func(a string) string {
+		return `flaky fl JOIN ` + map[string]string{"d": "test_days", "r": "test_results"}[a] + ` ` + a + ` ON ` + a + `.repo = fl.repo AND ` +
+			a + `.name = fl.name AND ` + a + `.context = fl.context`
+	}
+	var stats string
+	if f.FlakyOnly {
+		stats = `SELECT d.repo, d.context, d.name, d.` + strings.Join(dayNames, ", d.") + ` FROM ` + join("d") + ` AND d.day > ` + arg(dayFrom)
+	} else {
+		stats = `SELECT d.repo, d.context, d.name, d.` + strings.Join(dayNames, ", d.") + ` FROM test_days d WHERE ` + match("d") + ` AND d.day > ` + arg(dayFrom)
+	}
+	if dayFrom >= 0 {
+		window := `r.finished >= ` + arg(since) + ` AND r.finished < ` + arg((dayFrom+1)*dayMS)
+		stats += ` UNION ALL SELECT r.repo, r.context, r.name, ` + strings.Join(rowSums(""), ", ")
+		if f.FlakyOnly {
+			stats += ` FROM ` + join("r") + ` AND ` + window
+		} else {
+			stats += ` FROM test_results r WHERE ` + match("r") + ` AND ` + window
+		}
+	}
+	order, having := "flakes DESC, failures DESC, s.repo, s.context, s.name", "HAVING SUM(s.runs) > 0 OR SUM(s.skipped) > 0"
+	if f.FlakyOnly {
+		order, having = "flakes DESC, s.repo, s.context, s.name", ""
+	}
+	q := fmt.Sprintf(`
+	WITH flaky AS (%s), stats (repo, context, name, %s) AS (%s)
+	SELECT s.repo, s.context, s.name, SUM(s.runs) AS runs, SUM(s.failures) AS failures, SUM(s.skipped) AS skipped,
+		SUM(s.tasks) AS tasks, COALESCE(MAX(fl.n), 0) AS flakes, SUM(s.dur_sum) AS dur_sum, SUM(s.dur_n) AS dur_n
+	FROM stats s LEFT JOIN flaky fl ON fl.repo = s.repo AND fl.context = s.context AND fl.name = s.name
+	GROUP BY s.repo, s.context, s.name
+	%s
+	ORDER BY %s
+	LIMIT %d`, flaky, strings.Join(dayNames, ", "), stats, having, order, n)
 	rows, err := db.d.Query(ctx, q, args...)
 	if err != nil {
 		return nil, db.fail(op, err)
@@ -152,11 +212,15 @@ func (db *DB) Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats,
 	out := []state.TestStats{}
 	for rows.Next() {
 		var s state.TestStats
-		var runs, failures, skipped, tasks, flakes int64
-		if err := rows.Scan(&s.Repo, &s.Context, &s.Name, &runs, &failures, &skipped, &tasks, &flakes, &s.MeanDuration); err != nil {
+		var runs, failures, skipped, tasks, flakes, durN int64
+		var durSum float64
+		if err := rows.Scan(&s.Repo, &s.Context, &s.Name, &runs, &failures, &skipped, &tasks, &flakes, &durSum, &durN); err != nil {
 			return nil, db.fail(op, err)
 		}
 		s.Runs, s.Failures, s.Skipped, s.Tasks, s.RetriedThenPassed = int(runs), int(failures), int(skipped), int(tasks), int(flakes)
+		if durN > 0 {
+			s.MeanDuration = durSum / float64(durN)
+		}
 		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
@@ -224,6 +288,7 @@ func (db *DB) lastFailure(ctx context.Context, s state.TestStats) (*state.Failur
 	var f state.Failure
 	var line int
 	var at int64
+	// test_results_failed: the failures alone, by test and time.
 	err := db.d.QueryRow(ctx, `SELECT sha, attempt, finished, message, log_url, line FROM test_results
 		WHERE repo = $1 AND context = $2 AND name = $3 AND outcome = 'failed' ORDER BY finished DESC, attempt DESC LIMIT 1`,
 		s.Repo, s.Context, s.Name).Scan(&f.SHA, &f.Attempt, &at, &f.Message, &f.LogURL, &line)
