@@ -41,12 +41,22 @@ func (db *DB) RecordTests(ctx context.Context, res turtles.Result) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM test_results WHERE task_id = $1 AND attempt = $2`, t.ID(), t.Attempt); err != nil {
 			return err
 		}
-		for _, x := range res.Tests {
+		// Many rows a statement: a round trip each would cost a remote
+		// database more than the rows.
+		const per = 500
+		for i := 0; i < len(res.Tests); i += per {
+			var values []string
+			var args []any
+			for _, x := range res.Tests[i:min(i+per, len(res.Tests))] {
+				n := len(args)
+				values = append(values, fmt.Sprintf("($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)",
+					n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11, n+12, n+13))
+				args = append(args, t.ID(), t.Attempt, t.Repo.Name, t.SHA, t.Context, x.Name, string(x.Outcome),
+					x.Duration, x.Line, x.Source, x.Message, res.LogURL, ms(fin))
+			}
 			if _, err := tx.Exec(ctx, `INSERT INTO test_results
 				(task_id, attempt, repo, sha, context, name, outcome, duration, line, source, message, log_url, finished)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
-				t.ID(), t.Attempt, t.Repo.Name, t.SHA, t.Context, x.Name, string(x.Outcome),
-				x.Duration, x.Line, x.Source, x.Message, res.LogURL, ms(fin)); err != nil {
+				VALUES `+strings.Join(values, ", "), args...); err != nil {
 				return err
 			}
 		}
@@ -133,8 +143,8 @@ const flakesInsert = `INSERT INTO test_flakes (task_id, repo, sha, context, name
 		WHERE f.task_id = p.task_id AND f.name = p.name AND f.attempt < p.attempt AND f.outcome = 'failed')`
 
 // Tests implements state.DB. Flakes come from test_flakes (a row per
-// flake). The other counts come from test_days for the whole days after
-// Since's and from the results for the rest of Since's day, so that a
+// flake). The other counts come from test_days for the whole days from
+// Since on and from the results for the rest of Since's day, so that a
 // test's stats over weeks read a row a day. With FlakyOnly the query
 // starts from the flakiest tests and reads theirs alone.
 func (db *DB) Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats, error) {
@@ -166,11 +176,12 @@ func (db *DB) Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats,
 	if f.FlakyOnly {
 		flaky += fmt.Sprintf(` ORDER BY n DESC, fl.repo, fl.context, fl.name LIMIT %d`, n)
 	}
-	// The whole days after dayFrom, and the rest of dayFrom from since.
-	dayFrom, since := int64(-1), int64(0)
+	// The whole days from firstDay on, and the results from since to
+	// the start of firstDay (none when since is a day's start).
+	firstDay, since := int64(0), int64(0)
 	if !f.Since.IsZero() {
 		since = ms(f.Since)
-		dayFrom = since / dayMS
+		firstDay = (since + dayMS - 1) / dayMS
 	}
 	join := func(a string) string {
 		return `flaky fl JOIN ` + map[string]string{"d": "test_days", "r": "test_results"}[a] + ` ` + a + ` ON ` + a + `.repo = fl.repo AND ` +
@@ -178,12 +189,12 @@ func (db *DB) Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats,
 	}
 	var stats string
 	if f.FlakyOnly {
-		stats = `SELECT d.repo, d.context, d.name, d.` + strings.Join(dayNames, ", d.") + ` FROM ` + join("d") + ` AND d.day > ` + arg(dayFrom)
+		stats = `SELECT d.repo, d.context, d.name, d.` + strings.Join(dayNames, ", d.") + ` FROM ` + join("d") + ` AND d.day >= ` + arg(firstDay)
 	} else {
-		stats = `SELECT d.repo, d.context, d.name, d.` + strings.Join(dayNames, ", d.") + ` FROM test_days d WHERE ` + match("d") + ` AND d.day > ` + arg(dayFrom)
+		stats = `SELECT d.repo, d.context, d.name, d.` + strings.Join(dayNames, ", d.") + ` FROM test_days d WHERE ` + match("d") + ` AND d.day >= ` + arg(firstDay)
 	}
-	if dayFrom >= 0 {
-		window := `r.finished >= ` + arg(since) + ` AND r.finished < ` + arg((dayFrom+1)*dayMS)
+	if since < firstDay*dayMS {
+		window := `r.finished >= ` + arg(since) + ` AND r.finished < ` + arg(firstDay*dayMS)
 		stats += ` UNION ALL SELECT r.repo, r.context, r.name, ` + strings.Join(rowSums(""), ", ")
 		if f.FlakyOnly {
 			stats += ` FROM ` + join("r") + ` AND ` + window
