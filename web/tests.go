@@ -19,7 +19,9 @@ import (
 // defaultSince is how far back the test pages look unless told.
 const defaultSince = 14 * 24 * time.Hour
 
-// testFilter reads the parameters shared by the test pages.
+// testFilter reads the parameters shared by the test pages. The pages
+// count whole days (UTC), as the history keeps each test's stats: since
+// is the start of its day. (The JSON API counts from since exactly.)
 func (s *Server) testFilter(q url.Values) (state.TestFilter, error) {
 	f := state.TestFilter{Repo: q.Get("repo"), Context: q.Get("context"), Name: q.Get("name"),
 		Since: s.cfg.Now().Add(-defaultSince)}
@@ -29,6 +31,7 @@ func (s *Server) testFilter(q url.Values) (state.TestFilter, error) {
 			return f, err
 		}
 	}
+	f.Since = f.Since.UTC().Truncate(24 * time.Hour)
 	return f, nil
 }
 
@@ -41,13 +44,12 @@ func (s *Server) listTests(w http.ResponseWriter, r *http.Request) {
 		s.apiFailed(w, r, err)
 		return
 	}
-	f, err := s.testFilter(q)
-	if err != nil {
-		s.apiFailed(w, r, err)
-		return
-	}
-	if q.Get("since") == "" {
-		f.Since = time.Time{} // the API's default is all
+	f := state.TestFilter{Repo: q.Get("repo"), Context: q.Get("context"), Name: q.Get("name")}
+	if v := q.Get("since"); v != "" { // the API's default is all
+		if f.Since, err = parseTime("since", v, s.cfg.Now(), false); err != nil {
+			s.apiFailed(w, r, err)
+			return
+		}
 	}
 	if v := q.Get("flaky"); v != "" {
 		if f.FlakyOnly, err = strconv.ParseBool(v); err != nil {
@@ -243,7 +245,8 @@ func (s *Server) test(r *http.Request, who *viewer) (testView, error) {
 	if v.Stats, err = s.cfg.History.Tests(r.Context(), f); err != nil {
 		return v, err
 	}
-	f.Limit = 2000
+	// Enough runs for the grid's commits in a few contexts, with retries.
+	f.Limit = maxGridCommits * 16
 	if v.Runs, err = s.cfg.History.TestRuns(r.Context(), f); err != nil {
 		return v, err
 	}
