@@ -245,7 +245,10 @@ func (sys *system) openHTTP() error {
 		}
 		st, _ := sys.Store.GetOK()
 		q, _ := sys.Queue.GetOK()
-		h = web.New(web.Config{History: sys.State.Get(), Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web")})
+		// A bot is shown dead after a lease without a heartbeat, as the
+		// queue takes its tasks back then.
+		h = web.New(web.Config{History: sys.State.Get(), Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web"),
+			BotTimeout: sys.s.Lease})
 	} else {
 		mux := http.NewServeMux()
 		if hasReceiver {
