@@ -79,7 +79,7 @@ func (a *fakeAuth) CanRead(_ *http.Request, repo string) bool { return !a.privat
 
 // dash is a dashboard under test.
 type dash struct {
-	t     *testing.T
+	t     testing.TB
 	h     history
 	st    *store.Dir
 	bots  *fakeBots
@@ -130,7 +130,7 @@ func fail(name string) turtles.TestResult {
 }
 
 // newDash records the fixture.
-func newDash(t *testing.T) *dash {
+func newDash(t testing.TB) *dash {
 	h, st := historyAndStore(t)
 	d := &dash{t: t, h: h, st: st, acts: fakeActions{}, tasks: map[string]turtles.Task{}}
 	success := &turtles.Outcome{Class: turtles.Success}
