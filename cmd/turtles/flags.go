@@ -70,7 +70,7 @@ func byteSize(p func(*Settings) *ByteSize) binding {
 // options are all the settings that are flags, by area.
 func options() []option {
 	var all []option
-	for _, area := range [][]option{coreOptions(), trustOptions(), forgeOptions(), httpOptions(), isolationOptions(), imageOptions(), stateOptions(), machineOptions()} {
+	for _, area := range [][]option{coreOptions(), trustOptions(), forgeOptions(), httpOptions(), isolationOptions(), imageOptions(), stateOptions(), machineOptions(), healthOptions()} {
 		all = append(all, area...)
 	}
 	return all
