@@ -139,4 +139,57 @@ func TestImageRuns(t *testing.T) {
 	if len(got) != len(installed) {
 		t.Errorf("dpkg in the image lists %d packages, the layer's list %d", len(got), len(installed))
 	}
+	t.Run("guest task", func(t *testing.T) { guestTask(t, root) })
+}
+
+// guestTask runs a context in a guest VM of the Debian test image with
+// `turtles run`, as uid 10001 inside the image's root file system, with
+// only /proc, /dev and the images directory from the host (what a
+// container runtime and the manifests give a bot): the checkout (git), the
+// VM's disk overlay (qemu-img), its boot (QEMU, under TCG without
+// /dev/kvm) and SSH to it all work with the image's own tools.
+func guestTask(t *testing.T, root string) {
+	manifest, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", testMirror, nil, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A repository with one guest-mode context, owned by the image's user.
+	repo := filepath.Join(root, Home, "repo")
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := "contexts:\n  - name: guest\n    image: debian-12\n    timeout: 15m\n    command: |\n" +
+		"      . /etc/os-release\n      echo \"guest: $PRETTY_NAME on $(uname -m)\"\n"
+	if err := os.WriteFile(filepath.Join(repo, ".turtles.yaml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"chown", "-R", "10001:10001", repo}} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	git := "git -c user.name=T -c user.email=t@example.com -C " + Home + "/repo "
+	chroot(t, root, "10001:10001", "sh", "-c", git+"init -q && "+git+"add .turtles.yaml && "+git+"commit -q -m test")
+
+	// A private mount namespace: the mounts end with the command.
+	script := `set -e
+root=$1 images=$2
+mount -t proc proc "$root/proc"
+mount --rbind /dev "$root/dev"
+mkdir -p "$root/images"
+mount --bind "$images" "$root/images"
+mount -o remount,bind,ro "$root/images"
+exec chroot --userspec=10001:10001 "$root" env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=` + Home + ` LC_ALL=C \
+	turtles run --dir ` + Home + `/repo --images-dir /images --data-dir ` + Home + `/data guest
+`
+	start := time.Now()
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", root, filepath.Dir(manifest))
+	out, err := cmd.CombinedOutput()
+	t.Logf("turtles run in the image took %s:\n%s", time.Since(start).Round(time.Second), out)
+	if err != nil {
+		t.Fatalf("turtles run guest: %v", err)
+	}
+	if !strings.Contains(string(out), "guest: Debian GNU/Linux 12 (bookworm) on x86_64") {
+		t.Errorf("the guest did not run the command")
+	}
 }
