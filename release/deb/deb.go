@@ -136,6 +136,10 @@ func Build(ctx context.Context, o Options) (string, error) {
 	return out, nil
 }
 
+// bareCommit is git describe --always's output in a repository without
+// tags: an abbreviated commit, which may start with a digit.
+var bareCommit = regexp.MustCompile(`^[0-9a-f]{7,40}(-dirty)?$`)
+
 // versionRe is what Debian accepts as an upstream version without epoch
 // or revision: a digit first.
 var versionRe = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~]*$`)
@@ -149,7 +153,7 @@ func Version(v string) (string, error) {
 	if s == "" {
 		return "", errors.New("deb: no version")
 	}
-	if s[0] < '0' || s[0] > '9' {
+	if s[0] < '0' || s[0] > '9' || bareCommit.MatchString(s) {
 		s = "0~" + s
 	}
 	s = strings.ReplaceAll(s, "-", "+")

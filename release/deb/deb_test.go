@@ -24,6 +24,8 @@ func TestVersion(t *testing.T) {
 		{in: "v1.2.3-rc.1", want: "1.2.3+rc.1"},
 		{in: "f00932c", want: "0~f00932c"},
 		{in: "f00932c-dirty", want: "0~f00932c+dirty"},
+		{in: "2bb4f16", want: "0~2bb4f16"},
+		{in: "2bb4f16-dirty", want: "0~2bb4f16+dirty"},
 		{in: "", err: "no version"},
 		{in: "v1.2 3", err: "no Debian version"},
 		{in: "v1_2", err: "no Debian version"},
