@@ -6,7 +6,10 @@ set -euo pipefail
 need_pkgs=()
 # strace: the attack suite watches the real server's fsyncs with it.
 # bwrap (bubblewrap): bots isolate the commands they run (docs/trust.md).
-for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap; do
+# ssh-keygen signs and verifies releases, dpkg-deb builds the .deb and
+# systemd-analyze checks the units (make test: release, deploy/systemd).
+for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap \
+    ssh-keygen:openssh-client dpkg-deb:dpkg systemd-analyze:systemd; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -35,7 +38,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 else
-  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap)"
+  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap, openssh-client, dpkg, systemd)"
 fi
 
 if ! command -v go >/dev/null 2>&1; then
