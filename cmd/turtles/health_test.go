@@ -48,17 +48,16 @@ func TestBotHealth(t *testing.T) {
 		clock.BlockUntilContext(ctx, 1)
 		clock.Advance(healthEvery)
 	}
+	// The ticks are delivered; the beats they start fail, and are
+	// recorded, some time after.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		code, body := get()
-		if code == http.StatusServiceUnavailable {
-			if !strings.Contains(body, "no heartbeat for") || !strings.Contains(body, "the last failed") {
-				t.Errorf("503 body %q: want how long and why", body)
-			}
+		if code == http.StatusServiceUnavailable && strings.Contains(body, "no heartbeat for") && strings.Contains(body, "the last failed") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("GET /healthz = %d %q %s after the database closed, want 503", code, body, healthStale+healthEvery)
+			t.Fatalf("GET /healthz = %d %q %s after the database closed, want 503 saying how long and why", code, body, healthStale+healthEvery)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
