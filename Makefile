@@ -3,10 +3,11 @@ GO      ?= go
 BIN     := bin/turtles
 BENCH   ?= all
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo devel)
+COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 GOBIN   := $(shell $(GO) env GOPATH 2>/dev/null)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build deps test test-short bench demo fuzz vet clean image
+.PHONY: all build deps test test-short bench demo fuzz vet clean image static deb release
 
 all: build
 
@@ -15,16 +16,50 @@ deps:
 
 build:
 	@echo "==> building $(BIN) ($(VERSION))"
-	@$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/turtles
+	@$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/turtles
 
-# The container image of deploy/kubernetes (Dockerfile), with docker or
-# podman: make image IMAGE=registry.example.com/turtles:TAG
-IMAGE     ?= turtles:$(VERSION)
-CONTAINER ?= $(shell command -v docker || command -v podman)
-image:
-	@test -n "$(CONTAINER)" || { echo "make image needs docker or podman (neither is installed)" >&2; exit 1; }
-	@echo "==> building container image $(IMAGE) with $(CONTAINER)"
-	@$(CONTAINER) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+# What turtles ships, built by cmd/release without a container engine
+# (docs/install.md). ARCH is amd64 or arm64; times come from
+# SOURCE_DATE_EPOCH (default: the last commit's), so rebuilds are the same.
+ARCH      ?= amd64
+STATIC    := bin/turtles-linux-$(ARCH)
+RELEASE   := $(GO) run ./cmd/release
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+
+# A static binary for images and packages (no cgo, no build paths).
+static:
+	@echo "==> building $(STATIC) ($(VERSION), static)"
+	@CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath \
+		-ldflags "-s -w -buildid= -X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(STATIC) ./cmd/turtles
+
+# The container image of deploy/kubernetes as an OCI layout in bin/image:
+# a Debian 12 base layer made with debootstrap (root and a Debian mirror;
+# built once, then cached), the binary as its own layer, user turtles.
+#   make image                                        bin/image only
+#   make image IMAGE=registry.example.com/turtles:TAG  and push it there
+# The Dockerfile builds the same image with docker or podman.
+IMAGE ?=
+image: static
+	@echo "==> building the container image into bin/image$(if $(IMAGE), and pushing it to $(IMAGE))"
+	@$(RELEASE) image --arch $(ARCH) --binary $(STATIC) --out bin/image --ref turtles:$(VERSION) \
+		--version $(VERSION) --revision $(COMMIT) $(if $(IMAGE),--push $(IMAGE))
+
+# The Debian package (dpkg-deb): bin/turtles_VERSION_ARCH.deb.
+MAINTAINER ?= $(shell git log -1 --format='%an <%ae>' 2>/dev/null)
+deb: static
+	@echo "==> building the Debian package"
+	@$(RELEASE) deb --arch $(ARCH) --binary $(STATIC) --version $(VERSION) --maintainer "$(MAINTAINER)" --out bin
+
+# A release from the signed tag at HEAD (or TAG=...) into dist/TAG: the tag's
+# signature is verified against deploy/release/allowed_signers first, and
+# SHA256SUMS is signed with the SSH key RELEASE_KEY (Ed25519).
+TAG         ?= $(shell git describe --exact-match --tags HEAD 2>/dev/null)
+RELEASE_KEY ?=
+release:
+	@test -n "$(TAG)" || { echo "make release: HEAD is not tagged (git tag -s vX.Y.Z, or TAG=...)" >&2; exit 1; }
+	@test -n "$(RELEASE_KEY)" || { echo "make release: set RELEASE_KEY to the SSH key that signs SHA256SUMS" >&2; exit 1; }
+	@echo "==> release $(TAG) into dist/$(TAG)"
+	@$(RELEASE) release --tag $(TAG) --key $(RELEASE_KEY) --out dist/$(TAG)
 
 vet:
 	@echo "==> go vet and gofmt"
@@ -62,4 +97,4 @@ demo: deps build
 	@scripts/demo.sh
 
 clean:
-	rm -rf bin demo-data
+	rm -rf bin demo-data dist

@@ -10,7 +10,12 @@ need_pkgs=()
 # deploy/prometheus check the rules with promtool, and cmd/turtles runs a
 # private Prometheus server against turtles serve (never the system-wide
 # one the package may start).
-for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap promtool:prometheus; do
+# ssh-keygen signs and verifies releases, dpkg-deb builds the .deb and
+# systemd-analyze checks the units (make test: release, deploy/systemd);
+# promtool and prometheus (package prometheus) check the alerting rules, and
+# cmd/turtles runs a private Prometheus against turtles serve.
+for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap \
+    ssh-keygen:openssh-client dpkg-deb:dpkg systemd-analyze:systemd promtool:prometheus; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -39,7 +44,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 else
-  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap, prometheus)"
+  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap, prometheus, openssh-client, dpkg, systemd)"
 fi
 
 if ! command -v go >/dev/null 2>&1; then

@@ -15,7 +15,7 @@ procs=${TEST_PROCS:-3}
 start=$(date +%s)
 
 # Longest first (docs/benchmarks.md has the times).
-slow=(./queue/amqp ./cmd/turtles ./bot ./triage/corpus ./vm ./state/postgres ./deploy/kubernetes ./hook)
+slow=(./queue/amqp ./cmd/turtles ./bot ./triage/corpus ./vm ./release/ociimage ./release ./state/postgres ./deploy/kubernetes ./release/deb ./hook)
 mapfile -t rest < <($GO list ./... | sed "s#^$($GO list -m)#.#" | grep -v '^./attack$' |
 	grep -vxF -f <(printf '%s\n' "${slow[@]}"))
 

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/spf13/cobra"
 )
 
@@ -30,12 +31,19 @@ Several bots on one host can share the embedded queue file of a
 				return err
 			}
 			defer sys.Close()
+			if s.HealthListen != "" {
+				stopHealth, _, err := serveHealth(s, sys, log, clockwork.NewRealClock())
+				if err != nil {
+					return err
+				}
+				defer stopHealth()
+			}
 			log.Info("bot running", "name", s.BotName, "pool", s.Pool, "slots", s.Slots, "queue", redactQueue(s.Queue))
 			return sys.run(ctx, again)
 		},
 	}
 	addFlags(cmd.Flags(), "data-dir", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool", "slots",
-		"work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "known-issues", "drain-timeout", "log-level", "log-format", "bot-heartbeat")
+		"work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "known-issues", "drain-timeout", "log-level", "log-format", "bot-heartbeat", "health-listen")
 	// Accepted so that older command lines still start; links are built
 	// by the process that serves the pages.
 	cmd.Flags().MarkDeprecated("public-url", "the reporter (or serve) builds log links from its own --public-url; bots ignore it")

@@ -17,8 +17,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = ""
+// version and commit are set at build time with -ldflags
+// "-X main.version=... -X main.commit=..." (make build, make release).
+var version, commit = "", ""
 
 func main() {
 	if err := rootCmd().Execute(); err != nil {
@@ -48,17 +49,6 @@ task on a bot in a fresh checkout, streams its log and reports commit statuses.
 	root.AddCommand(resultsCmd(), storeCmd())
 	root.AddCommand(triageCmd())
 	return root
-}
-
-func versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version of turtles",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "turtles", buildVersion())
-		},
-	}
 }
 
 func buildVersion() string {

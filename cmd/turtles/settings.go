@@ -104,6 +104,9 @@ type Settings struct {
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
 	// file per name holding the value, as Kubernetes mounts a secret.
 	SecretsDir string `yaml:"secrets_dir"`
+	// HealthListen is where a bot serves its health endpoint (health.go);
+	// empty: nowhere.
+	HealthListen string `yaml:"health_listen"`
 	// KnownIssues are directories of the server's known-issue patterns
 	// (package triage), searched for every repository's failed tests on
 	// top of turtles' own.

@@ -2,6 +2,7 @@ package kubernetes_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/turtles-ci/turtles/release/ociimage"
 )
 
 // root is the repository, where the Dockerfile is.
@@ -109,17 +112,14 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	t.Run("packages", func(t *testing.T) { checkPackages(t, d) })
+	t.Run("same as make image", func(t *testing.T) { checkSameAsOCIImage(t, d) })
 	t.Run("context", func(t *testing.T) {
 		checkContext(t, build)
 	})
 }
 
-// checkPackages asks dpkg on this (Debian) machine which package provides
-// each program turtles runs, and checks the runtime stage installs it.
-func checkPackages(t *testing.T, d dockerfile) {
-	if _, err := exec.LookPath("dpkg"); err != nil {
-		t.Skip("dpkg missing: not Debian")
-	}
+// aptInstalled are the packages the Dockerfile's runtime stage installs.
+func aptInstalled(d dockerfile) []string {
 	var installed []string
 	for _, r := range d.all("RUN") {
 		if _, after, ok := strings.Cut(r, "apt-get install"); ok {
@@ -131,9 +131,56 @@ func checkPackages(t *testing.T, d dockerfile) {
 			}
 		}
 	}
+	return installed
+}
+
+// checkSameAsOCIImage keeps the Dockerfile and `make image`
+// (release/ociimage) equivalent: the same Debian release, the same
+// packages, the same non-root account and user, entry point and work
+// directory.
+func checkSameAsOCIImage(t *testing.T, d dockerfile) {
+	got, want := slices.Sorted(slices.Values(aptInstalled(d))), slices.Sorted(slices.Values(ociimage.Packages))
+	if !slices.Equal(got, want) {
+		t.Errorf("the Dockerfile installs %q, make image (ociimage.Packages) %q", got, want)
+	}
+	if froms := d.all("FROM"); len(froms) < 2 || !strings.HasPrefix(froms[len(froms)-1], "debian:"+ociimage.Suite) {
+		t.Errorf("runtime FROM %q: want debian:%s like make image", froms, ociimage.Suite)
+	}
+	user := fmt.Sprintf("%d:%d", ociimage.UID, ociimage.GID)
+	if u := d.all("USER"); len(u) != 1 || u[0] != user {
+		t.Errorf("USER %q, want %s (ociimage.UID:GID)", u, user)
+	}
+	if w := d.all("WORKDIR"); len(w) == 0 || w[len(w)-1] != ociimage.Home {
+		t.Errorf("last WORKDIR %q, want %s", w, ociimage.Home)
+	}
+	var account string
+	for _, r := range d.all("RUN") {
+		if strings.Contains(r, "useradd") {
+			account = r
+		}
+	}
+	for _, want := range []string{fmt.Sprintf("groupadd --gid %d %s", ociimage.GID, ociimage.User),
+		fmt.Sprintf("useradd --uid %d --gid %d --home-dir %s", ociimage.UID, ociimage.GID, ociimage.Home),
+		"--groups kvm " + ociimage.User} {
+		if !strings.Contains(account, want) {
+			t.Errorf("the account's RUN %q lacks %q", account, want)
+		}
+	}
+	if !slices.Contains(d.all("COPY"), "--from=build /out/turtles "+ociimage.Binary) {
+		t.Errorf("COPY %q: want the binary at %s, as make image puts it", d.all("COPY"), ociimage.Binary)
+	}
+}
+
+// checkPackages asks dpkg on this (Debian) machine which package provides
+// each program turtles runs, and checks the runtime stage installs it.
+func checkPackages(t *testing.T, d dockerfile) {
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Skip("dpkg missing: not Debian")
+	}
+	installed := aptInstalled(d)
 	// qemu: vm; git: git (ssh:// remotes need ssh); TLS to forges and
 	// stores needs the CA bundle.
-	for _, prog := range []string{"qemu-system-x86_64", "qemu-img", "git", "ssh", "/etc/ssl/certs/ca-certificates.crt"} {
+	for _, prog := range []string{"qemu-system-x86_64", "qemu-img", "git", "ssh", "bwrap", "/etc/ssl/certs/ca-certificates.crt"} {
 		p := prog
 		if !filepath.IsAbs(p) {
 			var err error

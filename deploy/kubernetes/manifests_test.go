@@ -1,8 +1,12 @@
-// Package kubernetes_test checks the Kubernetes manifests beside it: every
+// Package kubernetes_test checks the Kubernetes manifests beside it, each
+// overlay (single-node, distributed) as kustomize renders it: every
 // document decodes strictly into its client-go type (a typo'd field is an
-// error), the objects refer to each other consistently, the bots hold no
-// forge credentials, and every turtles flag, environment variable and
-// config key they use exists in the turtles binary. Nothing is deployed.
+// error), the objects refer to each other consistently, no container runs
+// as root, every container has requests and limits, budgets and network
+// policies are what they claim, the bots hold no forge credentials and
+// reach only the broker, the database, the store and each other, and
+// every turtles flag, environment variable and config key they use exists
+// in the turtles binary. Nothing is deployed.
 package kubernetes_test
 
 import (
@@ -22,6 +26,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -33,8 +39,12 @@ const (
 	namespace = "turtles"
 	// kustomizationFile is not a Kubernetes object; it is checked apart.
 	kustomizationFile = "kustomization.yaml"
-	// secretTemplate holds placeholders and is left out of the kustomization.
+	// secretTemplate holds placeholders and is left out of every
+	// kustomization; the checks read it for the Secrets' names and keys.
 	secretTemplate = "secret.template.yaml"
+	// peerLabel marks the pods of RabbitMQ, PostgreSQL and the S3 server
+	// that turtles' network policies let its parts reach.
+	peerLabel = "turtles-ci.github.io/peer"
 )
 
 // strict rejects unknown and duplicate fields, unlike the default decoder.
@@ -48,6 +58,8 @@ type manifests struct {
 	configMaps  map[string]*corev1.ConfigMap
 	claims      map[string]*corev1.PersistentVolumeClaim
 	namespaces  map[string]bool
+	budgets     []*policyv1.PodDisruptionBudget
+	policies    []*networkingv1.NetworkPolicy
 }
 
 func newManifests() *manifests {
@@ -100,6 +112,12 @@ func (m *manifests) file(obj runtime.Object) error {
 	case *corev1.PersistentVolumeClaim:
 		m.claims[o.Name] = o
 		ns = o.Namespace
+	case *policyv1.PodDisruptionBudget:
+		m.budgets = append(m.budgets, o)
+		ns = o.Namespace
+	case *networkingv1.NetworkPolicy:
+		m.policies = append(m.policies, o)
+		ns = o.Namespace
 	default:
 		return fmt.Errorf("unexpected kind %T: teach this test about it", obj)
 	}
@@ -107,35 +125,6 @@ func (m *manifests) file(obj runtime.Object) error {
 		return fmt.Errorf("%T in namespace %q, want %q", obj, ns, namespace)
 	}
 	return nil
-}
-
-// yamlFiles are the YAML files of this directory.
-func yamlFiles(t *testing.T) []string {
-	t.Helper()
-	files, err := filepath.Glob("*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no YAML files here: %v", err)
-	}
-	return files
-}
-
-// load decodes every YAML file here but the kustomization.
-func load(t *testing.T) *manifests {
-	t.Helper()
-	m := newManifests()
-	for _, f := range yamlFiles(t) {
-		if f == kustomizationFile {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := m.add(f, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return m
 }
 
 // forgeSecretKeys are the keys of a Secret holding forge credentials or
@@ -149,13 +138,15 @@ var (
 )
 
 // probePaths are the HTTP endpoints each turtles command really serves
-// that a probe may use: web.go's /healthz for the reporter, /metrics for
-// the hook and the image server, nothing for a bot.
+// that a probe may use: web.go's /healthz for the reporter and serve,
+// /metrics (which asks the queue) for them, the hook and the image server,
+// the heartbeat's /healthz of --health-listen for a bot.
 var probePaths = map[string][]string{
 	"hook":        {"/metrics"},
 	"reporter":    {"/healthz", "/metrics"},
+	"serve":       {"/healthz", "/metrics"},
 	"image serve": {"/metrics"},
-	"bot":         nil,
+	"bot":         {"/healthz"},
 }
 
 // command splits a turtles container's args into the subcommand ("image
@@ -194,6 +185,8 @@ func check(m *manifests) []error {
 	for _, s := range m.services {
 		errs = append(errs, checkService(m, s)...)
 	}
+	errs = append(errs, checkBudgets(m)...)
+	errs = append(errs, checkPolicies(m)...)
 	return errs
 }
 
@@ -276,6 +269,10 @@ func checkDeployment(m *manifests, d *appsv1.Deployment) []error {
 		case v.Projected != nil:
 			bad("volume %s: projected volumes are not checked by this test", v.Name)
 		}
+	}
+	for _, c := range append(slices.Clone(pod.InitContainers), pod.Containers...) {
+		errs = append(errs, checkNonRoot(d, c)...)
+		errs = append(errs, checkResources(d, c)...)
 	}
 	for _, c := range pod.Containers {
 		errs = append(errs, checkContainer(m, d, c, volumes)...)
@@ -433,8 +430,15 @@ func checkBot(m *manifests, d *appsv1.Deployment, c corev1.Container, flags map[
 			}
 		}
 	}
-	if c.ReadinessProbe != nil || c.LivenessProbe != nil || c.StartupProbe != nil {
-		bad("a bot serves no HTTP endpoint to probe")
+	// The liveness probe is the heartbeat's endpoint (--health-listen).
+	if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
+		bad("no liveness probe on the heartbeat's /healthz (--health-listen)")
+	} else {
+		_, port, _ := strings.Cut(flags["health-listen"], ":")
+		i := slices.IndexFunc(c.Ports, func(cp corev1.ContainerPort) bool { return cp.Name == p.HTTPGet.Port.StrVal })
+		if port == "" || i < 0 || fmt.Sprint(c.Ports[i].ContainerPort) != port {
+			bad("the liveness probe's port %s is not --health-listen=%s", p.HTTPGet.Port.String(), flags["health-listen"])
+		}
 	}
 	if q, ok := c.Resources.Limits["devices.kubevirt.io/kvm"]; !ok || q.Value() != 1 {
 		bad("no limit devices.kubevirt.io/kvm: 1 (without /dev/kvm bots run VMs under TCG)")
@@ -460,8 +464,10 @@ func checkBot(m *manifests, d *appsv1.Deployment, c corev1.Container, flags map[
 			cache = vm.Name
 		}
 	}
-	if hp := volumes[cache].HostPath; cache == "" || hp == nil || hp.Type == nil || *hp.Type != corev1.HostPathDirectoryOrCreate {
-		bad("--images-dir=%s is not a hostPath volume of type DirectoryOrCreate", dir)
+	// Directory, not DirectoryOrCreate: the kubelet would create it owned
+	// by root, and the bots, which are not, could not write it.
+	if hp := volumes[cache].HostPath; cache == "" || hp == nil || hp.Type == nil || *hp.Type != corev1.HostPathDirectory {
+		bad("--images-dir=%s is not a hostPath volume of type Directory (prepared on the node for uid 10001)", dir)
 	}
 	errs = append(errs, checkPeers(m, d, flags["image-peers"], cache)...)
 	return errs
@@ -510,12 +516,23 @@ func checkPeers(m *manifests, d *appsv1.Deployment, peers, cache string) []error
 }
 
 func TestManifests(t *testing.T) {
-	m := load(t)
-	for _, err := range check(m) {
-		t.Error(err)
-	}
-	if len(m.deployments) != 3 {
-		t.Errorf("%d Deployments, want hook, reporter and bot", len(m.deployments))
+	parts := map[string][]string{"single-node": {"serve"}, "distributed": {"bot", "hook", "reporter"}}
+	for _, o := range overlays {
+		t.Run(o, func(t *testing.T) {
+			m := loadOverlay(t, o)
+			for _, err := range check(m) {
+				t.Error(err)
+			}
+			var got []string
+			for _, d := range m.deployments {
+				sub, _ := command(d.Spec.Template.Spec.Containers[0])
+				got = append(got, sub)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, parts[o]) {
+				t.Errorf("Deployments run %q, want %q", got, parts[o])
+			}
+		})
 	}
 }
 
@@ -545,66 +562,11 @@ func TestSecretTemplate(t *testing.T) {
 	}
 }
 
-// kustomization is the part of kustomize's file these manifests use.
-type kustomization struct {
-	APIVersion string   `json:"apiVersion"`
-	Kind       string   `json:"kind"`
-	Namespace  string   `json:"namespace"`
-	Resources  []string `json:"resources"`
-	Images     []struct {
-		Name    string `json:"name"`
-		NewName string `json:"newName,omitempty"`
-		NewTag  string `json:"newTag,omitempty"`
-	} `json:"images"`
-}
-
-// TestKustomization checks that `kubectl apply -k` applies every manifest
-// but the secret template.
-func TestKustomization(t *testing.T) {
-	b, err := os.ReadFile(kustomizationFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k kustomization
-	if err := yaml.UnmarshalStrict(b, &k); err != nil {
-		t.Fatal(err)
-	}
-	if k.Kind != "Kustomization" || k.Namespace != namespace {
-		t.Errorf("kind %q namespace %q", k.Kind, k.Namespace)
-	}
-	for _, f := range yamlFiles(t) {
-		listed := slices.Contains(k.Resources, f)
-		switch {
-		case f == kustomizationFile:
-		case f == secretTemplate && listed:
-			t.Errorf("%s lists %s: applying it would overwrite real secrets with placeholders", kustomizationFile, f)
-		case f != secretTemplate && !listed:
-			t.Errorf("%s does not list %s", kustomizationFile, f)
-		}
-	}
-	for _, r := range k.Resources {
-		if _, err := os.Stat(r); err != nil {
-			t.Errorf("resource %s: %v", r, err)
-		}
-	}
-	m := load(t)
-	for _, img := range k.Images {
-		used := false
-		for _, d := range m.deployments {
-			for _, c := range d.Spec.Template.Spec.Containers {
-				used = used || strings.HasPrefix(c.Image, img.Name+":") || c.Image == img.Name
-			}
-		}
-		if !used {
-			t.Errorf("image %s is used by no container", img.Name)
-		}
-	}
-}
-
 // TestStrict proves the decoder refuses what the API server would refuse
 // (or, worse, silently drop), and that the cross-reference checks bite.
 func TestStrict(t *testing.T) {
-	const ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: turtles}\n---\n"
+	const ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: turtles}\n---\n" +
+		"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: turtles}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n---\n"
 	deployment := func(spec string) string {
 		return ns + `apiVersion: apps/v1
 kind: Deployment
@@ -616,16 +578,21 @@ spec:
     spec:
 ` + spec
 	}
-	const container = `      containers:
+	const container = `      securityContext: {runAsNonRoot: true, runAsUser: 10001}
+      containers:
         - name: c
           image: x
           args: [hook, --listen=:8080]
           ports: [{name: http, containerPort: 8080}]
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+          resources: {requests: {cpu: 10m, memory: 10Mi}, limits: {cpu: 100m, memory: 100Mi}}
 `
+	// A bot, as far as these cases need one: it is not a complete bot.
+	bot := strings.Replace(container, "args: [hook, --listen=:8080]", "args: [bot, --health-listen=:8081]", 1)
 	for _, tc := range []struct {
 		name, yaml string
 		decodeErr  string // in the decode error; "" decodes
-		checkErr   string // in the first check error; "" passes
+		checkErr   string // in one of the check errors; "" passes
 	}{
 		{name: "valid", yaml: deployment(container)},
 		{name: "typo in spec", yaml: strings.Replace(deployment(container), "  selector:", "  replica: 3\n  selector:", 1), decodeErr: `unknown field "spec.replica"`},
@@ -641,14 +608,40 @@ spec:
 			checkErr: "no Secret mq"},
 		{name: "invented probe", yaml: deployment(container + "          readinessProbe: {httpGet: {path: /healthz, port: http}}\n"),
 			checkErr: "does not serve"},
-		{name: "bot with forge token", yaml: deployment(`      containers:
+		{name: "bot with forge token", yaml: deployment(`      securityContext: {runAsNonRoot: true, runAsUser: 10001}
+      containers:
         - name: c
           image: x
           args: [bot, --github-token-file=/f/github-token]
           volumeMounts: [{name: f, mountPath: /f}]
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+          resources: {requests: {cpu: 10m, memory: 10Mi}, limits: {cpu: 100m, memory: 100Mi}}
       volumes: [{name: f, secret: {secretName: forge}}]
 `) + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: forge, namespace: turtles}\nstringData: {github-token: x}\n",
 			checkErr: "mounts forge credentials"},
+		{name: "root pod", yaml: deployment(strings.Replace(container, "runAsNonRoot: true, runAsUser: 10001", "runAsUser: 0", 1)),
+			checkErr: "runs as root"},
+		{name: "no runAsNonRoot", yaml: deployment(strings.Replace(container, "runAsNonRoot: true, ", "", 1)),
+			checkErr: "runAsNonRoot"},
+		{name: "privilege escalation", yaml: deployment(strings.Replace(container, "allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", 1)),
+			checkErr: "allowPrivilegeEscalation"},
+		{name: "capabilities kept", yaml: deployment(strings.Replace(container, "drop: [ALL]", "drop: [NET_RAW]", 1)),
+			checkErr: "drop ALL"},
+		{name: "no memory limit", yaml: deployment(strings.Replace(container, "limits: {cpu: 100m, memory: 100Mi}", "limits: {cpu: 100m}", 1)),
+			checkErr: "memory limit"},
+		{name: "budget blocks drains", yaml: deployment(container) + "---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: p, namespace: turtles}\nspec: {minAvailable: 1, selector: {matchLabels: {app: d}}}\n",
+			checkErr: "blocks every drain"},
+		{name: "no default deny", yaml: strings.Replace(deployment(container), "policyTypes: [Ingress, Egress]}", "policyTypes: [Ingress]}", 1),
+			checkErr: "denies all traffic"},
+		{name: "bot egress to the internet", yaml: deployment(bot) + botPolicy("[{to: [{ipBlock: {cidr: 0.0.0.0/0}}]}]"), checkErr: "ipBlock"},
+		{name: "bot egress anywhere", yaml: deployment(bot) + botPolicy("[{ports: [{port: 443}]}]"), checkErr: "without to"},
+		{name: "bot egress to the forge's pods", yaml: deployment(bot) + botPolicy("[{to: [{namespaceSelector: {}, podSelector: {matchLabels: {app: gitlab}}}]}]"),
+			checkErr: "want only pods labelled"},
+		{name: "bot without heartbeat probe", yaml: deployment(bot), checkErr: "no liveness probe on the heartbeat"},
+		{name: "policy selects nothing", yaml: deployment(container) + "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: turtles}\nspec: {podSelector: {matchLabels: {app: typo}}, policyTypes: [Egress]}\n",
+			checkErr: "selects no Deployment"},
+		{name: "budget selects nothing", yaml: deployment(container) + "---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: p, namespace: turtles}\nspec: {maxUnavailable: 1, selector: {matchLabels: {app: x}}}\n",
+			checkErr: "selects no Deployment"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newManifests()
@@ -666,11 +659,19 @@ spec:
 			switch {
 			case tc.checkErr == "" && len(errs) > 0:
 				t.Fatalf("check: %v", errors.Join(errs...))
-			case tc.checkErr != "" && (len(errs) == 0 || !strings.Contains(errs[0].Error(), tc.checkErr)):
-				t.Fatalf("check errors %v, want the first with %q", errors.Join(errs...), tc.checkErr)
+			case tc.checkErr != "" && !slices.ContainsFunc(errs, func(err error) bool { return strings.Contains(err.Error(), tc.checkErr) }):
+				t.Fatalf("check errors %v, want one with %q", errors.Join(errs...), tc.checkErr)
 			}
 		})
 	}
+}
+
+// botPolicy is a NetworkPolicy for TestStrict's deployment d, made a
+// bot's by its args (the yaml is the test's deployment with args bot),
+// with egress rules.
+func botPolicy(egress string) string {
+	return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: bots, namespace: turtles}\n" +
+		"spec: {podSelector: {matchLabels: {app: d}}, policyTypes: [Egress], egress: " + egress + "}\n"
 }
 
 // TestTurtlesFlags builds turtles and checks that every flag the
@@ -678,7 +679,14 @@ spec:
 // variable they set is one turtles reads, and that the ConfigMap's config
 // file loads.
 func TestTurtlesFlags(t *testing.T) {
-	m := load(t)
+	m := newManifests()
+	for _, o := range overlays {
+		om := loadOverlay(t, o)
+		m.deployments = append(m.deployments, om.deployments...)
+		for name, cm := range om.configMaps {
+			m.configMaps[o+"/"+name] = cm
+		}
+	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "turtles")
 	if out, err := run("go", "build", "-o", bin, "../../cmd/turtles"); err != nil {
@@ -723,7 +731,7 @@ func TestTurtlesFlags(t *testing.T) {
 	}
 	for name, cm := range m.configMaps {
 		for key, body := range cm.Data {
-			f := filepath.Join(dir, key)
+			f := filepath.Join(dir, strings.ReplaceAll(name, "/", "-")+"-"+key)
 			if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
 				t.Fatal(err)
 			}
