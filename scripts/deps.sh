@@ -11,9 +11,7 @@ need_pkgs=()
 # private Prometheus server against turtles serve (never the system-wide
 # one the package may start).
 # ssh-keygen signs and verifies releases, dpkg-deb builds the .deb and
-# systemd-analyze checks the units (make test: release, deploy/systemd);
-# promtool and prometheus (package prometheus) check the alerting rules, and
-# cmd/turtles runs a private Prometheus against turtles serve.
+# systemd-analyze checks the units (make test: release, deploy/systemd).
 for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap \
     ssh-keygen:openssh-client dpkg-deb:dpkg systemd-analyze:systemd promtool:prometheus; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
