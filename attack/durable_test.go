@@ -88,22 +88,83 @@ func TestAttackWebhookLostOnPowerLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// PID SECONDS.MICROS fdatasync(FD</path/queue.db-wal>) = 0 <DURATION>
-	line := regexp.MustCompile(`^\d+\s+(\d+\.\d+) f(?:data)?sync\(\d+<([^>]*)>\)\s+= 0 <(\d+\.\d+)>`)
 	var syncs []string
-	for _, l := range strings.Split(string(b), "\n") {
-		m := line.FindStringSubmatch(l)
-		if m == nil || filepath.Base(m[2]) != "queue.db-wal" {
-			continue
-		}
-		start, _ := strconv.ParseFloat(m[1], 64)
-		dur, _ := strconv.ParseFloat(m[3], 64)
-		end := time.Unix(0, int64((start+dur)*1e9))
-		syncs = append(syncs, fmt.Sprintf("%s (ended %v after the push was sent)", l, end.Sub(sent)))
-		if end.After(sent) && end.Before(answered) {
+	for _, c := range walSyncs(string(b), "queue.db-wal") {
+		syncs = append(syncs, fmt.Sprintf("%s (ended %v after the push was sent)", c.line, c.end.Sub(sent)))
+		if c.end.After(sent) && c.end.Before(answered) {
 			return // held
 		}
 	}
 	t.Errorf("no sync of the queue's WAL ended between the push (%v) and its 2xx (%v later); the push would not survive a power cut. WAL syncs seen:\n%s\nwhole trace:\n%s",
 		sent.Format(time.StampMicro), answered.Sub(sent), strings.Join(syncs, "\n"), b)
+}
+
+// A completedSync is one successful fsync or fdatasync of a file, from an
+// strace -f -y -ttt -T trace.
+type completedSync struct {
+	end  time.Time
+	line string
+}
+
+// walSyncs reads the syncs of files named base from an strace trace. With
+// -f, a call another thread interrupts is split in two lines:
+//
+//	PID SECONDS.MICROS fdatasync(FD</path/queue.db-wal>) = 0 <DURATION>
+//	PID SECONDS.MICROS fdatasync(FD</path/queue.db-wal> <unfinished ...>
+//	PID SECONDS.MICROS <... fdatasync resumed>) = 0 <DURATION>
+//
+// and DURATION is the whole call's, from its start.
+func walSyncs(trace, base string) []completedSync {
+	whole := regexp.MustCompile(`^(\d+)\s+(\d+\.\d+) f(?:data)?sync\(\d+<([^>]*)>\)\s+= 0 <(\d+\.\d+)>`)
+	begun := regexp.MustCompile(`^(\d+)\s+(\d+\.\d+) f(?:data)?sync\(\d+<([^>]*)> <unfinished \.\.\.>`)
+	resumed := regexp.MustCompile(`^(\d+)\s+\d+\.\d+ <\.\.\. f(?:data)?sync resumed>\)\s+= 0 <(\d+\.\d+)>`)
+	at := func(start, dur string) time.Time {
+		s, _ := strconv.ParseFloat(start, 64)
+		d, _ := strconv.ParseFloat(dur, 64)
+		return time.Unix(0, int64((s+d)*1e9))
+	}
+	type pending struct{ start, path, line string }
+	open := map[string]pending{} // by PID
+	var out []completedSync
+	for _, l := range strings.Split(trace, "\n") {
+		if m := whole.FindStringSubmatch(l); m != nil {
+			if filepath.Base(m[3]) == base {
+				out = append(out, completedSync{at(m[2], m[4]), l})
+			}
+		} else if m := begun.FindStringSubmatch(l); m != nil {
+			open[m[1]] = pending{m[2], m[3], l}
+		} else if m := resumed.FindStringSubmatch(l); m != nil {
+			p, ok := open[m[1]]
+			delete(open, m[1])
+			if ok && filepath.Base(p.path) == base {
+				out = append(out, completedSync{at(p.start, m[2]), p.line + " ... " + l})
+			}
+		}
+	}
+	return out
+}
+
+func TestWalSyncs(t *testing.T) {
+	trace := `28603 1796290398.872489 --- SIGURG {si_signo=SIGURG} ---
+28603 1796290398.890036 fdatasync(16</tmp/x/queue.db-wal> <unfinished ...>
+28591 1796290398.890316 --- SIGURG {si_signo=SIGURG} ---
+28603 1796290398.903294 <... fdatasync resumed>) = 0 <0.013172>
+28604 1796290399.000000 fdatasync(17</tmp/x/state.db-wal>) = 0 <0.001000>
+28605 1796290399.500000 fsync(18</tmp/x/queue.db-wal>) = 0 <0.250000>
+28606 1796290399.600000 fdatasync(19</tmp/x/queue.db-wal> <unfinished ...>
+28606 1796290399.700000 <... fdatasync resumed>) = -1 EIO (Input/output error) <0.100000>
+`
+	got := walSyncs(trace, "queue.db-wal")
+	want := []time.Time{
+		time.Unix(0, int64((1796290398.890036+0.013172)*1e9)),
+		time.Unix(0, int64((1796290399.5+0.25)*1e9)),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d syncs, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if d := got[i].end.Sub(want[i]); d < -time.Microsecond || d > time.Microsecond {
+			t.Errorf("sync %d ended at %v, want %v", i, got[i].end, want[i])
+		}
+	}
 }
