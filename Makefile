@@ -87,7 +87,7 @@ fuzz:
 	@for f in hook:FuzzParseGitHub hook:FuzzParseGitLab config:FuzzParse command:FuzzParse \
 		tap:FuzzParse tap:FuzzDirective junit:FuzzParse scrub:FuzzWriter image/cache:FuzzManifest \
 		image/cache:FuzzParseID image/cache:FuzzContentRange image/cache:FuzzParsePeers \
-		state/postgres:FuzzURLError triage:FuzzNormalize triage:FuzzParse; do \
+		state/postgres:FuzzURLError triage:FuzzNormalize triage:FuzzParse metrics:FuzzForgeRateHeaders; do \
 		echo "==> fuzz $$f for $(FUZZTIME)"; \
 		$(GO) test -run XXX -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) ./$${f%%:*} || exit 1; \
 	done

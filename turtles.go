@@ -92,6 +92,9 @@ type Task struct {
 	// CPUs and MemoryMB size the VM; the bot's defaults when zero.
 	CPUs     int `json:"cpus,omitempty"`
 	MemoryMB int `json:"memory_mb,omitempty"`
+	// Cold boots the VM instead of restoring it from a saved state of its
+	// image (a context's warm: false).
+	Cold bool `json:"cold,omitempty"`
 	// Forward lists guest TCP ports forwarded to the bot's loopback.
 	Forward []int `json:"forward,omitempty"`
 	// Retries is how many more attempts a test task gets after its tests

@@ -103,6 +103,11 @@ type Config struct {
 	// .turtles.yaml (the server's default); nil: such a commit fails its
 	// plan with "no .turtles.yaml".
 	Default *config.Config
+	// Presence, if set, is told every PresenceEvery that the bot is
+	// alive, with its pool, slots and the tasks it runs; nil: the bot
+	// says nothing of itself (the pages and metrics do not know it).
+	Presence      Presence
+	PresenceEvery time.Duration
 	// Log gets the bot's own log; nil discards.
 	Log *slog.Logger
 	// Registerer gets the bot's metrics; nil means no metrics.
@@ -111,10 +116,11 @@ type Config struct {
 
 // Bot runs tasks from one pool.
 type Bot struct {
-	cfg Config
-	run runner
-	log *slog.Logger
-	m   *botMetrics
+	cfg     Config
+	run     runner
+	log     *slog.Logger
+	m       *botMetrics
+	running slotTasks
 }
 
 // New validates cfg and returns a bot ready to Run.
@@ -142,6 +148,8 @@ func New(cfg Config) (*Bot, error) {
 		return nil, errors.New("bot: no clock")
 	case cfg.KillGrace <= 0:
 		return nil, fmt.Errorf("bot: KillGrace is %s, want more than 0", cfg.KillGrace)
+	case cfg.Presence != nil && cfg.PresenceEvery <= 0:
+		return nil, fmt.Errorf("bot: PresenceEvery is %s, want more than 0", cfg.PresenceEvery)
 	}
 	if err := cfg.VM.check(); err != nil {
 		return nil, fmt.Errorf("bot: %w", err)
@@ -197,6 +205,13 @@ func (b *Bot) Run(ctx, drain context.Context) error {
 		errMu sync.Mutex
 		first error
 	)
+	// Heartbeats go on while tasks drain: the bot is alive until Run
+	// returns.
+	beating, stopBeats := context.WithCancel(context.Background())
+	var beats sync.WaitGroup
+	beats.Go(func() { b.announce(beating, b.cfg.Clock.Now()) })
+	defer beats.Wait()
+	defer stopBeats()
 	for range b.cfg.Slots {
 		wg.Go(func() {
 			if err := b.slot(claimCtx, drain); err != nil {

@@ -64,6 +64,8 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	started := time.Now()
 	b.m.busy.Inc()
 	defer b.m.busy.Dec()
+	b.running.add(t.ID())
+	defer b.running.remove(t.ID())
 	label := string(turtles.Infra) // what turtles_bot_tasks_total counts
 	defer func() {
 		b.m.tasks.WithLabelValues(b.cfg.Pool, label).Inc()

@@ -47,6 +47,10 @@ type VMConfig struct {
 	StopGrace time.Duration
 	// QEMU is the emulator binary (vm.Config.QEMU).
 	QEMU string
+	// Warm is the directory of saved machine states (vm.Config.Warm):
+	// VMs start from them unless their context says warm: false. Empty:
+	// every VM boots cold.
+	Warm string
 	Log  *slog.Logger
 }
 
@@ -108,6 +112,9 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 		Image: img, Dir: r.vm.Dir, CPUs: v.cpus, MemoryMB: v.memoryMB, Forwards: v.forward,
 		Console: console, BootTimeout: r.vm.BootTimeout, StopGrace: r.vm.StopGrace, QEMU: r.vm.QEMU,
 		Log: log.With("task", t.Key()),
+	}
+	if !t.Cold {
+		cfg.Warm = r.vm.Warm
 	}
 	// The context's size, else the bot's.
 	if cfg.CPUs == 0 {

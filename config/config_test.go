@@ -121,7 +121,7 @@ contexts:
 		{
 			name:    "mode without image",
 			data:    "contexts:\n  - name: unit\n    command: make\n    mode: guest\n",
-			wantErr: `.turtles.yaml:2: context 1: "unit": mode, cpus, memory and forward need an image`,
+			wantErr: `.turtles.yaml:2: context 1: "unit": mode, cpus, memory, forward and warm need an image`,
 		},
 		{
 			name:    "bad forward",
@@ -377,6 +377,24 @@ func TestTaskCarriesVM(t *testing.T) {
 	}
 	if err := got.Validate(); err != nil {
 		t.Errorf("Task is invalid: %v", err)
+	}
+}
+
+// TestTaskWarm: VMs start warm unless a context says warm: false.
+func TestTaskWarm(t *testing.T) {
+	c, err := Parse(file, []byte("contexts:\n  - name: warm\n    command: make\n    image: debian-12\n"+
+		"  - name: also\n    command: make\n    image: debian-12\n    warm: true\n"+
+		"  - name: cold\n    command: make\n    image: debian-12\n    warm: false\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := turtles.Task{Version: turtles.TaskVersion, Kind: turtles.KindPlan, Context: turtles.PlanContext,
+		Repo: turtles.Repo{Name: "o/r", CloneURL: "https://github.com/o/r.git"},
+		SHA:  "3f786850e387550fdab836ed7e6dc881de23001b", Pool: turtles.DefaultPool, Attempt: 1}
+	for i, want := range []bool{false, false, true} {
+		if got := c.Contexts[i].Task(plan).Cold; got != want {
+			t.Errorf("%s: Cold %v, want %v", c.Contexts[i].Name, got, want)
+		}
 	}
 }
 

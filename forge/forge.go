@@ -1,7 +1,8 @@
 // Package forge defines what turtles needs from a code forge (GitHub,
-// GitLab): setting commit statuses. Implementations live in forge/github
-// and forge/gitlab. Only the reporter holds forge credentials; bots never
-// import this package's implementations.
+// GitLab): setting commit statuses, the lookups of the gate, and who a
+// person signed in to the dashboard is (Account). Implementations live in
+// forge/github and forge/gitlab. Only the reporter holds forge
+// credentials; bots never import this package's implementations.
 package forge
 
 import (

@@ -419,13 +419,19 @@ func (g *Gate) Config(ctx context.Context, repo, sha string) (*config.Config, er
 	return config.Parse(config.FileName, data)
 }
 
-// publish queues t; a task already queued or running is fine. Test tasks
-// get their "queued" event, as the bot's plan gives them.
+// publish queues t; a task already queued or running is fine.
 func (g *Gate) publish(ctx context.Context, t turtles.Task) error {
-	err := g.cfg.Queue.Publish(ctx, t)
-	if errors.Is(err, queue.ErrDuplicate) {
-		return nil
+	if err := g.enqueue(ctx, t); err != nil && !errors.Is(err, queue.ErrDuplicate) {
+		return err
 	}
+	return nil
+}
+
+// enqueue queues t, or returns queue.ErrDuplicate (wrapped) when it is
+// queued or running already. Test tasks get their "queued" event, as the
+// bot's plan gives them.
+func (g *Gate) enqueue(ctx context.Context, t turtles.Task) error {
+	err := g.cfg.Queue.Publish(ctx, t)
 	if err != nil {
 		return fmt.Errorf("gate: publish %s: %w", t.Key(), err)
 	}

@@ -86,6 +86,7 @@ func (s *sink) queued() []string {
 }
 
 type fixture struct {
+	t    *testing.T
 	srv  *githubtest.Server
 	gate *Gate
 	sink *sink
@@ -108,7 +109,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{srv: srv, gate: g, sink: s}
+	return &fixture{t: t, srv: srv, gate: g, sink: s}
 }
 
 func pull(user, assoc, sha string) Request {

@@ -50,8 +50,11 @@ type Manifest struct {
 	KernelSize int64 `json:"kernel_size,omitempty"`
 	InitrdSize int64 `json:"initrd_size,omitempty"`
 	// User is the account the per-run SSH key is installed for.
-	User  string    `json:"user,omitempty"`
-	Built time.Time `json:"built,omitzero"`
+	User string `json:"user,omitempty"`
+	// GuestAgent: the image runs qemu-guest-agent on the virtio-serial
+	// port org.qemu.guest_agent.0, which warm starts need (vm.Warm).
+	GuestAgent bool      `json:"guest_agent,omitempty"`
+	Built      time.Time `json:"built,omitzero"`
 }
 
 // DefaultUser is the SSH user when a manifest names none: the seed asks

@@ -1,5 +1,12 @@
 // Package metrics holds what every part that exports Prometheus metrics
-// shares. Anyone may import it.
+// shares (Register), and the metrics no single part owns: tasks' queue
+// wait and outcomes read from their events, live bots per pool read from
+// the state database's heartbeats, the store's failures, the disk of the
+// image cache and the forge's rate limit. docs/monitoring.md lists them
+// all, with the alerts of deploy/prometheus built on them.
+//
+// Anyone may import it but the packages it imports (state, store and
+// the domain types).
 package metrics
 
 import (

@@ -152,6 +152,15 @@ type Queue interface {
 	// error.
 	Cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error)
 
+	// CancelTask withdraws the task of key (turtles.Task.Key), queued,
+	// delayed or running, as Cancel withdraws the tasks of a commit: the
+	// dashboard's cancel of one context. Whatever pull request or push
+	// published it, one key is one live task (Dedupe). A task of the key
+	// published after CancelTask (a rerun) is not affected. It returns how
+	// many it cancelled, as far as the backend can count them (RabbitMQ:
+	// those held by this handle); none is not an error.
+	CancelTask(ctx context.Context, key, reason string) (int, error)
+
 	// Emit stores ev durably in the event log before returning.
 	Emit(ctx context.Context, ev turtles.Event) error
 

@@ -61,6 +61,10 @@ type Config struct {
 	// log and pages read from the store see the attempt ended. Nil
 	// leaves the store alone.
 	EndLog func(ctx context.Context, res turtles.Result) error
+	// Observe, if set, is called with each event the Recorder records
+	// for the first time (the final event that won, for a final event),
+	// never for a duplicate: the metrics of tasks (metrics.Tasks).
+	Observe func(turtles.Event)
 	// Log gets what is worth telling but not an error; nil discards.
 	Log *slog.Logger
 }
@@ -86,9 +90,13 @@ func New(cfg Config) *Recorder {
 // database is unavailable) makes the consumer try again; what was
 // recorded is not recorded twice.
 func (r *Recorder) Handle(ctx context.Context, ev turtles.Event) error {
-	rec, err := r.cfg.History.Record(ctx, r.winner(ctx, ev))
+	w := r.winner(ctx, ev)
+	rec, err := r.cfg.History.Record(ctx, w)
 	if err != nil {
 		return fmt.Errorf("record %s event %s of %s: %w", ev.Type, ev.ID, ev.Task.Key(), err)
+	}
+	if rec.New && r.cfg.Observe != nil {
+		r.cfg.Observe(w)
 	}
 	if lost := rec.Lost; lost != nil {
 		if ev.Outcome != nil && ev.Outcome.Reason != "" {

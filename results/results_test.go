@@ -278,3 +278,21 @@ func TestHistoryShowsTheWinningFinal(t *testing.T) {
 		})
 	}
 }
+
+// TestObserveOnce: Observe sees each event once however often it comes,
+// and of two final events of one attempt only the one that won.
+func TestObserveOnce(t *testing.T) {
+	db := openState(t)
+	var seen []string
+	r := New(Config{History: db, Observe: func(e turtles.Event) { seen = append(seen, string(e.Type)+" "+e.ID) }})
+	started := ev("s", turtles.EventStarted, 1, "")
+	passed, failed := ev("passed", turtles.EventFinished, 1, turtles.Success), ev("failed", turtles.EventFinished, 1, turtles.Failure)
+	for _, e := range []turtles.Event{started, started, failed, passed, failed} {
+		if err := r.Handle(t.Context(), e); err != nil {
+			t.Fatalf("Handle(%s): %v", e.ID, err)
+		}
+	}
+	if diff := cmp.Diff([]string{"started s", "finished failed"}, seen); diff != "" {
+		t.Errorf("observed (-want +got):\n%s", diff)
+	}
+}

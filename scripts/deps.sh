@@ -6,9 +6,13 @@ set -euo pipefail
 need_pkgs=()
 # strace: the attack suite watches the real server's fsyncs with it.
 # bwrap (bubblewrap): bots isolate the commands they run (docs/trust.md).
-# ssh-keygen signs and verifies releases, dpkg-deb builds the .deb and
-# systemd-analyze checks the units (make test: release, deploy/systemd).
-for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap \
+# promtool and prometheus (package prometheus): the tests of
+# deploy/prometheus check the rules with promtool, and cmd/turtles runs a
+# private Prometheus server against turtles serve (never the system-wide
+# one the package may start). ssh-keygen signs and verifies releases,
+# dpkg-deb builds the .deb and systemd-analyze checks the units (make test:
+# release, deploy/systemd).
+for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap promtool:prometheus \
     ssh-keygen:openssh-client dpkg-deb:dpkg systemd-analyze:systemd; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
@@ -38,7 +42,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 else
-  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap, openssh-client, dpkg, systemd)"
+  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap, prometheus, openssh-client, dpkg, systemd)"
 fi
 
 if ! command -v go >/dev/null 2>&1; then

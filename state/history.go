@@ -151,6 +151,9 @@ type Bot struct {
 	Tasks   []string  `json:"tasks,omitempty"` // IDs of the tasks it runs now
 	Started time.Time `json:"started"`
 	Seen    time.Time `json:"seen"`
+	// Every is how often the bot heartbeats: it is alive while it has
+	// missed fewer than MissedBeats of them (Alive).
+	Every turtles.Duration `json:"every"`
 }
 
 // Action is one thing a person did from the dashboard: who, what, when,

@@ -193,6 +193,25 @@ type DB interface {
 	// pattern decided, most occurrences first.
 	KnownIssues(ctx context.Context, f IssueFilter) ([]IssueStats, error)
 
+	// Heartbeat records what bot b says of itself, replacing what it said
+	// before (an upsert by b.Name). Seen is set to now (Options.Now), not
+	// taken from b; a zero b.Started keeps the start recorded before (now
+	// for a bot new to the database). ErrInvalid for an empty name or
+	// pool, negative slots or busy slots, or b.Every <= 0.
+	Heartbeat(ctx context.Context, b Bot) error
+	// Bots lists the bots that heartbeat and were not pruned since, alive
+	// or not (Bot.Alive), by pool and then name.
+	Bots(ctx context.Context) ([]Bot, error)
+
+	// RecordAction records what a person did from the dashboard. A zero
+	// a.At is now. Every call adds one record, also one equal to an
+	// earlier one (a rerun clicked twice is two actions). ErrInvalid for
+	// an empty task, kind or user.
+	RecordAction(ctx context.Context, a Action) error
+	// Actions returns the actions recorded on task (its ID), oldest
+	// first, at most the newest 1000; none is no error.
+	Actions(ctx context.Context, task string) ([]Action, error)
+
 	// Prune forgets what p says, and returns how many rows it deleted
 	// (with p.DryRun, how many it would delete).
 	Prune(ctx context.Context, p Prune) (Pruned, error)
@@ -271,13 +290,20 @@ type Prune struct {
 	Tests time.Time
 	// Approvals given before this time.
 	Approvals time.Time
+	// Bots last seen before this time: a dead bot is kept a while, so
+	// that the pages and turtles_pool_bots_alive show its pool without a
+	// live bot rather than forget the pool.
+	Bots time.Time
+	// Actions taken before this time (`turtles serve` passes the cutoff
+	// of tasks: an action is kept as long as the history it acted on).
+	Actions time.Time
 	// DryRun counts and deletes nothing.
 	DryRun bool
 }
 
 // Pruned counts the rows Prune deleted, by kind.
 type Pruned struct {
-	Deliveries, Events, Finals, Tasks, Attempts, Tests, Approvals, IssueHits int64
+	Deliveries, Events, Finals, Tasks, Attempts, Tests, Approvals, IssueHits, Bots, Actions int64
 }
 
 // Reserver is db as the reservations of task keys that package queue's

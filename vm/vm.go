@@ -70,6 +70,11 @@ type Config struct {
 	// QEMU is the emulator binary, a name looked up in PATH or a path;
 	// required.
 	QEMU string
+	// Warm, if set, is the directory of saved machine states: the machine
+	// is restored from the one of its image and shape (made the first
+	// time) instead of booting cold (warm.go). A machine that cannot
+	// start warm boots cold, and the console says why.
+	Warm string
 	Log  *slog.Logger
 }
 
@@ -117,6 +122,11 @@ type Machine struct {
 
 	mu     sync.Mutex
 	client *ssh.Client
+
+	// authorized is the public key of signer, as authorized_keys has it.
+	authorized string
+	// Timing is where a warm start's time went; zero for a cold boot.
+	Timing WarmTiming
 }
 
 // State is what DIR/NAME/state.json records, so that other processes
@@ -131,6 +141,10 @@ type State struct {
 	Ports   map[int]int `json:"ports,omitempty"`
 	Image   string      `json:"image"`
 	Started time.Time   `json:"started"`
+	// MAC is the guest's network card's address, unique per machine.
+	MAC string `json:"mac"`
+	// Warm: the machine was restored from a saved state (warm.go).
+	Warm bool `json:"warm,omitempty"`
 }
 
 // Files in a machine's directory.
@@ -139,6 +153,7 @@ const (
 	stateFile   = "state.json"
 	ownerFile   = "owner"
 	qmpSocket   = "qmp.sock"
+	agentSocket = "qga.sock"
 	consoleFile = "console.log"
 )
 
@@ -180,7 +195,22 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if cfg.Image.Kernel != "" && cfg.Image.Append == "" {
 		cfg.Image.Append = "root=/dev/vda rw console=ttyS0"
 	}
-	m, err := prepare(ctx, cfg)
+	if cfg.Warm != "" {
+		m, err := startWarm(ctx, cfg)
+		if err == nil {
+			return m, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var nw *errNotWarm
+		if !errors.As(err, &nw) {
+			return nil, err
+		}
+		fmt.Fprintf(cfg.Console, "turtles: booting cold: no warm start (%s)\n", nw.reason)
+		cfg.Log.Warn("no warm start: booting cold", "vm", cfg.Name, "err", err)
+	}
+	m, err := prepare(ctx, cfg, cfg.Image.Disk)
 	if err != nil {
 		return nil, turtles.InfraFault("the bot could not set up the VM", fmt.Errorf("vm %s: %w", cfg.Name, err))
 	}
@@ -229,8 +259,9 @@ func KernelPanic(console string) string {
 	return strings.ToValidUTF8(why, "?")
 }
 
-// prepare makes the machine directory: owner, key, seed, overlay, state.
-func prepare(ctx context.Context, cfg Config) (*Machine, error) {
+// prepare makes the machine directory: owner, key, seed, and an overlay
+// on base (the image's disk, or a warm state's).
+func prepare(ctx context.Context, cfg Config, base string) (*Machine, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -252,6 +283,7 @@ func prepare(ctx context.Context, cfg Config) (*Machine, error) {
 		m.User = image.DefaultUser
 	}
 	m.Image = cfg.Image.Disk
+	m.MAC = newMAC()
 	if err := writeOwner(dir); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -264,20 +296,28 @@ func prepare(ctx context.Context, cfg Config) (*Machine, error) {
 	if err != nil {
 		return fail(err)
 	}
-	m.signer = signer
+	m.signer, m.authorized = signer, authorized
 	if err := os.WriteFile(filepath.Join(dir, keyFile), priv, 0o600); err != nil {
 		return fail(err)
 	}
 	if err := writeSeed(filepath.Join(dir, "seed.iso"), seedFiles(cfg.Name, authorized)); err != nil {
 		return fail(err)
 	}
-	if err := CreateOverlay(ctx, cfg.Image.Disk, filepath.Join(dir, "overlay.qcow2")); err != nil {
+	if err := CreateOverlay(ctx, base, filepath.Join(dir, "overlay.qcow2")); err != nil {
 		return fail(err)
 	}
 	return m, nil
 }
 
-func (m *Machine) args(cfg Config) ([]string, error) {
+// launch says how to start qemu: a cold boot from the seed disk, or a
+// restore of a saved state (warm.go), whose device set must be the one
+// the state was saved with: no seed disk.
+type launch struct {
+	noSeed   bool   // no seed disk: a warm state's machine
+	incoming string // a saved state to restore, "" to boot
+}
+
+func (m *Machine) args(cfg Config, l launch) ([]string, error) {
 	accel, cpu := "tcg,thread=multi", "max"
 	m.Accel = "tcg"
 	if KVMUsable() {
@@ -307,9 +347,22 @@ func (m *Machine) args(cfg Config) ([]string, error) {
 		// addresses are limited to 108 bytes, machine directories are not.
 		"-qmp", "unix:" + qmpSocket + ",server=on,wait=off",
 		"-drive", "file=" + filepath.Join(m.Dir, "overlay.qcow2") + ",if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-		"-drive", "file=" + filepath.Join(m.Dir, "seed.iso") + ",if=virtio,format=raw,readonly=on",
-		"-netdev", "user,id=net0," + fwd, "-device", "virtio-net-pci,netdev=net0",
+		"-netdev", "user,id=net0," + fwd, "-device", "virtio-net-pci,netdev=net0,mac=" + m.MAC,
 		"-device", "virtio-rng-pci",
+		// A new generation ID on every start: a guest restored from a
+		// saved state reseeds its RNG (Linux's vmgenid driver).
+		"-device", "vmgenid,guid=auto",
+		// The guest agent's channel (QGA), how warm starts reach a
+		// restored guest before SSH does.
+		"-device", "virtio-serial-pci,id=vser0",
+		"-chardev", "socket,id=qga0,path=" + agentSocket + ",server=on,wait=off",
+		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=" + agentPort,
+	}
+	if !l.noSeed {
+		args = append(args, "-drive", "file="+filepath.Join(m.Dir, "seed.iso")+",if=virtio,format=raw,readonly=on")
+	}
+	if l.incoming != "" {
+		args = append(args, "-incoming", "exec:cat "+Quote(l.incoming))
 	}
 	if cfg.Image.Kernel != "" {
 		args = append(args, "-kernel", cfg.Image.Kernel, "-append", cfg.Image.Append)
@@ -322,7 +375,32 @@ func (m *Machine) args(cfg Config) ([]string, error) {
 
 // boot starts qemu and waits for SSH.
 func (m *Machine) boot(ctx context.Context, cfg Config) error {
-	args, err := m.args(cfg)
+	if err := m.launch(cfg, launch{}); err != nil {
+		return err
+	}
+	if err := m.waitSSH(ctx, cfg.BootTimeout); err != nil {
+		return fmt.Errorf("%w\nserial console (last lines):\n%s", err, m.ConsoleTail())
+	}
+	return m.ready(cfg)
+}
+
+// ready ends a start that reached SSH: a detached machine's owner is
+// written, and the log says how long it took.
+func (m *Machine) ready(cfg Config) error {
+	if cfg.Detach {
+		// From now on the machine lives until someone stops it, or until
+		// its owner is gone and a Sweep sees it.
+		if err := writeOwnerPID(m.Dir, cfg.Owner); err != nil {
+			return err
+		}
+	}
+	m.log.Info("ssh ready", "after", time.Since(m.Started).Round(time.Millisecond), "warm", m.Warm)
+	return nil
+}
+
+// launch starts qemu as l says, without waiting for the guest.
+func (m *Machine) launch(cfg Config, l launch) error {
+	args, err := m.args(cfg, l)
 	if err != nil {
 		return err
 	}
@@ -330,8 +408,12 @@ func (m *Machine) boot(ctx context.Context, cfg Config) error {
 	if m.Accel == "tcg" {
 		how = "TCG (no usable /dev/kvm: expect slow boots)"
 	}
-	fmt.Fprintf(cfg.Console, "turtles: booting %s as %s with %s, %d CPUs, %d MiB\n",
-		filepath.Base(cfg.Image.Disk), cfg.Name, how, cfg.CPUs, cfg.MemoryMB)
+	verb := "booting"
+	if l.incoming != "" {
+		verb = "restoring a saved state of"
+	}
+	fmt.Fprintf(cfg.Console, "turtles: %s %s as %s with %s, %d CPUs, %d MiB\n",
+		verb, filepath.Base(cfg.Image.Disk), cfg.Name, how, cfg.CPUs, cfg.MemoryMB)
 	m.log.Info("booting", "image", cfg.Image.Disk, "accel", m.Accel, "cpus", cfg.CPUs, "memory_mb", cfg.MemoryMB, "ssh_port", m.SSHPort)
 
 	cmd := exec.Command(cfg.QEMU, args...)
@@ -383,21 +465,7 @@ func (m *Machine) boot(ctx context.Context, cfg Config) error {
 		m.PID = cmd.Process.Pid
 	}
 	m.Started = time.Now().UTC()
-	if err := m.writeState(); err != nil {
-		return err
-	}
-	if err := m.waitSSH(ctx, cfg.BootTimeout); err != nil {
-		return fmt.Errorf("%w\nserial console (last lines):\n%s", err, m.ConsoleTail())
-	}
-	if cfg.Detach {
-		// From now on the machine lives until someone stops it, or until
-		// its owner is gone and a Sweep sees it.
-		if err := writeOwnerPID(m.Dir, cfg.Owner); err != nil {
-			return err
-		}
-	}
-	m.log.Info("ssh ready", "after", time.Since(m.Started).Round(time.Millisecond))
-	return nil
+	return m.writeState()
 }
 
 func (m *Machine) writeState() error {
@@ -531,6 +599,13 @@ func (m *Machine) Status(ctx context.Context) (Status, error) {
 	}
 	defer q.Close()
 	return q.QueryStatus(ctx)
+}
+
+// newMAC returns a random address in QEMU's locally administered range.
+func newMAC() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
 }
 
 func freePort() (int, error) {

@@ -52,6 +52,28 @@ type Config struct {
 	Hooks    map[string]http.Handler
 	Gatherer prometheus.Gatherer
 	Log      *slog.Logger
+	// Bots lists the bots that heartbeat (the "Now" page). state.DB satisfies it.
+	Bots interface {
+		Bots(ctx context.Context) ([]state.Bot, error)
+	}
+	// Actions lists what people did to a task (shown on the task and commit pages). state.DB satisfies it.
+	Actions interface {
+		Actions(ctx context.Context, task string) ([]state.Action, error)
+	}
+	// Auth, when set, is login and actions: web mounts it at /login, /logout, /oauth/ and /actions/,
+	// asks it who is looking, and asks it before showing any repository's tasks or logs.
+	Auth Auth
+}
+
+// Auth is who looks at a page and what they may see; package login implements it.
+type Auth interface {
+	http.Handler // serves GET /login, POST /logout, GET /oauth/{forge}/callback, POST /actions/{kind}
+	// Who returns the user signed in on r ("" for nobody) and the CSRF token that forms on the
+	// page must carry in the field "csrf".
+	Who(r *http.Request) (user, csrf string)
+	// CanRead reports whether r may see repo's tasks and logs: true for everyone unless the
+	// server runs with --private, then only for a user the forge lets read repo.
+	CanRead(r *http.Request, repo string) bool
 }
 
 // Server is the HTTP handler.
@@ -99,6 +121,11 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /{$}", s.index)
 	if cfg.Gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if cfg.Auth != nil {
+		for _, p := range []string{"/login", "/logout", "/oauth/", "/actions/"} {
+			s.mux.Handle(p, cfg.Auth)
+		}
 	}
 	return s
 }

@@ -43,7 +43,7 @@ Several bots on one host can share the embedded queue file of a
 		},
 	}
 	addFlags(cmd.Flags(), "data-dir", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool", "slots",
-		"work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "known-issues", "drain-timeout", "log-level", "log-format", "health-listen")
+		"work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "known-issues", "drain-timeout", "log-level", "log-format", "bot-heartbeat", "health-listen")
 	// Accepted so that older command lines still start; links are built
 	// by the process that serves the pages.
 	cmd.Flags().MarkDeprecated("public-url", "the reporter (or serve) builds log links from its own --public-url; bots ignore it")

@@ -70,7 +70,8 @@ func byteSize(p func(*Settings) *ByteSize) binding {
 // options are all the settings that are flags, by area.
 func options() []option {
 	var all []option
-	for _, area := range [][]option{coreOptions(), trustOptions(), forgeOptions(), httpOptions(), isolationOptions(), imageOptions(), stateOptions(), machineOptions(), healthOptions()} {
+	for _, area := range [][]option{coreOptions(), trustOptions(), forgeOptions(), httpOptions(), isolationOptions(), imageOptions(), stateOptions(), machineOptions(), monitoringOptions(),
+		loginOptions(), healthOptions()} {
 		all = append(all, area...)
 	}
 	return all
@@ -109,6 +110,9 @@ func addOptions(fs *pflag.FlagSet, names ...string) {
 		}
 		v := &flagValue{Value: o.value(&target), opt: o, target: &target}
 		fs.Var(v, n, o.usage)
+		if b, ok := v.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			fs.Lookup(n).NoOptDefVal = "true" // --NAME alone turns it on
+		}
 	}
 }
 

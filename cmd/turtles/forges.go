@@ -65,7 +65,12 @@ func (s *Settings) validateForge() error {
 
 // newForge returns the forge statuses go to: GitLab or GitHub with the
 // configured credentials, or, with none, a forge that only logs.
-func newForge(s Settings, log *slog.Logger) (forge.Forge, error) {
+//
+// client, if set, makes the HTTP client of the forge's API calls.
+func newForge(s Settings, log *slog.Logger, client func(forge string) (*http.Client, error)) (forge.Forge, error) {
+	if client == nil {
+		client = func(string) (*http.Client, error) { return nil, nil }
+	}
 	ua := "turtles/" + buildVersion()
 	if s.Forge == forgeGitLab {
 		token, err := secret("TURTLES_GITLAB_TOKEN", s.GitLabTokenFile)
@@ -76,7 +81,15 @@ func newForge(s Settings, log *slog.Logger) (forge.Forge, error) {
 			log.Warn("no GitLab token (--gitlab-token-file or TURTLES_GITLAB_TOKEN): statuses are logged, not sent")
 			return forge.Log{Log: log.With("part", "reporter")}, nil
 		}
-		return gitlab.New(gitlab.Config{BaseURL: s.GitLabURL, Token: token, Log: log.With("part", "gitlab"), UserAgent: ua})
+		hc, err := client(forgeGitLab)
+		if err != nil {
+			return nil, err
+		}
+		return gitlab.New(gitlab.Config{BaseURL: s.GitLabURL, Token: token, Log: log.With("part", "gitlab"), UserAgent: ua, HTTPClient: hc})
+	}
+	hc, err := client(forgeGitHub)
+	if err != nil {
+		return nil, err
 	}
 	if s.GitHubAppID > 0 {
 		key, err := readAppKey(s.GitHubAppKeyFile)
@@ -85,7 +98,7 @@ func newForge(s Settings, log *slog.Logger) (forge.Forge, error) {
 		}
 		log.Info("authenticating to GitHub as an App installation", "app_id", s.GitHubAppID,
 			"installation_id", s.GitHubInstallationID, "hint", "installation 0: each owner's installation is looked up")
-		return github.New(github.Config{BaseURL: s.GitHubAPI, Log: log.With("part", "github"), UserAgent: ua,
+		return github.New(github.Config{BaseURL: s.GitHubAPI, Log: log.With("part", "github"), UserAgent: ua, HTTPClient: hc,
 			App: &github.App{ID: int64(s.GitHubAppID), InstallationID: int64(s.GitHubInstallationID), PrivateKey: key}})
 	}
 	token, err := secret("TURTLES_GITHUB_TOKEN", s.GitHubTokenFile)
@@ -96,7 +109,7 @@ func newForge(s Settings, log *slog.Logger) (forge.Forge, error) {
 		log.Warn("no GitHub token (--github-token-file or TURTLES_GITHUB_TOKEN) or App (--github-app-id): statuses are logged, not sent")
 		return forge.Log{Log: log.With("part", "reporter")}, nil
 	}
-	return github.New(github.Config{BaseURL: s.GitHubAPI, Token: token, Log: log.With("part", "github"), UserAgent: ua})
+	return github.New(github.Config{BaseURL: s.GitHubAPI, Token: token, Log: log.With("part", "github"), UserAgent: ua, HTTPClient: hc})
 }
 
 // readAppKey reads a GitHub App's PEM private key, checking its shape so

@@ -22,6 +22,7 @@ import (
 	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/image/cache"
+	"github.com/turtles-ci/turtles/metrics"
 	"github.com/turtles-ci/turtles/store/s3"
 )
 
@@ -75,7 +76,15 @@ func newImageCache(s Settings, log *slog.Logger, reg prometheus.Registerer, prog
 		}
 		cfg.Peers = p
 	}
-	return cache.New(cfg)
+	c, err := cache.New(cfg)
+	if err != nil || reg == nil {
+		return c, err
+	}
+	// Where the cache's disk fills up, before a fetch fails for it.
+	if _, err := metrics.Register(reg, metrics.NewDisk("images", s.ImagesDir)); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // imageSource turns a mirror URL into a source.

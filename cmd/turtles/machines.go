@@ -13,13 +13,14 @@ import (
 
 // vmFlags size and time the VMs of tasks whose context does not say: the
 // commands that run tasks take them (serve, bot, run).
-var vmFlags = []string{"vm-cpus", "vm-memory", "vm-boot-timeout"}
+var vmFlags = []string{"vm-cpus", "vm-memory", "vm-boot-timeout", "vm-warm-states"}
 
 func machineOptions() []option {
 	return []option{
 		opt("vm-cpus", "virtual CPUs of a task's VM whose context does not say (cpus:)", num(func(s *Settings) *int { return &s.VMCPUs })),
 		opt("vm-memory", "memory of a task's VM whose context does not say (memory:), in whole MiB, such as 1GiB", byteSize(func(s *Settings) *ByteSize { return &s.VMMemory })),
 		opt("vm-boot-timeout", "how long a task's VM may take to accept SSH; longer is an infrastructure failure", dur(func(s *Settings) *time.Duration { return &s.VMBootTimeout })),
+		opt("vm-warm-states", "where saved VM states for warm starts are kept (default IMAGES-DIR/warm); off boots every VM cold (docs/vms.md)", str(func(s *Settings) *string { return &s.VMWarmStates })),
 		opt("debian-mirror", "Debian mirror that 'turtles image build' installs from", str(func(s *Settings) *string { return &s.DebianMirror })),
 	}
 }
@@ -79,8 +80,20 @@ func (s Settings) taskVMs(dir string, images *cache.Cache) bot.VMConfig {
 	return bot.VMConfig{
 		ImagesDir: s.ImagesDir, Images: images, Dir: dir,
 		CPUs: s.VMCPUs, MemoryMB: int(s.VMMemory >> 20), BootTimeout: s.VMBootTimeout,
-		StopGrace: taskVMStopGrace, QEMU: qemuBinary,
+		StopGrace: taskVMStopGrace, QEMU: qemuBinary, Warm: s.warmStates(),
 	}
+}
+
+// warmStates is the directory of saved VM states, "" when warm starts
+// are off.
+func (s Settings) warmStates() string {
+	switch s.VMWarmStates {
+	case "off":
+		return ""
+	case "":
+		return filepath.Join(s.ImagesDir, "warm")
+	}
+	return s.VMWarmStates
 }
 
 // taskVMDir is where the VMs of tasks live: in the work directory, which

@@ -34,6 +34,10 @@ func TestTaskVMs(t *testing.T) {
 			want: bot.VMConfig{CPUs: 6, MemoryMB: 512, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64"}},
 		{name: "flags over environment", env: map[string]string{"TURTLES_VM_CPUS": "6"}, args: []string{"--vm-cpus", "8", "--vm-boot-timeout", "10m"},
 			want: bot.VMConfig{CPUs: 8, MemoryMB: 1024, BootTimeout: 10 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64"}},
+		{name: "warm starts off", args: []string{"--vm-warm-states", "off"},
+			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64", Warm: "off"}},
+		{name: "warm states elsewhere", file: "vm_warm_states: /var/cache/turtles-warm\n",
+			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64", Warm: "/var/cache/turtles-warm"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,6 +59,12 @@ func TestTaskVMs(t *testing.T) {
 			}
 			got := s.taskVMs(taskVMDir(s.WorkDir), nil)
 			tt.want.ImagesDir, tt.want.Dir = s.ImagesDir, filepath.Join(s.WorkDir, "vms")
+			switch tt.want.Warm {
+			case "": // the default: beside the images
+				tt.want.Warm = filepath.Join(s.ImagesDir, "warm")
+			case "off":
+				tt.want.Warm = ""
+			}
 			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreFields(bot.VMConfig{}, "Log")); diff != "" {
 				t.Errorf("VM config (-want +got):\n%s", diff)
 			}

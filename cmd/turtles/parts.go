@@ -21,6 +21,7 @@ import (
 	"github.com/turtles-ci/turtles/forge"
 	"github.com/turtles-ci/turtles/gate"
 	"github.com/turtles-ci/turtles/hook"
+	"github.com/turtles-ci/turtles/metrics"
 	"github.com/turtles-ci/turtles/report"
 	"github.com/turtles-ci/turtles/results"
 	"github.com/turtles-ci/turtles/scan"
@@ -42,6 +43,14 @@ func (sys *system) openStore() error {
 	if err != nil {
 		return err
 	}
+	if st, err = metrics.Store(st, sys.reg); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(sys.s.Store, "s3://") {
+		if _, err := metrics.Register(sys.reg, metrics.NewDisk("store", sys.s.StoreDir)); err != nil {
+			return err
+		}
+	}
 	sys.Store.Set(st)
 	return nil
 }
@@ -50,7 +59,12 @@ func (sys *system) openStore() error {
 // reading results.json files from the store.
 func (sys *system) openResults() error {
 	st := sys.Store.Get()
+	tasks, err := metrics.NewTasks(sys.reg)
+	if err != nil {
+		return err
+	}
 	sys.Results.Set(results.New(results.Config{
+		Observe: tasks.Observe,
 		History: sys.State.Get(),
 		// The final event of a task frees its key (queue.Dedupe).
 		Keys:  sys.State.Get(),
@@ -63,7 +77,7 @@ func (sys *system) openResults() error {
 }
 
 func (sys *system) openForge() error {
-	f, err := newForge(sys.s, sys.log)
+	f, err := newForge(sys.s, sys.log, sys.forgeHTTPClient)
 	if err != nil {
 		return err
 	}
@@ -113,10 +127,7 @@ func (sys *system) openScanner() error {
 	if !ok {
 		return errors.New("scan: needs " + sys.Gate.why)
 	}
-	cloneBase := s.CloneBaseURL
-	if s.Forge == forgeGitLab && cloneBase == defaults().CloneBaseURL {
-		cloneBase = s.GitLabURL // GitLab's default, as github.com is GitHub's
-	}
+	cloneBase := s.cloneBase()
 	var repos []scan.Repo
 	for _, r := range s.ScanRepos {
 		repos = append(repos, scan.Repo{Name: r, CloneURL: strings.TrimRight(cloneBase, "/") + "/" + r + ".git", Branches: s.ScanBranches})
@@ -155,6 +166,9 @@ func (sys *system) openBot() error {
 	if err != nil {
 		return err
 	}
+	if _, err := metrics.Register(sys.reg, metrics.NewDisk("work", s.WorkDir)); err != nil {
+		return err
+	}
 	box, err := openSandbox(s, sys.log)
 	if err != nil {
 		return err
@@ -190,6 +204,10 @@ func (sys *system) openBot() error {
 		VM:            s.taskVMs(taskVMDir(s.WorkDir), images),
 		Log:           sys.log.With("part", "bot"),
 		Registerer:    sys.reg,
+		// The pages and /metrics of whichever process serves them
+		// count live bots from these heartbeats.
+		Presence:      sys.State.Get(),
+		PresenceEvery: s.BotHeartbeat,
 	})
 	if err != nil {
 		return err
@@ -248,7 +266,12 @@ func (sys *system) openHTTP() error {
 		}
 		st, _ := sys.Store.GetOK()
 		q, _ := sys.Queue.GetOK()
-		h = web.New(web.Config{History: sys.State.Get(), Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web")})
+		auth, err := sys.newAuth()
+		if err != nil {
+			return err
+		}
+		h = web.New(web.Config{History: sys.State.Get(), Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web"),
+			Actions: sys.State.Get(), Auth: auth})
 	} else {
 		mux := http.NewServeMux()
 		if hasReceiver {
@@ -257,6 +280,9 @@ func (sys *system) openHTTP() error {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(sys.reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 		h = mux
+	}
+	if err := sys.registerMonitoring(); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", sys.s.Listen)
 	if err != nil {

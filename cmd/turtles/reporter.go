@@ -39,6 +39,7 @@ it; one that takes over posts what the one before left unposted.`,
 	addForgeFlags(cmd.Flags())
 	addHTTPFlags(cmd.Flags(), "http-read-timeout", "http-idle-timeout")
 	addOptions(cmd.Flags(), stateFlags...)
+	addOptions(cmd.Flags(), loginFlags...)
 	return cmd
 }
 

@@ -59,8 +59,9 @@ func resultsPruneCmd() *cobra.Command {
 		Short: "Forget what the retention settings let go from the state database, now",
 		Long: `prune does once what serve, hook and reporter do every hour: it deletes
 from the state database (--database) the webhook deliveries, event IDs,
-final statuses and finished tasks older than --retain-deliveries,
---retain-events, --retain-finals and --retain-tasks, and says how many rows
+final statuses, finished tasks and bots gone quiet older than
+--retain-deliveries, --retain-events, --retain-finals, --retain-tasks and
+--retain-bots, and says how many rows
 it deleted (with --dry-run, would delete). Per-test results go with their
 logs: see turtles store prune.`,
 		Args: cobra.NoArgs,
@@ -85,8 +86,8 @@ logs: see turtles store prune.`,
 			if dryRun {
 				verb = "would delete"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %d deliveries, %d event IDs, %d finals, %d tasks with %d attempts in %s\n",
-				verb, n.Deliveries, n.Events, n.Finals, n.Tasks, n.Attempts, describeDatabase(s.Database))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d deliveries, %d event IDs, %d finals, %d tasks with %d attempts, %d bots in %s\n",
+				verb, n.Deliveries, n.Events, n.Finals, n.Tasks, n.Attempts, n.Bots, describeDatabase(s.Database))
 			return nil
 		},
 	}

@@ -34,7 +34,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 	}
 	addFlags(cmd.Flags(), "data-dir", "listen", "public-url", "queue", "lease", "max-deliveries", "retry-delays", "bot-name", "pool",
 		"slots", "work-dir", "store-dir", "store", "s3-credentials-file", "images-dir", "secrets-dir", "known-issues", "drain-timeout", "github-api", "github-token-file", "webhook-secret-file",
-		"log-level", "log-format")
+		"log-level", "log-format", "bot-heartbeat")
 	addTrustFlags(cmd.Flags())
 	addIsolationFlags(cmd.Flags(), true)
 	addImageFlags(cmd.Flags())
@@ -42,6 +42,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 	addForgeFlags(cmd.Flags())
 	addHTTPFlags(cmd.Flags())
 	addOptions(cmd.Flags(), stateFlags...)
+	addOptions(cmd.Flags(), loginFlags...)
 	return cmd
 }
 

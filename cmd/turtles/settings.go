@@ -36,14 +36,18 @@ type Settings struct {
 	RetainEvents     time.Duration `yaml:"retain_events"`
 	RetainFinals     time.Duration `yaml:"retain_finals"`
 	RetainTasks      time.Duration `yaml:"retain_tasks"`
-	Lease            time.Duration `yaml:"lease"`
-	MaxDeliveries    int           `yaml:"max_deliveries"`
-	BotName          string        `yaml:"bot_name"`
-	Pool             string        `yaml:"pool"`
-	Slots            int           `yaml:"slots"`
-	WorkDir          string        `yaml:"work_dir"`
-	StoreDir         string        `yaml:"store_dir"`
-	DrainTimeout     time.Duration `yaml:"drain_timeout"`
+	// RetainBots and BotHeartbeat: bots' heartbeats in the state
+	// database (options registered in monitoring.go).
+	RetainBots    time.Duration `yaml:"retain_bots"`
+	BotHeartbeat  time.Duration `yaml:"bot_heartbeat"`
+	Lease         time.Duration `yaml:"lease"`
+	MaxDeliveries int           `yaml:"max_deliveries"`
+	BotName       string        `yaml:"bot_name"`
+	Pool          string        `yaml:"pool"`
+	Slots         int           `yaml:"slots"`
+	WorkDir       string        `yaml:"work_dir"`
+	StoreDir      string        `yaml:"store_dir"`
+	DrainTimeout  time.Duration `yaml:"drain_timeout"`
 	// RetryDelays are the waits before retrying an infrastructure failure,
 	// by attempt; the last one repeats until max-deliveries.
 	RetryDelays []time.Duration `yaml:"retry_delays"`
@@ -92,6 +96,9 @@ type Settings struct {
 	VMCPUs        int           `yaml:"vm_cpus"`
 	VMMemory      ByteSize      `yaml:"vm_memory"`
 	VMBootTimeout time.Duration `yaml:"vm_boot_timeout"`
+	// VMWarmStates is where saved VM states are kept for warm starts:
+	// "" for IMAGES-DIR/warm, "off" for none.
+	VMWarmStates string `yaml:"vm_warm_states"`
 	// DebianMirror is where `turtles image build` installs from.
 	DebianMirror string `yaml:"debian_mirror"`
 	// SecretsDir holds the secrets bots give trusted tasks by name: one
@@ -125,6 +132,15 @@ type Settings struct {
 	MaxContexts          int           `yaml:"max_contexts"`
 	Sandbox              string        `yaml:"sandbox"`
 	SandboxUIDBase       int           `yaml:"sandbox_uid_base"`
+
+	// The dashboard's sign-in and actions (options registered in
+	// login.go); secrets from files or the environment.
+	OAuthGitHubClientID         string `yaml:"oauth_github_client_id"`
+	OAuthGitHubClientSecretFile string `yaml:"oauth_github_client_secret_file"`
+	OAuthGitLabClientID         string `yaml:"oauth_gitlab_client_id"`
+	OAuthGitLabClientSecretFile string `yaml:"oauth_gitlab_client_secret_file"`
+	SessionKeyFile              string `yaml:"session_key_file"`
+	Private                     bool   `yaml:"private"`
 
 	// ConfigFile is the --config file read, if any: hidden from tasks.
 	ConfigFile string `yaml:"-"`
@@ -176,6 +192,7 @@ func defaults() Settings {
 	isolationDefaults(&s)
 	stateDefaults(&s)
 	machineDefaults(&s)
+	monitoringDefaults(&s)
 	return s
 }
 
@@ -308,6 +325,9 @@ func (s *Settings) validate() error {
 		errs = append(errs, err)
 	}
 	if err := s.validateMachines(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(s.validateMonitoring(), s.validateLogin()); err != nil {
 		errs = append(errs, err)
 	}
 	if isAMQP(s.Queue) {

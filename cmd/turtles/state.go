@@ -41,7 +41,7 @@ func stateOptions() []option {
 }
 
 // stateFlags are the options of every process that keeps state.
-var stateFlags = []string{"database", "retain-deliveries", "retain-events", "retain-finals", "retain-tasks"}
+var stateFlags = []string{"database", "retain-deliveries", "retain-events", "retain-finals", "retain-tasks", "retain-bots"}
 
 func stateDefaults(s *Settings) {
 	// Forges redeliver within hours; a week is plenty.
@@ -138,6 +138,9 @@ func (s Settings) prune(now time.Time) state.Prune {
 	p.Events = cut(s.RetainEvents)
 	p.Finals = cut(s.RetainFinals)
 	p.Tasks = cut(s.RetainTasks)
+	p.Bots = cut(s.RetainBots)
+	// What people did to a task is kept as long as its history.
+	p.Actions = p.Tasks
 	return p
 }
 
@@ -153,7 +156,7 @@ func (sys *system) runPruner(ctx context.Context, db state.DB) {
 			log.Warn("prune the state database; trying again later", "in", pruneEvery, "err", err)
 		case n != (state.Pruned{}):
 			log.Info("pruned the state database", "deliveries", n.Deliveries, "events", n.Events, "finals", n.Finals,
-				"tasks", n.Tasks, "attempts", n.Attempts)
+				"tasks", n.Tasks, "attempts", n.Attempts, "bots", n.Bots, "actions", n.Actions)
 		}
 		select {
 		case <-ctx.Done():

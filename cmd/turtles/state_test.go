@@ -15,12 +15,14 @@ import (
 func TestSettingsPrune(t *testing.T) {
 	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	s := defaults()
-	want := state.Prune{Deliveries: now.Add(-7 * 24 * time.Hour), Events: now.Add(-7 * 24 * time.Hour), Finals: now.Add(-30 * 24 * time.Hour)}
+	want := state.Prune{Deliveries: now.Add(-7 * 24 * time.Hour), Events: now.Add(-7 * 24 * time.Hour), Finals: now.Add(-30 * 24 * time.Hour),
+		Bots: now.Add(-24 * time.Hour)}
 	if diff := cmp.Diff(want, s.prune(now)); diff != "" {
 		t.Errorf("prune of the defaults (-want +got):\n%s", diff)
 	}
-	s.RetainTasks, s.RetainFinals = time.Hour, 0
-	want.Tasks, want.Finals = now.Add(-time.Hour), time.Time{}
+	s.RetainTasks, s.RetainFinals, s.RetainBots = time.Hour, 0, 0
+	// What people did to tasks goes with them.
+	want.Tasks, want.Actions, want.Finals, want.Bots = now.Add(-time.Hour), now.Add(-time.Hour), time.Time{}, time.Time{}
 	if diff := cmp.Diff(want, s.prune(now)); diff != "" {
 		t.Errorf("prune with tasks kept an hour and finals forever (-want +got):\n%s", diff)
 	}

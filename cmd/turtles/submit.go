@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +50,10 @@ repository (HEAD, a branch), resolved here.`,
 			}
 			// Quiet: a submit is one publish; the queue's own chatter
 			// (reconnects) would only hide the result line.
-			sys, err := openSystem(s, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})), submitParts)
+			// What submit did goes to stdout; its log only warns.
+			quiet := s
+			quiet.LogLevel = "warn"
+			sys, err := openSystem(s, newLogger(quiet, cmd.ErrOrStderr()), submitParts)
 			if err != nil {
 				return err
 			}
@@ -90,7 +92,7 @@ repository (HEAD, a branch), resolved here.`,
 	f.IntVar(&priority, "priority", 5, "0..9, higher runs first")
 	cmd.MarkFlagRequired("repo-url")
 	cmd.MarkFlagRequired("sha")
-	addFlags(f, "data-dir", "queue", "public-url", "pool", "lease", "max-deliveries")
+	addFlags(f, "data-dir", "queue", "public-url", "pool", "lease", "max-deliveries", "log-format")
 	addOptions(f, "database") // task keys are deduped there
 	return cmd
 }

@@ -36,7 +36,7 @@ import (
 type system struct {
 	s   Settings
 	log *slog.Logger
-	reg *prometheus.Registry
+	reg *registry
 
 	// Queue is the queue backend behind the dedupe of task keys in State
 	// (queue.Dedupe): the broker dedupes nothing.
@@ -127,7 +127,7 @@ var deps = map[partID][]partID{
 	partGate:       {partForge, partQueue, partEvents},
 	partReporter:   {partForge, partState},
 	partScanner:    {partGate, partQueue, partEvents},
-	partBot:        {partQueue, partEvents, partStore},
+	partBot:        {partState, partQueue, partEvents, partStore},
 	partReceiver:   {partQueue, partDeliveries},
 }
 
@@ -164,7 +164,7 @@ func (sys *system) builders() [numParts]func() error {
 }
 
 func newSystem(s Settings, log *slog.Logger) *system {
-	reg := prometheus.NewRegistry()
+	reg := &registry{Registry: prometheus.NewRegistry()}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sys := &system{s: s, log: log, reg: reg}
 	sys.Queue.name, sys.Events.name, sys.Inbox.name, sys.Deliveries.name = "queue", "events", "inbox", "webhook delivery log"

@@ -5,6 +5,7 @@ import (
 
 	"github.com/turtles-ci/turtles/forge"
 	"github.com/turtles-ci/turtles/forge/forgetest"
+	"github.com/turtles-ci/turtles/forge/github"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
 )
 
@@ -30,5 +31,22 @@ func TestContract(t *testing.T) {
 		srv := githubtest.NewServer(t, token)
 		return forgetest.Env{Client: newClient(t, srv, token, nil), Fake: fake{s: srv, pulls: map[string][]githubtest.PullRequest{}},
 			Repo: "octo/hello", Org: "octo"}
+	})
+}
+
+func (f fake) MakePrivate(repo string) { f.s.SetPrivate(repo) }
+
+func TestAccountContract(t *testing.T) {
+	forgetest.RunAccount(t, func(t *testing.T) forgetest.AccountEnv {
+		srv := githubtest.NewServer(t, token)
+		ep, err := github.OAuthEndpoint(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return forgetest.AccountEnv{
+			New: func(tok string) (forge.Account, error) {
+				return github.NewAccount(github.AccountConfig{BaseURL: srv.URL, Token: tok})
+			},
+			Endpoint: ep, OAuth: srv.OAuth(), Fake: fake{s: srv}, Repo: "octo/hello"}
 	})
 }

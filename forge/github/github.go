@@ -1,5 +1,7 @@
 // Package github sets commit statuses on GitHub and GitHub Enterprise Server
-// through the REST API. It implements forge.Forge.
+// through the REST API. It implements forge.Forge and forge.Lookup, and,
+// for the dashboard's login, gives GitHub's OAuth endpoints and
+// forge.Account (account.go).
 //
 // Only the reporter and cmd/turtles (which wires it) may import it: it holds
 // the forge token, and bots must never hold one. Tests elsewhere use the fake

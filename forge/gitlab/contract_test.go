@@ -5,6 +5,7 @@ import (
 
 	"github.com/turtles-ci/turtles/forge"
 	"github.com/turtles-ci/turtles/forge/forgetest"
+	"github.com/turtles-ci/turtles/forge/gitlab"
 	"github.com/turtles-ci/turtles/forge/gitlab/gitlabtest"
 )
 
@@ -31,5 +32,22 @@ func TestContract(t *testing.T) {
 	forgetest.Run(t, func(t *testing.T) forgetest.Env {
 		srv := gitlabtest.NewServer(t, token)
 		return forgetest.Env{Client: newClient(t, srv), Fake: fake{s: srv, mrs: map[string][]gitlabtest.MergeRequest{}}, Repo: "group/sub/hello", Org: "group"}
+	})
+}
+
+func (f fake) MakePrivate(repo string) { f.s.SetPrivate(repo) }
+
+func TestAccountContract(t *testing.T) {
+	forgetest.RunAccount(t, func(t *testing.T) forgetest.AccountEnv {
+		srv := gitlabtest.NewServer(t, token)
+		ep, err := gitlab.OAuthEndpoint(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return forgetest.AccountEnv{
+			New: func(tok string) (forge.Account, error) {
+				return gitlab.NewAccount(gitlab.AccountConfig{BaseURL: srv.URL, Token: tok})
+			},
+			Endpoint: ep, OAuth: srv.OAuth(), Fake: fake{s: srv}, Repo: "group/sub/hello"}
 	})
 }

@@ -1,6 +1,8 @@
 // Package gitlab sets commit statuses on GitLab (gitlab.com or a
 // self-managed instance) and answers the gate's and the scanner's lookups,
-// through the REST API v4. It implements forge.Forge and forge.Lookup.
+// through the REST API v4. It implements forge.Forge and forge.Lookup, and,
+// for the dashboard's login, gives GitLab's OAuth endpoints and
+// forge.Account (account.go).
 //
 // Repositories are named by their full path, "group/subgroup/project", as
 // GitLab's path_with_namespace; merge requests by their iid, which plays

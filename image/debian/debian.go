@@ -28,7 +28,7 @@ import (
 
 // Version is the recipe's version: bump it whenever the image it builds
 // changes, so caches keyed by it (tests, bots) rebuild.
-const Version = 1
+const Version = 2
 
 // Recipes maps the names `turtles image build` accepts to Debian suites.
 var Recipes = map[string]string{"debian-12": "bookworm"}
@@ -41,6 +41,8 @@ const Append = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
 var Packages = []string{
 	"systemd-sysv", "udev", "openssh-server", "iproute2", "linux-image-amd64",
 	"procps", "less", "dbus",
+	// Warm starts (vm.Warm) refresh a restored machine through it.
+	"qemu-guest-agent",
 }
 
 // Options configure Build.
@@ -124,7 +126,7 @@ func Build(ctx context.Context, o Options) (string, error) {
 		Name: o.Recipe, Builder: "image/debian", BuilderVersion: Version,
 		Disk: base + ".qcow2", SHA256: sum,
 		Kernel: base + ".vmlinuz", Initrd: base + ".initrd", Append: Append,
-		User: "root", Built: time.Now().UTC().Truncate(time.Second),
+		User: "root", GuestAgent: true, Built: time.Now().UTC().Truncate(time.Second),
 	}
 	for src, dst := range map[string]string{qcow: m.Disk, kernel: m.Kernel, initrd: m.Initrd} {
 		if err := os.Rename(src, filepath.Join(o.Out, dst)); err != nil {

@@ -16,7 +16,8 @@ import (
 
 // Cancellation. RabbitMQ cannot take a message out of the middle of a
 // queue, so Cancel does not remove anything: it publishes a record of the
-// cancelled commit on the fanout exchange PREFIX.cancel. Every handle that
+// cancelled commit (CancelTask: of the cancelled task key) on the fanout
+// exchange PREFIX.cancel. Every handle that
 // claims keeps the records in memory, fed by an exclusive queue of its
 // connection bound to that exchange, and seeded at every connect from the
 // durable, bounded queue PREFIX.cancels (read without consuming), so that
@@ -34,14 +35,28 @@ const (
 )
 
 type cancelRecord struct {
-	Repo   string    `json:"repo"`
-	SHA    string    `json:"sha"`
-	PR     int       `json:"pr"`
+	Repo string `json:"repo,omitempty"`
+	SHA  string `json:"sha,omitempty"`
+	PR   int    `json:"pr,omitempty"`
+	// Key, when set, cancels the one task of that key (CancelTask)
+	// instead of a commit's.
+	Key    string    `json:"key,omitempty"`
 	Reason string    `json:"reason"`
 	Time   time.Time `json:"time"`
 }
 
 func cancelKey(repo, sha string, pr int) string { return fmt.Sprintf("%s@%s#%d", repo, sha, pr) }
+
+// taskCancelKey is the key of a CancelTask record: task keys hold a ':'
+// before the context and commit keys a '#', so the two never meet.
+func taskCancelKey(key string) string { return "task " + key }
+
+func (r cancelRecord) key() string {
+	if r.Key != "" {
+		return taskCancelKey(r.Key)
+	}
+	return cancelKey(r.Repo, r.SHA, r.PR)
+}
 
 // cancelSet is a handle's view of the cancelled commits.
 type cancelSet struct {
@@ -63,20 +78,21 @@ func (s *cancelSet) add(r cancelRecord) {
 			delete(s.m, k)
 		}
 	}
-	s.m[cancelKey(r.Repo, r.SHA, r.PR)] = r
+	s.m[r.key()] = r
 }
 
 // match returns the record that cancels t: one of its commit and pull
-// request, made after t was created (a retest of the commit published
-// after the Cancel runs).
+// request, or of its key, made after t was created (a retest of the
+// commit published after the Cancel runs).
 func (s *cancelSet) match(t turtles.Task) (cancelRecord, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.m[cancelKey(t.Repo.Name, t.SHA, t.PR)]
-	if !ok || t.Created.After(r.Time) {
-		return cancelRecord{}, false
+	for _, k := range []string{cancelKey(t.Repo.Name, t.SHA, t.PR), taskCancelKey(t.Key())} {
+		if r, ok := s.m[k]; ok && !t.Created.After(r.Time) {
+			return r, true
+		}
 	}
-	return r, true
+	return cancelRecord{}, false
 }
 
 // Cancel implements queue.Queue. The count is of the running tasks
@@ -88,7 +104,27 @@ func (q *Queue) Cancel(ctx context.Context, repo, sha string, pr int, reason str
 	}
 	// Real time, not the queue's clock: tasks are matched by their
 	// creation time, which the webhook receiver stamps.
-	rec := cancelRecord{Repo: repo, SHA: sha, PR: pr, Reason: reason, Time: time.Now()}
+	n, err := q.cancel(ctx, cancelRecord{Repo: repo, SHA: sha, PR: pr, Reason: reason, Time: time.Now()})
+	if err != nil {
+		return 0, fmt.Errorf("cancel tasks of %s@%s: %w", repo, sha, err)
+	}
+	return n, nil
+}
+
+// CancelTask implements queue.Queue, as Cancel does.
+func (q *Queue) CancelTask(ctx context.Context, key, reason string) (int, error) {
+	if q.c.closed() {
+		return 0, queue.ErrClosed
+	}
+	n, err := q.cancel(ctx, cancelRecord{Key: key, Reason: reason, Time: time.Now()})
+	if err != nil {
+		return 0, fmt.Errorf("cancel task %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// cancel publishes rec and counts the held deliveries it cancels.
+func (q *Queue) cancel(ctx context.Context, rec cancelRecord) (int, error) {
 	body, err := json.Marshal(rec)
 	if err != nil {
 		return 0, err
@@ -102,7 +138,7 @@ func (q *Queue) Cancel(ctx context.Context, repo, sha string, pr int, reason str
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("cancel tasks of %s@%s: %w", repo, sha, err)
+		return 0, err
 	}
 	q.cancels.add(rec)
 	n := 0

@@ -14,6 +14,7 @@ import (
 
 var cancelTests = []contractTest{
 	{"Cancel", testCancel},
+	{"CancelTask", testCancelTask},
 	{"Inbox", testInbox},
 }
 
@@ -103,6 +104,83 @@ func testCancel(t *testing.T, open opener) {
 	d = claim(t, q, "public")
 	if d.Task().Key() != retest.Key() {
 		t.Fatalf("claimed %s, want the retest %s", d.Task().Key(), retest.Key())
+	}
+	ack(t, d)
+}
+
+// testCancelTask cancels two tasks by key through another handle (the
+// web server's), one running and one queued: as with Cancel, the holder
+// learns it from Heartbeat, the queued task never reaches a claimer, both
+// get one final cancelled event, and the other contexts of the commit,
+// the same context of other commits, are untouched. A rerun of a
+// cancelled key published afterwards runs.
+func testCancelTask(t *testing.T, open opener) {
+	o, _ := opts()
+	q := open(t, o)
+	sha := "3333333333333333333333333333333333333333"
+	running := cancelTask(1, sha, 7, "running")
+	queued := cancelTask(2, sha, 0, "queued") // a push's task: no pull request
+	untouched := []turtles.Task{
+		cancelTask(3, sha, 7, "other-context"),
+		cancelTask(4, "4444444444444444444444444444444444444444", 7, "queued"), // the same context of another commit
+	}
+	publish(t, q, append([]turtles.Task{running, queued}, untouched...)...)
+	d := claim(t, q, "public")
+	if d.Task().Key() != running.Key() {
+		t.Fatalf("claimed %s, want the first published %s", d.Task().Key(), running.Key())
+	}
+
+	web := open(t, o)
+	const reason = "cancelled by github:alice from the dashboard"
+	for _, k := range []string{running.Key(), queued.Key()} {
+		n, err := web.CancelTask(ctxT(t, patient), k, reason)
+		if err != nil {
+			t.Fatalf("CancelTask(%s): %v", k, err)
+		}
+		t.Logf("CancelTask(%s) counted %d task(s)", k, n)
+	}
+	eventually(t, func() error {
+		if err := d.Heartbeat(ctxT(t, patient)); !errors.Is(err, queue.ErrCancelled) {
+			return errors.New("Heartbeat after CancelTask = " + errString(err) + ", want ErrCancelled")
+		}
+		return nil
+	})
+
+	var left []string
+	for range untouched {
+		d := claim(t, q, "public")
+		left = append(left, d.Task().Key())
+		ack(t, d)
+	}
+	if diff := cmp.Diff(keys(untouched), left); diff != "" {
+		t.Errorf("tasks claimed after CancelTask (-want +got):\n%s", diff)
+	}
+	claimBarrier(t, q, "public", "a cancelled task was delivered")
+
+	got := map[string]int{}
+	for range 2 {
+		ed := receive(t, q)
+		ev := ed.Event()
+		if ev.Type != turtles.EventFinished || ev.Outcome == nil || ev.Outcome.Class != turtles.Cancelled || ev.Outcome.Reason != reason {
+			t.Errorf("event %+v, want finished, cancelled, %q", ev, reason)
+		}
+		got[ev.Task.Key()]++
+		ackEvent(t, ed)
+	}
+	if diff := cmp.Diff(map[string]int{running.Key(): 1, queued.Key(): 1}, got); diff != "" {
+		t.Errorf("cancelled tasks' final events (-want +got):\n%s", diff)
+	}
+	receiveBarrier(t, q, "a cancelled task had a second final event, or another task one")
+
+	if n, err := web.CancelTask(ctxT(t, patient), "turtles/example@"+sha+":nothing-by-this-name", reason); err != nil || n != 0 {
+		t.Errorf("CancelTask of a key with no task = %d, %v; want 0, nil", n, err)
+	}
+	rerun := queued
+	rerun.Attempt, rerun.Created = 2, time.Now()
+	publish(t, q, rerun)
+	d = claim(t, q, "public")
+	if d.Task().Key() != rerun.Key() {
+		t.Fatalf("claimed %s, want the rerun %s", d.Task().Key(), rerun.Key())
 	}
 	ack(t, d)
 }

@@ -33,7 +33,9 @@ func (db *DB) Cancel(ctx context.Context, repo, sha string, pr int, reason strin
 	if db.closed() {
 		return 0, queue.ErrClosed
 	}
-	n, err := db.cancel(ctx, repo, sha, pr, reason)
+	prefix := repo + "@" + sha + ":"
+	// substr, not LIKE: repository names may contain LIKE's wildcards.
+	n, err := db.cancel(ctx, `substr(key, 1, ?) = ?`, []any{len(prefix), prefix}, func(t turtles.Task) bool { return t.PR == pr }, reason)
 	if err != nil {
 		return 0, fmt.Errorf("cancel tasks of %s@%s: %w", repo, sha, db.check(err))
 	}
@@ -43,9 +45,25 @@ func (db *DB) Cancel(ctx context.Context, repo, sha string, pr int, reason strin
 	return n, nil
 }
 
-func (db *DB) cancel(ctx context.Context, repo, sha string, pr int, reason string) (int, error) {
+// CancelTask implements queue.Queue, as Cancel does.
+func (db *DB) CancelTask(ctx context.Context, key, reason string) (int, error) {
+	if db.closed() {
+		return 0, queue.ErrClosed
+	}
+	n, err := db.cancel(ctx, `key = ?`, []any{key}, func(turtles.Task) bool { return true }, reason)
+	if err != nil {
+		return 0, fmt.Errorf("cancel task %s: %w", key, db.check(err))
+	}
+	if n > 0 {
+		db.wakeEvents()
+	}
+	return n, nil
+}
+
+// cancel removes the tasks whose rows where selects (with args) and
+// that pick keeps, each with its final event.
+func (db *DB) cancel(ctx context.Context, where string, args []any, pick func(turtles.Task) bool, reason string) (int, error) {
 	now := db.clock.Now()
-	prefix := repo + "@" + sha + ":"
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -54,9 +72,8 @@ func (db *DB) cancel(ctx context.Context, repo, sha string, pr int, reason strin
 	if _, err := tx.ExecContext(ctx, `DELETE FROM cancelled WHERE time < ?`, nanos(now.Add(-cancelledTTL))); err != nil {
 		return 0, err
 	}
-	// substr, not LIKE: repository names may contain LIKE's wildcards.
 	rows, err := tx.QueryContext(ctx, `SELECT id, body, token, avail_at, deliveries FROM tasks
-		WHERE substr(key, 1, ?) = ?`, len(prefix), prefix)
+		WHERE `+where, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -78,7 +95,7 @@ func (db *DB) cancel(ctx context.Context, repo, sha string, pr int, reason strin
 			return 0, err
 		}
 		t, err := turtles.DecodeTask(body)
-		if err != nil || t.PR != pr {
+		if err != nil || !pick(t) {
 			continue
 		}
 		leased := v.token.Valid && availAt > nanos(now)

@@ -136,4 +136,31 @@ var migrations = []string{
 	);
 	CREATE INDEX issue_hits_at ON issue_hits(at);
 	CREATE INDEX issue_hits_repo ON issue_hits(repo, at);`,
+	// 4: what each bot last said of itself (state.Bot), for the pages
+	// and the count of live bots per pool on /metrics.
+	`-- issue 17: monitoring
+	CREATE TABLE bots (
+		name      TEXT COLLATE "C" PRIMARY KEY,
+		pool      TEXT COLLATE "C" NOT NULL,
+		slots     INTEGER NOT NULL,
+		busy      INTEGER NOT NULL,
+		tasks     TEXT COLLATE "C" NOT NULL DEFAULT '[]', -- IDs of the tasks it runs, JSON
+		started   BIGINT NOT NULL,
+		seen      BIGINT NOT NULL,
+		every     BIGINT NOT NULL -- its heartbeat period, milliseconds
+	);
+	CREATE INDEX bots_seen ON bots(seen);`,
+	// 5: what people did from the dashboard (state.Action), shown on
+	// the task.
+	`-- issue 17: login
+	CREATE TABLE actions (
+		id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		task      TEXT COLLATE "C" NOT NULL, -- the task's ID
+		kind      TEXT COLLATE "C" NOT NULL,
+		actor     TEXT COLLATE "C" NOT NULL, -- state.Action.User ("user" is reserved)
+		at        BIGINT NOT NULL,
+		result    TEXT COLLATE "C" NOT NULL DEFAULT ''
+	);
+	CREATE INDEX actions_task ON actions(task, at, id);
+	CREATE INDEX actions_at ON actions(at);`,
 }

@@ -135,4 +135,31 @@ var migrations = []string{
 	);
 	CREATE INDEX issue_hits_at ON issue_hits(at);
 	CREATE INDEX issue_hits_repo ON issue_hits(repo, at);`,
+	// 4: what each bot last said of itself (state.Bot), for the pages
+	// and the count of live bots per pool on /metrics.
+	`-- issue 17: monitoring
+	CREATE TABLE bots (
+		name    TEXT    PRIMARY KEY,
+		pool    TEXT    NOT NULL,
+		slots   INTEGER NOT NULL,
+		busy    INTEGER NOT NULL,
+		tasks   TEXT    NOT NULL DEFAULT '[]', -- IDs of the tasks it runs, JSON
+		started INTEGER NOT NULL,
+		seen    INTEGER NOT NULL,
+		every   INTEGER NOT NULL -- its heartbeat period, milliseconds
+	);
+	CREATE INDEX bots_seen ON bots(seen);`,
+	// 5: what people did from the dashboard (state.Action), shown on
+	// the task.
+	`-- issue 17: login
+	CREATE TABLE actions (
+		id     INTEGER PRIMARY KEY AUTOINCREMENT,
+		task   TEXT    NOT NULL, -- the task's ID
+		kind   TEXT    NOT NULL,
+		actor  TEXT    NOT NULL, -- state.Action.User ("user" is reserved in PostgreSQL)
+		at     INTEGER NOT NULL,
+		result TEXT    NOT NULL DEFAULT ''
+	);
+	CREATE INDEX actions_task ON actions(task, at, id);
+	CREATE INDEX actions_at ON actions(at);`,
 }

@@ -56,9 +56,15 @@ func Run(t *testing.T, fresh Fresh) {
 		{"Tests", testTests},
 		{"TestsRace", testTestsRace},
 		{"PruneHistory", testPruneHistory},
+		{"Bots", testBots},
+		{"BotsPrune", testBotsPrune},
+		{"BotsRace", testBotsRace},
 		{"ConcurrentOpen", testConcurrentOpen},
 		{"Reopen", testReopen},
 		{"Closed", testClosed},
+		{"Actions", testActions},
+		{"ActionsOrder", testActionsOrder},
+		{"ActionsPrune", testActionsPrune},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

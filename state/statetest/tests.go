@@ -282,6 +282,14 @@ func testClosed(t *testing.T, o opener) {
 		"Get":         func() error { _, err := db.Get(ctx, "x"); return err },
 		"Tests":       func() error { _, err := db.Tests(ctx, state.TestFilter{}); return err },
 		"Prune":       func() error { _, err := db.Prune(ctx, state.Prune{Deliveries: t0}); return err },
+		"Heartbeat": func() error {
+			return db.Heartbeat(ctx, state.Bot{Name: "b", Pool: "p", Slots: 1, Every: turtles.Duration(time.Second)})
+		},
+		"Bots": func() error { _, err := db.Bots(ctx); return err },
+		"RecordAction": func() error {
+			return db.RecordAction(ctx, state.Action{Task: "t", Kind: "rerun", User: "github:a"})
+		},
+		"Actions": func() error { _, err := db.Actions(ctx, "t"); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, state.ErrClosed) {

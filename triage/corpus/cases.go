@@ -216,7 +216,8 @@ func panickyImages(from, dir string) (string, error) {
 		return "", err
 	}
 	p := *m
-	p.Name, p.Initrd, p.Append = panicky, "", "root=/dev/vda rw console=ttyS0 panic=1"
+	// No warm start for it: it never comes up to be saved.
+	p.Name, p.Initrd, p.Append, p.GuestAgent = panicky, "", "root=/dev/vda rw console=ttyS0 panic=1", false
 	for name, man := range map[string]*image.Manifest{"debian-12": m, panicky: &p} {
 		b, err := json.MarshalIndent(man, "", "  ")
 		if err != nil {

@@ -145,8 +145,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	// Warm starts, as a bot has them by default: the first machine saves
+	// the state, the others restore it.
 	vmc := bot.VMConfig{Dir: filepath.Join(cfg.Dir, "vms"), CPUs: 1, MemoryMB: 768,
-		BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64"}
+		BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64",
+		Warm: filepath.Join(cfg.Dir, "warm")}
 	if cfg.Images != "" {
 		if vmc.ImagesDir, err = panickyImages(cfg.Images, filepath.Join(cfg.Dir, "images")); err != nil {
 			return Report{}, err

@@ -4,7 +4,8 @@
 // branches, org members, permissions; with ETags), on a loopback httptest
 // server, records every request, and fails on demand, so that code that
 // sets statuses can be tested through real HTTP without the network.
-// EnableApp makes it issue GitHub App installation tokens too.
+// EnableApp makes it issue GitHub App installation tokens too; OAuth is
+// the authorization server of the dashboard's login.
 //
 // Only tests may import it.
 package githubtest
@@ -87,6 +88,8 @@ type Server struct {
 	lookups lookups
 	app     *app
 	nextID  int64 // of installation tokens
+	oauth   *forgetest.OAuth
+	private map[string]bool // repositories only those with a permission see
 }
 
 // NewServer starts a fake API that accepts token, closed when the test
@@ -101,6 +104,7 @@ func NewServer(t testing.TB, token string) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /repos/{owner}/{repo}/statuses/{sha}", s.createStatus)
 	s.routeLookups(mux)
+	s.routeOAuth(mux)
 	mux.HandleFunc("POST /app/installations/{id}/access_tokens", s.accessToken)
 	mux.HandleFunc("GET /repos/{owner}/{repo}/installation", s.installationOf)
 	mux.HandleFunc("GET /orgs/{owner}/installation", s.installationOf)

@@ -73,10 +73,15 @@ func (s *Server) AddMember(org, user string) {
 	s.lookups.members[org+"/"+user] = true
 }
 
-// SetPermission gives user a permission on repo: admin, write, read.
+// SetPermission gives user a permission on repo: admin, write, read;
+// "" takes it away.
 func (s *Server) SetPermission(repo, user, perm string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if perm == "" {
+		delete(s.lookups.perms, repo+":"+user)
+		return
+	}
 	s.lookups.perms[repo+":"+user] = perm
 }
 

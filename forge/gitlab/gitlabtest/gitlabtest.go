@@ -1,7 +1,8 @@
 // Package gitlabtest is a fake GitLab REST API (v4) for tests anywhere in
 // turtles. It serves the commit status endpoints and the read-only ones
 // the gate and the scanner use (merge requests, branches, raw files, users,
-// project and group members) on a loopback httptest server, records every
+// project and group members), and an OAuth authorization server for the
+// dashboard's login, on a loopback httptest server, records every
 // request, and fails on demand. Like GitLab, it refuses to set a status to
 // the state it already has while that state is not final.
 //
@@ -78,6 +79,8 @@ type Server struct {
 	users      map[string]int64          // by username
 	projectAcc map[string]int            // by project:username
 	groupAcc   map[string]int            // by group:username
+	oauth      *forgetest.OAuth
+	private    map[string]bool // projects only members see
 }
 
 // NewServer starts a fake API that accepts token (as PRIVATE-TOKEN or a
@@ -102,6 +105,7 @@ func NewServer(t testing.TB, token string) *Server {
 	mux.HandleFunc("GET /api/v4/users", s.listUsers)
 	mux.HandleFunc("GET /api/v4/projects/{id}/members/all/{uid}", s.projectMember)
 	mux.HandleFunc("GET /api/v4/groups/{id}/members/all/{uid}", s.groupMember)
+	s.routeOAuth(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, r, http.StatusNotFound, nil, map[string]string{"error": "404 Not Found"})
 	})

@@ -33,6 +33,8 @@ func (db *DB) Prune(ctx context.Context, p state.Prune) (state.Pruned, error) {
 		{"test results", p.Tests, &out.Tests, "test_results", "finished < $1", nil},
 		{"known-issue hits", p.Tasks, &out.IssueHits, "issue_hits", "at < $1", nil},
 		{"approvals", p.Approvals, &out.Approvals, "approvals", "at < $1", nil},
+		{"bots", p.Bots, &out.Bots, "bots", "seen < $1", nil},
+		{"actions", p.Actions, &out.Actions, "actions", "at < $1", nil},
 	}
 	err := db.d.InTx(ctx, func(tx Querier) error {
 		for _, s := range steps {
