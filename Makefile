@@ -71,7 +71,7 @@ vet:
 # The attack suite runs alongside; its count of attacks tried and held is
 # the last line (scripts/test.sh says how the packages are scheduled).
 test: deps vet
-	@GO=$(GO) scripts/test.sh
+	@TURTLES_TEST_ARTIFACTS=$(CURDIR)/test-artifacts GO=$(GO) scripts/test.sh
 
 test-short:
 	@$(GO) test -short -count=1 $$($(GO) list ./... | grep -v '/attack$$')
@@ -87,7 +87,8 @@ fuzz:
 	@for f in hook:FuzzParseGitHub hook:FuzzParseGitLab config:FuzzParse command:FuzzParse \
 		tap:FuzzParse tap:FuzzDirective junit:FuzzParse scrub:FuzzWriter image/cache:FuzzManifest \
 		image/cache:FuzzParseID image/cache:FuzzContentRange image/cache:FuzzParsePeers \
-		state/postgres:FuzzURLError triage:FuzzNormalize triage:FuzzParse metrics:FuzzForgeRateHeaders; do \
+		state/postgres:FuzzURLError triage:FuzzNormalize triage:FuzzParse metrics:FuzzForgeRateHeaders \
+		web:FuzzSearchQuery; do \
 		echo "==> fuzz $$f for $(FUZZTIME)"; \
 		$(GO) test -run XXX -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) ./$${f%%:*} || exit 1; \
 	done

@@ -138,12 +138,12 @@ func TestFlakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []state.TestStats{
-		{Repo: "octo/hello", Context: "unit", Name: "login", Runs: 2, Failures: 1, RetriedThenPassed: 1, MeanDuration: 2,
+		{Repo: "octo/hello", Context: "unit", Name: "login", Runs: 2, Tasks: 1, Failures: 1, RetriedThenPassed: 1, MeanDuration: 2,
 			LastFailure: &state.Failure{SHA: testTask(1).SHA, Attempt: 1, Time: now.Add(time.Minute).Truncate(time.Millisecond).UTC(), Message: "boom", LogURL: "http://x/tasks/t/1#L12"}},
-		{Repo: "octo/hello", Context: "unit", Name: "db", Runs: 2, Failures: 2,
+		{Repo: "octo/hello", Context: "unit", Name: "db", Runs: 2, Tasks: 1, Failures: 2,
 			LastFailure: &state.Failure{SHA: testTask(1).SHA, Attempt: 2, Time: now.Add(2 * time.Minute).Truncate(time.Millisecond).UTC(), Message: "boom", LogURL: "http://x/tasks/t/2#L30"}},
 		{Repo: "octo/hello", Context: "unit", Name: "later", Skipped: 1},
-		{Repo: "octo/hello", Context: "unit", Name: "ok", Runs: 2, MeanDuration: 2},
+		{Repo: "octo/hello", Context: "unit", Name: "ok", Runs: 2, Tasks: 1, MeanDuration: 2},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Tests (-want +got):\n%s", diff)

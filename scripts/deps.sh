@@ -9,11 +9,11 @@ need_pkgs=()
 # promtool and prometheus (package prometheus): the tests of
 # deploy/prometheus check the rules with promtool, and cmd/turtles runs a
 # private Prometheus server against turtles serve (never the system-wide
-# one the package may start). ssh-keygen signs and verifies releases,
-# dpkg-deb builds the .deb and systemd-analyze checks the units (make test:
-# release, deploy/systemd).
-for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap promtool:prometheus \
-    ssh-keygen:openssh-client dpkg-deb:dpkg systemd-analyze:systemd; do
+# one the package may start).
+# ssh-keygen signs and verifies releases, dpkg-deb builds the .deb and
+# systemd-analyze checks the units (make test: release, deploy/systemd).
+for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap \
+    ssh-keygen:openssh-client dpkg-deb:dpkg systemd-analyze:systemd promtool:prometheus; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done

@@ -51,22 +51,71 @@ type Attempt struct {
 	Finished *time.Time       `json:"finished,omitempty"`
 }
 
-// Filter selects tasks for List; empty fields match everything.
+// Filter selects tasks for List; empty fields match everything, and a
+// task matches when it matches every field that is set.
 type Filter struct {
 	State TaskState
 	Repo  string
-	SHA   string
+	// SHA is a commit's hash or the start of one: tasks whose SHA begins
+	// with it (compared as text: give it in lower case).
+	SHA string
+	// Ref is the ref the commit was pushed to ("refs/heads/main") or a
+	// pull request's head ref ("refs/pull/7/head"), exactly.
+	Ref string
+	// PR is a pull request's number; 0 matches pushes and pull requests.
+	PR      int
+	Context string
+	// Class and Verdict match the task's outcome (turtles.VerdictOf); a
+	// task without an outcome matches neither.
+	Class   turtles.Class
+	Verdict turtles.Verdict
+	// Since and Until bound Updated: Since <= Updated < Until.
+	Since, Until time.Time
+	// After continues a listing after the task it names, in List's order
+	// (keyset pagination: the page does not shift when tasks are added).
+	After *Cursor
 	Limit int // default 100, at most 1000
 }
 
-// TestFilter selects tests for Tests; empty fields match everything.
+// Cursor is a task's place in List's order (most recently updated first,
+// then by ID, descending).
+type Cursor struct {
+	Updated time.Time
+	ID      string
+}
+
+// CursorOf is t's place in List's order: pass it as Filter.After to list
+// the tasks after t.
+func CursorOf(t Task) *Cursor { return &Cursor{Updated: t.Updated, ID: t.ID} }
+
+// TestFilter selects tests for Tests and TestRuns; empty fields match
+// everything.
 type TestFilter struct {
 	Repo    string
 	Context string
-	Since   time.Time
-	// FlakyOnly keeps tests that were retried-then-passed at least once.
+	// Name is a test's name, exactly.
+	Name  string
+	Since time.Time
+	// FlakyOnly keeps tests that were retried-then-passed at least once
+	// (a flake counts from the time of the attempt that passed).
 	FlakyOnly bool
-	Limit     int // default 500, at most 5000
+	Limit     int // Tests: default 500, at most 5000; TestRuns: default 1000, at most 10000
+}
+
+// TestRun is one attempt's result of one test: a cell of the test's
+// history (TestRuns).
+type TestRun struct {
+	TaskID   string              `json:"task_id"`
+	SHA      string              `json:"sha"`
+	Context  string              `json:"context"`
+	Attempt  int                 `json:"attempt"`
+	Outcome  turtles.TestOutcome `json:"outcome"`
+	Duration float64             `json:"duration_seconds,omitempty"`
+	Message  string              `json:"message,omitempty"`
+	// LogURL links the attempt's log, at the test's line when it came
+	// from the log.
+	LogURL   string    `json:"log_url,omitempty"`
+	Finished time.Time `json:"finished"`
 }
 
 // TestStats is the history of one test in one context.
@@ -75,7 +124,11 @@ type TestStats struct {
 	Context string `json:"context"`
 	Name    string `json:"name"`
 	// Runs counts attempts that passed or failed the test.
-	Runs     int `json:"runs"`
+	Runs int `json:"runs"`
+	// Tasks counts the tasks (a commit's context) that passed or failed
+	// the test, each once, at the first attempt that did (in attempt
+	// order): a flake rate is RetriedThenPassed / Tasks.
+	Tasks    int `json:"tasks"`
 	Failures int `json:"failures"`
 	Skipped  int `json:"skipped"`
 	// RetriedThenPassed counts commits on which the test failed in one

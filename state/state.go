@@ -187,7 +187,7 @@ type DB interface {
 	// ErrNotFound if unknown.
 	Get(ctx context.Context, id string) (Task, error)
 	// Tests summarises per-test results, worst first: most flakes, then
-	// most failures, then by repo, context and name.
+	// most failures (not with FlakyOnly), then by repo, context and name.
 	Tests(ctx context.Context, f TestFilter) ([]TestStats, error)
 	// KnownIssues counts, per known issue, the attempts whose verdict its
 	// pattern decided, most occurrences first.
@@ -211,6 +211,11 @@ type DB interface {
 	// Actions returns the actions recorded on task (its ID), oldest
 	// first, at most the newest 1000; none is no error.
 	Actions(ctx context.Context, task string) ([]Action, error)
+	// TestRuns returns the results of one test (f.Repo and f.Name; f.Context
+	// and f.Since narrow it), most recently finished first, then by
+	// context and attempt: the history a test's page draws as a grid.
+	// ErrInvalid without a repo or a name.
+	TestRuns(ctx context.Context, f TestFilter) ([]TestRun, error)
 
 	// Prune forgets what p says, and returns how many rows it deleted
 	// (with p.DryRun, how many it would delete).

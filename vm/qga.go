@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"time"
 )
 
@@ -31,16 +30,7 @@ const agentPort = "org.qemu.guest_agent.0"
 // is taken for one of ours. It waits for the agent up to ctx's deadline:
 // in a guest that is still booting it is not there yet.
 func DialQGA(ctx context.Context, socket string) (*QGA, error) {
-	if len(socket) > maxSocketPath {
-		f, err := os.OpenFile(socket, oPath, 0)
-		if err != nil {
-			return nil, fmt.Errorf("qga dial: %w", err)
-		}
-		defer f.Close()
-		socket = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", socket)
+	conn, err := dialUnix(ctx, socket)
 	if err != nil {
 		return nil, fmt.Errorf("qga dial: %w", err)
 	}

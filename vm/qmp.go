@@ -41,18 +41,7 @@ func (e *QMPError) Error() string { return "qmp: " + e.Class + ": " + e.Desc }
 // DialQMP connects to a QMP socket, reads the greeting and negotiates
 // capabilities, so that the returned client accepts commands.
 func DialQMP(ctx context.Context, socket string) (*QMP, error) {
-	var d net.Dialer
-	if len(socket) > maxSocketPath {
-		// Unix socket addresses are limited to 108 bytes; a path through
-		// an O_PATH descriptor of the socket file is short.
-		f, err := os.OpenFile(socket, oPath, 0)
-		if err != nil {
-			return nil, fmt.Errorf("qmp dial: %w", err)
-		}
-		defer f.Close()
-		socket = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
-	}
-	conn, err := d.DialContext(ctx, "unix", socket)
+	conn, err := dialUnix(ctx, socket)
 	if err != nil {
 		return nil, fmt.Errorf("qmp dial: %w", err)
 	}
@@ -79,6 +68,22 @@ func DialQMP(ctx context.Context, socket string) (*QMP, error) {
 	}
 	conn.SetDeadline(time.Time{})
 	return q, nil
+}
+
+// dialUnix connects to a unix socket of any path length: addresses are
+// limited to 108 bytes, and a longer path is dialled through an O_PATH
+// descriptor of the socket file, whose /proc path is short.
+func dialUnix(ctx context.Context, socket string) (net.Conn, error) {
+	if len(socket) > maxSocketPath {
+		f, err := os.OpenFile(socket, oPath, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		socket = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", socket)
 }
 
 // Execute runs a command and returns its "return" value. A context

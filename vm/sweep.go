@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -124,7 +125,10 @@ func Sweep(dir string, log *slog.Logger) ([]string, error) {
 				continue
 			}
 		}
-		if qemuAlive(pid, d) {
+		// The recorded PID, and any other qemu of this machine: an owner
+		// killed between starting qemu and recording its PID left one
+		// that only its command line names.
+		for _, pid := range qemusOf(pid, d) {
 			log.Warn("sweep: killing qemu of a dead owner", "machine", e.Name(), "pid", pid)
 			syscall.Kill(pid, syscall.SIGKILL)
 			for i := 0; i < 100 && qemuAlive(pid, d); i++ {
@@ -138,6 +142,28 @@ func Sweep(dir string, log *slog.Logger) ([]string, error) {
 		removed = append(removed, e.Name())
 	}
 	return removed, nil
+}
+
+// qemusOf returns the live qemu processes of the machine in dir: pid if it
+// is one, and every process whose command line names files in dir.
+func qemusOf(pid int, dir string) []int {
+	var out []int
+	if qemuAlive(pid, dir) {
+		out = append(out, pid)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		n, err := strconv.Atoi(filepath.Base(p))
+		if err != nil || n == pid || n == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(p, "cmdline"))
+		argv0, _, _ := strings.Cut(string(b), "\x00")
+		if err == nil && strings.HasPrefix(filepath.Base(argv0), "qemu-system") && qemuAlive(n, dir) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func readPID(dir string) int {

@@ -395,11 +395,35 @@ func TestSweep(t *testing.T) {
 	mk("detached-exited", "", false)
 	os.Chtimes(filepath.Join(dir, "detached-exited"), time.Now().Add(-time.Hour), time.Now().Add(-time.Hour))
 
+	// An owner killed after starting qemu and before recording its PID:
+	// the qemu is found by its command line; another process that names
+	// the machine's files is no qemu, and lives.
+	unrecorded := filepath.Join(dir, "unrecorded")
+	os.MkdirAll(unrecorded, 0o700)
+	os.WriteFile(filepath.Join(unrecorded, ownerFile), []byte("999999999 1"), 0o600)
+	start := func(argv0 string) *exec.Cmd {
+		cmd := &exec.Cmd{Path: "/bin/sh", Args: []string{argv0, "-c", "sleep 60; :", filepath.Join(unrecorded, "overlay.qcow2")}}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waited := make(chan struct{})
+		go func() { cmd.Wait(); close(waited) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-waited })
+		return cmd
+	}
+	orphan, bystander := start("qemu-system-x86_64"), start("sh")
+
 	removed, err := Sweep(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"dead-owner", "detached-exited"}, removed); diff != "" {
+	if qemuAlive(orphan.Process.Pid, unrecorded) {
+		t.Error("the qemu whose PID was never recorded still runs")
+	}
+	if !qemuAlive(bystander.Process.Pid, unrecorded) {
+		t.Error("a process that is no qemu was killed")
+	}
+	if diff := cmp.Diff([]string{"dead-owner", "detached-exited", "unrecorded"}, removed); diff != "" {
 		t.Errorf("removed (-want +got):\n%s", diff)
 	}
 	if qemuAlive(dead.Process.Pid, filepath.Join(dir, "dead-owner")) {

@@ -74,9 +74,9 @@ type warmMeta struct {
 
 // Files of a saved state.
 const (
-	warmDisk   = "disk.qcow2"
-	warmMemory = "memory"
-	warmMeta_  = "meta.json"
+	warmDisk     = "disk.qcow2"
+	warmMemory   = "memory"
+	warmMetaFile = "meta.json"
 )
 
 // errNotWarm is why a machine could not start warm; the caller boots it
@@ -246,7 +246,7 @@ var verified sync.Map
 // sizes always, hashes once per process.
 func checkState(dir string, key warmKey) (warmMeta, error) {
 	var meta warmMeta
-	b, err := os.ReadFile(filepath.Join(dir, warmMeta_))
+	b, err := os.ReadFile(filepath.Join(dir, warmMetaFile))
 	if err != nil {
 		return meta, err
 	}
@@ -368,7 +368,7 @@ func saveState(ctx context.Context, cfg Config, key warmKey, dir string) (warmMe
 	}
 	meta.Took = time.Since(began).Seconds()
 	b, _ := json.MarshalIndent(meta, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmp, "state", warmMeta_), b, 0o444); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, "state", warmMetaFile), b, 0o444); err != nil {
 		return warmMeta{}, notWarm("save the state", err)
 	}
 	if err := os.Rename(filepath.Join(tmp, "state"), dir); err != nil {

@@ -167,7 +167,7 @@ func spoilState(t *testing.T, dir string) {
 	if err := os.WriteFile(mem, []byte(strings.Repeat("not a QEMU state\n", 1000)), 0o444); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, warmMeta_))
+	b, _ := os.ReadFile(filepath.Join(dir, warmMetaFile))
 	var meta warmMeta
 	if err := json.Unmarshal(b, &meta); err != nil {
 		t.Fatal(err)
@@ -176,8 +176,8 @@ func spoilState(t *testing.T, dir string) {
 	meta.StateSize = fi.Size()
 	meta.StateSHA256 = sha256File(t, mem)
 	b, _ = json.Marshal(meta)
-	os.Chmod(filepath.Join(dir, warmMeta_), 0o644)
-	if err := os.WriteFile(filepath.Join(dir, warmMeta_), b, 0o444); err != nil {
+	os.Chmod(filepath.Join(dir, warmMetaFile), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, warmMetaFile), b, 0o444); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -223,7 +223,7 @@ func TestCheckState(t *testing.T) {
 	meta := warmMeta{Key: key, StateSize: 6, StateSHA256: sha256File(t, filepath.Join(dir, warmMemory)),
 		DiskSize: 4, DiskSHA256: sha256File(t, filepath.Join(dir, warmDisk))}
 	b, _ := json.Marshal(meta)
-	write(warmMeta_, string(b))
+	write(warmMetaFile, string(b))
 	if _, err := checkState(dir, key); err != nil {
 		t.Fatalf("a good state: %v", err)
 	}
@@ -250,7 +250,7 @@ func TestCheckState(t *testing.T) {
 			}
 		})
 	}
-	write(warmMeta_, "{")
+	write(warmMetaFile, "{")
 	if _, err := checkState(dir, key); err == nil || !strings.Contains(err.Error(), "meta.json") {
 		t.Errorf("a bad meta.json: %v", err)
 	}

@@ -37,9 +37,9 @@ func TestKnownIssuesAPI(t *testing.T) {
 		{"default 4 weeks", "", 200, `"total": 2`},
 		{"a year", "?since=365d", 200, `"total": 3`},
 		{"other repo", "?repo=x/y", 200, `"issues": []`},
-		{"bad since", "?since=fortnight", 400, "bad age"},
+		{"bad since", "?since=fortnight", 400, "since must be a date"},
 		{"bad limit", "?limit=-1", 400, "limit"},
-		{"unknown parameter", "?context=x", 400, "unknown parameter context"},
+		{"unknown parameter", "?context=x", 400, `unknown parameter \"context\"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, _, body := get(t, srv.URL+"/api/v1/known-issues"+tt.query)

@@ -66,7 +66,16 @@ func TestTaskPageGolden(t *testing.T) {
 	put(prefix+store.LogName, "turtles: running: go test ./...\n\x1b[31m--- FAIL: TestParse (0.00s)\x1b[0m\n    parse_test.go:12: got <nil>, want \"&amp;\"\nFAIL\n"+
 		"turtles: exit status 1 after 2.3s\nturtles: outcome: failure (exit status 1)\n", "text/plain; charset=utf-8")
 	put(prefix+"artifacts/junit.xml", `<testsuite><testcase name="TestParse"><failure/></testcase></testsuite>`, "application/xml")
-	put(prefix+store.ResultName, result(second, failed, "bot-b", at.Add(3*time.Minute), 2.3), "application/json")
+	res2 := result(second, failed, "bot-b", at.Add(3*time.Minute), 2.3)
+	var r2 turtles.Result
+	json.Unmarshal([]byte(res2), &r2)
+	r2.Tests = []turtles.TestResult{
+		{Name: "TestLex", Outcome: turtles.TestPassed, Duration: 0.01, Source: "log", Line: 1},
+		{Name: "TestParse", Outcome: turtles.TestFailed, Source: "log", Line: 2, Message: `got <nil>, want "&amp;"`},
+		{Name: "TestNet", Outcome: turtles.TestSkipped, Source: "artifacts/junit.xml", Message: "no network"},
+	}
+	b2, _ := json.MarshalIndent(r2, "", "  ")
+	put(prefix+store.ResultName, string(b2), "application/json")
 
 	srv := httptest.NewServer(New(Config{History: res, Store: st}))
 	t.Cleanup(srv.Close)

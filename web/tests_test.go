@@ -38,7 +38,7 @@ func TestTestsAPI(t *testing.T) {
 		{"repo and context", "?repo=octo/hello&context=debian-12/unit&since=14d", 200, `"log_url": "http://x/log#L7"`},
 		{"flaky only", "?flaky=true", 200, `"name": "login"`},
 		{"other repo", "?repo=x/y", 200, `"tests": []`},
-		{"bad since", "?since=fortnight", 400, "bad age"},
+		{"bad since", "?since=fortnight", 400, "since must be a date"},
 		{"bad flaky", "?flaky=maybe", 400, "flaky"},
 	}
 	for _, tt := range tests {

@@ -1,25 +1,26 @@
-// Package web serves turtles over HTTP: the webhook endpoints, the JSON
-// API, the log pages people follow from commit statuses, the raw files in
-// the store, and /metrics. It reads; the only writes go through the hook
-// handlers it is given.
+// Package web serves turtles over HTTP: the dashboard (what runs now, a
+// commit's contexts, the history and its search, a test's history, the
+// flakiest tests, an attempt's page with its live log), the JSON API
+// beside each page, the webhook endpoints, the raw files in the store and
+// /metrics. It reads; the only writes go through the hook handlers and
+// the Auth it is given.
+//
+// Pages are rendered on the server (html/template) and read without
+// JavaScript; a small script (live.js) refreshes their live parts.
 //
 // cmd/turtles wires it; nothing else imports it.
 package web
 
 import (
+	"bytes"
 	"context"
-	"embed"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
-	"net/url"
-	"path"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +31,6 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/state"
 	"github.com/turtles-ci/turtles/store"
-	"github.com/turtles-ci/turtles/web/logpage"
 )
 
 // History is the part of the state database (state.DB) the pages and
@@ -40,6 +40,7 @@ type History interface {
 	Get(ctx context.Context, id string) (state.Task, error)
 	Tests(ctx context.Context, f state.TestFilter) ([]state.TestStats, error)
 	KnownIssues(ctx context.Context, f state.IssueFilter) ([]state.IssueStats, error)
+	TestRuns(ctx context.Context, f state.TestFilter) ([]state.TestRun, error)
 }
 
 // Config is what the server shows and where it finds it.
@@ -52,6 +53,11 @@ type Config struct {
 	Hooks    map[string]http.Handler
 	Gatherer prometheus.Gatherer
 	Log      *slog.Logger
+	// Now is the clock of the pages' "waited" and "ago"; nil is time.Now.
+	Now func() time.Time
+	// BotTimeout is how long after its last heartbeat a bot is shown as
+	// no longer alive; 0 is a minute.
+	BotTimeout time.Duration
 	// Bots lists the bots that heartbeat (the "Now" page). state.DB satisfies it.
 	Bots interface {
 		Bots(ctx context.Context) ([]state.Bot, error)
@@ -82,43 +88,41 @@ type Server struct {
 	mux *http.ServeMux
 }
 
-//go:embed templates/*.html
-var templateFS embed.FS
-
-var templates = template.Must(template.New("").Funcs(template.FuncMap{
-	"since": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
-	"class": func(o *turtles.Outcome) string {
-		if o == nil {
-			return ""
-		}
-		return string(o.Class)
-	},
-	"short": func(s string) string { return s[:min(len(s), 12)] },
-	// verdict is the triage of an outcome, "" where its class says all.
-	"verdict": func(o turtles.Outcome) string { return string(turtles.VerdictOf(o)) },
-	// The log viewer of web/logpage, shared with the static page.
-	"viewer": func() template.JS { return template.JS(logpage.Script) },
-}).ParseFS(templateFS, "templates/*.html"))
-
 // New returns the server for cfg.
 func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.BotTimeout <= 0 {
+		cfg.BotTimeout = time.Minute
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	for name, h := range cfg.Hooks {
 		s.mux.Handle("POST /hook/"+name, h)
 	}
+	// Pages, each with its JSON beside it (docs/dashboard.md).
+	s.mux.HandleFunc("GET /{$}", s.nowPage)
+	s.mux.HandleFunc("GET /now", s.nowPage)
+	s.mux.HandleFunc("GET /api/v1/now", s.nowAPI)
+	s.mux.HandleFunc("GET /commits/{path...}", s.commitPage)
+	s.mux.HandleFunc("GET /api/v1/commits/{path...}", s.commitAPI)
+	s.mux.HandleFunc("GET /history", s.historyPage)
 	s.mux.HandleFunc("GET /api/v1/tasks", s.listTasks)
-	s.mux.HandleFunc("GET /api/v1/tasks/{id}", s.getTask)
-	s.mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
+	s.mux.HandleFunc("GET /tests", s.flakyPage)
 	s.mux.HandleFunc("GET /api/v1/tests", s.listTests)
 	s.mux.HandleFunc("GET /api/v1/known-issues", s.listKnownIssues)
+	s.mux.HandleFunc("GET /tests/history", s.testPage)
+	s.mux.HandleFunc("GET /api/v1/tests/history", s.testAPI)
 	s.mux.HandleFunc("GET /tasks/{id}", s.taskPage)
 	s.mux.HandleFunc("GET /tasks/{id}/{attempt}", s.taskPage)
+	s.mux.HandleFunc("GET /api/v1/tasks/{id}", s.getTask)
+	s.mux.HandleFunc("GET /api/v1/deadletters", s.deadLetters)
+	s.mux.HandleFunc("GET /api/v1/bots", s.botsAPI)
 	s.mux.HandleFunc("GET /logs/{key...}", s.file)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	s.mux.HandleFunc("GET /{$}", s.index)
 	if cfg.Gatherer != nil {
 		s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
@@ -138,223 +142,35 @@ func LogURL(base string, t turtles.Task) string {
 	return fmt.Sprintf("%s/tasks/%s/%d", strings.TrimRight(base, "/"), t.ID(), t.Attempt)
 }
 
-func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f := state.Filter{State: state.TaskState(q.Get("state")), Repo: q.Get("repo"), SHA: q.Get("sha")}
-	switch f.State {
-	case "", state.Queued, state.Running, state.Retrying, state.Finished:
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown state %q: want queued, running, retrying or finished", f.State))
-		return
-	}
-	limit, err := queryLimit(q)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	f.Limit = limit
-	tasks, err := s.cfg.History.List(r.Context(), f)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
-}
-
-func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
-	t, err := s.cfg.History.Get(r.Context(), r.PathValue("id"))
-	if errors.Is(err, state.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no such task")
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, t)
-}
-
-func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Queue == nil {
-		writeError(w, http.StatusNotFound, "this process has no queue")
-		return
-	}
-	dl, err := s.cfg.Queue.DeadLetters(r.Context())
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	if dl == nil {
-		dl = []queue.DeadLetter{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": dl})
-}
-
-func (s *Server) index(w http.ResponseWriter, r *http.Request) {
-	tasks, err := s.cfg.History.List(r.Context(), state.Filter{Limit: 200})
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	s.render(w, "index.html", map[string]any{"Tasks": tasks})
-}
-
-type taskView struct {
-	Task    state.Task
-	Attempt int
-	Live    bool
-	LogKey  string
-	Prefix  string // the attempt's files, for the viewer
-	Log     string
-	// LogSize is the raw byte length behind Log, where a live page resumes.
-	LogSize int
-	Files   []store.Info
-	Result  *turtles.Result
-}
-
-// maxInlineLog bounds how much log the page embeds; the rest is a link.
-const maxInlineLog = 4 << 20
-
-func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	t, err := s.cfg.History.Get(ctx, r.PathValue("id"))
-	if errors.Is(err, state.ErrNotFound) {
-		http.Error(w, "No such task. It may not have been picked up yet: try again in a moment.", http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	v := taskView{Task: t, Attempt: len(t.Attempts)}
-	if len(t.Attempts) > 0 {
-		v.Attempt = t.Attempts[len(t.Attempts)-1].Number
-	}
-	if a := r.PathValue("attempt"); a != "" {
-		if v.Attempt, err = strconv.Atoi(a); err != nil || v.Attempt < 1 {
-			http.Error(w, "bad attempt number", http.StatusBadRequest)
-			return
-		}
-	}
-	for _, a := range t.Attempts {
-		if a.Number == v.Attempt {
-			v.Live = a.State == state.Running
-		}
-	}
-	if v.Attempt > 0 {
-		prefix := store.AttemptPrefix(turtles.Task{Repo: turtles.Repo{Name: t.Repo}, SHA: t.SHA, Context: t.Context, Attempt: v.Attempt})
-		v.LogKey = prefix + store.LogName
-		v.Prefix = prefix
-		v.Log, v.LogSize = s.readLog(ctx, v.LogKey)
-		v.Files, _ = s.cfg.Store.List(ctx, prefix)
-		v.Result = s.readResult(ctx, prefix+store.ResultName)
-	}
-	s.render(w, "task.html", v)
-}
-
-// readLog returns the start of a log without terminal escapes, and how
-// many raw bytes that was.
-func (s *Server) readLog(ctx context.Context, key string) (string, int) {
-	rc, _, err := s.cfg.Store.Get(ctx, key)
-	if err != nil {
-		return "", 0
-	}
-	defer rc.Close()
-	b, _ := io.ReadAll(io.LimitReader(rc, maxInlineLog))
-	return stripANSI(string(b)), len(b)
-}
-
-func (s *Server) readResult(ctx context.Context, key string) *turtles.Result {
-	rc, _, err := s.cfg.Store.Get(ctx, key)
-	if err != nil {
-		return nil
-	}
-	defer rc.Close()
-	var res turtles.Result
-	if json.NewDecoder(rc).Decode(&res) != nil {
-		return nil
-	}
-	return &res
-}
-
-// file serves a stored object: logs, result.json, artifacts. Live logs
-// are fetched with Range by the log page, so offsets matter.
-func (s *Server) file(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("key")
-	// Errors too: every answer under /logs/ is sandboxed.
-	w.Header().Set("Content-Security-Policy", fileCSP)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if store.CheckKey(key) != nil {
-		http.Error(w, "bad path", http.StatusBadRequest)
-		return
-	}
-	rc, info, err := s.cfg.Store.Get(r.Context(), key)
-	if errors.Is(err, store.ErrNotExist) {
-		http.Error(w, "not found", http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	defer rc.Close()
-	setFileHeaders(w.Header(), key, info.ContentType)
-	if rs, ok := rc.(io.ReadSeeker); ok {
-		http.ServeContent(w, r, "", info.Modified, rs)
-		return
-	}
-	io.Copy(w, rc)
-}
-
-// fileCSP applies to every stored file: a task wrote it, and even if a
-// browser renders it (a type it sniffs, a bug) it runs in a unique origin
-// with no script and loads nothing, so it never acts on turtles' origin.
-const fileCSP = "sandbox; default-src 'none'"
-
-// setFileHeaders says how a stored file of contentType is served, beside
-// the sandbox: plain text, JSON and raster images inline; anything that
-// could be active (HTML, SVG, XML, PDF, script, unknown) as a download,
-// and HTML as text besides.
-func setFileHeaders(h http.Header, key, contentType string) {
-	ct := contentType
-	if ct == "" || strings.Contains(strings.ToLower(ct), "html") { // text/html, application/xhtml+xml
-		ct = "text/plain; charset=utf-8"
-	}
-	h.Set("Content-Type", ct)
-	h.Set("Cache-Control", "no-cache")
-	if contentType != "" && !store.Inline(contentType) {
-		d := mime.FormatMediaType("attachment", map[string]string{"filename": path.Base(key)})
-		if d == "" {
-			d = "attachment"
-		}
-		h.Set("Content-Disposition", d)
-	}
-}
-
-func (s *Server) render(w http.ResponseWriter, name string, data any) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := templates.ExecuteTemplate(w, name, data); err != nil {
+// render writes the page name of data, with an ETag of its bytes so
+// that a live page's poll that finds nothing new costs a 304.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, data any) {
+	var b bytes.Buffer
+	if err := templates.ExecuteTemplate(&b, name, data); err != nil {
 		s.cfg.Log.Error("render page", "page", name, "err", err)
+		http.Error(w, "internal error; see the server log", http.StatusInternalServerError)
+		return
 	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	// Action buttons are forms: no other site may frame them.
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "frame-ancestors 'none'")
+	sum := sha256.Sum256(b.Bytes())
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	h.Set("ETag", etag)
+	if code == http.StatusOK && r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.WriteHeader(code)
+	w.Write(b.Bytes())
 }
 
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 	s.cfg.Log.Error("request failed", "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal error; see the server log")
-}
-
-// queryLimit reads the optional ?limit= of a list request; 0 means the
-// lister's default.
-func queryLimit(q url.Values) (int, error) {
-	l := q.Get("limit")
-	if l == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(l)
-	if err != nil || n < 1 {
-		return 0, errors.New("limit must be a positive number")
-	}
-	return n, nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -367,27 +183,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
-}
-
-// stripANSI drops terminal escape sequences so that coloured test output
-// reads cleanly in the page (the raw log keeps them).
-func stripANSI(s string) string {
-	if !strings.Contains(s, "\x1b") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != 0x1b {
-			b.WriteByte(s[i])
-			continue
-		}
-		if i+1 < len(s) && s[i+1] == '[' {
-			j := i + 2
-			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
-				j++
-			}
-			i = j
-		}
-	}
-	return b.String()
 }

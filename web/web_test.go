@@ -160,7 +160,7 @@ func (h history) Handle(ctx context.Context, ev turtles.Event) error { return h.
 
 // historyAndStore opens a fresh history and a directory store for a
 // test, closed when it ends.
-func historyAndStore(t *testing.T) (history, *store.Dir) {
+func historyAndStore(t testing.TB) (history, *store.Dir) {
 	t.Helper()
 	dir := t.TempDir()
 	res, err := openHistory(t, filepath.Join(dir, "state.db"))
@@ -175,7 +175,7 @@ func historyAndStore(t *testing.T) (history, *store.Dir) {
 	return res, st
 }
 
-func openHistory(t *testing.T, path string) (history, error) {
+func openHistory(t testing.TB, path string) (history, error) {
 	db, err := sqlite.Open(t.Context(), path, state.Options{})
 	if err != nil {
 		return history{}, err

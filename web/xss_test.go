@@ -4,11 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/queue"
+	"github.com/turtles-ci/turtles/state"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -119,6 +122,67 @@ func TestPagesEscapeTaskText(t *testing.T) {
 			t.Fatalf("GET %s = %d; want a page that shows the text:\n%s", path, rec.Code, body)
 		}
 		for _, raw := range []string{"<script>alert", "<img", `"';alert(3)`, "</pre><script"} {
+			if strings.Contains(body, raw) {
+				t.Errorf("GET %s: %q is in the page unescaped:\n%s", path, raw, body)
+			}
+		}
+	}
+}
+
+// TestDashboardEscapes is the attack of markup in every field the
+// dashboard shows: repository, ref, context, pool, bot names, reasons,
+// test names and messages, dead letters, who did what, the signed-in
+// user, and the query parameters a page echoes in its form or heading.
+// Each page shows them as text.
+func TestDashboardEscapes(t *testing.T) {
+	const evil = `<script>alert(1)</script><img src=x onerror=alert(2)>"';alert(3)`
+	d := newDash(t)
+	repo := "octo/x" + evil
+	sha := strings.Repeat("e1", 20)
+	tk := task(repo, sha, "refs/heads/"+evil, 9, "unit"+evil)
+	tk.Pool = "pool" + evil
+	queued := tk
+	queued.Context = "queued" + evil
+	d.event(turtles.EventQueued, tk, 50*time.Minute, "", nil)
+	d.event(turtles.EventQueued, queued, 50*time.Minute, "", nil)
+	d.event(turtles.EventStarted, tk, 51*time.Minute, "bot"+evil, nil)
+	failed := tk
+	failed.Attempt = 2
+	d.tests(tk, 52*time.Minute, turtles.TestResult{Name: "test" + evil, Outcome: turtles.TestFailed, Line: 3, Message: "message" + evil})
+	d.tests(failed, 53*time.Minute, turtles.TestResult{Name: "test" + evil, Outcome: turtles.TestPassed})
+	d.event(turtles.EventRetrying, tk, 52*time.Minute, "bot"+evil, &turtles.Outcome{Class: turtles.Infra, Reason: "reason" + evil})
+	d.event(turtles.EventStarted, failed, 53*time.Minute, "bot"+evil, nil)
+	d.bots.bots = append(d.bots.bots, state.Bot{Name: "bot" + evil, Pool: "pool" + evil, Slots: 1, Busy: 1, Tasks: []string{tk.ID()}, Seen: t0.Add(time.Hour)})
+	d.dead = append(d.dead, queue.DeadLetter{Task: tk, Reason: "dead" + evil, Pool: "pool" + evil, Time: t0})
+	d.acts[tk.ID()] = []state.Action{{Task: tk.ID(), Kind: "rerun" + evil, User: "github:" + evil, At: t0, Result: "result" + evil}}
+	cfg := d.config()
+	cfg.Queue = fakeQueue{dead: d.dead}
+	cfg.Auth = &fakeAuth{user: "user" + evil, csrf: "csrf" + evil}
+	q := url.QueryEscape
+	for _, path := range []string{
+		"/", "/api/v1/now",
+		commitURL(repo, sha),
+		"/history", "/history?repo=" + q(repo) + "&context=" + q(tk.Context) + "&branch=" + q(evil),
+		"/history?repo=" + q(evil) + "&pr=1&context=" + q(evil), // echoed in the form
+		"/tests", "/tests?repo=" + q(repo) + "&context=" + q(evil),
+		testURL(repo, "test"+evil, ""), testURL(repo, "test"+evil, tk.Context),
+		"/tasks/" + tk.ID(), "/tasks/" + tk.ID() + "/1",
+		"/history?since=" + q(evil), // echoed in the reason of a 400
+		"/commits/octo/x/" + q(evil),
+	} {
+		rec := serve(cfg, path)
+		body := rec.Body.String()
+		if rec.Code >= 500 {
+			t.Errorf("GET %s = %d", path, rec.Code)
+		}
+		if rec.Code == 200 && strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "/api/") && !strings.Contains(body, "onerror=alert(2)") {
+			t.Errorf("GET %s: the page does not show the text:\n%s", path, body)
+		}
+		raws := []string{"<script>alert", "<img", `"';alert(3)`}
+		if strings.HasPrefix(path, "/api/") {
+			raws = raws[:2] // JSON escapes quotes its own way
+		}
+		for _, raw := range raws {
 			if strings.Contains(body, raw) {
 				t.Errorf("GET %s: %q is in the page unescaped:\n%s", path, raw, body)
 			}

@@ -272,7 +272,10 @@ func (sys *system) openHTTP() error {
 			return err
 		}
 		h = web.New(web.Config{History: sys.State.Get(), Store: st, Queue: q, Hooks: hooks, Gatherer: sys.reg, Log: sys.log.With("part", "web"),
-			Actions: sys.State.Get(), Auth: auth})
+			Actions: sys.State.Get(), Auth: auth, Bots: sys.State.Get(),
+			// A bot is shown dead after a lease without a heartbeat, as the
+			// queue takes its tasks back then.
+			BotTimeout: sys.s.Lease})
 	} else {
 		mux := http.NewServeMux()
 		if hasReceiver {

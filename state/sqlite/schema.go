@@ -162,4 +162,74 @@ var migrations = []string{
 	);
 	CREATE INDEX actions_task ON actions(task, at, id);
 	CREATE INDEX actions_at ON actions(at);`,
+	// 6: search and paging of the history; a test's history; flakes.
+	`-- issue 17: pages
+	-- An index per filter of List, each ending with (updated, id): List's
+	-- order and its cursor, so that any page of a search is a range scan.
+	DROP INDEX tasks_state;
+	CREATE INDEX tasks_state ON tasks(state, updated, id);
+	CREATE INDEX tasks_repo ON tasks(repo, updated, id);
+	CREATE INDEX tasks_repo_pr ON tasks(repo, pr, updated, id);
+	CREATE INDEX tasks_context ON tasks(context, updated, id);
+	CREATE INDEX tasks_class ON tasks(class, updated, id);
+	CREATE INDEX tasks_verdict ON tasks(verdict, updated, id);
+	CREATE INDEX tasks_sha ON tasks(sha);
+
+	-- A test's results by test and time (a test's runs, the part of a day
+	-- its stats read from the results), and its failures apart (the last
+	-- failure of each test).
+	DROP INDEX test_results_name;
+	CREATE INDEX test_results_test ON test_results(repo, name, finished);
+	CREATE INDEX test_results_failed ON test_results(repo, name, context, finished) WHERE outcome = 'failed';
+
+	-- A test that an attempt of a task failed and a later attempt passed,
+	-- timed by the first pass: the flakes, kept apart since they are rare
+	-- and the flakiest tests are asked for often.
+	CREATE TABLE test_flakes (
+		task_id  TEXT    NOT NULL,
+		repo     TEXT    NOT NULL,
+		sha      TEXT    NOT NULL,
+		context  TEXT    NOT NULL,
+		name     TEXT    NOT NULL,
+		finished INTEGER NOT NULL,
+		PRIMARY KEY (task_id, name)
+	);
+	CREATE INDEX test_flakes_name ON test_flakes(repo, context, name, finished);
+	CREATE INDEX test_flakes_finished ON test_flakes(finished);
+	INSERT INTO test_flakes (task_id, repo, sha, context, name, finished)
+		SELECT p.task_id, p.repo, p.sha, p.context, p.name, MIN(p.finished)
+		FROM test_results p
+		WHERE p.outcome = 'passed' AND p.attempt > 1 AND EXISTS (SELECT 1 FROM test_results f
+			WHERE f.task_id = p.task_id AND f.name = p.name AND f.attempt < p.attempt AND f.outcome = 'failed')
+		GROUP BY p.task_id, p.repo, p.sha, p.context, p.name;
+
+	-- Each test's results per day (UTC; day = finished / 86400000), so
+	-- that a test's stats over weeks read a row a day, not every result.
+	-- tasks counts the tasks whose first pass or failure of the test (in
+	-- attempt order) was that day; dur_sum and dur_n the durations known.
+	CREATE TABLE test_days (
+		repo     TEXT    NOT NULL,
+		name     TEXT    NOT NULL,
+		context  TEXT    NOT NULL,
+		day      INTEGER NOT NULL,
+		runs     INTEGER NOT NULL DEFAULT 0,
+		failures INTEGER NOT NULL DEFAULT 0,
+		skipped  INTEGER NOT NULL DEFAULT 0,
+		tasks    INTEGER NOT NULL DEFAULT 0,
+		dur_sum  REAL    NOT NULL DEFAULT 0,
+		dur_n    INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (repo, name, context, day)
+	);
+	INSERT INTO test_days (repo, name, context, day, runs, failures, skipped, tasks, dur_sum, dur_n)
+		SELECT r.repo, r.name, r.context, r.finished / 86400000,
+			SUM(CASE WHEN r.outcome IN ('passed', 'failed') THEN 1 ELSE 0 END),
+			SUM(CASE WHEN r.outcome = 'failed' THEN 1 ELSE 0 END),
+			SUM(CASE WHEN r.outcome = 'skipped' THEN 1 ELSE 0 END),
+			SUM(CASE WHEN r.outcome IN ('passed', 'failed') AND NOT EXISTS (SELECT 1 FROM test_results e
+				WHERE e.task_id = r.task_id AND e.name = r.name AND e.attempt < r.attempt AND e.outcome IN ('passed', 'failed'))
+				THEN 1 ELSE 0 END),
+			SUM(CASE WHEN r.duration > 0 THEN r.duration ELSE 0 END),
+			SUM(CASE WHEN r.duration > 0 THEN 1 ELSE 0 END)
+		FROM test_results r
+		GROUP BY r.repo, r.name, r.context, r.finished / 86400000;`,
 }

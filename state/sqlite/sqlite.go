@@ -48,6 +48,10 @@ func Open(ctx context.Context, path string, opts state.Options) (*DB, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// 64 MiB of pages (SQLite's default is 2 MiB): the dashboard reads
+	// indexes of a history of hundreds of MiB, and a page read from the
+	// file is a system call.
+	q.Add("_pragma", "cache_size(-65536)")
 	q.Set("_txlock", "immediate")
 	sdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {

@@ -138,3 +138,44 @@ func BenchmarkReserveFree(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tasks/s")
 }
+
+// TestFlakesMigration opens a file whose test results were recorded
+// before flakes were kept apart: the migration finds the flakes in them.
+func TestFlakesMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := sqlite.MigrateTo(t.Context(), path, 2); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct {
+		task    string
+		attempt int
+		name    string
+		outcome string
+	}{
+		{"t1", 1, "login", "failed"}, {"t1", 2, "login", "passed"}, // a flake
+		{"t1", 1, "db", "passed"}, {"t1", 2, "db", "failed"}, // not one: the failure came last
+		{"t2", 1, "login", "failed"}, {"t2", 2, "login", "failed"},
+	} {
+		if _, err := raw.Exec(`INSERT INTO test_results (task_id, attempt, repo, sha, context, name, outcome, finished)
+			VALUES (?, ?, 'octo/hello', 'abc', 'unit', ?, ?, ?)`, r.task, r.attempt, r.name, r.outcome, 1000*r.attempt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	db, err := sqlite.Open(t.Context(), path, state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, err := db.Tests(t.Context(), state.TestFilter{FlakyOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != "login" || got[0].RetriedThenPassed != 1 || got[0].Runs != 4 {
+		t.Errorf("flaky tests after the migration: %+v, want login: 4 runs, 1 flake", got)
+	}
+}

@@ -54,14 +54,14 @@ func testTests(t *testing.T, o opener) {
 	}
 	sha := Task("unit", 1).SHA
 	all := []state.TestStats{
-		{Repo: "octo/hello", Context: "unit", Name: "login", Runs: 2, Failures: 1, RetriedThenPassed: 1, MeanDuration: 2,
+		{Repo: "octo/hello", Context: "unit", Name: "login", Runs: 2, Tasks: 1, Failures: 1, RetriedThenPassed: 1, MeanDuration: 2,
 			LastFailure: &state.Failure{SHA: sha, Attempt: 1, Time: t0.Add(time.Minute), Message: "boom", LogURL: "http://x/tasks/t/1#L12"}},
-		{Repo: "octo/hello", Context: "unit", Name: "db", Runs: 2, Failures: 2,
+		{Repo: "octo/hello", Context: "unit", Name: "db", Runs: 2, Tasks: 1, Failures: 2,
 			LastFailure: &state.Failure{SHA: sha, Attempt: 2, Time: t0.Add(2 * time.Minute), Message: "boom", LogURL: "http://x/tasks/t/2#L30"}},
-		{Repo: "octo/other", Context: "unit", Name: "login", Runs: 1, Failures: 1,
+		{Repo: "octo/other", Context: "unit", Name: "login", Runs: 1, Tasks: 1, Failures: 1,
 			LastFailure: &state.Failure{SHA: sha, Attempt: 1, Time: t0.Add(time.Minute), Message: "boom", LogURL: "http://x/tasks/t/1#L1"}},
 		{Repo: "octo/hello", Context: "unit", Name: "later", Skipped: 1},
-		{Repo: "octo/hello", Context: "unit", Name: "ok", Runs: 2, MeanDuration: 2},
+		{Repo: "octo/hello", Context: "unit", Name: "ok", Runs: 2, Tasks: 1, MeanDuration: 2},
 	}
 	tests := []struct {
 		name string
@@ -281,6 +281,7 @@ func testClosed(t *testing.T, o opener) {
 		"List":        func() error { _, err := db.List(ctx, state.Filter{}); return err },
 		"Get":         func() error { _, err := db.Get(ctx, "x"); return err },
 		"Tests":       func() error { _, err := db.Tests(ctx, state.TestFilter{}); return err },
+		"TestRuns":    func() error { _, err := db.TestRuns(ctx, state.TestFilter{Repo: "r", Name: "n"}); return err },
 		"Prune":       func() error { _, err := db.Prune(ctx, state.Prune{Deliveries: t0}); return err },
 		"Heartbeat": func() error {
 			return db.Heartbeat(ctx, state.Bot{Name: "b", Pool: "p", Slots: 1, Every: turtles.Duration(time.Second)})

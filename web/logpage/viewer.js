@@ -204,11 +204,19 @@
     testsEl.appendChild(ul);
     var det = document.createElement("details");
     var sum = document.createElement("summary");
-    sum.textContent = "All tests";
+    sum.textContent = "All tests, failed first";
     det.appendChild(sum);
     var tb = document.createElement("table");
-    tests.forEach(function (t) {
-      var tr = tb.insertRow();
+    var hr = tb.createTHead().insertRow();
+    ["Outcome", "Test", "Duration"].forEach(function (h) {
+      var th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = h;
+      hr.appendChild(th);
+    });
+    var rows = tb.createTBody();
+    failed.concat(tests.filter(function (t) { return t.outcome !== "failed"; })).forEach(function (t) {
+      var tr = rows.insertRow();
       tr.className = t.outcome;
       tr.insertCell().textContent = t.outcome;
       var c = tr.insertCell(), a = document.createElement("a");

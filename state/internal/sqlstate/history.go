@@ -226,7 +226,10 @@ func (db *DB) lost(ctx context.Context, tx Querier, ev turtles.Event) (*turtles.
 
 const taskColumns = `id, key, kind, repo, sha, ref, pr, context, pool, state, class, exit_code, reason, log_url, created, updated, verdict`
 
-// List implements state.DB.
+// List implements state.DB. Each filter has an index that leads with
+// its column and ends with (updated, id), so that a page is a range scan
+// in the order it is shown, however deep: the cursor is a row value, not
+// an OFFSET. The attempts of a page come in one more query.
 func (db *DB) List(ctx context.Context, f state.Filter) ([]state.Task, error) {
 	const op = "list tasks"
 	if err := db.check(op); err != nil {
@@ -234,19 +237,43 @@ func (db *DB) List(ctx context.Context, f state.Filter) ([]state.Task, error) {
 	}
 	var where []string
 	var args []any
+	add := func(cond string, vals ...any) {
+		for i := range vals {
+			args = append(args, vals[i])
+			cond = strings.Replace(cond, "?", fmt.Sprintf("$%d", len(args)), 1)
+		}
+		where = append(where, cond)
+	}
 	for _, c := range []struct {
 		col, val string
-	}{{"state", string(f.State)}, {"repo", f.Repo}, {"sha", f.SHA}} {
+	}{{"state", string(f.State)}, {"repo", f.Repo}, {"ref", f.Ref}, {"context", f.Context},
+		{"class", string(f.Class)}, {"verdict", string(f.Verdict)}} {
 		if c.val != "" {
-			args = append(args, c.val)
-			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
+			add(c.col+" = ?", c.val)
 		}
+	}
+	if f.SHA != "" {
+		// A prefix as a range, which an index serves ("~" sorts after
+		// every hex digit).
+		add("sha >= ? AND sha < ?", f.SHA, f.SHA+"~")
+	}
+	if f.PR != 0 {
+		add("pr = ?", f.PR)
+	}
+	if !f.Since.IsZero() {
+		add("updated >= ?", ms(f.Since))
+	}
+	if !f.Until.IsZero() {
+		add("updated < ?", ms(f.Until))
+	}
+	if f.After != nil {
+		add("(updated, id) < (?, ?)", ms(f.After.Updated), f.After.ID)
 	}
 	q := `SELECT ` + taskColumns + ` FROM tasks`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	q += fmt.Sprintf(` ORDER BY updated DESC, id LIMIT %d`, limit(f.Limit, 100, 1000))
+	q += fmt.Sprintf(` ORDER BY updated DESC, id DESC LIMIT %d`, limit(f.Limit, 100, 1000))
 	out, err := db.tasks(ctx, q, args...)
 	if err != nil {
 		return nil, db.fail(op, err)
@@ -272,9 +299,21 @@ func (db *DB) tasks(ctx context.Context, q string, args ...any) ([]state.Task, e
 		return nil, err
 	}
 	rows.Close()
+	if len(out) == 0 {
+		return out, nil
+	}
+	ids := make([]string, len(out))
 	for i := range out {
-		if out[i].Attempts, err = db.attempts(ctx, out[i].ID); err != nil {
-			return nil, err
+		ids[i] = out[i].ID
+	}
+	attempts, err := db.attempts(ctx, ids...)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Attempts = attempts[out[i].ID]
+		if out[i].Attempts == nil {
+			out[i].Attempts = []state.Attempt{}
 		}
 	}
 	return out, nil
@@ -293,8 +332,13 @@ func (db *DB) Get(ctx context.Context, id string) (state.Task, error) {
 	if err != nil {
 		return state.Task{}, db.fail(op, err)
 	}
-	if t.Attempts, err = db.attempts(ctx, id); err != nil {
+	attempts, err := db.attempts(ctx, id)
+	if err != nil {
 		return state.Task{}, db.fail(op, err)
+	}
+	t.Attempts = attempts[id]
+	if t.Attempts == nil {
+		t.Attempts = []state.Attempt{}
 	}
 	return t, nil
 }
@@ -318,21 +362,28 @@ func scanTask(s Row) (state.Task, error) {
 	return t, nil
 }
 
-func (db *DB) attempts(ctx context.Context, id string) ([]state.Attempt, error) {
-	rows, err := db.d.Query(ctx, `SELECT number, bot, state, class, exit_code, reason, log_url, started, finished, verdict
-		FROM attempts WHERE task_id = $1 ORDER BY number`, id)
+// attempts returns the attempts of the tasks ids, by task, in order.
+func (db *DB) attempts(ctx context.Context, ids ...string) (map[string][]state.Attempt, error) {
+	in := make([]string, len(ids))
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		in[i] = fmt.Sprintf("$%d", i+1)
+		args[i] = id
+	}
+	rows, err := db.d.Query(ctx, `SELECT task_id, number, bot, state, class, exit_code, reason, log_url, started, finished, verdict
+		FROM attempts WHERE task_id IN (`+strings.Join(in, ", ")+`) ORDER BY task_id, number`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("attempts of %s: %w", id, err)
+		return nil, fmt.Errorf("attempts of %d tasks: %w", len(ids), err)
 	}
 	defer rows.Close()
-	out := []state.Attempt{}
+	out := map[string][]state.Attempt{}
 	for rows.Next() {
 		var a state.Attempt
-		var st, class, reason, verdict string
+		var id, st, class, reason, verdict string
 		var exit int
 		var started, finished sql.NullInt64
-		if err := rows.Scan(&a.Number, &a.Bot, &st, &class, &exit, &reason, &a.LogURL, &started, &finished, &verdict); err != nil {
-			return nil, fmt.Errorf("attempts of %s: %w", id, err)
+		if err := rows.Scan(&id, &a.Number, &a.Bot, &st, &class, &exit, &reason, &a.LogURL, &started, &finished, &verdict); err != nil {
+			return nil, fmt.Errorf("attempts of %d tasks: %w", len(ids), err)
 		}
 		a.State = state.TaskState(st)
 		if class != "" {
@@ -346,10 +397,10 @@ func (db *DB) attempts(ctx context.Context, id string) ([]state.Attempt, error) 
 			ts := fromMS(finished.Int64)
 			a.Finished = &ts
 		}
-		out = append(out, a)
+		out[id] = append(out[id], a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("attempts of %s: %w", id, err)
+		return nil, fmt.Errorf("attempts of %d tasks: %w", len(ids), err)
 	}
 	return out, nil
 }
