@@ -1,15 +1,15 @@
-// Package health is a liveness check fed by heartbeats: a process beats
-// while it can do its work, and its health endpoint answers 503 once the
-// last good beat is older than a limit, so that Kubernetes' liveness probe
-// (or anything else that watches it) restarts a process that is wedged or
-// cut off from what it needs. It knows nothing of what a beat checks:
-// cmd/turtles decides that, and the period and the limit.
+// Package health is a liveness check fed by heartbeats: a process records
+// each heartbeat that got through (a bot's, to the state database), and
+// its health endpoint answers 503 once the last good one is older than a
+// limit, so that Kubernetes' liveness probe (or anything else that watches
+// it) restarts a process that is wedged or cut off from what it needs. It
+// knows nothing of what a beat is: cmd/turtles decides that, and the
+// limit.
 //
 // Only cmd/turtles imports it.
 package health
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -76,31 +76,4 @@ func (b *Beats) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
-}
-
-// Run calls beat at once and then every period until ctx ends, recording
-// each result; a beat that takes longer than period fails. A hung beat
-// (a database that does not answer) thus ends as a miss, never as a stuck
-// probe.
-func (b *Beats) Run(ctx context.Context, period time.Duration, beat func(context.Context) error) {
-	tick := b.clock.NewTicker(period)
-	defer tick.Stop()
-	for {
-		bctx, cancel := clockwork.WithTimeout(ctx, b.clock, period)
-		err := beat(bctx)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			b.Miss(err)
-		} else {
-			b.Beat()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.Chan():
-		}
-	}
 }

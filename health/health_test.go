@@ -1,7 +1,6 @@
 package health
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -46,54 +45,4 @@ func TestBeats(t *testing.T) {
 			t.Errorf("%s: %d %q, want %d with %q", s.name, code, body, s.code, s.contains)
 		}
 	}
-}
-
-// TestRun: Run beats at once and every period; a beat that hangs is cut
-// at the period and counts as a miss, so the check fails once the limit
-// passes without a good beat, and passes again after one.
-func TestRun(t *testing.T) {
-	clock := clockwork.NewFakeClock()
-	b := New(clock, 25*time.Second)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	calls := make(chan chan error)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Run(ctx, 10*time.Second, func(ctx context.Context) error {
-			reply := make(chan error)
-			calls <- reply
-			select {
-			case err := <-reply:
-				return err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	// Every beat hangs. Each is sent after the one before was recorded,
-	// and after its own timeout and the ticker exist.
-	reply := <-calls
-	for _, wantHealthy := range []bool{true, true, false} {
-		clock.BlockUntilContext(ctx, 2) // the ticker and the beat's timeout
-		clock.Advance(10 * time.Second)
-		reply = <-calls
-		// 10s and 20s since the start are within the limit; 30s is not.
-		if err := b.Check(); (err == nil) != wantHealthy {
-			t.Errorf("Check() = %v, want healthy %v", err, wantHealthy)
-		} else if err != nil && !strings.Contains(err.Error(), "deadline exceeded") {
-			t.Errorf("Check() = %v, want the hung beat's cause", err)
-		}
-	}
-	// A good beat makes it healthy again.
-	reply <- nil
-	deadline := time.Now().Add(10 * time.Second)
-	for b.Check() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("still unhealthy after a good beat: %v", b.Check())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	<-done
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 
-	"github.com/jonboulle/clockwork"
 	"github.com/spf13/cobra"
 )
 
@@ -32,7 +31,7 @@ Several bots on one host can share the embedded queue file of a
 			}
 			defer sys.Close()
 			if s.HealthListen != "" {
-				stopHealth, _, err := serveHealth(s, sys, log, clockwork.NewRealClock())
+				stopHealth, _, err := serveHealth(s, sys, log)
 				if err != nil {
 					return err
 				}

@@ -8,59 +8,72 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/jonboulle/clockwork"
 
+	"github.com/turtles-ci/turtles/bot"
 	"github.com/turtles-ci/turtles/health"
-)
-
-// A bot's heartbeat for its health endpoint (--health-listen): every
-// healthEvery a round trip to the state database it shares with the hook
-// and the reporter (where it reserves the task keys of the plans it runs),
-// and unhealthy once healthStale passes without one that worked.
-const (
-	healthEvery = 10 * time.Second
-	healthStale = 3 * healthEvery
-	// healthProbe is the delivery ID the round trip looks up: none has it.
-	healthProbe = "turtles-bot-health-probe"
+	"github.com/turtles-ci/turtles/state"
 )
 
 func healthOptions() []option {
 	return []option{
-		opt("health-listen", "address of the bot's health endpoint, GET /healthz: 200 while its heartbeat (a round trip to the state database every 10s) works, 503 after 30s without one; default: none", str(func(s *Settings) *string { return &s.HealthListen })),
+		opt("health-listen", "address of the bot's health endpoint, GET /healthz: 200 while its heartbeats (--bot-heartbeat) reach the state database, 503 once it has missed 3 in a row; default: none", str(func(s *Settings) *string { return &s.HealthListen })),
 	}
 }
 
+// presence is where the bot's heartbeats go: the state database, and,
+// with --health-listen, the record /healthz answers from. The bot counts
+// as dead there when the pages and /metrics count it dead: after
+// state.MissedBeats periods without a heartbeat that got through.
+func (sys *system) presence() bot.Presence {
+	if sys.s.HealthListen == "" {
+		return sys.State.Get()
+	}
+	sys.beats = health.New(clockwork.NewRealClock(), state.MissedBeats*sys.s.BotHeartbeat)
+	return watchedPresence{Presence: sys.State.Get(), beats: sys.beats}
+}
+
+// watchedPresence passes a bot's heartbeats on and records in beats
+// whether each got through.
+type watchedPresence struct {
+	bot.Presence
+	beats *health.Beats
+}
+
+func (w watchedPresence) Heartbeat(ctx context.Context, b state.Bot) error {
+	err := w.Presence.Heartbeat(ctx, b)
+	if err != nil {
+		w.beats.Miss(err)
+	} else {
+		w.beats.Beat()
+	}
+	return err
+}
+
 // serveHealth serves the bot's /healthz on --health-listen until the
-// returned stop is called (addr is where it listens): from before the bot starts until after it has
-// drained, so that a draining bot is not taken for a dead one.
-func serveHealth(s Settings, sys *system, log *slog.Logger, clock clockwork.Clock) (stop func(), addr string, err error) {
+// returned stop is called (addr is where it listens): from before the bot
+// starts until after it has drained, so that a draining bot, which still
+// heartbeats, is not taken for a dead one.
+func serveHealth(s Settings, sys *system, log *slog.Logger) (stop func(), addr string, err error) {
+	if sys.beats == nil {
+		return nil, "", errors.New("health endpoint: this process has no bot heartbeats")
+	}
 	ln, err := net.Listen("tcp", s.HealthListen)
 	if err != nil {
 		return nil, "", fmt.Errorf("health endpoint: %w", err)
 	}
-	beats := health.New(clock, healthStale)
 	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", beats)
+	mux.Handle("GET /healthz", sys.beats)
 	srv := newHTTPServer(mux, s)
-	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	db := sys.State.Get()
-	wg.Go(func() {
-		beats.Run(ctx, healthEvery, func(ctx context.Context) error {
-			_, err := db.Seen(ctx, healthProbe)
-			return err
-		})
-	})
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("health endpoint stopped", "err", err)
 		}
 	})
-	log.Info("health endpoint listening", "addr", ln.Addr().String(), "every", healthEvery, "stale", healthStale)
+	log.Info("health endpoint listening", "addr", ln.Addr().String(), "every", s.BotHeartbeat, "stale", state.MissedBeats*s.BotHeartbeat)
 	return func() {
-		cancel()
 		srv.Close()
 		wg.Wait()
 	}, ln.Addr().String(), nil

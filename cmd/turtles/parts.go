@@ -205,8 +205,9 @@ func (sys *system) openBot() error {
 		Log:           sys.log.With("part", "bot"),
 		Registerer:    sys.reg,
 		// The pages and /metrics of whichever process serves them
-		// count live bots from these heartbeats.
-		Presence:      sys.State.Get(),
+		// count live bots from these heartbeats, and so does the bot's
+		// own /healthz (--health-listen).
+		Presence:      sys.presence(),
 		PresenceEvery: s.BotHeartbeat,
 	})
 	if err != nil {

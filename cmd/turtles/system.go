@@ -18,6 +18,7 @@ import (
 	"github.com/turtles-ci/turtles/bot"
 	"github.com/turtles-ci/turtles/forge"
 	"github.com/turtles-ci/turtles/gate"
+	"github.com/turtles-ci/turtles/health"
 	"github.com/turtles-ci/turtles/hook"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/report"
@@ -59,6 +60,9 @@ type system struct {
 	Bot      part[*bot.Bot]
 	Receiver part[receiver]
 	HTTP     part[httpServer]
+	// beats records the bot's heartbeats for its /healthz
+	// (--health-listen, health.go); nil without.
+	beats *health.Beats
 
 	closers []func() error // in the order opened; Close runs them backwards
 }
