@@ -75,7 +75,11 @@ type Config struct {
 	// time) instead of booting cold (warm.go). A machine that cannot
 	// start warm boots cold, and the console says why.
 	Warm string
-	Log  *slog.Logger
+	// Share, if set with Warm, shares saved states with other bots: one
+	// is fetched before a cold boot would save it, and one saved here is
+	// published.
+	Share StateShare
+	Log   *slog.Logger
 }
 
 // check says which required setting cfg lacks: the machine's size and
