@@ -68,11 +68,15 @@ func TestWarmStarts(t *testing.T) {
 	}
 	dir, warm := t.TempDir(), t.TempDir()
 	ctx := context.Background()
-	start := func(name string) (*Machine, string) {
+	start := func(name string, share ...StateShare) (*Machine, string) {
 		t.Helper()
 		var console syncio.Buffer
 		cfg := testConfig(img, dir)
 		cfg.Name, cfg.Console, cfg.Log, cfg.Warm = name, &console, slog.Default(), warm
+		if len(share) > 0 {
+			// Another bot: its own states, and a way to a's.
+			cfg.Warm, cfg.Share = filepath.Join(t.TempDir(), "warm"), share[0]
+		}
 		began := time.Now()
 		m, err := Start(ctx, cfg)
 		if err != nil {
@@ -136,12 +140,20 @@ func TestWarmStarts(t *testing.T) {
 		t.Error("machine a's key logs in to machine b")
 	}
 
-	// A state that QEMU refuses (its files as recorded, its content not a
-	// state): cold boot, the reason in the console, the state removed.
 	states, _ := filepath.Glob(filepath.Join(warm, "[0-9a-f]*[0-9a-f]"))
 	if len(states) != 1 {
 		t.Fatalf("saved states: %v, want one", states)
 	}
+	// Another bot fetches the state a's bot published, and restores it
+	// without a boot of its own.
+	d, consoleD := start("fetched-d", &dirShare{dir: warm})
+	if !d.Warm || !strings.Contains(consoleD, "fetched the saved state another bot made") || strings.Contains(consoleD, "saving its state") {
+		t.Errorf("d: not a warm start from the fetched state:\n%s", consoleD)
+	}
+	d.Stop(ctx)
+
+	// A state that QEMU refuses (its files as recorded, its content not a
+	// state): cold boot, the reason in the console, the state removed.
 	spoilState(t, states[0])
 	c, consoleC := start("cold-c")
 	if c.Warm || !strings.Contains(consoleC, "booting cold: no warm start (QEMU did not restore the saved state)") {

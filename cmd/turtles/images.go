@@ -23,8 +23,8 @@ import (
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/image/cache"
 	"github.com/turtles-ci/turtles/metrics"
-	"github.com/turtles-ci/turtles/vm"
 	"github.com/turtles-ci/turtles/store/s3"
+	"github.com/turtles-ci/turtles/vm"
 )
 
 func imageOptions() []option {
