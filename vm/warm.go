@@ -219,6 +219,11 @@ func ensureState(ctx context.Context, cfg Config, key warmKey, dir string) (warm
 	if _, err := os.Stat(dir); err == nil {
 		meta, err := checkState(dir, key)
 		if err == nil {
+			// A state saved before this bot shared them, or whose
+			// publishing failed, is offered now.
+			if _, err := os.Stat(dir + publishedSuffix); err != nil && cfg.Share != nil && meta.Fetched.IsZero() {
+				publish(ctx, cfg, dir)
+			}
 			return meta, nil
 		}
 		fmt.Fprintf(cfg.Console, "turtles: the saved state is not right (%v): making it again\n", err)
@@ -246,9 +251,7 @@ func ensureState(ctx context.Context, cfg Config, key warmKey, dir string) (warm
 	}
 	fmt.Fprintf(cfg.Console, "turtles: saved the state in %.1fs (%d MiB of memory)\n", meta.Took, meta.StateSize>>20)
 	if cfg.Share != nil {
-		if err := cfg.Share.Publish(ctx, name, dir); err != nil {
-			cfg.Log.Warn("could not offer the saved state to other bots", "state", name, "err", err)
-		}
+		publish(ctx, cfg, dir)
 	}
 	return meta, nil
 }
@@ -401,8 +404,23 @@ func HaveFile(id string) bool {
 	return err == nil && got == id
 }
 
+// publishedSuffix marks, beside a state's directory, that it was
+// published.
+const publishedSuffix = ".published"
+
+// publish offers the state in dir to other bots (cfg.Share), once.
+func publish(ctx context.Context, cfg Config, dir string) {
+	name := filepath.Base(dir)
+	if err := cfg.Share.Publish(ctx, name, dir); err != nil {
+		cfg.Log.Warn("could not offer the saved state to other bots", "state", name, "err", err)
+		return
+	}
+	os.WriteFile(dir+publishedSuffix, nil, 0o644)
+}
+
 // removeState removes a saved state (its files are read-only).
 func removeState(dir string) {
+	os.Remove(dir + publishedSuffix)
 	os.RemoveAll(dir)
 }
 

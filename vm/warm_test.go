@@ -368,6 +368,31 @@ func TestFetchState(t *testing.T) {
 		}
 	})
 
+	t.Run("saved before sharing", func(t *testing.T) {
+		// A state this bot saved, not yet offered: the next start
+		// offers it, once.
+		cfg := cfg
+		share := &dirShare{dir: t.TempDir()}
+		cfg.Share = share
+		dir := filepath.Join(cfg.Warm, name)
+		defer removeState(dir)
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, warmMemory), []byte("memory"), 0o444)
+		os.WriteFile(filepath.Join(dir, warmDisk), []byte("disk"), 0o444)
+		meta := warmMeta{Key: key, StateSize: 6, StateSHA256: sha256File(t, filepath.Join(dir, warmMemory)),
+			DiskSize: 4, DiskSHA256: sha256File(t, filepath.Join(dir, warmDisk))}
+		b, _ := json.Marshal(meta)
+		os.WriteFile(filepath.Join(dir, warmMetaFile), b, 0o444)
+		for range 2 {
+			if _, err := ensureState(ctx, cfg, key, dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !slices.Equal(share.published, []string{name}) {
+			t.Errorf("published %v, want %s once", share.published, name)
+		}
+	})
+
 	t.Run("for another machine", func(t *testing.T) {
 		console.Reset()
 		cfg := cfg
