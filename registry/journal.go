@@ -17,7 +17,10 @@ import (
 // journal keeps the manifests go-containerregistry's registry holds in
 // memory as files, one per repository and reference (tag or digest), so
 // that a restarted registry has them again. A push is acknowledged only
-// once its file is written; a delete only once its file is gone.
+// once its file is written; a delete only once its file is gone. One
+// difference remains: a manifest deleted by digest while a tag still
+// names it is back under its digest after a restart (the tag's record
+// puts it there), as distribution's registry would keep it for the tag.
 type journal struct {
 	dir  string
 	next http.Handler
@@ -46,6 +49,10 @@ func (j *journal) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	repo, ref, ok := manifestRef(req.URL.Path)
 	if !ok || (req.Method != http.MethodPut && req.Method != http.MethodDelete) {
 		j.next.ServeHTTP(w, req)
+		return
+	}
+	if !validRef(repo, ref) {
+		http.Error(w, `{"errors":[{"code":"NAME_INVALID","message":"invalid repository name or reference"}]}`, http.StatusBadRequest)
 		return
 	}
 	var body []byte
@@ -147,7 +154,7 @@ func (j *journal) replay() error {
 			return fmt.Errorf("registry: read manifest: %w", err)
 		}
 		var rec record
-		if err := json.Unmarshal(b, &rec); err != nil || rec.Repo == "" || rec.Ref == "" || p != j.file(rec.Repo, rec.Ref) {
+		if err := json.Unmarshal(b, &rec); err != nil || !validRef(rec.Repo, rec.Ref) || p != j.file(rec.Repo, rec.Ref) {
 			return fmt.Errorf("registry: %s is not a manifest record this registry wrote", p)
 		}
 		pending = append(pending, rec)
@@ -156,10 +163,11 @@ func (j *journal) replay() error {
 		var again []record
 		var last int
 		for _, rec := range pending {
-			req, err := http.NewRequest(http.MethodPut, "/v2/"+rec.Repo+"/manifests/"+rec.Ref, bytes.NewReader(rec.Manifest))
+			req, err := http.NewRequest(http.MethodPut, "/", bytes.NewReader(rec.Manifest))
 			if err != nil {
 				return fmt.Errorf("registry: manifest %s:%s: %w", rec.Repo, rec.Ref, err)
 			}
+			req.URL.Path = "/v2/" + rec.Repo + "/manifests/" + rec.Ref
 			req.Header.Set("Content-Type", rec.ContentType)
 			w := &recorder{header: http.Header{}}
 			j.next.ServeHTTP(w, req)

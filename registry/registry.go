@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -149,10 +150,24 @@ func (w logWriter) Write(p []byte) (int, error) {
 // registry does; ok is false for any other path.
 func manifestRef(path string) (repo, ref string, ok bool) {
 	elems := strings.Split(path, "/")
-	if len(elems) < 5 || elems[1] != "v2" || elems[len(elems)-2] != "manifests" {
+	if len(elems) < 5 || elems[0] != "" || elems[1] != "v2" || elems[len(elems)-2] != "manifests" {
 		return "", "", false
 	}
 	return strings.Join(elems[2:len(elems)-2], "/"), elems[len(elems)-1], true
+}
+
+// The distribution spec's grammar of repository names, tags and digests.
+var (
+	repoRe   = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$`)
+	tagRe    = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	digestRe = regexp.MustCompile(`^[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
+)
+
+// validRef reports whether repo and ref are a repository name and a tag
+// or digest as the distribution spec writes them: what the journal keeps
+// and replays, so that a name that is odd once is not odd at replay.
+func validRef(repo, ref string) bool {
+	return len(repo) <= 255 && repoRe.MatchString(repo) && (tagRe.MatchString(ref) || len(ref) <= 255 && digestRe.MatchString(ref))
 }
 
 // maxManifest bounds a manifest body, as distribution's registry does.

@@ -230,3 +230,76 @@ func TestForwardCommand(t *testing.T) {
 		t.Errorf("GET /v2/ through the forward: %s, want 200", resp.Status)
 	}
 }
+
+func TestValidRef(t *testing.T) {
+	tests := []struct {
+		repo, ref string
+		want      bool
+	}{
+		{"etcd", "3.5", true},
+		{"team/multi", "latest", true},
+		{"a.b/c__d/e-f", "v1_2", true},
+		{"etcd", "sha256:" + strings.Repeat("a", 64), true},
+		{"Etcd", "1", false},
+		{"etcd", "", false},
+		{"", "1", false},
+		{"etcd/", "1", false},
+		{"a/../b", "1", false},
+		{"etcd", ".hidden", false},
+		{"etcd", "a?b", false},
+		{"etcd", "a%2Fb", false},
+		{"etcd", strings.Repeat("a", 129), false},
+	}
+	for _, tt := range tests {
+		if got := validRef(tt.repo, tt.ref); got != tt.want {
+			t.Errorf("validRef(%q, %q) = %v, want %v", tt.repo, tt.ref, got, tt.want)
+		}
+	}
+}
+
+// TestRefusesOddNames: a push under a name outside the spec's grammar is
+// refused before it reaches the registry or its journal, so no record can
+// keep a restarted registry from starting.
+func TestRefusesOddNames(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, dir)
+	for _, path := range []string{"/v2/Etcd/manifests/1", "/v2/etcd/manifests/a%3Fb", "/v2/etcd/manifests/.x"} {
+		req, _ := http.NewRequest(http.MethodPut, "http://"+r.Addr()+path, strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("PUT %s: %s, want 400", path, resp.Status)
+		}
+	}
+	r.Close()
+	if files, _ := os.ReadDir(dir + "/manifests"); len(files) != 0 {
+		t.Errorf("%d manifest records after refused pushes", len(files))
+	}
+	start(t, dir)
+}
+
+// FuzzManifestRef: any request path splits without panic, and what is
+// accepted as a repository and reference maps to one plain record file
+// and replays to the same path.
+func FuzzManifestRef(f *testing.F) {
+	for _, s := range []string{"/v2/etcd/manifests/3.5", "/v2/a/b/manifests/sha256:00", "/v2//manifests/x", "/v2/manifests/x", "v2/a/manifests/b", "/v2/a/blobs/x", "/v2/a/manifests/"} {
+		f.Add(s)
+	}
+	j := &journal{dir: "/j"}
+	f.Fuzz(func(t *testing.T, path string) {
+		repo, ref, ok := manifestRef(path)
+		if !ok || !validRef(repo, ref) {
+			return
+		}
+		if got := "/v2/" + repo + "/manifests/" + ref; got != path {
+			t.Fatalf("manifestRef(%q) = %q, %q: rebuilds as %q", path, repo, ref, got)
+		}
+		if p := j.file(repo, ref); !strings.HasPrefix(p, "/j/") || strings.Count(p, "/") != 2 {
+			t.Fatalf("record file %q for %q %q", p, repo, ref)
+		}
+	})
+}
