@@ -59,6 +59,13 @@ func CachedPackages(ctx context.Context, dir, recipe string, packages []string, 
 		return "", fmt.Errorf("lock image cache: %w", err)
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if out == nil {
+		out = io.Discard
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sweepBuilds(ctx, d, out, log)
 	manifest := filepath.Join(d, name+".json")
 	if _, err := os.Stat(manifest); err == nil {
 		return manifest, nil

@@ -98,3 +98,41 @@ func TestCachedPackages(t *testing.T) {
 		t.Errorf("second CachedPackages took %v: not a cache hit", took)
 	}
 }
+
+// TestSweepBuilds: what a killed build left (here a tmpfs mounted in its
+// tree, as debootstrap's /proc or derive's loop mount would be) is
+// unmounted and removed by the next build under the cache's lock, and
+// what is not a build's is kept.
+func TestSweepBuilds(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	dir := t.TempDir()
+	root := filepath.Join(dir, ".build-123", "root")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	keep := filepath.Join(dir, "debian-12.json")
+	if err := os.WriteFile(keep, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "tmpfs", root).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", root).Run() })
+	if err := os.WriteFile(filepath.Join(root, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sweepBuilds(context.Background(), dir, testWriter{t}, slog.Default())
+	for _, m := range mountPoints() {
+		if strings.HasPrefix(m, dir) {
+			t.Errorf("still mounted: %s", m)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".build-123")); !os.IsNotExist(err) {
+		t.Errorf("the killed build's directory is still there: %v", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("sweep removed what is not a build's: %v", err)
+	}
+}

@@ -138,3 +138,17 @@ func TestNameInConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{
+		"/var/tmp/x":          "/var/tmp/x",
+		`/var/tmp/a\040b`:     "/var/tmp/a b",
+		`/a\134b`:             `/a\b`,
+		`/end\04`:             `/end\04`,
+		`/x\0401\011tab\012n`: "/x 1\ttab\nn",
+	} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
