@@ -44,8 +44,8 @@ depend on), named RECIPE_PKG1_PKG2... with the packages sorted, e.g.
 "debian-12_etcd-server" (RECIPE__ and a hash of the list when a name has a
 "+" or the list is long): contexts name it as "image: debian-12_etcd-server".
 It is derived from the recipe's newest build in the directory (RECIPE.json)
-in about a minute when there is one (a loop mount of a copy of its disk),
-else built from scratch.
+in about a minute (a loop mount of a copy of its disk); when there is none,
+the recipe's image is built first.
 
 It needs root (debootstrap) and a Debian mirror; it takes a few minutes.
 It prints the path of the manifest.`,

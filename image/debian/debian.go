@@ -10,7 +10,7 @@
 // (Options.Packages), named by Name ("debian-12_etcd-server"). It is made
 // from a built image of the recipe (Options.Base): a copy of its disk,
 // loop-mounted, the packages installed with apt-get in a chroot; without
-// a Base, debootstrap builds it from scratch with the packages. Tests get
+// a Base, the recipe's image is built first and is the base. Tests get
 // one, built once (about 45 s beside a cached base) and then cached, with
 //
 //	manifest, err := debian.CachedPackages(ctx, debian.CacheDir(), "debian-12",
@@ -67,7 +67,8 @@ type Options struct {
 	// ValidPackage; order and duplicates do not matter.
 	Packages []string
 	// Base is the manifest of a built image of Recipe (no packages) to
-	// derive the image with Packages from; empty builds it from scratch.
+	// derive the image with Packages from; empty builds that image into
+	// Out first.
 	Base string
 	// Out is the directory the image files go to.
 	Out string
@@ -82,7 +83,8 @@ type Options struct {
 // NAME-SHA256.json, and also written as NAME.json so that the name
 // resolves to the newest build (image.Resolve). NAME is the recipe, or
 // Name(Recipe, Packages) for a derived image. A derived image is made
-// from Base when set (see derive), else with debootstrap from scratch.
+// from Base (see derive); without a Base, the recipe's image is built
+// into Out first and serves as the base.
 func Build(ctx context.Context, o Options) (string, error) {
 	suite, ok := Recipes[o.Recipe]
 	if !ok {
@@ -122,11 +124,21 @@ func Build(ctx context.Context, o Options) (string, error) {
 	}
 	defer os.RemoveAll(work)
 	start := time.Now()
+	if len(extra) > 0 && o.Base == "" {
+		// One way to add packages, the tested one: build the
+		// recipe's image first (it is in o.Out afterwards), then
+		// derive from it.
+		base := o
+		base.Packages = nil
+		if o.Base, err = Build(ctx, base); err != nil {
+			return "", err
+		}
+	}
 	var b built
 	if o.Base != "" {
 		b, err = derive(ctx, o, suite, extra, work)
 	} else {
-		b, err = bootstrap(ctx, o, suite, extra, work)
+		b, err = bootstrap(ctx, o, suite, work)
 	}
 	if err != nil {
 		return "", err
@@ -146,20 +158,14 @@ type built struct {
 	base string
 }
 
-// bootstrap builds the image from scratch: debootstrap into a directory,
-// the extra packages, mkfs.ext4 -d into a raw file, qemu-img convert.
-func bootstrap(ctx context.Context, o Options, suite string, extra []string, work string) (built, error) {
+// bootstrap builds the recipe's image from scratch: debootstrap into a
+// directory, mkfs.ext4 -d into a raw file, qemu-img convert.
+func bootstrap(ctx context.Context, o Options, suite string, work string) (built, error) {
 	root := filepath.Join(work, "root")
 	o.Log.Info("debootstrap", "suite", suite, "mirror", o.Mirror)
 	if err := run(ctx, o.Output, "debootstrap", "--variant=minbase",
 		"--include="+strings.Join(Packages, ","), suite, root, o.Mirror); err != nil {
 		return built{}, err
-	}
-	if len(extra) > 0 {
-		o.Log.Info("install extra packages", "packages", extra)
-		if err := install(ctx, o.Output, root, extra); err != nil {
-			return built{}, err
-		}
 	}
 	if err := configure(ctx, o.Output, root); err != nil {
 		return built{}, err
@@ -213,7 +219,7 @@ func publish(o Options, name string, extra []string, b built) (string, error) {
 	return manifest, nil
 }
 
-// install installs the extra packages into the debootstrap tree with apt,
+// install installs the extra packages into the image's tree with apt,
 // which resolves dependencies as a user's apt-get would (debootstrap's
 // --include does not know virtual packages). A policy-rc.d keeps the
 // packages' maintainer scripts from starting services on the host.
