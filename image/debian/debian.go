@@ -9,8 +9,10 @@
 // A derived image is a recipe's image with extra Debian packages
 // (Options.Packages), named by Name ("debian-12_etcd-server"). It is made
 // from a built image of the recipe (Options.Base): a copy of its disk,
-// loop-mounted, the packages installed with apt-get in a chroot; without
-// a Base, the recipe's image is built first and is the base. Tests get
+// loop-mounted (the one loop mount: copying the tree out of an ext4 disk
+// without one loses setuid bits and file capabilities), the packages
+// installed with apt-get in a chroot; without a Base, the recipe's image
+// is built first and is the base. Tests get
 // one, built once (about 45 s beside a cached base) and then cached, with
 //
 //	manifest, err := debian.CachedPackages(ctx, debian.CacheDir(), "debian-12",
@@ -19,7 +21,8 @@
 // and boot what image.Load(manifest) describes.
 //
 // cmd/turtles (`turtles image build`) and tests import it. Building needs
-// root (debootstrap) and network access to a Debian mirror.
+// root (debootstrap, chroot, and loop devices for derived images) and
+// network access to a Debian mirror.
 package debian
 
 import (
