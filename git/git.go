@@ -341,8 +341,11 @@ func command(ctx context.Context, dir string, extraEnv []string, args ...string)
 	cmd.WaitDelay = 5 * time.Second
 	// A bot killed with SIGKILL cannot stop its git: without this, git
 	// goes on writing into a workspace the next bot (or a cleanup) is
-	// removing.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// removing. In its own process group, a cancelled git is killed with
+	// its helpers: a remote-https left behind would hold its connection
+	// to a server that does not answer for as long as the server likes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	return cmd
 }
 
