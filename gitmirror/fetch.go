@@ -163,7 +163,13 @@ func (s *Server) fetch(ctx context.Context, name, dir string, refs ...string) er
 		return fmt.Errorf("credentials to fetch %s: %w", name, err)
 	}
 	start := s.cfg.Now()
-	args := append([]string{"fetch", "-q", "--prune", "--no-tags", "--no-write-fetch-head", "--", upstream}, refs...)
+	args := []string{"fetch", "-q", "--no-tags", "--no-write-fetch-head"}
+	if strings.HasPrefix(refs[0], "+refs/") {
+		// Refs gone from the forge go from the mirror; a fetch of one
+		// commit has no destination refs, and prunes nothing.
+		args = append(args, "--prune")
+	}
+	args = append(append(args, "--", upstream), refs...)
 	done := make(chan error, 1)
 	go func() { done <- git.Run(ctx, dir, env, nil, args...) }()
 	tick := time.NewTicker(sizePoll)

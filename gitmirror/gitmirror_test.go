@@ -106,6 +106,28 @@ func TestCheckoutThroughMirror(t *testing.T) {
 	}
 }
 
+// A commit in no branch or pull request (a ref the mirror does not copy)
+// is fetched by its ID, and that fetch prunes no branch of the copy.
+func TestCheckoutOfACommitInNoBranch(t *testing.T) {
+	f := gitmirrortest.NewForge(t)
+	m := newTestMirror(t, f)
+	f.Push("octo/hello", "a.txt", "one\n")
+	sha := f.PushRef("octo/hello", "refs/keep/x", "a.txt", "kept\n")
+	dir, err := m.checkout(t, m.tasks.add("octo/hello", sha))
+	if err != nil {
+		t.Fatalf("checkout of a commit in no branch: %v", err)
+	}
+	if got := readFile(t, filepath.Join(dir, "a.txt")); got != "kept\n" {
+		t.Errorf("a.txt = %q, want kept", got)
+	}
+	if n := f.Fetches.Load(); n != 2 {
+		t.Errorf("forge fetches = %d, want 2 (the refs, then the commit)", n)
+	}
+	if err := git.Run(ctxT(t), m.path("octo/hello"), nil, nil, "rev-parse", "--verify", "-q", "refs/heads/main"); err != nil {
+		t.Errorf("the mirror lost its main branch: %v", err)
+	}
+}
+
 // A plan's changed paths are fetched through the mirror too.
 func TestChangedPathsThroughMirror(t *testing.T) {
 	f := gitmirrortest.NewForge(t)
@@ -306,5 +328,3 @@ func TestClient(t *testing.T) {
 		t.Error("Remote of a bad name succeeded")
 	}
 }
-
-var _ = git.Remote{}

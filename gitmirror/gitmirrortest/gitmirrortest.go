@@ -45,7 +45,10 @@ func NewForge(t testing.TB) *Forge {
 	backend := &cgi.Handler{
 		Path: gitPath(t),
 		Args: []string{"http-backend"},
-		Env:  append(git.Environ(), "GIT_PROJECT_ROOT="+f.root, "GIT_HTTP_EXPORT_ALL=1"),
+		// Commits are served by ID whatever refers to them, as GitHub
+		// serves a pull request's commits after a force push.
+		Env: append(git.Environ(), "GIT_PROJECT_ROOT="+f.root, "GIT_HTTP_EXPORT_ALL=1",
+			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=uploadpack.allowAnySHA1InWant", "GIT_CONFIG_VALUE_0=true"),
 	}
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+Token))
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -97,6 +100,20 @@ func GitIn(t testing.TB, dir string) func(args ...string) string {
 		}
 		return strings.TrimSpace(string(out))
 	}
+}
+
+// PushRef commits a file on top of name's main branch and pushes it to
+// ref alone (such as refs/keep/x, which a mirror does not copy), and
+// returns the commit.
+func (f *Forge) PushRef(name, ref, file, data string) string {
+	f.t.Helper()
+	sha := f.Push(name, file, data)
+	work := filepath.Join(f.root, ".work", name)
+	bare := filepath.Join(f.root, name+".git")
+	g := GitIn(f.t, work)
+	g("push", "-q", bare, "HEAD:"+ref)
+	g("push", "-q", "--force", bare, "HEAD~1:refs/heads/main")
+	return sha
 }
 
 // Push commits a file to name's main branch at the forge (creating the
