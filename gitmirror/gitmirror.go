@@ -13,7 +13,12 @@
 //   - every request names the task it serves (TaskHeader, the task's key)
 //     and is refused unless that task is live in the state database (its
 //     key reserved: from before it is queued until its final event), so
-//     that only repositories turtles is testing right now are served;
+//     that only repositories turtles is testing right now are served.
+//     Reservations, not the history of tasks or a list the hook keeps:
+//     every publish makes one before the task reaches the queue (so a bot
+//     never asks before it exists, as it could before the history records
+//     the task's queued event), they end with the task, and they are
+//     already shared by every process through the state database;
 //   - repository names are checked strictly (CheckName) before they reach
 //     a path or a git command line.
 //
