@@ -20,9 +20,12 @@ type mirror struct {
 	// copy; the others wait for it (or for their request to end) and
 	// then find the copy fresh.
 	lock chan struct{}
-	// fetched is when the copy was last fetched in full; zero after a
+	// tried is when the copy's refs were last fetched, or a fetch of them
+	// failed: either way the forge is not asked again within Interval
+	// for a commit the copy has (a forge that is down or hangs would
+	// otherwise hold every request for FetchTimeout). Zero after a
 	// start, so that the first request fetches.
-	fetched time.Time
+	tried time.Time
 }
 
 // errTooBig is a mirror past Config.MaxSize.
@@ -67,7 +70,7 @@ func (s *Server) sync(ctx context.Context, name, sha string) error {
 	dir := s.path(name)
 	_, err := os.Stat(filepath.Join(dir, "HEAD"))
 	exists := err == nil
-	fresh := !m.fetched.IsZero() && s.cfg.Now().Sub(m.fetched) < s.cfg.Interval
+	fresh := !m.tried.IsZero() && s.cfg.Now().Sub(m.tried) < s.cfg.Interval
 	if exists && fresh && s.has(ctx, dir, sha) {
 		return nil
 	}
@@ -77,8 +80,8 @@ func (s *Server) sync(ctx context.Context, name, sha string) error {
 		}
 	}
 	err = s.fetch(ctx, name, dir, refspecs...)
+	m.tried = s.cfg.Now()
 	if err == nil {
-		m.fetched = s.cfg.Now()
 		if s.has(ctx, dir, sha) {
 			return nil
 		}
@@ -89,7 +92,7 @@ func (s *Server) sync(ctx context.Context, name, sha string) error {
 	if errors.Is(err, errTooBig) {
 		// Past its bound, the copy is dropped, not served: the disk is
 		// not the forge's to fill.
-		m.fetched = time.Time{}
+		m.tried = time.Time{}
 		if rerr := os.RemoveAll(dir); rerr != nil {
 			s.cfg.Log.Error("git mirror could not remove a mirror past its size bound", "repo", name, "err", rerr)
 		}

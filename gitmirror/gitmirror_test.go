@@ -204,6 +204,28 @@ func TestFetchFailures(t *testing.T) {
 			t.Errorf("sync took %s with a 1s fetch timeout", d)
 		}
 	})
+	t.Run("forge down, copy has the commit", func(t *testing.T) {
+		f := gitmirrortest.NewForge(t)
+		m := newTestMirror(t, f, func(c *Config) { c.FetchTimeout = time.Second })
+		task := m.tasks.add("octo/hello", f.Push("octo/hello", "a.txt", "one\n"))
+		if err := m.sync(ctxT(t), task.Repo.Name, task.SHA); err != nil {
+			t.Fatal(err)
+		}
+		f.Hang.Store(true)
+		m.clock.Advance(time.Minute)
+		// Stale: one try, which fails; the copy is served.
+		if err := m.sync(ctxT(t), task.Repo.Name, task.SHA); err != nil {
+			t.Errorf("sync of a stale copy that has the commit, forge down = %v, want the copy served", err)
+		}
+		n := f.Requests.Load()
+		// Within the interval of that try, the forge is not asked again.
+		if err := m.sync(ctxT(t), task.Repo.Name, task.SHA); err != nil {
+			t.Errorf("second sync = %v", err)
+		}
+		if got := f.Requests.Load(); got != n {
+			t.Errorf("the forge was asked %d more times within the interval of a failed try", got-n)
+		}
+	})
 	t.Run("too big", func(t *testing.T) {
 		f := gitmirrortest.NewForge(t)
 		m := newTestMirror(t, f, func(c *Config) { c.MaxSize = 16 << 10 })

@@ -34,6 +34,8 @@ type Forge struct {
 	Server *httptest.Server
 	// Fetches counts reference advertisements: one per git fetch.
 	Fetches atomic.Int64
+	// Requests counts every request, answered or not.
+	Requests atomic.Int64
 	// Hang makes every request wait until the client goes.
 	Hang atomic.Bool
 }
@@ -52,6 +54,7 @@ func NewForge(t testing.TB) *Forge {
 	}
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+Token))
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.Requests.Add(1)
 		if f.Hang.Load() {
 			<-r.Context().Done()
 			return
