@@ -28,6 +28,7 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/config"
+	"github.com/turtles-ci/turtles/gitmirror"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/sandbox"
 	"github.com/turtles-ci/turtles/store"
@@ -99,6 +100,11 @@ type Config struct {
 	UntrustedHost bool
 	// VM configures the VMs of tasks that name an image.
 	VM VMConfig
+	// GitMirror, if set, is where commits are fetched from instead of
+	// the task's clone URL (the forge): the same OWNER/NAME at the
+	// mirror (package gitmirror), so that bots need no route to the
+	// forge. Nil: from the clone URL.
+	GitMirror *gitmirror.Client
 	// Default is the configuration plans use for a commit without
 	// .turtles.yaml (the server's default); nil: such a commit fails its
 	// plan with "no .turtles.yaml".
@@ -154,6 +160,11 @@ func New(cfg Config) (*Bot, error) {
 	if err := cfg.VM.check(); err != nil {
 		return nil, fmt.Errorf("bot: %w", err)
 	}
+	if cfg.GitMirror != nil {
+		if err := cfg.GitMirror.Check(); err != nil {
+			return nil, fmt.Errorf("bot: %w", err)
+		}
+	}
 	for _, kv := range cfg.Env {
 		if !strings.Contains(kv, "=") {
 			return nil, fmt.Errorf("bot: environment entry %q is not KEY=value", kv)
@@ -174,7 +185,7 @@ func New(cfg Config) (*Bot, error) {
 	return &Bot{
 		cfg: cfg,
 		run: runner{killGrace: cfg.KillGrace, env: cfg.Env, vm: cfg.VM.withLog(cfg.Log), secretsDir: cfg.SecretsDir,
-			sandbox: cfg.Sandbox, untrustedHost: cfg.UntrustedHost},
+			sandbox: cfg.Sandbox, untrustedHost: cfg.UntrustedHost, mirror: cfg.GitMirror},
 		log: cfg.Log.With("bot", cfg.Name, "pool", cfg.Pool),
 		m:   m,
 	}, nil

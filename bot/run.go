@@ -16,6 +16,7 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/git"
+	"github.com/turtles-ci/turtles/gitmirror"
 	"github.com/turtles-ci/turtles/sandbox"
 )
 
@@ -96,6 +97,8 @@ type runner struct {
 	// untrustedHost: this bot's pool is one the operator dedicated to
 	// untrusted host-mode and image-less work (still isolated).
 	untrustedHost bool
+	// mirror, if set, is the git mirror commits are fetched from.
+	mirror *gitmirror.Client
 }
 
 // at is ws as a command sees it when its workspace is mounted at root.
@@ -173,11 +176,28 @@ func (r runner) taskEnv(t turtles.Task, ws workspace) []string {
 // checkout puts the task's commit into ws.src. Its failures are infra
 // Faults with git.Checkout's reason.
 func (r runner) checkout(ctx context.Context, t turtles.Task, ws workspace, out io.Writer) error {
-	logf(out, "checking out %s %s", git.Redact(t.Repo.CloneURL), t.SHA)
-	if err := git.Checkout(ctx, ws.src, t.Repo.CloneURL, t.SHA, out); err != nil {
+	remote, err := r.remote(t)
+	if err != nil {
+		return err
+	}
+	logf(out, "checking out %s %s", git.Redact(remote.URL), t.SHA)
+	if err := remote.Checkout(ctx, ws.src, t.SHA, out); err != nil {
 		return fmt.Errorf("check out %s: %w", t.SHA, err)
 	}
 	return nil
+}
+
+// remote is where t's commit is fetched from: its clone URL, or the
+// same repository at the git mirror.
+func (r runner) remote(t turtles.Task) (git.Remote, error) {
+	if r.mirror == nil {
+		return git.Remote{URL: t.Repo.CloneURL}, nil
+	}
+	remote, err := r.mirror.Remote(t)
+	if err != nil {
+		return git.Remote{}, turtles.InfraFault("the git mirror cannot serve this repository's name", fmt.Errorf("git mirror: %w", err))
+	}
+	return remote, nil
 }
 
 // test runs a test task in a checked-out workspace: task.Command, or the

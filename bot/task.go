@@ -18,7 +18,6 @@ import (
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/config"
-	"github.com/turtles-ci/turtles/git"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/store"
 )
@@ -423,7 +422,12 @@ func (b *Bot) planEvent(ctx context.Context, t turtles.Task, ws workspace, out i
 	if t.BaseSHA == "" {
 		return ev
 	}
-	changed, err := git.ChangedPaths(ctx, ws.src, t.BaseSHA, t.SHA, out)
+	remote, err := b.run.remote(t)
+	if err != nil {
+		logf(out, "cannot tell which paths changed since %s, so path filters do not apply: %v", t.BaseSHA, err)
+		return ev
+	}
+	changed, err := remote.ChangedPaths(ctx, ws.src, t.BaseSHA, t.SHA, out)
 	if err != nil {
 		logf(out, "cannot tell which paths changed since %s, so path filters do not apply: %v", t.BaseSHA, err)
 		return ev

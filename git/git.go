@@ -38,7 +38,27 @@ const allowProtocol = "https:http:file:ssh:git"
 // force the old wire protocol, whose servers refuse fetching by SHA.
 var extraConfig []string
 
-// Checkout makes dir a checkout of commit sha from cloneURL: git init, a
+// Remote is a repository to fetch from, and what to send it.
+type Remote struct {
+	// URL is anything CheckURL accepts.
+	URL string
+	// Header lists extra HTTP headers, "Name: value", sent with every
+	// request to an http(s) URL: a git mirror's bearer token and the task
+	// it serves (package gitmirror). They reach git through its
+	// environment (GIT_CONFIG_*), never its command line, which other
+	// processes may read, nor the checkout's .git/config, which the
+	// task's command can read. Redirects are not followed when there
+	// are headers, so that they reach no other server.
+	Header []string
+}
+
+// Checkout makes dir a checkout of commit sha from cloneURL: see
+// Remote.Checkout.
+func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) error {
+	return Remote{URL: cloneURL}.Checkout(ctx, dir, sha, log)
+}
+
+// Checkout makes dir a checkout of commit sha from r: git init, a
 // shallow fetch of sha (falling back to fetching all branches, GitHub pull
 // request heads and GitLab merge request heads when the server refuses
 // unadvertised commits), and a detached checkout. git's output goes to log. dir is created if needed; it
@@ -48,11 +68,16 @@ var extraConfig []string
 // commit it does not have is a turtles.Fault of class Infra: its reason
 // says what failed in words for people, its cause (the error's text, for
 // the log) includes git's own message.
-func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) error {
+func (r Remote) Checkout(ctx context.Context, dir, sha string, log io.Writer) error {
+	cloneURL := r.URL
 	if err := CheckSHA(sha); err != nil {
 		return err
 	}
 	if err := CheckURL(cloneURL); err != nil {
+		return err
+	}
+	fetchEnv, err := r.Env()
+	if err != nil {
 		return err
 	}
 	if log == nil {
@@ -63,13 +88,13 @@ func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) err
 	}
 	safeURL := Redact(cloneURL)
 	// An empty template directory: no sample hooks, nothing from the system.
-	if err := run(ctx, dir, log, "init", "-q", "--template=", "."); err != nil {
+	if err := run(ctx, dir, nil, log, "init", "-q", "--template=", "."); err != nil {
 		return turtles.InfraFault(reasonPrepare, fmt.Errorf("git init: %w", err))
 	}
-	if err := run(ctx, dir, log, "remote", "add", "origin", cloneURL); err != nil {
+	if err := run(ctx, dir, nil, log, "remote", "add", "origin", cloneURL); err != nil {
 		return turtles.InfraFault(reasonPrepare, fmt.Errorf("git remote add: %w", err))
 	}
-	fetchErr := run(ctx, dir, log, "fetch", "--depth", "1", "--no-tags", "origin", sha)
+	fetchErr := run(ctx, dir, fetchEnv, log, "fetch", "--depth", "1", "--no-tags", "origin", sha)
 	if fetchErr != nil {
 		if ctx.Err() != nil {
 			return turtles.InfraFault("the checkout was stopped before the commit was fetched",
@@ -78,22 +103,45 @@ func Checkout(ctx context.Context, dir, cloneURL, sha string, log io.Writer) err
 		// Old servers, and new ones configured so, refuse commits they do
 		// not advertise. Fetch what they do advertise and look for it there.
 		fmt.Fprintf(log, "turtles: fetching %s by commit failed; fetching all branches and pull requests\n", sha)
-		err := run(ctx, dir, log, "fetch", "--no-tags", "origin",
+		err := run(ctx, dir, fetchEnv, log, "fetch", "--no-tags", "origin",
 			"+refs/heads/*:refs/remotes/origin/*", "+refs/pull/*/head:refs/remotes/origin/pull/*",
 			"+refs/merge-requests/*/head:refs/remotes/origin/merge-requests/*")
 		if err != nil {
 			return turtles.InfraFault("the repository could not be fetched",
 				fmt.Errorf("fetch %s from %s: %w", sha, safeURL, err))
 		}
-		if err := run(ctx, dir, io.Discard, "cat-file", "-e", sha+"^{commit}"); err != nil {
+		if err := run(ctx, dir, nil, io.Discard, "cat-file", "-e", sha+"^{commit}"); err != nil {
 			return turtles.InfraFault("the repository has no commit "+sha[:12]+" in any branch or pull request",
 				fmt.Errorf("fetch %s from %s: commit not found in any branch or pull request: %w", sha, safeURL, fetchErr))
 		}
 	}
-	if err := run(ctx, dir, log, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", sha); err != nil {
+	if err := run(ctx, dir, nil, log, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", sha); err != nil {
 		return turtles.InfraFault("git could not check out the commit", fmt.Errorf("check out %s: %w", sha, err))
 	}
 	return nil
+}
+
+// Env is the environment that gives git r's headers: GIT_CONFIG_COUNT
+// and its keys and values, none without headers. An error says a header
+// is malformed, quoting none of it (it may be a secret).
+func (r Remote) Env() ([]string, error) {
+	if len(r.Header) == 0 {
+		return nil, nil
+	}
+	kv := [][2]string{{"http.followRedirects", "false"}}
+	for _, h := range r.Header {
+		name, _, ok := strings.Cut(h, ":")
+		if !ok || name == "" || strings.TrimSpace(name) != name || strings.ContainsAny(h, "\x00\r\n") {
+			// The value may be a secret: name none of it.
+			return nil, fmt.Errorf("bad HTTP header for git: want \"Name: value\" on one line")
+		}
+		kv = append(kv, [2]string{"http.extraHeader", h})
+	}
+	env := []string{"GIT_CONFIG_COUNT=" + strconv.Itoa(len(kv))}
+	for i, p := range kv {
+		env = append(env, fmt.Sprintf("GIT_CONFIG_KEY_%d=%s", i, p[0]), fmt.Sprintf("GIT_CONFIG_VALUE_%d=%s", i, p[1]))
+	}
+	return env, nil
 }
 
 // reasonPrepare is the reason of a checkout that failed before git talked
@@ -112,6 +160,17 @@ const historyDepth = 64
 // the base changed since: more contexts run, never fewer. Renames count as
 // a deletion and an addition.
 func ChangedPaths(ctx context.Context, dir, base, head string, log io.Writer) ([]string, error) {
+	return Remote{}.ChangedPaths(ctx, dir, base, head, log)
+}
+
+// ChangedPaths is the package's ChangedPaths, fetching from the checkout's
+// origin with r's headers (r.URL is not used: origin is where the
+// checkout came from).
+func (r Remote) ChangedPaths(ctx context.Context, dir, base, head string, log io.Writer) ([]string, error) {
+	fetchEnv, err := r.Env()
+	if err != nil {
+		return nil, err
+	}
 	for _, sha := range []string{base, head} {
 		if err := CheckSHA(sha); err != nil {
 			return nil, err
@@ -120,18 +179,18 @@ func ChangedPaths(ctx context.Context, dir, base, head string, log io.Writer) ([
 	if log == nil {
 		log = io.Discard
 	}
-	if err := run(ctx, dir, log, "fetch", "-q", "--depth", strconv.Itoa(historyDepth), "--no-tags", "origin", base, head); err != nil {
+	if err := run(ctx, dir, fetchEnv, log, "fetch", "-q", "--depth", strconv.Itoa(historyDepth), "--no-tags", "origin", base, head); err != nil {
 		return nil, turtles.InfraFault("the commit to compare with could not be fetched", fmt.Errorf("fetch %s to compare with: %w", base, err))
 	}
 	from := base
 	var mb bytes.Buffer
-	cmd := command(ctx, dir, "merge-base", base, head)
+	cmd := command(ctx, dir, nil, "merge-base", base, head)
 	cmd.Stdout = &mb
 	if cmd.Run() == nil && CheckSHA(strings.TrimSpace(mb.String())) == nil {
 		from = strings.TrimSpace(mb.String())
 	}
 	var out bytes.Buffer
-	cmd = command(ctx, dir, "diff", "--name-only", "--no-renames", "-z", from, head, "--")
+	cmd = command(ctx, dir, nil, "diff", "--name-only", "--no-renames", "-z", from, head, "--")
 	cmd.Stdout = &out
 	stderr := &tailBuffer{max: 4096}
 	cmd.Stderr = stderr
@@ -154,7 +213,7 @@ func ResolveRev(ctx context.Context, dir, rev string) (string, error) {
 		return "", fmt.Errorf("bad revision %q", rev)
 	}
 	var out bytes.Buffer
-	cmd := command(ctx, dir, "rev-parse", "--verify", "--end-of-options", rev+"^{commit}")
+	cmd := command(ctx, dir, nil, "rev-parse", "--verify", "--end-of-options", rev+"^{commit}")
 	cmd.Stdout = &out
 	stderr := &tailBuffer{max: 4096}
 	cmd.Stderr = stderr
@@ -232,10 +291,27 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Run runs one git command in dir, isolated as every git of turtles is
+// (see the package doc), with extra environment env (GIT_CONFIG_* for
+// instance), streaming its output to log (nil discards). A failure is an
+// *Error with git's own message. Package gitmirror runs its git through
+// it.
+func Run(ctx context.Context, dir string, env []string, log io.Writer, args ...string) error {
+	if log == nil {
+		log = io.Discard
+	}
+	return run(ctx, dir, env, log, args...)
+}
+
+// Environ is the environment of every git turtles runs (see the package
+// doc), for a git started by another program, such as git http-backend
+// under net/http/cgi.
+func Environ() []string { return env() }
+
 // run runs one git command in dir, streaming its output to log and keeping
 // the end of stderr for the error.
-func run(ctx context.Context, dir string, log io.Writer, args ...string) error {
-	cmd := command(ctx, dir, args...)
+func run(ctx context.Context, dir string, extraEnv []string, log io.Writer, args ...string) error {
+	cmd := command(ctx, dir, extraEnv, args...)
 	stderr := &tailBuffer{max: 4096}
 	// exec copies stdout and stderr in two goroutines; log may not be safe
 	// for concurrent writes (a bytes.Buffer is not).
@@ -248,7 +324,7 @@ func run(ctx context.Context, dir string, log io.Writer, args ...string) error {
 	return nil
 }
 
-func command(ctx context.Context, dir string, args ...string) *exec.Cmd {
+func command(ctx context.Context, dir string, extraEnv []string, args ...string) *exec.Cmd {
 	base := []string{
 		"-c", "credential.helper=",
 		"-c", "core.hooksPath=/dev/null",
@@ -259,14 +335,17 @@ func command(ctx context.Context, dir string, args ...string) *exec.Cmd {
 	}
 	cmd := exec.CommandContext(ctx, "git", append(base, args...)...)
 	cmd.Dir = dir
-	cmd.Env = env()
+	cmd.Env = append(env(), extraEnv...)
 	// git's helpers (remote-https, ssh) may outlive a killed git and hold
 	// its output open; do not wait for them forever.
 	cmd.WaitDelay = 5 * time.Second
 	// A bot killed with SIGKILL cannot stop its git: without this, git
 	// goes on writing into a workspace the next bot (or a cleanup) is
-	// removing.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// removing. In its own process group, a cancelled git is killed with
+	// its helpers: a remote-https left behind would hold its connection
+	// to a server that does not answer for as long as the server likes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	return cmd
 }
 

@@ -259,3 +259,35 @@ func TestChangedPaths(t *testing.T) {
 		}
 	})
 }
+
+// Headers reach git as GIT_CONFIG_* variables, and a header that would
+// let one value smuggle another (a newline) is refused without quoting
+// it: it may hold a secret.
+func TestRemoteEnv(t *testing.T) {
+	env, err := Remote{URL: "https://m/o/r.git"}.Env()
+	if err != nil || env != nil {
+		t.Errorf("Env() without headers = %q, %v; want none", env, err)
+	}
+	env, err = Remote{URL: "https://m/o/r.git", Header: []string{"Authorization: Bearer s3cret", "Turtles-Task: o/r@x:y"}}.Env()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"GIT_CONFIG_COUNT=3",
+		"GIT_CONFIG_KEY_0=http.followRedirects", "GIT_CONFIG_VALUE_0=false",
+		"GIT_CONFIG_KEY_1=http.extraHeader", "GIT_CONFIG_VALUE_1=Authorization: Bearer s3cret",
+		"GIT_CONFIG_KEY_2=http.extraHeader", "GIT_CONFIG_VALUE_2=Turtles-Task: o/r@x:y"}
+	if strings.Join(env, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Env() = %q, want %q", env, want)
+	}
+	for _, h := range []string{"Authorization: Bearer s3cret\nX-Evil: 1", "no colon s3cret", ": s3cret", " Name: s3cret", "Name: s3\x00cret"} {
+		_, err := Remote{Header: []string{h}}.Env()
+		if err == nil {
+			t.Errorf("Env() with header %q succeeded", h)
+		} else if strings.Contains(err.Error(), "s3") {
+			t.Errorf("Env() error %q quotes the header", err)
+		}
+	}
+	if err := (Remote{URL: "https://m/o/r.git", Header: []string{"bad"}}).Checkout(context.Background(), t.TempDir(), strings.Repeat("a", 40), nil); err == nil {
+		t.Error("Checkout with a bad header succeeded")
+	}
+}

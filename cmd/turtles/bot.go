@@ -52,6 +52,7 @@ Several bots on one host can share the embedded queue file of a
 	addImageFlags(cmd.Flags())
 	addOptions(cmd.Flags(), vmFlags...)
 	addIsolationFlags(cmd.Flags(), true)
+	addOptions(cmd.Flags(), gitMirrorBotFlags...)
 	return cmd
 }
 

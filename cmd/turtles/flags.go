@@ -71,7 +71,7 @@ func byteSize(p func(*Settings) *ByteSize) binding {
 func options() []option {
 	var all []option
 	for _, area := range [][]option{coreOptions(), trustOptions(), forgeOptions(), httpOptions(), isolationOptions(), imageOptions(), stateOptions(), machineOptions(), monitoringOptions(),
-		loginOptions(), healthOptions()} {
+		loginOptions(), healthOptions(), gitMirrorOptions()} {
 		all = append(all, area...)
 	}
 	return all

@@ -85,7 +85,8 @@ func (s Settings) policy() config.Policy {
 // credential is read from.
 func (s Settings) hidden() []string {
 	paths := []string{s.DataDir, s.WorkDir, s.StoreDir, s.SecretsDir, s.ImagesDir,
-		s.GitHubTokenFile, s.WebhookSecretFile, s.GitLabTokenFile, s.GitHubAppKeyFile, s.S3CredentialsFile, s.ConfigFile}
+		s.GitHubTokenFile, s.WebhookSecretFile, s.GitLabTokenFile, s.GitHubAppKeyFile, s.S3CredentialsFile, s.ConfigFile,
+		s.GitMirrorTokenFile, s.GitMirrorDir}
 	if !isAMQP(s.Queue) && s.Queue != "" {
 		paths = append(paths, filepath.Dir(s.Queue))
 	}

@@ -48,6 +48,7 @@ task on a bot in a fresh checkout, streams its log and reports commit statuses.
 	root.AddCommand(scanCmd(), configCmd())
 	root.AddCommand(resultsCmd(), storeCmd())
 	root.AddCommand(triageCmd())
+	root.AddCommand(gitMirrorCmd())
 	return root
 }
 

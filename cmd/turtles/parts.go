@@ -182,7 +182,12 @@ func (sys *system) openBot() error {
 	if err := addKnownIssues(known, s.KnownIssues, sys.log); err != nil {
 		return err
 	}
+	mirror, err := gitMirrorClient(s)
+	if err != nil {
+		return err
+	}
 	b, err := bot.New(bot.Config{
+		GitMirror:     mirror,
 		Triage:        known,
 		Sandbox:       box,
 		Policy:        s.policy(),

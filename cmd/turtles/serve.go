@@ -43,6 +43,7 @@ Nothing is lost: what did not finish runs again at the next start.`,
 	addHTTPFlags(cmd.Flags())
 	addOptions(cmd.Flags(), stateFlags...)
 	addOptions(cmd.Flags(), loginFlags...)
+	addOptions(cmd.Flags(), gitMirrorBotFlags...)
 	return cmd
 }
 

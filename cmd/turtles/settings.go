@@ -142,6 +142,15 @@ type Settings struct {
 	SessionKeyFile              string `yaml:"session_key_file"`
 	Private                     bool   `yaml:"private"`
 
+	// The git mirror (options registered in gitmirror.go): bots fetch
+	// through it; git-mirror serves it.
+	GitMirror             string        `yaml:"git_mirror"`
+	GitMirrorTokenFile    string        `yaml:"git_mirror_token_file"`
+	GitMirrorDir          string        `yaml:"git_mirror_dir"`
+	GitMirrorInterval     time.Duration `yaml:"git_mirror_interval"`
+	GitMirrorFetchTimeout time.Duration `yaml:"git_mirror_fetch_timeout"`
+	GitMirrorMaxSize      ByteSize      `yaml:"git_mirror_max_size"`
+
 	// ConfigFile is the --config file read, if any: hidden from tasks.
 	ConfigFile string `yaml:"-"`
 	// PublicURLDerived says PublicURL was not given but made from Listen;
@@ -193,6 +202,7 @@ func defaults() Settings {
 	stateDefaults(&s)
 	machineDefaults(&s)
 	monitoringDefaults(&s)
+	gitMirrorDefaults(&s)
 	return s
 }
 
@@ -327,7 +337,7 @@ func (s *Settings) validate() error {
 	if err := s.validateMachines(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := errors.Join(s.validateMonitoring(), s.validateLogin()); err != nil {
+	if err := errors.Join(s.validateMonitoring(), s.validateLogin(), s.validateGitMirror()); err != nil {
 		errs = append(errs, err)
 	}
 	if isAMQP(s.Queue) {

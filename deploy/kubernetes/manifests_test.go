@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,6 +148,7 @@ var probePaths = map[string][]string{
 	"serve":       {"/healthz", "/metrics"},
 	"image serve": {"/metrics"},
 	"bot":         {"/healthz"},
+	"git-mirror":  {"/healthz"},
 }
 
 // command splits a turtles container's args into the subcommand ("image
@@ -470,7 +472,42 @@ func checkBot(m *manifests, d *appsv1.Deployment, c corev1.Container, flags map[
 		bad("--images-dir=%s is not a hostPath volume of type Directory (prepared on the node for uid 10001)", dir)
 	}
 	errs = append(errs, checkPeers(m, d, flags["image-peers"], cache)...)
+	errs = append(errs, checkBotMirror(m, d, flags)...)
 	return errs
+}
+
+// checkBotMirror: a bot fetches commits from a git mirror (its policy
+// lets it reach no forge), named by a Service in front of turtles
+// git-mirror, with the mirror's token (a mounted Secret key, as every
+// -file flag; see checkContainer).
+func checkBotMirror(m *manifests, d *appsv1.Deployment, flags map[string]string) []error {
+	bad := func(format string, args ...any) []error {
+		return []error{fmt.Errorf("bot deployment %s: "+format, append([]any{d.Name}, args...)...)}
+	}
+	mirror := flags["git-mirror"]
+	if mirror == "" {
+		return bad("no --git-mirror: bots would clone from the forge, which they must not reach")
+	}
+	if flags["git-mirror-token-file"] == "" {
+		return bad("--git-mirror without --git-mirror-token-file")
+	}
+	u, err := url.Parse(mirror)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" {
+		return bad("--git-mirror=%s is not an http(s) URL", mirror)
+	}
+	name, _, _ := strings.Cut(u.Hostname(), ".")
+	for _, s := range m.services {
+		if s.Name != name {
+			continue
+		}
+		for _, md := range m.deployments {
+			if selects(s.Spec.Selector, md.Spec.Template.Labels) && runs(md, "git-mirror") {
+				return nil
+			}
+		}
+		return bad("--git-mirror=%s: Service %s selects no turtles git-mirror", mirror, name)
+	}
+	return bad("--git-mirror=%s: no Service %s", mirror, name)
 }
 
 // checkPeers checks that --image-peers names a headless Service in front of
@@ -516,7 +553,7 @@ func checkPeers(m *manifests, d *appsv1.Deployment, peers, cache string) []error
 }
 
 func TestManifests(t *testing.T) {
-	parts := map[string][]string{"single-node": {"serve"}, "distributed": {"bot", "hook", "reporter"}}
+	parts := map[string][]string{"single-node": {"serve"}, "distributed": {"bot", "git-mirror", "hook", "reporter"}}
 	for _, o := range overlays {
 		t.Run(o, func(t *testing.T) {
 			m := loadOverlay(t, o)
@@ -593,6 +630,9 @@ spec:
 		name, yaml string
 		decodeErr  string // in the decode error; "" decodes
 		checkErr   string // in one of the check errors; "" passes
+		// clean: no check error has it (the case's deployments need not
+		// pass every check: a bot here is not a complete bot).
+		clean string
 	}{
 		{name: "valid", yaml: deployment(container)},
 		{name: "typo in spec", yaml: strings.Replace(deployment(container), "  selector:", "  replica: 3\n  selector:", 1), decodeErr: `unknown field "spec.replica"`},
@@ -638,6 +678,22 @@ spec:
 		{name: "bot egress to the forge's pods", yaml: deployment(bot) + botPolicy("[{to: [{namespaceSelector: {}, podSelector: {matchLabels: {app: gitlab}}}]}]"),
 			checkErr: "want only pods labelled"},
 		{name: "bot without heartbeat probe", yaml: deployment(bot), checkErr: "no liveness probe on the heartbeat"},
+		{name: "bot without git mirror", yaml: deployment(bot), checkErr: "no --git-mirror"},
+		{name: "bot with a git mirror that is not one", yaml: deployment(strings.Replace(bot, "--health-listen=:8081", "--health-listen=:8081, --git-mirror=http://forge, --git-mirror-token-file=/t", 1)),
+			checkErr: "no Service forge"},
+		{name: "mirror valid", yaml: deployment(bot) + mirror + mirrorPolicy(mirrorIngress, mirrorEgress), clean: "network policy"},
+		{name: "bot egress to the mirror", yaml: deployment(bot) + mirror + mirrorPolicy(mirrorIngress, mirrorEgress) + botPolicy("[{to: [{podSelector: {matchLabels: {app: m}}}]}]"),
+			clean: "network policy"},
+		{name: "mirror reached from anywhere", yaml: deployment(bot) + mirror + mirrorPolicy("[{ports: [{port: http}]}]", mirrorEgress),
+			checkErr: "be reached from anywhere"},
+		{name: "mirror reached by others", yaml: deployment(bot) + mirror + mirrorPolicy("[{from: [{namespaceSelector: {}}]}]", mirrorEgress),
+			checkErr: "not only the bots"},
+		{name: "mirror egress into the cluster", yaml: deployment(bot) + mirror + mirrorPolicy(mirrorIngress, "[{to: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 443}]}]"),
+			checkErr: "without except 10.0.0.0/8"},
+		{name: "mirror egress on every port", yaml: deployment(bot) + mirror + mirrorPolicy(mirrorIngress, strings.Replace(mirrorEgress, ", ports: [{port: 443}, {port: 22}]", "", 1)),
+			checkErr: "on every port"},
+		{name: "mirror without the forge", yaml: deployment(bot) + mirror + mirrorPolicy(mirrorIngress, "[]"),
+			checkErr: "reach the forge"},
 		{name: "policy selects nothing", yaml: deployment(container) + "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: turtles}\nspec: {podSelector: {matchLabels: {app: typo}}, policyTypes: [Egress]}\n",
 			checkErr: "selects no Deployment"},
 		{name: "budget selects nothing", yaml: deployment(container) + "---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: p, namespace: turtles}\nspec: {maxUnavailable: 1, selector: {matchLabels: {app: x}}}\n",
@@ -657,6 +713,10 @@ spec:
 			}
 			errs := check(m)
 			switch {
+			case tc.clean != "":
+				if i := slices.IndexFunc(errs, func(err error) bool { return strings.Contains(err.Error(), tc.clean) }); i >= 0 {
+					t.Fatalf("check: %v", errs[i])
+				}
 			case tc.checkErr == "" && len(errs) > 0:
 				t.Fatalf("check: %v", errors.Join(errs...))
 			case tc.checkErr != "" && !slices.ContainsFunc(errs, func(err error) bool { return strings.Contains(err.Error(), tc.checkErr) }):
@@ -664,6 +724,37 @@ spec:
 			}
 		})
 	}
+}
+
+// The git mirror of TestStrict: a Deployment m running turtles
+// git-mirror, and the parts of its policy.
+const (
+	mirror = `---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: m, namespace: turtles}
+spec:
+  selector: {matchLabels: {app: m}}
+  template:
+    metadata: {labels: {app: m}}
+    spec:
+      securityContext: {runAsNonRoot: true, runAsUser: 10001}
+      containers:
+        - name: c
+          image: x
+          args: [git-mirror, --listen=:8080]
+          ports: [{name: http, containerPort: 8080}]
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+          resources: {requests: {cpu: 10m, memory: 10Mi}, limits: {cpu: 100m, memory: 100Mi}}
+`
+	mirrorIngress = "[{from: [{podSelector: {matchLabels: {app: d}}}], ports: [{port: http}]}]"
+	mirrorEgress  = "[{to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16]}}], ports: [{port: 443}, {port: 22}]}]"
+)
+
+// mirrorPolicy is a NetworkPolicy for TestStrict's git mirror m.
+func mirrorPolicy(ingress, egress string) string {
+	return "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: mirror, namespace: turtles}\n" +
+		"spec: {podSelector: {matchLabels: {app: m}}, policyTypes: [Ingress, Egress], ingress: " + ingress + ", egress: " + egress + "}\n"
 }
 
 // botPolicy is a NetworkPolicy for TestStrict's deployment d, made a

@@ -3,6 +3,7 @@ package kubernetes_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -187,17 +188,137 @@ func checkPolicies(m *manifests) []error {
 			if isBot(d) {
 				errs = append(errs, checkBotPolicy(m, p, d)...)
 			}
+			if runs(d, "git-mirror") {
+				errs = append(errs, checkMirrorPolicy(m, p, d)...)
+			}
+		}
+	}
+	// The git mirror is the bots' way to the forge: some policy must let
+	// it out there, or no bot gets a commit.
+	for _, d := range m.deployments {
+		if !runs(d, "git-mirror") {
+			continue
+		}
+		if !slices.ContainsFunc(m.policies, func(p *networkingv1.NetworkPolicy) bool {
+			ok, _ := matches(&p.Spec.PodSelector, d.Spec.Template.Labels)
+			return ok && forgeEgress(p)
+		}) {
+			bad("no network policy lets the git mirror %s reach the forge (ipBlock on port 443 or 22)", d.Name)
 		}
 	}
 	return errs
 }
 
 // isBot reports whether a Deployment runs turtles bot.
-func isBot(d *appsv1.Deployment) bool {
+func isBot(d *appsv1.Deployment) bool { return runs(d, "bot") }
+
+// runs reports whether a container of d runs turtles sub.
+func runs(d *appsv1.Deployment, sub string) bool {
 	return slices.ContainsFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool {
-		sub, _ := command(c)
-		return sub == "bot"
+		s, _ := command(c)
+		return s == sub
 	})
+}
+
+// mirrorPeer reports whether a peer is the git mirror's pods, in the
+// policy's namespace: it selects some Deployment, and only ones that run
+// turtles git-mirror.
+func mirrorPeer(m *manifests, peer networkingv1.NetworkPolicyPeer) bool {
+	if peer.NamespaceSelector != nil || peer.IPBlock != nil || peer.PodSelector == nil || len(peer.PodSelector.MatchLabels) == 0 {
+		return false
+	}
+	n := 0
+	for _, d := range m.deployments {
+		if ok, _ := matches(peer.PodSelector, d.Spec.Template.Labels); ok {
+			if !runs(d, "git-mirror") {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
+}
+
+// clusterRanges are the private ranges the git mirror's forge rule must
+// leave out, so that it cannot be turned on the cluster's own services.
+var clusterRanges = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7"}
+
+// forgePorts are the forge's git ports: HTTPS and SSH.
+var forgePorts = []string{"443", "22"}
+
+// checkMirrorPolicy checks one policy that applies to the git mirror's
+// pods: reached by bots only; out to the database and to the forge, that
+// is addresses outside the cluster on the forge's git ports, nothing else.
+func checkMirrorPolicy(m *manifests, p *networkingv1.NetworkPolicy, d *appsv1.Deployment) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("network policy %s lets the git mirror %s "+format, append([]any{p.Name, d.Name}, args...)...))
+	}
+	for _, r := range p.Spec.Ingress {
+		if len(r.From) == 0 {
+			bad("be reached from anywhere")
+		}
+		for _, peer := range r.From {
+			if peer.NamespaceSelector != nil || peer.IPBlock != nil || peer.PodSelector == nil ||
+				!slices.ContainsFunc(m.deployments, func(b *appsv1.Deployment) bool {
+					ok, _ := matches(peer.PodSelector, b.Spec.Template.Labels)
+					return ok && isBot(b)
+				}) ||
+				slices.ContainsFunc(m.deployments, func(b *appsv1.Deployment) bool {
+					ok, _ := matches(peer.PodSelector, b.Spec.Template.Labels)
+					return ok && !isBot(b)
+				}) {
+				bad("be reached from %+v, not only the bots", peer)
+			}
+		}
+	}
+	for _, r := range p.Spec.Egress {
+		if len(r.To) == 0 {
+			bad("reach any address (an egress rule without to)")
+			continue
+		}
+		for _, peer := range r.To {
+			switch {
+			case peer.IPBlock != nil:
+				for _, c := range clusterRanges {
+					if (strings.Contains(c, ":") == strings.Contains(peer.IPBlock.CIDR, ":")) && !slices.Contains(peer.IPBlock.Except, c) {
+						bad("reach %s without except %s: the cluster's own addresses", peer.IPBlock.CIDR, c)
+					}
+				}
+				if len(r.Ports) == 0 {
+					bad("reach %s on every port, not only the forge's git ports %v", peer.IPBlock.CIDR, forgePorts)
+				}
+				for _, port := range r.Ports {
+					if port.Port == nil || !slices.Contains(forgePorts, port.Port.String()) || port.EndPort != nil {
+						bad("reach %s on port %v, not only the forge's git ports %v", peer.IPBlock.CIDR, port.Port, forgePorts)
+					}
+				}
+			case isDNS(peer):
+			case peer.PodSelector != nil && peer.PodSelector.MatchLabels[peerLabel] == "database" && len(peer.PodSelector.MatchLabels) == 1:
+			default:
+				bad("reach %+v: want only the database, DNS and the forge (ipBlock)", peer)
+			}
+		}
+	}
+	return errs
+}
+
+// forgeEgress reports whether a policy lets its pods reach addresses
+// outside the cluster on a forge's git port.
+func forgeEgress(p *networkingv1.NetworkPolicy) bool {
+	for _, r := range p.Spec.Egress {
+		for _, peer := range r.To {
+			if peer.IPBlock == nil {
+				continue
+			}
+			for _, port := range r.Ports {
+				if port.Port != nil && slices.Contains(forgePorts, port.Port.String()) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // checkBotPolicy checks one policy that applies to the bot pods of d.
@@ -220,10 +341,10 @@ func checkBotPolicy(m *manifests, p *networkingv1.NetworkPolicy, d *appsv1.Deplo
 			switch {
 			case peer.IPBlock != nil:
 				bad("reach %s (ipBlock): the forge is out there", peer.IPBlock.CIDR)
-			case isDNS(peer), botPeer(peer):
+			case isDNS(peer), botPeer(peer), mirrorPeer(m, peer):
 			case peer.PodSelector != nil && slices.Contains(peers, peer.PodSelector.MatchLabels[peerLabel]) && len(peer.PodSelector.MatchLabels) == 1:
 			default:
-				bad("reach %+v: want only pods labelled %s: %v, DNS or other bots", peer, peerLabel, peers)
+				bad("reach %+v: want only pods labelled %s: %v, DNS, the git mirror or other bots", peer, peerLabel, peers)
 			}
 		}
 	}
