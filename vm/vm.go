@@ -127,6 +127,11 @@ type Machine struct {
 	authorized string
 	// Timing is where a warm start's time went; zero for a cold boot.
 	Timing WarmTiming
+
+	// cfg and how are how launch started qemu, which Hold records so
+	// that Resume starts the same machine (hold.go).
+	cfg Config
+	how launch
 }
 
 // State is what DIR/NAME/state.json records, so that other processes
@@ -315,12 +320,13 @@ func prepare(ctx context.Context, cfg Config, base string) (*Machine, error) {
 type launch struct {
 	noSeed   bool   // no seed disk: a warm state's machine
 	incoming string // a saved state to restore, "" to boot
+	accel    string // "kvm" or "tcg"; "" for KVM when usable
 }
 
 func (m *Machine) args(cfg Config, l launch) ([]string, error) {
 	accel, cpu := "tcg,thread=multi", "max"
 	m.Accel = "tcg"
-	if KVMUsable() {
+	if l.accel == "kvm" || l.accel == "" && KVMUsable() {
 		accel, cpu, m.Accel = "kvm", "host", "kvm"
 	}
 	var err error
@@ -404,6 +410,7 @@ func (m *Machine) launch(cfg Config, l launch) error {
 	if err != nil {
 		return err
 	}
+	m.cfg, m.how = cfg, l
 	how := "KVM"
 	if m.Accel == "tcg" {
 		how = "TCG (no usable /dev/kvm: expect slow boots)"

@@ -1,0 +1,149 @@
+package vm
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/turtles-ci/turtles/syncio"
+)
+
+// TestHoldResume holds a warm-started machine whose "test" wrote a file
+// and left a process running, resumes it from the archive in another
+// directory, and finds both there; a limit too small refuses the hold.
+// Nothing is left of either machine afterwards.
+func TestHoldResume(t *testing.T) {
+	img := debianImage(t)
+	dir, warm, other := t.TempDir(), t.TempDir(), t.TempDir()
+	ctx := context.Background()
+	start := func(name string) *Machine {
+		t.Helper()
+		var console syncio.Buffer
+		cfg := testConfig(img, dir)
+		cfg.Name, cfg.Console, cfg.Log, cfg.Warm = name, &console, slog.Default(), warm
+		m, err := Start(ctx, cfg)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, console.String())
+		}
+		t.Cleanup(func() { m.Stop(ctx) })
+		return m
+	}
+	m := start("held")
+	if !m.Warm {
+		t.Fatal("the machine did not start warm")
+	}
+	if _, err := m.Output(ctx, `echo written-before-hold > /root/evidence
+nohup sleep 1000 >/dev/null 2>&1 &
+echo $! > /root/sleep.pid`); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "held.tar.gz")
+	began := time.Now()
+	meta, err := m.Hold(ctx, archive, 2<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("held in %s: %d MiB compressed (memory %d MiB, overlay %d MiB)", time.Since(began).Round(time.Millisecond),
+		fi.Size()>>20, meta.MemorySize>>20, meta.OverlaySize>>20)
+	if err := m.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if qemuIn(dir) != nil {
+		t.Errorf("a qemu of the held machine still runs: %v", qemuIn(dir))
+	}
+	if _, err := os.Stat(m.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the held machine's directory is still there: %v", err)
+	}
+
+	// Too small a limit: an error that says so, and no archive.
+	m2 := start("large")
+	small := filepath.Join(t.TempDir(), "small.tar.gz")
+	_, err = m2.Hold(ctx, small, 1<<20)
+	var tl *HoldTooLargeError
+	if !errors.As(err, &tl) || !strings.Contains(err.Error(), "over the limit of 1 MiB") {
+		t.Errorf("hold over the limit: %v, want a HoldTooLargeError", err)
+	}
+	if _, err := os.Stat(small); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused hold left %s: %v", small, err)
+	}
+	m2.Stop(ctx)
+
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := Unpack(f, other, "debug", 4<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var console syncio.Buffer
+	began = time.Now()
+	r, err := h.Resume(ctx, ResumeConfig{Image: img, QEMU: "qemu-system-x86_64", Timeout: 2 * time.Minute, Console: &console, Log: slog.Default()})
+	if err != nil {
+		t.Fatalf("resume: %v\n%s", err, console.String())
+	}
+	t.Logf("resumed in %s", time.Since(began).Round(time.Millisecond))
+	out, err := r.Output(ctx, `cat /root/evidence; ps -o args= -p "$(cat /root/sleep.pid)"; date +%s`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || lines[0] != "written-before-hold" || lines[1] != "sleep 1000" {
+		t.Errorf("in the resumed machine: %q, want the file and the sleep", out)
+	}
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if qemuIn(other) != nil {
+		t.Errorf("a qemu of the resumed machine still runs: %v", qemuIn(other))
+	}
+	if left, _ := os.ReadDir(other); len(left) != 0 {
+		t.Errorf("left behind in the debug directory: %v", left)
+	}
+}
+
+// TestUnpackRefuses: an archive with a file it does not know, or without
+// one it needs, is refused, and nothing is left.
+func TestUnpackRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{"unknown file", map[string]string{"../evil": "x"}, "unexpected entry"},
+		{"no memory", map[string]string{holdMetaFile: `{"format":1,"cpus":1,"memory_mb":1,"disk_sha256":"x"}`, keyFile: "k", holdOverlay: "o"}, "no memory"},
+		{"other format", map[string]string{holdMetaFile: `{"format":99}`, keyFile: "k", holdOverlay: "o", holdMemory: "m"}, "format 99"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "m")
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			add := newTestTar(zw)
+			for _, name := range slices.Sorted(maps.Keys(tc.files)) {
+				add(name, tc.files[name])
+			}
+			zw.Close()
+			_, err := Unpack(&buf, dir, "x", 1<<20)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Unpack: %v, want an error with %q", err, tc.want)
+			}
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Errorf("left behind: %v", left)
+			}
+		})
+	}
+}
