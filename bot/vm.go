@@ -51,7 +51,10 @@ type VMConfig struct {
 	// VMs start from them unless their context says warm: false. Empty:
 	// every VM boots cold.
 	Warm string
-	Log  *slog.Logger
+	// HoldLimit bounds a held machine's compressed size (a context's
+	// hold:, hold.go); 0: this bot holds no machine.
+	HoldLimit int64
+	Log       *slog.Logger
 }
 
 // check says which required field c lacks.
@@ -174,6 +177,9 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	}
 	if ctx.Err() == nil {
 		collect(m, ws, out)
+	}
+	if err == nil && o.Class == turtles.Failure && t.Hold != "" && ctx.Err() == nil {
+		r.hold(ctx, t, m, ws, out)
 	}
 	return o, err
 }
