@@ -43,7 +43,7 @@ func (r runner) hold(ctx context.Context, t turtles.Task, m *vm.Machine, ws work
 	defer cancel()
 	began := time.Now()
 	path := filepath.Join(ws.dir, heldFile)
-	meta, err := m.Hold(hctx, path, r.vm.HoldLimit)
+	meta, err := m.Hold(hctx, path, r.vm.HoldLimit, t.Image)
 	var tl *vm.HoldTooLargeError
 	switch {
 	case errors.As(err, &tl):

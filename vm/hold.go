@@ -54,7 +54,10 @@ type HoldMeta struct {
 	// Image is the image's name (its manifest's); DiskSHA256,
 	// KernelSHA256 and InitrdSHA256 are its files' hashes, by which the
 	// resuming host finds it.
-	Image        string `json:"image"`
+	Image string `json:"image"`
+	// Ref is how the task named the image: a pin (NAME-SHA256) that
+	// `turtles image pull` fetches, or a name.
+	Ref          string `json:"ref,omitempty"`
 	DiskSHA256   string `json:"disk_sha256"`
 	KernelSHA256 string `json:"kernel_sha256,omitempty"`
 	InitrdSHA256 string `json:"initrd_sha256,omitempty"`
@@ -90,12 +93,12 @@ func (e *HoldTooLargeError) Error() string {
 }
 
 // Hold saves the machine as it is into a compressed archive at path, of
-// at most limit bytes (a HoldTooLargeError when it would be more), and
+// at most limit bytes, recording ref as how the task named the image (a HoldTooLargeError when it would be more), and
 // quits its QEMU: call Stop afterwards, as always. The guest is stopped
 // at once, so its processes stop where they are; its SSH connection is
 // closed first. Only a machine this process started can be held. On error
 // nothing is left at path.
-func (m *Machine) Hold(ctx context.Context, path string, limit int64) (HoldMeta, error) {
+func (m *Machine) Hold(ctx context.Context, path string, limit int64, ref string) (HoldMeta, error) {
 	cfg := m.cfg
 	if cfg.Image == nil || m.cmd == nil && m.done == nil {
 		return HoldMeta{}, errors.New("hold: only a machine this process started can be held")
@@ -103,7 +106,7 @@ func (m *Machine) Hold(ctx context.Context, path string, limit int64) (HoldMeta,
 	if limit <= 0 {
 		return HoldMeta{}, fmt.Errorf("hold: limit %d, want more than 0", limit)
 	}
-	meta := HoldMeta{Format: holdFormat, Image: cfg.Image.Name, Append: cfg.Image.Append, GuestAgent: cfg.Image.GuestAgent,
+	meta := HoldMeta{Format: holdFormat, Image: cfg.Image.Name, Ref: ref, Append: cfg.Image.Append, GuestAgent: cfg.Image.GuestAgent,
 		Accel: m.Accel, CPUs: cfg.CPUs, MemoryMB: cfg.MemoryMB, MAC: m.MAC, User: m.User, Seed: !m.how.noSeed}
 	var err error
 	if meta.QEMU, err = qemuVersion(ctx, cfg.QEMU); err != nil {

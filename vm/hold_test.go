@@ -48,7 +48,7 @@ echo $! > /root/sleep.pid`); err != nil {
 	}
 	archive := filepath.Join(t.TempDir(), "held.tar.gz")
 	began := time.Now()
-	meta, err := m.Hold(ctx, archive, 2<<30)
+	meta, err := m.Hold(ctx, archive, 2<<30, "debian-12")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ echo $! > /root/sleep.pid`); err != nil {
 	// Too small a limit: an error that says so, and no archive.
 	m2 := start("large")
 	small := filepath.Join(t.TempDir(), "small.tar.gz")
-	_, err = m2.Hold(ctx, small, 1<<20)
+	_, err = m2.Hold(ctx, small, 1<<20, "debian-12")
 	var tl *HoldTooLargeError
 	if !errors.As(err, &tl) || !strings.Contains(err.Error(), "over the limit of 1 MiB") {
 		t.Errorf("hold over the limit: %v, want a HoldTooLargeError", err)
