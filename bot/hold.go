@@ -68,7 +68,7 @@ func (r runner) hold(ctx context.Context, t turtles.Task, m *vm.Machine, ws work
 // beside the attempt's log, and says in the log how to resume it. A
 // machine that cannot be stored is said so in the log: the outcome stays
 // the test's.
-func (b *Bot) uploadHeld(ctx context.Context, prefix, logURL string, ws workspace, out io.Writer, log *slog.Logger) {
+func (b *Bot) uploadHeld(ctx context.Context, t turtles.Task, prefix, logURL string, ws workspace, out io.Writer, log *slog.Logger) {
 	f, err := os.Open(filepath.Join(ws.dir, heldFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return
@@ -85,9 +85,11 @@ func (b *Bot) uploadHeld(ctx context.Context, prefix, logURL string, ws workspac
 		log.Error("store held VM", "err", err)
 		return
 	}
-	where := logURL
-	if where == "" {
-		where = "TASK-URL"
+	if logURL != "" {
+		logf(out, "the failed VM is held: resume it with   turtles debug %s", logURL)
+		return
 	}
-	logf(out, "the failed VM is held: resume it with   turtles debug %s", where)
+	// Bots do not know where the pages are served; the page says it all.
+	logf(out, "the failed VM is held: resume it with   turtles debug URL   where URL is this attempt's page (…/tasks/%s/%d), which shows the command in full",
+		t.ID(), t.Attempt)
 }

@@ -147,7 +147,7 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 	}
 	if err == nil {
 		ctx, c := context.WithTimeout(report, holdTimeout)
-		b.uploadHeld(ctx, prefix, logURL, ws, out, log)
+		b.uploadHeld(ctx, t, prefix, logURL, ws, out, log)
 		c()
 	}
 	if err != nil {

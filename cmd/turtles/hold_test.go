@@ -87,7 +87,8 @@ func TestHoldAndDebug(t *testing.T) {
 		held    bool
 		log     string
 	}{
-		{"held", true, "the failed VM is held: resume it with   turtles debug " + final["held"].TargetURL},
+		{"held", true, "the failed VM is held: resume it with   turtles debug URL   where URL is this attempt's page (…" +
+			strings.TrimPrefix(final["held"].TargetURL, s.URL) + ")"},
 		{"secret", false, "not holding the VM: this task was given secrets"},
 		{"passes", false, ""},
 		{"large", false, "not holding the VM: the held machine is over the limit of 200 MiB"},
@@ -116,7 +117,7 @@ func TestHoldAndDebug(t *testing.T) {
 	}
 	var copies []string
 	filepath.WalkDir(data, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && (d.Name() == store.HeldName || strings.HasSuffix(d.Name(), ".qcow2")) {
+		if err == nil && !d.IsDir() && !strings.Contains(p, "/.turtles-store/") && (d.Name() == store.HeldName || strings.HasSuffix(d.Name(), ".qcow2")) {
 			copies = append(copies, p)
 		}
 		return nil
