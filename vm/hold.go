@@ -409,7 +409,8 @@ type ResumeConfig struct {
 }
 
 // Resume starts the held machine with its memory and disk as they were
-// held, and waits until SSH accepts its key. The guest's clock is set to
+// held, and waits until SSH accepts its key; its Timing says how long
+// the memory took to load, the clock to be set (Refresh) and SSH. The guest's clock is set to
 // the host's through its agent, if it has one. On error the unpacked
 // machine is removed.
 func (h *Held) Resume(ctx context.Context, cfg ResumeConfig) (*Machine, error) {
@@ -471,12 +472,14 @@ func (h *Held) resume(ctx context.Context, rc ResumeConfig) (*Machine, error) {
 		}
 		return nil, err
 	}
+	began := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, rc.Timeout)
 	defer cancel()
 	if err := m.untilRunning(rctx); err != nil {
 		return fail(fmt.Errorf("QEMU did not resume the held machine: %w", err))
 	}
 	os.Remove(memory) // loaded
+	m.Timing.Load = time.Since(began)
 	if meta.GuestAgent {
 		// Its clock stood still while it was held.
 		actx, c := context.WithTimeout(rctx, 10*time.Second)
@@ -486,9 +489,11 @@ func (h *Held) resume(ctx context.Context, rc ResumeConfig) (*Machine, error) {
 		}
 		c()
 	}
+	m.Timing.Refresh = time.Since(began) - m.Timing.Load
 	if err := m.waitSSH(rctx, rc.Timeout); err != nil {
 		return fail(fmt.Errorf("SSH did not answer in the resumed machine: %w", err))
 	}
+	m.Timing.SSH = time.Since(began) - m.Timing.Load - m.Timing.Refresh
 	if err := m.writeState(); err != nil {
 		return fail(err)
 	}

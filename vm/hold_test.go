@@ -96,7 +96,7 @@ echo $! > /root/sleep.pid`); err != nil {
 	if err != nil {
 		t.Fatalf("resume: %v\n%s", err, console.String())
 	}
-	t.Logf("resumed in %s", time.Since(began).Round(time.Millisecond))
+	t.Logf("resumed in %s: %+v", time.Since(began).Round(time.Millisecond), r.Timing)
 	out, err := r.Output(ctx, `cat /root/evidence; ps -o args= -p "$(cat /root/sleep.pid)"; date +%s`)
 	if err != nil {
 		t.Fatal(err)

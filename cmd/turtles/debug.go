@@ -121,7 +121,8 @@ func debugHeld(ctx context.Context, d debugRun) (int, error) {
 		return 0, fmt.Errorf("resume the held VM: %w", err)
 	}
 	defer m.Stop(context.Background())
-	fmt.Fprintf(d.stderr, "turtles: resumed in %.1fs; SSH: ssh -i %s -p %d %s@127.0.0.1\n", time.Since(began).Seconds(), m.KeyFile(), m.SSHPort, m.User)
+	fmt.Fprintf(d.stderr, "turtles: resumed in %.1fs (memory loaded %.1fs, clock set %.1fs, SSH %.1fs); ssh -i %s -p %d %s@127.0.0.1\n",
+		time.Since(began).Seconds(), m.Timing.Load.Seconds(), m.Timing.Refresh.Seconds(), m.Timing.SSH.Seconds(), m.KeyFile(), m.SSHPort, m.User)
 	if !d.interactive {
 		return m.Exec(ctx, strings.Join(d.command, " "), d.stdin, d.stdout, d.stderr)
 	}

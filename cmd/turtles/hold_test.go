@@ -115,6 +115,9 @@ func TestHoldAndDebug(t *testing.T) {
 	if qemuRunning(data) {
 		t.Error("a qemu of the server still runs")
 	}
+	if left, _ := os.ReadDir(filepath.Join(data, "work", "vms")); len(left) != 0 {
+		t.Errorf("machines left in the bot's directory: %v", left)
+	}
 	var copies []string
 	filepath.WalkDir(data, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && !strings.Contains(p, "/.turtles-store/") && (d.Name() == store.HeldName || strings.HasSuffix(d.Name(), ".qcow2")) {
