@@ -31,6 +31,9 @@ const holdTimeout = 10 * time.Minute
 // stays the test's.
 func (r runner) hold(ctx context.Context, t turtles.Task, m *vm.Machine, ws workspace, out io.Writer) {
 	switch {
+	case r.noStore:
+		logf(out, "not holding the VM: turtles run has no store to keep it in (a bot keeps it beside the log)")
+		return
 	case len(r.secrets) > 0 && t.Hold != turtles.HoldWithSecrets:
 		logf(out, "not holding the VM: this task was given secrets, which its memory holds; hold: %s holds it anyway", turtles.HoldWithSecrets)
 		return

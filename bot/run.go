@@ -96,6 +96,8 @@ type runner struct {
 	// untrustedHost: this bot's pool is one the operator dedicated to
 	// untrusted host-mode and image-less work (still isolated).
 	untrustedHost bool
+	// noStore: turtles run, which has no store to keep a held VM in.
+	noStore bool
 }
 
 // at is ws as a command sees it when its workspace is mounted at root.
