@@ -147,3 +147,37 @@ func TestUnpackRefuses(t *testing.T) {
 		})
 	}
 }
+
+// FuzzUnpack: a held VM comes from a server; whatever it is, Unpack
+// does not panic, writes only the files it knows into the machine's
+// directory, and leaves nothing when it refuses.
+func FuzzUnpack(f *testing.F) {
+	var ok bytes.Buffer
+	zw := gzip.NewWriter(&ok)
+	add := newTestTar(zw)
+	add(holdMetaFile, `{"format":1,"cpus":1,"memory_mb":128,"disk_sha256":"ab"}`)
+	add(keyFile, "k")
+	add(holdOverlay, "o")
+	add(holdMemory, "m")
+	zw.Close()
+	f.Add(ok.Bytes())
+	f.Add([]byte("not gzip"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		h, err := Unpack(bytes.NewReader(b), dir, "m", 1<<20)
+		if err != nil {
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Fatalf("a refused archive left %v", left)
+			}
+			return
+		}
+		entries, _ := os.ReadDir(h.Dir)
+		for _, e := range entries {
+			switch e.Name() {
+			case holdMetaFile, keyFile, holdSeed, holdOverlay, holdMemory, ownerFile:
+			default:
+				t.Fatalf("unpacked an unknown file %q", e.Name())
+			}
+		}
+	})
+}
