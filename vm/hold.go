@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -379,13 +380,46 @@ func (h *Held) unpack(r io.Reader, maxSize int64) error {
 	if err := json.Unmarshal(b, &h.Meta); err != nil {
 		return fmt.Errorf("%s: %w", holdMetaFile, err)
 	}
-	switch {
-	case h.Meta.Format != holdFormat:
+	if h.Meta.Format != holdFormat {
 		return fmt.Errorf("held in format %d; this turtles reads format %d", h.Meta.Format, holdFormat)
-	case h.Meta.Seed && !seen[holdSeed]:
+	}
+	if h.Meta.Seed && !seen[holdSeed] {
 		return fmt.Errorf("no %s in the archive", holdSeed)
-	case h.Meta.CPUs <= 0 || h.Meta.MemoryMB <= 0 || h.Meta.DiskSHA256 == "":
-		return fmt.Errorf("%s is incomplete", holdMetaFile)
+	}
+	return h.Meta.check()
+}
+
+// Values a HoldMeta may hold. Its fields become QEMU's and ssh's
+// arguments on the resuming host: a stored archive someone changed must
+// not add options to either.
+var (
+	macRe  = regexp.MustCompile(`^52:54:00(:[0-9a-f]{2}){3}$`)
+	userRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	sumRe  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// check says what in meta a machine that turtles held could not have.
+func (meta HoldMeta) check() error {
+	bad := func(what string, v any) error { return fmt.Errorf("%s: bad %s %q", holdMetaFile, what, fmt.Sprint(v)) }
+	switch {
+	case meta.CPUs < 1 || meta.CPUs > 64:
+		return bad("cpus", meta.CPUs)
+	case meta.MemoryMB < 16 || meta.MemoryMB > 1<<20:
+		return bad("memory_mb", meta.MemoryMB)
+	case meta.Accel != "kvm" && meta.Accel != "tcg":
+		return bad("accel", meta.Accel)
+	case !macRe.MatchString(meta.MAC):
+		return bad("mac", meta.MAC)
+	case !userRe.MatchString(meta.User):
+		return bad("user", meta.User)
+	case !sumRe.MatchString(meta.DiskSHA256):
+		return bad("disk_sha256", meta.DiskSHA256)
+	case meta.KernelSHA256 != "" && !sumRe.MatchString(meta.KernelSHA256):
+		return bad("kernel_sha256", meta.KernelSHA256)
+	case meta.InitrdSHA256 != "" && !sumRe.MatchString(meta.InitrdSHA256):
+		return bad("initrd_sha256", meta.InitrdSHA256)
+	case len(meta.Append) > 4096 || strings.ContainsFunc(meta.Append, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		return bad("append", meta.Append)
 	}
 	return nil
 }

@@ -116,6 +116,10 @@ echo $! > /root/sleep.pid`); err != nil {
 	}
 }
 
+// goodMeta is the hold.json of a machine turtles could have held.
+var goodMeta = `{"format":1,"cpus":2,"memory_mb":1024,"accel":"tcg","mac":"52:54:00:12:34:56","user":"root","disk_sha256":"` +
+	strings.Repeat("ab", 32) + `"}`
+
 // TestUnpackRefuses: an archive with a file it does not know, or without
 // one it needs, is refused, and nothing is left.
 func TestUnpackRefuses(t *testing.T) {
@@ -125,7 +129,11 @@ func TestUnpackRefuses(t *testing.T) {
 		want  string
 	}{
 		{"unknown file", map[string]string{"../evil": "x"}, "unexpected entry"},
-		{"no memory", map[string]string{holdMetaFile: `{"format":1,"cpus":1,"memory_mb":1,"disk_sha256":"x"}`, keyFile: "k", holdOverlay: "o"}, "no memory"},
+		{"no memory", map[string]string{holdMetaFile: goodMeta, keyFile: "k", holdOverlay: "o"}, "no memory"},
+		{"an ssh option for a user", map[string]string{holdMetaFile: strings.Replace(goodMeta, `"root"`, `"-oProxyCommand=sh"`, 1),
+			keyFile: "k", holdOverlay: "o", holdMemory: "m"}, "bad user"},
+		{"a QEMU option in the MAC", map[string]string{holdMetaFile: strings.Replace(goodMeta, `52:54:00:12:34:56`, `52:54:00:12:34:56,romfile=/etc/shadow`, 1),
+			keyFile: "k", holdOverlay: "o", holdMemory: "m"}, "bad mac"},
 		{"other format", map[string]string{holdMetaFile: `{"format":99}`, keyFile: "k", holdOverlay: "o", holdMemory: "m"}, "format 99"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,7 +163,7 @@ func FuzzUnpack(f *testing.F) {
 	var ok bytes.Buffer
 	zw := gzip.NewWriter(&ok)
 	add := newTestTar(zw)
-	add(holdMetaFile, `{"format":1,"cpus":1,"memory_mb":128,"disk_sha256":"ab"}`)
+	add(holdMetaFile, goodMeta)
 	add(keyFile, "k")
 	add(holdOverlay, "o")
 	add(holdMemory, "m")

@@ -133,7 +133,7 @@ func debugHeld(ctx context.Context, d debugRun) (int, error) {
 	}
 	c := exec.CommandContext(ctx, "ssh", "-t", "-i", m.KeyFile(), "-p", strconv.Itoa(m.SSHPort),
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-		m.User+"@127.0.0.1")
+		"--", m.User+"@127.0.0.1")
 	c.Stdin, c.Stdout, c.Stderr = d.stdin, d.stdout, d.stderr
 	err = c.Run()
 	var ee *exec.ExitError
