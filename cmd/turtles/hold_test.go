@@ -17,9 +17,9 @@ import (
 	"github.com/turtles-ci/turtles/store"
 )
 
-// holdConfig: a failed test that leaves a file and a process behind, the
-// same with a secret, one that passes, and one whose machine is larger
-// than the server's --hold-limit.
+// holdConfig: a failed test that leaves a file and a process behind, a
+// failed one with a secret, the same whose context opts in, one that
+// passes, and one whose machine is larger than the server's --hold-limit.
 const holdConfig = `contexts:
   - name: held
     image: debian-12
@@ -34,6 +34,11 @@ const holdConfig = `contexts:
     hold: on-failure
     secrets: [DEPLOY_TOKEN]
     command: echo failing with a secret; exit 4
+  - name: optin
+    image: debian-12
+    hold: on-failure-with-secrets
+    secrets: [DEPLOY_TOKEN]
+    command: echo failing with a secret, held anyway; exit 6
   - name: passes
     image: debian-12
     hold: on-failure
@@ -45,8 +50,8 @@ const holdConfig = `contexts:
 `
 
 // TestHoldAndDebug runs the contexts of holdConfig through turtles serve
-// with real Debian VMs: only the failed one without secrets and within
-// the limit is held, each log says why or why not, and turtles debug
+// with real Debian VMs: only the failed ones within the limit, without
+// secrets or opted in, are held, each log says why or why not, and turtles debug
 // resumes the held machine with the test's file and its sleep still
 // there. Nothing of any machine is left behind on either side.
 func TestHoldAndDebug(t *testing.T) {
@@ -73,8 +78,8 @@ func TestHoldAndDebug(t *testing.T) {
 	if code, out := s.Webhook("pull_request", "d-1", body, e2e.Sign(body)); code/100 != 2 {
 		t.Fatalf("webhook: %d %s", code, out)
 	}
-	final := e2e.WaitFinal(t, gh, "octo/hello", sha, 20*time.Minute, "held", "secret", "passes", "large")
-	for c, want := range map[string]string{"held": "failure", "secret": "failure", "passes": "success", "large": "failure"} {
+	final := e2e.WaitFinal(t, gh, "octo/hello", sha, 20*time.Minute, "held", "secret", "optin", "passes", "large")
+	for c, want := range map[string]string{"held": "failure", "secret": "failure", "optin": "failure", "passes": "success", "large": "failure"} {
 		if final[c].State != want {
 			t.Errorf("%s: %+v, want %s", c, final[c], want)
 		}
@@ -90,6 +95,7 @@ func TestHoldAndDebug(t *testing.T) {
 		{"held", true, "the failed VM is held: resume it with   turtles debug URL   where URL is this attempt's page (…" +
 			strings.TrimPrefix(final["held"].TargetURL, s.URL) + ")"},
 		{"secret", false, "not holding the VM: this task was given secrets"},
+		{"optin", true, "held the VM in"},
 		{"passes", false, ""},
 		{"large", false, "not holding the VM: the held machine is over the limit of 200 MiB"},
 	} {
@@ -125,8 +131,8 @@ func TestHoldAndDebug(t *testing.T) {
 		}
 		return nil
 	})
-	if len(copies) != 1 || !strings.Contains(copies[0], prefix("held")) {
-		t.Errorf("files of machines in the server's data directory: %v, want only the held VM in the store", copies)
+	if len(copies) != 2 || !strings.Contains(strings.Join(copies, " "), prefix("held")) || !strings.Contains(strings.Join(copies, " "), prefix("optin")) {
+		t.Errorf("files of machines in the server's data directory: %v, want only the two held VMs in the store", copies)
 	}
 
 	debugData := t.TempDir()
