@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"maps"
@@ -17,102 +18,130 @@ import (
 	"github.com/turtles-ci/turtles/syncio"
 )
 
-// TestHoldResume holds a warm-started machine whose "test" wrote a file
-// and left a process running, resumes it from the archive in another
-// directory, and finds both there; a limit too small refuses the hold.
-// Nothing is left of either machine afterwards.
+// TestHoldResume holds a warm-started and a cold-booted machine whose
+// "test" wrote a file and left a process running, resumes each from its
+// archive in another directory, and finds both there. Nothing is left of
+// any machine afterwards.
 func TestHoldResume(t *testing.T) {
 	img := debianImage(t)
-	dir, warm, other := t.TempDir(), t.TempDir(), t.TempDir()
-	ctx := context.Background()
-	start := func(name string) *Machine {
-		t.Helper()
-		var console syncio.Buffer
-		cfg := testConfig(img, dir)
-		cfg.Name, cfg.Console, cfg.Log, cfg.Warm = name, &console, slog.Default(), warm
-		m, err := Start(ctx, cfg)
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", name, err, console.String())
-		}
-		t.Cleanup(func() { m.Stop(ctx) })
-		return m
-	}
-	m := start("held")
-	if !m.Warm {
-		t.Fatal("the machine did not start warm")
-	}
-	if _, err := m.Output(ctx, `echo written-before-hold > /root/evidence
+	// Where turtles serve --images-dir keeps the image's warm states: made
+	// once, shared with the end-to-end tests.
+	warm := filepath.Join(filepath.Dir(img.Disk), "warm")
+	for _, tc := range []struct {
+		name string
+		warm bool
+	}{{"warm", true}, {"cold", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, other := t.TempDir(), t.TempDir()
+			ctx := context.Background()
+			var console syncio.Buffer
+			cfg := testConfig(img, dir)
+			cfg.Name, cfg.Console, cfg.Log = "held", &console, slog.Default()
+			if tc.warm {
+				cfg.Warm = warm
+			}
+			m, err := Start(ctx, cfg)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, console.String())
+			}
+			t.Cleanup(func() { m.Stop(ctx) })
+			if m.Warm != tc.warm {
+				t.Fatalf("started warm %v, want %v", m.Warm, tc.warm)
+			}
+			if _, err := m.Output(ctx, `echo written-before-hold > /root/evidence
 nohup sleep 1000 >/dev/null 2>&1 &
 echo $! > /root/sleep.pid`); err != nil {
-		t.Fatal(err)
-	}
-	archive := filepath.Join(t.TempDir(), "held.tar.gz")
-	began := time.Now()
-	meta, err := m.Hold(ctx, archive, 2<<30, "debian-12")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("held in %s: %d MiB compressed (memory %d MiB, overlay %d MiB)", time.Since(began).Round(time.Millisecond),
-		fi.Size()>>20, meta.MemorySize>>20, meta.OverlaySize>>20)
-	if err := m.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if qemuIn(dir) != nil {
-		t.Errorf("a qemu of the held machine still runs: %v", qemuIn(dir))
-	}
-	if _, err := os.Stat(m.Dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the held machine's directory is still there: %v", err)
-	}
+				t.Fatal(err)
+			}
+			archive := filepath.Join(t.TempDir(), "held.tar.gz")
+			began := time.Now()
+			meta, err := m.Hold(ctx, archive, 2<<30, "debian-12")
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(archive)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("held in %s: %d MiB compressed (memory %d MiB, overlay %d MiB), seed %v", time.Since(began).Round(time.Millisecond),
+				fi.Size()>>20, meta.MemorySize>>20, meta.OverlaySize>>20, meta.Seed)
+			if meta.Seed == tc.warm {
+				t.Errorf("held with the seed disk %v, want %v", meta.Seed, !tc.warm)
+			}
+			if err := m.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if qemuIn(dir) != nil {
+				t.Errorf("a qemu of the held machine still runs: %v", qemuIn(dir))
+			}
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Errorf("left behind by the held machine: %v", left)
+			}
 
-	// Too small a limit: an error that says so, and no archive.
-	m2 := start("large")
-	small := filepath.Join(t.TempDir(), "small.tar.gz")
-	_, err = m2.Hold(ctx, small, 1<<20, "debian-12")
-	var tl *HoldTooLargeError
-	if !errors.As(err, &tl) || !strings.Contains(err.Error(), "over the limit of 1 MiB") {
-		t.Errorf("hold over the limit: %v, want a HoldTooLargeError", err)
+			f, err := os.Open(archive)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			h, err := Unpack(f, other, "debug", 4<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var resumed syncio.Buffer
+			began = time.Now()
+			r, err := h.Resume(ctx, ResumeConfig{Image: img, QEMU: "qemu-system-x86_64", Timeout: 2 * time.Minute, Console: &resumed, Log: slog.Default()})
+			if err != nil {
+				t.Fatalf("resume: %v\n%s", err, resumed.String())
+			}
+			t.Logf("resumed in %s: %+v", time.Since(began).Round(time.Millisecond), r.Timing)
+			out, err := r.Output(ctx, `cat /root/evidence; ps -o args= -p "$(cat /root/sleep.pid)"`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out != "written-before-hold\nsleep 1000\n" {
+				t.Errorf("in the resumed machine: %q, want the file and the sleep", out)
+			}
+			if err := r.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if qemuIn(other) != nil {
+				t.Errorf("a qemu of the resumed machine still runs: %v", qemuIn(other))
+			}
+			if left, _ := os.ReadDir(other); len(left) != 0 {
+				t.Errorf("left behind in the debug directory: %v", left)
+			}
+		})
 	}
-	if _, err := os.Stat(small); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the refused hold left %s: %v", small, err)
-	}
-	m2.Stop(ctx)
+}
 
-	f, err := os.Open(archive)
-	if err != nil {
+// TestHoldLimit: an archive that grows past the limit is a
+// HoldTooLargeError that says the limit, and leaves no file.
+func TestHoldLimit(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "memory")
+	b := make([]byte, 3<<20)
+	rand.Read(b) // incompressible
+	if err := os.WriteFile(big, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h, err := Unpack(f, other, "debug", 4<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var console syncio.Buffer
-	began = time.Now()
-	r, err := h.Resume(ctx, ResumeConfig{Image: img, QEMU: "qemu-system-x86_64", Timeout: 2 * time.Minute, Console: &console, Log: slog.Default()})
-	if err != nil {
-		t.Fatalf("resume: %v\n%s", err, console.String())
-	}
-	t.Logf("resumed in %s: %+v", time.Since(began).Round(time.Millisecond), r.Timing)
-	out, err := r.Output(ctx, `cat /root/evidence; ps -o args= -p "$(cat /root/sleep.pid)"; date +%s`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || lines[0] != "written-before-hold" || lines[1] != "sleep 1000" {
-		t.Errorf("in the resumed machine: %q, want the file and the sleep", out)
-	}
-	if err := r.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if qemuIn(other) != nil {
-		t.Errorf("a qemu of the resumed machine still runs: %v", qemuIn(other))
-	}
-	if left, _ := os.ReadDir(other); len(left) != 0 {
-		t.Errorf("left behind in the debug directory: %v", left)
+	for _, tc := range []struct {
+		limit   int64
+		tooMany bool
+	}{{1 << 20, true}, {8 << 20, false}} {
+		path := filepath.Join(dir, "held.tar.gz")
+		err := writeHold(path, tc.limit, HoldMeta{}, func(add func(name, path string) error) error { return add(holdMemory, big) })
+		var tl *HoldTooLargeError
+		if got := errors.As(err, &tl); got != tc.tooMany {
+			t.Errorf("limit %d: %v, want too large %v", tc.limit, err, tc.tooMany)
+		}
+		_, serr := os.Stat(path)
+		if tc.tooMany && !errors.Is(serr, os.ErrNotExist) || !tc.tooMany && serr != nil {
+			t.Errorf("limit %d: the archive: %v", tc.limit, serr)
+		}
+		if tc.tooMany && !strings.Contains(err.Error(), "over the limit of 1 MiB") {
+			t.Errorf("limit %d: %q does not say the limit", tc.limit, err)
+		}
+		os.Remove(path)
 	}
 }
 
