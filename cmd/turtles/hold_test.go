@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -148,5 +149,20 @@ func TestHoldAndDebug(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(debugData, "vms")); len(left) != 0 {
 		t.Errorf("turtles debug left machines behind: %v", left)
+	}
+
+	// The shell, as a person gets it (without a terminal here: ssh reads
+	// the commands from stdin), in the opt-in task's machine.
+	shell := exec.Command(e2e.Bin(t), "debug", final["optin"].TargetURL, "--data-dir", debugData, "--images-dir", images)
+	shell.Stdin = strings.NewReader("echo in the shell of $(hostname)\nexit 9\n")
+	b, _ := shell.CombinedOutput()
+	if shell.ProcessState.ExitCode() != 9 || !strings.Contains(string(b), "in the shell of ") {
+		t.Errorf("turtles debug's shell: exit %d, want 9 after the echo:\n%s", shell.ProcessState.ExitCode(), b)
+	}
+	if qemuRunning(debugData) {
+		t.Error("a qemu of turtles debug still runs after its shell exited")
+	}
+	if left, _ := os.ReadDir(filepath.Join(debugData, "vms")); len(left) != 0 {
+		t.Errorf("turtles debug's shell left machines behind: %v", left)
 	}
 }
