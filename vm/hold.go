@@ -440,6 +440,11 @@ type ResumeConfig struct {
 	// Console receives the serial console; may be nil.
 	Console io.Writer
 	Log     *slog.Logger
+	// Network lets the guest reach the network (the host's loopback
+	// included, as QEMU's user-mode network does); without it the guest
+	// reaches nothing and only its SSH port reaches it. A held machine
+	// ran someone's test: it is isolated unless asked.
+	Network bool
 }
 
 // Resume starts the held machine with its memory and disk as they were
@@ -494,7 +499,7 @@ func (h *Held) resume(ctx context.Context, rc ResumeConfig) (*Machine, error) {
 		return nil, err
 	}
 	memory := filepath.Join(h.Dir, holdMemory)
-	if err := m.launch(cfg, launch{noSeed: !meta.Seed, incoming: memory, accel: meta.Accel}); err != nil {
+	if err := m.launch(cfg, launch{noSeed: !meta.Seed, incoming: memory, accel: meta.Accel, isolated: !rc.Network}); err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*Machine, error) {

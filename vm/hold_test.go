@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,10 +49,24 @@ func TestHoldResume(t *testing.T) {
 			if m.Warm != tc.warm {
 				t.Fatalf("started warm %v, want %v", m.Warm, tc.warm)
 			}
-			if _, err := m.Output(ctx, `echo written-before-hold > /root/evidence
-nohup sleep 1000 >/dev/null 2>&1 &
-echo $! > /root/sleep.pid`); err != nil {
+			// A port on the host's loopback, which QEMU's user-mode network
+			// shows the guest as 10.0.2.2: a task's machine reaches it, a
+			// resumed one must not (it ran someone's test).
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
 				t.Fatal(err)
+			}
+			defer l.Close()
+			reach := `timeout 10 bash -c 'exec 3<>/dev/tcp/10.0.2.2/` + itoa(l.Addr().(*net.TCPAddr).Port) + `' 2>/dev/null && echo reached the host || echo isolated`
+			out, err := m.Output(ctx, `echo written-before-hold > /root/evidence
+nohup sleep 1000 >/dev/null 2>&1 &
+echo $! > /root/sleep.pid
+`+reach)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out != "reached the host\n" {
+				t.Fatalf("the task's machine: %q, want it to reach the host (the barrier of the resumed one's isolation)", out)
 			}
 			archive := filepath.Join(t.TempDir(), "held.tar.gz")
 			began := time.Now()
@@ -94,12 +109,13 @@ echo $! > /root/sleep.pid`); err != nil {
 				t.Fatalf("resume: %v\n%s", err, resumed.String())
 			}
 			t.Logf("resumed in %s: %+v", time.Since(began).Round(time.Millisecond), r.Timing)
-			out, err := r.Output(ctx, `cat /root/evidence; ps -o args= -p "$(cat /root/sleep.pid)"`)
+			out, err = r.Output(ctx, `cat /root/evidence; ps -o args= -p "$(cat /root/sleep.pid)"
+`+reach)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if out != "written-before-hold\nsleep 1000\n" {
-				t.Errorf("in the resumed machine: %q, want the file and the sleep", out)
+			if out != "written-before-hold\nsleep 1000\nisolated\n" {
+				t.Errorf("in the resumed machine: %q, want the file, the sleep, and no way to the host", out)
 			}
 			if err := r.Stop(ctx); err != nil {
 				t.Fatal(err)

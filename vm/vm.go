@@ -321,6 +321,9 @@ type launch struct {
 	noSeed   bool   // no seed disk: a warm state's machine
 	incoming string // a saved state to restore, "" to boot
 	accel    string // "kvm" or "tcg"; "" for KVM when usable
+	// isolated: the guest reaches nothing through its network (QEMU's
+	// restrict=on), only its forwarded ports reach it.
+	isolated bool
 }
 
 func (m *Machine) args(cfg Config, l launch) ([]string, error) {
@@ -343,6 +346,10 @@ func (m *Machine) args(cfg Config, l launch) ([]string, error) {
 		m.Ports[p] = hp
 		fwd += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", hp, p)
 	}
+	netdev := "user,id=net0,"
+	if l.isolated {
+		netdev += "restrict=on,"
+	}
 	args := []string{
 		"-name", "turtles-" + cfg.Name,
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -353,7 +360,7 @@ func (m *Machine) args(cfg Config, l launch) ([]string, error) {
 		// addresses are limited to 108 bytes, machine directories are not.
 		"-qmp", "unix:" + qmpSocket + ",server=on,wait=off",
 		"-drive", "file=" + filepath.Join(m.Dir, "overlay.qcow2") + ",if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-		"-netdev", "user,id=net0," + fwd, "-device", "virtio-net-pci,netdev=net0,mac=" + m.MAC,
+		"-netdev", netdev + fwd, "-device", "virtio-net-pci,netdev=net0,mac=" + m.MAC,
 		"-device", "virtio-rng-pci",
 		// A new generation ID on every start: a guest restored from a
 		// saved state reseeds its RNG (Linux's vmgenid driver).

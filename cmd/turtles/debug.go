@@ -34,6 +34,7 @@ import (
 func debugCmd() *cobra.Command {
 	var imageRef string
 	var timeout time.Duration
+	var network bool
 	cmd := &cobra.Command{
 		Use:   "debug TASK-URL [-- COMMAND...]",
 		Short: "Resume the held VM of a failed attempt, with a shell in it",
@@ -41,7 +42,8 @@ func debugCmd() *cobra.Command {
 its page shows this command) from the turtles server of TASK-URL, the
 attempt's page, with the same access as its log. It finds the VM's image by
 its sha256 in the images directory (turtles image pull or build it there if
-it is missing), resumes the VM in the state it failed in, and opens a shell
+it is missing), resumes the VM in the state it failed in, with no network
+unless --network (its SSH port is all that reaches it), and opens a shell
 in it as the task's user; with COMMAND, it runs that instead and exits with
 its status. The VM is stopped and removed when debug exits.
 
@@ -58,7 +60,7 @@ signed-in browser ("turtles_session=..." or "__Host-turtles_session=...").`,
 			code, err := debugHeld(ctx, debugRun{
 				url: args[0], command: args[1:], imagesDir: s.ImagesDir, imageRef: imageRef, dir: dir,
 				timeout: timeout, stdin: cmd.InOrStdin(), stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(),
-				interactive: cmd.ArgsLenAtDash() < 0 && len(args) == 1,
+				interactive: cmd.ArgsLenAtDash() < 0 && len(args) == 1, network: network,
 			})
 			if err != nil {
 				return err
@@ -70,6 +72,7 @@ signed-in browser ("turtles_session=..." or "__Host-turtles_session=...").`,
 		},
 	}
 	cmd.Flags().StringVar(&imageRef, "image", "", "the held VM's image, as turtles vm start takes it, when the images directory does not have it under its name")
+	cmd.Flags().BoolVar(&network, "network", false, "let the VM reach the network, this host's loopback included (by default it reaches nothing: it ran someone's test)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long the resumed VM may take to accept SSH")
 	addFlags(cmd.Flags(), "data-dir", "images-dir", "log-level", "log-format")
 	return cmd
@@ -77,14 +80,14 @@ signed-in browser ("turtles_session=..." or "__Host-turtles_session=...").`,
 
 // debugRun is one turtles debug.
 type debugRun struct {
-	url                 string
-	command             []string
-	imagesDir, imageRef string
-	dir                 string // the machines' directory
-	timeout             time.Duration
-	stdin               io.Reader
-	stdout, stderr      io.Writer
-	interactive         bool
+	url                  string
+	command              []string
+	imagesDir, imageRef  string
+	dir                  string // the machines' directory
+	timeout              time.Duration
+	stdin                io.Reader
+	stdout, stderr       io.Writer
+	interactive, network bool
 }
 
 // maxHeldFile bounds each file of a held VM: memory and disk of the
@@ -116,7 +119,7 @@ func debugHeld(ctx context.Context, d debugRun) (int, error) {
 	fmt.Fprintf(d.stderr, "turtles: resuming the VM held %s ago (image %s, %d CPUs, %d MiB, %s)\n",
 		time.Since(h.Meta.Held).Round(time.Second), h.Meta.Image, h.Meta.CPUs, h.Meta.MemoryMB, h.Meta.Accel)
 	began := time.Now()
-	m, err := h.Resume(ctx, vm.ResumeConfig{Image: img, QEMU: qemuBinary, Timeout: d.timeout})
+	m, err := h.Resume(ctx, vm.ResumeConfig{Image: img, QEMU: qemuBinary, Timeout: d.timeout, Network: d.network})
 	if err != nil {
 		return 0, fmt.Errorf("resume the held VM: %w", err)
 	}
