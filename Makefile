@@ -88,7 +88,7 @@ fuzz:
 		tap:FuzzParse tap:FuzzDirective junit:FuzzParse scrub:FuzzWriter image/cache:FuzzManifest \
 		image/cache:FuzzParseID image/cache:FuzzContentRange image/cache:FuzzParsePeers \
 		state/postgres:FuzzURLError triage:FuzzNormalize triage:FuzzParse metrics:FuzzForgeRateHeaders \
-		web:FuzzSearchQuery; do \
+		web:FuzzSearchQuery vm:FuzzUnpack; do \
 		echo "==> fuzz $$f for $(FUZZTIME)"; \
 		$(GO) test -run XXX -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) ./$${f%%:*} || exit 1; \
 	done

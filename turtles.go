@@ -95,6 +95,10 @@ type Task struct {
 	// Cold boots the VM instead of restoring it from a saved state of its
 	// image (a context's warm: false).
 	Cold bool `json:"cold,omitempty"`
+	// Hold keeps the VM of a failed attempt, memory and disk, beside its
+	// log for `turtles debug`: HoldOnFailure, or HoldWithSecrets to hold
+	// it even when the task was given secrets. Empty: never held.
+	Hold string `json:"hold,omitempty"`
 	// Forward lists guest TCP ports forwarded to the bot's loopback.
 	Forward []int `json:"forward,omitempty"`
 	// Retries is how many more attempts a test task gets after its tests
@@ -116,6 +120,15 @@ type Task struct {
 	// without dedupe.
 	Token string `json:"token,omitempty"`
 }
+
+// Values of Task.Hold (a context's hold:).
+const (
+	// HoldOnFailure holds a failed attempt's VM unless the task was given
+	// secrets: a held machine's memory holds them, unscrubbed.
+	HoldOnFailure = "on-failure"
+	// HoldWithSecrets holds it even then.
+	HoldWithSecrets = "on-failure-with-secrets"
+)
 
 // VM modes of a task with an Image.
 const (

@@ -92,6 +92,7 @@ func RunLocal(ctx context.Context, opts LocalOptions) (turtles.Outcome, error) {
 		return turtles.Outcome{}, err
 	}
 	r := runner{killGrace: opts.KillGrace, env: opts.Env, timeout: opts.Timeout, vm: opts.VM, secretsDir: opts.SecretsDir}
+	r.noStore = true
 	o, err := r.local(ctx, t, opts, out)
 	if err != nil {
 		return turtles.OutcomeOf(err), err

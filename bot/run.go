@@ -99,6 +99,8 @@ type runner struct {
 	untrustedHost bool
 	// mirror, if set, is the git mirror commits are fetched from.
 	mirror *gitmirror.Client
+	// noStore: turtles run, which has no store to keep a held VM in.
+	noStore bool
 }
 
 // at is ws as a command sees it when its workspace is mounted at root.

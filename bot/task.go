@@ -144,6 +144,11 @@ func (b *Bot) handle(drain context.Context, d queue.Delivery) {
 		err = b.uploadArtifacts(ctx, prefix, ws.artifacts, out.Scrubber(), out)
 		c()
 	}
+	if err == nil {
+		ctx, c := context.WithTimeout(report, holdTimeout)
+		b.uploadHeld(ctx, t, prefix, logURL, ws, out, log)
+		c()
+	}
 	if err != nil {
 		outcome = b.failed(err, out, log)
 	}

@@ -54,7 +54,10 @@ type VMConfig struct {
 	// Share shares saved states with other bots (vm.Config.Share); nil:
 	// each bot saves its own.
 	Share vm.StateShare
-	Log   *slog.Logger
+	// HoldLimit bounds a held machine's compressed size (a context's
+	// hold:, hold.go); 0: this bot holds no machine.
+	HoldLimit int64
+	Log       *slog.Logger
 }
 
 // check says which required field c lacks.
@@ -178,6 +181,9 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	}
 	if ctx.Err() == nil {
 		collect(m, ws, out)
+	}
+	if err == nil && o.Class == turtles.Failure && t.Hold != "" && ctx.Err() == nil {
+		r.hold(ctx, t, m, ws, out)
 	}
 	return o, err
 }

@@ -1,5 +1,5 @@
 // Package command reads the commands people type in pull request comments:
-// /retest, /test CONTEXT and /ok-to-test. It only parses; whether the
+// /retest, /test CONTEXT, /hold [CONTEXT] and /ok-to-test. It only parses; whether the
 // commenter may give them is decided by the gate package.
 //
 // Anyone may import it; it does no I/O.
@@ -23,12 +23,17 @@ const (
 	// not say which head its writer saw, and the head may move before the
 	// gate reads it.
 	OKToTest Name = "ok-to-test"
+	// Hold runs the failed contexts of the head commit again (/hold), or
+	// the contexts it names (/hold CONTEXT), keeping the VM of each that
+	// fails again for turtles debug, as a context's hold: on-failure does.
+	Hold Name = "hold"
 )
 
 // Command is one command found in a comment.
 type Command struct {
 	Name Name `json:"name"`
-	// Context is the context of /test; empty for the others.
+	// Context is the context of /test or /hold CONTEXT; empty for the
+	// others.
 	Context string `json:"context,omitempty"`
 	// SHA is the commit (7 to 64 hex digits, lower case) /ok-to-test
 	// names, if any; the gate wants it whole.
@@ -93,10 +98,15 @@ func Parse(body string) []Command {
 			case len(fields) == 2 && shaRe.MatchString(fields[1]):
 				add(Command{Name: OKToTest, SHA: strings.ToLower(fields[1])})
 			}
+		case Hold:
+			if len(fields) == 1 {
+				add(Command{Name: Hold})
+			}
+			fallthrough
 		case Test:
 			for _, ctx := range fields[1:] {
 				if contextRe.MatchString(ctx) && !strings.Contains(ctx, "..") {
-					add(Command{Name: Test, Context: ctx})
+					add(Command{Name: Name(fields[0][1:]), Context: ctx})
 				}
 			}
 		}

@@ -32,6 +32,9 @@ func TestParse(t *testing.T) {
 		{name: "fenced code", body: "```\n/ok-to-test\n```\n/retest", want: []Command{{Name: Retest}}},
 		{name: "duplicates", body: "/retest\n/retest", want: []Command{{Name: Retest}}},
 		{name: "upper case is not a command", body: "/RETEST", want: nil},
+		{name: "hold the failed", body: "/hold", want: []Command{{Name: Hold}}},
+		{name: "hold contexts", body: "/hold a ../x b", want: []Command{{Name: Hold, Context: "a"}, {Name: Hold, Context: "b"}}},
+		{name: "hold and test", body: "/hold a\n/test a", want: []Command{{Name: Hold, Context: "a"}, {Name: Test, Context: "a"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,7 +58,7 @@ func TestParseBounded(t *testing.T) {
 }
 
 func TestString(t *testing.T) {
-	for _, c := range []Command{{Name: Retest}, {Name: OKToTest}, {Name: Test, Context: "a/b"}} {
+	for _, c := range []Command{{Name: Retest}, {Name: OKToTest}, {Name: Test, Context: "a/b"}, {Name: Hold}, {Name: Hold, Context: "a"}} {
 		if got := Parse(c.String()); len(got) != 1 || got[0] != c {
 			t.Errorf("Parse(%q) = %v, want [%v]", c.String(), got, c)
 		}

@@ -87,6 +87,9 @@ type Context struct {
 	// Warm: false boots the context's VM cold instead of restoring it from
 	// the image's saved state (the default; docs/vms.md).
 	Warm *bool `yaml:"warm"`
+	// Hold keeps the VM of a failed attempt for `turtles debug`: HoldOnFailure,
+	// or HoldWithSecrets for a context with secrets (docs/vms.md).
+	Hold string `yaml:"hold"`
 	// Retries retries a failed test attempt up to this many times on the
 	// same commit, to tell a flake from a regression (turtles.Task.Retries).
 	Retries int `yaml:"retries"`
@@ -275,8 +278,10 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 			return bad("%q: retries %d out of range 0..%d", x.Name, x.Retries, turtles.MaxRetries)
 		case x.Image != "" && (!imageNameRe.MatchString(x.Image) || strings.Contains(x.Image, "..")):
 			return bad("%q: bad image name %q: use the name of an image the bots have, such as debian-12", x.Name, x.Image)
-		case x.Image == "" && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0 || x.Warm != nil):
-			return bad("%q: mode, cpus, memory, forward and warm need an image", x.Name)
+		case x.Image == "" && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0 || x.Warm != nil || x.Hold != ""):
+			return bad("%q: mode, cpus, memory, forward, warm and hold need an image", x.Name)
+		case x.Hold != "" && x.Hold != turtles.HoldOnFailure && x.Hold != turtles.HoldWithSecrets:
+			return bad("%q: hold %q: want %s or %s", x.Name, x.Hold, turtles.HoldOnFailure, turtles.HoldWithSecrets)
 		case len(x.Forward) > MaxForwards:
 			return bad("%q: %d forwarded ports, at most %d", x.Name, len(x.Forward), MaxForwards)
 		case x.Mode != "" && x.Mode != turtles.ModeGuest && x.Mode != turtles.ModeHost:
@@ -366,6 +371,7 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 	t.Forward = x.Forward
 	t.Retries = x.Retries
 	t.Cold = x.Warm != nil && !*x.Warm
+	t.Hold = x.Hold
 	if len(x.Secrets) > 0 {
 		t.Secrets = append([]string(nil), x.Secrets...)
 	}

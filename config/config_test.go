@@ -121,7 +121,7 @@ contexts:
 		{
 			name:    "mode without image",
 			data:    "contexts:\n  - name: unit\n    command: make\n    mode: guest\n",
-			wantErr: `.turtles.yaml:2: context 1: "unit": mode, cpus, memory, forward and warm need an image`,
+			wantErr: `.turtles.yaml:2: context 1: "unit": mode, cpus, memory, forward, warm and hold need an image`,
 		},
 		{
 			name:    "bad forward",
@@ -459,5 +459,35 @@ func TestQuarantineReachesTasks(t *testing.T) {
 	got := cfg.TaskOf(cfg.Contexts[0], turtles.Task{Attempt: 1}).Quarantine
 	if diff := cmp.Diff([]string{"TestFlaky*", "pkg/net: *"}, got); diff != "" {
 		t.Errorf("task quarantine (-want +got):\n%s", diff)
+	}
+}
+
+// TestTaskHold: hold: needs an image and one of two values, and reaches
+// the task.
+func TestTaskHold(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want, wantErr string
+	}{
+		{name: "none", yaml: "    image: debian-12\n", want: ""},
+		{name: "on failure", yaml: "    image: debian-12\n    hold: on-failure\n", want: turtles.HoldOnFailure},
+		{name: "with secrets", yaml: "    image: debian-12\n    hold: on-failure-with-secrets\n", want: turtles.HoldWithSecrets},
+		{name: "bad value", yaml: "    image: debian-12\n    hold: always\n", wantErr: `hold "always": want on-failure or on-failure-with-secrets`},
+		{name: "no image", yaml: "    hold: on-failure\n", wantErr: "warm and hold need an image"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse(file, []byte("contexts:\n  - name: vm\n    command: make\n"+tc.yaml))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Parse: %v, want an error with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Contexts[0].Task(turtles.Task{Kind: turtles.KindPlan}).Hold; got != tc.want {
+				t.Errorf("Hold %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -2,7 +2,7 @@
 // vouches only for what a signed payload proves (a push to the repository
 // itself); everything that needs a question to the forge comes here as a
 // Request: every pull request, and comment commands (/retest,
-// /test CONTEXT, /ok-to-test).
+// /test CONTEXT, /hold [CONTEXT], /ok-to-test).
 //
 // The gate holds the forge credentials of the reporter side (read-only
 // lookups, plus commit statuses); bots never import it. cmd/turtles runs it
@@ -315,20 +315,26 @@ func (g *Gate) command(ctx context.Context, log *slog.Logger, h *head, c command
 		return g.cfg.Forge.SetStatus(ctx, plan.Repo.Name, plan.SHA, forge.Status{
 			Context: turtles.PlanContext, State: forge.Success,
 			Description: forge.Truncate(fmt.Sprintf(approvedFormat, by), forge.MaxDescription)})
-	case command.Test, command.Retest:
+	case command.Test, command.Retest, command.Hold:
 		if !h.trusted && !h.approved {
 			log.Warn("head of an untrusted pull request has no approval: nothing queued")
 			return g.wait(ctx, h)
 		}
-		if c.Name == command.Test {
-			return g.rerun(ctx, log, plan, func(st forge.Status, ok bool, name string) bool { return name == c.Context })
+		keep := func(*turtles.Task) {}
+		if c.Name == command.Hold {
+			keep = holdOnFailure
 		}
-		if err := g.replan(ctx, log, plan); err != nil {
-			return err
+		if c.Context != "" {
+			return g.rerun(ctx, log, plan, func(st forge.Status, ok bool, name string) bool { return name == c.Context }, keep)
+		}
+		if c.Name == command.Retest {
+			if err := g.replan(ctx, log, plan); err != nil {
+				return err
+			}
 		}
 		return g.rerun(ctx, log, plan, func(st forge.Status, ok bool, name string) bool {
 			return ok && (st.State == forge.Failure || st.State == forge.Error)
-		})
+		}, keep)
 	}
 	return nil
 }
@@ -350,9 +356,18 @@ func (g *Gate) replan(ctx context.Context, log *slog.Logger, plan turtles.Task) 
 	return nil
 }
 
+// holdOnFailure makes a /hold rerun keep the VM of a task that fails
+// again, as hold: on-failure does: never one given secrets, unless its
+// context says on-failure-with-secrets (the bot decides that).
+func holdOnFailure(t *turtles.Task) {
+	if t.Image != "" && t.Hold == "" {
+		t.Hold = turtles.HoldOnFailure
+	}
+}
+
 // rerun queues the contexts of plan's commit that pick selects, given
-// their current status, as new attempts.
-func (g *Gate) rerun(ctx context.Context, log *slog.Logger, plan turtles.Task, pick func(st forge.Status, ok bool, name string) bool) error {
+// their current status, as new attempts, changed by change.
+func (g *Gate) rerun(ctx context.Context, log *slog.Logger, plan turtles.Task, pick func(st forge.Status, ok bool, name string) bool, change func(*turtles.Task)) error {
 	cfg, err := g.Config(ctx, plan.Repo.Name, plan.SHA)
 	if err != nil {
 		var ce *config.Error
@@ -386,6 +401,7 @@ func (g *Gate) rerun(ctx context.Context, log *slog.Logger, plan turtles.Task, p
 			continue
 		}
 		t.Attempt = attemptOf(st) + 1
+		change(&t)
 		if err := g.publish(ctx, t); err != nil {
 			return err
 		}

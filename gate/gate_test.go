@@ -432,3 +432,54 @@ func TestAttackGitLabAccess(t *testing.T) {
 // dedicated lets the tests' image-less contexts run for strangers, as in
 // a pool the operator dedicated to them; config's tests cover the rest.
 var dedicated = config.Policy{HostPools: []string{turtles.DefaultPool}}
+
+// TestHold: /hold reruns the failed contexts, /hold CONTEXT the one it
+// names, keeping the VMs of those that fail again: hold: on-failure on
+// tasks with an image, a context's own hold: kept, nothing on others.
+func TestHold(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.srv.SetFile(repo, head1, ".turtles.yaml", []byte(`contexts:
+  - name: vm
+    image: debian-12
+    command: make vm
+  - name: secretvm
+    image: debian-12
+    hold: on-failure-with-secrets
+    command: make secret
+  - name: plain
+    command: make check
+  - name: passed
+    image: debian-12
+    command: make ok
+`))
+	for c, st := range map[string]forge.State{"vm": forge.Failure, "secretvm": forge.Error, "plain": forge.Failure, "passed": forge.Success} {
+		if err := f.gate.cfg.Forge.SetStatus(ctx, repo, head1, forge.Status{Context: c, State: st, TargetURL: "https://ci.example/tasks/x/1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.handle(t, comment("member", "NONE", okToTest(head1)))
+	held := func() map[string]string {
+		got := map[string]string{}
+		for _, x := range f.sink.tasks {
+			got[x.Context] = x.Hold
+		}
+		return got
+	}
+	f.sink.tasks = nil
+	f.handle(t, comment("collab", "CONTRIBUTOR", command.Command{Name: command.Hold}))
+	want := map[string]string{"vm": turtles.HoldOnFailure, "secretvm": turtles.HoldWithSecrets, "plain": ""}
+	if diff := cmp.Diff(want, held()); diff != "" {
+		t.Errorf("after /hold (-want +got):\n%s", diff)
+	}
+	f.sink.tasks = nil
+	f.handle(t, comment("collab", "CONTRIBUTOR", command.Command{Name: command.Hold, Context: "passed"}))
+	if diff := cmp.Diff(map[string]string{"passed": turtles.HoldOnFailure}, held()); diff != "" {
+		t.Errorf("after /hold passed (-want +got):\n%s", diff)
+	}
+	f.sink.tasks = nil
+	f.handle(t, comment("collab", "CONTRIBUTOR", command.Command{Name: command.Test, Context: "passed"}))
+	if diff := cmp.Diff(map[string]string{"passed": ""}, held()); diff != "" {
+		t.Errorf("after /test passed (-want +got):\n%s", diff)
+	}
+}

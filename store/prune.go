@@ -76,3 +76,28 @@ func Prune(ctx context.Context, st Store, cutoff time.Time, dryRun bool) (PruneS
 	}
 	return stats, nil
 }
+
+// PruneHeld deletes the held VMs (HeldName) of attempts that were held
+// before cutoff: they are large, and worth keeping for days, not as long
+// as the logs (Prune deletes them with their attempt too). With dryRun it
+// only counts. It returns how many it deleted (or would).
+func PruneHeld(ctx context.Context, st Store, cutoff time.Time, dryRun bool) (int, error) {
+	all, err := st.List(ctx, "")
+	if err != nil {
+		return 0, fmt.Errorf("prune held VMs: %w", err)
+	}
+	n := 0
+	for _, info := range all {
+		p := AttemptOf(info.Key)
+		if p == "" || info.Key != p+HeldName || !info.Modified.Before(cutoff) {
+			continue
+		}
+		if !dryRun {
+			if err := st.Delete(ctx, info.Key); err != nil {
+				return n, fmt.Errorf("prune %s: %w", info.Key, err)
+			}
+		}
+		n++
+	}
+	return n, nil
+}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -119,5 +120,54 @@ func TestPrune(t *testing.T) {
 				t.Errorf("left after prune (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestPruneHeld: held VMs older than the cutoff go, whatever else of
+// their attempt stays; newer ones, and files of that name outside an
+// attempt's top level, stay.
+func TestPruneHeld(t *testing.T) {
+	ctx := context.Background()
+	sha := strings.Repeat("cd", 20)
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	files := map[string]time.Time{
+		"o/r/" + sha + "/unit/1/log":                                     old,
+		"o/r/" + sha + "/unit/1/" + store.HeldName:                       old,
+		"o/r/" + sha + "/unit/2/" + store.HeldName:                       time.Now(),
+		"o/r/" + sha + "/unit/1/" + store.ArtifactsName + store.HeldName: old,
+	}
+	kept := []string{
+		"o/r/" + sha + "/unit/1/artifacts/" + store.HeldName, "o/r/" + sha + "/unit/1/log", "o/r/" + sha + "/unit/2/" + store.HeldName,
+	}
+	for _, dry := range []bool{true, false} {
+		root := t.TempDir()
+		st, err := store.NewDir(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, mt := range files {
+			if err := st.Put(ctx, k, strings.NewReader("x"), "application/gzip"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(filepath.Join(root, k), mt, mt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := store.PruneHeld(ctx, st, time.Now().Add(-7*24*time.Hour), dry)
+		if err != nil || n != 1 {
+			t.Fatalf("PruneHeld(dry %v) = %d, %v; want 1", dry, n, err)
+		}
+		list, _ := st.List(ctx, "")
+		var left []string
+		for _, i := range list {
+			left = append(left, i.Key)
+		}
+		want := kept
+		if dry {
+			want = slices.Sorted(maps.Keys(files))
+		}
+		if diff := cmp.Diff(slices.Sorted(slices.Values(want)), left); diff != "" {
+			t.Errorf("dry %v: left (-want +got):\n%s", dry, diff)
+		}
 	}
 }

@@ -105,6 +105,9 @@ const (
 	LogName       = "log"
 	ResultName    = "result.json"
 	ArtifactsName = "artifacts/"
+	// HeldName is the VM of a failed attempt, held for `turtles debug`
+	// (a context's hold:): memory and disk, compressed (vm.Hold).
+	HeldName = "held-vm.tar.gz"
 )
 
 // escapeContext keeps a context name such as "debian-12/firefox" one path

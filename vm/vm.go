@@ -135,6 +135,11 @@ type Machine struct {
 	hostKey ssh.PublicKey
 	// Timing is where a warm start's time went; zero for a cold boot.
 	Timing WarmTiming
+
+	// cfg and how are how launch started qemu, which Hold records so
+	// that Resume starts the same machine (hold.go).
+	cfg Config
+	how launch
 }
 
 // State is what DIR/NAME/state.json records, so that other processes
@@ -323,12 +328,16 @@ func prepare(ctx context.Context, cfg Config, base string) (*Machine, error) {
 type launch struct {
 	noSeed   bool   // no seed disk: a warm state's machine
 	incoming string // a saved state to restore, "" to boot
+	accel    string // "kvm" or "tcg"; "" for KVM when usable
+	// isolated: the guest reaches nothing through its network (QEMU's
+	// restrict=on), only its forwarded ports reach it.
+	isolated bool
 }
 
 func (m *Machine) args(cfg Config, l launch) ([]string, error) {
 	accel, cpu := "tcg,thread=multi", "max"
 	m.Accel = "tcg"
-	if KVMUsable() {
+	if l.accel == "kvm" || l.accel == "" && KVMUsable() {
 		accel, cpu, m.Accel = "kvm", "host", "kvm"
 	}
 	var err error
@@ -345,6 +354,10 @@ func (m *Machine) args(cfg Config, l launch) ([]string, error) {
 		m.Ports[p] = hp
 		fwd += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", hp, p)
 	}
+	netdev := "user,id=net0,"
+	if l.isolated {
+		netdev += "restrict=on,"
+	}
 	args := []string{
 		"-name", "turtles-" + cfg.Name,
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -355,7 +368,7 @@ func (m *Machine) args(cfg Config, l launch) ([]string, error) {
 		// addresses are limited to 108 bytes, machine directories are not.
 		"-qmp", "unix:" + qmpSocket + ",server=on,wait=off",
 		"-drive", "file=" + filepath.Join(m.Dir, "overlay.qcow2") + ",if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-		"-netdev", "user,id=net0," + fwd, "-device", "virtio-net-pci,netdev=net0,mac=" + m.MAC,
+		"-netdev", netdev + fwd, "-device", "virtio-net-pci,netdev=net0,mac=" + m.MAC,
 		"-device", "virtio-rng-pci",
 		// A new generation ID on every start: a guest restored from a
 		// saved state reseeds its RNG (Linux's vmgenid driver).
@@ -412,6 +425,7 @@ func (m *Machine) launch(cfg Config, l launch) error {
 	if err != nil {
 		return err
 	}
+	m.cfg, m.how = cfg, l
 	how := "KVM"
 	if m.Accel == "tcg" {
 		how = "TCG (no usable /dev/kvm: expect slow boots)"

@@ -37,6 +37,9 @@ type taskView struct {
 	Tests   []turtles.TestResult
 	Counts  testCounts
 	Actions []state.Action
+	// Debug is the command that resumes the attempt's held VM, "" when
+	// it has none (docs/vms.md).
+	Debug string
 }
 
 // testCounts is the one-line summary of an attempt's tests.
@@ -124,6 +127,11 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 		v.Prefix = prefix
 		v.Log, v.LogSize = s.readLog(ctx, v.LogKey)
 		v.Files, _ = s.cfg.Store.List(ctx, prefix)
+		for _, f := range v.Files {
+			if f.Key == prefix+store.HeldName {
+				v.Debug = "turtles debug " + s.publicURL(r) + "/tasks/" + t.ID + "/" + strconv.Itoa(v.Attempt)
+			}
+		}
 		v.Result = s.readResult(ctx, prefix+store.ResultName)
 	}
 	if v.Result != nil {
@@ -213,4 +221,17 @@ func stripANSI(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// publicURL is where people reach this server: Config.PublicURL, or the
+// request's scheme and host.
+func (s *Server) publicURL(r *http.Request) string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimRight(s.cfg.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }

@@ -69,6 +69,9 @@ type Config struct {
 	// Auth, when set, is login and actions: web mounts it at /login, /logout, /oauth/ and /actions/,
 	// asks it who is looking, and asks it before showing any repository's tasks or logs.
 	Auth Auth
+	// PublicURL is where people reach this server, for the commands a
+	// page shows (turtles debug); "" is the request's own host.
+	PublicURL string
 }
 
 // Auth is who looks at a page and what they may see; package login implements it.

@@ -13,7 +13,7 @@ import (
 
 // vmFlags size and time the VMs of tasks whose context does not say: the
 // commands that run tasks take them (serve, bot, run).
-var vmFlags = []string{"vm-cpus", "vm-memory", "vm-boot-timeout", "vm-warm-states"}
+var vmFlags = []string{"vm-cpus", "vm-memory", "vm-boot-timeout", "vm-warm-states", "hold-limit"}
 
 func machineOptions() []option {
 	return []option{
@@ -21,6 +21,7 @@ func machineOptions() []option {
 		opt("vm-memory", "memory of a task's VM whose context does not say (memory:), in whole MiB, such as 1GiB", byteSize(func(s *Settings) *ByteSize { return &s.VMMemory })),
 		opt("vm-boot-timeout", "how long a task's VM may take to accept SSH; longer is an infrastructure failure", dur(func(s *Settings) *time.Duration { return &s.VMBootTimeout })),
 		opt("vm-warm-states", "where saved VM states for warm starts are kept (default IMAGES-DIR/warm); off boots every VM cold (docs/vms.md)", str(func(s *Settings) *string { return &s.VMWarmStates })),
+		opt("hold-limit", "the largest VM of a failed attempt kept for turtles debug (a context's hold:), compressed, such as 1GiB; 0 keeps none (docs/vms.md)", byteSize(func(s *Settings) *ByteSize { return &s.HoldLimit })),
 		opt("debian-mirror", "Debian mirror that 'turtles image build' installs from", str(func(s *Settings) *string { return &s.DebianMirror })),
 	}
 }
@@ -33,6 +34,10 @@ const (
 	defaultVMCPUs        = 2
 	defaultVMMemoryMB    = 1024
 	defaultVMBootTimeout = 5 * time.Minute
+	// A held 1 GiB Debian guest that failed a test is about 100 MiB
+	// compressed; a guest that filled its memory and disk is refused
+	// rather than filling the store.
+	defaultHoldLimit = 1 << 30
 )
 
 // defaultDebianMirror is Debian's own mirror network (deb.debian.org).
@@ -53,6 +58,7 @@ func machineDefaults(s *Settings) {
 	s.VMCPUs = defaultVMCPUs
 	s.VMMemory = defaultVMMemoryMB << 20
 	s.VMBootTimeout = defaultVMBootTimeout
+	s.HoldLimit = defaultHoldLimit
 	s.DebianMirror = defaultDebianMirror
 }
 
@@ -67,6 +73,9 @@ func (s *Settings) validateMachines() error {
 	if s.VMBootTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("vm-boot-timeout: %s, want more than 0", s.VMBootTimeout))
 	}
+	if s.HoldLimit < 0 {
+		errs = append(errs, fmt.Errorf("hold-limit: %s, want 0 or more", &s.HoldLimit))
+	}
 	if s.DebianMirror == "" {
 		errs = append(errs, errors.New("debian-mirror: empty"))
 	}
@@ -80,7 +89,7 @@ func (s Settings) taskVMs(dir string, images *cache.Cache) bot.VMConfig {
 	return bot.VMConfig{
 		ImagesDir: s.ImagesDir, Images: images, Dir: dir,
 		CPUs: s.VMCPUs, MemoryMB: int(s.VMMemory >> 20), BootTimeout: s.VMBootTimeout,
-		StopGrace: taskVMStopGrace, QEMU: qemuBinary, Warm: s.warmStates(),
+		StopGrace: taskVMStopGrace, QEMU: qemuBinary, Warm: s.warmStates(), HoldLimit: int64(s.HoldLimit),
 	}
 }
 

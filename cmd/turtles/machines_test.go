@@ -38,6 +38,8 @@ func TestTaskVMs(t *testing.T) {
 			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64", Warm: "off"}},
 		{name: "warm states elsewhere", file: "vm_warm_states: /var/cache/turtles-warm\n",
 			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64", Warm: "/var/cache/turtles-warm"}},
+		{name: "hold limit", args: []string{"--hold-limit", "200MiB"},
+			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64", HoldLimit: 200 << 20}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +66,9 @@ func TestTaskVMs(t *testing.T) {
 				tt.want.Warm = filepath.Join(s.ImagesDir, "warm")
 			case "off":
 				tt.want.Warm = ""
+			}
+			if tt.want.HoldLimit == 0 {
+				tt.want.HoldLimit = defaultHoldLimit
 			}
 			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreFields(bot.VMConfig{}, "Log")); diff != "" {
 				t.Errorf("VM config (-want +got):\n%s", diff)

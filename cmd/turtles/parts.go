@@ -280,7 +280,7 @@ func (sys *system) openHTTP() error {
 			Actions: sys.State.Get(), Auth: auth, Bots: sys.State.Get(),
 			// A bot is shown dead after a lease without a heartbeat, as the
 			// queue takes its tasks back then.
-			BotTimeout: sys.s.Lease})
+			BotTimeout: sys.s.Lease, PublicURL: sys.s.PublicURL})
 	} else {
 		mux := http.NewServeMux()
 		if hasReceiver {

@@ -99,6 +99,9 @@ type Settings struct {
 	// VMWarmStates is where saved VM states are kept for warm starts:
 	// "" for IMAGES-DIR/warm, "off" for none.
 	VMWarmStates string `yaml:"vm_warm_states"`
+	// HoldLimit bounds a held VM's compressed size (a context's hold:);
+	// 0 holds none.
+	HoldLimit ByteSize `yaml:"hold_limit"`
 	// DebianMirror is where `turtles image build` installs from.
 	DebianMirror string `yaml:"debian_mirror"`
 	// SecretsDir holds the secrets bots give trusted tasks by name: one

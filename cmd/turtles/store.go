@@ -92,7 +92,7 @@ func redactURL(s string) string {
 
 func storeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "store", Short: "Manage the logs and artifacts in the store"}
-	var olderThan string
+	var olderThan, heldOlderThan string
 	var dryRun bool
 	prune := &cobra.Command{
 		Use:   "prune --older-than 90d",
@@ -106,12 +106,19 @@ serve, or the PostgreSQL database of hooks and reporters), prune also
 deletes its per-test results of attempts that finished before the same
 cutoff, so that no test result links to a deleted log. Tasks and attempts
 stay: they are small, statuses link to them, and --retain-tasks of the
-long-running processes decides how long.`,
+long-running processes decides how long.
+
+Held VMs (a context's hold:, docs/vms.md) are large: prune deletes those
+held before --held-older-than, while the rest of their attempt stays.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			age, err := results.ParseAge(olderThan)
 			if err != nil {
 				return err
+			}
+			heldAge, err := results.ParseAge(heldOlderThan)
+			if err != nil {
+				return fmt.Errorf("held-older-than: %w", err)
 			}
 			s, err := loadSettings(cmd.Flags())
 			if err != nil {
@@ -133,6 +140,11 @@ long-running processes decides how long.`,
 			if err != nil {
 				return err
 			}
+			held, err := store.PruneHeld(cmd.Context(), sys.Store.Get(), time.Now().Add(-heldAge), dryRun)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d held VMs older than %s\n", verb, held, heldOlderThan)
+			if err != nil {
+				return err
+			}
 			rows, ok, err := pruneTests(cmd.Context(), s, cutoff, dryRun, log)
 			if ok && err == nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %d test results older than %s in %s\n", verb, rows, olderThan, describeDatabase(s.Database))
@@ -141,6 +153,7 @@ long-running processes decides how long.`,
 		},
 	}
 	prune.Flags().StringVar(&olderThan, "older-than", "90d", "age of the attempts to delete, such as 90d or 720h")
+	prune.Flags().StringVar(&heldOlderThan, "held-older-than", "7d", "age of the held VMs to delete (a context's hold:), such as 7d")
 	prune.Flags().BoolVar(&dryRun, "dry-run", false, "only count what would be deleted")
 	addFlags(prune.Flags(), "data-dir", "database", "store", "store-dir", "s3-credentials-file", "log-level", "log-format")
 	cmd.AddCommand(prune)
