@@ -87,6 +87,10 @@ type Context struct {
 	// Warm: false boots the context's VM cold instead of restoring it from
 	// the image's saved state (the default; docs/vms.md).
 	Warm *bool `yaml:"warm"`
+	// Machines, instead of Image, boots several VMs on one private
+	// network where they reach each other by name (docs/machines.md); the
+	// command runs in the first (mode guest) or beside them (mode host).
+	Machines []Machine `yaml:"machines"`
 	// Retries retries a failed test attempt up to this many times on the
 	// same commit, to tell a flake from a regression (turtles.Task.Retries).
 	Retries int `yaml:"retries"`
@@ -106,6 +110,17 @@ type Context struct {
 	Secrets []string `yaml:"secrets"`
 
 	line int
+}
+
+// Machine is one of a context's machines.
+type Machine struct {
+	// Name is its host name on the network; node01, node02.. when empty.
+	Name  string `yaml:"name"`
+	Image string `yaml:"image"`
+	// CPUs and Memory size it; the bot's defaults when zero.
+	CPUs    int   `yaml:"cpus"`
+	Memory  MiB   `yaml:"memory"`
+	Forward []int `yaml:"forward"`
 }
 
 // DefaultTimeout bounds a context that sets no timeout.
@@ -275,8 +290,14 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 			return bad("%q: retries %d out of range 0..%d", x.Name, x.Retries, turtles.MaxRetries)
 		case x.Image != "" && (!imageNameRe.MatchString(x.Image) || strings.Contains(x.Image, "..")):
 			return bad("%q: bad image name %q: use the name of an image the bots have, such as debian-12", x.Name, x.Image)
-		case x.Image == "" && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0 || x.Warm != nil):
+		case x.Image != "" && len(x.Machines) > 0:
+			return bad("%q: image and machines: give each machine its image instead", x.Name)
+		case len(x.Machines) > 0 && (x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0):
+			return bad("%q: cpus, memory and forward of machines go on each machine", x.Name)
+		case x.Image == "" && len(x.Machines) == 0 && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0 || x.Warm != nil):
 			return bad("%q: mode, cpus, memory, forward and warm need an image", x.Name)
+		case len(x.Machines) > MaxMachines:
+			return bad("%q: %d machines, at most %d", x.Name, len(x.Machines), MaxMachines)
 		case len(x.Forward) > MaxForwards:
 			return bad("%q: %d forwarded ports, at most %d", x.Name, len(x.Forward), MaxForwards)
 		case x.Mode != "" && x.Mode != turtles.ModeGuest && x.Mode != turtles.ModeHost:
@@ -287,6 +308,9 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 			return bad("%q: memory %dM out of range %dM..%dM", x.Name, x.Memory, MinMemory, MaxMemory)
 		}
 		if err := x.validateMatrix(); err != nil {
+			return bad("%q: %v", x.Name, err)
+		}
+		if err := x.validateMachines(); err != nil {
 			return bad("%q: %v", x.Name, err)
 		}
 		for _, p := range x.Forward {
@@ -304,11 +328,16 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 		if x.Pool == "" {
 			x.Pool = turtles.DefaultPool
 		}
-		if x.Image != "" && x.Mode == "" {
+		if (x.Image != "" || len(x.Machines) > 0) && x.Mode == "" {
 			x.Mode = turtles.ModeGuest
 		}
 		if pin, ok := c.Images[x.Image]; ok {
 			x.Image = pin
+		}
+		for j := range x.Machines {
+			if pin, ok := c.Images[x.Machines[j].Image]; ok {
+				x.Machines[j].Image = pin
+			}
 		}
 	}
 	return nil
@@ -364,6 +393,9 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 	t.CPUs = x.CPUs
 	t.MemoryMB = int(x.Memory)
 	t.Forward = x.Forward
+	for _, m := range x.Machines {
+		t.Machines = append(t.Machines, turtles.Machine{Name: m.Name, Image: m.Image, CPUs: m.CPUs, MemoryMB: int(m.Memory), Forward: m.Forward})
+	}
 	t.Retries = x.Retries
 	t.Cold = x.Warm != nil && !*x.Warm
 	if len(x.Secrets) > 0 {
@@ -377,6 +409,9 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 const (
 	MaxCPUs     = 64
 	MaxForwards = 16
+	// MaxMachines is the most machines a context may list; a bot's
+	// operator may allow fewer (bot: VMConfig.MaxMachines).
+	MaxMachines = 16
 	MinMemory   = MiB(128)
 	MaxMemory   = MiB(256 << 10)
 )
