@@ -308,3 +308,28 @@ func TestMachineFails(t *testing.T) {
 		t.Errorf("left in the machines' directory: %v", left)
 	}
 }
+
+func TestEnv(t *testing.T) {
+	m1 := &vm.Machine{State: vm.State{Name: "r-web", SSHPort: 2201, User: "root", Ports: map[int]int{443: 3443, 80: 3080}}}
+	m2 := &vm.Machine{State: vm.State{Name: "r-node02", SSHPort: 2202, User: "debian"}}
+	c := &Cluster{Nodes: []*Node{
+		{Machine: m1, Host: "my-web", Alias: "node01", Addr: addrOf(0)},
+		{Machine: m2, Host: "node02", Alias: "node02", Addr: addrOf(1)},
+	}, Provider: Plain{}}
+	want := []string{
+		"TURTLES_MACHINES=my-web node02",
+		"TURTLES_MACHINE_MY_WEB_ADDR=10.77.0.11", "TURTLES_MACHINE_MY_WEB_ALIAS=node01",
+		"TURTLES_MACHINE_MY_WEB_SSH_HOST=127.0.0.1", "TURTLES_MACHINE_MY_WEB_SSH_PORT=2201",
+		"TURTLES_MACHINE_MY_WEB_SSH_USER=root", "TURTLES_MACHINE_MY_WEB_SSH_KEY=/k",
+		"TURTLES_MACHINE_MY_WEB_PORT_80=3080", "TURTLES_MACHINE_MY_WEB_PORT_443=3443",
+		"TURTLES_MACHINE_NODE02_ADDR=10.77.0.12", "TURTLES_MACHINE_NODE02_ALIAS=node02",
+		"TURTLES_MACHINE_NODE02_SSH_HOST=127.0.0.1", "TURTLES_MACHINE_NODE02_SSH_PORT=2202",
+		"TURTLES_MACHINE_NODE02_SSH_USER=debian", "TURTLES_MACHINE_NODE02_SSH_KEY=/k",
+		"TURTLES_VM_NAME=r-web", "TURTLES_VM_SSH_HOST=127.0.0.1", "TURTLES_VM_SSH_PORT=2201",
+		"TURTLES_VM_SSH_USER=root", "TURTLES_VM_SSH_KEY=/k",
+		"TURTLES_VM_PORT_80=3080", "TURTLES_VM_PORT_443=3443",
+	}
+	if got := c.Env("/k"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Env:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
