@@ -194,4 +194,3 @@ func (l *linePrefix) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
