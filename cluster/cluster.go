@@ -90,7 +90,16 @@ type Cluster struct {
 	Key []byte
 	// Provider is the one that provisioned it.
 	Provider Provider
-	sw       *vnet.Switch
+	// Timing is where Up's time went.
+	Timing Timing
+	sw     *vnet.Switch
+}
+
+// Timing is where Up's time went: every machine accepting SSH, the
+// network (cards, addresses, names, each reaching the next), the
+// provider's software.
+type Timing struct {
+	Boot, Network, Provision time.Duration
 }
 
 // Subnet is the private network's: 10.77.0.0/24, away from QEMU's user
@@ -227,7 +236,8 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, turtles.InfraFault(fmt.Sprintf("machine %s: %s", c.Nodes[i].Host, reason),
 			fmt.Errorf("cluster %s: machine %s: %w", cfg.Name, c.Nodes[i].Host, err))
 	}
-	fmt.Fprintf(cfg.Output, "turtles: %d machines accept SSH after %s\n", len(c.Nodes), time.Since(began).Round(100*time.Millisecond))
+	c.Timing.Boot = time.Since(began)
+	fmt.Fprintf(cfg.Output, "turtles: %d machines accept SSH after %s\n", len(c.Nodes), c.Timing.Boot.Round(100*time.Millisecond))
 
 	// The private network: a card on each, the switch between them.
 	if err := c.network(ctx, cfg); err != nil {
@@ -236,7 +246,10 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		return nil, turtles.InfraFault("the machines' private network could not be set up", fmt.Errorf("cluster %s: %w", cfg.Name, err))
 	}
-	fmt.Fprintf(cfg.Output, "turtles: %d machines reach each other by name after %s\n", len(c.Nodes), time.Since(began).Round(100*time.Millisecond))
+	c.Timing.Network = time.Since(began) - c.Timing.Boot
+	fmt.Fprintf(cfg.Output, "turtles: %d machines reach each other by name after %s (network %s)\n", len(c.Nodes),
+		time.Since(began).Round(100*time.Millisecond), c.Timing.Network.Round(100*time.Millisecond))
+	provisioned := time.Now()
 
 	// Phase 2: the cluster software.
 	if err := cfg.Provider.Provision(ctx, c, cfg.Output); err != nil {
@@ -248,6 +261,7 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		return nil, err
 	}
+	c.Timing.Provision = time.Since(provisioned)
 	ok = true
 	return c, nil
 }

@@ -20,6 +20,7 @@ import (
 func (c *Cluster) network(ctx context.Context, cfg Config) error {
 	nctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	began := time.Now()
 	for _, n := range c.Nodes {
 		if _, err := n.AddLAN(nctx); err != nil {
 			return err
@@ -45,6 +46,7 @@ func (c *Cluster) network(ctx context.Context, cfg Config) error {
 			}
 		}
 	}
+	plugged := time.Since(began)
 	hosts := c.Hosts()
 	if err := c.each(nctx, func(ctx context.Context, n *Node) error {
 		_, err := n.Output(ctx, n.asRoot(configScript(n, hosts)))
@@ -52,6 +54,7 @@ func (c *Cluster) network(ctx context.Context, cfg Config) error {
 	}); err != nil {
 		return err
 	}
+	cfg.Log.Info("cluster: network", "cluster", c.Name, "plugged", plugged, "addressed", time.Since(began)-plugged)
 	// Each reaches the next one's sshd by name (bash's /dev/tcp, through
 	// the guest's resolver): the network carries frames both ways.
 	if len(c.Nodes) < 2 {
