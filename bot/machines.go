@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/turtles-ci/turtles"
@@ -62,7 +61,7 @@ func (r runner) testMachines(ctx context.Context, t turtles.Task, ws workspace, 
 		Output:   out,
 		Log:      log.With("task", t.Key()),
 		Console: func(host string) io.Writer {
-			return &linePrefix{w: out, prefix: "[" + host + "] "}
+			return cluster.LinePrefix(out, "["+host+"] ")
 		},
 	}
 	cfg.VM.Dir, cfg.VM.BootTimeout, cfg.VM.StopGrace, cfg.VM.QEMU = r.vm.Dir, r.vm.BootTimeout, r.vm.StopGrace, r.vm.QEMU
@@ -163,34 +162,4 @@ func (c VMConfig) overLimits(machines []cluster.Machine) string {
 		return ""
 	}
 	return "machines: more than this bot may run: " + strings.Join(over, ", ") + "; nothing was booted"
-}
-
-// linePrefix writes w's lines with prefix before each: the consoles of
-// several machines in one log.
-type linePrefix struct {
-	w      io.Writer
-	prefix string
-	mu     sync.Mutex
-	mid    bool // within a line
-	buf    []byte
-}
-
-func (l *linePrefix) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = l.buf[:0]
-	for _, c := range p {
-		if !l.mid {
-			l.buf = append(l.buf, l.prefix...)
-			l.mid = true
-		}
-		l.buf = append(l.buf, c)
-		if c == '\n' {
-			l.mid = false
-		}
-	}
-	if _, err := l.w.Write(l.buf); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }

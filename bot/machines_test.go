@@ -50,15 +50,3 @@ func TestMachinesOverLimits(t *testing.T) {
 		})
 	}
 }
-
-func TestLinePrefix(t *testing.T) {
-	var out bytes.Buffer
-	w := &linePrefix{w: &out, prefix: "[db] "}
-	for _, s := range []string{"Booting", " Linux\r\n", "login: ", "\nnext\n"} {
-		w.Write([]byte(s))
-	}
-	want := "[db] Booting Linux\r\n[db] login: \n[db] next\n"
-	if out.String() != want {
-		t.Errorf("got %q, want %q", out.String(), want)
-	}
-}

@@ -193,13 +193,20 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 	}()
 
-	// Phase 1: every machine boots at once. The first that fails stops
-	// the others' boots.
+	// Phase 1: every machine boots at once and joins the network as soon
+	// as it is up (addresses and names are known from the start), so that
+	// the first machines' network is set up while the last still boot.
+	// The first that fails stops the others.
 	began := time.Now()
+	if cfg.Switch == nil {
+		c.sw = vnet.New(cfg.Log.With("cluster", c.Name))
+	}
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	errs := make([]error, len(machines))
+	hosts := c.Hosts()
 	for i, m := range machines {
 		wg.Add(1)
 		go func() {
@@ -214,41 +221,45 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 			}
 			machine, err := vm.Start(bctx, vc)
 			if err != nil {
-				errs[i] = err
+				reason := "the VM did not start"
+				if f, ok := turtles.FaultOf(err); ok {
+					reason = f.Reason
+				}
+				errs[i] = turtles.InfraFault(fmt.Sprintf("machine %s: %s", n.Host, reason),
+					fmt.Errorf("cluster %s: machine %s: %w", cfg.Name, n.Host, err))
 				cancel(fmt.Errorf("machine %s did not start", n.Host))
 				return
 			}
 			n.Machine = machine
+			mu.Lock()
+			c.Timing.Boot = max(c.Timing.Boot, time.Since(began))
+			mu.Unlock()
+			if err := c.join(bctx, n, hosts); err != nil {
+				errs[i] = turtles.InfraFault(fmt.Sprintf("machine %s: the private network could not be set up", n.Host),
+					fmt.Errorf("cluster %s: machine %s: %w", cfg.Name, n.Host, err))
+				cancel(fmt.Errorf("machine %s is not on the network", n.Host))
+			}
 		}()
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	for i, err := range errs {
-		if err == nil || errors.Is(err, context.Canceled) {
-			continue
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
 		}
-		reason := "the VM did not start"
-		if f, ok := turtles.FaultOf(err); ok {
-			reason = f.Reason
-		}
-		return nil, turtles.InfraFault(fmt.Sprintf("machine %s: %s", c.Nodes[i].Host, reason),
-			fmt.Errorf("cluster %s: machine %s: %w", cfg.Name, c.Nodes[i].Host, err))
 	}
-	c.Timing.Boot = time.Since(began)
 	fmt.Fprintf(cfg.Output, "turtles: %d machines accept SSH after %s\n", len(c.Nodes), c.Timing.Boot.Round(100*time.Millisecond))
-
-	// The private network: a card on each, the switch between them.
-	if err := c.network(ctx, cfg); err != nil {
+	if err := c.connect(ctx, cfg); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, turtles.InfraFault("the machines' private network could not be set up", fmt.Errorf("cluster %s: %w", cfg.Name, err))
 	}
 	c.Timing.Network = time.Since(began) - c.Timing.Boot
-	fmt.Fprintf(cfg.Output, "turtles: %d machines reach each other by name after %s (network %s)\n", len(c.Nodes),
-		time.Since(began).Round(100*time.Millisecond), c.Timing.Network.Round(100*time.Millisecond))
+	fmt.Fprintf(cfg.Output, "turtles: %d machines reach each other by name after %s\n", len(c.Nodes),
+		time.Since(began).Round(100*time.Millisecond))
 	provisioned := time.Now()
 
 	// Phase 2: the cluster software.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -118,7 +119,7 @@ func testConfig(t *testing.T, name string, img *image.Manifest, dir string, cons
 		Name: name,
 		VM: vm.Config{Dir: dir, BootTimeout: 5 * time.Minute, StopGrace: time.Second,
 			QEMU: "qemu-system-x86_64", Warm: warmStates(t), Log: slog.Default()},
-		Console: func(m string) io.Writer { return prefixed(console, name+"/"+m+"| ") },
+		Console: func(m string) io.Writer { return LinePrefix(console, name+"/"+m+"| ") },
 		Output:  console,
 		Log:     slog.Default(),
 	}
@@ -128,18 +129,17 @@ func testConfig(t *testing.T, name string, img *image.Manifest, dir string, cons
 	return cfg
 }
 
-// prefixed writes to w with prefix before every write (consoles of
-// several machines in one buffer).
-func prefixed(w io.Writer, prefix string) io.Writer {
-	return writerFunc(func(p []byte) (int, error) {
-		w.Write(append([]byte(prefix), p...))
-		return len(p), nil
-	})
+func TestLinePrefix(t *testing.T) {
+	var out bytes.Buffer
+	w := LinePrefix(&out, "[db] ")
+	for _, s := range []string{"Booting", " Linux\r\n", "login: ", "\nnext\n"} {
+		w.Write([]byte(s))
+	}
+	want := "[db] Booting Linux\r\n[db] login: \n[db] next\n"
+	if out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestTwoRuns brings up a run of three machines and, at the same time, a
 // run of two; every assertion shares those five boots. In a run every
@@ -283,8 +283,10 @@ func TestTwoRuns(t *testing.T) {
 	})
 }
 
-// TestMachineFails: a machine that cannot start fails the run as infra,
-// named, and the machines that did start are gone.
+// TestMachineFails: a machine that does not boot (no root file system:
+// the initramfs gives up and the machine resets) fails the run as infra, named, with its
+// console in the log; the machine that did start is gone, and so is
+// everything else.
 func TestMachineFails(t *testing.T) {
 	img := debianImage(t)
 	dir := t.TempDir()
@@ -292,44 +294,23 @@ func TestMachineFails(t *testing.T) {
 	var console syncio.Buffer
 	cfg := testConfig(t, "f", img, dir, &console, "good", "bad")
 	broken := *img
-	broken.Disk = dir + "/no-such-disk.qcow2"
+	broken.Append = "root=/dev/vdz ro console=ttyS0 panic=-1"
+	broken.GuestAgent = false // no warm start: straight to the boot
 	cfg.Machines[1].Image = &broken
 	c, err := Up(ctx, cfg)
 	if err == nil {
 		c.Down(ctx)
-		t.Fatal("up with a machine that cannot start")
+		t.Fatal("up with a machine that cannot boot")
 	}
 	o := turtles.OutcomeOf(err)
-	if o.Class != turtles.Infra || !strings.Contains(o.Reason, "machine bad: ") {
-		t.Errorf("outcome %+v, want infra naming machine bad (%v)", o, err)
+	if o.Class != turtles.Infra || o.Reason != "machine bad: QEMU exited while the VM booted" {
+		t.Errorf("outcome %+v, want infra naming machine bad and why (%v)", o, err)
+	}
+	if !regexp.MustCompile(`(?m)^f/bad\| .*/dev/vdz does not exist`).MatchString(console.String()) {
+		t.Errorf("the log lacks bad's console:\n%s", console.String())
 	}
 	left, _ := os.ReadDir(dir)
 	if len(left) != 0 {
 		t.Errorf("left in the machines' directory: %v", left)
-	}
-}
-
-func TestEnv(t *testing.T) {
-	m1 := &vm.Machine{State: vm.State{Name: "r-web", SSHPort: 2201, User: "root", Ports: map[int]int{443: 3443, 80: 3080}}}
-	m2 := &vm.Machine{State: vm.State{Name: "r-node02", SSHPort: 2202, User: "debian"}}
-	c := &Cluster{Nodes: []*Node{
-		{Machine: m1, Host: "my-web", Alias: "node01", Addr: addrOf(0)},
-		{Machine: m2, Host: "node02", Alias: "node02", Addr: addrOf(1)},
-	}, Provider: Plain{}}
-	want := []string{
-		"TURTLES_MACHINES=my-web node02",
-		"TURTLES_MACHINE_MY_WEB_ADDR=10.77.0.11", "TURTLES_MACHINE_MY_WEB_ALIAS=node01",
-		"TURTLES_MACHINE_MY_WEB_SSH_HOST=127.0.0.1", "TURTLES_MACHINE_MY_WEB_SSH_PORT=2201",
-		"TURTLES_MACHINE_MY_WEB_SSH_USER=root", "TURTLES_MACHINE_MY_WEB_SSH_KEY=/k",
-		"TURTLES_MACHINE_MY_WEB_PORT_80=3080", "TURTLES_MACHINE_MY_WEB_PORT_443=3443",
-		"TURTLES_MACHINE_NODE02_ADDR=10.77.0.12", "TURTLES_MACHINE_NODE02_ALIAS=node02",
-		"TURTLES_MACHINE_NODE02_SSH_HOST=127.0.0.1", "TURTLES_MACHINE_NODE02_SSH_PORT=2202",
-		"TURTLES_MACHINE_NODE02_SSH_USER=debian", "TURTLES_MACHINE_NODE02_SSH_KEY=/k",
-		"TURTLES_VM_NAME=r-web", "TURTLES_VM_SSH_HOST=127.0.0.1", "TURTLES_VM_SSH_PORT=2201",
-		"TURTLES_VM_SSH_USER=root", "TURTLES_VM_SSH_KEY=/k",
-		"TURTLES_VM_PORT_80=3080", "TURTLES_VM_PORT_443=3443",
-	}
-	if got := c.Env("/k"); strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("Env:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -14,53 +14,46 @@ import (
 	"github.com/turtles-ci/turtles/vnet"
 )
 
-// network plugs a card into every node, joins them on the run's switch,
-// addresses and names them, and checks that each reaches the next by
-// name.
-func (c *Cluster) network(ctx context.Context, cfg Config) error {
-	nctx, cancel := context.WithTimeout(ctx, time.Minute)
+// join plugs n's card in, connects it to the switch when it runs in
+// this process, and addresses and names n.
+func (c *Cluster) join(ctx context.Context, n *Node, hosts string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	began := time.Now()
-	for _, n := range c.Nodes {
-		if _, err := n.AddLAN(nctx); err != nil {
+	if _, err := n.AddLAN(ctx); err != nil {
+		return err
+	}
+	if c.sw != nil {
+		conn, err := n.DialLAN(ctx)
+		if err != nil {
+			return err
+		}
+		if err := c.sw.Attach(n.Host, conn); err != nil {
 			return err
 		}
 	}
+	_, err := n.Output(ctx, n.asRoot(configScript(n, hosts)))
+	return err
+}
+
+// connect starts the switch when it runs elsewhere, and checks that each
+// node reaches the next one's sshd by name (bash's /dev/tcp, through the
+// guest's resolver): the network carries frames both ways.
+func (c *Cluster) connect(ctx context.Context, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	if cfg.Switch != nil {
 		dirs := make([]string, len(c.Nodes))
 		for i, n := range c.Nodes {
 			dirs[i] = n.Dir
 		}
-		if err := cfg.Switch(nctx, dirs); err != nil {
+		if err := cfg.Switch(ctx, dirs); err != nil {
 			return fmt.Errorf("start the switch: %w", err)
 		}
-	} else {
-		c.sw = vnet.New(cfg.Log.With("cluster", c.Name))
-		for _, n := range c.Nodes {
-			conn, err := n.DialLAN(nctx)
-			if err != nil {
-				return err
-			}
-			if err := c.sw.Attach(n.Host, conn); err != nil {
-				return err
-			}
-		}
 	}
-	plugged := time.Since(began)
-	hosts := c.Hosts()
-	if err := c.each(nctx, func(ctx context.Context, n *Node) error {
-		_, err := n.Output(ctx, n.asRoot(configScript(n, hosts)))
-		return err
-	}); err != nil {
-		return err
-	}
-	cfg.Log.Info("cluster: network", "cluster", c.Name, "plugged", plugged, "addressed", time.Since(began)-plugged)
-	// Each reaches the next one's sshd by name (bash's /dev/tcp, through
-	// the guest's resolver): the network carries frames both ways.
 	if len(c.Nodes) < 2 {
 		return nil
 	}
-	return c.each(nctx, func(ctx context.Context, n *Node) error {
+	return c.each(ctx, func(ctx context.Context, n *Node) error {
 		next := c.Nodes[0]
 		for i, m := range c.Nodes {
 			if m == n && i+1 < len(c.Nodes) {

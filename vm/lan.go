@@ -2,9 +2,13 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"path/filepath"
+	"syscall"
+	"time"
 )
 
 // lanSocket is where QEMU listens for the switch of AddLAN's card.
@@ -47,10 +51,22 @@ func (m *Machine) AddLAN(ctx context.Context) (string, error) {
 
 // DialLAN connects to the socket of the card AddLAN plugged in: what
 // comes out is the frames the guest sends, what goes in it receives.
+// QEMU listens in the background after netdev_add returns: until it
+// does, the socket is missing or refuses, and DialLAN tries again until
+// ctx ends.
 func (m *Machine) DialLAN(ctx context.Context) (net.Conn, error) {
-	c, err := dialUnix(ctx, filepath.Join(m.Dir, lanSocket))
-	if err != nil {
-		return nil, fmt.Errorf("vm %s: connect to its network card: %w", m.Name, err)
+	for {
+		c, err := dialUnix(ctx, filepath.Join(m.Dir, lanSocket))
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("vm %s: connect to its network card: %w", m.Name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("vm %s: connect to its network card: %w (%v)", m.Name, ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	return c, nil
 }
