@@ -15,6 +15,7 @@ import (
 	"github.com/turtles-ci/turtles/cluster"
 	"github.com/turtles-ci/turtles/sandbox"
 	"github.com/turtles-ci/turtles/syncio"
+	"github.com/turtles-ci/turtles/vm"
 )
 
 // testMachines runs command with the task's machines (a context's
@@ -76,6 +77,10 @@ func (r runner) testMachines(ctx context.Context, t turtles.Task, ws workspace, 
 			h = cluster.Alias(i)
 		}
 		hosts = append(hosts, fmt.Sprintf("%s (%d CPUs, %d MiB)", h, m.CPUs, m.MemoryMB))
+	}
+	// Cheap, and it catches what a killed `turtles run` left behind.
+	if _, err := vm.Sweep(cfg.VM.Dir, log); err != nil {
+		log.Warn("sweep VMs", "err", err)
 	}
 	logf(out, "booting %d machines on a private network: %s", len(machines), strings.Join(hosts, ", "))
 	began := time.Now()
