@@ -244,3 +244,22 @@ func FuzzPort(f *testing.F) {
 		}
 	})
 }
+
+// TestTwoSwitches: two runs' switches never carry each other's frames.
+// Each of b's peers gets its own run's broadcast as its first frame,
+// though a's was sent before.
+func TestTwoSwitches(t *testing.T) {
+	a, b := New(nil), New(nil)
+	defer a.Close()
+	defer b.Close()
+	a1, a2 := join(t, a, "a1", 1), join(t, a, "a2", 2)
+	b1, b2 := join(t, b, "b1", 1), join(t, b, "b2", 2) // the same addresses
+	go a1.send(broadcast, "run a")
+	a2.want(a1, "run a")
+	go a2.send(a1.mac, "run a, unicast")
+	a1.want(a2, "run a, unicast")
+	go b1.send(broadcast, "run b")
+	b2.want(b1, "run b")
+	go b2.send(b1.mac, "run b, unicast")
+	b1.want(b2, "run b, unicast")
+}
