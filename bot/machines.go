@@ -59,6 +59,7 @@ func (r runner) testMachines(ctx context.Context, t turtles.Task, ws workspace, 
 	cfg := cluster.Config{
 		Name:     "r" + hex.EncodeToString(b),
 		Machines: machines,
+		Dir:      filepath.Join(ws.dir, "cluster"),
 		Output:   out,
 		Log:      log.With("task", t.Key()),
 		Console: func(host string) io.Writer {

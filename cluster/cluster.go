@@ -63,6 +63,9 @@ type Config struct {
 	Console func(machine string) io.Writer
 	// Provider installs the cluster software; Plain when nil.
 	Provider Provider
+	// Dir is where the provider keeps the cluster's files on the host (a
+	// kubeconfig, certificates): the caller's, removed by it.
+	Dir string
 	// Switch, if set, runs the run's switch elsewhere (turtles cluster:
 	// a process that outlives the command) over the machines' directories
 	// once their cards are in; nil runs it in this process until Down.
@@ -84,7 +87,9 @@ type Node struct {
 
 // Cluster is a running cluster.
 type Cluster struct {
-	Name  string
+	Name string
+	// Dir is Config.Dir: the cluster's files on the host.
+	Dir   string
 	Nodes []*Node
 	// Key is the private key SSH into every node accepts.
 	Key []byte
@@ -179,7 +184,7 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: cfg.Name, Key: key, Provider: cfg.Provider, Nodes: make([]*Node, len(machines))}
+	c := &Cluster{Name: cfg.Name, Dir: cfg.Dir, Key: key, Provider: cfg.Provider, Nodes: make([]*Node, len(machines))}
 	for i, m := range machines {
 		c.Nodes[i] = &Node{Host: m.Name, Alias: Alias(i), Addr: addrOf(i)}
 		if c.Nodes[i].Host == "" {

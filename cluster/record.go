@@ -75,14 +75,14 @@ func ReadRecord(path string) (Record, error) {
 }
 
 // Attach returns the cluster r records, its machines attached in vmDir
-// (vm.Attach). Machines that are gone are left out, and ErrGone joins
+// (vm.Attach), its files in dir. Machines that are gone are left out, and ErrGone joins
 // the error for each.
-func Attach(r Record, vmDir string) (*Cluster, error) {
+func Attach(r Record, vmDir, dir string) (*Cluster, error) {
 	p, err := ProviderNamed(r.Provider)
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: r.Name, Provider: p}
+	c := &Cluster{Name: r.Name, Dir: dir, Provider: p}
 	var errs []error
 	for _, rn := range r.Nodes {
 		m, err := vm.Attach(vmDir, rn.Machine)

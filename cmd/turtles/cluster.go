@@ -98,7 +98,7 @@ and returns; the machines run until "turtles cluster down NAME".`,
 			}
 			log := newLogger(s, cmd.ErrOrStderr())
 			cfg := cluster.Config{
-				Name: name, Machines: machines, Provider: p, Output: cmd.ErrOrStderr(), Log: log,
+				Name: name, Machines: machines, Provider: p, Dir: filepath.Dir(record), Output: cmd.ErrOrStderr(), Log: log,
 				VM: vm.Config{Dir: dir, BootTimeout: bootTimeout, StopGrace: personVMStopGrace, QEMU: qemuBinary,
 					Detach: true, Owner: owner, Log: log},
 				Switch: func(ctx context.Context, dirs []string) error {
@@ -241,7 +241,7 @@ func clusters(s Settings, vmDir string) ([]cluster.Record, error) {
 		if err != nil {
 			continue // being brought up
 		}
-		c, _ := cluster.Attach(r, vmDir)
+		c, _ := cluster.Attach(r, vmDir, filepath.Join(clustersDir(s), r.Name))
 		if c != nil && len(c.Nodes) == 0 {
 			removeCluster(s, r)
 			continue
@@ -272,7 +272,7 @@ func attachCluster(cmd *cobra.Command, name string) (*cluster.Cluster, Settings,
 	if err != nil {
 		return nil, s, fmt.Errorf("no cluster %s (turtles cluster list)", name)
 	}
-	c, err := cluster.Attach(r, dir)
+	c, err := cluster.Attach(r, dir, filepath.Join(clustersDir(s), r.Name))
 	if err != nil && errors.Is(err, cluster.ErrGone) {
 		return c, s, fmt.Errorf("cluster %s is not whole: %w (turtles cluster down %s)", name, err, name)
 	}
@@ -296,7 +296,7 @@ func clusterListCmd() *cobra.Command {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "CLUSTER\tNODE\tHOST\tADDRESS\tSSH\tCPUS\tMEMORY\tIMAGE\tUP")
 			for _, r := range rs {
-				c, _ := cluster.Attach(r, dir)
+				c, _ := cluster.Attach(r, dir, filepath.Join(clustersDir(s), r.Name))
 				cpus, mem := 0, 0
 				for _, rn := range r.Nodes {
 					ssh := "gone"
@@ -403,7 +403,7 @@ func clusterDownCmd() *cobra.Command {
 					errs = append(errs, fmt.Errorf("no cluster %s", name))
 					continue
 				}
-				c, err := cluster.Attach(r, dir)
+				c, err := cluster.Attach(r, dir, filepath.Join(clustersDir(s), r.Name))
 				if c == nil {
 					errs = append(errs, err)
 					continue
