@@ -220,7 +220,6 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 			vc := cfg.VM
 			vc.Name = cfg.Name + "-" + n.Host
 			vc.Image, vc.CPUs, vc.MemoryMB, vc.Forwards, vc.Key = m.Image, m.CPUs, m.MemoryMB, m.Forwards, key
-			vc.LAN = true
 			vc.Console = nil
 			if cfg.Console != nil {
 				vc.Console = cfg.Console(n.Host)

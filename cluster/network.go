@@ -14,15 +14,13 @@ import (
 	"github.com/turtles-ci/turtles/vnet"
 )
 
-// join connects n's second card (vm.Config.LAN plugged it in) to the
-// switch when it runs in this process, and addresses and names n.
+// join plugs n's card in, connects it to the switch when it runs in
+// this process, and addresses and names n.
 func (c *Cluster) join(ctx context.Context, n *Node, hosts string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if n.LANMAC == "" {
-		if _, err := n.AddLAN(ctx); err != nil {
-			return err
-		}
+	if _, err := n.AddLAN(ctx); err != nil {
+		return err
 	}
 	if c.sw != nil {
 		conn, err := n.DialLAN(ctx)

@@ -67,9 +67,6 @@ type Config struct {
 	// Owner, with Detach, is a process whose death ends the machine at
 	// the next Sweep (a script, a test); 0 for none.
 	Owner int
-	// LAN plugs a second network card in (AddLAN) as early as it can: as
-	// soon as a restored guest runs, once a booted one answers SSH.
-	LAN bool
 	// Key, if set, is the private key (NewKey) SSH into the machine
 	// accepts: one for all the machines of a run. Empty: a key of its own.
 	Key []byte
@@ -227,13 +224,6 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		console := m.ConsoleTail()
 		m.Stop(context.Background())
 		return nil, bootFault(ctx, cfg, console, fmt.Errorf("vm %s: %w", cfg.Name, err))
-	}
-	if cfg.LAN {
-		if _, err := m.AddLAN(ctx); err != nil {
-			m.StopGrace = 0
-			m.Stop(context.Background())
-			return nil, turtles.InfraFault("the VM's second network card could not be plugged in", err)
-		}
 	}
 	return m, nil
 }

@@ -464,13 +464,6 @@ func restore(ctx context.Context, cfg Config, dir string, meta warmMeta) (*Machi
 		return fail(reasonRefused, err)
 	}
 	loaded := time.Since(began)
-	if cfg.LAN {
-		// Now, so that the guest takes the card in while it is made its
-		// own and SSH comes up.
-		if _, err := m.AddLAN(rctx); err != nil {
-			return fail("the second network card could not be plugged in", err)
-		}
-	}
 	g, err := DialQGA(rctx, filepath.Join(m.Dir, agentSocket))
 	if err != nil {
 		return fail("the restored guest's agent did not answer", err)
