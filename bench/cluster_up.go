@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/turtles-ci/turtles/cluster"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/image/debian"
+	"github.com/turtles-ci/turtles/syncio"
 	"github.com/turtles-ci/turtles/vm"
 )
 
@@ -59,7 +61,9 @@ func clusterUp(ctx context.Context) error {
 	three := func() (time.Duration, cluster.Timing, error) {
 		round++
 		began := time.Now()
-		cfg := cluster.Config{Name: fmt.Sprintf("b%d", round), VM: vcfg}
+		var consoles syncio.Buffer
+		cfg := cluster.Config{Name: fmt.Sprintf("b%d", round), VM: vcfg,
+			Console: func(host string) io.Writer { return cluster.LinePrefix(&consoles, host+"| ") }}
 		for range 3 {
 			cfg.Machines = append(cfg.Machines, cluster.Machine{Image: img, CPUs: benchCPUs, MemoryMB: benchMemoryMB})
 		}
@@ -75,7 +79,7 @@ func clusterUp(ctx context.Context) error {
 		}
 		for _, n := range c.Nodes {
 			if !n.Warm {
-				return 0, cluster.Timing{}, fmt.Errorf("machine %s booted cold", n.Name)
+				return 0, cluster.Timing{}, fmt.Errorf("machine %s booted cold:\n%s", n.Name, consoles.String())
 			}
 		}
 		return time.Since(began), c.Timing, nil

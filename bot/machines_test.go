@@ -125,7 +125,7 @@ func TestMachinesTasks(t *testing.T) {
 	}
 	check("guest", "booting 3 machines on a private network: db (1 CPUs, 512 MiB), node02 (1 CPUs, 512 MiB), web",
 		"[web] turtles: ", "10.77.0.13      web node03", "reached every machine by name", "3 machines stopped in")
-	check("host", "machines: server client", "client says client and server is 10.77.0.11      server node01",
+	check("host", "machines: server client", "client says client and server is 10.77.0.11 server node01",
 		"server at 10.77.0.11, first VM ")
 	prefix := store.AttemptPrefix(tasks["guest"]) + store.ArtifactsName
 	if got, _ := h.object(prefix + "vm/out.txt"); got != "result\n" {
