@@ -115,8 +115,8 @@ func timeToGreen(ctx context.Context) error {
 	}
 	const rounds = 5
 	for i := 0; i <= rounds; i++ {
-		for _, s := range servers {
-			sha, err := commit(i*len(servers) + len(s.name))
+		for j, s := range servers {
+			sha, err := commit(i*len(servers) + j)
 			if err != nil {
 				return err
 			}

@@ -57,7 +57,10 @@ type VMConfig struct {
 	// VMs start from them unless their context says warm: false. Empty:
 	// every VM boots cold.
 	Warm string
-	Log  *slog.Logger
+	// Share shares saved states with other bots (vm.Config.Share); nil:
+	// each bot saves its own.
+	Share vm.StateShare
+	Log   *slog.Logger
 }
 
 // check says which required field c lacks.
@@ -122,7 +125,7 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 		Log: log.With("task", t.Key()),
 	}
 	if !t.Cold {
-		cfg.Warm = r.vm.Warm
+		cfg.Warm, cfg.Share = r.vm.Warm, r.vm.Share
 	}
 	// The context's size, else the bot's.
 	if cfg.CPUs == 0 {
@@ -146,7 +149,8 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 	}
 	defer func() {
 		stopped := time.Now()
-		if err := m.Stop(context.Background()); err != nil {
+		// The machine's disk is thrown away: no shutdown to wait for.
+		if err := m.Discard(context.Background()); err != nil {
 			log.Error("stop VM", "vm", m.Name, "err", err)
 		}
 		logf(out, "VM %s stopped in %s", m.Name, time.Since(stopped).Round(10*time.Millisecond))

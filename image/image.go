@@ -28,6 +28,11 @@ import (
 type Manifest struct {
 	// Name is the recipe, e.g. "debian-12"; the file names add the sha256.
 	Name string `json:"name"`
+	// Packages are the extra packages of a derived image (image/debian),
+	// sorted; empty for a recipe's own image.
+	Packages []string `json:"packages,omitempty"`
+	// Base is the sha256 of the disk a derived image was made from.
+	Base string `json:"base,omitempty"`
 	// Builder and BuilderVersion say which recipe made it.
 	Builder        string `json:"builder,omitempty"`
 	BuilderVersion int    `json:"builder_version,omitempty"`

@@ -316,8 +316,9 @@ func (a *Auth) requeue(ctx context.Context, s session.Session, tg target) outcom
 	if !ok {
 		return conflict("the task has no dead letter to requeue")
 	}
-	// The queue keeps a dead letter after it is requeued: the record of
-	// a requeue after the letter died says it was. (The queue's clock
+	// A requeue removes the letter once its task is queued again; should
+	// that removal fail, the record of a requeue after the letter died
+	// says it was requeued. (The queue's clock
 	// stamps the letter; machines' clocks agree well within the time a
 	// person takes to click.)
 	acts, err := a.cfg.History.Actions(ctx, tg.id)
@@ -335,6 +336,10 @@ func (a *Auth) requeue(ctx context.Context, s session.Session, tg target) outcom
 	t.Token = ""
 	if err := a.cfg.Queue.Publish(ctx, t); err != nil {
 		return a.gateOutcome(Requeue, tg, err)
+	}
+	// Dealt with: off the Now page and out of the dead-letter alert.
+	if _, err := a.cfg.Queue.RemoveDead(ctx, dl); err != nil {
+		a.log.Warn("remove the dead letter of a requeued task; it stays listed", "task", tg.id, "err", err)
 	}
 	if t.Kind == turtles.KindTest {
 		// As the gate does for the tasks it queues: the history and the

@@ -254,9 +254,16 @@ func TestApproveWaitingPullRequest(t *testing.T) {
 }
 
 // TestRequeueDeadLetter: a dead-lettered task is queued again once, as
-// its next attempt.
+// its next attempt, and its letter is removed; where the queue fails to
+// remove it, the record of the requeue refuses a second one.
 func TestRequeueDeadLetter(t *testing.T) {
-	w := newWorld(t, options{})
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "removed", true: "kept"}[keep], func(t *testing.T) { testRequeueDeadLetter(t, keep) })
+	}
+}
+
+func testRequeueDeadLetter(t *testing.T, keep bool) {
+	w := newWorld(t, options{keepDead: keep})
 	ctx := context.Background()
 	dead := task(sha1, "unit", 0)
 	if err := w.q.Publish(ctx, dead); err != nil {
@@ -290,9 +297,18 @@ func TestRequeueDeadLetter(t *testing.T) {
 	if got.Key() != dead.Key() || got.Attempt != 2 || got.Command != dead.Command {
 		t.Errorf("requeued %+v, want %s attempt 2 as it was", got, dead.Key())
 	}
+	// Dealt with, the letter is gone: from the Now page and the alert.
+	// Where the queue could not remove it, the record of the requeue
+	// still refuses a second one.
+	want := "the task has no dead letter to requeue"
+	if dls, err := w.raw.DeadLetters(ctx); keep {
+		want = "github:alice requeued this dead letter already"
+	} else if err != nil || len(dls) != 0 {
+		t.Errorf("dead letters after the requeue: %+v, %v; want none", dls, err)
+	}
 	code, _, body := b.act("requeue", dead.ID())
-	if code != http.StatusConflict || !strings.Contains(body, "github:alice requeued this dead letter already") {
-		t.Errorf("second requeue: %d %s, want 409", code, body)
+	if code != http.StatusConflict || !strings.Contains(body, want) {
+		t.Errorf("second requeue: %d %s, want 409 %q", code, body, want)
 	}
 	if q := w.queued(); q["ready"] != 0 {
 		t.Errorf("queue after the second requeue: %v", q)

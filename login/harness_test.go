@@ -2,6 +2,7 @@ package login_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -85,6 +86,22 @@ type options struct {
 	noGate  bool
 	// gitlab: the forge is GitLab (w.gl), not GitHub (w.gh).
 	gitlab bool
+	// keepDead: the queue cannot remove dead letters.
+	keepDead bool
+}
+
+// keptDead is a queue whose dead letters cannot be removed.
+type keptDead struct{ queue.Queue }
+
+func (keptDead) RemoveDead(context.Context, queue.DeadLetter) (bool, error) {
+	return false, errors.New("the broker went away")
+}
+
+func actionQueue(q queue.Queue, o options) login.Queue {
+	if o.keepDead {
+		return keptDead{q}
+	}
+	return q
 }
 
 func newWorld(t *testing.T, o options) *world {
@@ -175,7 +192,7 @@ func newWorld(t *testing.T, o options) *world {
 		Private:    o.private,
 		SessionTTL: 12 * time.Hour, LoginTTL: 10 * time.Minute, ReadTTL: time.Minute,
 		History:  db,
-		Queue:    w.q,
+		Queue:    actionQueue(w.q, o),
 		Gate:     g,
 		CloneURL: func(r string) string { return "file:///repos/" + r + ".git" },
 		Now:      w.clock.Now,

@@ -74,6 +74,7 @@ type Queue interface {
 	Emit(ctx context.Context, ev turtles.Event) error
 	CancelTask(ctx context.Context, key, reason string) (int, error)
 	DeadLetters(ctx context.Context) ([]queue.DeadLetter, error)
+	RemoveDead(ctx context.Context, dl queue.DeadLetter) (bool, error)
 }
 
 // Gate reruns and approves; *gate.Gate satisfies it.

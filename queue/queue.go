@@ -183,6 +183,12 @@ type Queue interface {
 	// DeadLetters lists dead-lettered messages, newest first.
 	DeadLetters(ctx context.Context) ([]DeadLetter, error)
 
+	// RemoveDead removes one dead letter with dl's body and time, as
+	// DeadLetters listed it: a person dealt with it (requeued its task).
+	// It reports false, and no error, when there is none (already
+	// removed, or never there).
+	RemoveDead(ctx context.Context, dl DeadLetter) (bool, error)
+
 	// Stats counts tasks per pool and state, for metrics.
 	Stats(ctx context.Context) ([]Stat, error)
 

@@ -12,8 +12,9 @@ need_pkgs=()
 # one the package may start).
 # ssh-keygen signs and verifies releases, dpkg-deb builds the .deb and
 # systemd-analyze checks the units (make test: release, deploy/systemd).
+# socat joins a guest's connection to a cluster's registry (package registry).
 for cmd_pkg in git:git curl:curl openssl:openssl sqlite3:sqlite3 chromium:chromium strace:strace bwrap:bubblewrap \
-    ssh-keygen:openssh-client dpkg-deb:dpkg systemd-analyze:systemd promtool:prometheus; do
+    ssh-keygen:openssh-client dpkg-deb:dpkg systemd-analyze:systemd promtool:prometheus socat:socat; do
   cmd=${cmd_pkg%%:*} pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
@@ -42,7 +43,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 else
-  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap, prometheus, openssh-client, dpkg, systemd)"
+  echo "==> Debian packages: all present (git, curl, openssl, sqlite3, chromium, strace, bubblewrap, prometheus, openssh-client, dpkg, systemd, socat)"
 fi
 
 if ! command -v go >/dev/null 2>&1; then

@@ -102,12 +102,17 @@ func (m *Machine) dial(ctx context.Context) (*ssh.Client, error) {
 	// Cancellation must not wait for a slow handshake.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	// A cold guest was booted by us a moment ago, on loopback, with host
+	// keys we never saw before: there is nothing to verify against. A
+	// restored one has the key turtles gave it, and only that one.
+	hostKey := ssh.InsecureIgnoreHostKey()
+	if m.hostKey != nil {
+		hostKey = ssh.FixedHostKey(m.hostKey)
+	}
 	cc, chans, reqs, err := ssh.NewClientConn(bc, addr, &ssh.ClientConfig{
-		User: m.User,
-		Auth: []ssh.AuthMethod{ssh.PublicKeys(m.signer)},
-		// The guest was booted by us a moment ago, on loopback, with host
-		// keys we never saw before: there is nothing to verify against.
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		User:            m.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(m.signer)},
+		HostKeyCallback: hostKey,
 	})
 	if err != nil {
 		conn.Close()

@@ -78,7 +78,11 @@ type Config struct {
 	// time) instead of booting cold (warm.go). A machine that cannot
 	// start warm boots cold, and the console says why.
 	Warm string
-	Log  *slog.Logger
+	// Share, if set with Warm, shares saved states with other bots: one
+	// is fetched before a cold boot would save it, and one saved here is
+	// published.
+	Share StateShare
+	Log   *slog.Logger
 }
 
 // check says which required setting cfg lacks: the machine's size and
@@ -128,6 +132,10 @@ type Machine struct {
 
 	// authorized is the public key of signer, as authorized_keys has it.
 	authorized string
+	// hostKey is the guest's SSH host key where turtles made it (a warm
+	// start): SSH accepts only it. Nil after a cold boot, whose keys
+	// nobody saw before.
+	hostKey ssh.PublicKey
 	// Timing is where a warm start's time went; zero for a cold boot.
 	Timing WarmTiming
 }
@@ -543,7 +551,14 @@ func (m *Machine) exited() bool {
 
 // Stop shuts the machine down (ACPI powerdown, then QMP quit, then
 // SIGKILL) and removes its directory. It is safe to call more than once.
-func (m *Machine) Stop(ctx context.Context) error {
+func (m *Machine) Stop(ctx context.Context) error { return m.stop(ctx, true) }
+
+// Discard is Stop without the powerdown: QEMU quits at once. For a
+// machine whose disk is thrown away, a guest's shutdown saves nothing and
+// costs StopGrace.
+func (m *Machine) Discard(ctx context.Context) error { return m.stop(ctx, false) }
+
+func (m *Machine) stop(ctx context.Context, powerdown bool) error {
 	m.mu.Lock()
 	if m.client != nil {
 		m.client.Close()
@@ -554,7 +569,9 @@ func (m *Machine) Stop(ctx context.Context) error {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		q, err := DialQMP(qctx, filepath.Join(m.Dir, qmpSocket))
 		if err == nil {
-			if err := q.Powerdown(qctx); err == nil && m.wait(ctx, m.StopGrace) {
+			if !powerdown {
+				q.Quit(qctx)
+			} else if err := q.Powerdown(qctx); err == nil && m.wait(ctx, m.StopGrace) {
 				m.log.Info("stopped by ACPI powerdown")
 			} else if !m.exited() {
 				q.Quit(qctx)

@@ -70,6 +70,9 @@ type warmMeta struct {
 	DiskSHA256  string    `json:"disk_sha256"`
 	Saved       time.Time `json:"saved"`
 	Took        float64   `json:"took_seconds"`
+	// Fetched is when the state came from another bot; zero when saved
+	// here. Took is then how long the fetch took.
+	Fetched time.Time `json:"fetched,omitzero"`
 }
 
 // Files of a saved state.
@@ -216,11 +219,29 @@ func ensureState(ctx context.Context, cfg Config, key warmKey, dir string) (warm
 	if _, err := os.Stat(dir); err == nil {
 		meta, err := checkState(dir, key)
 		if err == nil {
+			// A state saved before this bot shared them, or whose
+			// publishing failed, is offered now.
+			if _, err := os.Stat(dir + publishedSuffix); err != nil && cfg.Share != nil && meta.Fetched.IsZero() {
+				publish(ctx, cfg, dir)
+			}
 			return meta, nil
 		}
 		fmt.Fprintf(cfg.Console, "turtles: the saved state is not right (%v): making it again\n", err)
 		cfg.Log.Warn("saved state not right: making it again", "dir", dir, "err", err)
 		removeState(dir)
+	}
+	name := filepath.Base(dir)
+	if cfg.Share != nil {
+		meta, err := fetchState(ctx, cfg, key, name, dir)
+		if err == nil {
+			fmt.Fprintf(cfg.Console, "turtles: fetched the saved state another bot made, in %.1fs (%d MiB of memory)\n", meta.Took, meta.StateSize>>20)
+			return meta, nil
+		}
+		if ctx.Err() != nil {
+			return warmMeta{}, ctx.Err()
+		}
+		fmt.Fprintf(cfg.Console, "turtles: no saved state from another bot (%v)\n", err)
+		cfg.Log.Info("no saved state from another bot", "state", name, "err", err)
 	}
 	fmt.Fprintf(cfg.Console, "turtles: first machine of %s with %d CPUs and %d MiB: booting it cold and saving its state, for warm starts\n",
 		filepath.Base(cfg.Image.Disk), cfg.CPUs, cfg.MemoryMB)
@@ -229,11 +250,177 @@ func ensureState(ctx context.Context, cfg Config, key warmKey, dir string) (warm
 		return warmMeta{}, err
 	}
 	fmt.Fprintf(cfg.Console, "turtles: saved the state in %.1fs (%d MiB of memory)\n", meta.Took, meta.StateSize>>20)
+	if cfg.Share != nil {
+		publish(ctx, cfg, dir)
+	}
 	return meta, nil
+}
+
+// StateShare shares saved states between bots (image/cache.States is
+// one: files from peers, pins in the store).
+type StateShare interface {
+	// Fetch puts the memory and disk.qcow2 of the state name another bot
+	// published into dir, and returns its meta.json as published.
+	Fetch(ctx context.Context, name, dir string) ([]byte, error)
+	// Publish offers the saved state name in dir to other bots.
+	Publish(ctx context.Context, name, dir string) error
+}
+
+// fetchState gets the state name from cfg.Share into dir: the files as
+// published, checked there against their pin, and here against key; the
+// disk's backing file pointed at this host's image; a meta.json of the
+// files as they are here. Nothing is left in dir's place on error.
+func fetchState(ctx context.Context, cfg Config, key warmKey, name, dir string) (warmMeta, error) {
+	began := time.Now()
+	tmp := filepath.Join(cfg.Warm, ".fetching-"+name)
+	os.RemoveAll(tmp)
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return warmMeta{}, err
+	}
+	defer os.RemoveAll(tmp)
+	b, err := cfg.Share.Fetch(ctx, name, tmp)
+	if err != nil {
+		return warmMeta{}, err
+	}
+	var meta warmMeta
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return warmMeta{}, fmt.Errorf("its meta.json: %w", err)
+	}
+	if meta.Key != key {
+		return warmMeta{}, fmt.Errorf("published for another machine: %+v, want %+v", meta.Key, key)
+	}
+	// The overlay names the publisher's path of the image: a copy of it
+	// (the fetched file is the cache's, shared) names this host's.
+	disk := filepath.Join(tmp, warmDisk)
+	if err := copyOut(disk); err != nil {
+		return warmMeta{}, err
+	}
+	format, _, err := diskInfo(cfg.Image.Disk)
+	if err != nil {
+		return warmMeta{}, err
+	}
+	base, err := filepath.Abs(cfg.Image.Disk)
+	if err != nil {
+		return warmMeta{}, err
+	}
+	img := "qemu-img" // beside the emulator when that is a path
+	if strings.ContainsRune(cfg.QEMU, '/') {
+		if p := filepath.Join(filepath.Dir(cfg.QEMU), "qemu-img"); fileExists(p) {
+			img = p
+		}
+	}
+	if out, err := exec.CommandContext(ctx, img, "rebase", "-u", "-f", "qcow2", "-b", base, "-F", format, disk).CombinedOutput(); err != nil {
+		return warmMeta{}, fmt.Errorf("point the overlay at %s: %w: %s", base, err, out)
+	}
+	fi, err := os.Stat(disk)
+	if err != nil {
+		return warmMeta{}, err
+	}
+	meta.DiskSize = fi.Size()
+	if meta.DiskSHA256, err = image.HashFile(disk); err != nil {
+		return warmMeta{}, err
+	}
+	os.Chmod(disk, 0o444)
+	meta.Fetched = time.Now().UTC()
+	meta.Took = time.Since(began).Seconds()
+	out, _ := json.MarshalIndent(meta, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmp, warmMetaFile), out, 0o444); err != nil {
+		return warmMeta{}, err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return warmMeta{}, err
+	}
+	return checkState(dir, key)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// copyOut replaces the file at path by a private copy of it, so that a
+// change to it does not reach its other links.
+func copyOut(path string) error {
+	b, err := os.ReadFile(path) // an overlay: a few MiB
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// PruneStates removes the saved states in dir whose image is gone: have
+// says whether the image file a state was made from (its key's disk,
+// kernel and initrd: "sha256:HEX", or a path, size and time) is still
+// there. A state being made or checked (its lock held) is kept. It
+// returns the names removed.
+func PruneStates(dir string, have func(file string) bool) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || strings.HasPrefix(name, ".") {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		b, err := os.ReadFile(filepath.Join(p, warmMetaFile))
+		var meta warmMeta
+		if err == nil {
+			err = json.Unmarshal(b, &meta)
+		}
+		if err == nil && (have(meta.Key.Disk) && (meta.Key.Kernel == "" || have(meta.Key.Kernel)) && (meta.Key.Initrd == "" || have(meta.Key.Initrd))) {
+			continue
+		}
+		lock, err := os.OpenFile(p+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return removed, err
+		}
+		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			removeState(p)
+			removed = append(removed, name)
+		}
+		lock.Close()
+	}
+	return removed, nil
+}
+
+// HaveFile is PruneStates's have for files outside the image cache: a
+// path, size and time that still match.
+func HaveFile(id string) bool {
+	i := strings.LastIndexByte(id, ':')
+	j := strings.LastIndexByte(id[:max(i, 0)], ':')
+	if i < 0 || j < 0 {
+		return false
+	}
+	got, err := fileID(id[:j], "")
+	return err == nil && got == id
+}
+
+// publishedSuffix marks, beside a state's directory, that it was
+// published.
+const publishedSuffix = ".published"
+
+// publish offers the state in dir to other bots (cfg.Share), once.
+func publish(ctx context.Context, cfg Config, dir string) {
+	name := filepath.Base(dir)
+	if err := cfg.Share.Publish(ctx, name, dir); err != nil {
+		cfg.Log.Warn("could not offer the saved state to other bots", "state", name, "err", err)
+		return
+	}
+	os.WriteFile(dir+publishedSuffix, nil, 0o644)
 }
 
 // removeState removes a saved state (its files are read-only).
 func removeState(dir string) {
+	os.Remove(dir + publishedSuffix)
 	os.RemoveAll(dir)
 }
 
@@ -573,29 +760,36 @@ func (m *Machine) refresh(ctx context.Context, g *QGA) error {
 	if m.User != "root" {
 		home = "$(getent passwd " + Quote(m.User) + " | cut -d: -f6)"
 	}
+	machineID := make([]byte, 16)
+	rand.Read(machineID)
+	// Every process the script starts costs ~100 ms under TCG: shell
+	// builtins where they do. sshd re-executes itself on SIGHUP and so
+	// loads the new host key, in a fraction of a systemctl restart; a
+	// connection the old one still accepts fails on the host key, which
+	// SSH checks from now on (m.hostKey), and is made again.
 	script := fmt.Sprintf(`set -eu
 printf '%%s' %s > /dev/urandom
-od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > /etc/machine-id.new
-echo >> /etc/machine-id.new
-mv /etc/machine-id.new /etc/machine-id
+printf '%%s\n' %s > /etc/machine-id
 rm -f /etc/ssh/ssh_host_*
+umask 022
+printf '%%s\n' %s > /etc/ssh/ssh_host_ed25519_key.pub
 umask 077
 printf '%%s' %s > /etc/ssh/ssh_host_ed25519_key
-printf '%%s\n' %s > /etc/ssh/ssh_host_ed25519_key.pub
-chmod 644 /etc/ssh/ssh_host_ed25519_key.pub
 for h in /root %s; do
-	install -d -m 700 "$h/.ssh"
-	printf '%%s\n' %s > "$h/.ssh/authorized_keys.new"
-	mv "$h/.ssh/authorized_keys.new" "$h/.ssh/authorized_keys"
+	[ -d "$h/.ssh" ] || mkdir -m 700 "$h/.ssh"
+	printf '%%s\n' %s > "$h/.ssh/authorized_keys"
 done
-systemctl restart ssh.service
-cat /sys/class/net/eth0/address
-`, hex.EncodeToString(seed), Quote(string(pem.EncodeToMemory(block))),
-		Quote(strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))), home, Quote(m.authorized))
+read pid < /run/sshd.pid
+kill -HUP "$pid"
+read mac < /sys/class/net/eth0/address
+echo "$mac"
+`, hex.EncodeToString(seed), hex.EncodeToString(machineID),
+		Quote(strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))), Quote(string(pem.EncodeToMemory(block))), home, Quote(m.authorized))
 	out, err := g.Run(ctx, "/bin/sh", "-c", script)
 	if err != nil {
 		return err
 	}
+	m.hostKey = sshPub
 	// The card has the MAC it was saved with (see the type's comment).
 	m.MAC = strings.TrimSpace(out)
 	return nil

@@ -1,13 +1,17 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,11 +68,15 @@ func TestWarmStarts(t *testing.T) {
 	}
 	dir, warm := t.TempDir(), t.TempDir()
 	ctx := context.Background()
-	start := func(name string) (*Machine, string) {
+	start := func(name string, share ...StateShare) (*Machine, string) {
 		t.Helper()
 		var console syncio.Buffer
 		cfg := testConfig(img, dir)
 		cfg.Name, cfg.Console, cfg.Log, cfg.Warm = name, &console, slog.Default(), warm
+		if len(share) > 0 {
+			// Another bot: its own states, and a way to a's.
+			cfg.Warm, cfg.Share = filepath.Join(t.TempDir(), "warm"), share[0]
+		}
 		began := time.Now()
 		m, err := Start(ctx, cfg)
 		if err != nil {
@@ -132,12 +140,20 @@ func TestWarmStarts(t *testing.T) {
 		t.Error("machine a's key logs in to machine b")
 	}
 
-	// A state that QEMU refuses (its files as recorded, its content not a
-	// state): cold boot, the reason in the console, the state removed.
 	states, _ := filepath.Glob(filepath.Join(warm, "[0-9a-f]*[0-9a-f]"))
 	if len(states) != 1 {
 		t.Fatalf("saved states: %v, want one", states)
 	}
+	// Another bot fetches the state a's bot published, and restores it
+	// without a boot of its own.
+	d, consoleD := start("fetched-d", &dirShare{dir: warm})
+	if !d.Warm || !strings.Contains(consoleD, "fetched the saved state another bot made") || strings.Contains(consoleD, "saving its state") {
+		t.Errorf("d: not a warm start from the fetched state:\n%s", consoleD)
+	}
+	d.Stop(ctx)
+
+	// A state that QEMU refuses (its files as recorded, its content not a
+	// state): cold boot, the reason in the console, the state removed.
 	spoilState(t, states[0])
 	c, consoleC := start("cold-c")
 	if c.Warm || !strings.Contains(consoleC, "booting cold: no warm start (QEMU did not restore the saved state)") {
@@ -253,5 +269,202 @@ func TestCheckState(t *testing.T) {
 	write(warmMetaFile, "{")
 	if _, err := checkState(dir, key); err == nil || !strings.Contains(err.Error(), "meta.json") {
 		t.Errorf("a bad meta.json: %v", err)
+	}
+}
+
+// dirShare is a StateShare in a directory: what one bot published, the
+// next fetches.
+type dirShare struct {
+	dir       string
+	published []string
+}
+
+func (d *dirShare) Fetch(_ context.Context, name, into string) ([]byte, error) {
+	for _, f := range []string{warmMemory, warmDisk} {
+		b, err := os.ReadFile(filepath.Join(d.dir, name, f))
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(into, f), b, 0o444); err != nil {
+			return nil, err
+		}
+	}
+	return os.ReadFile(filepath.Join(d.dir, name, warmMetaFile))
+}
+
+func (d *dirShare) Publish(_ context.Context, name, dir string) error {
+	d.published = append(d.published, name)
+	return nil
+}
+
+// TestFetchState: a state another bot published for this machine is
+// used without a boot, its overlay pointed at this host's image; one
+// published for another machine is not (the machine would boot cold:
+// here a QEMU that cannot boot says it tried).
+func TestFetchState(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("no qemu-img")
+	}
+	ctx := t.Context()
+	work := t.TempDir()
+	// A QEMU that knows its version and boots nothing.
+	qemu := filepath.Join(work, "qemu-system-x86_64")
+	os.WriteFile(qemu, []byte("#!/bin/sh\n[ \"$1\" = --version ] && { echo 'QEMU emulator version 7.2.99'; exit 0; }\necho cannot boot >&2; exit 1\n"), 0o755)
+	disk := filepath.Join(work, "images", "debian.raw")
+	os.MkdirAll(filepath.Dir(disk), 0o755)
+	os.WriteFile(disk, make([]byte, 1<<20), 0o644)
+	var console bytes.Buffer
+	cfg := Config{QEMU: qemu, CPUs: 1, MemoryMB: 256, Warm: filepath.Join(work, "warm"), Console: &console,
+		Image: &image.Manifest{Disk: disk, GuestAgent: true}, Log: slog.New(slog.DiscardHandler), BootTimeout: 5 * time.Second}
+	key, name, err := keyOf(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(k warmKey) *dirShare {
+		share := &dirShare{dir: t.TempDir()}
+		d := filepath.Join(share.dir, name)
+		os.MkdirAll(d, 0o755)
+		// The publisher's image was elsewhere.
+		elsewhere := filepath.Join(t.TempDir(), "debian.raw")
+		os.WriteFile(elsewhere, make([]byte, 1<<20), 0o644)
+		if err := CreateOverlay(ctx, elsewhere, filepath.Join(d, warmDisk)); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(d, warmMemory), []byte("memory of a machine"), 0o444)
+		meta := warmMeta{Key: k, StateSize: 19, StateSHA256: sha256File(t, filepath.Join(d, warmMemory))}
+		b, _ := json.Marshal(meta)
+		os.WriteFile(filepath.Join(d, warmMetaFile), b, 0o444)
+		return share
+	}
+
+	t.Run("for this machine", func(t *testing.T) {
+		cfg := cfg
+		cfg.Share = publish(key)
+		dir := filepath.Join(cfg.Warm, name)
+		defer os.RemoveAll(dir)
+		meta, err := ensureState(ctx, cfg, key, dir)
+		if err != nil {
+			t.Fatalf("ensureState: %v\nconsole:\n%s", err, console.String())
+		}
+		if meta.Fetched.IsZero() || !strings.Contains(console.String(), "fetched the saved state another bot made") {
+			t.Errorf("the state was not fetched: %+v\nconsole:\n%s", meta, console.String())
+		}
+		out, err := exec.Command("qemu-img", "info", "--output=json", filepath.Join(dir, warmDisk)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info struct {
+			Backing string `json:"backing-filename"`
+			Format  string `json:"backing-filename-format"`
+		}
+		json.Unmarshal(out, &info)
+		if info.Backing != disk || info.Format != "raw" {
+			t.Errorf("the fetched overlay is backed by %q (%s), want this host's image %s (raw)", info.Backing, info.Format, disk)
+		}
+		// What ensureState returns passes checkState, as every later
+		// start checks it.
+		if _, err := checkState(dir, key); err != nil {
+			t.Errorf("the fetched state does not check: %v", err)
+		}
+	})
+
+	t.Run("saved before sharing", func(t *testing.T) {
+		// A state this bot saved, not yet offered: the next start
+		// offers it, once.
+		cfg := cfg
+		share := &dirShare{dir: t.TempDir()}
+		cfg.Share = share
+		dir := filepath.Join(cfg.Warm, name)
+		defer removeState(dir)
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, warmMemory), []byte("memory"), 0o444)
+		os.WriteFile(filepath.Join(dir, warmDisk), []byte("disk"), 0o444)
+		meta := warmMeta{Key: key, StateSize: 6, StateSHA256: sha256File(t, filepath.Join(dir, warmMemory)),
+			DiskSize: 4, DiskSHA256: sha256File(t, filepath.Join(dir, warmDisk))}
+		b, _ := json.Marshal(meta)
+		os.WriteFile(filepath.Join(dir, warmMetaFile), b, 0o444)
+		for range 2 {
+			if _, err := ensureState(ctx, cfg, key, dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !slices.Equal(share.published, []string{name}) {
+			t.Errorf("published %v, want %s once", share.published, name)
+		}
+	})
+
+	t.Run("for another machine", func(t *testing.T) {
+		console.Reset()
+		cfg := cfg
+		other := key
+		other.MemoryMB = 4096
+		share := publish(other)
+		cfg.Share = share
+		dir := filepath.Join(cfg.Warm, name)
+		defer os.RemoveAll(dir)
+		if _, err := ensureState(ctx, cfg, key, dir); err == nil {
+			t.Fatal("a state published for another machine was used")
+		}
+		if c := console.String(); !strings.Contains(c, "published for another machine") || !strings.Contains(c, "booting it cold") {
+			t.Errorf("console does not say why the state was not used, and that it booted cold:\n%s", c)
+		}
+		if len(share.published) != 0 {
+			t.Errorf("published %v after a failed save", share.published)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Error("the state's directory exists after the failed save")
+		}
+	})
+}
+
+// TestPruneStates: the states of images that are gone go, unless one is
+// being made or checked; those of images still there stay.
+func TestPruneStates(t *testing.T) {
+	dir := t.TempDir()
+	state := func(name string, k warmKey) {
+		os.MkdirAll(filepath.Join(dir, name), 0o755)
+		b, _ := json.Marshal(warmMeta{Key: k})
+		os.WriteFile(filepath.Join(dir, name, warmMetaFile), b, 0o444)
+		os.WriteFile(filepath.Join(dir, name, warmMemory), []byte("m"), 0o444)
+	}
+	img := filepath.Join(t.TempDir(), "local.raw")
+	os.WriteFile(img, []byte("disk"), 0o644)
+	local, err := fileID(img, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state("kept", warmKey{Disk: "sha256:aa", Kernel: "sha256:ab"})
+	state("kept-local", warmKey{Disk: local})
+	state("gone", warmKey{Disk: "sha256:bb"})
+	state("kernel-gone", warmKey{Disk: "sha256:aa", Kernel: "sha256:cc"})
+	state("local-changed", warmKey{Disk: img + ":5:1"})
+	state("busy", warmKey{Disk: "sha256:bb"})
+	os.MkdirAll(filepath.Join(dir, "broken"), 0o755)
+	lock, _ := os.OpenFile(filepath.Join(dir, "busy.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	have := func(f string) bool {
+		if sha, ok := strings.CutPrefix(f, "sha256:"); ok {
+			return sha == "aa" || sha == "ab"
+		}
+		return HaveFile(f)
+	}
+	removed, err := PruneStates(dir, have)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(removed)
+	if want := []string{"broken", "gone", "kernel-gone", "local-changed"}; !slices.Equal(removed, want) {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	for _, n := range []string{"kept", "kept-local", "busy"} {
+		if _, err := os.Stat(filepath.Join(dir, n, warmMetaFile)); err != nil {
+			t.Errorf("state %s: %v", n, err)
+		}
+	}
+	if got, err := PruneStates(filepath.Join(dir, "none"), have); err != nil || got != nil {
+		t.Errorf("no directory: %v, %v", got, err)
 	}
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,6 +57,9 @@ type fakeQueue struct {
 }
 
 func (f fakeQueue) DeadLetters(context.Context) ([]queue.DeadLetter, error) { return f.dead, nil }
+func (f fakeQueue) RemoveDead(context.Context, queue.DeadLetter) (bool, error) {
+	return false, errors.New("fakeQueue: RemoveDead is not faked")
+}
 
 // fakeAuth is Config.Auth: user is signed in, and may read every
 // repository but those in private.

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/turtles-ci/turtles/bot"
 	"github.com/turtles-ci/turtles/health"
@@ -18,7 +19,7 @@ import (
 
 func healthOptions() []option {
 	return []option{
-		opt("health-listen", "address of the bot's health endpoint, GET /healthz: 200 while its heartbeats (--bot-heartbeat) reach the state database, 503 once it has missed 3 in a row; default: none", str(func(s *Settings) *string { return &s.HealthListen })),
+		opt("health-listen", "address of the bot's health and metrics endpoint: GET /healthz answers 200 while its heartbeats (--bot-heartbeat) reach the state database, 503 once it has missed 3 in a row; GET /metrics has the bot's Prometheus metrics (tasks, store errors, disks, image cache); default: none", str(func(s *Settings) *string { return &s.HealthListen })),
 	}
 }
 
@@ -51,7 +52,7 @@ func (w watchedPresence) Heartbeat(ctx context.Context, b state.Bot) error {
 	return err
 }
 
-// serveHealth serves the bot's /healthz on --health-listen until the
+// serveHealth serves the bot's /healthz and /metrics on --health-listen until the
 // returned stop is called (addr is where it listens): from before the bot
 // starts until after it has drained, so that a draining bot, which still
 // heartbeats, is not taken for a dead one.
@@ -65,6 +66,7 @@ func serveHealth(s Settings, sys *system, log *slog.Logger) (stop func(), addr s
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", sys.beats)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(sys.reg, promhttp.HandlerOpts{}))
 	srv := newHTTPServer(mux, s)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -72,7 +74,7 @@ func serveHealth(s Settings, sys *system, log *slog.Logger) (stop func(), addr s
 			log.Error("health endpoint stopped", "err", err)
 		}
 	})
-	log.Info("health endpoint listening", "addr", ln.Addr().String(), "every", s.BotHeartbeat, "stale", state.MissedBeats*s.BotHeartbeat)
+	log.Info("health and metrics endpoint listening", "addr", ln.Addr().String(), "every", s.BotHeartbeat, "stale", state.MissedBeats*s.BotHeartbeat)
 	return func() {
 		srv.Close()
 		wg.Wait()

@@ -61,7 +61,7 @@ func TestWatchedPresence(t *testing.T) {
 	}
 }
 
-// TestBotHealth runs a real bot with --health-listen: /healthz stays 200
+// TestBotHealth runs a real bot with --health-listen: /metrics answers, /healthz stays 200
 // past the limit while its heartbeats reach the state database, and turns
 // 503, saying why, once they cannot.
 func TestBotHealth(t *testing.T) {
@@ -82,9 +82,9 @@ func TestBotHealth(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sys.run(ctx, nil) }()
 	defer func() { cancel(); <-done }()
-	get := func() (int, string) {
+	get := func(path string) (int, string) {
 		t.Helper()
-		resp, err := http.Get("http://" + addr + "/healthz")
+		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,14 +95,19 @@ func TestBotHealth(t *testing.T) {
 	// Past the limit (3 beats of 1s) since the start: only beats that got
 	// through keep it healthy.
 	time.Sleep(state.MissedBeats*s.BotHeartbeat + 2*time.Second)
-	if code, body := get(); code != 200 || body != "ok\n" {
+	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
 		t.Fatalf("GET /healthz = %d %q while the bot heartbeats, want 200 ok", code, body)
+	}
+	// A distributed bot is scraped on the same address: its own metrics,
+	// the work disk's free space among them.
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `turtles_disk_free_bytes{dir="work"}`) {
+		t.Fatalf("GET /metrics = %d, want 200 with the work disk's free bytes:\n%s", code, body)
 	}
 	// The state database goes away: every heartbeat from now on fails.
 	sys.State.Get().Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, body := get()
+		code, body := get("/healthz")
 		if code == http.StatusServiceUnavailable && strings.Contains(body, "no heartbeat for") && strings.Contains(body, "the last failed") {
 			break
 		}

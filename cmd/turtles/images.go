@@ -24,6 +24,7 @@ import (
 	"github.com/turtles-ci/turtles/image/cache"
 	"github.com/turtles-ci/turtles/metrics"
 	"github.com/turtles-ci/turtles/store/s3"
+	"github.com/turtles-ci/turtles/vm"
 )
 
 func imageOptions() []option {
@@ -348,6 +349,22 @@ removed, nor a file that another manifest names.`,
 			}
 			for _, id := range res.Busy {
 				fmt.Fprintf(cmd.OutOrStdout(), "kept %s: a VM uses it\n", id)
+			}
+			// The saved VM states of the images gone go with them.
+			if warm := s.warmStates(); warm != "" {
+				states, err := vm.PruneStates(warm, func(file string) bool {
+					if sha, ok := strings.CutPrefix(file, "sha256:"); ok {
+						return c.HasFile(sha)
+					}
+					return vm.HaveFile(file)
+				})
+				if err != nil {
+					return err
+				}
+				for _, name := range states {
+					fmt.Fprintf(cmd.OutOrStdout(), "removed saved VM state %s\n", name)
+				}
+				res.Freed += c.PruneStateFiles()
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "freed %s; %s kept\n", humanize.IBytes(uint64(res.Freed)), humanize.IBytes(uint64(res.Kept)))
 			return nil

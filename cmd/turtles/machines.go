@@ -103,6 +103,18 @@ func (s Settings) taskVMs(dir string, images *cache.Cache) bot.VMConfig {
 	}
 }
 
+// sharedStates lets the bot's VMs share saved states with other bots
+// where it has image sources (mirrors, peers) and a store to pin states
+// in: a bot fetches a state another saved instead of booting cold to
+// save its own. (image/cache.States says why the store is the pin.)
+func (sys *system) sharedStates(v bot.VMConfig, images *cache.Cache) bot.VMConfig {
+	st, ok := sys.Store.GetOK()
+	if v.Warm != "" && images != nil && images.HasSources() && ok {
+		v.Share = images.States(st)
+	}
+	return v
+}
+
 // warmStates is the directory of saved VM states, "" when warm starts
 // are off.
 func (s Settings) warmStates() string {

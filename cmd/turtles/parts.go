@@ -201,7 +201,7 @@ func (sys *system) openBot() error {
 		RetryDelays:   s.RetryDelays,
 		MaxDeliveries: s.MaxDeliveries,
 		SecretsDir:    s.SecretsDir,
-		VM:            s.taskVMs(taskVMDir(s.WorkDir), images),
+		VM:            sys.sharedStates(s.taskVMs(taskVMDir(s.WorkDir), images), images),
 		Log:           sys.log.With("part", "bot"),
 		Registerer:    sys.reg,
 		// The pages and /metrics of whichever process serves them

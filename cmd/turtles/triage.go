@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -206,8 +208,21 @@ func checkLog(ctx context.Context, st store.Store, key string, set *triage.Set, 
 		return nil, err
 	}
 	defer r.Close()
+	// The attempt's image is in its result.json (the history does not
+	// keep it); without one, image-scoped patterns are not searched.
+	image := ""
+	if rr, _, err := st.Get(ctx, strings.TrimSuffix(key, store.LogName)+store.ResultName); err == nil {
+		var res turtles.Result
+		if json.NewDecoder(io.LimitReader(rr, 16<<20)).Decode(&res) == nil {
+			image = res.Task.Image
+		}
+		rr.Close()
+	}
 	where := fmt.Sprintf("of %s@%.12s %s attempt %d (%s)", t.Repo, t.SHA, t.Context, attempt, path.Clean(key))
-	probs, err := triage.CheckPassing(ctx, set, t.Context, "", where, io.Reader(r))
+	if image != "" {
+		where = fmt.Sprintf("of %s@%.12s %s on %s attempt %d (%s)", t.Repo, t.SHA, t.Context, image, attempt, path.Clean(key))
+	}
+	probs, err := triage.CheckPassing(ctx, set, t.Context, image, where, io.Reader(r))
 	var out []string
 	for _, p := range probs {
 		out = append(out, p.String())

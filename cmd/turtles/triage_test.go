@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -33,6 +34,8 @@ func TestTriageCheck(t *testing.T) {
 	write("bad/runaway.yaml", "issue: https://x.org/4\nmatch:\n  regex: '(a+)+$'\nsamples: [aaa]\n")
 	write("bad/fine.yaml", "issue: https://x.org/5\nmatch:\n  glob: abc\nsamples: [abc]\n")
 	write("passing/flaky.yaml", "issue: https://x.org/6\nmatch:\n  glob: 'retrying connection'\nsamples: ['retrying connection to db']\n")
+	write("debian/flaky.yaml", "issue: https://x.org/7\nscope:\n  images: ['debian-*']\nmatch:\n  glob: 'retrying connection'\nsamples: ['retrying connection to db']\n")
+	write("fedora/flaky.yaml", "issue: https://x.org/8\nscope:\n  images: ['fedora-*']\nmatch:\n  glob: 'retrying connection'\nsamples: ['retrying connection to db']\n")
 	data := filepath.Join(dir, "data")
 
 	// A passing attempt whose log the pattern in passing/ matches.
@@ -41,7 +44,7 @@ func TestTriageCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := turtles.Task{Kind: turtles.KindTest, Repo: turtles.Repo{Name: "o/r", CloneURL: "file:///x"}, SHA: strings.Repeat("ab", 20), Context: "unit", Attempt: 1}
+	task := turtles.Task{Kind: turtles.KindTest, Repo: turtles.Repo{Name: "o/r", CloneURL: "file:///x"}, SHA: strings.Repeat("ab", 20), Context: "unit", Attempt: 1, Image: "debian-12"}
 	now := time.Now()
 	for i, typ := range []turtles.EventType{turtles.EventQueued, turtles.EventStarted, turtles.EventFinished} {
 		ev := turtles.Event{ID: string(typ), Type: typ, Task: task, Time: now.Add(time.Duration(i) * time.Second)}
@@ -58,6 +61,11 @@ func TestTriageCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := st.Put(context.Background(), store.AttemptPrefix(task)+store.LogName, strings.NewReader("start\nretrying connection to db at 10.0.0.1\nok\n"), "text/plain"); err != nil {
+		t.Fatal(err)
+	}
+	// Its result says which image it ran on.
+	res, _ := json.Marshal(turtles.Result{Task: task, Outcome: turtles.Outcome{Class: turtles.Success}})
+	if err := st.Put(context.Background(), store.AttemptPrefix(task)+store.ResultName, bytes.NewReader(res), "application/json"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -78,7 +86,10 @@ func TestTriageCheck(t *testing.T) {
 		}},
 		{name: "missing dir", args: []string{filepath.Join(dir, "none")}, wantErr: "1 problem(s)", wantOut: []string{"none: not a directory"}},
 		{name: "passing log matched", args: []string{"--data-dir", data, filepath.Join(dir, "passing")}, wantErr: "1 problem(s)",
-			wantOut: []string{"passing/flaky.yaml: matches the passing log of o/r@abababababab unit attempt 1", "line 2: retrying connection to db at 10.0.0.1"}},
+			wantOut: []string{"passing/flaky.yaml: matches the passing log of o/r@abababababab unit on debian-12 attempt 1", "line 2: retrying connection to db at 10.0.0.1"}},
+		{name: "image-scoped, its image", args: []string{"--data-dir", data, filepath.Join(dir, "debian")}, wantErr: "1 problem(s)",
+			wantOut: []string{"debian/flaky.yaml: matches the passing log of o/r@abababababab unit on debian-12 attempt 1"}},
+		{name: "image-scoped, another image", args: []string{"--data-dir", data, filepath.Join(dir, "fedora")}, wantOut: []string{"1 pattern(s) OK, checked against 1 passing log(s)"}},
 		{name: "passing skipped", args: []string{"--data-dir", data, "--passing", "0", filepath.Join(dir, "passing")}, wantOut: []string{"1 pattern(s) OK, checked against 0"}},
 		{name: "passing log clean", args: []string{"--data-dir", data, filepath.Join(dir, "good")}, wantOut: []string{"1 pattern(s) OK, checked against 1 passing log(s)"}},
 	}

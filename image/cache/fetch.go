@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -66,14 +65,7 @@ func (c *Cache) fetch(ctx context.Context, id ID) error {
 // probe asks every source for the manifest at once and returns those that
 // have it, fastest first.
 func (c *Cache) probe(ctx context.Context, id ID) ([]Source, error) {
-	all := slices.Clone(c.cfg.Mirrors)
-	if c.cfg.Peers != nil {
-		peers, err := c.cfg.Peers.Sources(ctx)
-		if err != nil {
-			c.log.Warn("no peers", "err", err)
-		}
-		all = append(all, peers...)
-	}
+	all := c.sources(ctx)
 	if len(all) == 0 {
 		return nil, errNoSources
 	}

@@ -79,6 +79,7 @@ func (c *Cache) Prune(keep int64) (PruneResult, error) {
 		return res, err
 	}
 	res.Freed += c.removeStaleParts(staleParts)
+	res.Freed += c.pruneStateFiles(staleStateFiles)
 	entries, err := c.List()
 	if err != nil {
 		return res, err
@@ -139,6 +140,11 @@ func (c *Cache) Prune(keep int64) (PruneResult, error) {
 	}
 	return res, nil
 }
+
+// staleStateFiles is how old a saved state's file that no state links
+// to must be for Prune to remove it: a fetch links the file it pulled
+// within moments.
+const staleStateFiles = time.Hour
 
 // staleParts is how old a partial download must be for Prune to remove
 // it: nobody resumed it for this long.

@@ -6,8 +6,23 @@
 // from the machine's seed disk (see InstallKeysScript), the same seed
 // that cloud-init reads in standard cloud images.
 //
+// A derived image is a recipe's image with extra Debian packages
+// (Options.Packages), named by Name ("debian-12_etcd-server"). It is made
+// from a built image of the recipe (Options.Base): a copy of its disk,
+// loop-mounted (the one loop mount: copying the tree out of an ext4 disk
+// without one loses setuid bits and file capabilities), the packages
+// installed with apt-get in a chroot; without a Base, the recipe's image
+// is built first and is the base. Tests get
+// one, built once (about 45 s beside a cached base) and then cached, with
+//
+//	manifest, err := debian.CachedPackages(ctx, debian.CacheDir(), "debian-12",
+//		[]string{"etcd-server"}, "http://deb.debian.org/debian", out, log)
+//
+// and boot what image.Load(manifest) describes.
+//
 // cmd/turtles (`turtles image build`) and tests import it. Building needs
-// root (debootstrap) and network access to a Debian mirror.
+// root (debootstrap, chroot, and loop devices for derived images) and
+// network access to a Debian mirror.
 package debian
 
 import (
@@ -49,6 +64,15 @@ var Packages = []string{
 type Options struct {
 	// Recipe is a key of Recipes.
 	Recipe string
+	// Packages are Debian packages installed on top of the recipe's
+	// (Packages), with their dependencies but not their recommendations:
+	// a derived image, named Name(Recipe, Packages). Names must pass
+	// ValidPackage; order and duplicates do not matter.
+	Packages []string
+	// Base is the manifest of a built image of Recipe (no packages) to
+	// derive the image with Packages from; empty builds that image into
+	// Out first.
+	Base string
 	// Out is the directory the image files go to.
 	Out string
 	// Mirror is the Debian mirror debootstrap installs from; required.
@@ -59,12 +83,19 @@ type Options struct {
 }
 
 // Build builds the image and returns the path of its manifest, named
-// RECIPE-SHA256.json, and also written as RECIPE.json so that the recipe
-// name resolves to the newest build (image.Resolve).
+// NAME-SHA256.json, and also written as NAME.json so that the name
+// resolves to the newest build (image.Resolve). NAME is the recipe, or
+// Name(Recipe, Packages) for a derived image. A derived image is made
+// from Base (see derive); without a Base, the recipe's image is built
+// into Out first and serves as the base.
 func Build(ctx context.Context, o Options) (string, error) {
 	suite, ok := Recipes[o.Recipe]
 	if !ok {
 		return "", fmt.Errorf("unknown image recipe %q (known: debian-12)", o.Recipe)
+	}
+	extra, err := normalize(o.Packages)
+	if err != nil {
+		return "", err
 	}
 	if o.Mirror == "" {
 		return "", errors.New("debian: no Mirror to install from")
@@ -76,9 +107,13 @@ func Build(ctx context.Context, o Options) (string, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if os.Geteuid() != 0 {
-		return "", errors.New("building a Debian image needs root (debootstrap)")
+		return "", errors.New("building a Debian image needs root (debootstrap, chroot)")
 	}
-	for _, tool := range []string{"debootstrap", "mkfs.ext4", "qemu-img"} {
+	tools := []string{"debootstrap", "mkfs.ext4", "qemu-img"}
+	if o.Base != "" {
+		tools = []string{"qemu-img", "mount", "umount"}
+	}
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			return "", fmt.Errorf("%s is missing (run scripts/deps.sh): %w", tool, err)
 		}
@@ -91,44 +126,86 @@ func Build(ctx context.Context, o Options) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(work)
-	root := filepath.Join(work, "root")
-
 	start := time.Now()
+	if len(extra) > 0 && o.Base == "" {
+		// One way to add packages, the tested one: build the
+		// recipe's image first (it is in o.Out afterwards), then
+		// derive from it.
+		base := o
+		base.Packages = nil
+		if o.Base, err = Build(ctx, base); err != nil {
+			return "", err
+		}
+	}
+	var b built
+	if o.Base != "" {
+		b, err = derive(ctx, o, suite, extra, work)
+	} else {
+		b, err = bootstrap(ctx, o, suite, work)
+	}
+	if err != nil {
+		return "", err
+	}
+	manifest, err := publish(o, Name(o.Recipe, extra), extra, b)
+	if err != nil {
+		return "", err
+	}
+	o.Log.Info("image built", "manifest", manifest, "took", time.Since(start).Round(time.Second))
+	return manifest, nil
+}
+
+// built is what a build leaves in its work directory for publish.
+type built struct {
+	qcow, kernel, initrd string
+	// base is the sha256 of the disk a derived image was made from.
+	base string
+}
+
+// bootstrap builds the recipe's image from scratch: debootstrap into a
+// directory, mkfs.ext4 -d into a raw file, qemu-img convert.
+func bootstrap(ctx context.Context, o Options, suite string, work string) (built, error) {
+	root := filepath.Join(work, "root")
 	o.Log.Info("debootstrap", "suite", suite, "mirror", o.Mirror)
 	if err := run(ctx, o.Output, "debootstrap", "--variant=minbase",
 		"--include="+strings.Join(Packages, ","), suite, root, o.Mirror); err != nil {
-		return "", err
+		return built{}, err
 	}
 	if err := configure(ctx, o.Output, root); err != nil {
-		return "", err
+		return built{}, err
 	}
 	kernel, initrd, err := bootFiles(root)
 	if err != nil {
-		return "", err
+		return built{}, err
 	}
 	raw := filepath.Join(work, "root.img")
 	if err := run(ctx, o.Output, "truncate", "-s", "4G", raw); err != nil {
-		return "", err
+		return built{}, err
 	}
 	if err := run(ctx, o.Output, "mkfs.ext4", "-q", "-F", "-L", "turtles-root", "-d", root, raw); err != nil {
-		return "", err
+		return built{}, err
 	}
 	qcow := filepath.Join(work, "disk.qcow2")
 	if err := run(ctx, o.Output, "qemu-img", "convert", "-O", "qcow2", raw, qcow); err != nil {
-		return "", err
+		return built{}, err
 	}
-	sum, err := image.HashFile(qcow)
+	return built{qcow: qcow, kernel: kernel, initrd: initrd}, nil
+}
+
+// publish names the built files by the disk's sha256, moves them to
+// o.Out and writes the manifest, as NAME-SHA256.json and NAME.json.
+func publish(o Options, name string, extra []string, b built) (string, error) {
+	sum, err := image.HashFile(b.qcow)
 	if err != nil {
 		return "", err
 	}
-	base := o.Recipe + "-" + sum
+	base := name + "-" + sum
 	m := &image.Manifest{
-		Name: o.Recipe, Builder: "image/debian", BuilderVersion: Version,
+		Name: name, Packages: extra, Base: b.base, Builder: "image/debian", BuilderVersion: Version,
 		Disk: base + ".qcow2", SHA256: sum,
 		Kernel: base + ".vmlinuz", Initrd: base + ".initrd", Append: Append,
 		User: "root", GuestAgent: true, Built: time.Now().UTC().Truncate(time.Second),
 	}
-	for src, dst := range map[string]string{qcow: m.Disk, kernel: m.Kernel, initrd: m.Initrd} {
+	for src, dst := range map[string]string{b.qcow: m.Disk, b.kernel: m.Kernel, b.initrd: m.Initrd} {
 		if err := os.Rename(src, filepath.Join(o.Out, dst)); err != nil {
 			return "", fmt.Errorf("move image file: %w", err)
 		}
@@ -139,11 +216,30 @@ func Build(ctx context.Context, o Options) (string, error) {
 	if err := image.Write(manifest, m); err != nil {
 		return "", err
 	}
-	if err := image.Write(filepath.Join(o.Out, o.Recipe+".json"), m); err != nil {
+	if err := image.Write(filepath.Join(o.Out, name+".json"), m); err != nil {
 		return "", err
 	}
-	o.Log.Info("image built", "manifest", manifest, "took", time.Since(start).Round(time.Second))
 	return manifest, nil
+}
+
+// install installs the extra packages into the image's tree with apt,
+// which resolves dependencies as a user's apt-get would (debootstrap's
+// --include does not know virtual packages). A policy-rc.d keeps the
+// packages' maintainer scripts from starting services on the host.
+func install(ctx context.Context, out io.Writer, root string, pkgs []string) error {
+	policy := filepath.Join(root, "usr/sbin/policy-rc.d")
+	if err := os.WriteFile(policy, []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
+		return fmt.Errorf("install packages: %w", err)
+	}
+	defer os.Remove(policy)
+	if err := run(ctx, out, "chroot", root, "apt-get", "update"); err != nil {
+		return fmt.Errorf("install packages: %w", err)
+	}
+	args := append([]string{root, "apt-get", "install", "-y", "--no-install-recommends", "--"}, pkgs...)
+	if err := run(ctx, out, "chroot", args...); err != nil {
+		return fmt.Errorf("install packages %s: %w", strings.Join(pkgs, ","), err)
+	}
+	return nil
 }
 
 // configure turns the debootstrap tree into a guest that boots on the
@@ -179,11 +275,18 @@ func configure(ctx context.Context, out io.Writer, root string) error {
 		{"systemctl", "enable", "systemd-networkd", "turtles-keys.service"},
 		{"systemctl", "mask", "systemd-networkd-wait-online.service", "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer"},
 		{"passwd", "-l", "root"},
-		{"apt-get", "clean"},
 	} {
 		if err := run(ctx, out, "chroot", append([]string{root}, args...)...); err != nil {
 			return err
 		}
+	}
+	return tidy(ctx, out, root)
+}
+
+// tidy drops what apt downloaded: packages and package lists.
+func tidy(ctx context.Context, out io.Writer, root string) error {
+	if err := run(ctx, out, "chroot", root, "apt-get", "clean"); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(filepath.Join(root, "var/lib/apt/lists")); err != nil {
 		return err

@@ -73,3 +73,32 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestDeriveNeedsARecipeImage: a derived image is made only from an image
+// of its recipe and version with no packages of its own, not from another
+// derived image or a disk of unknown make.
+func TestDeriveNeedsARecipeImage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("Build checks for root first")
+	}
+	for _, tt := range []struct {
+		name string
+		m    image.Manifest
+	}{
+		{name: "derived", m: image.Manifest{Name: "debian-12_hello", Packages: []string{"hello"}, Builder: "image/debian", BuilderVersion: Version, Disk: "d.qcow2"}},
+		{name: "old version", m: image.Manifest{Name: "debian-12", Builder: "image/debian", BuilderVersion: Version - 1, Disk: "d.qcow2"}},
+		{name: "not ours", m: image.Manifest{Name: "debian-12", Disk: "d.qcow2"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			base := dir + "/base.json"
+			if err := image.Write(base, &tt.m); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Build(context.Background(), Options{Recipe: "debian-12", Packages: []string{"nginx"}, Base: base, Out: dir, Mirror: testMirror})
+			if err == nil || !strings.Contains(err.Error(), "not an image of recipe debian-12") {
+				t.Errorf("Build from %+v: %v, want a refusal", tt.m, err)
+			}
+		})
+	}
+}

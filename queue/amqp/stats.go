@@ -55,6 +55,37 @@ func (q *Queue) DeadLetters(ctx context.Context) ([]queue.DeadLetter, error) {
 	return out, nil
 }
 
+// RemoveDead implements queue.Queue: it reads the dead-letter queue as
+// DeadLetters does and acks the first message with dl's body and time;
+// closing the channel puts the others back.
+func (q *Queue) RemoveDead(ctx context.Context, dl queue.DeadLetter) (bool, error) {
+	l, err := q.c.link(ctx)
+	if err != nil {
+		return false, err
+	}
+	ch, err := l.conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("remove a dead letter: %w", err)
+	}
+	defer ch.Close()
+	for range maxDeadScan {
+		m, ok, err := ch.Get(q.n.dead(), false)
+		if err != nil {
+			return false, fmt.Errorf("remove a dead letter: %w", err)
+		}
+		if !ok {
+			return false, nil
+		}
+		if string(m.Body) == dl.Body && headerInt64(m.Headers, hTime) == dl.Time.UnixNano() {
+			if err := m.Ack(false); err != nil {
+				return false, fmt.Errorf("remove a dead letter: %w", err)
+			}
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 func headerInt64(h map[string]any, k string) int64 {
 	if v, ok := h[k].(int64); ok {
 		return v

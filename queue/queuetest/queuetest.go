@@ -115,6 +115,7 @@ var queueTests = []contractTest{
 	{"NackDelay", testNackDelay},
 	{"MaxDeliveriesByNack", testMaxDeliveriesNack},
 	{"MaxDeliveriesByLeaseExpiry", testMaxDeliveriesExpiry},
+	{"RemoveDead", testRemoveDead},
 	{"LostLeaseEvents", testLost},
 	{"Malformed", testMalformed},
 	{"ReleaseNotCounted", testRelease},
@@ -504,6 +505,48 @@ func testMaxDeliveriesExpiry(t *testing.T, open opener) {
 	}
 	claimBarrier(t, q, "public", "a task was delivered past MaxDeliveries")
 	eventually(t, func() error { return deadAre(q, []string{task.Key()}) })
+}
+
+// testRemoveDead: a dead letter a person dealt with is gone from the
+// list and the counts, once; the others stay.
+func testRemoveDead(t *testing.T, open opener) {
+	o, _ := opts()
+	o.MaxDeliveries = 1
+	q := open(t, o)
+	tasks := []turtles.Task{Task(1, "public"), Task(2, "public"), Task(3, "public")}
+	for _, task := range tasks {
+		publish(t, q, task)
+		d := claim(t, q, "public")
+		if dead, err := d.Nack(ctxT(t, patient), 0, "broken bot"); err != nil || !dead {
+			t.Fatalf("Nack: dead %v, %v", dead, err)
+		}
+	}
+	dls := checkDead(t, q, []string{tasks[2].Key(), tasks[1].Key(), tasks[0].Key()})
+	for _, c := range []struct {
+		name string
+		dl   queue.DeadLetter
+		want bool
+	}{
+		{"the middle one", dls[1], true},
+		{"the same again", dls[1], false},
+		{"another time", queue.DeadLetter{Body: dls[0].Body, Time: dls[0].Time.Add(-time.Hour)}, false},
+		{"another body", queue.DeadLetter{Body: dls[0].Body + " ", Time: dls[0].Time}, false},
+	} {
+		got, err := q.RemoveDead(ctxT(t, patient), c.dl)
+		if err != nil || got != c.want {
+			t.Errorf("RemoveDead(%s) = %v, %v; want %v", c.name, got, err, c.want)
+		}
+	}
+	checkDead(t, q, []string{tasks[2].Key(), tasks[0].Key()})
+	stats, err := q.Stats(ctxT(t, patient))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range stats {
+		if st.State == "dead" && st.Pool == "public" && st.Count != 2 {
+			t.Errorf("Stats counts %d dead in public, want 2", st.Count)
+		}
+	}
 }
 
 // checkDead checks that the dead letters are the tasks with the given keys

@@ -9,6 +9,22 @@ import (
 	"github.com/turtles-ci/turtles/queue"
 )
 
+// RemoveDead implements queue.Queue.
+func (db *DB) RemoveDead(ctx context.Context, dl queue.DeadLetter) (bool, error) {
+	if db.closed() {
+		return false, queue.ErrClosed
+	}
+	res, err := db.sql.ExecContext(ctx, `DELETE FROM dead WHERE id = (SELECT id FROM dead WHERE body = ? AND time = ? LIMIT 1)`, []byte(dl.Body), nanos(dl.Time))
+	if err != nil {
+		return false, fmt.Errorf("remove a dead letter: %w", db.check(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("remove a dead letter: %w", db.check(err))
+	}
+	return n == 1, nil
+}
+
 // DeadLetters implements queue.Queue.
 func (db *DB) DeadLetters(ctx context.Context) ([]queue.DeadLetter, error) {
 	if db.closed() {
