@@ -63,6 +63,9 @@ type Config struct {
 	Console func(machine string) io.Writer
 	// Provider installs the cluster software; Plain when nil.
 	Provider Provider
+	// Hosts are more /etc/hosts lines for every guest ("10.0.2.100
+	// registry": a service beside the cluster, such as its registry).
+	Hosts []string
 	// Dir is where the provider keeps the cluster's files on the host (a
 	// kubeconfig, certificates): the caller's, removed by it.
 	Dir string
@@ -91,6 +94,8 @@ type Cluster struct {
 	// Dir is Config.Dir: the cluster's files on the host.
 	Dir   string
 	Nodes []*Node
+	// Extra are Config.Hosts.
+	Extra []string
 	// Key is the private key SSH into every node accepts.
 	Key []byte
 	// Provider is the one that provisioned it.
@@ -184,7 +189,7 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: cfg.Name, Dir: cfg.Dir, Key: key, Provider: cfg.Provider, Nodes: make([]*Node, len(machines))}
+	c := &Cluster{Name: cfg.Name, Dir: cfg.Dir, Extra: cfg.Hosts, Key: key, Provider: cfg.Provider, Nodes: make([]*Node, len(machines))}
 	for i, m := range machines {
 		c.Nodes[i] = &Node{Host: m.Name, Alias: Alias(i), Addr: addrOf(i)}
 		if c.Nodes[i].Host == "" {
@@ -324,6 +329,9 @@ func (c *Cluster) Hosts() string {
 		} else {
 			fmt.Fprintf(&b, "%s\t%s %s\n", n.Addr, n.Host, n.Alias)
 		}
+	}
+	for _, l := range c.Extra {
+		b.WriteString(strings.TrimSpace(l) + "\n")
 	}
 	return b.String()
 }

@@ -48,8 +48,8 @@ func TestHosts(t *testing.T) {
 	c := &Cluster{Nodes: []*Node{
 		{Host: "server", Alias: "node01", Addr: addrOf(0)},
 		{Host: "node02", Alias: "node02", Addr: addrOf(1)},
-	}}
-	want := "# turtles: the machines of this run\n10.77.0.11\tserver node01\n10.77.0.12\tnode02\n"
+	}, Extra: []string{"10.0.2.100 registry"}}
+	want := "# turtles: the machines of this run\n10.77.0.11\tserver node01\n10.77.0.12\tnode02\n10.0.2.100 registry\n"
 	if got := c.Hosts(); got != want {
 		t.Errorf("Hosts() = %q, want %q", got, want)
 	}

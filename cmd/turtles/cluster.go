@@ -108,10 +108,12 @@ and returns; the machines run until "turtles cluster down NAME".`,
 			if warm {
 				cfg.VM.Warm = s.warmStates()
 			}
-			// --registry (the registry part of issue 19) hooks in here: a
-			// registry on the cluster's network is one more entry of
-			// cfg.Machines or a service beside the switch, and its host
-			// port goes into the record and `cluster env`.
+			// --registry (the registry part of issue 19, package registry)
+			// hooks in here: start `turtles registry serve` on a host port,
+			// add registry.HostsLine() to cfg.Hosts (every guest then
+			// resolves "registry"), give each machine's user-mode network
+			// registry.GuestForward(port) (a vm.Config option still to be
+			// added), and record the port for list and env.
 			ctx, _, stop := signals()
 			defer stop()
 			c, err := cluster.Up(ctx, cfg)
