@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -147,7 +146,7 @@ func Serve(ctx context.Context, dirs []string, ready func(), log *slog.Logger) e
 		if err != nil {
 			return err
 		}
-		if err := sw.Attach(strings.TrimPrefix(filepath.Base(d), ""), conn); err != nil {
+		if err := sw.Attach(filepath.Base(d), conn); err != nil {
 			return err
 		}
 	}
