@@ -124,6 +124,4 @@ exit 1`))
 	if got, err := etcdctl(n3, "node03", "get --print-value-only turtles/key"); err != nil || got != "written-without-node02" {
 		t.Errorf("read through node03 with node02 gone: %q, %v", got, err)
 	}
-	health, _ := etcdctl(n1, "node01:2379,http://node02:2379,http://node03", "endpoint health")
-	t.Logf("endpoint health with node02 gone:\n%s", health)
 }
