@@ -38,6 +38,9 @@ func TestTaskVMs(t *testing.T) {
 			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64", Warm: "off"}},
 		{name: "warm states elsewhere", file: "vm_warm_states: /var/cache/turtles-warm\n",
 			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64", Warm: "/var/cache/turtles-warm"}},
+		{name: "machine limits", file: "vm_max_machines: 3\n", args: []string{"--vm-max-cpus", "6", "--vm-max-memory", "4GiB"},
+			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64",
+				MaxMachines: 3, MaxCPUs: 6, MaxMemoryMB: 4096}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +61,9 @@ func TestTaskVMs(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := s.taskVMs(taskVMDir(s.WorkDir), nil)
+			if tt.want.MaxMachines == 0 { // the defaults
+				tt.want.MaxMachines, tt.want.MaxCPUs, tt.want.MaxMemoryMB = 8, 16, 16<<10
+			}
 			tt.want.ImagesDir, tt.want.Dir = s.ImagesDir, filepath.Join(s.WorkDir, "vms")
 			switch tt.want.Warm {
 			case "": // the default: beside the images
