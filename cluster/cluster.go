@@ -244,7 +244,7 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 			mu.Lock()
 			c.Timing.Boot = max(c.Timing.Boot, time.Since(began))
 			mu.Unlock()
-			if err := c.join(bctx, n, hosts); err != nil {
+			if err := c.join(bctx, n, hosts, cfg.Log); err != nil {
 				errs[i] = turtles.InfraFault(fmt.Sprintf("machine %s: the private network could not be set up", n.Host),
 					fmt.Errorf("cluster %s: machine %s: %w", cfg.Name, n.Host, err))
 				cancel(fmt.Errorf("machine %s is not on the network", n.Host))
