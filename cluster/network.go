@@ -63,7 +63,9 @@ func (c *Cluster) connect(ctx context.Context, cfg Config) error {
 		return nil
 	}
 	began := time.Now()
-	defer func() { cfg.Log.Info("cluster: each reached the next by name", "cluster", c.Name, "after", time.Since(began).Round(time.Millisecond)) }()
+	defer func() {
+		cfg.Log.Info("cluster: each reached the next by name", "cluster", c.Name, "after", time.Since(began).Round(time.Millisecond))
+	}()
 	return c.each(ctx, func(ctx context.Context, n *Node) error {
 		next := c.Nodes[0]
 		for i, m := range c.Nodes {
