@@ -101,6 +101,10 @@ type Task struct {
 	Hold string `json:"hold,omitempty"`
 	// Forward lists guest TCP ports forwarded to the bot's loopback.
 	Forward []int `json:"forward,omitempty"`
+	// Machines, instead of Image, boots several VMs on one private
+	// network (a context's machines:); the command runs as Mode says, in
+	// the first one or beside them all.
+	Machines []Machine `json:"machines,omitempty"`
 	// Retries is how many more attempts a test task gets after its tests
 	// failed (`retries:` of its context), to tell a flaky test from a
 	// regression: a failure on attempt a is retried while a <= Retries,
@@ -129,6 +133,17 @@ const (
 	// HoldWithSecrets holds it even then.
 	HoldWithSecrets = "on-failure-with-secrets"
 )
+
+// Machine is one of a task's Machines.
+type Machine struct {
+	// Name is its host name on the run's network; node01.. when empty.
+	Name  string `json:"name,omitempty"`
+	Image string `json:"image"`
+	// CPUs and MemoryMB size it; the bot's defaults when zero.
+	CPUs     int   `json:"cpus,omitempty"`
+	MemoryMB int   `json:"memory_mb,omitempty"`
+	Forward  []int `json:"forward,omitempty"`
+}
 
 // VM modes of a task with an Image.
 const (
@@ -209,6 +224,13 @@ func (t Task) Validate() error {
 		return fmt.Errorf("reservation token of %d bytes, want at most 128", len(t.Token))
 	case t.CPUs < 0 || t.MemoryMB < 0:
 		return fmt.Errorf("negative VM size %d CPUs, %d MiB", t.CPUs, t.MemoryMB)
+	case len(t.Machines) > 0 && t.Image != "":
+		return errors.New("both an image and machines")
+	}
+	for _, m := range t.Machines {
+		if m.Image == "" || m.CPUs < 0 || m.MemoryMB < 0 {
+			return fmt.Errorf("machine %q: image %q, %d CPUs, %d MiB", m.Name, m.Image, m.CPUs, m.MemoryMB)
+		}
 	}
 	return nil
 }

@@ -213,7 +213,7 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 		return turtles.Outcome{}, err
 	}
 	command, timeout := t.Command, time.Duration(t.Timeout)
-	v := vmTask{image: t.Image, mode: t.Mode, cpus: t.CPUs, memoryMB: t.MemoryMB, forward: t.Forward}
+	v := vmTask{image: t.Image, mode: t.Mode, cpus: t.CPUs, memoryMB: t.MemoryMB, forward: t.Forward, machines: t.Machines}
 	if command == "" {
 		cfg, bad, err := readConfig(ws.src)
 		if err != nil {
@@ -229,6 +229,9 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 		}
 		command = x.Command
 		v = vmTask{image: x.Image, mode: x.Mode, cpus: x.CPUs, memoryMB: int(x.Memory), forward: x.Forward}
+		for _, m := range x.Machines {
+			v.machines = append(v.machines, turtles.Machine{Name: m.Name, Image: m.Image, CPUs: m.CPUs, MemoryMB: int(m.Memory), Forward: m.Forward})
+		}
 		if timeout == 0 {
 			timeout = time.Duration(x.Timeout)
 		}
@@ -239,7 +242,7 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 	if r.timeout > 0 {
 		timeout = r.timeout
 	}
-	if v.image == "" || v.mode == turtles.ModeHost {
+	if (v.image == "" && len(v.machines) == 0) || v.mode == turtles.ModeHost {
 		refused, err := r.refuseOnBot(t)
 		if err != nil {
 			return turtles.Outcome{}, err
@@ -247,6 +250,9 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 		if refused != "" {
 			return failure(out, refused), nil
 		}
+	}
+	if len(v.machines) > 0 {
+		return r.testMachines(ctx, t, ws, out, command, timeout, v)
 	}
 	if v.image != "" {
 		return r.testVM(ctx, t, ws, out, command, timeout, v)

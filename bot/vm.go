@@ -47,6 +47,12 @@ type VMConfig struct {
 	StopGrace time.Duration
 	// QEMU is the emulator binary (vm.Config.QEMU).
 	QEMU string
+	// MaxMachines, MaxCPUs and MaxMemoryMB bound what a context's
+	// machines may ask for in all (count, and sums of their sizes): more
+	// is refused before anything boots. Zero: no limit.
+	MaxMachines int
+	MaxCPUs     int
+	MaxMemoryMB int
 	// Warm is the directory of saved machine states (vm.Config.Warm):
 	// VMs start from them unless their context says warm: false. Empty:
 	// every VM boots cold.
@@ -93,6 +99,8 @@ type vmTask struct {
 	image, mode    string
 	cpus, memoryMB int
 	forward        []int
+	// machines, instead of image: several on one network (machines.go).
+	machines []turtles.Machine
 }
 
 // testVM runs command with a fresh VM of the task's image: in the guest
@@ -180,7 +188,7 @@ func (r runner) testVM(ctx context.Context, t turtles.Task, ws workspace, out io
 		o, err = r.guest(ctx, t, m, ws, out, command, timeout)
 	}
 	if ctx.Err() == nil {
-		collect(m, ws, out)
+		collect(m, ws, out, "vm")
 	}
 	if err == nil && o.Class == turtles.Failure && t.Hold != "" && ctx.Err() == nil {
 		r.hold(ctx, t, m, ws, out)
@@ -297,12 +305,13 @@ func (r runner) guest(ctx context.Context, t turtles.Task, m *vm.Machine, ws wor
 }
 
 // collect copies the guest's artifacts directory and its journal into the
-// attempt's artifacts (vm/ and vm/journal.txt). Missing pieces are noted
-// in the log, not failures: the outcome is already decided.
-func collect(m *vm.Machine, ws workspace, out io.Writer) {
+// attempt's artifacts (as/ and as/journal.txt: vm/ for a task's VM).
+// Missing pieces are noted in the log, not failures: the outcome is
+// already decided.
+func collect(m *vm.Machine, ws workspace, out io.Writer, as string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dst := filepath.Join(ws.artifacts, "vm")
+	dst := filepath.Join(ws.artifacts, as)
 	if err := m.CopyFrom(ctx, GuestArtifacts, dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		logf(out, "could not copy artifacts out of the VM: %v", err)
 	}

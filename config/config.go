@@ -90,6 +90,10 @@ type Context struct {
 	// Hold keeps the VM of a failed attempt for `turtles debug`: HoldOnFailure,
 	// or HoldWithSecrets for a context with secrets (docs/vms.md).
 	Hold string `yaml:"hold"`
+	// Machines, instead of Image, boots several VMs on one private
+	// network where they reach each other by name (docs/machines.md); the
+	// command runs in the first (mode guest) or beside them (mode host).
+	Machines []Machine `yaml:"machines"`
 	// Retries retries a failed test attempt up to this many times on the
 	// same commit, to tell a flake from a regression (turtles.Task.Retries).
 	Retries int `yaml:"retries"`
@@ -109,6 +113,17 @@ type Context struct {
 	Secrets []string `yaml:"secrets"`
 
 	line int
+}
+
+// Machine is one of a context's machines.
+type Machine struct {
+	// Name is its host name on the network; node01, node02.. when empty.
+	Name  string `yaml:"name"`
+	Image string `yaml:"image"`
+	// CPUs and Memory size it; the bot's defaults when zero.
+	CPUs    int   `yaml:"cpus"`
+	Memory  MiB   `yaml:"memory"`
+	Forward []int `yaml:"forward"`
 }
 
 // DefaultTimeout bounds a context that sets no timeout.
@@ -278,10 +293,18 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 			return bad("%q: retries %d out of range 0..%d", x.Name, x.Retries, turtles.MaxRetries)
 		case x.Image != "" && (!imageNameRe.MatchString(x.Image) || strings.Contains(x.Image, "..")):
 			return bad("%q: bad image name %q: use the name of an image the bots have, such as debian-12", x.Name, x.Image)
-		case x.Image == "" && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0 || x.Warm != nil || x.Hold != ""):
-			return bad("%q: mode, cpus, memory, forward, warm and hold need an image", x.Name)
+		case x.Image != "" && len(x.Machines) > 0:
+			return bad("%q: image and machines: give each machine its image instead", x.Name)
+		case len(x.Machines) > 0 && (x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0):
+			return bad("%q: cpus, memory and forward of machines go on each machine", x.Name)
+		case x.Image == "" && len(x.Machines) == 0 && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0 || x.Warm != nil):
+			return bad("%q: mode, cpus, memory, forward and warm need an image", x.Name)
+		case x.Image == "" && x.Hold != "":
+			return bad("%q: hold needs an image (the machines of machines: are not held)", x.Name)
 		case x.Hold != "" && x.Hold != turtles.HoldOnFailure && x.Hold != turtles.HoldWithSecrets:
 			return bad("%q: hold %q: want %s or %s", x.Name, x.Hold, turtles.HoldOnFailure, turtles.HoldWithSecrets)
+		case len(x.Machines) > MaxMachines:
+			return bad("%q: %d machines, at most %d", x.Name, len(x.Machines), MaxMachines)
 		case len(x.Forward) > MaxForwards:
 			return bad("%q: %d forwarded ports, at most %d", x.Name, len(x.Forward), MaxForwards)
 		case x.Mode != "" && x.Mode != turtles.ModeGuest && x.Mode != turtles.ModeHost:
@@ -292,6 +315,9 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 			return bad("%q: memory %dM out of range %dM..%dM", x.Name, x.Memory, MinMemory, MaxMemory)
 		}
 		if err := x.validateMatrix(); err != nil {
+			return bad("%q: %v", x.Name, err)
+		}
+		if err := x.validateMachines(); err != nil {
 			return bad("%q: %v", x.Name, err)
 		}
 		for _, p := range x.Forward {
@@ -309,11 +335,16 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 		if x.Pool == "" {
 			x.Pool = turtles.DefaultPool
 		}
-		if x.Image != "" && x.Mode == "" {
+		if (x.Image != "" || len(x.Machines) > 0) && x.Mode == "" {
 			x.Mode = turtles.ModeGuest
 		}
 		if pin, ok := c.Images[x.Image]; ok {
 			x.Image = pin
+		}
+		for j := range x.Machines {
+			if pin, ok := c.Images[x.Machines[j].Image]; ok {
+				x.Machines[j].Image = pin
+			}
 		}
 	}
 	return nil
@@ -369,6 +400,9 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 	t.CPUs = x.CPUs
 	t.MemoryMB = int(x.Memory)
 	t.Forward = x.Forward
+	for _, m := range x.Machines {
+		t.Machines = append(t.Machines, turtles.Machine{Name: m.Name, Image: m.Image, CPUs: m.CPUs, MemoryMB: int(m.Memory), Forward: m.Forward})
+	}
 	t.Retries = x.Retries
 	t.Cold = x.Warm != nil && !*x.Warm
 	t.Hold = x.Hold
@@ -383,6 +417,9 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 const (
 	MaxCPUs     = 64
 	MaxForwards = 16
+	// MaxMachines is the most machines a context may list; a bot's
+	// operator may allow fewer (bot: VMConfig.MaxMachines).
+	MaxMachines = 16
 	MinMemory   = MiB(128)
 	MaxMemory   = MiB(256 << 10)
 )

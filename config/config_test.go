@@ -121,7 +121,7 @@ contexts:
 		{
 			name:    "mode without image",
 			data:    "contexts:\n  - name: unit\n    command: make\n    mode: guest\n",
-			wantErr: `.turtles.yaml:2: context 1: "unit": mode, cpus, memory, forward, warm and hold need an image`,
+			wantErr: `.turtles.yaml:2: context 1: "unit": mode, cpus, memory, forward and warm need an image`,
 		},
 		{
 			name:    "bad forward",
@@ -472,7 +472,7 @@ func TestTaskHold(t *testing.T) {
 		{name: "on failure", yaml: "    image: debian-12\n    hold: on-failure\n", want: turtles.HoldOnFailure},
 		{name: "with secrets", yaml: "    image: debian-12\n    hold: on-failure-with-secrets\n", want: turtles.HoldWithSecrets},
 		{name: "bad value", yaml: "    image: debian-12\n    hold: always\n", wantErr: `hold "always": want on-failure or on-failure-with-secrets`},
-		{name: "no image", yaml: "    hold: on-failure\n", wantErr: "warm and hold need an image"},
+		{name: "no image", yaml: "    hold: on-failure\n", wantErr: "hold needs an image"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Parse(file, []byte("contexts:\n  - name: vm\n    command: make\n"+tc.yaml))

@@ -45,7 +45,7 @@ func (p Policy) Restrict(t turtles.Task) (turtles.Task, string) {
 		return t, ""
 	}
 	t.Secrets = nil
-	onBot := t.Image == "" || t.Mode == turtles.ModeHost
+	onBot := (t.Image == "" && len(t.Machines) == 0) || t.Mode == turtles.ModeHost
 	switch {
 	case t.Pool == InternalPool || (len(p.UntrustedPools) > 0 && !slices.Contains(p.UntrustedPools, t.Pool)):
 		return t, fmt.Sprintf("pool %s runs trusted work only%s", t.Pool, p.poolsHint())
@@ -59,6 +59,14 @@ func (p Policy) Restrict(t turtles.Task) (turtles.Task, string) {
 		return t, fmt.Sprintf("cpus %d is over the limit for untrusted work (%d)", t.CPUs, p.MaxCPUs)
 	case p.MaxMemoryMB > 0 && t.MemoryMB > p.MaxMemoryMB:
 		return t, fmt.Sprintf("memory %dM is over the limit for untrusted work (%dM)", t.MemoryMB, p.MaxMemoryMB)
+	}
+	for _, m := range t.Machines {
+		switch {
+		case p.MaxCPUs > 0 && m.CPUs > p.MaxCPUs:
+			return t, fmt.Sprintf("machine %s: cpus %d is over the limit for untrusted work (%d)", m.Name, m.CPUs, p.MaxCPUs)
+		case p.MaxMemoryMB > 0 && m.MemoryMB > p.MaxMemoryMB:
+			return t, fmt.Sprintf("machine %s: memory %dM is over the limit for untrusted work (%dM)", m.Name, m.MemoryMB, p.MaxMemoryMB)
+		}
 	}
 	return t, ""
 }

@@ -20,10 +20,36 @@ const SeedLabel = "cidata"
 // OpenSSH PEM form (for the key file host-mode commands use), the signer
 // turtles authenticates with, and the authorized_keys line.
 func newKey() (privPEM []byte, signer ssh.Signer, authorized string, err error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, "", err
 	}
+	return keyOfPrivate(priv)
+}
+
+// NewKey makes an ed25519 key in OpenSSH PEM form, for Config.Key: one
+// key for the machines of a run.
+func NewKey() ([]byte, error) {
+	b, _, _, err := newKey()
+	return b, err
+}
+
+// parseKey reads a key NewKey made.
+func parseKey(privPEM []byte) ([]byte, ssh.Signer, string, error) {
+	raw, err := ssh.ParseRawPrivateKey(privPEM)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("the machine's key: %w", err)
+	}
+	priv, ok := raw.(*ed25519.PrivateKey)
+	if !ok {
+		return nil, nil, "", fmt.Errorf("the machine's key is a %T, want ed25519", raw)
+	}
+	_, signer, authorized, err := keyOfPrivate(*priv)
+	return privPEM, signer, authorized, err
+}
+
+func keyOfPrivate(priv ed25519.PrivateKey) (privPEM []byte, signer ssh.Signer, authorized string, err error) {
+	pub := priv.Public().(ed25519.PublicKey)
 	block, err := ssh.MarshalPrivateKey(priv, "turtles")
 	if err != nil {
 		return nil, nil, "", err

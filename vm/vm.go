@@ -67,6 +67,9 @@ type Config struct {
 	// Owner, with Detach, is a process whose death ends the machine at
 	// the next Sweep (a script, a test); 0 for none.
 	Owner int
+	// Key, if set, is the private key (NewKey) SSH into the machine
+	// accepts: one for all the machines of a run. Empty: a key of its own.
+	Key []byte
 	// QEMU is the emulator binary, a name looked up in PATH or a path;
 	// required.
 	QEMU string
@@ -158,6 +161,8 @@ type State struct {
 	MAC string `json:"mac"`
 	// Warm: the machine was restored from a saved state (warm.go).
 	Warm bool `json:"warm,omitempty"`
+	// LANMAC is the address of the card AddLAN plugged in, "" without.
+	LANMAC string `json:"lan_mac,omitempty"`
 }
 
 // Files in a machine's directory.
@@ -306,6 +311,9 @@ func prepare(ctx context.Context, cfg Config, base string) (*Machine, error) {
 		return nil, err
 	}
 	priv, signer, authorized, err := newKey()
+	if cfg.Key != nil {
+		priv, signer, authorized, err = parseKey(cfg.Key)
+	}
 	if err != nil {
 		return fail(err)
 	}

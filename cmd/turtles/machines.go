@@ -13,7 +13,7 @@ import (
 
 // vmFlags size and time the VMs of tasks whose context does not say: the
 // commands that run tasks take them (serve, bot, run).
-var vmFlags = []string{"vm-cpus", "vm-memory", "vm-boot-timeout", "vm-warm-states", "hold-limit"}
+var vmFlags = []string{"vm-cpus", "vm-memory", "vm-boot-timeout", "vm-warm-states", "hold-limit", "vm-max-machines", "vm-max-cpus", "vm-max-memory"}
 
 func machineOptions() []option {
 	return []option{
@@ -22,6 +22,9 @@ func machineOptions() []option {
 		opt("vm-boot-timeout", "how long a task's VM may take to accept SSH; longer is an infrastructure failure", dur(func(s *Settings) *time.Duration { return &s.VMBootTimeout })),
 		opt("vm-warm-states", "where saved VM states for warm starts are kept (default IMAGES-DIR/warm); off boots every VM cold (docs/vms.md)", str(func(s *Settings) *string { return &s.VMWarmStates })),
 		opt("hold-limit", "the largest VM of a failed attempt kept for turtles debug (a context's hold:), compressed, such as 1GiB; 0 keeps none (docs/vms.md)", byteSize(func(s *Settings) *ByteSize { return &s.HoldLimit })),
+		opt("vm-max-machines", "the most machines one task's machines: may list on this bot; 0 for no limit", num(func(s *Settings) *int { return &s.VMMaxMachines })),
+		opt("vm-max-cpus", "the most virtual CPUs one task's machines: may ask for in all on this bot; 0 for no limit", num(func(s *Settings) *int { return &s.VMMaxCPUs })),
+		opt("vm-max-memory", "the most memory one task's machines: may ask for in all on this bot, such as 16GiB; 0 for no limit", byteSize(func(s *Settings) *ByteSize { return &s.VMMaxMemory })),
 		opt("debian-mirror", "Debian mirror that 'turtles image build' installs from", str(func(s *Settings) *string { return &s.DebianMirror })),
 	}
 }
@@ -54,7 +57,19 @@ const (
 	personVMStopGrace = 3 * time.Second
 )
 
+// The most a task's machines: may ask for in all, unless the operator
+// says otherwise: a three- or five-node cluster of default machines fits,
+// and a list that would take a small bot's memory does not.
+const (
+	defaultVMMaxMachines = 8
+	defaultVMMaxCPUs     = 16
+	defaultVMMaxMemoryMB = 16 << 10
+)
+
 func machineDefaults(s *Settings) {
+	s.VMMaxMachines = defaultVMMaxMachines
+	s.VMMaxCPUs = defaultVMMaxCPUs
+	s.VMMaxMemory = defaultVMMaxMemoryMB << 20
 	s.VMCPUs = defaultVMCPUs
 	s.VMMemory = defaultVMMemoryMB << 20
 	s.VMBootTimeout = defaultVMBootTimeout
@@ -69,6 +84,9 @@ func (s *Settings) validateMachines() error {
 	}
 	if mib := config.MiB(s.VMMemory >> 20); s.VMMemory%(1<<20) != 0 || mib < config.MinMemory || mib > config.MaxMemory {
 		errs = append(errs, fmt.Errorf("vm-memory: %s is not a whole number of MiB between %dMiB and %dMiB", &s.VMMemory, config.MinMemory, config.MaxMemory))
+	}
+	if s.VMMaxMachines < 0 || s.VMMaxCPUs < 0 || s.VMMaxMemory < 0 {
+		errs = append(errs, fmt.Errorf("vm-max-machines, vm-max-cpus, vm-max-memory: %d, %d, %s: want 0 (no limit) or more", s.VMMaxMachines, s.VMMaxCPUs, &s.VMMaxMemory))
 	}
 	if s.VMBootTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("vm-boot-timeout: %s, want more than 0", s.VMBootTimeout))
@@ -90,6 +108,7 @@ func (s Settings) taskVMs(dir string, images *cache.Cache) bot.VMConfig {
 		ImagesDir: s.ImagesDir, Images: images, Dir: dir,
 		CPUs: s.VMCPUs, MemoryMB: int(s.VMMemory >> 20), BootTimeout: s.VMBootTimeout,
 		StopGrace: taskVMStopGrace, QEMU: qemuBinary, Warm: s.warmStates(), HoldLimit: int64(s.HoldLimit),
+		MaxMachines: s.VMMaxMachines, MaxCPUs: s.VMMaxCPUs, MaxMemoryMB: int(s.VMMaxMemory >> 20),
 	}
 }
 

@@ -40,6 +40,9 @@ func TestTaskVMs(t *testing.T) {
 			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64", Warm: "/var/cache/turtles-warm"}},
 		{name: "hold limit", args: []string{"--hold-limit", "200MiB"},
 			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64", HoldLimit: 200 << 20}},
+		{name: "machine limits", file: "vm_max_machines: 3\n", args: []string{"--vm-max-cpus", "6", "--vm-max-memory", "4GiB"},
+			want: bot.VMConfig{CPUs: 2, MemoryMB: 1024, BootTimeout: 5 * time.Minute, StopGrace: time.Second, QEMU: "qemu-system-x86_64",
+				MaxMachines: 3, MaxCPUs: 6, MaxMemoryMB: 4096}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,6 +63,9 @@ func TestTaskVMs(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := s.taskVMs(taskVMDir(s.WorkDir), nil)
+			if tt.want.MaxMachines == 0 { // the defaults
+				tt.want.MaxMachines, tt.want.MaxCPUs, tt.want.MaxMemoryMB = 8, 16, 16<<10
+			}
 			tt.want.ImagesDir, tt.want.Dir = s.ImagesDir, filepath.Join(s.WorkDir, "vms")
 			switch tt.want.Warm {
 			case "": // the default: beside the images

@@ -44,7 +44,7 @@ task on a bot in a fresh checkout, streams its log and reports commit statuses.
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), botCmd(), hookCmd(), reporterCmd(), submitCmd(), runCmd(), statusCmd(), versionCmd())
-	root.AddCommand(vmCmd(), imageCmd(), registryCmd(), debugCmd())
+	root.AddCommand(vmCmd(), clusterCmd(), imageCmd(), registryCmd(), debugCmd())
 	root.AddCommand(scanCmd(), configCmd())
 	root.AddCommand(resultsCmd(), storeCmd())
 	root.AddCommand(triageCmd())

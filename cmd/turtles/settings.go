@@ -96,6 +96,11 @@ type Settings struct {
 	VMCPUs        int           `yaml:"vm_cpus"`
 	VMMemory      ByteSize      `yaml:"vm_memory"`
 	VMBootTimeout time.Duration `yaml:"vm_boot_timeout"`
+	// VMMaxMachines, VMMaxCPUs and VMMaxMemory bound what one task's
+	// machines: may ask for in all; 0 for no limit (machines.go).
+	VMMaxMachines int      `yaml:"vm_max_machines"`
+	VMMaxCPUs     int      `yaml:"vm_max_cpus"`
+	VMMaxMemory   ByteSize `yaml:"vm_max_memory"`
 	// VMWarmStates is where saved VM states are kept for warm starts:
 	// "" for IMAGES-DIR/warm, "off" for none.
 	VMWarmStates string `yaml:"vm_warm_states"`

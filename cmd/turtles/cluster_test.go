@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/turtles-ci/turtles/image/debian"
+	"github.com/turtles-ci/turtles/vm"
+)
+
+// TestClusterCommands drives a real two-node cluster through the cluster
+// commands: up, list with costs, ssh by node name, env for scripts,
+// down, and nothing left: machines, switch, files.
+func TestClusterCommands(t *testing.T) {
+	needQEMU(t)
+	if os.Geteuid() != 0 {
+		t.Skip("building the Debian test image needs root")
+	}
+	manifest, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", defaultDebianMirror, nil, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fixed directory and this process as the owner: if the test is
+	// killed, the next run's sweep stops the machines.
+	data := filepath.Join(os.TempDir(), "turtles-test-cluster-commands")
+	if _, err := vm.Sweep(filepath.Join(data, "vms"), nil); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(data)
+	t.Cleanup(func() { os.RemoveAll(data) })
+	flags := []string{"--data-dir", data, "--images-dir", filepath.Dir(manifest)}
+	tt := func(args ...string) (int, string) {
+		t.Helper()
+		return runTurtles(t, append(args, flags...)...)
+	}
+	if code, out := tt("cluster", "up", "--name", "pair", "--nodes", "2", "--cpus", "1", "--memory", "512",
+		"--owner-pid", strconv.Itoa(os.Getpid())); code != 0 || !strings.Contains(out, "\npair\n") {
+		t.Fatalf("cluster up: exit %d\n%s", code, out)
+	}
+	defer tt("cluster", "down", "pair")
+
+	t.Run("list", func(t *testing.T) {
+		code, out := tt("cluster", "list")
+		for _, want := range []string{"pair     node01  node01  10.77.0.11", "pair     node02  node02  10.77.0.12", "1     512 MiB", "2     1024 MiB"} {
+			if code != 0 || !strings.Contains(out, want) {
+				t.Errorf("cluster list lacks %q: exit %d\n%s", want, code, out)
+			}
+		}
+	})
+	t.Run("ssh by name", func(t *testing.T) {
+		code, out := runTurtles(t, append(append([]string{"cluster", "ssh"}, flags...), "pair", "node02", "--", "hostname; getent hosts node01")...)
+		if code != 0 || out != "node02\n10.77.0.11      node01\n" {
+			t.Errorf("cluster ssh: exit %d\n%q", code, out)
+		}
+	})
+	t.Run("env", func(t *testing.T) {
+		code, out := tt("cluster", "env", "pair")
+		for _, want := range []string{"export TURTLES_MACHINES='node01 node02'\n", "export TURTLES_MACHINE_NODE02_ADDR='10.77.0.12'\n", "export TURTLES_VM_SSH_KEY="} {
+			if code != 0 || !strings.Contains(out, want) {
+				t.Errorf("cluster env lacks %q: exit %d\n%s", want, code, out)
+			}
+		}
+	})
+	t.Run("down", func(t *testing.T) {
+		if code, out := tt("cluster", "down", "pair"); code != 0 {
+			t.Fatalf("cluster down: exit %d\n%s", code, out)
+		}
+		for _, d := range []string{"vms", "clusters"} {
+			if left, _ := os.ReadDir(filepath.Join(data, d)); len(left) != 0 {
+				t.Errorf("left in %s: %v", d, left)
+			}
+		}
+		if qemuRunning(data) {
+			t.Error("a qemu of the cluster still runs")
+		}
+		if switchRunning(data) {
+			t.Error("the cluster's switch still runs")
+		}
+		if code, out := runTurtles(t, append(append([]string{"cluster", "ssh"}, flags...), "pair", "node01", "--", "true")...); code == 0 || !strings.Contains(out, "no cluster pair") {
+			t.Errorf("ssh after down: exit %d\n%s", code, out)
+		}
+	})
+}
+
+// switchRunning reports whether a cluster switch of data runs.
+func switchRunning(data string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), "cluster\x00switch\x00") && strings.Contains(string(b), data) {
+			st, _ := os.ReadFile(strings.TrimSuffix(p, "cmdline") + "stat")
+			if i := strings.LastIndexByte(string(st), ')'); i > 0 && strings.HasPrefix(strings.TrimSpace(string(st[i+1:])), "Z") {
+				continue
+			}
+			return true
+		}
+	}
+	return false
+}
