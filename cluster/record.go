@@ -20,8 +20,11 @@ type Record struct {
 	Provider string       `json:"provider"`
 	Nodes    []RecordNode `json:"nodes"`
 	// SwitchPID is the process of its switch (cluster.Serve).
-	SwitchPID int       `json:"switch_pid,omitempty"`
-	Created   time.Time `json:"created"`
+	SwitchPID int `json:"switch_pid,omitempty"`
+	// Registry is the host address (127.0.0.1:PORT) of the registry the
+	// nodes reach as registry:PORT; empty without one.
+	Registry string    `json:"registry,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // RecordNode is one node of a Record.

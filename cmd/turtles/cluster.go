@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,9 +53,9 @@ func clusterRecordPath(s Settings, name string) string {
 
 func clusterUpCmd() *cobra.Command {
 	var name, img, provider string
-	var nodes, cpus, memory, owner int
+	var nodes, cpus, memory, owner, registryPort int
 	var bootTimeout time.Duration
-	var warm bool
+	var warm, withRegistry bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Boot a cluster of VMs on a private network and wait until they reach each other by name",
@@ -108,12 +109,17 @@ and returns; the machines run until "turtles cluster down NAME".`,
 			if warm {
 				cfg.VM.Warm = s.warmStates()
 			}
-			// --registry (the registry part of issue 19, package registry)
-			// hooks in here: start `turtles registry serve` on a host port,
-			// add registry.HostsLine() to cfg.Hosts (every guest then
-			// resolves "registry"), give each machine's user-mode network
-			// registry.GuestForward(port) (a vm.Config option still to be
-			// added), and record the port for list and env.
+			// The registry: one per data directory, kept running after
+			// the cluster is down, its content in DATA-DIR/registry. A
+			// guest reaches the host's loopback as 10.0.2.2 through
+			// QEMU's user-mode network, so "registry" names that.
+			registryAddr := ""
+			if withRegistry {
+				if registryAddr, err = ensureRegistry(s, registryPort); err != nil {
+					return err
+				}
+				cfg.Hosts = append(cfg.Hosts, registryGuestHost+" registry")
+			}
 			ctx, _, stop := signals()
 			defer stop()
 			c, err := cluster.Up(ctx, cfg)
@@ -123,6 +129,7 @@ and returns; the machines run until "turtles cluster down NAME".`,
 			}
 			r := c.Record(machines)
 			r.SwitchPID = readSwitchPID(s, name)
+			r.Registry = registryAddr
 			if err := cluster.WriteRecord(record, r); err != nil {
 				c.Down(context.Background())
 				os.RemoveAll(filepath.Dir(record))
@@ -141,6 +148,8 @@ and returns; the machines run until "turtles cluster down NAME".`,
 	cmd.Flags().IntVar(&memory, "memory", defaultVMMemoryMB, "memory of each machine in MiB")
 	cmd.Flags().DurationVar(&bootTimeout, "boot-timeout", defaultVMBootTimeout, "how long to wait for SSH")
 	cmd.Flags().BoolVar(&warm, "warm", true, "start machines from saved states (docs/vms.md); false boots them cold")
+	cmd.Flags().BoolVar(&withRegistry, "registry", false, "an OCI registry the nodes reach as registry:PORT and the host as 127.0.0.1:PORT; its content (DATA-DIR/registry) and process outlive the cluster")
+	cmd.Flags().IntVar(&registryPort, "registry-port", 5000, "the registry's port on the host's loopback and, by name, on the nodes")
 	cmd.Flags().IntVar(&owner, "owner-pid", 0, "a process (a script, a test) whose death ends the machines at the next vm or cluster command's sweep")
 	addFlags(cmd.Flags(), "vm-warm-states")
 	return cmd
@@ -313,6 +322,10 @@ func clusterListCmd() *cobra.Command {
 					mem += rn.MemoryMB
 				}
 				fmt.Fprintf(w, "%s\t(all)\t\t\t\t%d\t%d MiB\t\t\n", r.Name, cpus, mem)
+				if r.Registry != "" {
+					_, port, _ := net.SplitHostPort(r.Registry)
+					fmt.Fprintf(w, "%s\t(registry)\tregistry:%s\t%s\t\t\t\t\t\n", r.Name, port, r.Registry)
+				}
 			}
 			return w.Flush()
 		},
@@ -371,11 +384,16 @@ func clusterEnvCmd() *cobra.Command {
 		Short: "Print shell exports that describe a cluster's nodes (eval \"$(turtles cluster env C)\")",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := attachCluster(cmd, args[0])
+			c, s, err := attachCluster(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			printExports(cmd.OutOrStdout(), c.Env(c.Nodes[0].KeyFile()))
+			env := c.Env(c.Nodes[0].KeyFile())
+			if r, err := cluster.ReadRecord(clusterRecordPath(s, args[0])); err == nil && r.Registry != "" {
+				_, port, _ := net.SplitHostPort(r.Registry)
+				env = append(env, "TURTLES_REGISTRY="+r.Registry, "TURTLES_REGISTRY_GUEST=registry:"+port)
+			}
+			printExports(cmd.OutOrStdout(), env)
 			return nil
 		},
 	}
