@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/turtles-ci/turtles/cluster"
-	"github.com/turtles-ci/turtles/image"
-	"github.com/turtles-ci/turtles/image/debian"
 	"github.com/turtles-ci/turtles/syncio"
 	"github.com/turtles-ci/turtles/vm"
 )
@@ -24,15 +21,7 @@ func init() { register("cluster-up", clusterUp) }
 // the state was saved once (issue 19: three / one <= 1.5: they boot in
 // parallel). It prints the absolute times and where the three's went.
 func clusterUp(ctx context.Context) error {
-	manifest, err := debian.Cached(ctx, debian.CacheDir(), "debian-12", benchDebianMirror, os.Stderr, slog.Default())
-	if err != nil {
-		return err
-	}
-	img, err := image.Load(manifest)
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "turtles-bench-")
+	img, dir, err := debianBench(ctx)
 	if err != nil {
 		return err
 	}

@@ -72,21 +72,28 @@ func vmOverlay(ctx context.Context) error {
 	return nil
 }
 
+// debianBench returns the Debian test image, built the first time, and
+// a new directory for a benchmark's machines, which the caller removes.
+func debianBench(ctx context.Context) (*image.Manifest, string, error) {
+	manifest, err := debian.Cached(ctx, debian.CacheDir(), "debian-12", benchDebianMirror, os.Stderr, slog.Default())
+	if err != nil {
+		return nil, "", err
+	}
+	img, err := image.Load(manifest)
+	if err != nil {
+		return nil, "", err
+	}
+	dir, err := os.MkdirTemp("", "turtles-bench-")
+	return img, dir, err
+}
+
 // vmBoot compares the time from "task starts" to "a command runs in the
 // guest" with turtles (overlay, key, seed, qemu, SSH login, exec) against
 // a bare qemu-system-x86_64 booting the same image with -snapshot to the
 // same point: sshd sends its banner. Runs alternate, in the same process,
 // so that the load of the machine hits both alike.
 func vmBoot(ctx context.Context) error {
-	manifest, err := debian.Cached(ctx, debian.CacheDir(), "debian-12", benchDebianMirror, os.Stderr, slog.Default())
-	if err != nil {
-		return err
-	}
-	img, err := image.Load(manifest)
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "turtles-bench-")
+	img, dir, err := debianBench(ctx)
 	if err != nil {
 		return err
 	}

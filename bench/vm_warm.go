@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/turtles-ci/turtles/image"
-	"github.com/turtles-ci/turtles/image/debian"
 	"github.com/turtles-ci/turtles/vm"
 )
 
@@ -21,15 +18,7 @@ func init() { register("vm-warm", vmWarm) }
 // (issue 18: warm / cold <= 0.2 under TCG). It prints where a warm
 // start's time goes: loading the state, making the guest unique, SSH.
 func vmWarm(ctx context.Context) error {
-	manifest, err := debian.Cached(ctx, debian.CacheDir(), "debian-12", benchDebianMirror, os.Stderr, slog.Default())
-	if err != nil {
-		return err
-	}
-	img, err := image.Load(manifest)
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "turtles-bench-")
+	img, dir, err := debianBench(ctx)
 	if err != nil {
 		return err
 	}
