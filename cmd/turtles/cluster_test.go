@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,7 +16,6 @@ import (
 	ociremote "github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/turtles-ci/turtles/e2e"
-	"github.com/turtles-ci/turtles/image/debian"
 	"github.com/turtles-ci/turtles/vm"
 )
 
@@ -26,23 +23,7 @@ import (
 // commands: up, list with costs, ssh by node name, env for scripts,
 // down, and nothing left: machines, switch, files.
 func TestClusterCommands(t *testing.T) {
-	needQEMU(t)
-	if os.Geteuid() != 0 {
-		t.Skip("building the Debian test image needs root")
-	}
-	manifest, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", defaultDebianMirror, nil, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A fixed directory and this process as the owner: if the test is
-	// killed, the next run's sweep stops the machines.
-	data := filepath.Join(os.TempDir(), "turtles-test-cluster-commands")
-	if _, err := vm.Sweep(filepath.Join(data, "vms"), nil); err != nil {
-		t.Fatal(err)
-	}
-	os.RemoveAll(data)
-	t.Cleanup(func() { os.RemoveAll(data) })
-	flags := []string{"--data-dir", data, "--images-dir", filepath.Dir(manifest)}
+	data, flags := machinesWorld(t, "turtles-test-cluster-commands")
 	tt := func(args ...string) (int, string) {
 		t.Helper()
 		return runTurtles(t, append(args, flags...)...)

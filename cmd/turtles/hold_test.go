@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +12,6 @@ import (
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/forge/github/githubtest"
-	"github.com/turtles-ci/turtles/image/debian"
 	"github.com/turtles-ci/turtles/store"
 )
 
@@ -56,15 +53,7 @@ const holdConfig = `contexts:
 // resumes the held machine with the test's file and its sleep still
 // there. Nothing of any machine is left behind on either side.
 func TestHoldAndDebug(t *testing.T) {
-	needQEMU(t)
-	if os.Geteuid() != 0 {
-		t.Skip("building the Debian test image needs root")
-	}
-	manifest, err := debian.Cached(context.Background(), debian.CacheDir(), "debian-12", defaultDebianMirror, nil, slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	images := filepath.Dir(manifest)
+	images := filepath.Dir(debianTestImage(t))
 	gh := githubtest.NewServer(t, e2e.Token)
 	pushAccess(gh)
 	repo := t.TempDir()

@@ -51,8 +51,10 @@ func qemuRunning(dir string) bool {
 	return false
 }
 
-// TestVMCommands drives one real Debian VM through the vm commands.
-func TestVMCommands(t *testing.T) {
+// debianTestImage returns the manifest of the Debian test image, built
+// the first time; it skips the test without QEMU or root.
+func debianTestImage(t *testing.T) string {
+	t.Helper()
 	needQEMU(t)
 	if os.Geteuid() != 0 {
 		t.Skip("building the Debian test image needs root")
@@ -61,15 +63,29 @@ func TestVMCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A fixed directory, and this process as the owner: if the test binary
-	// is killed (a timeout), the next run's sweep stops the detached VM.
-	data := filepath.Join(os.TempDir(), "turtles-test-vm-commands")
+	return manifest
+}
+
+// machinesWorld is the data directory of a test whose machines outlive
+// the commands that start them, and the flags that point the commands at
+// it and at the Debian test image. The directory has a fixed name, and
+// the test's process is the machines' owner: if the test binary is killed
+// (a timeout), the next run's sweep stops them.
+func machinesWorld(t *testing.T, name string) (data string, flags []string) {
+	t.Helper()
+	manifest := debianTestImage(t)
+	data = filepath.Join(os.TempDir(), name)
 	if _, err := vm.Sweep(filepath.Join(data, "vms"), nil); err != nil {
 		t.Fatal(err)
 	}
 	os.RemoveAll(data)
 	t.Cleanup(func() { os.RemoveAll(data) })
-	flags := []string{"--data-dir", data, "--images-dir", filepath.Dir(manifest)}
+	return data, []string{"--data-dir", data, "--images-dir", filepath.Dir(manifest)}
+}
+
+// TestVMCommands drives one real Debian VM through the vm commands.
+func TestVMCommands(t *testing.T) {
+	data, flags := machinesWorld(t, "turtles-test-vm-commands")
 	tt := func(args ...string) (int, string) {
 		t.Helper()
 		return runTurtles(t, append(args, flags...)...)
