@@ -117,6 +117,16 @@ type Reporter struct {
 	// caller's, so the event consumer and the sweep (PostUnposted) must
 	// not both hold it at once.
 	posting sync.Mutex
+	// unmarked holds the finals this reporter posted and then failed to
+	// mark posted (the state database was down): a retry marks them and
+	// does not post them again. Guarded by posting.
+	unmarked map[finalID]bool
+}
+
+// finalID names the final of one attempt of a task key.
+type finalID struct {
+	key     string
+	attempt int
 }
 
 var _ Handler = (*Reporter)(nil)
@@ -279,6 +289,8 @@ func (r *Reporter) post(ctx context.Context, w state.Final, planRed bool) error 
 	case last.Attempt > w.Attempt:
 		r.log.Debug("final status dropped: a later attempt's final was recorded", "task", w.Key, "attempt", w.Attempt,
 			"final_attempt", last.Attempt)
+	case r.unmarked[finalID{w.Key, w.Attempt}]:
+		r.log.Debug("final status posted before the state database failed; marking it", "task", w.Key, "attempt", w.Attempt)
 	case post && prev != "" && r.onForge(ctx, w, status):
 		r.log.Info("final status found on the forge, posted by a reporter that died", "task", w.Key, "attempt", w.Attempt,
 			"poster", prev)
@@ -297,9 +309,15 @@ func (r *Reporter) post(ctx context.Context, w state.Final, planRed bool) error 
 			return err
 		}
 	}
+	id := finalID{w.Key, w.Attempt}
 	if err := r.finals.MarkPosted(ctx, w.Key, w.Attempt); err != nil {
+		if r.unmarked == nil {
+			r.unmarked = make(map[finalID]bool)
+		}
+		r.unmarked[id] = true
 		return fmt.Errorf("mark the final of %s attempt %d posted: %w", w.Key, w.Attempt, err)
 	}
+	delete(r.unmarked, id)
 	return nil
 }
 

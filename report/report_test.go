@@ -462,6 +462,48 @@ func TestTakeover(t *testing.T) {
 	}
 }
 
+// markFailsOnce is Finals whose next MarkPosted fails, as when the state
+// database restarts between posting and marking.
+type markFailsOnce struct {
+	report.Finals
+	failed *bool
+}
+
+func (m markFailsOnce) MarkPosted(ctx context.Context, key string, attempt int) error {
+	if !*m.failed {
+		*m.failed = true
+		return fmt.Errorf("state database unavailable")
+	}
+	return m.Finals.MarkPosted(ctx, key, attempt)
+}
+
+// TestMarkFailsThenRetry: the forge took a final and the state database
+// failed before it was marked posted. The retry of the event marks it and
+// does not post it again, with or without a way to read the forge.
+func TestMarkFailsThenRetry(t *testing.T) {
+	for _, statuses := range []bool{true, false} {
+		t.Run(fmt.Sprintf("statuses=%v", statuses), func(t *testing.T) {
+			e := setup(t, token)
+			ctx := t.Context()
+			failed := false
+			rep := e.reporter("rep-db-down", markFailsOnce{e.db, &failed}, statuses)
+			ev := finished("linux", 1, turtles.Success, "")
+			if err := rep.Handle(ctx, ev); err == nil {
+				t.Fatal("Handle succeeded while marking failed")
+			}
+			if err := rep.Handle(ctx, ev); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if n, err := rep.PostUnposted(ctx); err != nil || n != 0 {
+				t.Errorf("PostUnposted after the retry = %d, %v; want 0", n, err)
+			}
+			if n := len(e.srv.Statuses()); n != 1 {
+				t.Errorf("%d statuses on the forge, want 1: %+v", n, e.srv.Statuses())
+			}
+		})
+	}
+}
+
 // TestLiveReportersOneFinal: two live reporters get the two final events
 // of one attempt (a duplicate run) at the same moment, while one of them
 // sweeps, many times over: the forge gets exactly one final status per
