@@ -7,7 +7,7 @@ COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 GOBIN   := $(shell $(GO) env GOPATH 2>/dev/null)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build deps test test-short bench demo fuzz vet clean image static deb release
+.PHONY: all build deps test test-short bench demo fuzz vet clean image static deb release kubernetes-tidy
 
 all: build
 
@@ -98,3 +98,21 @@ demo: deps build
 
 clean:
 	rm -rf bin demo-data dist
+
+# Update the modules Kubernetes nodes are built from (kubernetes/src): each
+# is laid out as a module in a temporary directory, tidied, and its go.mod
+# and go.sum copied back. Change kubernetes.Version and the pins together.
+kubernetes-tidy:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	for m in components node; do \
+		mkdir -p $$tmp/$$m; cp kubernetes/src/$$m/go.mod.txt $$tmp/$$m/go.mod; cp kubernetes/src/$$m/go.sum.txt $$tmp/$$m/go.sum; \
+	done; \
+	mkdir -p $$tmp/components/kubebin $$tmp/node/pause $$tmp/node/dns; \
+	sed '/^\/\/go:build ignore$$/d' kubernetes/src/components/main.go > $$tmp/components/kubebin/main.go; \
+	sed '/^\/\/go:build ignore$$/d' kubernetes/src/node/pause.go > $$tmp/node/pause/main.go; \
+	sed '/^\/\/go:build ignore$$/d' kubernetes/src/node/dns.go > $$tmp/node/dns/main.go; \
+	for m in components node; do \
+		echo "==> go mod tidy and vet: kubernetes/src/$$m"; \
+		(cd $$tmp/$$m && GOFLAGS=-mod=mod $(GO) mod tidy && $(GO) vet ./...); \
+		cp $$tmp/$$m/go.mod kubernetes/src/$$m/go.mod.txt; cp $$tmp/$$m/go.sum kubernetes/src/$$m/go.sum.txt; \
+	done

@@ -69,6 +69,9 @@ type Config struct {
 	// Dir is where the provider keeps the cluster's files on the host (a
 	// kubeconfig, certificates): the caller's, removed by it.
 	Dir string
+	// Registry is the cluster's registry as the nodes reach it
+	// (registry:5000, named in Hosts), plain HTTP; empty without one.
+	Registry string
 	// Switch, if set, runs the run's switch elsewhere (turtles cluster:
 	// a process that outlives the command) over the machines' directories
 	// once their cards are in; nil runs it in this process until Down.
@@ -96,6 +99,8 @@ type Cluster struct {
 	Nodes []*Node
 	// Extra are Config.Hosts.
 	Extra []string
+	// Registry is Config.Registry.
+	Registry string
 	// Key is the private key SSH into every node accepts.
 	Key []byte
 	// Provider is the one that provisioned it.
@@ -189,7 +194,7 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: cfg.Name, Dir: cfg.Dir, Extra: cfg.Hosts, Key: key, Provider: cfg.Provider, Nodes: make([]*Node, len(machines))}
+	c := &Cluster{Name: cfg.Name, Dir: cfg.Dir, Extra: cfg.Hosts, Registry: cfg.Registry, Key: key, Provider: cfg.Provider, Nodes: make([]*Node, len(machines))}
 	for i, m := range machines {
 		c.Nodes[i] = &Node{Host: m.Name, Alias: Alias(i), Addr: addrOf(i)}
 		if c.Nodes[i].Host == "" {

@@ -66,3 +66,7 @@ func ProviderNames() []string {
 	sort.Strings(names)
 	return names
 }
+
+// Register makes p known by its name to ProviderNamed and Attach: wiring,
+// done once at start, before any cluster is brought up.
+func Register(p Provider) { providers[p.Name()] = p }

@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/turtles-ci/turtles/cluster"
+	"github.com/turtles-ci/turtles/kubernetes"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/vm"
 )
@@ -36,7 +37,7 @@ func clusterCmd() *cobra.Command {
 		Use:   "cluster",
 		Short: "Start, use and stop several VMs on one private network",
 	}
-	cmd.AddCommand(clusterUpCmd(), clusterListCmd(), clusterSSHCmd(), clusterEnvCmd(), clusterDownCmd(), clusterSwitchCmd())
+	cmd.AddCommand(clusterUpCmd(), clusterListCmd(), clusterSSHCmd(), clusterEnvCmd(), clusterKubeconfigCmd(), clusterDownCmd(), clusterSwitchCmd())
 	for _, c := range cmd.Commands() {
 		addFlags(c.Flags(), "data-dir", "images-dir", "log-level", "log-format")
 	}
@@ -52,7 +53,7 @@ func clusterRecordPath(s Settings, name string) string {
 }
 
 func clusterUpCmd() *cobra.Command {
-	var name, img, provider string
+	var name, img, provider, kubeBinaries, kubeVersion string
 	var nodes, cpus, memory, owner, registryPort int
 	var bootTimeout time.Duration
 	var warm, withRegistry bool
@@ -85,6 +86,21 @@ and returns; the machines run until "turtles cluster down NAME".`,
 			p, err := cluster.ProviderNamed(provider)
 			if err != nil {
 				return err
+			}
+			if provider == "kubernetes" {
+				if p, err = kubernetesProvider(s, kubeBinaries, kubeVersion); err != nil {
+					return err
+				}
+				// A Kubernetes cluster has a registry and room for
+				// its control plane unless told otherwise.
+				if !cmd.Flags().Changed("memory") {
+					memory = defaultKubernetesMemoryMB
+				}
+				if !cmd.Flags().Changed("registry") {
+					withRegistry = true
+				}
+			} else if kubeBinaries != "" || kubeVersion != "" {
+				return fmt.Errorf("--kubernetes-binaries and --version are for --provider kubernetes")
 			}
 			manifest, err := image.Resolve(img, s.ImagesDir)
 			if err != nil {
@@ -119,6 +135,8 @@ and returns; the machines run until "turtles cluster down NAME".`,
 					return err
 				}
 				cfg.Hosts = append(cfg.Hosts, registryGuestHost+" registry")
+				_, port, _ := net.SplitHostPort(registryAddr)
+				cfg.Registry = "registry:" + port
 			}
 			ctx, _, stop := signals()
 			defer stop()
@@ -150,6 +168,8 @@ and returns; the machines run until "turtles cluster down NAME".`,
 	cmd.Flags().BoolVar(&warm, "warm", true, "start machines from saved states (docs/vms.md); false boots them cold")
 	cmd.Flags().BoolVar(&withRegistry, "registry", false, "an OCI registry the nodes reach as registry:PORT and the host as 127.0.0.1:PORT; its content (DATA-DIR/registry) and process outlive the cluster")
 	cmd.Flags().IntVar(&registryPort, "registry-port", 5000, "the registry's port on the host's loopback and, by name, on the nodes")
+	cmd.Flags().StringVar(&kubeBinaries, "kubernetes-binaries", "", "with --provider kubernetes: a directory of your own kube-apiserver, kubelet, ... (or kubebin) to use instead of building them (docs/clusters.md)")
+	cmd.Flags().StringVar(&kubeVersion, "version", "", "with --provider kubernetes: the Kubernetes version ("+kubernetes.Version+", the one this turtles builds)")
 	cmd.Flags().IntVar(&owner, "owner-pid", 0, "a process (a script, a test) whose death ends the machines at the next vm or cluster command's sweep")
 	addFlags(cmd.Flags(), "vm-warm-states")
 	return cmd

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/turtles-ci/turtles/image"
 )
 
 // CacheDir is where tests and benchmarks keep built images, outside any
@@ -38,14 +40,28 @@ func Cached(ctx context.Context, dir, recipe, mirror string, out io.Writer, log 
 // (Options.Base), which is built first if absent. No packages is the
 // recipe's own image.
 func CachedPackages(ctx context.Context, dir, recipe string, packages []string, mirror string, out io.Writer, log *slog.Logger) (string, error) {
+	return CachedImage(ctx, dir, Options{Recipe: recipe, Packages: packages, Mirror: mirror, Output: out, Log: log})
+}
+
+// CachedImage is CachedPackages for any derived image o describes (its
+// Out is set here): with an Overlay and Setup it is cached under o.Name,
+// which must say what they hold.
+func CachedImage(ctx context.Context, dir string, o Options) (string, error) {
+	recipe, mirror, out, log := o.Recipe, o.Mirror, o.Output, o.Log
 	if _, ok := Recipes[recipe]; !ok {
 		return "", fmt.Errorf("unknown image recipe %q", recipe)
 	}
-	pkgs, err := normalize(packages)
+	pkgs, err := normalize(o.Packages)
 	if err != nil {
 		return "", err
 	}
 	name := Name(recipe, pkgs)
+	if o.Overlay != "" || o.Setup != "" {
+		if o.Name == "" || !image.ValidName(o.Name) {
+			return "", fmt.Errorf("debian: a cached image with an overlay needs a valid Name, not %q", o.Name)
+		}
+		name = o.Name
+	}
 	d := filepath.Join(dir, fmt.Sprintf("%s-v%d", name, Version))
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return "", err
@@ -66,12 +82,12 @@ func CachedPackages(ctx context.Context, dir, recipe string, packages []string, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	sweepBuilds(ctx, d, out, log)
-	manifest := filepath.Join(d, name+".json")
+	manifest := CachedManifest(dir, name)
 	if _, err := os.Stat(manifest); err == nil {
 		return manifest, nil
 	}
-	o := Options{Recipe: recipe, Packages: pkgs, Out: d, Mirror: mirror, Output: out, Log: log}
-	if len(pkgs) > 0 {
+	o.Packages, o.Out, o.Output, o.Log = pkgs, d, out, log
+	if len(pkgs) > 0 || o.Overlay != "" || o.Setup != "" {
 		// Derived from the cached image of the recipe, built first
 		// if need be: seconds, where debootstrap takes minutes.
 		if o.Base, err = Cached(ctx, dir, recipe, mirror, out, log); err != nil {
@@ -84,4 +100,10 @@ func CachedPackages(ctx context.Context, dir, recipe string, packages []string, 
 	// NAME.json, the same manifest as NAME-SHA256.json: callers get
 	// one path whether this call built the image or found it.
 	return manifest, nil
+}
+
+// CachedManifest is where CachedImage keeps the manifest of the image
+// called name in dir, built or not.
+func CachedManifest(dir, name string) string {
+	return filepath.Join(dir, fmt.Sprintf("%s-v%d", name, Version), name+".json")
 }

@@ -73,6 +73,19 @@ type Options struct {
 	// derive the image with Packages from; empty builds that image into
 	// Out first.
 	Base string
+	// Overlay, if set, is a directory copied onto the image's root
+	// after the packages are installed, owned by root, modes kept: the
+	// files of a provisioned image (a cluster node's binaries, units and
+	// configuration). Only for a derived image (with Base, or built from
+	// the recipe's image first).
+	Overlay string
+	// Setup, if set, is a shell script run in a chroot of the root after
+	// Overlay (systemctl enable ...).
+	Setup string
+	// Name names the image instead of Name(Recipe, Packages); required
+	// with Overlay or Setup, and it must say what they hold (a hash),
+	// because caches are keyed by it. It must pass image.ValidName.
+	Name string
 	// Out is the directory the image files go to.
 	Out string
 	// Mirror is the Debian mirror debootstrap installs from; required.
@@ -96,6 +109,16 @@ func Build(ctx context.Context, o Options) (string, error) {
 	extra, err := normalize(o.Packages)
 	if err != nil {
 		return "", err
+	}
+	name := Name(o.Recipe, extra)
+	custom := o.Overlay != "" || o.Setup != ""
+	switch {
+	case custom && o.Name == "":
+		return "", errors.New("debian: an image with an Overlay or Setup needs a Name that says what they hold")
+	case o.Name != "" && !image.ValidName(o.Name):
+		return "", fmt.Errorf("debian: bad image name %q", o.Name)
+	case o.Name != "":
+		name = o.Name
 	}
 	if o.Mirror == "" {
 		return "", errors.New("debian: no Mirror to install from")
@@ -127,12 +150,12 @@ func Build(ctx context.Context, o Options) (string, error) {
 	}
 	defer os.RemoveAll(work)
 	start := time.Now()
-	if len(extra) > 0 && o.Base == "" {
+	if (len(extra) > 0 || custom) && o.Base == "" {
 		// One way to add packages, the tested one: build the
 		// recipe's image first (it is in o.Out afterwards), then
 		// derive from it.
 		base := o
-		base.Packages = nil
+		base.Packages, base.Overlay, base.Setup, base.Name = nil, "", "", ""
 		if o.Base, err = Build(ctx, base); err != nil {
 			return "", err
 		}
@@ -146,7 +169,7 @@ func Build(ctx context.Context, o Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	manifest, err := publish(o, Name(o.Recipe, extra), extra, b)
+	manifest, err := publish(o, name, extra, b)
 	if err != nil {
 		return "", err
 	}

@@ -25,8 +25,8 @@ func derive(ctx context.Context, o Options, suite string, extra []string, work s
 		return built{}, fmt.Errorf("derive from %s: not an image of recipe %s version %d built by image/debian (it is %q by %q version %d)",
 			o.Base, o.Recipe, Version, base.Name, base.Builder, base.BuilderVersion)
 	}
-	if len(extra) == 0 {
-		return built{}, errors.New("derive: no packages to add")
+	if len(extra) == 0 && o.Overlay == "" && o.Setup == "" {
+		return built{}, errors.New("derive: nothing to add: no packages, overlay or setup")
 	}
 	raw := filepath.Join(work, "root.img")
 	if err := run(ctx, o.Output, "qemu-img", "convert", "-O", "raw", base.Disk, raw); err != nil {
@@ -47,18 +47,23 @@ func derive(ctx context.Context, o Options, suite string, extra []string, work s
 		if err := os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte(sources), 0o644); err != nil {
 			return built{}, err
 		}
-		restore, err := hostResolver(root)
-		if err != nil {
-			return built{}, err
+		if len(extra) > 0 {
+			restore, err := hostResolver(root)
+			if err != nil {
+				return built{}, err
+			}
+			err = install(ctx, o.Output, root, extra)
+			if rerr := restore(); err == nil {
+				err = rerr
+			}
+			if err != nil {
+				return built{}, err
+			}
+			if err := tidy(ctx, o.Output, root); err != nil {
+				return built{}, err
+			}
 		}
-		err = install(ctx, o.Output, root, extra)
-		if rerr := restore(); err == nil {
-			err = rerr
-		}
-		if err != nil {
-			return built{}, err
-		}
-		if err := tidy(ctx, o.Output, root); err != nil {
+		if err := customize(ctx, o, root); err != nil {
 			return built{}, err
 		}
 		// Package scripts may have made a new initrd.
@@ -116,4 +121,36 @@ func hostResolver(root string) (restore func() error, err error) {
 		}
 		return nil
 	}, nil
+}
+
+// customize copies o.Overlay onto root and runs o.Setup in a chroot of it.
+func customize(ctx context.Context, o Options, root string) error {
+	if o.Overlay != "" {
+		o.Log.Info("copy overlay into the image", "overlay", o.Overlay)
+		// cp -a keeps modes and links; --no-preserve=ownership makes
+		// everything root's, whoever built the overlay. Entry by
+		// entry: copying the overlay's "." would give / its mode (a
+		// temporary directory's 0700 locks every service out).
+		entries, err := os.ReadDir(o.Overlay)
+		if err != nil {
+			return fmt.Errorf("derive: overlay: %w", err)
+		}
+		for _, e := range entries {
+			if err := run(ctx, o.Output, "cp", "-a", "--no-preserve=ownership", filepath.Join(o.Overlay, e.Name()), root+"/"); err != nil {
+				return fmt.Errorf("derive: copy overlay: %w", err)
+			}
+		}
+	}
+	if o.Setup != "" {
+		o.Log.Info("run setup in the image")
+		policy := filepath.Join(root, "usr/sbin/policy-rc.d")
+		if err := os.WriteFile(policy, []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
+			return err
+		}
+		defer os.Remove(policy)
+		if err := run(ctx, o.Output, "chroot", root, "/bin/sh", "-euc", o.Setup); err != nil {
+			return fmt.Errorf("derive: setup: %w", err)
+		}
+	}
+	return nil
 }
