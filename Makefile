@@ -7,7 +7,7 @@ COMMIT  := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 GOBIN   := $(shell $(GO) env GOPATH 2>/dev/null)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build deps test test-short bench demo fuzz vet clean image static deb release kubernetes-tidy
+.PHONY: all build deps test test-clusters test-short bench demo fuzz vet clean image static deb release kubernetes-tidy
 
 all: build
 
@@ -72,6 +72,13 @@ vet:
 # the last line (scripts/test.sh says how the packages are scheduled).
 test: deps vet
 	@TURTLES_TEST_ARTIFACTS=$(CURDIR)/test-artifacts GO=$(GO) scripts/test.sh
+
+# Kubernetes clusters of VMs under TCG take minutes each: their proof runs
+# here, and CI runs it after make test (.ci/run). The first run builds
+# Kubernetes (10-20 minutes on 2 cores) and the node image, then caches them.
+test-clusters: deps
+	@echo "==> Kubernetes clusters (TestKubernetesCluster; docs/clusters.md)"
+	@TURTLES_TEST_CLUSTERS=1 $(GO) test -count=1 -timeout 40m -run '^TestKubernetesCluster$$' -v ./cmd/turtles
 
 test-short:
 	@$(GO) test -short -count=1 $$($(GO) list ./... | grep -v '/attack$$')

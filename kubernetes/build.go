@@ -36,6 +36,19 @@ const Version = "1.34.4"
 //go:embed src
 var src embed.FS
 
+// CacheDir is where Kubernetes is built once by default, outside any
+// checkout: $XDG_CACHE_HOME/turtles, else ~/.cache/turtles, else
+// /var/tmp/turtles-cache.
+func CacheDir() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "turtles")
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "turtles")
+	}
+	return "/var/tmp/turtles-cache"
+}
+
 // Binaries are the host files a node image is made of.
 type Binaries struct {
 	// Components maps each of Components to its binary (all kubebin

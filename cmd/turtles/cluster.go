@@ -23,8 +23,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/turtles-ci/turtles/cluster"
-	"github.com/turtles-ci/turtles/kubernetes"
 	"github.com/turtles-ci/turtles/image"
+	"github.com/turtles-ci/turtles/kubernetes"
 	"github.com/turtles-ci/turtles/vm"
 )
 

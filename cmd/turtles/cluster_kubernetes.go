@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -23,18 +22,6 @@ func init() { cluster.Register(&kubernetes.Provider{}) }
 // Kubernetes defaults: a node needs room for the control plane.
 const defaultKubernetesMemoryMB = 2048
 
-// kubernetesCacheDir is where Kubernetes is built once:
-// $XDG_CACHE_HOME/turtles, else ~/.cache/turtles.
-func kubernetesCacheDir() string {
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "turtles")
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "turtles")
-	}
-	return "/var/tmp/turtles-cache"
-}
-
 // kubernetesProvider is the provider for s: Kubernetes built from the
 // pinned module, or the binaries in own (--kubernetes-binaries).
 func kubernetesProvider(s Settings, own, version string) (*kubernetes.Provider, error) {
@@ -47,12 +34,12 @@ func kubernetesProvider(s Settings, own, version string) (*kubernetes.Provider, 
 		Mirror:     s.DebianMirror,
 		Binaries: func(ctx context.Context, out io.Writer) (kubernetes.Binaries, error) {
 			if own == "" {
-				return kubernetes.BuildBinaries(ctx, kubernetesCacheDir(), out)
+				return kubernetes.BuildBinaries(ctx, kubernetes.CacheDir(), out)
 			}
 			var built kubernetes.Binaries
 			if kubernetes.NeedBuild(own) {
 				var err error
-				if built, err = kubernetes.BuildBinaries(ctx, kubernetesCacheDir(), out); err != nil {
+				if built, err = kubernetes.BuildBinaries(ctx, kubernetes.CacheDir(), out); err != nil {
 					return built, err
 				}
 			}
