@@ -105,6 +105,9 @@ type Task struct {
 	// network (a context's machines:); the command runs as Mode says, in
 	// the first one or beside them all.
 	Machines []Machine `json:"machines,omitempty"`
+	// Provider makes a cluster of Machines (a context's cluster:, such as
+	// kubernetes, docs/clusters.md); empty: machines and nothing more.
+	Provider string `json:"provider,omitempty"`
 	// Retries is how many more attempts a test task gets after its tests
 	// failed (`retries:` of its context), to tell a flaky test from a
 	// regression: a failure on attempt a is retried while a <= Retries,
@@ -226,6 +229,10 @@ func (t Task) Validate() error {
 		return fmt.Errorf("negative VM size %d CPUs, %d MiB", t.CPUs, t.MemoryMB)
 	case len(t.Machines) > 0 && t.Image != "":
 		return errors.New("both an image and machines")
+	case t.Provider != "" && len(t.Machines) == 0:
+		return fmt.Errorf("cluster provider %q without machines", t.Provider)
+	case len(t.Provider) > 32:
+		return fmt.Errorf("cluster provider name of %d bytes, want at most 32", len(t.Provider))
 	}
 	for _, m := range t.Machines {
 		if m.Image == "" || m.CPUs < 0 || m.MemoryMB < 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func TestRunLocal(t *testing.T) {
 			var out bytes.Buffer
 			workDir := t.TempDir()
 			tt.opts.Dir, tt.opts.Out, tt.opts.WorkDir = repo, &out, workDir
-			if tt.opts.VM == (VMConfig{}) {
+			if reflect.DeepEqual(tt.opts.VM, VMConfig{}) {
 				tt.opts.VM = testVM("", workDir)
 			}
 			if tt.opts.Rev == "" {

@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/turtles-ci/turtles"
 	"github.com/turtles-ci/turtles/cluster"
+	"github.com/turtles-ci/turtles/registry"
 	"github.com/turtles-ci/turtles/sandbox"
 	"github.com/turtles-ci/turtles/syncio"
 	"github.com/turtles-ci/turtles/vm"
@@ -30,6 +32,19 @@ func (r runner) testMachines(ctx context.Context, t turtles.Task, ws workspace, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var provider cluster.Provider = cluster.Plain{}
+	if v.provider != "" {
+		p, ok := r.vm.Providers[v.provider]
+		if !ok {
+			var have []string
+			for n := range r.vm.Providers {
+				have = append(have, n)
+			}
+			sort.Strings(have)
+			return failure(out, fmt.Sprintf("cluster: this bot has no provider %q (it has: %s)", v.provider, strings.Join(have, ", "))), nil
+		}
+		provider = p
+	}
 	machines := make([]cluster.Machine, len(v.machines))
 	for i, m := range v.machines {
 		machines[i] = cluster.Machine{Name: m.Name, CPUs: m.CPUs, MemoryMB: m.MemoryMB, Forwards: m.Forward}
@@ -38,6 +53,9 @@ func (r runner) testMachines(ctx context.Context, t turtles.Task, ws workspace, 
 		}
 		if machines[i].MemoryMB == 0 {
 			machines[i].MemoryMB = r.vm.MemoryMB
+			if d, ok := provider.(interface{ DefaultMemoryMB() int }); ok {
+				machines[i].MemoryMB = max(machines[i].MemoryMB, d.DefaultMemoryMB())
+			}
 		}
 	}
 	if reason := r.vm.overLimits(machines); reason != "" {
@@ -65,6 +83,22 @@ func (r runner) testMachines(ctx context.Context, t turtles.Task, ws workspace, 
 		Console: func(host string) io.Writer {
 			return cluster.LinePrefix(out, "["+host+"] ")
 		},
+	}
+	cfg.Provider = provider
+	var regEnv []string
+	if v.provider != "" {
+		// The cluster's registry: the task's own, on the bot's loopback,
+		// its content in the workspace, behind a password because other
+		// tasks share that loopback (registry.Config.Password).
+		reg, env, err := taskRegistry(ws, log)
+		if err != nil {
+			return turtles.Outcome{}, turtles.InfraFault("the bot could not start the cluster's registry", err)
+		}
+		defer reg.Close()
+		cfg.Hosts = append(cfg.Hosts, registry.HostFromGuest+" "+registry.GuestName)
+		cfg.Registry = fmt.Sprintf("%s:%d", registry.GuestName, reg.Port())
+		cfg.RegistryAuth = registry.BasicAuth(env.password)
+		regEnv = env.vars(reg.Port())
 	}
 	cfg.VM.Dir, cfg.VM.BootTimeout, cfg.VM.StopGrace, cfg.VM.QEMU = r.vm.Dir, r.vm.BootTimeout, r.vm.StopGrace, r.vm.QEMU
 	cfg.VM.Log = cfg.Log
@@ -124,7 +158,12 @@ func (r runner) testMachines(ctx context.Context, t turtles.Task, ws workspace, 
 			}
 			key = filepath.Join(sandbox.Root, "vm-key")
 		}
-		env := append(c.Env(key), "TURTLES_VM_ARTIFACTS="+GuestArtifacts)
+		env := append(append(c.Env(key), regEnv...), "TURTLES_VM_ARTIFACTS="+GuestArtifacts)
+		if r.sandbox != nil {
+			// The provider's files (a kubeconfig) are in the workspace,
+			// which the sandbox shows at sandbox.Root.
+			env = inSandbox(env, ws.dir, sandbox.Root)
+		}
 		var spec execSpec
 		if spec, err = r.onBot(t, ws, command, timeout, out, env...); err != nil {
 			return turtles.Outcome{}, err
@@ -144,6 +183,45 @@ func (r runner) testMachines(ctx context.Context, t turtles.Task, ws workspace, 
 		}
 	}
 	return o, err
+}
+
+// registryEnv is what a host-mode command learns of its cluster's
+// registry.
+type registryEnv struct{ password string }
+
+func (e registryEnv) vars(port int) []string {
+	return []string{
+		fmt.Sprintf("TURTLES_REGISTRY=127.0.0.1:%d", port),
+		fmt.Sprintf("TURTLES_REGISTRY_GUEST=%s:%d", registry.GuestName, port),
+		"TURTLES_REGISTRY_USER=" + registry.User,
+		"TURTLES_REGISTRY_PASSWORD=" + e.password,
+	}
+}
+
+// taskRegistry starts the registry of a task's cluster on a free port of
+// the bot's loopback, with a fresh password.
+func taskRegistry(ws workspace, log *slog.Logger) (*registry.Registry, registryEnv, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return nil, registryEnv{}, err
+	}
+	e := registryEnv{password: hex.EncodeToString(b)}
+	reg, err := registry.Start("127.0.0.1:0", registry.Config{Dir: filepath.Join(ws.dir, "registry"), Password: e.password, Log: log})
+	return reg, e, err
+}
+
+// inSandbox rewrites values of env that are paths under dir to the same
+// paths under root, where a sandboxed command sees dir.
+func inSandbox(env []string, dir, root string) []string {
+	out := make([]string, len(env))
+	for i, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if rel, err := filepath.Rel(dir, v); err == nil && filepath.IsAbs(v) && rel != ".." && !strings.HasPrefix(rel, "../") {
+			v = filepath.Join(root, rel)
+		}
+		out[i] = k + "=" + v
+	}
+	return out
 }
 
 // overLimits says why machines exceed what the operator lets a task run

@@ -3,6 +3,8 @@ package bot
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/cluster"
 	"github.com/turtles-ci/turtles/queue"
 	"github.com/turtles-ci/turtles/store"
 )
@@ -79,7 +82,44 @@ const machinesConfig = `contexts:
     machines:
       - {name: server, image: debian-12, cpus: 1, memory: 512}
       - {name: client, image: debian-12, cpus: 1, memory: 512}
+  - name: cluster
+    mode: host
+    command: |
+      . "$FAKE_CONFIG"
+      test "$registry" = "$TURTLES_REGISTRY_GUEST" && echo "the provider got the registry"
+      test "$auth" = "Basic $(printf %s "$TURTLES_REGISTRY_USER:$TURTLES_REGISTRY_PASSWORD" | base64 -w0)" && echo "and its password"
+      code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+      echo "host, no password: $(code "http://$TURTLES_REGISTRY/v2/")"
+      echo "host, password: $(code -u "$TURTLES_REGISTRY_USER:$TURTLES_REGISTRY_PASSWORD" "http://$TURTLES_REGISTRY/v2/")"
+      ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+        -i "$TURTLES_VM_SSH_KEY" -p "$TURTLES_MACHINE_NODE02_SSH_PORT" "$TURTLES_VM_SSH_USER@127.0.0.1" \
+        "exec 3<>/dev/tcp/registry/${registry#*:}; printf 'GET /v2/ HTTP/1.0\\r\\nHost: registry\\r\\nAuthorization: $auth\\r\\n\\r\\n' >&3; echo \"node02 with the password: \$(head -1 <&3)\""
+    cluster: {provider: fake, nodes: 2, cpus: 1}
+  - name: no-provider
+    mode: host
+    command: "true"
+    cluster: {provider: nosuch, nodes: 2}
 `
+
+// fakeProvider is a cluster provider that writes what it was given into
+// its cluster's directory and names the file in the environment.
+type fakeProvider struct{}
+
+func (fakeProvider) Name() string { return "fake" }
+func (fakeProvider) Prepare(_ context.Context, m []cluster.Machine, _ io.Writer) ([]cluster.Machine, error) {
+	return m, nil
+}
+func (fakeProvider) Provision(_ context.Context, c *cluster.Cluster, out io.Writer) error {
+	fmt.Fprintf(out, "fake provider: registry %s\n", c.Registry)
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(c.Dir, "fake.conf"), []byte(fmt.Sprintf("registry=%s\nauth='%s'\n", c.Registry, c.RegistryAuth)), 0o600)
+}
+func (fakeProvider) Env(c *cluster.Cluster) []string {
+	return []string{"FAKE_CONFIG=" + filepath.Join(c.Dir, "fake.conf")}
+}
+func (fakeProvider) DefaultMemoryMB() int { return 512 }
 
 // TestMachinesTasks runs two tasks with machines through a real bot: in
 // guest mode the command runs on the first machine and reaches every
@@ -90,8 +130,11 @@ func TestMachinesTasks(t *testing.T) {
 	h := newHarness(t, map[string]string{".turtles.yaml": machinesConfig}, queue.Options{})
 	h.cfg.VM = testVM(images, h.workDir)
 	h.cfg.VM.Warm = t.TempDir()
+	// Below the provider's default, which the cluster's nodes get.
+	h.cfg.VM.MemoryMB = 256
+	h.cfg.VM.Providers = map[string]cluster.Provider{"fake": fakeProvider{}, "plain": cluster.Plain{}}
 	tasks := map[string]turtles.Task{}
-	for _, name := range []string{"guest", "host"} {
+	for _, name := range []string{"guest", "host", "cluster", "no-provider"} {
 		tasks[name] = h.task(turtles.KindTest, name, "")
 		h.publish(tasks[name])
 	}
@@ -127,6 +170,13 @@ func TestMachinesTasks(t *testing.T) {
 		"[web] turtles: ", "10.77.0.13      web node03", "reached every machine by name", "3 machines stopped in")
 	check("host", "machines: server client", "client says client and server is 10.77.0.11 server node01",
 		"server at 10.77.0.11, first VM ")
+	check("cluster", "booting 2 machines on a private network: node01 (1 CPUs, 512 MiB), node02 (1 CPUs, 512 MiB)",
+		"fake provider: registry registry:", "the provider got the registry", "and its password",
+		"host, no password: 401", "host, password: 200", "node02 with the password: HTTP/1.1 200 OK")
+	if res := h.result(tasks["no-provider"]); res.Outcome.Class != turtles.Failure ||
+		res.Outcome.Reason != `cluster: this bot has no provider "nosuch" (it has: fake, plain)` {
+		t.Errorf("no-provider: outcome %+v", res.Outcome)
+	}
 	prefix := store.AttemptPrefix(tasks["guest"]) + store.ArtifactsName
 	if got, _ := h.object(prefix + "vm/out.txt"); got != "result\n" {
 		t.Errorf("guest artifact vm/out.txt = %q", got)

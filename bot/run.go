@@ -213,7 +213,7 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 		return turtles.Outcome{}, err
 	}
 	command, timeout := t.Command, time.Duration(t.Timeout)
-	v := vmTask{image: t.Image, mode: t.Mode, cpus: t.CPUs, memoryMB: t.MemoryMB, forward: t.Forward, machines: t.Machines}
+	v := vmTask{image: t.Image, mode: t.Mode, cpus: t.CPUs, memoryMB: t.MemoryMB, forward: t.Forward, machines: t.Machines, provider: t.Provider}
 	if command == "" {
 		cfg, bad, err := readConfig(ws.src)
 		if err != nil {
@@ -231,6 +231,9 @@ func (r runner) test(ctx context.Context, t turtles.Task, ws workspace, out io.W
 		v = vmTask{image: x.Image, mode: x.Mode, cpus: x.CPUs, memoryMB: int(x.Memory), forward: x.Forward}
 		for _, m := range x.Machines {
 			v.machines = append(v.machines, turtles.Machine{Name: m.Name, Image: m.Image, CPUs: m.CPUs, MemoryMB: int(m.Memory), Forward: m.Forward})
+		}
+		if x.Cluster != nil {
+			v.machines, v.provider = x.Cluster.Machines(), x.Cluster.Provider
 		}
 		if timeout == 0 {
 			timeout = time.Duration(x.Timeout)

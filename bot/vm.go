@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles"
+	"github.com/turtles-ci/turtles/cluster"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/image/cache"
 	"github.com/turtles-ci/turtles/sandbox"
@@ -63,6 +64,10 @@ type VMConfig struct {
 	// HoldLimit bounds a held machine's compressed size (a context's
 	// hold:, hold.go); 0: this bot holds no machine.
 	HoldLimit int64
+	// Providers are the cluster providers this bot has, by name, for
+	// tasks with a cluster: (docs/clusters.md). A task naming another
+	// fails. Each cluster gets a registry of its own (machines.go).
+	Providers map[string]cluster.Provider
 	Log       *slog.Logger
 }
 
@@ -99,8 +104,10 @@ type vmTask struct {
 	image, mode    string
 	cpus, memoryMB int
 	forward        []int
-	// machines, instead of image: several on one network (machines.go).
+	// machines, instead of image: several on one network (machines.go),
+	// made a cluster by provider ("": plain).
 	machines []turtles.Machine
+	provider string
 }
 
 // testVM runs command with a fresh VM of the task's image: in the guest

@@ -72,6 +72,9 @@ type Config struct {
 	// Registry is the cluster's registry as the nodes reach it
 	// (registry:5000, named in Hosts), plain HTTP; empty without one.
 	Registry string
+	// RegistryAuth is the Authorization header the registry wants
+	// (registry.BasicAuth); empty when it wants none.
+	RegistryAuth string
 	// Switch, if set, runs the run's switch elsewhere (turtles cluster:
 	// a process that outlives the command) over the machines' directories
 	// once their cards are in; nil runs it in this process until Down.
@@ -99,8 +102,8 @@ type Cluster struct {
 	Nodes []*Node
 	// Extra are Config.Hosts.
 	Extra []string
-	// Registry is Config.Registry.
-	Registry string
+	// Registry and RegistryAuth are Config's.
+	Registry, RegistryAuth string
 	// Key is the private key SSH into every node accepts.
 	Key []byte
 	// Provider is the one that provisioned it.
@@ -194,7 +197,7 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Name: cfg.Name, Dir: cfg.Dir, Extra: cfg.Hosts, Registry: cfg.Registry, Key: key, Provider: cfg.Provider, Nodes: make([]*Node, len(machines))}
+	c := &Cluster{Name: cfg.Name, Dir: cfg.Dir, Extra: cfg.Hosts, Registry: cfg.Registry, RegistryAuth: cfg.RegistryAuth, Key: key, Provider: cfg.Provider, Nodes: make([]*Node, len(machines))}
 	for i, m := range machines {
 		c.Nodes[i] = &Node{Host: m.Name, Alias: Alias(i), Addr: addrOf(i)}
 		if c.Nodes[i].Host == "" {

@@ -94,6 +94,10 @@ type Context struct {
 	// network where they reach each other by name (docs/machines.md); the
 	// command runs in the first (mode guest) or beside them (mode host).
 	Machines []Machine `yaml:"machines"`
+	// Cluster, instead of Image and Machines, boots a cluster made by a
+	// provider (docs/clusters.md): its nodes are machines: of the
+	// provider's image.
+	Cluster *Cluster `yaml:"cluster"`
 	// Retries retries a failed test attempt up to this many times on the
 	// same commit, to tell a flake from a regression (turtles.Task.Retries).
 	Retries int `yaml:"retries"`
@@ -125,6 +129,21 @@ type Machine struct {
 	Memory  MiB   `yaml:"memory"`
 	Forward []int `yaml:"forward"`
 }
+
+// Cluster is a context's cluster: Nodes machines that Provider makes a
+// cluster of (kubernetes: one control plane, the rest workers).
+type Cluster struct {
+	Provider string `yaml:"provider"`
+	Nodes    int    `yaml:"nodes"`
+	// CPUs and Memory size every node; the provider's or the bot's
+	// defaults when zero.
+	CPUs   int `yaml:"cpus"`
+	Memory MiB `yaml:"memory"`
+}
+
+// ClusterImage is the image a cluster's nodes are made from: a provider
+// replaces it with its own, made from it.
+const ClusterImage = "debian-12"
 
 // DefaultTimeout bounds a context that sets no timeout.
 const DefaultTimeout = time.Hour
@@ -295,9 +314,11 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 			return bad("%q: bad image name %q: use the name of an image the bots have, such as debian-12", x.Name, x.Image)
 		case x.Image != "" && len(x.Machines) > 0:
 			return bad("%q: image and machines: give each machine its image instead", x.Name)
+		case x.Cluster != nil && (x.Image != "" || len(x.Machines) > 0 || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0):
+			return bad("%q: cluster: makes the machines; no image, machines, cpus, memory or forward beside it", x.Name)
 		case len(x.Machines) > 0 && (x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0):
 			return bad("%q: cpus, memory and forward of machines go on each machine", x.Name)
-		case x.Image == "" && len(x.Machines) == 0 && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0 || x.Warm != nil):
+		case x.Image == "" && len(x.Machines) == 0 && x.Cluster == nil && (x.Mode != "" || x.CPUs != 0 || x.Memory != 0 || len(x.Forward) != 0 || x.Warm != nil):
 			return bad("%q: mode, cpus, memory, forward and warm need an image", x.Name)
 		case x.Image == "" && x.Hold != "":
 			return bad("%q: hold needs an image (the machines of machines: are not held)", x.Name)
@@ -320,6 +341,9 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 		if err := x.validateMachines(); err != nil {
 			return bad("%q: %v", x.Name, err)
 		}
+		if err := x.Cluster.validate(); err != nil {
+			return bad("%q: cluster: %v", x.Name, err)
+		}
 		for _, p := range x.Forward {
 			if p < 1 || p > 65535 {
 				return bad("%q: forward: port %d out of range 1..65535", x.Name, p)
@@ -335,7 +359,7 @@ func (c *Config) validate(file string, imageLines map[string]int) error {
 		if x.Pool == "" {
 			x.Pool = turtles.DefaultPool
 		}
-		if (x.Image != "" || len(x.Machines) > 0) && x.Mode == "" {
+		if (x.Image != "" || len(x.Machines) > 0 || x.Cluster != nil) && x.Mode == "" {
 			x.Mode = turtles.ModeGuest
 		}
 		if pin, ok := c.Images[x.Image]; ok {
@@ -402,6 +426,9 @@ func (x Context) Task(plan turtles.Task) turtles.Task {
 	t.Forward = x.Forward
 	for _, m := range x.Machines {
 		t.Machines = append(t.Machines, turtles.Machine{Name: m.Name, Image: m.Image, CPUs: m.CPUs, MemoryMB: int(m.Memory), Forward: m.Forward})
+	}
+	if c := x.Cluster; c != nil {
+		t.Machines, t.Provider = c.Machines(), c.Provider
 	}
 	t.Retries = x.Retries
 	t.Cold = x.Warm != nil && !*x.Warm

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/turtles-ci/turtles"
 )
 
 // hostRe is a machine's name: a host name of at most 32 characters.
@@ -47,4 +49,34 @@ func (x *Context) validateMachines() error {
 		seen[m.Name] = true
 	}
 	return nil
+}
+
+// providerRe is a cluster provider's name; the bot knows which exist.
+var providerRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
+
+// validate checks a context's cluster (nil is none).
+func (c *Cluster) validate() error {
+	switch {
+	case c == nil:
+		return nil
+	case !providerRe.MatchString(c.Provider):
+		return fmt.Errorf("provider %q: want the name of one, such as kubernetes", c.Provider)
+	case c.Nodes < 1 || c.Nodes > MaxMachines:
+		return fmt.Errorf("nodes %d out of range 1..%d", c.Nodes, MaxMachines)
+	case c.CPUs < 0 || c.CPUs > MaxCPUs:
+		return fmt.Errorf("cpus %d out of range 1..%d", c.CPUs, MaxCPUs)
+	case c.Memory != 0 && (c.Memory < MinMemory || c.Memory > MaxMemory):
+		return fmt.Errorf("memory %dM out of range %dM..%dM", c.Memory, MinMemory, MaxMemory)
+	}
+	return nil
+}
+
+// Machines are the cluster's nodes as a task's machines: unnamed
+// (node01..), of ClusterImage.
+func (c *Cluster) Machines() []turtles.Machine {
+	ms := make([]turtles.Machine, c.Nodes)
+	for i := range ms {
+		ms[i] = turtles.Machine{Image: ClusterImage, CPUs: c.CPUs, MemoryMB: int(c.Memory)}
+	}
+	return ms
 }

@@ -28,6 +28,13 @@ func TestMachines(t *testing.T) {
 		{name: "too big", data: head + "    machines:\n      - {image: debian-12, cpus: 65}\n", bad: "cpus 65 out of range"},
 		{name: "too many", data: head + "    machines:\n" + strings.Repeat("      - image: debian-12\n", MaxMachines+1), bad: "at most 16"},
 		{name: "unknown key", data: head + "    machines:\n      - {image: debian-12, disk: 10G}\n", bad: `unknown key "disk"`},
+		{name: "cluster", data: head + "    mode: host\n    cluster: {provider: kubernetes, nodes: 2, memory: 3G}\n"},
+		{name: "cluster and machines", data: head + "    cluster: {provider: kubernetes, nodes: 2}\n    machines:\n      - image: debian-12\n", bad: "no image, machines"},
+		{name: "cluster and image", data: head + "    image: debian-12\n    cluster: {provider: kubernetes, nodes: 2}\n", bad: "no image, machines"},
+		{name: "cluster without nodes", data: head + "    cluster: {provider: kubernetes}\n", bad: "nodes 0 out of range"},
+		{name: "cluster too many nodes", data: head + "    cluster: {provider: kubernetes, nodes: 17}\n", bad: "nodes 17 out of range"},
+		{name: "cluster bad provider", data: head + "    cluster: {provider: ../k8s, nodes: 2}\n", bad: `provider "../k8s"`},
+		{name: "cluster unknown key", data: head + "    cluster: {provider: kubernetes, nodes: 2, version: 1.30}\n", bad: `unknown key "version"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(file, []byte(tc.data))
@@ -35,6 +42,24 @@ func TestMachines(t *testing.T) {
 				t.Errorf("Parse: %v, want %q", err, tc.bad)
 			}
 		})
+	}
+}
+
+// TestTaskCarriesCluster: a context's cluster reaches its task as its
+// provider and that many machines of the cluster image, sized alike.
+func TestTaskCarriesCluster(t *testing.T) {
+	c, err := Parse(file, []byte("contexts:\n  - name: k8s\n    mode: host\n    command: ./e2e.sh\n    cluster: {provider: kubernetes, nodes: 2, cpus: 3}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := c.Find("k8s")
+	got := x.Task(turtles.Task{Version: turtles.TaskVersion, Kind: turtles.KindTest, Pool: "default", Repo: turtles.Repo{Name: "o/r", CloneURL: "https://example.com/o/r.git"}, SHA: strings.Repeat("a", 40), Context: "k8s", Attempt: 1})
+	want := []turtles.Machine{{Image: ClusterImage, CPUs: 3}, {Image: ClusterImage, CPUs: 3}}
+	if diff := cmp.Diff(want, got.Machines); diff != "" || got.Provider != "kubernetes" || got.Mode != turtles.ModeHost {
+		t.Errorf("task machines (-want +got):\n%s\nprovider %q, mode %q", diff, got.Provider, got.Mode)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("the task does not validate: %v", err)
 	}
 }
 

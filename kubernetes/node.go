@@ -215,7 +215,12 @@ func routes(self int, addrs []netip.Addr) string {
 }
 
 // registryHosts is containerd's hosts.toml for the cluster's registry at
-// addr (registry:5000): plain HTTP, on the host, for this cluster only.
-func registryHosts(addr string) string {
-	return fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", addr, addr)
+// addr (registry:5000): plain HTTP, on the host, for this cluster only;
+// auth, if set, is the Authorization header every request carries.
+func registryHosts(addr, auth string) string {
+	s := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", "http://"+addr, "http://"+addr)
+	if auth != "" {
+		s += fmt.Sprintf("  [host.%q.header]\n    Authorization = %q\n", "http://"+addr, auth)
+	}
+	return s
 }

@@ -84,14 +84,16 @@ func TestPKI(t *testing.T) {
 	}
 }
 
-// TestWriteTar: the tar a node gets holds every file with its parents,
-// keys and kubeconfigs readable by root only.
+// TestWriteTar: the tar a node gets holds every file, keys and
+// kubeconfigs readable by root only, and no directory whose mode tar
+// would change (/root is 0700).
 func TestWriteTar(t *testing.T) {
 	var buf bytes.Buffer
 	files := map[string][]byte{
 		"etc/kubernetes/pki/ca.key":   []byte("k"),
 		"etc/kubernetes/pki/ca.crt":   []byte("c"),
 		"etc/kubernetes/kubelet.conf": []byte("kc"),
+		"root/.kube/config":           []byte("kc"),
 	}
 	if err := writeTar(&buf, files); err != nil {
 		t.Fatal(err)
@@ -109,8 +111,8 @@ func TestWriteTar(t *testing.T) {
 		got[h.Name] = h.Mode
 	}
 	want := map[string]int64{
-		"etc/": 0o755, "etc/kubernetes/": 0o755, "etc/kubernetes/pki/": 0o755,
 		"etc/kubernetes/pki/ca.key": 0o600, "etc/kubernetes/pki/ca.crt": 0o644, "etc/kubernetes/kubelet.conf": 0o600,
+		"root/.kube/config": 0o600,
 	}
 	for n, m := range want {
 		if got[n] != m {

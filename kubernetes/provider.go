@@ -56,8 +56,16 @@ type Provider struct {
 const DefaultReadyTimeout = 10 * time.Minute
 
 // MinMemoryMB is the least memory of a node: the control plane's
-// processes and a few pods.
-const MinMemoryMB = 1536
+// processes and a few pods. DefaultMemoryMB is what a node gets when
+// nobody says.
+const (
+	MinMemoryMB     = 1536
+	DefaultMemoryMB = 2048
+)
+
+// DefaultMemoryMB is the memory of a node whose size nobody gave (a bot
+// asks it).
+func (p *Provider) DefaultMemoryMB() int { return DefaultMemoryMB }
 
 // Recipe is the image recipe node images are made from.
 const Recipe = "debian-12"

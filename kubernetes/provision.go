@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -194,7 +193,7 @@ func clusterFiles(c *cluster.Cluster) ([]map[string][]byte, []byte, error) {
 			return nil, nil, err
 		}
 		if c.Registry != "" {
-			f["etc/containerd/certs.d/"+c.Registry+"/hosts.toml"] = []byte(registryHosts(c.Registry))
+			f["etc/containerd/certs.d/"+c.Registry+"/hosts.toml"] = []byte(registryHosts(c.Registry, c.RegistryAuth))
 		}
 		if i == 0 {
 			f["etc/kubernetes/pki/ca.key"] = caKey
@@ -211,14 +210,18 @@ func clusterFiles(c *cluster.Cluster) ([]map[string][]byte, []byte, error) {
 			if f["etc/kubernetes/admin.conf"], err = kubeconfig(local, "turtles-admin", "system:masters"); err != nil {
 				return nil, nil, err
 			}
+			// kubectl on node01 (a guest-mode command) works as is.
+			f["root/.kube/config"] = f["etc/kubernetes/admin.conf"]
 		}
 		files[i] = f
 	}
 	return files, admin, nil
 }
 
-// writeTar writes files as a tar, directories made as needed: keys and
-// kubeconfigs 0600, the rest 0644, all root's.
+// writeTar writes files as a tar: keys, kubeconfigs and anything for
+// root 0600, the rest 0644, all root's. It has no directory entries: tar
+// makes missing parents, and an entry for an existing one (etc/, root/)
+// would change its mode.
 func writeTar(w io.Writer, files map[string][]byte) error {
 	tw := tar.NewWriter(w)
 	var names []string
@@ -226,20 +229,9 @@ func writeTar(w io.Writer, files map[string][]byte) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	dirs := map[string]bool{}
 	for _, n := range names {
-		var parents []string
-		for d := path.Dir(n); d != "." && !dirs[d]; d = path.Dir(d) {
-			parents = append(parents, d)
-			dirs[d] = true
-		}
-		for j := len(parents) - 1; j >= 0; j-- {
-			if err := tw.WriteHeader(&tar.Header{Name: parents[j] + "/", Mode: 0o755, Typeflag: tar.TypeDir}); err != nil {
-				return err
-			}
-		}
 		mode := int64(0o644)
-		if strings.HasSuffix(n, ".key") || strings.HasSuffix(n, ".conf") {
+		if strings.HasSuffix(n, ".key") || strings.HasSuffix(n, ".conf") || strings.HasSuffix(n, ".toml") || strings.HasPrefix(n, "root/") {
 			mode = 0o600
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: mode, Size: int64(len(files[n])), Typeflag: tar.TypeReg}); err != nil {

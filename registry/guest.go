@@ -18,6 +18,10 @@ const (
 	// DNS and hands out .15 and up by DHCP).
 	GuestAddr = "10.0.2.100"
 	GuestPort = 5000
+	// HostFromGuest is the host's loopback as a guest reaches it on
+	// QEMU's user-mode network: a registry on the host's 127.0.0.1:PORT
+	// is HostFromGuest:PORT to the guest, with no forward.
+	HostFromGuest = "10.0.2.2"
 )
 
 // GuestRef is how guests name the registry in image references:

@@ -14,6 +14,8 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +39,14 @@ type Config struct {
 	Dir string
 	// Log receives the registry's own messages; nil discards them.
 	Log *slog.Logger
+	// Password, if set, is required of every request, with HTTP basic
+	// authentication as User: a task's registry, on a bot's loopback
+	// that other tasks share, is that task's alone.
+	Password string
 }
+
+// User is the user name of a registry with a Password.
+const User = "turtles"
 
 // Registry is a running registry. Close stops it; its content stays.
 type Registry struct {
@@ -135,7 +144,26 @@ func Handler(cfg Config) (http.Handler, error) {
 	if err := j.replay(); err != nil {
 		return nil, err
 	}
-	return j, nil
+	if cfg.Password == "" {
+		return j, nil
+	}
+	want := []byte(User + ":" + cfg.Password)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(user+":"+pass), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="turtles"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"this registry takes its task's credentials only"}]}`+"\n")
+			return
+		}
+		j.ServeHTTP(w, r)
+	}), nil
+}
+
+// BasicAuth is the Authorization header of a registry with password.
+func BasicAuth(password string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(User+":"+password))
 }
 
 // logWriter turns the registry's log.Logger lines into debug records.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -302,4 +303,58 @@ func FuzzManifestRef(f *testing.F) {
 			t.Fatalf("record file %q for %q %q", p, repo, ref)
 		}
 	})
+}
+
+// TestPassword is the attack of another task on the same bot, which
+// shares the bot's loopback: with the task registry's port but not its
+// password it can neither push an image the task's cluster would run nor
+// pull what the task pushed. With the password, push and pull work.
+func TestPassword(t *testing.T) {
+	r, err := Start("127.0.0.1:0", Config{Dir: t.TempDir(), Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := remote.WithAuth(&authn.Basic{Username: User, Password: "s3cret"})
+	if err := remote.Write(ref(t, r, "app:1"), img, owner); err != nil {
+		t.Fatalf("push with the password: %v", err)
+	}
+	if _, err := remote.Image(ref(t, r, "app:1"), owner); err != nil {
+		t.Fatalf("pull with the password: %v", err)
+	}
+	for _, tt := range []struct {
+		name string
+		opts []remote.Option
+	}{
+		{"no credentials", nil},
+		{"a wrong password", []remote.Option{remote.WithAuth(&authn.Basic{Username: User, Password: "s3cre"})}},
+		{"another user", []remote.Option{remote.WithAuth(&authn.Basic{Username: "admin", Password: "s3cret"})}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			evil, _ := random.Image(512, 1)
+			if err := remote.Write(ref(t, r, "app:1"), evil, tt.opts...); err == nil {
+				t.Error("pushed over the task's image")
+			}
+			if _, err := remote.Image(ref(t, r, "app:1"), tt.opts...); err == nil {
+				t.Error("pulled the task's image")
+			}
+		})
+	}
+	got, err := remote.Image(ref(t, r, "app:1"), owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, got) != digest(t, img) {
+		t.Error("the task's image was replaced")
+	}
+	req, _ := http.NewRequest("GET", "http://"+r.Addr()+"/v2/", nil)
+	req.Header.Set("Authorization", BasicAuth("s3cret"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Errorf("GET /v2/ with BasicAuth: %v %v", resp, err)
+	}
 }

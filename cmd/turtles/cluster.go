@@ -25,6 +25,7 @@ import (
 	"github.com/turtles-ci/turtles/cluster"
 	"github.com/turtles-ci/turtles/image"
 	"github.com/turtles-ci/turtles/kubernetes"
+	ociregistry "github.com/turtles-ci/turtles/registry"
 	"github.com/turtles-ci/turtles/vm"
 )
 
@@ -94,7 +95,7 @@ and returns; the machines run until "turtles cluster down NAME".`,
 				// A Kubernetes cluster has a registry and room for
 				// its control plane unless told otherwise.
 				if !cmd.Flags().Changed("memory") {
-					memory = defaultKubernetesMemoryMB
+					memory = kubernetes.DefaultMemoryMB
 				}
 				if !cmd.Flags().Changed("registry") {
 					withRegistry = true
@@ -134,7 +135,7 @@ and returns; the machines run until "turtles cluster down NAME".`,
 				if registryAddr, err = ensureRegistry(s, registryPort); err != nil {
 					return err
 				}
-				cfg.Hosts = append(cfg.Hosts, registryGuestHost+" registry")
+				cfg.Hosts = append(cfg.Hosts, ociregistry.HostFromGuest+" "+ociregistry.GuestName)
 				_, port, _ := net.SplitHostPort(registryAddr)
 				cfg.Registry = "registry:" + port
 			}

@@ -19,9 +19,6 @@ import (
 // that env, ssh and down work on its clusters; up configures its own.
 func init() { cluster.Register(&kubernetes.Provider{}) }
 
-// Kubernetes defaults: a node needs room for the control plane.
-const defaultKubernetesMemoryMB = 2048
-
 // kubernetesProvider is the provider for s: Kubernetes built from the
 // pinned module, or the binaries in own (--kubernetes-binaries).
 func kubernetesProvider(s Settings, own, version string) (*kubernetes.Provider, error) {

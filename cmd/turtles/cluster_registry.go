@@ -14,9 +14,6 @@ import (
 	"time"
 )
 
-// registryGuestHost is the host's loopback as a guest on QEMU's
-// user-mode network sees it.
-const registryGuestHost = "10.0.2.2"
 
 // ensureRegistry returns the address of the registry on the host's
 // loopback port, starting `turtles registry serve` in a session of its

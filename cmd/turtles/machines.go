@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/turtles-ci/turtles/bot"
+	"github.com/turtles-ci/turtles/cluster"
 	"github.com/turtles-ci/turtles/config"
 	"github.com/turtles-ci/turtles/image/cache"
 )
@@ -109,7 +110,15 @@ func (s Settings) taskVMs(dir string, images *cache.Cache) bot.VMConfig {
 		CPUs: s.VMCPUs, MemoryMB: int(s.VMMemory >> 20), BootTimeout: s.VMBootTimeout,
 		StopGrace: taskVMStopGrace, QEMU: qemuBinary, Warm: s.warmStates(), HoldLimit: int64(s.HoldLimit),
 		MaxMachines: s.VMMaxMachines, MaxCPUs: s.VMMaxCPUs, MaxMemoryMB: int(s.VMMaxMemory >> 20),
+		Providers: s.clusterProviders(),
 	}
+}
+
+// clusterProviders are the providers of a context's cluster: on a bot,
+// Kubernetes is built the first time a task asks for it.
+func (s Settings) clusterProviders() map[string]cluster.Provider {
+	k, _ := kubernetesProvider(s, "", "") // no version: no error
+	return map[string]cluster.Provider{"plain": cluster.Plain{}, "kubernetes": k}
 }
 
 // sharedStates lets the bot's VMs share saved states with other bots
