@@ -77,8 +77,8 @@ test: deps vet
 # here, and CI runs it after make test (.ci/run). The first run builds
 # Kubernetes (10-20 minutes on 2 cores) and the node image, then caches them.
 test-clusters: deps
-	@echo "==> Kubernetes clusters (TestKubernetesCluster; docs/clusters.md)"
-	@TURTLES_TEST_CLUSTERS=1 $(GO) test -count=1 -timeout 40m -run '^TestKubernetesCluster$$' -v ./cmd/turtles
+	@echo "==> Kubernetes clusters: turtles cluster, and a task's cluster: on a bot (docs/clusters.md)"
+	@TURTLES_TEST_CLUSTERS=1 $(GO) test -count=1 -p 1 -timeout 40m -run '^TestKubernetes' -v ./cmd/turtles ./bot
 
 test-short:
 	@$(GO) test -short -count=1 $$($(GO) list ./... | grep -v '/attack$$')

@@ -91,7 +91,7 @@ WantedBy=multi-user.target
 			" --service-account-signing-key-file=/etc/kubernetes/pki/sa.key"+
 			" --service-cluster-ip-range="+ServiceCIDR+
 			" --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction"+
-			" --allow-privileged=true --profiling=false"),
+			" --allow-privileged=true --profiling=false --anonymous-auth=false"),
 	"etc/systemd/system/kube-controller-manager.service": unit("the Kubernetes controller manager", "kube-apiserver.service",
 		"/usr/local/bin/kube-controller-manager --kubeconfig=/etc/kubernetes/controller-manager.conf"+
 			" --authentication-kubeconfig=/etc/kubernetes/controller-manager.conf"+

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,43 +15,12 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ociremote "github.com/google/go-containerregistry/pkg/v1/remote"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/kubernetes"
+	"github.com/turtles-ci/turtles/kubernetes/kubetest"
 )
-
-// helloPod is the test's own program, run as a pod: it says where it
-// runs and what the cluster DNS answers for the API server's service.
-const helloPod = `package main
-
-import (
-	"fmt"
-	"net"
-	"os"
-)
-
-func main() {
-	fmt.Printf("hello from %s\n", os.Getenv("NODE_NAME"))
-	addrs, err := net.LookupHost("kubernetes.default.svc.cluster.local")
-	fmt.Printf("kubernetes.default.svc.cluster.local: %v %v\n", addrs, err)
-}
-`
-
-const helloManifest = `apiVersion: v1
-kind: Pod
-metadata:
-  name: hello
-spec:
-  restartPolicy: Never
-  containers:
-    - name: hello
-      image: IMAGE
-      env:
-        - name: NODE_NAME
-          valueFrom:
-            fieldRef:
-              fieldPath: spec.nodeName
-`
 
 // TestKubernetesCluster is the proof of the kubernetes provider (make
 // test-clusters, TURTLES_TEST_CLUSTERS=1; it needs the node image, made
@@ -58,9 +29,7 @@ spec:
 // control plane is tainted), and kubectl from the host reads its log,
 // which shows the cluster DNS answering; down leaves nothing.
 func TestKubernetesCluster(t *testing.T) {
-	if os.Getenv("TURTLES_TEST_CLUSTERS") == "" {
-		t.Skip("a Kubernetes cluster under TCG takes minutes: make test-clusters runs it")
-	}
+	kubetest.Enabled(t)
 	data, flags := machinesWorld(t, "turtles-test-kubernetes")
 	tt := func(args ...string) (int, string) {
 		t.Helper()
@@ -68,12 +37,9 @@ func TestKubernetesCluster(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	bins, err := kubernetes.BuildBinaries(ctx, kubernetes.CacheDir(), testWriter{t})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubectlBin := kubetest.Kubectl(t, ctx, testWriter{t})
 	kubectl := func(kubeconfig string, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, bins.Components["kubectl"], append([]string{"kubectl", "--kubeconfig", kubeconfig}, args...)...)
+		cmd := exec.CommandContext(ctx, kubectlBin, append([]string{"kubectl", "--kubeconfig", kubeconfig}, args...)...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -99,6 +65,46 @@ func TestKubernetesCluster(t *testing.T) {
 			t.Errorf("kubectl get nodes: %v\n%s", err, out)
 		}
 	})
+	t.Run("strangers are refused", func(t *testing.T) {
+		// Another task on the bot reaches the forwarded API server too:
+		// without a certificate of this cluster's CA it gets nothing,
+		// not even as an administrator of another cluster.
+		cfg, err := clientcmd.LoadFromFile(kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		server := cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server
+		other, err := kubernetes.NewCA("kube")
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin, err := other.Issue(kubernetes.CertRequest{CommonName: "turtles-admin", Orgs: []string{"system:masters"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair, err := tls.X509KeyPair(admin.Cert, admin.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name  string
+			certs []tls.Certificate
+		}{{"anonymous", nil}, {"another cluster's administrator", []tls.Certificate{pair}}} {
+			cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: tc.certs}}}
+			for _, path := range []string{"/api/v1/namespaces/kube-system/secrets", "/api/v1/nodes", "/version"} {
+				resp, err := cl.Get(server + path)
+				if err != nil {
+					t.Errorf("%s: GET %s: %v", tc.name, path, err)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Errorf("%s: GET %s: %s, want 401", tc.name, path, resp.Status)
+				}
+			}
+		}
+	})
 	t.Run("env", func(t *testing.T) {
 		code, out := tt("cluster", "env", "kube")
 		if code != 0 || !strings.Contains(out, "export KUBECONFIG='"+filepath.Join(data, "clusters", "kube", "kubeconfig")+"'\n") {
@@ -107,17 +113,7 @@ func TestKubernetesCluster(t *testing.T) {
 	})
 	t.Run("a pod from the registry on the worker", func(t *testing.T) {
 		src := t.TempDir()
-		os.WriteFile(filepath.Join(src, "main.go"), []byte(helloPod), 0o644)
-		os.WriteFile(filepath.Join(src, "go.mod"), []byte("module hello\n\ngo 1.22\n"), 0o644)
-		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(src, "hello"), ".")
-		build.Dir, build.Env = src, append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=")
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build the pod's program: %v\n%s", err, out)
-		}
-		img, err := kubernetes.BinaryImage{Tag: "hello:1", Binary: filepath.Join(src, "hello")}.Image()
-		if err != nil {
-			t.Fatal(err)
-		}
+		img := kubetest.HelloImage(t, "hello:1")
 		ref, err := name.ParseReference(registryAddr+"/hello:1", name.Insecure)
 		if err != nil {
 			t.Fatal(err)
@@ -126,7 +122,7 @@ func TestKubernetesCluster(t *testing.T) {
 			t.Fatalf("push to the cluster's registry: %v", err)
 		}
 		manifest := filepath.Join(src, "pod.yaml")
-		os.WriteFile(manifest, []byte(strings.Replace(helloManifest, "IMAGE", "registry:"+port+"/hello:1", 1)), 0o644)
+		os.WriteFile(manifest, []byte(kubetest.PodManifest("hello", "registry:"+port+"/hello:1")), 0o644)
 		if out, err := kubectl(kubeconfig, "apply", "-f", manifest); err != nil {
 			t.Fatalf("kubectl apply: %v\n%s", err, out)
 		}
@@ -135,9 +131,10 @@ func TestKubernetesCluster(t *testing.T) {
 			t.Fatalf("the pod did not succeed: %v\n%s\n%s", err, out, desc)
 		}
 		out, err := kubectl(kubeconfig, "logs", "hello")
-		if err != nil || !strings.Contains(out, "hello from node02\n") ||
-			!strings.Contains(out, "kubernetes.default.svc.cluster.local: ["+kubernetes.APIServiceIP+"] <nil>\n") {
-			t.Errorf("kubectl logs hello: %v\n%s", err, out)
+		for _, want := range kubetest.HelloLogs("node02") {
+			if err != nil || !strings.Contains(out, want) {
+				t.Errorf("kubectl logs hello lacks %q: %v\n%s", want, err, out)
+			}
 		}
 	})
 	t.Run("down", func(t *testing.T) {
