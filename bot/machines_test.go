@@ -172,7 +172,7 @@ func TestMachinesTasks(t *testing.T) {
 		"server at 10.77.0.11, first VM ")
 	check("cluster", "booting 2 machines on a private network: node01 (1 CPUs, 512 MiB), node02 (1 CPUs, 512 MiB)",
 		"fake provider: registry registry:", "the provider got the registry", "and its password",
-		"host, no password: 401", "host, password: 200", "node02 with the password: HTTP/1.1 200 OK")
+		"host, no password: 401", "host, password: 200", "node02 with the password: HTTP/1.0 200 OK")
 	if res := h.result(tasks["no-provider"]); res.Outcome.Class != turtles.Failure ||
 		res.Outcome.Reason != `cluster: this bot has no provider "nosuch" (it has: fake, plain)` {
 		t.Errorf("no-provider: outcome %+v", res.Outcome)
