@@ -70,7 +70,7 @@ func TestEtcd(t *testing.T) {
 	// The package's own single-node etcd is replaced by the cluster's;
 	// all three start at once (a member waits for a quorum).
 	began = time.Now()
-	if err := c.each(ctx, func(ctx context.Context, n *Node) error {
+	if err := c.Each(ctx, func(ctx context.Context, n *Node) error {
 		out, err := n.Output(ctx, n.asRoot(`set -e
 systemctl stop etcd
 cat > /etc/default/etcd <<'EOF'

@@ -66,7 +66,7 @@ func (c *Cluster) connect(ctx context.Context, cfg Config) error {
 	defer func() {
 		cfg.Log.Info("cluster: each reached the next by name", "cluster", c.Name, "after", time.Since(began).Round(time.Millisecond))
 	}()
-	return c.each(ctx, func(ctx context.Context, n *Node) error {
+	return c.Each(ctx, func(ctx context.Context, n *Node) error {
 		next := c.Nodes[0]
 		for i, m := range c.Nodes {
 			if m == n && i+1 < len(c.Nodes) {
@@ -127,8 +127,9 @@ func (n *Node) asRoot(script string) string {
 	return "sudo -n sh -c " + vm.Quote(script)
 }
 
-// each runs f on every node at once and returns the first error.
-func (c *Cluster) each(ctx context.Context, f func(context.Context, *Node) error) error {
+// Each runs f on every node at once and returns the first error, the
+// node named.
+func (c *Cluster) Each(ctx context.Context, f func(context.Context, *Node) error) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(c.Nodes))
 	for i, n := range c.Nodes {

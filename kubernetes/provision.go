@@ -9,9 +9,9 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/turtles-ci/turtles"
@@ -46,20 +46,10 @@ func (p *Provider) Provision(ctx context.Context, c *cluster.Cluster, out io.Wri
 	}
 	// Every node at once: the control plane's start is the long pole,
 	// and a kubelet that starts first waits for it.
-	var wg sync.WaitGroup
-	errs := make([]error, len(c.Nodes))
-	for i, n := range c.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = startNode(ctx, c, i, files[i])
-			if errs[i] != nil {
-				errs[i] = fmt.Errorf("node %s: %w", n.Host, errs[i])
-			}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := c.Each(ctx, func(ctx context.Context, n *cluster.Node) error {
+		i := slices.Index(c.Nodes, n)
+		return startNode(ctx, c, i, files[i])
+	}); err != nil {
 		return turtles.InfraFault("Kubernetes did not start on every node", err)
 	}
 	fmt.Fprintf(out, "turtles: Kubernetes started on %d nodes after %s\n", len(c.Nodes), time.Since(start).Round(100*time.Millisecond))

@@ -138,20 +138,7 @@ func TestKubernetesCluster(t *testing.T) {
 		}
 	})
 	t.Run("down", func(t *testing.T) {
-		if code, out := tt("cluster", "down", "kube"); code != 0 {
-			t.Fatalf("cluster down: exit %d\n%s", code, out)
-		}
-		for _, d := range []string{"vms", "clusters"} {
-			if left, _ := os.ReadDir(filepath.Join(data, d)); len(left) != 0 {
-				t.Errorf("left in %s: %v", d, left)
-			}
-		}
-		if qemuRunning(data) {
-			t.Error("a qemu of the cluster still runs")
-		}
-		if switchRunning(data) {
-			t.Error("the cluster's switch still runs")
-		}
+		clusterDown(t, tt, data, "kube")
 		if _, err := kubectl(kubeconfig, "get", "nodes", "--request-timeout=5s"); err == nil {
 			t.Error("the API server still answers after down")
 		}

@@ -85,20 +85,7 @@ func TestClusterCommands(t *testing.T) {
 		}
 	})
 	t.Run("down", func(t *testing.T) {
-		if code, out := tt("cluster", "down", "pair"); code != 0 {
-			t.Fatalf("cluster down: exit %d\n%s", code, out)
-		}
-		for _, d := range []string{"vms", "clusters"} {
-			if left, _ := os.ReadDir(filepath.Join(data, d)); len(left) != 0 {
-				t.Errorf("left in %s: %v", d, left)
-			}
-		}
-		if qemuRunning(data) {
-			t.Error("a qemu of the cluster still runs")
-		}
-		if switchRunning(data) {
-			t.Error("the cluster's switch still runs")
-		}
+		clusterDown(t, tt, data, "pair")
 		if code, out := runTurtles(t, append(append([]string{"cluster", "ssh"}, flags...), "pair", "node01", "--", "true")...); code == 0 || !strings.Contains(out, "no cluster pair") {
 			t.Errorf("ssh after down: exit %d\n%s", code, out)
 		}
@@ -107,6 +94,26 @@ func TestClusterCommands(t *testing.T) {
 			t.Errorf("the pushed image after cluster down: %v", err)
 		}
 	})
+}
+
+// clusterDown takes cluster name of data down with tt (runTurtles with
+// its flags) and checks that nothing is left: machines, switch, files.
+func clusterDown(t *testing.T, tt func(...string) (int, string), data, name string) {
+	t.Helper()
+	if code, out := tt("cluster", "down", name); code != 0 {
+		t.Fatalf("cluster down: exit %d\n%s", code, out)
+	}
+	for _, d := range []string{"vms", "clusters"} {
+		if left, _ := os.ReadDir(filepath.Join(data, d)); len(left) != 0 {
+			t.Errorf("left in %s: %v", d, left)
+		}
+	}
+	if qemuRunning(data) {
+		t.Error("a qemu of the cluster still runs")
+	}
+	if switchRunning(data) {
+		t.Error("the cluster's switch still runs")
+	}
 }
 
 // stopRegistry stops the registry a cluster of data started.
