@@ -14,7 +14,6 @@ import (
 	"time"
 )
 
-
 // ensureRegistry returns the address of the registry on the host's
 // loopback port, starting `turtles registry serve` in a session of its
 // own (it outlives this command and the cluster) unless a registry
