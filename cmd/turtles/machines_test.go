@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/turtles-ci/turtles/bot"
+	"github.com/turtles-ci/turtles/image/debian"
+	"github.com/turtles-ci/turtles/kubernetes"
 )
 
 // TestTaskVMs: the VMs of tasks get their size and times from cmd's
@@ -76,8 +78,15 @@ func TestTaskVMs(t *testing.T) {
 			if tt.want.HoldLimit == 0 {
 				tt.want.HoldLimit = defaultHoldLimit
 			}
-			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreFields(bot.VMConfig{}, "Log")); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreFields(bot.VMConfig{}, "Log", "Providers")); diff != "" {
 				t.Errorf("VM config (-want +got):\n%s", diff)
+			}
+			// The cluster providers: plain, and Kubernetes with the
+			// settings' mirror and the image cache.
+			k, ok := got.Providers["kubernetes"].(*kubernetes.Provider)
+			if _, plain := got.Providers["plain"]; !plain || !ok || len(got.Providers) != 2 ||
+				k.Mirror != s.DebianMirror || k.ImageCache != debian.CacheDir() || k.Binaries == nil {
+				t.Errorf("providers %+v", got.Providers)
 			}
 			sys, err := openSystem(s, slog.New(slog.DiscardHandler), botParts)
 			if err != nil {

@@ -16,10 +16,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -221,6 +223,23 @@ func (l *link) alive() bool {
 	// calls, and before l.dead is closed: an operation that failed with
 	// the connection must see it dead, or it is not tried again.
 	return !l.conn.IsClosed()
+}
+
+// broken reports whether l can no longer be used after an operation
+// failed with err: it is dead, or err is its connection breaking. amqp091
+// shuts a connection down in a goroutine of its own after a write to it
+// failed, so IsClosed may not say so yet when the failed call returns;
+// broken then closes it, so that the next link is a new connection.
+func (l *link) broken(err error) bool {
+	if !l.alive() {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		l.conn.Close()
+		return true
+	}
+	return false
 }
 
 // channel returns the declaration channel, reopened if an error closed it.
@@ -670,7 +689,7 @@ func (c *client) retry(ctx context.Context, op func(l *link) error) error {
 			return queue.Unavailable(err)
 		}
 		err = try(ctx, l, op)
-		if err == nil || l.alive() || c.closed() {
+		if err == nil || !l.broken(err) || c.closed() {
 			if err != nil && c.closed() {
 				return queue.ErrClosed
 			}

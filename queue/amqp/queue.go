@@ -207,7 +207,7 @@ func (q *Queue) Claim(ctx context.Context, pool string) (queue.Delivery, error) 
 			if q.c.closed() {
 				return nil, queue.ErrClosed
 			}
-			if l.alive() {
+			if !l.broken(err) {
 				return nil, fmt.Errorf("claim from pool %s: %w", pool, queue.Unavailable(err))
 			}
 			continue // reconnecting
