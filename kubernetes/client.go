@@ -1,40 +1,84 @@
 package kubernetes
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/turtles-ci/turtles/cluster"
 )
 
-// client talks to a cluster's API server from the host.
+var errNotOurs = errors.New("not a kubeconfig of a turtles cluster (one cluster, one user)")
+
+// client talks to a cluster's API server from the host, as its
+// administrator: the few calls Provision makes, over plain HTTPS and JSON
+// (client-go's typed clients would add 40 MB to the turtles binary).
 type client struct {
-	k *kubernetes.Clientset
+	server string
+	hc     *http.Client
 }
 
-func newClient(kubeconfig []byte) (*client, error) {
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+func newClient(server string, caPEM []byte, admin Pair) (*client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("kubernetes: the cluster's CA is not PEM")
+	}
+	cert, err := tls.X509KeyPair(admin.Cert, admin.Key)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Timeout = 15 * time.Second
-	k, err := kubernetes.NewForConfig(cfg)
+	return &client{server: server, hc: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+	}}}, nil
+}
+
+// apiError is an answer of the API server that is not a success.
+type apiError struct {
+	Code int
+	Body string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Code, http.StatusText(e.Code), strings.TrimSpace(e.Body))
+}
+
+// do sends body (JSON) to path with method and decodes the answer into
+// out (nil: discarded); contentType is the body's.
+func (c *client) do(ctx context.Context, method, path, contentType string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.server+path, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &client{k: k}, nil
+	if body != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return &apiError{Code: resp.StatusCode, Body: string(b)}
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
 }
 
 // poll calls f every interval until it returns true or an error, or ctx
@@ -63,12 +107,33 @@ func poll(ctx context.Context, interval time.Duration, what string, f func(conte
 // waitAPI waits until the API server says it is ready.
 func (c *client) waitAPI(ctx context.Context) error {
 	return poll(ctx, time.Second, "wait for the API server", func(ctx context.Context) (bool, string, error) {
-		body, err := c.k.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		req, err := http.NewRequestWithContext(ctx, "GET", c.server+"/readyz", nil)
+		if err != nil {
+			return false, "", err
+		}
+		resp, err := c.hc.Do(req)
 		if err != nil {
 			return false, err.Error(), nil
 		}
-		return strings.TrimSpace(string(body)) == "ok", string(body), nil
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return resp.StatusCode == 200 && strings.TrimSpace(string(b)) == "ok", string(b), nil
 	})
+}
+
+// nodeList is what waitNodes reads of GET /api/v1/nodes.
+type nodeList struct {
+	Items []struct {
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+		Status struct {
+			Conditions []struct {
+				Type   string `json:"type"`
+				Status string `json:"status"`
+			} `json:"conditions"`
+		} `json:"status"`
+	} `json:"items"`
 }
 
 // waitNodes waits until every node of cl is registered and Ready,
@@ -79,20 +144,23 @@ func (c *client) waitNodes(ctx context.Context, cl *cluster.Cluster, ready func(
 	labelled := false
 	control := cl.Nodes[0].Host
 	return poll(ctx, time.Second, "wait for every node to be Ready", func(ctx context.Context) (bool, string, error) {
-		nodes, err := c.k.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err != nil {
+		var nodes nodeList
+		if err := c.do(ctx, "GET", "/api/v1/nodes", "", nil, &nodes); err != nil {
 			return false, err.Error(), nil
 		}
 		for _, n := range nodes.Items {
-			if n.Name == control && !labelled {
+			name := n.Metadata.Name
+			if name == control && !labelled {
 				patch := `{"metadata":{"labels":{"node-role.kubernetes.io/control-plane":""}}}`
-				if _, err := c.k.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err == nil {
+				if err := c.do(ctx, "PATCH", "/api/v1/nodes/"+name, "application/merge-patch+json", []byte(patch), nil); err == nil {
 					labelled = true
 				}
 			}
-			if isReady(n) && !told[n.Name] {
-				told[n.Name] = true
-				ready(n.Name)
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == "Ready" && cond.Status == "True" && !told[name] {
+					told[name] = true
+					ready(name)
+				}
 			}
 		}
 		var missing []string
@@ -108,97 +176,81 @@ func (c *client) waitNodes(ctx context.Context, cl *cluster.Cluster, ready func(
 	})
 }
 
-func isReady(n corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // dnsName is the name of the cluster DNS's objects in kube-system.
 const dnsName = "turtles-dns"
 
-// setUp makes the cluster's own objects: the cluster DNS (its service
-// account, its right to read services and endpoints, its deployment and
-// its service at DNSServiceIP).
-func (c *client) setUp(ctx context.Context, cl *cluster.Cluster) error {
-	ns := metav1.NamespaceSystem
-	labels := map[string]string{"k8s-app": dnsName}
-	objects := []func() error{
-		func() error {
-			_, err := c.k.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: dnsName}}, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := c.k.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
-				ObjectMeta: metav1.ObjectMeta{Name: dnsName},
-				Rules: []rbacv1.PolicyRule{
-					{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"list", "watch"}},
-					{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
-				},
-			}, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := c.k.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-				ObjectMeta: metav1.ObjectMeta{Name: dnsName},
-				RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: dnsName},
-				Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: dnsName, Namespace: ns}},
-			}, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			one := int32(1)
-			_, err := c.k.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-				ObjectMeta: metav1.ObjectMeta{Name: dnsName, Labels: labels},
-				Spec: appsv1.DeploymentSpec{
-					Replicas: &one,
-					Selector: &metav1.LabelSelector{MatchLabels: labels},
-					Template: corev1.PodTemplateSpec{
-						ObjectMeta: metav1.ObjectMeta{Labels: labels},
-						Spec: corev1.PodSpec{
-							ServiceAccountName: dnsName,
-							DNSPolicy:          corev1.DNSDefault,
-							PriorityClassName:  "system-cluster-critical",
-							Tolerations: []corev1.Toleration{
-								{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule},
-							},
-							Containers: []corev1.Container{{
-								Name: "dns", Image: DNSImage, ImagePullPolicy: corev1.PullNever,
-								Ports: []corev1.ContainerPort{
-									{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
-									{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},
-								},
-							}},
-						},
-					},
-				},
-			}, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := c.k.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-				ObjectMeta: metav1.ObjectMeta{Name: dnsName, Labels: labels},
-				Spec: corev1.ServiceSpec{
-					ClusterIP: DNSServiceIP,
-					Selector:  labels,
-					Ports: []corev1.ServicePort{
-						{Name: "dns", Port: 53, TargetPort: intstr.FromInt32(53), Protocol: corev1.ProtocolUDP},
-						{Name: "dns-tcp", Port: 53, TargetPort: intstr.FromInt32(53), Protocol: corev1.ProtocolTCP},
-					},
-				},
-			}, metav1.CreateOptions{})
-			return err
-		},
-	}
-	for _, make := range objects {
-		// The API server may still be finishing its own start (its
-		// RBAC roles, the priority classes): retry until ctx ends.
-		err := poll(ctx, time.Second, "make the cluster DNS", func(context.Context) (bool, string, error) {
-			err := make()
-			if err == nil || apierrors.IsAlreadyExists(err) {
+// dnsObjects are the cluster DNS: its service account, its right to read
+// services and endpoints, its deployment and its service at DNSServiceIP,
+// each with the path it is created at.
+var dnsObjects = []struct{ path, yaml string }{
+	{"/api/v1/namespaces/kube-system/serviceaccounts", `
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: turtles-dns, namespace: kube-system}
+`},
+	{"/apis/rbac.authorization.k8s.io/v1/clusterroles", `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: turtles-dns}
+rules:
+  - {apiGroups: [""], resources: [services], verbs: [list, watch]}
+  - {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+`},
+	{"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: turtles-dns}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: turtles-dns}
+subjects: [{kind: ServiceAccount, name: turtles-dns, namespace: kube-system}]
+`},
+	{"/apis/apps/v1/namespaces/kube-system/deployments", `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: turtles-dns, namespace: kube-system, labels: {k8s-app: turtles-dns}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {k8s-app: turtles-dns}}
+  template:
+    metadata: {labels: {k8s-app: turtles-dns}}
+    spec:
+      serviceAccountName: turtles-dns
+      dnsPolicy: Default
+      priorityClassName: system-cluster-critical
+      tolerations: [{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}]
+      containers:
+        - name: dns
+          image: ` + DNSImage + `
+          imagePullPolicy: Never
+          ports:
+            - {name: dns, containerPort: 53, protocol: UDP}
+            - {name: dns-tcp, containerPort: 53, protocol: TCP}
+`},
+	{"/api/v1/namespaces/kube-system/services", `
+apiVersion: v1
+kind: Service
+metadata: {name: turtles-dns, namespace: kube-system, labels: {k8s-app: turtles-dns}}
+spec:
+  clusterIP: ` + DNSServiceIP + `
+  selector: {k8s-app: turtles-dns}
+  ports:
+    - {name: dns, port: 53, targetPort: 53, protocol: UDP}
+    - {name: dns-tcp, port: 53, targetPort: 53, protocol: TCP}
+`},
+}
+
+// setUp makes the cluster's own objects: the cluster DNS. The API server
+// may still be finishing its own start (its RBAC roles, the priority
+// classes): each is retried until ctx ends; one made before is fine.
+func (c *client) setUp(ctx context.Context) error {
+	for _, o := range dnsObjects {
+		body, err := yaml.YAMLToJSON([]byte(o.yaml))
+		if err != nil {
+			return fmt.Errorf("kubernetes: object for %s: %w", o.path, err)
+		}
+		err = poll(ctx, time.Second, "make the cluster DNS", func(ctx context.Context) (bool, string, error) {
+			err := c.do(ctx, "POST", o.path, "application/json", body, nil)
+			var ae *apiError
+			if err == nil || errors.As(err, &ae) && ae.Code == http.StatusConflict {
 				return true, "", nil
 			}
 			return false, err.Error(), nil
@@ -213,8 +265,12 @@ func (c *client) setUp(ctx context.Context, cl *cluster.Cluster) error {
 // waitDNS waits until the cluster DNS's pod is ready.
 func (c *client) waitDNS(ctx context.Context) error {
 	return poll(ctx, time.Second, "wait for the cluster DNS", func(ctx context.Context) (bool, string, error) {
-		d, err := c.k.AppsV1().Deployments(metav1.NamespaceSystem).Get(ctx, dnsName, metav1.GetOptions{})
-		if err != nil {
+		var d struct {
+			Status struct {
+				ReadyReplicas int `json:"readyReplicas"`
+			} `json:"status"`
+		}
+		if err := c.do(ctx, "GET", "/apis/apps/v1/namespaces/kube-system/deployments/"+dnsName, "", nil, &d); err != nil {
 			return false, err.Error(), nil
 		}
 		return d.Status.ReadyReplicas >= 1, fmt.Sprintf("%d of 1 ready", d.Status.ReadyReplicas), nil

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 func parseCert(t *testing.T, b []byte) *x509.Certificate {
@@ -155,5 +157,35 @@ func TestBinaryImage(t *testing.T) {
 	}
 	if err := (BinaryImage{Tag: PauseImage, Binary: bin}).Write(filepath.Join(dir, "pause.tar")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKubeconfig: what Kubeconfig writes is a kubeconfig client-go (and
+// so kubectl) reads: the server, the CA, the user's certificate and key.
+func TestKubeconfig(t *testing.T) {
+	ca, err := NewCA("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ca.Issue(CertRequest{CommonName: "turtles-admin", Orgs: []string{"system:masters"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Kubeconfig("c1", "https://127.0.0.1:4443", ca.PEM, "turtles-admin", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(b)
+	if err != nil {
+		t.Fatalf("client-go reads it: %v\n%s", err, b)
+	}
+	if cfg.Host != "https://127.0.0.1:4443" || !bytes.Equal(cfg.CAData, ca.PEM) || !bytes.Equal(cfg.CertData, p.Cert) || !bytes.Equal(cfg.KeyData, p.Key) {
+		t.Errorf("client-go read %+v", cfg)
+	}
+	if s, err := ServerOf(b); err != nil || s != "https://127.0.0.1:4443" {
+		t.Errorf("ServerOf = %q, %v", s, err)
+	}
+	if _, err := ServerOf([]byte("clusters: []\n")); err == nil {
+		t.Error("ServerOf of a kubeconfig without a cluster: no error")
 	}
 }

@@ -34,7 +34,11 @@ func (p *Provider) Provision(ctx context.Context, c *cluster.Cluster, out io.Wri
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	files, admin, err := clusterFiles(c)
+	files, host, err := clusterFiles(c)
+	if err != nil {
+		return err
+	}
+	admin, err := Kubeconfig(c.Name, host.server, host.ca, "turtles-admin", host.admin)
 	if err != nil {
 		return err
 	}
@@ -53,7 +57,7 @@ func (p *Provider) Provision(ctx context.Context, c *cluster.Cluster, out io.Wri
 		return turtles.InfraFault("Kubernetes did not start on every node", err)
 	}
 	fmt.Fprintf(out, "turtles: Kubernetes started on %d nodes after %s\n", len(c.Nodes), time.Since(start).Round(100*time.Millisecond))
-	k, err := newClient(admin)
+	k, err := newClient(host.server, host.ca, host.admin)
 	if err != nil {
 		return err
 	}
@@ -61,7 +65,7 @@ func (p *Provider) Provision(ctx context.Context, c *cluster.Cluster, out io.Wri
 		return turtles.InfraFault("the Kubernetes API server did not answer", p.withJournal(ctx, c, err, "kube-apiserver", "etcd"))
 	}
 	fmt.Fprintf(out, "turtles: the API server answers after %s\n", time.Since(start).Round(100*time.Millisecond))
-	if err := k.setUp(ctx, c); err != nil {
+	if err := k.setUp(ctx); err != nil {
 		return turtles.InfraFault("the cluster's own objects could not be made", err)
 	}
 	if err := k.waitNodes(ctx, c, func(host string) {
@@ -119,20 +123,28 @@ func startNode(ctx context.Context, c *cluster.Cluster, i int, files map[string]
 	return nil
 }
 
+// hostAccess is how the host reaches a cluster's API server: through
+// node01's forwarded port, as its administrator.
+type hostAccess struct {
+	server string
+	ca     []byte
+	admin  Pair
+}
+
 // clusterFiles makes the cluster's CA and every node's files, and the
-// host's kubeconfig (admin, through node01's forwarded port).
-func clusterFiles(c *cluster.Cluster) ([]map[string][]byte, []byte, error) {
+// host's access.
+func clusterFiles(c *cluster.Cluster) ([]map[string][]byte, hostAccess, error) {
 	if len(c.Nodes) == 0 {
-		return nil, nil, errors.New("kubernetes: no nodes")
+		return nil, hostAccess{}, errors.New("kubernetes: no nodes")
 	}
 	cp := c.Nodes[0]
 	hostPort := cp.Ports[APIPort]
 	if hostPort == 0 {
-		return nil, nil, fmt.Errorf("kubernetes: the API server's port %d of %s is not forwarded", APIPort, cp.Host)
+		return nil, hostAccess{}, fmt.Errorf("kubernetes: the API server's port %d of %s is not forwarded", APIPort, cp.Host)
 	}
 	ca, err := NewCA(c.Name)
 	if err != nil {
-		return nil, nil, err
+		return nil, hostAccess{}, err
 	}
 	issue := func(r CertRequest) (Pair, error) { return ca.Issue(r) }
 	apiserver, err := issue(CertRequest{
@@ -142,19 +154,19 @@ func clusterFiles(c *cluster.Cluster) ([]map[string][]byte, []byte, error) {
 		IPs: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr(APIServiceIP), cp.Addr},
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, hostAccess{}, err
 	}
 	kubeletClient, err := issue(CertRequest{CommonName: "kube-apiserver-kubelet-client", Orgs: []string{"system:masters"}})
 	if err != nil {
-		return nil, nil, err
+		return nil, hostAccess{}, err
 	}
 	sa, err := NewServiceAccountKey()
 	if err != nil {
-		return nil, nil, err
+		return nil, hostAccess{}, err
 	}
 	caKey, err := ca.KeyPEM()
 	if err != nil {
-		return nil, nil, err
+		return nil, hostAccess{}, err
 	}
 	inside := fmt.Sprintf("https://%s:%d", cp.Addr, APIPort)
 	local := fmt.Sprintf("https://127.0.0.1:%d", APIPort)
@@ -165,10 +177,11 @@ func clusterFiles(c *cluster.Cluster) ([]map[string][]byte, []byte, error) {
 		}
 		return Kubeconfig(c.Name, server, ca.PEM, user, p)
 	}
-	admin, err := kubeconfig(fmt.Sprintf("https://127.0.0.1:%d", hostPort), "turtles-admin", "system:masters")
+	adminPair, err := issue(CertRequest{CommonName: "turtles-admin", Orgs: []string{"system:masters"}})
 	if err != nil {
-		return nil, nil, err
+		return nil, hostAccess{}, err
 	}
+	host := hostAccess{server: fmt.Sprintf("https://127.0.0.1:%d", hostPort), ca: ca.PEM, admin: adminPair}
 	files := make([]map[string][]byte, len(c.Nodes))
 	for i, n := range c.Nodes {
 		f := map[string][]byte{
@@ -177,10 +190,10 @@ func clusterFiles(c *cluster.Cluster) ([]map[string][]byte, []byte, error) {
 			"etc/cni/net.d/10-turtles.conflist": []byte(cniConfig(i)),
 		}
 		if f["etc/kubernetes/kubelet.conf"], err = kubeconfig(inside, "system:node:"+n.Host, "system:nodes"); err != nil {
-			return nil, nil, err
+			return nil, hostAccess{}, err
 		}
 		if f["etc/kubernetes/kube-proxy.conf"], err = kubeconfig(inside, "system:kube-proxy"); err != nil {
-			return nil, nil, err
+			return nil, hostAccess{}, err
 		}
 		if c.Registry != "" {
 			f["etc/containerd/certs.d/"+c.Registry+"/hosts.toml"] = []byte(registryHosts(c.Registry, c.RegistryAuth))
@@ -192,20 +205,20 @@ func clusterFiles(c *cluster.Cluster) ([]map[string][]byte, []byte, error) {
 			f["etc/kubernetes/pki/apiserver-kubelet-client.key"] = kubeletClient.Key
 			f["etc/kubernetes/pki/sa.key"], f["etc/kubernetes/pki/sa.pub"] = sa.Key, sa.Cert
 			if f["etc/kubernetes/controller-manager.conf"], err = kubeconfig(local, "system:kube-controller-manager"); err != nil {
-				return nil, nil, err
+				return nil, hostAccess{}, err
 			}
 			if f["etc/kubernetes/scheduler.conf"], err = kubeconfig(local, "system:kube-scheduler"); err != nil {
-				return nil, nil, err
+				return nil, hostAccess{}, err
 			}
 			if f["etc/kubernetes/admin.conf"], err = kubeconfig(local, "turtles-admin", "system:masters"); err != nil {
-				return nil, nil, err
+				return nil, hostAccess{}, err
 			}
 			// kubectl on node01 (a guest-mode command) works as is.
 			f["root/.kube/config"] = f["etc/kubernetes/admin.conf"]
 		}
 		files[i] = f
 	}
-	return files, admin, nil
+	return files, host, nil
 }
 
 // writeTar writes files as a tar: keys, kubeconfigs and anything for

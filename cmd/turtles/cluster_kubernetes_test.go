@@ -15,7 +15,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ociremote "github.com/google/go-containerregistry/pkg/v1/remote"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/turtles-ci/turtles/e2e"
 	"github.com/turtles-ci/turtles/kubernetes"
@@ -69,11 +68,14 @@ func TestKubernetesCluster(t *testing.T) {
 		// Another task on the bot reaches the forwarded API server too:
 		// without a certificate of this cluster's CA it gets nothing,
 		// not even as an administrator of another cluster.
-		cfg, err := clientcmd.LoadFromFile(kubeconfig)
+		b, err := os.ReadFile(kubeconfig)
 		if err != nil {
 			t.Fatal(err)
 		}
-		server := cfg.Clusters[cfg.Contexts[cfg.CurrentContext].Cluster].Server
+		server, err := kubernetes.ServerOf(b)
+		if err != nil {
+			t.Fatal(err)
+		}
 		other, err := kubernetes.NewCA("kube")
 		if err != nil {
 			t.Fatal(err)
