@@ -234,12 +234,22 @@ func (l *link) broken(err error) bool {
 	if !l.alive() {
 		return true
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+	if connBroke(err) {
 		l.conn.Close()
 		return true
 	}
 	return false
+}
+
+// connBroke reports whether err is a connection's socket failing. Only
+// the socket's own errors: a context's deadline is a net.Error too, and a
+// broker that is slow to answer has not broken the connection.
+func connBroke(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // channel returns the declaration channel, reopened if an error closed it.
